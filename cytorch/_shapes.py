@@ -1,0 +1,114 @@
+"""Output-size arithmetic shared by the kernels' front door, the layers and ``summary()``.
+
+One spatial axis of a convolution or pooling window (course notation):
+
+    out = floor((N + P_before + P_after - F) / S) + 1
+
+``padding`` may be
+
+* ``"valid"`` -- no padding, P = 0;
+* ``"same"``  -- out = ceil(N / S); the total padding ``max((out - 1) * S + F - N, 0)`` is
+  split like TensorFlow: the smaller half before, the larger half after;
+* ``"full"``  -- P = F - 1 on both sides (every partial overlap is seen);
+* an int ``p`` -- p on all four sides;
+* a pair ``(ph, pw)`` -- ph top and bottom, pw left and right;
+* a pair of pairs ``((top, bottom), (left, right))``.
+"""
+import numbers
+
+from .errors import ShapeError
+
+
+def as_pair(value, name):
+    """Return ``value`` as a pair of positive ints; accepts an int or a sequence of two."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    else:
+        try:
+            pair = tuple(int(v) for v in value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+        if len(pair) != 2 or any(isinstance(v, bool) for v in value):
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if pair[0] < 1 or pair[1] < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return pair
+
+
+def _axis_padding(padding, n, f, s):
+    """(before, after) padding for one axis of size n, window f, stride s."""
+    if padding == "valid":
+        return 0, 0
+    if padding == "full":
+        return f - 1, f - 1
+    if padding == "same":
+        out = -(-n // s)  # ceil(n / s)
+        total = max((out - 1) * s + f - n, 0)
+        return total // 2, total - total // 2
+    raise AssertionError(padding)
+
+
+def resolve_padding(padding, H, W, kh, kw, sh, sw):
+    """Return ``(pad_top, pad_bottom, pad_left, pad_right)`` for an H x W input."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in ("valid", "same", "full"):
+            raise ValueError(
+                f"padding must be 'valid', 'same', 'full', an int or a pair, got {padding!r}")
+        return _axis_padding(mode, H, kh, sh) + _axis_padding(mode, W, kw, sw)
+    if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
+        p = int(padding)
+        if p < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        return p, p, p, p
+    try:
+        items = tuple(padding)
+    except TypeError:
+        raise TypeError(
+            f"padding must be 'valid', 'same', 'full', an int or a pair, got {padding!r}") from None
+    if len(items) == 2 and all(isinstance(v, numbers.Integral) for v in items):
+        ph, pw = (int(v) for v in items)
+        if ph < 0 or pw < 0:
+            raise ValueError(f"padding must be >= 0, got {padding!r}")
+        return ph, ph, pw, pw
+    if len(items) == 2 and all(len(tuple(v)) == 2 for v in items):
+        (pt, pb), (pl, pr) = ((int(a), int(b)) for a, b in items)
+        if min(pt, pb, pl, pr) < 0:
+            raise ValueError(f"padding must be >= 0, got {padding!r}")
+        return pt, pb, pl, pr
+    raise ValueError(
+        f"padding must be 'valid', 'same', 'full', an int or a pair, got {padding!r}")
+
+
+def output_size(n, f, s, p_before, p_after):
+    """floor((n + p_before + p_after - f) / s) + 1 (may be < 1: callers check)."""
+    return (n + p_before + p_after - f) // s + 1
+
+
+def window_output_shape(H, W, kh, kw, sh, sw, padding, what="input"):
+    """Return ``(H_out, W_out, pads)`` or raise ShapeError showing the formula.
+
+    ``what`` names the layer or argument in the message, e.g. ``"Conv2D 'conv2d_3'"``.
+    """
+    pads = resolve_padding(padding, H, W, kh, kw, sh, sw)
+    pt, pb, pl, pr = pads
+    H_out = output_size(H, kh, sh, pt, pb)
+    W_out = output_size(W, kw, sw, pl, pr)
+    if H_out < 1 or W_out < 1:
+        raise ShapeError(
+            f"{what} needs at least {kh}x{kw} input (after padding), got {H}x{W}: "
+            f"{_formula(H, kh, sh, pt, pb, H_out)} rows, "
+            f"{_formula(W, kw, sw, pl, pr, W_out)} columns")
+    return H_out, W_out, pads
+
+
+def _formula(n, f, s, pa, pb, out):
+    pad = f" + {pa + pb}" if pa + pb else ""
+    return f"floor(({n}{pad} - {f})/{s}) + 1 = {out}"
+
+
+def unseen(n, f, s, p_before, p_after):
+    """How many input rows (or columns) no window ever covers, because the stride skips them."""
+    out = output_size(n, f, s, p_before, p_after)
+    covered = (out - 1) * s + f  # extent of the padded input the windows touch
+    return max(n + p_before + p_after - covered - p_after, 0)

@@ -1,0 +1,152 @@
+"""The contract every layer, built-in or third-party, fulfils.
+
+A layer is a pair of maps with the batch axis first (channels-last images ``(N, H, W, C)``):
+
+* ``forward(x, training=False) -> y`` computes the output and caches what backward needs;
+* ``backward(dout) -> dx`` takes dL/dy (same shape as y), returns dL/dx (same shape as x) and
+  fills ``self.grads[name]`` with dL/dparam for every ``self.params[name]`` (same shapes).
+
+``build(input_shape)`` receives the shape *without* the batch axis, e.g. ``(28, 28, 1)``, and
+creates the parameters; ``compute_output_shape`` does the shape arithmetic without data.
+``get_config()`` returns JSON-able keyword arguments that recreate the layer: that is what
+``model.save`` stores, together with the parameters by name.
+
+A minimal plugin layer (a learnable per-channel scale)::
+
+    class Scale(Layer):
+        def build(self, input_shape):
+            self.params["gamma"] = np.ones(input_shape[-1], dtype=self.dtype)
+            super().build(input_shape)
+        def forward(self, x, training=False):
+            self._x = x
+            return x * self.params["gamma"]
+        def backward(self, dout):
+            self.grads["gamma"] = (dout * self._x).reshape(-1, self._x.shape[-1]).sum(0)
+            return dout * self.params["gamma"]
+"""
+import itertools
+import re
+
+import numpy as np
+
+from ..random import make_rng
+
+_name_counters = {}
+
+
+def _snake(name):
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s).lower()
+
+
+def unique_name(prefix):
+    """``conv2d``, ``conv2d_1``, ``conv2d_2``, ... (Keras's naming)."""
+    counter = _name_counters.setdefault(prefix, itertools.count())
+    n = next(counter)
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+class Layer:
+    """Base class of every cytorch layer (see the module docstring for the contract).
+
+    Parameters
+    ----------
+    name : str, optional
+        Unique name shown by ``summary()`` and used to key saved weights; by default the
+        snake-cased class name with a counter (``conv2d``, ``conv2d_1``, ...).
+    dtype : {"float32", "float64"}
+        Dtype of the parameters; ``float64`` is what gradient checks use.
+    trainable : bool
+        Whether optimizers update this layer's parameters.
+    """
+
+    #: number of inputs the layer takes when called on graph nodes (``None``: any number >= 2)
+    n_inputs = 1
+
+    def __init__(self, name=None, dtype="float32", trainable=True):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        self.name = name or unique_name(_snake(type(self).__name__))
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.trainable = bool(trainable)
+        self.params = {}
+        self.grads = {}
+        self.built = False
+        self.input_shape = None
+        self.output_shape = None
+        self._rng = None
+
+    @property
+    def rng(self):
+        """The layer's ``numpy.random.Generator`` (initializers, dropout masks).
+
+        Made on first use from ``self.seed`` when the layer has one (layers with randomness take
+        ``seed=``), else from the global sequence of ``cytorch.set_seed``.  A model built with
+        ``seed=`` hands each layer its own child generator through ``set_rng``.
+        """
+        if self._rng is None:
+            self._rng = make_rng(getattr(self, "seed", None))
+        return self._rng
+
+    def set_rng(self, rng):
+        """Give the layer a generator (used by models seeded as a whole); returns self."""
+        self._rng = rng
+        return self
+
+    # -- the contract -------------------------------------------------------------------------
+    def build(self, input_shape):
+        """Create parameters for inputs of ``input_shape`` (no batch axis). Subclasses that
+        create parameters do so first and then call ``super().build(input_shape)``."""
+        self.input_shape = tuple(input_shape) if self.n_inputs == 1 else input_shape
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """Output shape (no batch axis) for ``input_shape``; identity by default."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
+
+    def get_config(self):
+        """JSON-able keyword arguments that recreate this layer (weights not included)."""
+        config = {"name": self.name}
+        if self.dtype != np.float32:
+            config["dtype"] = self.dtype.name
+        if not self.trainable:
+            config["trainable"] = False
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- conveniences shared by every layer ---------------------------------------------------
+    def count_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def set_dtype(self, dtype):
+        """Cast the parameters (and future ones) to ``dtype``; returns self."""
+        self.dtype = np.dtype(dtype)
+        for k in list(self.params):
+            self.params[k] = self.params[k].astype(self.dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return self
+
+    def zero_grads(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def __call__(self, *inputs):
+        """Functional API: ``y = Conv2D(6, 5)(x)`` where ``x`` is a graph node."""
+        from ..graph import call_layer
+        return call_layer(self, inputs[0] if len(inputs) == 1 else list(inputs))
+
+    def __repr__(self):
+        return f"<{type(self).__name__} '{self.name}'>"

@@ -1,0 +1,103 @@
+"""Build the compiled kernels of cytorch.
+
+Every ``cytorch/_kernels/*.pyx`` becomes one extension module.  The metadata lives in
+``pyproject.toml``; this file only describes the extensions.
+
+Environment switches
+--------------------
+CYTORCH_DEBUG_CYTHON=1   bounds checks, wraparound and initialisation checks back on, -O1 -g.
+CYTORCH_NO_OPENMP=1      build without OpenMP even when the compiler has it.
+CYTORCH_BUILD_ONLY=a,b   build only these modules (e.g. ``_conv,_pool``), for quick iteration.
+"""
+import glob
+import os
+import sys
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("CYTORCH_DEBUG_CYTHON", "") not in ("", "0")
+
+OPENMP_TEST = """
+#include <omp.h>
+int main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }
+"""
+
+
+def openmp_flags(compiler_type):
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+class BuildExt(build_ext):
+    """build_ext that adds OpenMP when a test program with it compiles and links."""
+
+    def _has_openmp(self):
+        if os.environ.get("CYTORCH_NO_OPENMP", "") not in ("", "0"):
+            return False
+        cflags, lflags = openmp_flags(self.compiler.compiler_type)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "omp_test.c")
+            with open(src, "w") as f:
+                f.write(OPENMP_TEST)
+            try:
+                objects = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+                self.compiler.link_executable(objects, os.path.join(tmp, "omp_test"),
+                                              extra_postargs=lflags)
+            except Exception:  # any compile or link failure means: no OpenMP here
+                return False
+        return True
+
+    def build_extensions(self):
+        openmp = self._has_openmp()
+        cflags, lflags = openmp_flags(self.compiler.compiler_type)
+        for ext in self.extensions:
+            if openmp:
+                ext.extra_compile_args += cflags
+                ext.extra_link_args += lflags
+        print("cytorch: OpenMP " + ("enabled" if openmp else
+              "not found: the kernels are built single-threaded (BLAS may still use threads)"))
+        super().build_extensions()
+
+
+def extensions():
+    only = [m.strip() for m in os.environ.get("CYTORCH_BUILD_ONLY", "").split(",") if m.strip()]
+    if sys.platform == "win32":
+        opt = ["/O2"]
+    else:
+        opt = ["-O1", "-g"] if DEBUG else ["-O3"]
+    exts = []
+    for path in sorted(glob.glob(os.path.join("cytorch", "_kernels", "*.pyx"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        if only and name not in only:
+            continue
+        exts.append(Extension(
+            f"cytorch._kernels.{name}",
+            [path],
+            include_dirs=[np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=list(opt),
+            extra_link_args=[],
+        ))
+    return exts
+
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+setup(
+    ext_modules=cythonize(extensions(), compiler_directives=directives,
+                          # a debug build must not reuse C files generated without checks
+                          force=DEBUG),
+    cmdclass={"build_ext": BuildExt},
+)
