@@ -3,6 +3,7 @@
 A layer is a pair of maps with the batch axis first (channels-last images ``(N, H, W, C)``):
 
 * ``forward(x, training=False) -> y`` computes the output and caches what backward needs;
+  Keep that cache in ``self._cache`` (it is dropped when the layer is pickled);
 * ``backward(dout) -> dx`` takes dL/dy (same shape as y), returns dL/dx (same shape as x) and
   fills ``self.grads[name]`` with dL/dparam for every ``self.params[name]`` (same shapes).
 
@@ -77,6 +78,7 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._rng = None
+        self._cache = None  # whatever forward keeps for backward; never pickled
 
     @property
     def rng(self):
@@ -142,6 +144,17 @@ class Layer:
     def zero_grads(self):
         for g in self.grads.values():
             g.fill(0)
+
+    def __getstate__(self):
+        # Pickles carry configuration and weights only: no cached batch, no gradients.
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        state["grads"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def __call__(self, *inputs):
         """Functional API: ``y = Conv2D(6, 5)(x)`` where ``x`` is a graph node."""
