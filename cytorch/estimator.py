@@ -1,0 +1,499 @@
+"""``CNNClassifier``: a convolutional network that behaves like any scikit-learn classifier.
+
+It speaks scikit-learn's language (``fit``/``predict``/``predict_proba``, ``classes_``,
+``n_features_in_``, ``random_state``) and borrows ``MLPClassifier``'s vocabulary wherever the
+idea is the same: ``max_iter`` counts epochs, ``alpha`` is the L2 penalty, ``early_stopping``
+holds out ``validation_fraction`` of the data and stops after ``n_iter_no_change`` epochs
+without an improvement of at least ``tol``; ``loss_curve_``, ``validation_scores_`` and
+``n_iter_`` record what happened.
+
+Images arrive in any of three forms::
+
+    (n, h, w)          grey images
+    (n, h, w, c)       channels-last images
+    (n, features)      flat rows, reshaped to ``input_shape`` (given, or inferred:
+                       a square count s*s becomes (s, s, 1), any other count (1, features, 1))
+
+so the estimator drops into a ``Pipeline`` after a scaler that only knows 2-D arrays.
+
+>>> from sklearn.datasets import load_digits
+>>> from cytorch import CNNClassifier
+>>> X, y = load_digits(return_X_y=True)
+>>> clf = CNNClassifier(input_shape=(8, 8, 1), max_iter=2, random_state=0).fit(X / 16, y)
+>>> clf.predict_proba(X[:3] / 16).shape
+(3, 10)
+"""
+import math
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["CNNClassifier", "auto_spec"]
+
+_MAX_SEED = 2**31 - 1
+
+
+def auto_spec(input_shape):
+    """The ``layers="auto"`` network for images of ``input_shape`` ``(h, w, c)``.
+
+    Conv blocks of ``Conv2D(f, 3, padding="same", activation="relu")`` with ``f = 32, 64, ...``
+    keep the map size, so any input works down to 1x1 (the kernel shrinks to the map along an
+    axis shorter than 3).  An axis is max-pooled by 2 only while it is at least 4 long, so a
+    pooled map keeps 2 cells; a third and fourth block are added while the map is still at
+    least 8x8.  The features are then flattened (small maps, where *where* a feature fires
+    matters, as for tabular rows seen as ``(1, features, 1)``) or globally averaged (big maps,
+    to keep the head small), and a ``Dense(128, relu)`` head with dropout follows.  The output
+    layer is added by ``CNNClassifier`` from the number of classes.
+
+    >>> [name for name, _ in auto_spec((8, 8, 1))]
+    ['conv2d', 'max_pool2d', 'conv2d', 'max_pool2d', 'flatten', 'dense', 'dropout']
+    >>> [name for name, _ in auto_spec((1, 4, 1))]
+    ['conv2d', 'max_pool2d', 'conv2d', 'flatten', 'dense', 'dropout']
+    """
+    h, w, _ = input_shape
+    spec, filters, blocks = [], 32, 0
+    while blocks < 2 or (blocks < 4 and h >= 8 and w >= 8):
+        kernel = (min(3, h), min(3, w))
+        spec.append(("conv2d", {"filters": filters, "kernel_size": kernel, "padding": "same",
+                                "activation": "relu"}))
+        pool = (2 if h >= 4 else 1, 2 if w >= 4 else 1)
+        if pool != (1, 1):
+            spec.append(("max_pool2d", {"pool_size": pool}))
+            h, w = h // pool[0], w // pool[1]
+        blocks += 1
+        filters *= 2
+    filters //= 2
+    spec.append(("flatten", {}) if h * w * filters <= 4096 else ("global_avg_pool2d", {}))
+    spec.append(("dense", {"units": 128, "activation": "relu"}))
+    spec.append(("dropout", {"rate": 0.2}))
+    return spec
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """Convolutional neural network classifier trained with mini-batch gradient descent.
+
+    Parameters
+    ----------
+    layers : "auto", str or list of (name, kwargs), default="auto"
+        The hidden network. ``"auto"`` builds a small conv net sized to the input (see
+        :func:`auto_spec`); a preset name (``"lenet5"``, ``"keras_mnist"``) takes that
+        network without its output layer; a list ``[("conv2d", {"filters": 8,
+        "kernel_size": 3}), ("flatten", {}), ...]`` is passed to ``Sequential.from_spec``.
+        The output layer ``Dense(n_classes, activation="softmax")`` is always appended.
+    input_shape : tuple of int, optional
+        ``(h, w)`` or ``(h, w, c)`` of one sample when X is 2-D ``(n, features)``; inferred
+        when omitted (``(s, s, 1)`` for ``s*s`` features, else ``(1, features, 1)``).
+    optimizer : {"adam", "sgd", "rmsprop", "adagrad"}, default="adam"
+        Optimizer name; it gets ``learning_rate`` and ``weight_decay=alpha``.
+    learning_rate : float, default=1e-3
+        Step size of the optimizer.
+    batch_size : int, default=32
+        Samples per gradient step.
+    max_iter : int, default=20
+        Maximum number of epochs (passes over the training data).
+    alpha : float, default=0.0
+        Strength of the L2 penalty (weight decay).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified) and stop when its
+        accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs; the weights of
+        the best epoch are kept.
+    validation_fraction : float, default=0.1
+        Share of the training data held out when ``early_stopping`` is on.
+    n_iter_no_change : int, default=5
+        Epochs without improvement of at least ``tol`` (in validation accuracy with
+        ``early_stopping``, else in training loss) before training stops.
+    tol : float, default=1e-4
+        The improvement that counts.
+    random_state : int, RandomState instance or None, default=None
+        Controls everything random: initial weights, shuffling, the validation split and
+        dropout masks.  An int gives bit-identical models on every ``fit``.
+    verbose : int, default=0
+        ``1`` shows the training progress bar of every epoch.
+    warm_start : bool, default=False
+        Continue from the previous ``fit`` instead of starting afresh.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, in the order of ``predict_proba``'s columns.
+    n_features_in_ : int
+        Number of values per sample (``h * w * c``).
+    input_shape_ : tuple of int
+        ``(h, w, c)`` of one sample as the network sees it.
+    model_ : cytorch.Sequential
+        The trained network (its last layer is the softmax output).
+    history_ : dict of str to list
+        Per-epoch metrics reported by the training loop (``loss``, ``accuracy``, ...).
+    loss_curve_ : list of float
+        Training loss at the end of every epoch.
+    best_loss_ : float or None
+        Lowest training loss (``None`` with ``early_stopping``).
+    validation_scores_ : list of float or None
+        Validation accuracy after every epoch (``None`` without ``early_stopping``).
+    best_validation_score_ : float or None
+        Best validation accuracy (``None`` without ``early_stopping``).
+    n_iter_ : int
+        Epochs run by the last ``fit`` (or in total with ``partial_fit``/``warm_start``).
+    t_ : int
+        Training samples seen, counting repeats over epochs.
+    """
+
+    def __init__(self, layers="auto", input_shape=None, optimizer="adam", learning_rate=1e-3,
+                 batch_size=32, max_iter=20, alpha=0.0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, random_state=None,
+                 verbose=0, warm_start=False):
+        self.layers = layers
+        self.input_shape = input_shape
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.alpha = alpha
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False  # given an int random_state
+        return tags
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Train for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, features)
+        y : array-like of shape (n,)
+            Labels of any type (ints, strings, ...); at least two distinct ones.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights; each sample's loss is scaled by its weight.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        fitted = self.warm_start and hasattr(self, "model_")
+        X, y, sample_weight = self._validate_training_data(X, y, sample_weight, reset=not fitted)
+        classes = np.unique(y)
+        if fitted and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                "warm_start can only continue a fit whose y has the same classes: the previous "
+                f"fit saw {self.classes_.tolist()}, this y has {classes.tolist()}")
+        _require_two_classes(classes, y, sample_weight)
+        if not fitted:
+            self._rng = check_random_state(self.random_state)
+            self._start(classes, X.dtype)
+        y_enc = self._label_encoder.transform(y)
+
+        X_val = y_val = sw_val = None
+        if self.early_stopping:
+            X, X_val, y_enc, y_val, sample_weight, sw_val = self._split_validation(
+                X, y_enc, sample_weight)
+        self._train(X, y_enc, sample_weight, self.max_iter, X_val, y_val, sw_val)
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on (X, y), continuing from the current weights.
+
+        ``classes`` (every label ``y`` may ever contain) is required on the first call, since
+        the output layer needs to know how many units it has; labels not among them later
+        raise ``ValueError``.  ``early_stopping`` does not apply: each call is one epoch.
+        """
+        first = not hasattr(self, "model_")
+        if first:
+            self._validate_params()
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit: "
+                                 "every label y may contain, e.g. classes=np.unique(y_all)")
+            classes = np.unique(np.asarray(classes))
+            if len(classes) < 2:
+                raise ValueError(f"classes must hold at least 2 labels, got {classes.tolist()}")
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes={np.unique(classes).tolist()} differs from classes_="
+                             f"{self.classes_.tolist()} set by the first partial_fit call")
+        X, y, sample_weight = self._validate_training_data(X, y, sample_weight, reset=first)
+        unseen = np.setdiff1d(y, classes if first else self.classes_)
+        if len(unseen):
+            known = (classes if first else self.classes_).tolist()
+            raise ValueError(f"y contains labels {unseen.tolist()} not in classes {known}; "
+                             "partial_fit can only learn the classes given on its first call")
+        if first:
+            self._rng = check_random_state(self.random_state)
+            self._start(classes, X.dtype)
+        self._train(X, self._label_encoder.transform(y), sample_weight, 1,
+                    stop_early=False)
+        return self
+
+    def _start(self, classes, dtype):
+        """Fresh network, optimizer and bookkeeping for ``classes``."""
+        from .graph import Sequential
+
+        self.classes_ = classes
+        self._label_encoder = LabelEncoder().fit(classes)
+        spec = self._hidden_spec() + [("dense", {"units": len(classes),
+                                                 "activation": "softmax"})]
+        self.model_ = Sequential.from_spec(spec, input_shape=self.input_shape_,
+                                           seed=int(self._rng.randint(_MAX_SEED)))
+        if dtype != np.float32:
+            for layer in self.model_.layers:
+                layer.set_dtype(dtype)
+        self.model_.compile(optimizer=self._make_optimizer(),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.history_ = {}
+        self.loss_curve_ = []
+        self.n_iter_ = 0
+        self.t_ = 0
+        self._no_improvement_count = 0
+        self.best_loss_ = None if self.early_stopping else np.inf
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self._best_weights = None
+
+    def _hidden_spec(self):
+        if isinstance(self.layers, str) and self.layers == "auto":
+            return auto_spec(self.input_shape_)
+        if isinstance(self.layers, str):
+            from . import models
+            preset = models.get(self.layers)
+            return preset_hidden_spec(preset, self.input_shape_)
+        # copies: the list the user passed stays untouched, also across fits
+        return [(name, dict(kwargs)) for name, kwargs in self.layers]
+
+    def _make_optimizer(self):
+        from . import optimizers
+        return optimizers.get(self.optimizer)(learning_rate=self.learning_rate,
+                                              weight_decay=self.alpha)
+
+    def _split_validation(self, X, y, sample_weight):
+        """Stratified hold-out of ``validation_fraction`` (plain when a class is too rare)."""
+        counts = np.bincount(y)
+        stratify = y if counts[counts > 0].min() >= 2 else None
+        try:
+            return train_test_split(X, y, sample_weight, test_size=self.validation_fraction,
+                                    random_state=self._rng.randint(_MAX_SEED),
+                                    stratify=stratify)
+        except ValueError as exc:
+            raise ValueError(
+                f"early_stopping could not hold out validation_fraction="
+                f"{self.validation_fraction} of {len(y)} samples: {exc}") from None
+
+    def _train(self, X, y, sample_weight, epochs, X_val=None, y_val=None, sw_val=None,
+               stop_early=True):
+        """Run up to ``epochs`` epochs, stopping by MLPClassifier's rule when ``stop_early``."""
+        # Weights scaled to mean 1: a weight of 2 then counts like a repeated sample, and the
+        # loss keeps the scale the learning rate was chosen for.
+        sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
+        for _ in range(epochs):
+            history = self.model_.fit(
+                X, y, batch_size=self.batch_size, epochs=1, verbose=self.verbose,
+                shuffle=True, sample_weight=sample_weight,
+                seed=int(self._rng.randint(_MAX_SEED)))
+            for key, values in history.history.items():
+                self.history_.setdefault(key, []).extend(values)
+            self.loss_curve_.append(float(history.history["loss"][-1]))
+            self.n_iter_ += 1
+            self.t_ += len(y)
+            if X_val is not None:
+                proba = self.model_.predict(X_val, batch_size=max(self.batch_size, 256))
+                score = float(np.average(proba.argmax(axis=1) == y_val, weights=sw_val))
+                self.validation_scores_.append(score)
+                self.history_.setdefault("val_accuracy", []).append(score)
+            if self._update_no_improvement_count(X_val is not None) and stop_early:
+                if self.verbose:
+                    print(f"Stopped after epoch {self.n_iter_}: no improvement of at least "
+                          f"tol={self.tol} for {self.n_iter_no_change} epochs")
+                break
+        if self._best_weights is not None:
+            self._set_weights(self._best_weights)
+            self._best_weights = None
+
+    def _update_no_improvement_count(self, validated):
+        """MLPClassifier's rule: count epochs whose validation accuracy (``early_stopping``)
+        or training loss did not improve by ``tol``; True once the count passes
+        ``n_iter_no_change``.  With ``early_stopping`` the best epoch's weights are kept."""
+        if validated:
+            score = self.validation_scores_[-1]
+            improved = score >= self.best_validation_score_ + self.tol
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_weights = self._get_weights()
+        elif self.best_loss_ is not None:
+            loss = self.loss_curve_[-1]
+            improved = loss <= self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, loss)
+        else:  # partial_fit of an early-stopping estimator: nothing to compare
+            return False
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        return self._no_improvement_count > self.n_iter_no_change
+
+    def _get_weights(self):
+        return [{k: v.copy() for k, v in layer.params.items()} for layer in self.model_.layers]
+
+    def _set_weights(self, weights):
+        for layer, params in zip(self.model_.layers, weights):
+            for k, v in params.items():
+                layer.params[k][...] = v
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n, n_classes)``, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        X = self._validate_X(X)
+        return self.model_.predict(X, batch_size=max(self.batch_size, 256))
+
+    def predict_log_proba(self, X):
+        """Natural log of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """The most probable class of each sample, as one of the original labels."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # -- validation -------------------------------------------------------------------------
+    def _validate_params(self):
+        def check(name, ok, expected):
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+        def is_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        def is_real(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        layers = self.layers
+        check("layers", isinstance(layers, str) or (
+            isinstance(layers, (list, tuple)) and all(
+                isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], dict) for item in layers)),
+            '"auto", a preset name or a list of (layer_name, kwargs) pairs')
+        check("optimizer", isinstance(self.optimizer, str), 'an optimizer name such as "adam"')
+        check("learning_rate", is_real(self.learning_rate) and self.learning_rate > 0,
+              "a float > 0")
+        check("batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an int >= 1")
+        check("max_iter", is_int(self.max_iter) and self.max_iter >= 1, "an int >= 1")
+        check("alpha", is_real(self.alpha) and self.alpha >= 0, "a float >= 0")
+        check("validation_fraction",
+              is_real(self.validation_fraction) and 0 < self.validation_fraction < 1,
+              "a float in (0, 1)")
+        check("n_iter_no_change", is_int(self.n_iter_no_change) and self.n_iter_no_change >= 1,
+              "an int >= 1")
+        check("tol", is_real(self.tol) and self.tol >= 0, "a float >= 0")
+        check("verbose", is_int(self.verbose) or isinstance(self.verbose, bool), "an int")
+        if self.input_shape is not None:
+            shape = self.input_shape
+            check("input_shape", isinstance(shape, (tuple, list)) and len(shape) in (2, 3)
+                  and all(is_int(s) and s >= 1 for s in shape),
+                  "None or a tuple (h, w) or (h, w, c) of positive ints")
+
+    def _validate_training_data(self, X, y, sample_weight, reset):
+        X, image_shape = _flatten_images(X)
+        X, y = validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32))
+        check_classification_targets(y)
+        if reset:
+            self.input_shape_ = self._resolve_input_shape(image_shape, X.shape[1])
+        else:
+            self._check_image_shape(image_shape)
+        X = X.reshape((len(X),) + self.input_shape_)
+        return X, y, _check_weights(sample_weight, len(y))
+
+    def _validate_X(self, X):
+        """X for prediction: checked like the training X, reshaped to ``(n, h, w, c)``."""
+        X, image_shape = _flatten_images(X)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        self._check_image_shape(image_shape)
+        return X.reshape((len(X),) + self.input_shape_)
+
+    def _check_image_shape(self, image_shape):
+        if image_shape is not None and image_shape != self.input_shape_:
+            raise ValueError(f"X has images of shape {image_shape}, but {type(self).__name__} "
+                             f"was fitted on images of shape {self.input_shape_}")
+
+    def _resolve_input_shape(self, image_shape, n_features):
+        given = self.input_shape
+        if given is not None:
+            given = tuple(int(s) for s in given) + ((1,) if len(given) == 2 else ())
+            if image_shape is not None and given != image_shape:
+                raise ValueError(f"input_shape={self.input_shape} does not match X, whose "
+                                 f"samples have shape {image_shape}")
+            if math.prod(given) != n_features:
+                raise ValueError(
+                    f"input_shape={self.input_shape} holds {math.prod(given)} values per "
+                    f"sample, but X has {n_features} features")
+            return given
+        if image_shape is not None:
+            return image_shape
+        side = math.isqrt(n_features)
+        return (side, side, 1) if side * side == n_features else (1, n_features, 1)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_best_weights", None)  # a copy of weights kept only during fit
+        return state
+
+
+def _flatten_images(X):
+    """``(n, h, w[, c])`` images as ``(n, h*w*c)`` rows plus the sample shape ``(h, w, c)``;
+    anything else is returned as is (scikit-learn's ``validate_data`` wants 2-D)."""
+    if hasattr(X, "tocsr") or hasattr(X, "iloc") or np.ndim(X) not in (3, 4):
+        return X, None
+    X = np.asarray(X)
+    image_shape = X.shape[1:] + ((1,) if X.ndim == 3 else ())
+    return X.reshape(len(X), math.prod(image_shape)), image_shape
+
+
+def preset_hidden_spec(preset, input_shape):
+    """The spec of a preset network without its output layer."""
+    spec = [(name, dict(kwargs)) for name, kwargs in preset]
+    if spec and spec[-1][0] == "dense":
+        spec.pop()
+    return spec
+
+
+def _require_two_classes(classes, y, sample_weight):
+    if len(classes) < 2:
+        raise ValueError(f"y contains 1 class ({classes[0]!r}); a classifier needs at least "
+                         "2 classes to learn")
+    weighted = np.unique(y[sample_weight > 0])
+    if len(weighted) < 2:
+        raise ValueError(f"sample_weight is zero for every sample but those of 1 class "
+                         f"({weighted[0]!r}); a classifier needs at least 2 classes with "
+                         "positive weight")
+
+
+def _check_weights(sample_weight, n_samples):
+    """``sample_weight`` as a float64 array of shape ``(n_samples,)``: finite, >= 0, not all 0.
+
+    Written here rather than borrowing scikit-learn's private ``_check_sample_weight``.
+    """
+    if sample_weight is None:
+        return np.ones(n_samples)
+    if isinstance(sample_weight, numbers.Number):
+        return np.full(n_samples, float(sample_weight))
+    sw = np.array(sample_weight, dtype=np.float64)  # a copy: the caller's array is never scaled
+    if sw.ndim != 1 or len(sw) != n_samples:
+        raise ValueError(f"sample_weight must have shape ({n_samples},) like y, "
+                         f"got shape {sw.shape}")
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        raise ValueError("sample_weight must be finite and non-negative, got "
+                         f"min={np.nanmin(sw)}, max={np.nanmax(sw)}")
+    if not sw.any():
+        raise ValueError("sample_weight is zero for every sample: at least one weight must "
+                         "be positive")
+    return sw
