@@ -1,0 +1,304 @@
+"""Callbacks: code that ``fit`` runs at fixed points of training, Keras-style.
+
+``fit`` calls, in this order::
+
+    on_train_begin(logs)
+      on_epoch_begin(epoch, logs)
+        on_batch_end(batch, logs)        # logs: running "loss" and metrics of the epoch
+      on_epoch_end(epoch, logs)          # logs: epoch "loss", metrics, "val_*"
+    on_train_end(logs)
+
+Every callback sees the model as ``self.model``; setting ``model.stop_training = True`` ends
+training after the current epoch.  ``History`` and the progress bar are added by ``fit``.
+"""
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ModelCheckpoint",
+           "ReduceLROnPlateau", "LambdaCallback"]
+
+
+class Callback:
+    """Base class: override the hooks you need."""
+
+    model = None
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
+
+
+class History(Callback):
+    """Per-epoch logs: ``history.history["loss"]``, ``["accuracy"]``, ``["val_loss"]``, ...
+    and ``history.epoch``, the epoch numbers run."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+    def plot(self, **kwargs):
+        """Learning curves through ``cytorch.viz.plot_history`` (needs matplotlib)."""
+        from .viz import plot_history
+        return plot_history(self, **kwargs)
+
+    def __repr__(self):
+        keys = ", ".join(self.history)
+        return f"<History: {len(self.epoch)} epochs, {keys}>"
+
+
+def _format_logs(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()
+                      if isinstance(v, (float, int, np.floating)))
+
+
+def _format_time(seconds):
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+
+
+class ProgressBar(Callback):
+    """Keras's progress display on ``stream`` (stderr by default).
+
+    ``verbose=1``: one bar per epoch, redrawn in place with ``\\r`` at most ``max_rate`` times
+    a second::
+
+        Epoch 3/10
+        36/45 [=======================>......] - ETA: 0.4s - loss: 0.2153 - accuracy: 0.9385
+
+    ``verbose=2``: one line per epoch, printed when it ends.
+    """
+
+    params = {}  # {"epochs": ..., "steps": ...}, set by fit
+
+    def __init__(self, verbose=1, stream=None, width=30, max_rate=10.0):
+        self.verbose = verbose
+        self.stream = stream
+        self.width = width
+        self.min_interval = 1.0 / max_rate
+
+    def _write(self, text):
+        stream = self.stream or sys.stderr
+        stream.write(text)
+        stream.flush()
+
+    def on_train_begin(self, logs=None):
+        self.epochs = self.params.get("epochs", 1)
+        self.steps = self.params.get("steps", 0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = self.last_draw = time.perf_counter()
+        self.drawn = False
+        if self.verbose == 1:
+            self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
+
+    def on_batch_end(self, batch, logs=None):
+        if self.verbose != 1:
+            return
+        now = time.perf_counter()
+        # the last step is drawn by on_epoch_end, with the validation results
+        if batch + 1 >= self.steps or now - self.last_draw < self.min_interval:
+            return
+        self.last_draw = now
+        self._draw(batch + 1, now - self.start, logs or {}, final=False)
+
+    def _draw(self, step, elapsed, logs, final):
+        n = max(self.steps, 1)
+        done = int(self.width * step / n)
+        bar = "=" * done
+        if step < n:
+            bar = bar[:-1] + ">" if done else ">"
+        bar = bar.ljust(self.width, ".")
+        digits = len(str(n))
+        if final:
+            timing = f"{_format_time(elapsed)} {1000 * elapsed / max(step, 1):.0f}ms/step"
+        else:
+            timing = f"ETA: {_format_time(elapsed / step * (n - step))}"
+        text = f"{step:{digits}d}/{n} [{bar}] - {timing}"
+        extra = _format_logs(logs)
+        line = f"\r{text} - {extra}" if extra else f"\r{text}"
+        # pad so a shorter line fully covers the previous one
+        self._write(line.ljust(getattr(self, "_last_len", 0)))
+        self._last_len = len(line)
+        self.drawn = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self.start
+        if self.verbose == 1:
+            self._draw(self.steps, elapsed, logs or {}, final=True)
+            self._write("\n")
+            self._last_len = 0
+        elif self.verbose == 2:
+            extra = _format_logs(logs or {})
+            self._write(f"Epoch {epoch + 1}/{self.epochs} - {_format_time(elapsed)} - "
+                        f"{1000 * elapsed / max(self.steps, 1):.0f}ms/step"
+                        + (f" - {extra}" if extra else "") + "\n")
+
+
+class _Monitor(Callback):
+    """Shared by the callbacks that watch a logged quantity and compare it with its best."""
+
+    def __init__(self, monitor, mode, min_delta):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        if mode == "auto":
+            mode = "max" if any(word in monitor for word in ("acc", "auc")) else "min"
+        self.mode = mode
+        self.min_delta = abs(min_delta)
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def current(self, logs):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            import warnings
+            warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, which is not in the "
+                          f"logs {sorted(logs or {})}; pass validation data for val_* keys",
+                          stacklevel=3)
+        return value
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best_weights`` the weights of the best epoch are put back."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
+                 restore_best_weights=False):
+        super().__init__(monitor, mode, min_delta)
+        self.patience = int(patience)
+        self.restore_best_weights = bool(restore_best_weights)
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = None
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = self.current(logs)
+        if value is None:
+            return
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None \
+                and self.stopped_epoch is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model (``model.save``) after every epoch, or only when ``monitor`` improves.
+
+    ``filepath`` may contain format fields filled from the epoch and logs, e.g.
+    ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"`` (``epoch`` counts from 1)."""
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto",
+                 verbose=0):
+        super().__init__(monitor, mode, 0.0)
+        self.filepath = os.fspath(filepath)
+        self.save_best_only = bool(save_best_only)
+        self.verbose = verbose
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = self.current(logs)
+            if value is None or not self.improved(value):
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                      f"{value:.5f}, saving model to {path}", file=sys.stderr)
+            self.best = value
+        self.model.save(path)
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the optimizer's ``learning_rate`` by ``factor`` after ``patience`` epochs
+    without improvement of ``monitor``, then wait ``cooldown`` epochs; never below ``min_lr``."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0, verbose=0):
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        super().__init__(monitor, mode, min_delta)
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self.verbose = verbose
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.cooldown_left = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = self.current(logs)
+        if value is None:
+            return
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self.improved(value):
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            optimizer = self.model.optimizer
+            old = float(optimizer.learning_rate)
+            new = max(old * self.factor, self.min_lr)
+            if new < old:
+                optimizer.learning_rate = new
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate from "
+                          f"{old:.3g} to {new:.3g}", file=sys.stderr)
+            self.cooldown_left = self.cooldown
+            self.wait = 0
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g.
+    ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))``."""
+
+    def __init__(self, on_train_begin=None, on_train_end=None, on_epoch_begin=None,
+                 on_epoch_end=None, on_batch_begin=None, on_batch_end=None):
+        for hook, fn in (("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
+                         ("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
+                         ("on_batch_begin", on_batch_begin), ("on_batch_end", on_batch_end)):
+            if fn is not None:
+                setattr(self, hook, fn)

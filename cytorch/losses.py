@@ -1,0 +1,241 @@
+"""Loss functions: a value to report and the gradient that starts backpropagation.
+
+Each loss maps targets ``y`` and predictions ``p`` (batch axis first) to a per-sample loss
+``l_i`` and reduces it the way Keras does::
+
+    L = sum_i(w_i * l_i) / N          (w_i = 1 without sample_weight)
+
+i.e. the *mean over the batch* of the weighted losses, not ``sum(w l) / sum(w)``: a batch keeps
+the scale the learning rate was tuned for when the weights average 1, and a batch whose weights
+are all 0 contributes 0 instead of 0/0.  ``loss.gradient(y, p)`` returns ``(L, dL/dp)``.
+
+Cross-entropy fused with softmax
+--------------------------------
+For ``p = softmax(z)`` and one-hot ``y``, ``dL/dz_i = (p_i - y_i) / N``: no division by a tiny
+``p``, no overflow.  The training loop therefore asks an output layer with
+``activation="softmax"`` (or ``"sigmoid"`` for binary cross-entropy) to return its logits ``z``
+(``layer.return_logits = True``) and calls the loss with ``from_logits=True``, which computes
+``log softmax(z) = z - logsumexp(z)`` with the max subtracted first.  On probabilities (an
+output the loop cannot fuse) the cross-entropies clip ``p`` to ``[1e-7, 1 - 1e-7]`` as Keras does.
+
+>>> import numpy as np
+>>> loss = get("sparse_categorical_crossentropy")
+>>> z = np.array([[2.0, 0.0, 0.0]]); y = np.array([0])
+>>> value, dz = loss.gradient(y, z, from_logits=True)
+>>> round(value, 4), np.round(dz, 4).tolist()
+(0.2395, [[-0.2129, 0.1065, 0.1065]])
+"""
+import numpy as np
+
+from .errors import ShapeError
+
+__all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
+           "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError", "get"]
+
+EPSILON = 1e-7  # Keras's clip for probabilities
+
+
+def log_softmax(z):
+    """``z - logsumexp(z)`` along the last axis, stable for any finite ``z``."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+def sigmoid(z):
+    """1 / (1 + exp(-z)) without overflow for large |z|."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Loss:
+    """Base class: subclasses define ``per_sample(y, p, from_logits) -> (l, dl/dp)``.
+
+    ``fused_activation`` names the output activation the loss can absorb (``"softmax"``,
+    ``"sigmoid"``) so the training loop may hand it logits; ``None`` for regression losses.
+    """
+
+    name = None
+    fused_activation = None
+
+    def __call__(self, y_true, y_pred, sample_weight=None, from_logits=False):
+        """The loss value ``sum(w_i * l_i) / N``."""
+        return self.gradient(y_true, y_pred, sample_weight, from_logits)[0]
+
+    def gradient(self, y_true, y_pred, sample_weight=None, from_logits=False):
+        """``(L, dL/dy_pred)``; ``dL/dy_pred`` has ``y_pred``'s shape and dtype."""
+        p = np.asarray(y_pred)
+        if p.ndim < 1 or len(p) == 0:
+            raise ShapeError(f"y_pred must be a non-empty batch, got shape {p.shape}")
+        y = self.check_targets(y_true, p)
+        losses, dp = self.per_sample(y, p, from_logits)
+        N = len(p)
+        if sample_weight is None:
+            value = float(losses.sum()) / N
+            dp *= p.dtype.type(1.0 / N)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if len(w) != N:
+                raise ShapeError(f"sample_weight must have one weight per sample ({N}), "
+                                 f"got shape {np.shape(sample_weight)}")
+            value = float(w @ losses) / N
+            dp *= (w / N).astype(p.dtype).reshape((N,) + (1,) * (p.ndim - 1))
+        return value, dp
+
+    def check_targets(self, y, p):
+        y = np.asarray(y)
+        if y.shape != p.shape:
+            if y.ndim == 1 and p.ndim == 2 and p.shape[1] == 1:
+                y = y[:, None]
+            else:
+                raise ShapeError(f"y must have the shape of the model output {p.shape} for "
+                                 f"{self.name}, got {y.shape}")
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"y must hold numbers for {self.name}, got dtype {y.dtype}")
+        return y.astype(p.dtype, copy=False)
+
+    def per_sample(self, y, p, from_logits):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<loss {self.name}>"
+
+
+def _mean_rest(a):
+    """Mean over every axis but the batch axis."""
+    return a.reshape(len(a), -1).mean(axis=1)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """``l_i = -log p_i[y_i]`` with integer labels ``y`` of shape ``(N,)``, ``p`` ``(N, K)``."""
+
+    name = "sparse_categorical_crossentropy"
+    fused_activation = "softmax"
+
+    def check_targets(self, y, p):
+        y = np.asarray(y)
+        if p.ndim != 2:
+            raise ShapeError(f"{self.name} needs a model output of shape (N, classes), "
+                             f"got {p.shape}")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (len(p),):
+            raise ShapeError(f"y must be integer labels of shape ({len(p)},) for {self.name}, "
+                             f"got shape {y.shape}")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or not np.array_equal(y, np.round(y)):
+                raise ValueError(f"y must hold integer class labels for {self.name}, got "
+                                 f"non-integer values such as {y[y != np.round(y)][:3]}")
+        elif y.dtype.kind not in "biu":
+            raise TypeError(f"y must hold integer class labels for {self.name}, got dtype "
+                            f"{y.dtype}; encode string labels first (e.g. LabelEncoder)")
+        y = y.astype(np.intp, copy=False)
+        K = p.shape[1]
+        if y.min() < 0 or y.max() >= K:
+            raise ValueError(f"y holds labels from {y.min()} to {y.max()}, but the model "
+                             f"outputs {K} classes: labels must be in [0, {K - 1}]")
+        return y
+
+    def per_sample(self, y, p, from_logits):
+        rows = np.arange(len(p))
+        if from_logits:
+            logp = log_softmax(p)
+            losses = -logp[rows, y].astype(np.float64)
+            dp = np.exp(logp, out=logp)  # softmax, reusing the buffer
+            dp[rows, y] -= 1
+            return losses, dp
+        pc = np.clip(p[rows, y], EPSILON, 1 - EPSILON)
+        dp = np.zeros_like(p)
+        # d(-log p_y)/dp_y = -1/p_y (zero where the clip is active, as in Keras)
+        dp[rows, y] = np.where(pc == p[rows, y], -1 / pc, 0)
+        return -np.log(pc.astype(np.float64)), dp
+
+
+class CategoricalCrossentropy(Loss):
+    """``l_i = -sum_k y_ik log p_ik`` with one-hot (or soft) targets ``y`` of shape ``(N, K)``."""
+
+    name = "categorical_crossentropy"
+    fused_activation = "softmax"
+
+    def per_sample(self, y, p, from_logits):
+        if from_logits:
+            logp = log_softmax(p)
+            losses = -(y * logp).sum(axis=-1, dtype=np.float64)
+            dp = np.exp(logp, out=logp) * y.sum(axis=-1, keepdims=True) - y
+            return losses, dp
+        pc = np.clip(p, EPSILON, 1 - EPSILON)
+        dp = np.where(pc == p, -y / pc, 0).astype(p.dtype)
+        return -(y * np.log(pc)).sum(axis=-1, dtype=np.float64), dp
+
+
+class BinaryCrossentropy(Loss):
+    """``l_i = mean_k -(y log p + (1 - y) log(1 - p))`` for targets in [0, 1].
+
+    From logits ``z`` it is ``max(z, 0) - z y + log(1 + exp(-|z|))`` with gradient
+    ``sigmoid(z) - y``: stable for any ``z``."""
+
+    name = "binary_crossentropy"
+    fused_activation = "sigmoid"
+
+    def per_sample(self, y, p, from_logits):
+        M = p[0].size
+        if from_logits:
+            losses = np.maximum(p, 0) - p * y + np.log1p(np.exp(-np.abs(p)))
+            return _mean_rest(losses.astype(np.float64)), (sigmoid(p) - y) / p.dtype.type(M)
+        pc = np.clip(p, EPSILON, 1 - EPSILON)
+        losses = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
+        dp = np.where(pc == p, (pc - y) / (pc * (1 - pc)), 0) / M
+        return _mean_rest(losses.astype(np.float64)), dp.astype(p.dtype)
+
+
+class MeanSquaredError(Loss):
+    """``l_i = mean_k (p_ik - y_ik)^2``; gradient ``2 (p - y) / M`` per sample of size M."""
+
+    name = "mse"
+
+    def per_sample(self, y, p, from_logits):
+        diff = p - y
+        M = p[0].size
+        return _mean_rest(np.square(diff, dtype=np.float64)), diff * p.dtype.type(2.0 / M)
+
+
+class MeanAbsoluteError(Loss):
+    """``l_i = mean_k |p_ik - y_ik|``; gradient ``sign(p - y) / M`` (0 at a tie)."""
+
+    name = "mae"
+
+    def per_sample(self, y, p, from_logits):
+        diff = p - y
+        M = p[0].size
+        return _mean_rest(np.abs(diff).astype(np.float64)), np.sign(diff) / p.dtype.type(M)
+
+
+_LOSSES = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+}
+
+
+def get(identifier):
+    """A loss from its name (``"mse"``, ``"sparse_categorical_crossentropy"``, ...) or a
+    ``Loss`` instance (returned as is)."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if isinstance(identifier, str) and identifier.lower() in _LOSSES:
+        return _LOSSES[identifier.lower()]()
+    import difflib
+    close = difflib.get_close_matches(str(identifier), _LOSSES, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise KeyError(f"unknown loss {identifier!r}; known losses: {sorted(_LOSSES)}{hint}")

@@ -1,0 +1,445 @@
+"""Training: ``compile``, ``fit``, ``train_on_batch``, ``evaluate`` and ``predict``.
+
+``Model`` and ``Sequential`` inherit these methods.  One training step is::
+
+    out = model._forward(x_batch, training=True)          # logits when the loss is fused
+    loss, dout = loss.gradient(y_batch, out, sample_weight, from_logits=fused)
+    model._backward(dout)                                   # fills every layer's grads
+    optimizer.apply_gradients(model.layers)                 # in place
+
+Input is validated once per call, not once per batch: rank, sample shape (channels-last),
+length of ``y``, and NaN/inf (scanned in chunks, without converting the whole array).  The
+layers' own per-kernel NaN scans are then switched off (``layer.check_finite = False``) while
+the model runs.  Batches are gathered and converted to the model's dtype one at a time, so
+``uint8`` images are never expanded to float all at once and ``predict`` holds one batch of
+activations, whatever the size of ``x``.
+
+Cross-entropy with a softmax (or binary cross-entropy with a sigmoid) output is *fused*: while
+training and evaluating, the output layer returns logits (``return_logits = True``) and the loss
+differentiates ``log softmax`` directly, giving ``dL/dz = (p - y) / N``.  ``predict`` still
+returns probabilities.
+
+Ctrl-C during ``fit`` finishes the current batch, prints a note and returns the ``History``:
+the model keeps the weights of the last completed step and stays usable.
+"""
+import contextlib
+import signal
+import sys
+import threading
+
+import numpy as np
+
+from . import callbacks as cbks
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from .errors import ShapeError
+from .random import make_rng
+
+__all__ = ["TrainingMixin"]
+
+_FINITE_CHUNK = 1 << 22  # values scanned for NaN per step (bounded temporary memory)
+
+
+class TrainingMixin:
+    """The training API shared by ``Model`` and ``Sequential`` (see the module docstring)."""
+
+    def _init_training(self):
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self._shuffle_rng = None
+
+    # -- configuration ------------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
+        """Choose the optimizer (a name or an instance), the loss and the metrics.
+
+        ``metrics`` may contain ``"accuracy"`` (or ``"acc"``): argmax agreement for several
+        outputs, threshold 0.5 for one."""
+        opt = optimizers_mod.get(optimizer)
+        self.optimizer = opt() if isinstance(opt, type) else opt
+        self.loss = losses_mod.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in ("accuracy", "acc"):
+                raise KeyError(f"unknown metric {m!r}; known metrics: ['accuracy', 'acc']")
+        self.metrics = metrics
+        return self
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"call model.compile(optimizer=..., loss=...) before {what}()")
+
+    @property
+    def _output_layer(self):
+        return self._outputs[0].layer
+
+    def _fused(self):
+        """True when the output layer can hand the loss its logits."""
+        layer = self._output_layer
+        wanted = getattr(self.loss, "fused_activation", None)
+        if wanted is None or not hasattr(layer, "return_logits"):
+            return False
+        act = getattr(layer, "activation", None)
+        name = act if isinstance(act, str) else \
+            getattr(act, "name", None) or getattr(act, "__name__", None)
+        return name == wanted
+
+    @contextlib.contextmanager
+    def _running(self, logits=False):
+        """Layers skip their NaN scans (the input was checked once) and, when ``logits``,
+        the output layer returns logits; everything is restored afterwards."""
+        saved = [(layer, layer.__dict__.get("check_finite", _MISSING)) for layer in self.layers]
+        out_layer = self._output_layer
+        old_logits = getattr(out_layer, "return_logits", None)
+        try:
+            for layer in self.layers:
+                layer.check_finite = False
+            if logits:
+                out_layer.return_logits = True
+            yield
+        finally:
+            for layer, value in saved:
+                if value is _MISSING:
+                    layer.__dict__.pop("check_finite", None)
+                else:
+                    layer.check_finite = value
+            if logits:
+                out_layer.return_logits = old_logits
+            for layer in self.layers:  # the last batch's activations are not needed any more
+                layer._cache = None
+
+    # -- validation ---------------------------------------------------------------------------
+    def _check_x(self, x, name="x"):
+        """The model input as a list of arrays (one per input), validated, not converted."""
+        n_in = len(self._inputs) if getattr(self, "built", True) else 1
+        xs = list(x) if isinstance(x, (list, tuple)) and n_in > 1 else [x]
+        if len(xs) != n_in:
+            raise ValueError(f"{name} must be a list of {n_in} arrays (one per model input), "
+                             f"got {len(xs)}")
+        xs = [np.asarray(a) for a in xs]
+        self._ensure_built(xs[0])
+        shapes = [n.shape for n in self._inputs]
+        n = None
+        for k, (a, shape) in enumerate(zip(xs, shapes)):
+            label = name if n_in == 1 else f"{name}[{k}]"
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"{label} must hold real numbers, got dtype {a.dtype}")
+            _check_sample_shape(a, shape, label)
+            if len(a) == 0:
+                raise ShapeError(f"{label} must not be empty, got shape {a.shape}")
+            if n is not None and len(a) != n:
+                raise ValueError(f"{label} has {len(a)} samples, {name}[0] has {n}")
+            n = len(a)
+            if a.dtype.kind == "f":
+                _check_finite(a, label)
+        return xs
+
+    def _check_y(self, y, n, name="y"):
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != n:
+            raise ValueError(f"x has {n} samples but {name} has "
+                             f"{'a scalar' if y.ndim == 0 else len(y)}: they must match")
+        if y.dtype.kind == "f":
+            _check_finite(y, name)
+        probe = np.broadcast_to(np.zeros((), self.dtype), (n,) + tuple(self.output_shape))
+        try:
+            return self.loss.check_targets(y, probe)
+        except (ValueError, TypeError) as exc:
+            msg = str(exc)
+            if name != "y":
+                msg = msg.replace("y ", f"{name} ", 1)
+            raise type(exc)(msg) from None
+
+    @staticmethod
+    def _check_weights(sample_weight, n, name="sample_weight"):
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), one weight per sample, "
+                             f"got shape {w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"{name} must be finite and >= 0")
+        return w
+
+    def _take(self, xs, idx):
+        """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype."""
+        dtype = self.dtype
+        return [np.ascontiguousarray(a[idx], dtype=dtype) for a in xs]
+
+    # -- one step -----------------------------------------------------------------------------
+    def _step(self, xb, yb, wb, fused):
+        out = self._forward(xb, training=True)
+        loss, dout = self.loss.gradient(yb, out, wb, from_logits=fused)
+        self._backward(dout)
+        self.optimizer.apply_gradients(self.layers)
+        return loss, out
+
+    def train_on_batch(self, x, y, sample_weight=None):
+        """One gradient step on ``(x, y)``; returns the batch loss (before the step)."""
+        self._require_compiled("train_on_batch")
+        xs = self._check_x(x)
+        n = len(xs[0])
+        y = self._check_y(y, n)
+        w = self._check_weights(sample_weight, n)
+        fused = self._fused()
+        with self._running(logits=fused):
+            loss, _ = self._step(self._take(xs, slice(None)), y, w, fused)
+        return loss
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
+            seed=None):
+        """Train for ``epochs`` passes over ``(x, y)`` in mini-batches; returns a ``History``.
+
+        Parameters
+        ----------
+        x : array (N, H, W, C) (or a list of arrays for several inputs); uint8, int and float64
+            input is converted batch by batch to the model dtype.
+        y : labels (N,) for the sparse cross-entropy, or targets shaped like the output.
+        batch_size, epochs : int
+        verbose : 0 silent, 1 a progress bar per epoch (stderr), 2 one line per epoch.
+        callbacks : list of ``cytorch.callbacks.Callback``
+        validation_split : float in [0, 1): the *last* fraction of x, y (before shuffling,
+            as in Keras) is held out and evaluated after every epoch.
+        validation_data : ``(x_val, y_val)`` or ``(x_val, y_val, w_val)``; overrides the split.
+        shuffle : bool, reshuffle the training samples every epoch.
+        sample_weight : (N,) weights; the loss is ``sum(w_i l_i) / batch size``.
+        seed : int, optional; the shuffling order (default: the model's own generator,
+            seeded from ``Model(seed=)`` when given).
+        """
+        self._require_compiled("fit")
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        epochs = _check_int(epochs, "epochs", 0)
+        xs = self._check_x(x)
+        n = len(xs[0])
+        y = self._check_y(y, n)
+        w = self._check_weights(sample_weight, n)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, sample_weight_val)")
+            val = tuple(validation_data) + (None,) * (3 - len(validation_data))
+        elif validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+            n_val = int(n * validation_split)
+            if n_val < 1 or n_val >= n:
+                raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
+                                 f"{n_val} for validation and {n - n_val} for training; "
+                                 "both need at least 1")
+            n -= n_val
+            val = ([a[n:] for a in xs], y[n:], None if w is None else w[n:])
+            xs, y, w = [a[:n] for a in xs], y[:n], None if w is None else w[:n]
+        if val is not None:
+            val_x = self._check_x(val[0], "x_val") if validation_data is not None else val[0]
+            val = (val_x, self._check_y(val[1], len(val_x[0]), "y_val")
+                   if validation_data is not None else val[1],
+                   self._check_weights(val[2], len(val_x[0]), "sample_weight_val"))
+
+        rng = make_rng(seed) if seed is not None else self._model_rng()
+        steps = -(-n // batch_size)
+        history = cbks.History()
+        callback_list = [history] + list(callbacks or [])
+        if verbose:
+            callback_list.append(cbks.ProgressBar(verbose=verbose))
+        for cb in callback_list:
+            cb.set_model(self)
+            cb.params = {"epochs": epochs, "steps": steps, "samples": n,
+                         "batch_size": batch_size, "verbose": verbose}
+        metric = self.metrics[0] if self.metrics else None
+        fused = self._fused()
+        self.stop_training = False
+        epoch = batch = 0
+        interrupted = _Interrupt()
+        with interrupted, self._running(logits=fused):
+            try:
+                _call(callback_list, "on_train_begin", {})
+                for epoch in range(epochs):
+                    _call(callback_list, "on_epoch_begin", epoch, {})
+                    order = rng.permutation(n) if shuffle else None
+                    loss_sum = correct = weight_sum = 0.0
+                    logs = {}
+                    for batch in range(steps):
+                        start, stop = batch * batch_size, min((batch + 1) * batch_size, n)
+                        idx = order[start:stop] if shuffle else slice(start, stop)
+                        yb = y[idx]
+                        wb = None if w is None else w[idx]
+                        loss, out = self._step(self._take(xs, idx), yb, wb, fused)
+                        loss_sum += loss * (stop - start)
+                        logs = {"loss": loss_sum / stop}
+                        if metric:
+                            c, ws = _accuracy_counts(out, yb, wb, fused)
+                            correct += c
+                            weight_sum += ws
+                            logs[metric] = correct / weight_sum if weight_sum else 0.0
+                        _call(callback_list, "on_batch_end", batch, logs)
+                        if interrupted.flag:
+                            raise KeyboardInterrupt
+                    if val is not None:
+                        for key, value in zip(["loss"] + ([metric] if metric else []),
+                                              self._evaluate(*val, 256, fused)):
+                            logs[f"val_{key}"] = value
+                    _call(callback_list, "on_epoch_end", epoch, logs)
+                    if self.stop_training:
+                        break
+            except KeyboardInterrupt:
+                sys.stderr.write(f"\nTraining interrupted during epoch {epoch + 1}, after batch "
+                                 f"{batch + 1}: the model keeps the weights of the last "
+                                 f"completed step.\n")
+                sys.stderr.flush()
+            _call(callback_list, "on_train_end", {})
+        return history
+
+    def _model_rng(self):
+        if self._shuffle_rng is None:
+            seed = getattr(self, "seed", None)
+            self._shuffle_rng = make_rng(None) if seed is None else np.random.default_rng(
+                np.random.SeedSequence(seed, spawn_key=(1 << 30,)))
+        return self._shuffle_rng
+
+    # -- evaluate and predict -----------------------------------------------------------------
+    def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None):
+        """The loss on ``(x, y)`` -- a float -- or ``[loss, accuracy]`` when the model was
+        compiled with ``metrics=["accuracy"]`` (as in Keras)."""
+        self._require_compiled("evaluate")
+        xs = self._check_x(x)
+        n = len(xs[0])
+        y = self._check_y(y, n)
+        w = self._check_weights(sample_weight, n)
+        fused = self._fused()
+        with self._running(logits=fused):
+            results = self._evaluate(xs, y, w, _check_int(batch_size, "batch_size", 1), fused)
+        if verbose:
+            names = ["loss"] + self.metrics[:1]
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in zip(names, results)), file=sys.stderr)
+        return results if self.metrics else results[0]
+
+    def _evaluate(self, xs, y, w, batch_size, fused):
+        n = len(xs[0])
+        loss_sum = correct = weight_sum = 0.0
+        for start in range(0, n, batch_size):
+            idx = slice(start, min(start + batch_size, n))
+            out = self._forward(self._take(xs, idx), training=False)
+            wb = None if w is None else w[idx]
+            loss_sum += self.loss(y[idx], out, wb, from_logits=fused) * len(out)
+            if self.metrics:
+                c, ws = _accuracy_counts(out, y[idx], wb, fused)
+                correct += c
+                weight_sum += ws
+        results = [loss_sum / n]
+        if self.metrics:
+            results.append(correct / weight_sum if weight_sum else 0.0)
+        return results
+
+    def predict(self, x, batch_size=256, verbose=0):
+        """Model outputs for ``x`` (probabilities for a softmax output), computed
+        ``batch_size`` samples at a time: memory holds one batch of activations."""
+        xs = self._check_x(x)
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        n = len(xs[0])
+        result = None
+        with self._running(logits=False):
+            for start in range(0, n, batch_size):
+                idx = slice(start, min(start + batch_size, n))
+                out = self._forward(self._take(xs, idx), training=False)
+                if result is None:
+                    result = np.empty((n,) + out.shape[1:], dtype=out.dtype)
+                result[idx] = out
+        return result
+
+
+class _Missing:
+    def __repr__(self):
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
+class _Interrupt:
+    """While training, the first Ctrl-C only raises a flag the loop checks after each batch
+    (a second one interrupts at once).  Only the main thread can install signal handlers;
+    elsewhere a KeyboardInterrupt is simply caught by ``fit``."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.previous = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:
+                self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _call(callbacks, hook, *args):
+    for cb in callbacks:
+        getattr(cb, hook)(*args)
+
+
+def _accuracy_counts(out, y, w, logits):
+    """(weighted number correct, total weight) for a batch."""
+    if out.ndim == 2 and out.shape[1] > 1:
+        pred = out.argmax(axis=1)
+        truth = y if y.ndim == 1 else y.argmax(axis=1)
+    else:
+        pred = out.reshape(len(out), -1)[:, 0] > (0 if logits else 0.5)
+        truth = np.asarray(y).reshape(len(out), -1)[:, 0] > 0.5
+    hits = pred == truth
+    if w is None:
+        return float(np.count_nonzero(hits)), float(len(hits))
+    return float(w @ hits), float(w.sum())
+
+
+def _check_sample_shape(a, shape, name):
+    want = (None,) + tuple(shape)
+    if a.ndim != len(want):
+        hint = ""
+        if len(want) == 4 and a.ndim == 3 and tuple(a.shape[1:]) == tuple(shape[:2]):
+            hint = "; add a channel axis with x[..., None] for grayscale images"
+        layout = " (N, H, W, C) channels-last" if len(want) == 4 else ""
+        raise ShapeError(f"{name} must be a {len(want)}-D array{layout} with samples of shape "
+                         f"{tuple(shape)}, got shape {a.shape}{hint}")
+    if tuple(a.shape[1:]) != tuple(shape):
+        if len(want) == 4 and tuple(a.shape[1:3]) == tuple(shape[:2]):
+            raise ShapeError(f"{name} has {a.shape[-1]} channels (shape {a.shape}), but the "
+                             f"model expects {shape[-1]}: input shape {tuple(shape)}")
+        if len(want) == 4 and a.shape[1] == shape[2] and tuple(a.shape[2:]) == tuple(shape[:2]):
+            raise ShapeError(f"{name} looks channels-first {a.shape}: cytorch is channels-last, "
+                             f"use x.transpose(0, 2, 3, 1) to get samples of shape "
+                             f"{tuple(shape)}")
+        raise ShapeError(f"{name} must have samples of shape {tuple(shape)} (the model's "
+                         f"input shape), got shape {a.shape}")
+
+
+def _check_finite(a, name):
+    flat = a.reshape(-1)
+    for start in range(0, flat.size, _FINITE_CHUNK):
+        chunk = flat[start:start + _FINITE_CHUNK]
+        if not np.isfinite(chunk).all():
+            bad = int(flat.size - sum(np.count_nonzero(np.isfinite(flat[s:s + _FINITE_CHUNK]))
+                                      for s in range(0, flat.size, _FINITE_CHUNK)))
+            raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
+                             f"clean or impute the data first")
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
