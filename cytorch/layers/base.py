@@ -36,8 +36,9 @@ _name_counters = {}
 
 
 def _snake(name):
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
-    return re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s).lower()
+    """Keras's layer-name rule: ``Conv2D -> conv2d``, ``MaxPooling2D -> max_pooling2d``."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def unique_name(prefix):

@@ -1,0 +1,22 @@
+"""The built-in layers, and the registry that finds every layer by name.
+
+>>> from cytorch import layers as L
+>>> conv = L.Conv2D(6, 5, activation="relu")
+>>> L.get("conv2d") is L.Conv2D
+True
+
+``available()`` and ``get(name)`` look through the ``cytorch.layers`` entry-point group, where
+the built-ins are registered exactly like third-party plugins (see ``cytorch.registry``).
+"""
+from ..registry import available, discover, get, name_of, refresh
+from .base import Layer
+from .conv import Conv2D
+from .core import Activation, Dense, Dropout, Flatten, Input
+from .merge import Add, Concatenate
+from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
+                      GlobalMinPooling2D, MaxPool2D, MaxPooling2D, MinPooling2D)
+
+__all__ = ["Layer", "Input", "Dense", "Flatten", "Activation", "Dropout", "Conv2D",
+           "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
+           "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D", "Add",
+           "Concatenate", "available", "discover", "get", "name_of", "refresh"]

@@ -1,0 +1,89 @@
+"""Small helpers shared by the built-in layers: input checks and the ``activation=`` argument."""
+import numpy as np
+
+from .. import activations
+from ..errors import ShapeError
+from ..functional import as_float_array
+
+_LINEAR = activations.get("linear")
+
+
+def describe(layer):
+    """``Conv2D 'conv2d_1'``: how messages name a layer."""
+    return f"{type(layer).__name__} '{layer.name}'"
+
+
+def to_list(value):
+    """Tuples become lists, recursively, so a config survives a JSON round trip unchanged."""
+    if isinstance(value, (tuple, list)):
+        return [to_list(v) for v in value]
+    return value
+
+
+def as_input(layer, x, rank=None, check_finite=None, hint=""):
+    """``x`` as a C-contiguous array of the layer's dtype, built on first use, checked.
+
+    Checks the rank (``rank`` counts the batch axis) and, once the layer is built, the trailing
+    axis (channels or features), which is what a layer's parameters depend on.  ``check_finite``
+    defaults to the layer's own ``check_finite`` (a model switches it off after checking its
+    input once); layers that hand ``x`` to a ``cytorch.functional`` kernel pass False here and
+    let the kernel check.
+    """
+    if check_finite is None:
+        check_finite = getattr(layer, "check_finite", True)
+    x = as_float_array(x, f"the input of {describe(layer)}", dtype=layer.dtype,
+                       check_finite=check_finite)
+    if rank is not None and x.ndim != rank:
+        raise ShapeError(f"{describe(layer)} expects {rank}-D input "
+                         f"{_LAYOUTS.get(rank, '')}, got shape {x.shape}{hint}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ShapeError(f"{describe(layer)} got an empty batch: shape {x.shape}")
+    if not layer.built:
+        layer.build(x.shape[1:])
+    elif layer.n_inputs == 1 and layer.input_shape and x.shape[-1] != layer.input_shape[-1]:
+        what = "channels" if x.ndim == 4 else "features"
+        raise ShapeError(f"{describe(layer)} was built for {layer.input_shape[-1]} {what} "
+                         f"(input shape {layer.input_shape}), got {x.shape[-1]} "
+                         f"(batch shape {x.shape})")
+    return x
+
+
+_LAYOUTS = {4: "(N, H, W, C) channels-last", 2: "(N, features)"}
+
+
+def cached(layer):
+    """The layer's forward cache; a clear error when backward comes before any forward."""
+    if layer._cache is None:
+        raise RuntimeError(f"{describe(layer)}: call forward(x, training=True) before backward")
+    return layer._cache
+
+
+def as_grad(layer, dout, shape):
+    """``dout`` as an array of the layer's dtype and of the forward output's ``shape``."""
+    dout = np.asarray(dout, dtype=layer.dtype)
+    if dout.shape != shape:
+        raise ShapeError(f"{describe(layer)}: the gradient passed to backward must have the "
+                         f"forward output's shape {shape}, got {dout.shape}")
+    return dout
+
+
+class ActivationMixin:
+    """The ``activation=`` argument of Dense and Conv2D, with the fused-loss switch.
+
+    ``return_logits`` (default False): when True, forward returns the pre-activation values and
+    backward skips the activation's derivative.  A training loop sets it on the output layer
+    when the loss applies a numerically stable softmax itself (fused softmax + cross-entropy:
+    the gradient of the pair is just ``softmax(z) - onehot(y)``).
+    """
+
+    def _init_activation(self, activation):
+        self._activation = activations.get(activation)
+        self.activation = self._activation.name
+        self.return_logits = False
+
+    def _activate(self, z, inplace):
+        """Apply the activation (or not, under ``return_logits``); returns (function, y).
+
+        ``inplace``: ``z`` is a temporary the layer owns and may be overwritten."""
+        act = _LINEAR if self.return_logits else self._activation
+        return act, act.forward(z, out=z if inplace else None)

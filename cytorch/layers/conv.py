@@ -1,0 +1,121 @@
+"""``Conv2D``: a bank of K learnable filters slid over a channels-last image."""
+import numbers
+
+from .. import functional as F
+from .. import initializers
+from .._shapes import as_pair, resolve_padding, window_output_shape
+from ..errors import ShapeError
+from ._common import ActivationMixin, as_grad, as_input, cached, describe, to_list
+from .base import Layer
+
+__all__ = ["Conv2D"]
+
+
+class Conv2D(ActivationMixin, Layer):
+    """2-D convolution (cross-correlation, as in every deep-learning library), channels-last.
+
+    Each of the ``filters`` kernels spans the full input depth: ``x (N, H, W, C)`` and
+    ``kernel (kh, kw, C, K)`` give ``y (N, H_out, W_out, K)`` with, per spatial axis,
+
+        H_out = floor((H + P_top + P_bottom - kh) / sh) + 1
+
+    and ``y[n, i, j, k] = activation(bias[k] + sum_{a,b,c} x_pad[n, i*sh + a, j*sw + b, c]
+    * kernel[a, b, c, k])``.  The weights are shared across positions, so the layer has
+    ``kh*kw*C*K + K`` parameters whatever the image size: ``Conv2D(10, 5, padding=2)`` on
+    32x32x3 has 5*5*3*10 + 10 = 760 and keeps the 32x32 size.
+
+    Parameters
+    ----------
+    filters : int
+        Number of kernels K (output channels).
+    kernel_size : int or (int, int)
+        ``(kh, kw)``; non-square kernels are fine.
+    strides : int or (int, int), default 1
+    padding : "valid", "same", "full", int, (int, int) or ((top, bottom), (left, right))
+        See ``cytorch._shapes``: "same" keeps ``ceil(H / sh)``, "full" pads ``kh - 1``.
+    activation : {"relu", "tanh", "sigmoid", "softmax", "linear"} or None
+        Softmax normalises over the channels of each position.
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer : str
+        Names from ``cytorch.initializers``; the kernel's fans are ``kh*kw*C`` and ``kh*kw*K``.
+    seed : int, optional
+        Seeds the layer's generator (initial weights).
+
+    Attributes
+    ----------
+    return_logits : bool
+        When True (set by a training loop on an output layer whose loss applies a fused
+        softmax) forward returns the pre-activation and backward skips the activation's
+        derivative.
+
+    >>> import numpy as np
+    >>> layer = Conv2D(10, 5, padding=2, activation="relu", seed=0)
+    >>> layer.forward(np.zeros((1, 32, 32, 3))).shape, layer.count_params()
+    ((1, 32, 32, 10), 760)
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool) \
+                or filters < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
+        self.padding = padding.lower() if isinstance(padding, str) else padding
+        self._init_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer).__name__
+        self.bias_initializer = initializers.get(bias_initializer).__name__
+        self.seed = seed
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            hint = "; add a channel axis for grayscale images" if len(input_shape) == 2 else ""
+            raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
+                             f"{input_shape}{hint}")
+        H, W, _ = input_shape
+        H_out, W_out, _ = window_output_shape(H, W, *self.kernel_size, *self.strides,
+                                              self.padding, what=describe(self))
+        return (H_out, W_out, self.filters)
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)
+        kh, kw = self.kernel_size
+        C = int(input_shape[-1])
+        self.params["kernel"] = initializers.get(self.kernel_initializer)(
+            (kh, kw, C, self.filters), self.rng, self.dtype)
+        if self.use_bias:
+            self.params["bias"] = initializers.get(self.bias_initializer)(
+                (self.filters,), self.rng, self.dtype)
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        x = as_input(self, x, rank=4, check_finite=False)
+        z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
+                                         strides=self.strides, padding=self.padding,
+                                         check_finite=getattr(self, "check_finite", True))
+        act, y = self._activate(z, inplace=True)  # z is fresh from the kernel: reuse it
+        self._cache = (conv_cache, act, y)
+        return y
+
+    def backward(self, dout):
+        conv_cache, act, y = cached(self)
+        dz = act.backward(as_grad(self, dout, y.shape), y)
+        dx, dw, db = F.conv2d_backward(dz, conv_cache)
+        self.grads["kernel"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
+    def get_config(self):
+        return {"filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": to_list(self.padding),
+                "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer, "seed": self.seed,
+                **super().get_config()}

@@ -1,0 +1,153 @@
+"""Pooling layers: windowed max / average / min, and their global (whole-map) versions.
+
+Pooling has no parameters: it summarises each ``(ph, pw)`` window of every channel separately,
+shrinking ``(N, H, W, C)`` to ``(N, H_out, W_out, C)`` with, per axis,
+
+    H_out = floor((H + P_top + P_bottom - ph) / sh) + 1      (strides default to pool_size)
+
+Backward routes ``dout`` to the winning cell of each window (max/min; ties go to the first
+cell in row-major order) or spreads it evenly over the window (average; with padding only the
+real cells count).  The global versions reduce the whole map: ``(N, H, W, C) -> (N, C)``.
+"""
+from .. import functional as F
+from .._shapes import as_pair, resolve_padding, window_output_shape
+from ..errors import ShapeError
+from ._common import as_grad, as_input, cached, describe, to_list
+from .base import Layer
+
+__all__ = ["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
+           "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D"]
+
+
+def _check_image_shape(layer, input_shape):
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ShapeError(f"{describe(layer)} expects samples of shape (H, W, C), got "
+                         f"{input_shape}")
+    return input_shape
+
+
+class _Pooling2D(Layer):
+    """Shared by the three windowed pools; subclasses name their pair of kernels."""
+
+    _forward_kernel = None   # e.g. F.max_pool2d_forward, looked up at call time
+    _backward_kernel = None
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = as_pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else as_pair(strides, "strides")
+        resolve_padding(padding, *self.pool_size, *self.pool_size, *self.strides)  # check
+        self.padding = padding.lower() if isinstance(padding, str) else padding
+
+    def compute_output_shape(self, input_shape):
+        H, W, C = _check_image_shape(self, input_shape)
+        H_out, W_out, _ = window_output_shape(H, W, *self.pool_size, *self.strides,
+                                              self.padding, what=describe(self))
+        return (H_out, W_out, C)
+
+    def forward(self, x, training=False):
+        x = as_input(self, x, rank=4, check_finite=False)
+        out, cache = getattr(F, self._forward_kernel)(
+            x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+            check_finite=getattr(self, "check_finite", True))
+        self._cache = (cache, out.shape)
+        return out
+
+    def backward(self, dout):
+        cache, shape = cached(self)
+        return getattr(F, self._backward_kernel)(as_grad(self, dout, shape), cache)
+
+    def get_config(self):
+        return {"pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": to_list(self.padding), **super().get_config()}
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max over each ``pool_size`` window: keeps the strongest response, adds no parameters.
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> MaxPooling2D(2).forward(x)[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+
+    _forward_kernel = "max_pool2d_forward"
+    _backward_kernel = "max_pool2d_backward"
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over each ``pool_size`` window (LeNet-5's subsampling); with padding the mean is
+    over the real cells of the window only.
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> AveragePooling2D(2).forward(x)[0, :, :, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    """
+
+    _forward_kernel = "avg_pool2d_forward"
+    _backward_kernel = "avg_pool2d_backward"
+
+
+class MinPooling2D(_Pooling2D):
+    """Min over each ``pool_size`` window (the mirror of max pooling; not in Keras).
+
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> MinPooling2D(2).forward(x)[0, :, :, 0]
+    array([[ 0.,  2.],
+           [ 8., 10.]])
+    """
+
+    _forward_kernel = "min_pool2d_forward"
+    _backward_kernel = "min_pool2d_backward"
+
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+
+
+class _GlobalPooling2D(Layer):
+    """Shared by the three global pools: ``(N, H, W, C) -> (N, C)``."""
+
+    _forward_kernel = None
+    _backward_kernel = None
+
+    def compute_output_shape(self, input_shape):
+        return (_check_image_shape(self, input_shape)[2],)
+
+    def forward(self, x, training=False):
+        x = as_input(self, x, rank=4, check_finite=False)
+        out, cache = getattr(F, self._forward_kernel)(
+            x, check_finite=getattr(self, "check_finite", True))
+        self._cache = (cache, out.shape)
+        return out
+
+    def backward(self, dout):
+        cache, shape = cached(self)
+        return getattr(F, self._backward_kernel)(as_grad(self, dout, shape), cache)
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Max over the whole map of each channel: ``(N, H, W, C) -> (N, C)``."""
+
+    _forward_kernel = "global_max_pool2d_forward"
+    _backward_kernel = "global_max_pool2d_backward"
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over the whole map of each channel: ``(N, H, W, C) -> (N, C)``; a parameter-free
+    alternative to ``Flatten`` before the classifier."""
+
+    _forward_kernel = "global_avg_pool2d_forward"
+    _backward_kernel = "global_avg_pool2d_backward"
+
+
+class GlobalMinPooling2D(_GlobalPooling2D):
+    """Min over the whole map of each channel: ``(N, H, W, C) -> (N, C)``."""
+
+    _forward_kernel = "global_min_pool2d_forward"
+    _backward_kernel = "global_min_pool2d_backward"
