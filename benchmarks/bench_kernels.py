@@ -1,0 +1,93 @@
+"""conv2d forward+backward: compiled kernel vs its NumPy twin vs PyTorch CPU, in one process.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_kernels.py [--quick]
+
+Columns: time of one forward+backward pass (best of k) for the compiled kernel (all cores), the
+NumPy twin, torch at 1 and 2 threads; ``cy/torch`` is compiled over torch's better thread count
+(issue 2's targets: <= 0.5 for the LeNet cases, <= 1.0 for VGG-ish and AlexNet), ``twin/cy``
+how much faster the compiled kernel is than the twin (target >= 5), and the compiled kernel's
+GFLOP/s (``3 * 2 * N * H_out * W_out * K * kh * kw * C`` flops: forward, dW and dX are one
+GEMM each) as a share of a 2048x2048 sgemm measured in the same run.
+"""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness as h  # noqa: E402
+
+import cytorch  # noqa: E402
+from cytorch import functional as F  # noqa: E402
+
+# name, N, H, W, C, K, k, stride, padding
+CASES = [
+    ("LeNet c1  64x28x28x1->6 k5", 64, 28, 28, 1, 6, 5, 1, "valid"),
+    ("LeNet c2  64x14x14x6->16 k5", 64, 14, 14, 6, 16, 5, 1, "valid"),
+    ("VGG-ish   32x32x32x32->64 k3 same", 32, 32, 32, 32, 64, 3, 1, "same"),
+    ("AlexNet   8x227x227x3->96 k11 s4", 8, 227, 227, 3, 96, 11, 4, "valid"),
+]
+
+
+def cytorch_step(x, w, b, stride, padding, dout):
+    def step():
+        out, cache = F.conv2d_forward(x, w, b, stride, padding)
+        return F.conv2d_backward(dout, cache)
+    return step
+
+
+def torch_step(x, w, b, stride, padding, dout):
+    import torch
+    import torch.nn.functional as TF
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_()
+    bt = torch.from_numpy(b.copy()).requires_grad_()
+    dt = torch.from_numpy(dout.transpose(0, 3, 1, 2).copy())
+    pad = w.shape[0] // 2 if padding == "same" else 0  # odd kernels, stride 1: symmetric
+
+    def step():
+        xt.grad = wt.grad = bt.grad = None
+        out = TF.conv2d(xt, wt, bt, stride=stride, padding=pad)
+        out.backward(dt)
+    return step
+
+
+def main():
+    args = h.parser(__doc__.splitlines()[0]).parse_args()
+    repeat = args.repeat or (2 if args.quick else 5)
+    h.header("conv2d forward+backward")
+    peak = h.sgemm_gflops(repeat=repeat)
+    print(f"sgemm 2048x2048 float32: {peak:.1f} GFLOP/s\n", flush=True)
+    table = h.Table("case", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
+                    "twin/cy", "GFLOP/s", "% sgemm")
+    torch = None if args.no_torch else h.try_import_torch()
+    rng = np.random.default_rng(0)
+    for name, N, H, W, C, K, k, s, pad in CASES:
+        if args.quick:
+            N = max(1, N // 4)
+        x = rng.standard_normal((N, H, W, C), dtype=np.float32)
+        w = rng.standard_normal((k, k, C, K), dtype=np.float32) * 0.1
+        b = rng.standard_normal(K, dtype=np.float32)
+        out, _ = F.conv2d_forward(x, w, b, s, pad)
+        dout = rng.standard_normal(out.shape, dtype=np.float32)
+        cy = h.timeit(cytorch_step(x, w, b, s, pad, dout), repeat=repeat)
+        with cytorch.backend("reference"):
+            twin = h.timeit(cytorch_step(x, w, b, s, pad, dout), repeat=max(1, repeat // 2))
+        t1 = t2 = best = None
+        if torch is not None:
+            results, n_best = h.torch_best(lambda: torch_step(x, w, b, s, pad, dout),
+                                           repeat=repeat)
+            t1, t2 = results[1].best, results[2].best
+            best = results[n_best].best
+        _, H_out, W_out, _ = out.shape
+        flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
+        gflops = flops / cy.best / 1e9
+        table.add(name, h.fmt_time(cy.best), h.fmt_time(twin.best), h.fmt_time(t1),
+                  h.fmt_time(t2), h.fmt_ratio(cy.best, best), h.fmt_ratio(twin.best, cy.best),
+                  f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%")
+    table.print()
+    print(f"\npeak RSS: {h.peak_rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
