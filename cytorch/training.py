@@ -243,7 +243,8 @@ class TrainingMixin:
         rng = make_rng(seed) if seed is not None else self._model_rng()
         steps = -(-n // batch_size)
         history = cbks.History()
-        callback_list = [history] + list(callbacks or [])
+        # History and the bar come last, so they see what other callbacks add to the logs
+        callback_list = list(callbacks or []) + [history]
         if verbose:
             callback_list.append(cbks.ProgressBar(verbose=verbose))
         for cb in callback_list:

@@ -1,0 +1,322 @@
+"""Training: losses (finite differences), optimizers, fit/evaluate/predict, callbacks, Ctrl-C."""
+import os
+
+import numpy as np
+import pytest
+
+from cytorch import Sequential, ShapeError, callbacks, losses, optimizers
+from cytorch import layers as L
+from cytorch._gradcheck import numerical_gradient, relative_error
+
+
+def blobs(n=120, seed=0):
+    """Three separable clusters of 2x2x1 'images'."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centres = np.array([[1.0, -1.0, 0.5, 0.0], [-1.0, 1.0, 0.0, 0.5], [0.0, 0.0, -1.0, -1.0]])
+    X = centres[y] + 0.3 * rng.standard_normal((n, 4))
+    return X.reshape(n, 2, 2, 1).astype(np.float32), y
+
+
+def small_model(seed=0, dtype="float32"):
+    return Sequential([L.Input((2, 2, 1)), L.Flatten(dtype=dtype),
+                       L.Dense(8, activation="tanh", dtype=dtype),
+                       L.Dense(3, activation="softmax", dtype=dtype)], seed=seed)
+
+
+# -- losses ------------------------------------------------------------------------------------
+LOSS_CASES = [
+    ("sparse_categorical_crossentropy", False), ("sparse_categorical_crossentropy", True),
+    ("categorical_crossentropy", False), ("categorical_crossentropy", True),
+    ("binary_crossentropy", False), ("binary_crossentropy", True),
+    ("mse", False), ("mae", False),
+]
+
+
+@pytest.mark.parametrize("name, logits", LOSS_CASES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loss_gradient_matches_finite_differences(name, logits, weighted):
+    rng = np.random.default_rng(1)
+    N, K = 5, 4
+    loss = losses.get(name)
+    if name == "sparse_categorical_crossentropy":
+        y = rng.integers(0, K, N)
+    elif name == "categorical_crossentropy":
+        y = np.eye(K)[rng.integers(0, K, N)]
+    else:
+        y = rng.random((N, K)).round() if name == "binary_crossentropy" else rng.random((N, K))
+    if logits:
+        p = rng.standard_normal((N, K)) * 2
+    elif name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        p = losses.softmax(rng.standard_normal((N, K)))
+    else:
+        p = rng.uniform(0.1, 0.9, (N, K))
+    w = rng.uniform(0.5, 2.0, N) if weighted else None
+    value, grad = loss.gradient(y, p, w, from_logits=logits)
+    numeric = numerical_gradient(
+        lambda q: np.array(loss(y, q, w, from_logits=logits)), p, np.array(1.0))
+    assert grad.shape == p.shape
+    assert relative_error(grad, numeric) < 1e-6
+    assert value == pytest.approx(loss(y, p, w, from_logits=logits))
+
+
+def test_fused_cross_entropy_is_stable_and_matches_the_unfused_value():
+    loss = losses.get("sparse_categorical_crossentropy")
+    z = np.array([[1000.0, 0.0, -1000.0], [0.0, 0.5, 1.0]])
+    y = np.array([2, 1])
+    value, dz = loss.gradient(y, z, from_logits=True)
+    assert np.isfinite(value) and np.isfinite(dz).all()
+    assert value == pytest.approx((2000 + (np.log(np.exp(-0.5) + 1 + np.exp(0.5)))) / 2)
+    # the fused gradient is (p - onehot) / N
+    np.testing.assert_allclose(dz, (losses.softmax(z) - np.eye(3)[y]) / 2, atol=1e-12)
+    p = losses.softmax(z[1:])
+    assert loss(y[1:], z[1:], from_logits=True) == pytest.approx(loss(y[1:], p))
+
+
+def test_sample_weight_is_the_keras_mean():
+    loss = losses.get("mse")
+    y, p = np.zeros((2, 1)), np.array([[1.0], [2.0]])
+    assert loss(y, p, np.array([1.0, 0.0])) == pytest.approx(0.5)   # (1*1 + 0*4) / 2
+    assert loss(y, p, np.array([2.0, 2.0])) == pytest.approx(5.0)
+
+
+def test_losses_and_optimizers_by_name():
+    assert isinstance(losses.get("MSE"), losses.MeanSquaredError)
+    with pytest.raises(KeyError, match="did you mean 'mse'"):
+        losses.get("mse2")
+    assert optimizers.get("adam") is optimizers.Adam
+    with pytest.raises(KeyError, match="did you mean 'sgd'"):
+        optimizers.get("sdg")
+    with pytest.raises(ValueError, match="learning_rate must be a positive float, got -1"):
+        optimizers.SGD(learning_rate=-1)
+
+
+def test_sparse_labels_out_of_range_are_named():
+    model = small_model().compile(loss="sparse_categorical_crossentropy")
+    X, _ = blobs(10)
+    with pytest.raises(ValueError, match=r"labels from 0 to 5.*outputs 3 classes"):
+        model.fit(X, np.arange(10) % 6, verbose=0)
+
+
+# -- optimizers --------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", [
+    optimizers.SGD(0.1), optimizers.SGD(0.05, momentum=0.9),
+    optimizers.SGD(0.05, momentum=0.9, nesterov=True), optimizers.RMSprop(0.01),
+    optimizers.Adagrad(0.1), optimizers.Adam(0.01), optimizers.Adam(0.01, weight_decay=1e-3)])
+def test_each_optimizer_reduces_the_loss(optimizer):
+    X, y = blobs()
+    model = small_model(seed=1).compile(optimizer=optimizer, metrics=["accuracy"])
+    before = model.evaluate(X, y)[0]
+    history = model.fit(X, y, batch_size=16, epochs=8, verbose=0, seed=0)
+    after, accuracy = model.evaluate(X, y)
+    assert after < 0.6 * before, (before, history.history["loss"])
+    assert accuracy > 0.9
+
+
+def test_sgd_step_is_exactly_lr_times_gradient():
+    model = small_model(seed=0, dtype="float64")
+    model.compile(optimizer=optimizers.SGD(0.5), loss="mse")
+    X, _ = blobs(4)
+    target = np.zeros((4, 3))
+    before = [p.copy() for layer in model.layers for p in layer.params.values()]
+    model.train_on_batch(X, target)
+    grads = [g for layer in model.layers for g in layer.grads.values()]
+    after = [p for layer in model.layers for p in layer.params.values()]
+    for b, g, a in zip(before, grads, after):
+        np.testing.assert_allclose(a, b - 0.5 * g, rtol=1e-12, atol=1e-15)
+
+
+def test_weight_decay_is_the_l2_gradient():
+    layer = L.Dense(2, dtype="float64", seed=0)
+    layer.build((3,))
+    w0 = layer.params["kernel"].copy()
+    layer.grads["kernel"][...] = 0
+    layer.grads["bias"][...] = 0
+    optimizers.SGD(0.1, weight_decay=0.5).apply_gradients([layer])
+    np.testing.assert_allclose(layer.params["kernel"], w0 * (1 - 0.1 * 0.5))
+
+
+# -- fit, evaluate, predict --------------------------------------------------------------------
+def test_same_seed_gives_bit_identical_training():
+    X, y = blobs()
+    results = []
+    for _ in range(2):
+        model = Sequential([L.Input((2, 2, 1)), L.Flatten(), L.Dense(8, activation="relu"),
+                            L.Dropout(0.3), L.Dense(3, activation="softmax")], seed=3)
+        model.compile(optimizer="adam")
+        model.fit(X, y, batch_size=10, epochs=2, verbose=0, seed=5)
+        results.append(model.get_weights())
+    for key in results[0]:
+        np.testing.assert_array_equal(results[0][key], results[1][key])
+
+
+def test_predict_is_batched_and_returns_probabilities():
+    X, y = blobs(50)
+    model = small_model().compile(optimizer="adam")
+    model.fit(X, y, epochs=1, verbose=0)
+    full = model.predict(X, batch_size=1000)
+    np.testing.assert_allclose(model.predict(X, batch_size=7), full, rtol=1e-6)
+    np.testing.assert_allclose(full.sum(axis=1), 1, rtol=1e-5)
+    assert model.layers[-1].return_logits is False  # restored after training
+    assert full.dtype == np.float32
+
+
+def test_input_dtypes_are_converted():
+    X, y = blobs(30)
+    model = small_model().compile(optimizer="adam")
+    as_uint8 = (np.clip(X, 0, 2) * 100).astype(np.uint8)
+    model.fit(as_uint8, y, verbose=0)
+    out = model.predict(as_uint8.astype(np.int64))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, model.predict(as_uint8.astype(np.float64)), rtol=1e-6)
+
+
+def test_validation_split_and_data_are_logged():
+    X, y = blobs()
+    model = small_model().compile(optimizer="adam", metrics=["accuracy"])
+    history = model.fit(X, y, epochs=2, validation_split=0.25, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["val_loss"]) == 2
+    history = model.fit(X, y, epochs=1, validation_data=(X[:10], y[:10]), verbose=0)
+    loss, acc = model.evaluate(X[:10], y[:10])
+    assert history.history["val_loss"][0] == pytest.approx(loss)
+    assert history.history["val_accuracy"][0] == pytest.approx(acc)
+
+
+def test_evaluate_without_metrics_returns_the_loss():
+    X, y = blobs(20)
+    model = small_model().compile(optimizer="sgd")
+    assert isinstance(model.evaluate(X, y), float)
+
+
+@pytest.mark.parametrize("bad, match, error", [
+    (lambda X: X[..., 0], r"x must be a 4-D array .* add a channel axis", ShapeError),
+    (lambda X: np.repeat(X, 3, axis=-1), r"x has 3 channels .* expects 1", ShapeError),
+    (lambda X: np.where(np.arange(len(X))[:, None, None, None] == 3, np.nan, X),
+     r"x contains 4 NaN", ValueError),
+    (lambda X: X[:0], "x must not be empty", ShapeError),
+    (lambda X: X.astype(complex), "x must hold real numbers", TypeError),
+])
+def test_bad_input_is_named(bad, match, error):
+    X, y = blobs(20)
+    model = small_model().compile(optimizer="adam")
+    with pytest.raises(error, match=match):
+        model.fit(bad(X), y[:len(bad(X))] if len(bad(X)) else y[:0], verbose=0)
+
+
+def test_x_and_y_lengths_must_match():
+    X, y = blobs(20)
+    model = small_model().compile(optimizer="adam")
+    with pytest.raises(ValueError, match="x has 20 samples but y has 19"):
+        model.fit(X, y[:19], verbose=0)
+    with pytest.raises(RuntimeError, match="compile"):
+        small_model().fit(X, y)
+
+
+def test_kernels_skip_their_nan_scan_inside_fit_only():
+    X, y = blobs(20)
+    model = small_model().compile(optimizer="adam")
+    seen = []
+    model.fit(X, y, verbose=0, callbacks=[callbacks.LambdaCallback(
+        on_batch_end=lambda b, logs: seen.append(model.layers[1].check_finite))])
+    assert seen and not any(seen)
+    assert getattr(model.layers[1], "check_finite", True) is True
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+def test_early_stopping_stops_and_restores_the_best_weights():
+    X, y = blobs()
+    model = small_model().compile(optimizer=optimizers.SGD(0.05), metrics=["accuracy"])
+    snapshots = []
+    record = callbacks.LambdaCallback(on_epoch_end=lambda e, logs: snapshots.append(
+        (logs["loss"], model.get_weights())))
+    # a monitor that only ever gets worse after epoch 0 ("max" of the loss)
+    stop = callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
+                                   restore_best_weights=True)
+    history = model.fit(X, y, epochs=20, verbose=0, callbacks=[record, stop])
+    assert len(history.epoch) == 4 and stop.stopped_epoch == 3
+    best = snapshots[0][1]
+    for key, value in model.get_weights().items():
+        np.testing.assert_array_equal(value, best[key])
+
+
+def test_reduce_lr_on_plateau_lowers_the_learning_rate():
+    X, y = blobs(30)
+    opt = optimizers.Adam(0.01)
+    model = small_model().compile(optimizer=opt)
+    cb = callbacks.ReduceLROnPlateau(monitor="loss", mode="max", factor=0.5, patience=1,
+                                     min_lr=0.003)
+    history = model.fit(X, y, epochs=5, verbose=0, callbacks=[cb])
+    assert opt.learning_rate == pytest.approx(0.003)  # 0.01 -> 0.005 -> 0.003 (floor)
+    assert history.history["learning_rate"][:3] == pytest.approx([0.01, 0.01, 0.005])
+
+
+def test_model_checkpoint_writes_loadable_files(tmp_path):
+    import cytorch
+    X, y = blobs(30)
+    model = small_model().compile(optimizer="adam")
+    path = tmp_path / "ckpt-{epoch:02d}.npz"
+    model.fit(X, y, epochs=2, verbose=0,
+              callbacks=[callbacks.ModelCheckpoint(str(path), monitor="loss")])
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-01.npz", "ckpt-02.npz"]
+    best = tmp_path / "best.npz"
+    model.fit(X, y, epochs=2, verbose=0, callbacks=[
+        callbacks.ModelCheckpoint(best, monitor="loss", save_best_only=True)])
+    np.testing.assert_allclose(cytorch.load_model(best).predict(X), model.predict(X), rtol=1e-6)
+
+
+def test_lambda_callback_hooks_run_in_order():
+    X, y = blobs(30)
+    events = []
+    cb = callbacks.LambdaCallback(
+        on_train_begin=lambda logs: events.append("begin"),
+        on_epoch_begin=lambda e, logs: events.append(f"e{e}"),
+        on_batch_end=lambda b, logs: events.append(f"b{b}"),
+        on_epoch_end=lambda e, logs: events.append(f"end{e}"),
+        on_train_end=lambda logs: events.append("done"))
+    small_model().compile(optimizer="adam").fit(X, y, batch_size=16, epochs=2, verbose=0,
+                                                callbacks=[cb])
+    assert events == ["begin", "e0", "b0", "b1", "end0", "e1", "b0", "b1", "end1", "done"]
+
+
+def test_ctrl_c_stops_after_the_batch_and_keeps_the_model(capsys):
+    X, y = blobs()
+
+    def interrupt(batch, logs):
+        if batch == 3:
+            raise KeyboardInterrupt
+
+    model = small_model().compile(optimizer="adam")
+    history = model.fit(X, y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[callbacks.LambdaCallback(on_batch_end=interrupt)])
+    assert isinstance(history, callbacks.History) and history.epoch == []
+    assert "interrupted during epoch 1, after batch 4" in capsys.readouterr().err
+    out = model.predict(X)
+    assert np.isfinite(out).all() and model.layers[-1].return_logits is False
+    model.fit(X, y, epochs=1, verbose=0)  # still trainable
+
+
+def test_progress_bar_on_stderr(capsys):
+    X, y = blobs(64)
+    model = small_model().compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(X, y, batch_size=16, epochs=2, verbose=1, validation_split=0.25)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err
+    assert "3/3 [==============================]" in err
+    assert "loss: " in err and "accuracy: " in err and "val_accuracy: " in err
+    model.fit(X, y, batch_size=16, epochs=2, verbose=2)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ") and "ms/step" in lines[1]
+
+
+def test_history_plot_delegates_to_viz(monkeypatch):
+    import sys
+    import types
+    calls = []
+    fake = types.ModuleType("cytorch.viz")
+    fake.plot_history = lambda history, **kw: calls.append((history, kw)) or "axes"
+    monkeypatch.setitem(sys.modules, "cytorch.viz", fake)
+    h = callbacks.History()
+    assert h.plot(metric="loss") == "axes" and calls == [(h, {"metric": "loss"})]
