@@ -167,3 +167,302 @@ def conv2d_backward(dout, cache):
 # ===============================================================================================
 # pooling and dropout  (section owned by the pooling/dropout kernel work)
 # ===============================================================================================
+#
+# Pooling keeps no copy of x: backward needs only the geometry and, for max/min, the flat index
+# ``ih * W + iw`` (int32) of each window's winner.  The compiled kernels and the twins build the
+# same cache dict (``reference._pool_cache``), so the backends can be mixed between passes.
+
+_POOL_KINDS = ("max", "avg", "min")
+
+
+def _pool_args(x, pool_size, strides, padding, check_finite, what):
+    """Validate a pooling call; return x, ``(ph, pw)``, ``(sh, sw)``, pads, output shape."""
+    x = as_batch(x, "x", check_finite=check_finite)
+    N, H, W, C = x.shape
+    ph, pw = as_pair(pool_size, "pool_size")
+    sh, sw = (ph, pw) if strides is None else as_pair(strides, "strides")
+    H_out, W_out, pads = window_output_shape(H, W, ph, pw, sh, sw, padding, what=what)
+    pt, pb, pl, pr = pads
+    if max(pt, pb) >= ph or max(pl, pr) >= pw:
+        # then some window could lie entirely in the padding and have nothing to pool
+        raise ValueError(f"{what}: padding must be smaller than pool_size on every side, so "
+                         f"that each window holds a real cell; got padding (top, bottom, left, "
+                         f"right) = {pads} for pool_size {(ph, pw)}")
+    if H * W >= 2 ** 31:
+        raise ValueError(f"{what}: H * W must be < 2**31 (int32 winner indices), "
+                         f"got {H} * {W} = {H * W}")
+    return x, (ph, pw), (sh, sw), pads, (N, H_out, W_out, C)
+
+
+def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
+    what = f"{kind}_pool2d"
+    x, pool, strides, pads, out_shape = _pool_args(x, pool_size, strides, padding,
+                                                   check_finite, what)
+    (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
+    if _use_reference():
+        return getattr(reference, what + "_forward")(x, pool, strides, ((pt, pb), (pl, pr)))
+    from ._kernels import load
+    out = np.empty(out_shape, dtype=x.dtype)
+    if kind == "avg":
+        load("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl, get_num_threads())
+        return out, reference._pool_cache(kind, x, pool, strides, pads)
+    argidx = np.empty(out_shape, dtype=np.int32)
+    load("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt, pl,
+                                         kind == "min", get_num_threads())
+    return out, reference._pool_cache(kind, x, pool, strides, pads, argidx)
+
+
+def _check_cache(cache, kind, what):
+    if not isinstance(cache, dict) or cache.get("kind") != kind:
+        got = cache.get("kind") if isinstance(cache, dict) else type(cache).__name__
+        raise ValueError(f"{what}_backward needs the cache returned by {what}_forward, "
+                         f"got a cache of {got!r}")
+
+
+def _pool2d_backward(kind, dout, cache):
+    what = f"{kind}_pool2d"
+    _check_cache(cache, kind, what)
+    N, H, W, C = cache["x_shape"]
+    (ph, pw), (sh, sw) = cache["pool_size"], cache["strides"]
+    pt, pb, pl, pr = cache["pads"]
+    expected = (N, (H + pt + pb - ph) // sh + 1, (W + pl + pr - pw) // sw + 1, C)
+    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
+    if dout.shape != expected:
+        raise ShapeError(f"dout must have the {what} output's shape {expected}, "
+                         f"got {dout.shape}")
+    if _use_reference():
+        return getattr(reference, what + "_backward")(dout, cache)
+    from ._kernels import load
+    dx = np.zeros((N, H, W, C), dtype=dout.dtype)
+    if kind == "avg":
+        load("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl, get_num_threads())
+    else:
+        load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw,
+                                              get_num_threads())
+    return dx
+
+
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+    """Max pooling of a channels-last batch: the largest value of every window, per channel.
+
+    Parameters
+    ----------
+    x : array ``(N, H, W, C)``; float32 or float64 (other real input becomes float32).
+    pool_size : int or ``(ph, pw)``, the window.
+    strides : int, ``(sh, sw)`` or None for the window (non-overlapping windows).
+    padding : ``"valid"``, ``"same"``, ``"full"``, an int, ``(ph, pw)`` or
+        ``((top, bottom), (left, right))``; every side smaller than the window.  Padded cells
+        never win.
+    check_finite : raise ValueError on NaN/inf in x (skip the scan with False).
+
+    Returns
+    -------
+    out : ``(N, H_out, W_out, C)``, ``H_out = floor((H + P_top + P_bottom - ph) / sh) + 1``.
+    cache : for ``max_pool2d_backward``: the geometry and the int32 flat index
+        ``ih * W + iw`` of each window's winner (the first in row-major order on ties).
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]])
+    >>> out, cache = max_pool2d_forward(x[None, :, :, None], 2)
+    >>> out[0, :, :, 0]
+    array([[6., 8.],
+           [3., 4.]], dtype=float32)
+    """
+    return _pool2d_forward("max", x, pool_size, strides, padding, check_finite)
+
+
+def max_pool2d_backward(dout, cache):
+    """Gradient of ``max_pool2d_forward``: dout ``(N, H_out, W_out, C)`` -> dx ``(N, H, W, C)``.
+
+    ``dx[n, ih, iw, c]`` is the sum of ``dout[n, i, j, c]`` over the windows ``(i, j)`` whose
+    winner is ``(ih, iw)`` (overlapping windows can share a winner); 0 for every other cell.
+    """
+    return _pool2d_backward("max", dout, cache)
+
+
+def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+    """Min pooling: the smallest value of every window; arguments, shapes and cache as
+    ``max_pool2d_forward`` (the two share one kernel).
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]])
+    >>> min_pool2d_forward(x[None, :, :, None], 2)[0][0, :, :, 0]
+    array([[1., 2.],
+           [1., 0.]], dtype=float32)
+    """
+    return _pool2d_forward("min", x, pool_size, strides, padding, check_finite)
+
+
+def min_pool2d_backward(dout, cache):
+    """Gradient of ``min_pool2d_forward``: dout goes to each window's smallest cell."""
+    return _pool2d_backward("min", dout, cache)
+
+
+def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+    """Average pooling: the mean of the real (unpadded) cells of every window.
+
+    Arguments and output shape as ``max_pool2d_forward``;
+    ``out[n, i, j, c] = sum of the real cells of window (i, j) / their count``.
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]])
+    >>> avg_pool2d_forward(x[None, :, :, None], 2)[0][0, :, :, 0]
+    array([[3.25, 5.25],
+           [2.  , 2.  ]], dtype=float32)
+    """
+    return _pool2d_forward("avg", x, pool_size, strides, padding, check_finite)
+
+
+def avg_pool2d_backward(dout, cache):
+    """Gradient of ``avg_pool2d_forward``: every real cell of window ``(i, j)`` receives
+    ``dout[n, i, j, c] / count[i, j]``, summed over the windows that contain it."""
+    return _pool2d_backward("avg", dout, cache)
+
+
+def _global_forward(kind, x, check_finite):
+    what = f"global_{kind}_pool2d"
+    x = as_batch(x, "x", check_finite=check_finite)
+    N, H, W, C = x.shape
+    if H * W >= 2 ** 31:
+        raise ValueError(f"{what}: H * W must be < 2**31 (int32 winner indices), "
+                         f"got {H} * {W} = {H * W}")
+    if _use_reference():
+        return getattr(reference, what + "_forward")(x)
+    from ._kernels import load
+    out = np.empty((N, C), dtype=x.dtype)
+    cache = {"kind": "global_" + kind, "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
+    if kind == "avg":
+        load("_pool").global_avg_pool2d_forward(x, out, get_num_threads())
+    else:
+        cache["argidx"] = np.empty((N, C), dtype=np.int32)
+        load("_pool").global_extreme_pool2d_forward(x, out, cache["argidx"], kind == "min",
+                                                    get_num_threads())
+    return out, cache
+
+
+def _global_backward(kind, dout, cache):
+    what = f"global_{kind}_pool2d"
+    _check_cache(cache, "global_" + kind, what)
+    N, H, W, C = cache["x_shape"]
+    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
+    if dout.shape != (N, C):
+        raise ShapeError(f"dout must have the {what} output's shape {(N, C)}, "
+                         f"got {dout.shape}")
+    if _use_reference():
+        return getattr(reference, what + "_backward")(dout, cache)
+    from ._kernels import load
+    if kind == "avg":
+        dx = np.empty((N, H, W, C), dtype=dout.dtype)
+        load("_pool").global_avg_pool2d_backward(dout, dx, get_num_threads())
+    else:
+        dx = np.zeros((N, H, W, C), dtype=dout.dtype)
+        load("_pool").global_extreme_pool2d_backward(dout, cache["argidx"], dx,
+                                                     get_num_threads())
+    return dx
+
+
+def global_max_pool2d_forward(x, check_finite=True):
+    """The largest value of each channel's whole map: ``(N, H, W, C) -> (N, C)``.
+
+    The cache holds ``argidx[n, c] = h * W + w`` of each winner (first on ties).
+
+    >>> global_max_pool2d_forward(np.arange(8.0).reshape(1, 2, 2, 2))[0]
+    array([[6., 7.]])
+    """
+    return _global_forward("max", x, check_finite)
+
+
+def global_max_pool2d_backward(dout, cache):
+    """dout ``(N, C)`` -> dx ``(N, H, W, C)``: ``dout[n, c]`` at the winner, 0 elsewhere."""
+    return _global_backward("max", dout, cache)
+
+
+def global_min_pool2d_forward(x, check_finite=True):
+    """The smallest value of each channel's whole map: ``(N, H, W, C) -> (N, C)``.
+
+    >>> global_min_pool2d_forward(np.arange(8.0).reshape(1, 2, 2, 2))[0]
+    array([[0., 1.]])
+    """
+    return _global_forward("min", x, check_finite)
+
+
+def global_min_pool2d_backward(dout, cache):
+    """dout ``(N, C)`` -> dx ``(N, H, W, C)``: ``dout[n, c]`` at the smallest cell."""
+    return _global_backward("min", dout, cache)
+
+
+def global_avg_pool2d_forward(x, check_finite=True):
+    """The mean of each channel's map, ``out[n, c] = sum_{h, w} x[n, h, w, c] / (H * W)``,
+    summed in float64: ``(N, H, W, C) -> (N, C)``.
+
+    >>> global_avg_pool2d_forward(np.arange(8.0).reshape(1, 2, 2, 2))[0]
+    array([[3., 4.]])
+    """
+    return _global_forward("avg", x, check_finite)
+
+
+def global_avg_pool2d_backward(dout, cache):
+    """dout ``(N, C)`` -> dx ``(N, H, W, C)`` with ``dx[n, h, w, c] = dout[n, c] / (H * W)``."""
+    return _global_backward("avg", dout, cache)
+
+
+def _dropout_args(rate, seed):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"rate must be a float in [0, 1), got {rate!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+    return float(rate), int(seed)
+
+
+def dropout_forward(x, rate, seed, training=True, check_finite=True):
+    """Inverted dropout: zero each unit with probability ``rate``, scale the rest by
+    ``1 / (1 - rate)`` so that ``E[out] = x``.
+
+    Parameters
+    ----------
+    x : array of any shape; float32 or float64 (other real input becomes float32).
+    rate : float in [0, 1), the fraction dropped.
+    seed : int in [0, 2**63).  The mask is a pure function of (seed, unit index): the same
+        seed gives the same mask on either backend and any number of threads.
+    training : False makes this the identity (``out`` is then a copy of x, never x itself).
+    check_finite : raise ValueError on NaN/inf in x.
+
+    Returns
+    -------
+    out : x's shape and dtype.
+    cache : the uint8 keep-mask and the scale, for ``dropout_backward``.
+
+    >>> out, cache = dropout_forward(np.ones((2, 4)), 0.5, seed=0)
+    >>> out
+    array([[2., 0., 0., 2.],
+           [0., 0., 0., 2.]])
+    """
+    rate, seed = _dropout_args(rate, seed)
+    x = as_float_array(x, "x", check_finite=check_finite)
+    if not training or _use_reference():
+        return reference.dropout_forward(x, rate, seed, training=training)
+    from ._kernels import load
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=np.uint8)
+    scale = 1.0 / (1.0 - rate)
+    load("_dropout").dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1), seed,
+                                     reference.dropout_threshold(rate), scale,
+                                     get_num_threads())
+    return out, {"mask": mask, "scale": scale, "dtype": x.dtype}
+
+
+def dropout_backward(dout, cache):
+    """Gradient of ``dropout_forward``: ``dx = dout * mask / (1 - rate)`` (a copy of dout
+    when the forward pass was not training)."""
+    if not isinstance(cache, dict) or "mask" not in cache:
+        raise ValueError("dropout_backward needs the cache returned by dropout_forward")
+    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
+    mask = cache["mask"]
+    if mask is not None and dout.shape != mask.shape:
+        raise ShapeError(f"dout must have the dropout input's shape {mask.shape}, "
+                         f"got {dout.shape}")
+    if mask is None or _use_reference():
+        return reference.dropout_backward(dout, cache)
+    from ._kernels import load
+    dx = np.empty_like(dout)
+    load("_dropout").dropout_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1),
+                                      cache["scale"], get_num_threads())
+    return dx

@@ -182,3 +182,326 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
 # ===============================================================================================
 # pooling and dropout  (section owned by the pooling/dropout kernel work)
 # ===============================================================================================
+#
+# Pooling summarises every (ph, pw) window of each channel separately; nothing mixes channels.
+# Each twin loops over the ph * pw offsets (a, b) inside the window, never over the windows:
+# offset (a, b) of every window at once is one strided slice of the padded input.  Padding is
+# never a candidate: a padded cell cannot win a max or a min, and an average divides by the
+# number of real cells of its window.  Max and min pooling also return, per output value, the
+# flat index ``ih * W + iw`` of the winning cell (the first one in row-major order on ties), so
+# backward can route the gradient without looking at x again.
+#
+# The pooling caches are plain dicts built by ``_pool_cache``; the compiled kernels produce the
+# very same dicts, so a forward pass on one backend can be followed by backward on the other.
+
+def _pool_geometry(x_shape, pool_size, strides, padding):
+    """``(ph, pw)``, ``(sh, sw)``, ``(pt, pb, pl, pr)`` and ``(H_out, W_out)`` of a pooling.
+
+    ``strides=None`` means "the window": non-overlapping windows that tile the input.
+    ``padding`` is anything ``cytorch._shapes.resolve_padding`` accepts; ``cytorch.functional``
+    passes it already resolved as ``((top, bottom), (left, right))``.
+    """
+    _, H, W, _ = x_shape
+    ph, pw = as_pair(pool_size, "pool_size")
+    sh, sw = (ph, pw) if strides is None else as_pair(strides, "strides")
+    H_out, W_out, pads = window_output_shape(H, W, ph, pw, sh, sw, padding, what="pool2d")
+    return (ph, pw), (sh, sw), pads, (H_out, W_out)
+
+
+def _pool_cache(kind, x, pool, strides, pads, argidx=None):
+    """What every pooling backward needs: the geometry, x's shape and dtype, and (max/min)
+    the flat index of each window's winner.  x itself is not kept."""
+    return {"kind": kind, "x_shape": x.shape, "dtype": x.dtype, "pool_size": pool,
+            "strides": strides, "pads": pads, "argidx": argidx}
+
+
+def _window_offsets(x_shape, pool, strides, pads, out_hw):
+    """Yield ``(rows, cols, real, flat)`` for each offset ``(a, b)`` of the window, row-major.
+
+    * ``rows``, ``cols``: slices of the padded input; ``xp[:, rows, cols, :]`` is offset
+      ``(a, b)`` of every window, shape ``(N, H_out, W_out, C)``;
+    * ``real``: ``(H_out, W_out, 1)`` bool, True where that cell is inside the image;
+    * ``flat``: ``(H_out, W_out, 1)`` int32, ``ih * W + iw`` of that cell (-1 in the padding).
+    """
+    _, H, W, _ = x_shape
+    (ph, pw), (sh, sw), (pt, _, pl, _), (H_out, W_out) = pool, strides, pads, out_hw
+    for a in range(ph):
+        ih = np.arange(H_out) * sh - pt + a          # input row of offset a in each window
+        for b in range(pw):
+            iw = np.arange(W_out) * sw - pl + b
+            real = ((ih >= 0) & (ih < H))[:, None] & ((iw >= 0) & (iw < W))[None, :]
+            flat = np.where(real, ih[:, None] * W + iw[None, :], -1).astype(np.int32)
+            rows = slice(a, a + sh * H_out, sh)
+            cols = slice(b, b + sw * W_out, sw)
+            yield rows, cols, real[:, :, None], flat[:, :, None]
+
+
+def _extreme_pool2d_forward(x, pool_size, strides, padding, kind):
+    """Max (``kind="max"``) or min (``kind="min"``) pooling: one implementation for both."""
+    N, H, W, C = x.shape
+    pool, strides, pads, (H_out, W_out) = _pool_geometry(x.shape, pool_size, strides, padding)
+    pt, pb, pl, pr = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    out = np.zeros((N, H_out, W_out, C), dtype=x.dtype)
+    argidx = np.zeros((N, H_out, W_out, C), dtype=np.int32)
+    seen = np.zeros((H_out, W_out, 1), dtype=bool)   # has the window met a real cell yet?
+    for rows, cols, real, flat in _window_offsets(x.shape, pool, strides, pads, (H_out, W_out)):
+        v = xp[:, rows, cols, :]
+        beats = v < out if kind == "min" else v > out   # strictly: ties keep the first cell
+        take = real & (~seen | beats)
+        out = np.where(take, v, out)
+        argidx = np.where(take, flat, argidx)
+        seen |= real
+    return out, _pool_cache(kind, x, pool, strides, pads, argidx)
+
+
+def _extreme_pool2d_backward(dout, cache):
+    """Route each ``dout`` value to its window's winner; overlapping windows add up."""
+    N, H, W, C = cache["x_shape"]
+    pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
+    pt, pb, pl, pr = pads
+    argidx = cache["argidx"]
+    dxp = np.zeros((N, H + pt + pb, W + pl + pr, C), dtype=dout.dtype)
+    for rows, cols, real, flat in _window_offsets(cache["x_shape"], pool, strides, pads,
+                                                  dout.shape[1:3]):
+        dxp[:, rows, cols, :] += np.where(argidx == flat, dout, 0)
+    return dxp[:, pt:pt + H, pl:pl + W, :]
+
+
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+    """Max pooling: the largest value of every ``(ph, pw)`` window, per channel.
+
+    x: ``(N, H, W, C)`` -> out: ``(N, H_out, W_out, C)`` with
+    ``H_out = floor((H + P_top + P_bottom - ph) / sh) + 1`` (same for W) and
+
+        out[n, i, j, c] = max over real cells (ih, iw) of window (i, j) of x[n, ih, iw, c]
+
+    where window (i, j) covers padded rows ``i*sh .. i*sh + ph - 1`` and columns
+    ``j*sw .. j*sw + pw - 1``.  The cache holds ``argidx[n, i, j, c] = ih * W + iw`` of the
+    winner (the first one, in row-major order, on ties).  ``check_finite`` is accepted for the
+    shared signature; ``cytorch.functional`` does the checking.
+
+    The course's example, 2x2 windows with stride 2:
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
+    >>> out, cache = max_pool2d_forward(x[None, :, :, None], 2)
+    >>> out[0, :, :, 0]
+    array([[6., 8.],
+           [3., 4.]])
+    """
+    return _extreme_pool2d_forward(x, pool_size, strides, padding, "max")
+
+
+def max_pool2d_backward(dout, cache):
+    """Gradient of max pooling: ``dx[n, ih, iw, c] = sum of dout[n, i, j, c]`` over the windows
+    ``(i, j)`` whose winner is ``(ih, iw)``; every other cell gets 0.
+
+    dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.  Only one cell per window receives
+    gradient, because only one cell changes the output when nudged (ties: the first).
+    """
+    return _extreme_pool2d_backward(dout, cache)
+
+
+def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+    """Min pooling: the smallest value of every window (max pooling of ``-x``, negated).
+
+    Same shapes, formula and cache as ``max_pool2d_forward`` with min in place of max.
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
+    >>> min_pool2d_forward(x[None, :, :, None], 2)[0][0, :, :, 0]
+    array([[1., 2.],
+           [1., 0.]])
+    """
+    return _extreme_pool2d_forward(x, pool_size, strides, padding, "min")
+
+
+def min_pool2d_backward(dout, cache):
+    """Gradient of min pooling: ``dout`` goes to each window's smallest cell (ties: the first)."""
+    return _extreme_pool2d_backward(dout, cache)
+
+
+def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+    """Average pooling: the mean of the real cells of every window.
+
+    x: ``(N, H, W, C)`` -> out: ``(N, H_out, W_out, C)``, output size as for max pooling, and
+
+        out[n, i, j, c] = (sum of x[n, ih, iw, c] over real cells of window (i, j)) / count[i, j]
+
+    where ``count[i, j]`` is the number of real (unpadded) cells in window ``(i, j)``: padding
+    does not drag border averages towards 0 (PyTorch's ``count_include_pad=False``).
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
+    >>> avg_pool2d_forward(x[None, :, :, None], 2)[0][0, :, :, 0]
+    array([[3.25, 5.25],
+           [2.  , 2.  ]])
+    """
+    N, H, W, C = x.shape
+    pool, strides, pads, (H_out, W_out) = _pool_geometry(x.shape, pool_size, strides, padding)
+    pt, pb, pl, pr = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    total = np.zeros((N, H_out, W_out, C), dtype=x.dtype)
+    count = np.zeros((H_out, W_out, 1), dtype=x.dtype)
+    for rows, cols, real, _ in _window_offsets(x.shape, pool, strides, pads, (H_out, W_out)):
+        total += xp[:, rows, cols, :]   # padded cells hold 0 and add nothing
+        count += real
+    return total / count, _pool_cache("avg", x, pool, strides, pads)
+
+
+def avg_pool2d_backward(dout, cache):
+    """Gradient of average pooling: each real cell of window ``(i, j)`` receives
+    ``dout[n, i, j, c] / count[i, j]``; cells in several windows add up their shares.
+
+    dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.
+    """
+    N, H, W, C = cache["x_shape"]
+    pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
+    pt, pb, pl, pr = pads
+    offsets = list(_window_offsets(cache["x_shape"], pool, strides, pads, dout.shape[1:3]))
+    count = sum(real for _, _, real, _ in offsets).astype(dout.dtype)
+    share = dout / count
+    dxp = np.zeros((N, H + pt + pb, W + pl + pr, C), dtype=dout.dtype)
+    for rows, cols, _, _ in offsets:
+        dxp[:, rows, cols, :] += share   # what lands in the padding is cropped away
+    return dxp[:, pt:pt + H, pl:pl + W, :]
+
+
+# Global pooling: one window that is the whole map, (N, H, W, C) -> (N, C).
+
+def _global_extreme_forward(x, kind):
+    N, H, W, C = x.shape
+    flat = x.reshape(N, H * W, C)
+    argidx = (np.argmin if kind == "min" else np.argmax)(flat, axis=1).astype(np.int32)
+    out = np.take_along_axis(flat, argidx[:, None, :], axis=1)[:, 0, :]
+    return out, {"kind": "global_" + kind, "x_shape": x.shape, "dtype": x.dtype,
+                 "argidx": argidx}
+
+
+def _global_extreme_backward(dout, cache):
+    N, H, W, C = cache["x_shape"]
+    dx = np.zeros((N, H * W, C), dtype=dout.dtype)
+    np.put_along_axis(dx, cache["argidx"][:, None, :], dout[:, None, :], axis=1)
+    return dx.reshape(N, H, W, C)
+
+
+def global_max_pool2d_forward(x, check_finite=True):
+    """The largest value of each channel's whole map: ``out[n, c] = max_{h, w} x[n, h, w, c]``.
+
+    x: ``(N, H, W, C)`` -> out: ``(N, C)``; the cache holds ``argidx[n, c] = h * W + w`` of
+    the winner (the first in row-major order on ties, like ``np.argmax``).
+
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> global_max_pool2d_forward(x)[0]
+    array([[6., 7.]])
+    """
+    return _global_extreme_forward(x, "max")
+
+
+def global_max_pool2d_backward(dout, cache):
+    """``dx[n, h, w, c] = dout[n, c]`` at each channel's winner, 0 elsewhere.
+    dout: ``(N, C)`` -> dx: ``(N, H, W, C)``."""
+    return _global_extreme_backward(dout, cache)
+
+
+def global_min_pool2d_forward(x, check_finite=True):
+    """The smallest value of each channel's map: ``out[n, c] = min_{h, w} x[n, h, w, c]``.
+
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> global_min_pool2d_forward(x)[0]
+    array([[0., 1.]])
+    """
+    return _global_extreme_forward(x, "min")
+
+
+def global_min_pool2d_backward(dout, cache):
+    """``dx[n, h, w, c] = dout[n, c]`` at each channel's smallest cell, 0 elsewhere."""
+    return _global_extreme_backward(dout, cache)
+
+
+def global_avg_pool2d_forward(x, check_finite=True):
+    """The mean of each channel's map: ``out[n, c] = sum_{h, w} x[n, h, w, c] / (H * W)``.
+
+    The sum is accumulated in float64 even for float32 input (a 224x224 map adds 50,176
+    numbers), then rounded to x's dtype.
+
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> global_avg_pool2d_forward(x)[0]
+    array([[3., 4.]])
+    """
+    N, H, W, C = x.shape
+    out = (x.sum(axis=(1, 2), dtype=np.float64) / (H * W)).astype(x.dtype)
+    return out, {"kind": "global_avg", "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
+
+
+def global_avg_pool2d_backward(dout, cache):
+    """Every cell gets an equal share: ``dx[n, h, w, c] = dout[n, c] / (H * W)``."""
+    N, H, W, C = cache["x_shape"]
+    share = dout / dout.dtype.type(H * W)
+    return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], (N, H, W, C)))
+
+
+# Dropout.  The mask comes from a counter-based generator: unit i of a call with seed s keeps
+# its value when the i-th output of the splitmix64 stream started at s (Steele, Lea & Flood,
+# "Fast splittable pseudorandom number generators", 2014) is large enough.  Each unit's random
+# number depends only on (s, i), so the compiled kernel can compute them in any order on any
+# number of threads and still produce this twin's mask bit for bit.
+
+_SM_GAMMA = np.uint64(0x9E3779B97F4A7C15)   # 2**64 / golden ratio, the stream's increment
+_SM_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_SM_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(seed, n):
+    """The first ``n`` outputs of splitmix64 seeded with ``seed``, as a uint64 array.
+
+    Output i (from 0) is ``mix(seed + (i + 1) * GAMMA)`` with all arithmetic modulo 2**64,
+    where ``mix`` is two xor-shift-multiply rounds and a final xor-shift.
+
+    >>> splitmix64(0, 2)
+    array([16294208416658607535,  7960286522194355700], dtype=uint64)
+    """
+    z = np.uint64(seed) + np.arange(1, n + 1, dtype=np.uint64) * _SM_GAMMA
+    z = (z ^ (z >> np.uint64(30))) * _SM_MIX1
+    z = (z ^ (z >> np.uint64(27))) * _SM_MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_threshold(rate):
+    """The integer cut of the keep test: unit i is dropped when ``u_i < floor(rate * 2**53)``,
+    ``u_i`` being the top 53 bits of its random number (uniform on ``[0, 2**53)``), which
+    happens with probability ``rate`` (to 2**-53).  Integers, so both twins agree exactly."""
+    return int(rate * 2.0 ** 53)
+
+
+def dropout_forward(x, rate, seed, training=True, check_finite=True):
+    """Inverted dropout: drop each unit with probability ``rate``, scale the kept ones up.
+
+    x: any shape -> out: x's shape and dtype, with
+
+        out = x * mask / (1 - rate),   mask[i] = 1 if (splitmix64(seed)[i] >> 11) >= threshold
+
+    (i counts the units in C order, threshold = ``dropout_threshold(rate)``).  Scaling the
+    survivors by ``1 / (1 - rate)`` keeps ``E[out] = x``, so at inference (``training=False``)
+    the layer is the identity and nothing needs rescaling.  ``out`` is always a new array (an
+    identity that returned ``x`` itself would let a later in-place update change the input).
+    The cache holds the uint8 mask and the scale.
+
+    >>> out, cache = dropout_forward(np.ones(8), 0.5, seed=0)
+    >>> out
+    array([2., 0., 0., 2., 0., 0., 0., 2.])
+    """
+    if not training:
+        return x.copy(), {"mask": None, "scale": 1.0, "dtype": x.dtype}
+    u = splitmix64(seed, x.size) >> np.uint64(11)
+    mask = (u >= np.uint64(dropout_threshold(rate))).astype(np.uint8).reshape(x.shape)
+    scale = 1.0 / (1.0 - rate)
+    out = np.where(mask, x * x.dtype.type(scale), x.dtype.type(0))
+    return out, {"mask": mask, "scale": scale, "dtype": x.dtype}
+
+
+def dropout_backward(dout, cache):
+    """``dx = dout * mask / (1 - rate)``: dropped units pass no gradient, kept ones the same
+    scale as forward.  When the forward pass was not training, ``dx`` is a copy of ``dout``."""
+    mask = cache["mask"]
+    if mask is None:
+        return dout.copy()
+    return np.where(mask, dout * dout.dtype.type(cache["scale"]), dout.dtype.type(0))
