@@ -38,9 +38,9 @@ import numpy as np
 
 from ._blas cimport gemm
 
-# Elements of one thread's column buffer (1 MiB in float32): groups of images this small keep
+# Elements of one thread's column buffer (256 KiB in float32): groups of images this small keep
 # the GEMM operands in L2 cache.  A single image larger than this gets a buffer of its own size.
-cdef Py_ssize_t GROUP_BUDGET = 1 << 18
+cdef Py_ssize_t GROUP_BUDGET = 1 << 16
 
 
 cdef struct Geom:

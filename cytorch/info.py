@@ -1,0 +1,101 @@
+"""What was built and what it runs on: compiled modules, BLAS, threads, OpenMP.
+
+>>> import cytorch
+>>> cytorch.show_build()          # doctest: +SKIP
+cytorch 0.1.0  backend: compiled  threads: 2 (cytorch.get_num_threads())
+OpenMP: enabled (omp_get_max_threads() = 2)
+compiled modules:
+  _conv     loaded  .../cytorch/_kernels/_conv.cpython-311-x86_64-linux-gnu.so
+  ...
+BLAS (threadpoolctl):
+  openblas 0.3.30  2 threads  pthreads  Haswell  .../libscipy_openblas-....so
+
+``cytorch info`` on the command line prints the same.
+"""
+import importlib
+import sys
+
+from . import _kernels
+from ._config import get_backend, get_num_threads
+
+# the kernel families plus the shared helper module (OpenMP probe; the GEMM wrapper is a .pxd)
+MODULES = tuple(_kernels.MODULES) + ("_blas",)
+
+
+def _module_info(name):
+    try:
+        module = importlib.import_module(f"{_kernels.__name__}.{name}")
+    except ImportError as exc:
+        return {"name": name, "loaded": False, "path": None, "error": str(exc)}
+    return {"name": name, "loaded": True, "path": getattr(module, "__file__", None),
+            "error": None}
+
+
+def _blas_info():
+    """threadpoolctl's view of the BLAS libraries loaded in this process (None without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the kernels call: load it first)
+    keys = ("internal_api", "version", "num_threads", "threading_layer", "architecture",
+            "filepath")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()
+            if lib.get("user_api") == "blas"]
+
+
+def build_info():
+    """The build as a dict: ``version``, ``backend``, ``num_threads``, ``openmp``,
+    ``openmp_max_threads``, ``modules`` (name, loaded, path, error) and ``blas`` (one dict per
+    BLAS library threadpoolctl finds, or None when threadpoolctl is missing)."""
+    from . import __version__
+    modules = [_module_info(name) for name in MODULES]
+    openmp = openmp_threads = None
+    if sys.modules.get(f"{_kernels.__name__}._blas") is not None:
+        blas_module = sys.modules[f"{_kernels.__name__}._blas"]
+        openmp = blas_module.openmp_enabled()
+        openmp_threads = blas_module.openmp_max_threads()
+    return {
+        "version": __version__,
+        "backend": get_backend(),
+        "num_threads": get_num_threads(),
+        "openmp": openmp,
+        "openmp_max_threads": openmp_threads,
+        "modules": modules,
+        "blas": _blas_info(),
+    }
+
+
+def show_build(file=None):
+    """Print ``build_info()`` for a person: which compiled modules load, from where, the BLAS
+    library and its threads, OpenMP on/off (to ``file``, default stdout)."""
+    info = build_info()
+    out = file if file is not None else sys.stdout
+
+    def say(text=""):
+        print(text, file=out)
+
+    say(f"cytorch {info['version']}  backend: {info['backend']}  "
+        f"threads: {info['num_threads']} (cytorch.get_num_threads())")
+    if info["openmp"] is None:
+        say("OpenMP: unknown (cytorch._kernels._blas is not built)")
+    elif info["openmp"]:
+        say(f"OpenMP: enabled (omp_get_max_threads() = {info['openmp_max_threads']})")
+    else:
+        say("OpenMP: not compiled in: the kernels run single-threaded (BLAS may still thread)")
+    say("compiled modules:")
+    width = max(len(m["name"]) for m in info["modules"])
+    for m in info["modules"]:
+        if m["loaded"]:
+            say(f"  {m['name']:<{width}}  loaded   {m['path']}")
+        else:
+            say(f"  {m['name']:<{width}}  MISSING  {m['error']}")
+    if any(not m["loaded"] for m in info["modules"]):
+        say("  build them with:  pip install -e .   (or python setup.py build_ext --inplace)")
+    if info["blas"] is None:
+        say("BLAS: unknown (install threadpoolctl to see which library runs and its threads)")
+    else:
+        say("BLAS (threadpoolctl):")
+        for lib in info["blas"]:
+            say(f"  {lib['internal_api']} {lib['version']}  {lib['num_threads']} threads  "
+                f"{lib['threading_layer']}  {lib['architecture']}  {lib['filepath']}")
