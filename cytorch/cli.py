@@ -1,0 +1,270 @@
+"""The ``cytorch`` command: train LeNet on the built-in digits, list layers, show the build.
+
+::
+
+    cytorch train [--model lenet5|keras_mnist|auto] [--size 8|16|28|32] [--epochs N]
+                  [--batch-size N] [--learning-rate LR] [--seed N] [--save PATH]
+    cytorch layers                       # every discovered layer, its distribution and version
+    cytorch summary MODEL [--input-shape H W C]     # a preset name or a saved .npz
+    cytorch info                         # compiled modules, BLAS, threads, OpenMP
+
+``python -m cytorch ...`` does the same.  A user mistake (unknown model, a shape that does not
+fit, a bad option) prints one line on stderr and exits with status 2, without a traceback.
+"""
+import argparse
+import os
+import sys
+import time
+import warnings
+
+__all__ = ["main"]
+
+PROG = "cytorch"
+MODELS = ("lenet5", "keras_mnist", "auto")
+SIZES = (8, 16, 28, 32)
+#: the image side each preset was designed for (``auto`` adapts to any size)
+DEFAULT_SIZE = {"lenet5": 32, "keras_mnist": 28, "auto": 16}
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (plus a pointer to --help), not a usage
+    block: the same shape as every other user mistake."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def build_parser():
+    """The argument parser of the ``cytorch`` command (one subparser per subcommand)."""
+    parser = _Parser(prog=PROG, description="cytorch: learn how convolutional networks "
+                                             "really work, then use them from scikit-learn.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser(
+        "train", help="train a CNN on the built-in handwritten digits",
+        description="Train a CNN on scikit-learn's 1,797 handwritten digits (nothing is "
+                    "downloaded): a stratified 80/20 train/test split, the model summary, a "
+                    "progress bar per epoch and the final test accuracy.")
+    train.add_argument("--model", default="lenet5", choices=MODELS,
+                       help="network: LeNet-5 (61,706 params), the course's Keras MNIST net, or "
+                            "the CNNClassifier 'auto' net (default: %(default)s)")
+    train.add_argument("--size", type=int, choices=SIZES, default=None,
+                       help="image side the digits are resampled to (default: 32 for lenet5, "
+                            "28 for keras_mnist, 16 for auto)")
+    train.add_argument("--epochs", type=_positive_int, default=5,
+                       help="passes over the training set (default: %(default)s)")
+    train.add_argument("--batch-size", type=_positive_int, default=32,
+                       help="samples per gradient step (default: %(default)s)")
+    train.add_argument("--learning-rate", type=_positive_float, default=2e-3,
+                       help="Adam's step size (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seeds the split, the weights and the shuffling (default: "
+                            "%(default)s): same seed, same result")
+    train.add_argument("--save", metavar="PATH",
+                       help="write the trained model to PATH (.npz; cytorch.load_model reads it)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=cmd_train)
+
+    layers = sub.add_parser("layers", help="list every layer found in the 'cytorch.layers' "
+                                           "entry-point group",
+                            description="List every layer registered in the 'cytorch.layers' "
+                                        "entry-point group (built-ins and plugins), with its "
+                                        "distribution and version, and plugins that failed "
+                                        "to load with their error.")
+    layers.set_defaults(run=cmd_layers)
+
+    summary = sub.add_parser("summary", help="print the layer table of a preset or saved model",
+                             description="Print the summary table (output shapes, parameters, "
+                                         "multiply-adds) of a preset network or a saved model.")
+    summary.add_argument("model", metavar="MODEL",
+                         help="a preset (lenet5, keras_mnist) or the path of a saved .npz model")
+    summary.add_argument("--input-shape", nargs=3, type=_positive_int, metavar=("H", "W", "C"),
+                         help="build the preset for this input shape instead of its own")
+    summary.set_defaults(run=cmd_summary)
+
+    info = sub.add_parser("info", help="show the build: compiled modules, BLAS, threads, OpenMP",
+                          description="Show which compiled kernel modules are loaded and from "
+                                      "where, the BLAS, the thread counts and OpenMP.")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+# -- train --------------------------------------------------------------------------------------
+def _make_model(name, input_shape, seed):
+    """An uncompiled Sequential for the ``--model`` choice, built for ``input_shape``."""
+    from . import models
+    from .graph import Sequential
+    if name == "auto":
+        from .estimator import auto_spec
+        spec = auto_spec(input_shape) + [("dense", {"units": 10, "activation": "softmax"})]
+        return Sequential.from_spec(spec, input_shape=input_shape, seed=seed, name="auto")
+    return models.get(name)(input_shape=input_shape, seed=seed)
+
+
+def cmd_train(args, out):
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    import cytorch
+    from .datasets import load_digits
+
+    size = args.size or DEFAULT_SIZE[args.model]
+    cytorch.set_seed(args.seed)
+    model = _user_step(lambda: _make_model(args.model, (size, size, 1), args.seed))
+    X, y = load_digits(size=size)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.2, stratify=y, random_state=args.seed)
+    print(f"Digits: {len(X_train)} training and {len(X_test)} test images of {size}x{size}x1 "
+          f"(stratified 80/20 split, seed {args.seed})", file=out)
+    model.summary(print_fn=lambda text: print(text, file=out))
+    out.flush()
+    model.compile(optimizer=cytorch.optimizers.Adam(learning_rate=args.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(X_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+              verbose=0 if args.quiet else 1, seed=args.seed)
+    seconds = time.perf_counter() - start
+    loss, accuracy = model.evaluate(X_test, y_test)
+    predicted = model.predict(X_test).argmax(axis=1)
+    errors = int(np.count_nonzero(predicted != y_test))
+    print(f"Trained {args.epochs} epoch(s) in {seconds:.1f}s "
+          f"({cytorch.get_backend()} kernels, {cytorch.get_num_threads()} thread(s))", file=out)
+    print(f"Test loss: {loss:.4f}", file=out)
+    print(f"Test accuracy: {accuracy:.4f} ({len(y_test) - errors}/{len(y_test)} digits)",
+          file=out)
+    if args.save:
+        path = _user_step(lambda: model.save(args.save))
+        print(f"Saved to {path if isinstance(path, (str, os.PathLike)) else args.save}",
+              file=out)
+    return 0
+
+
+# -- layers -------------------------------------------------------------------------------------
+def cmd_layers(args, out):
+    from . import registry
+    with warnings.catch_warnings():
+        # a broken plugin is listed below with its error: no need to warn about it as well
+        warnings.simplefilter("ignore", registry.PluginWarning)
+        entries = registry.discover()
+    loaded = [e for e in entries if e.cls is not None]
+    failed = [e for e in entries if e.cls is None]
+    rows = [(e.name, e.cls.__name__, e.distribution, e.version or "?",
+             f"  (also claimed by {', '.join(e.conflict)})" if e.conflict else "")
+            for e in loaded]
+    header = ("name", "class", "distribution", "version", "")
+    widths = [max(len(r[k]) for r in rows + [header]) for k in range(4)]
+    print(f"{len(loaded)} layer(s) in entry-point group {registry.GROUP!r}:", file=out)
+    for row in [header] + rows:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+              + row[4], file=out)
+    if failed:
+        print(f"\n{len(failed)} plugin(s) failed to load:", file=out)
+        for e in failed:
+            print(f"  {e.label} {e.version or ''} ({e.value}): {e.error}", file=out)
+    return 0
+
+
+# -- summary ------------------------------------------------------------------------------------
+def _load_saved(path):
+    from .saving import load_model
+    return load_model(path)
+
+
+def cmd_summary(args, out):
+    from . import models
+    name = args.model
+    input_shape = tuple(args.input_shape) if args.input_shape else None
+    if name.endswith(".npz") or os.path.sep in name or os.path.isfile(name):
+        if input_shape is not None:
+            raise UsageError("--input-shape applies to presets, not to a saved model "
+                             f"({name}), whose input shape is fixed")
+        if not os.path.isfile(name):
+            raise UsageError(f"no such model file: {name}")
+        model = _user_step(lambda: _load_saved(name))
+    else:
+        preset = _user_step(lambda: models.get(name))
+        model = _user_step(lambda: preset(input_shape=input_shape))
+    model.summary(print_fn=lambda text: print(text, file=out))
+    return 0
+
+
+# -- info ---------------------------------------------------------------------------------------
+def cmd_info(args, out):
+    from . import info
+    info.show_build(file=out)
+    return 0
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+def _user_step(step):
+    """Run ``step()``; the exceptions a wrong model name, shape or file raise become a
+    ``UsageError`` carrying their message (on one line)."""
+    try:
+        return step()
+    except (KeyError, ValueError, TypeError, OSError) as exc:  # ShapeError is a ValueError
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise UsageError(" ".join(str(message).split())) from exc
+
+
+def main(argv=None):
+    """Run the ``cytorch`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit
+    status: 0 on success, 2 for a user mistake (one line on stderr), 1 when the kernels are
+    not built."""
+    from .errors import NotBuiltError
+    parser = build_parser()
+    out = sys.stdout
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("missing COMMAND: one of train, layers, summary, info "
+                             f"(see '{PROG} --help')")
+        return args.run(args, out)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except NotBuiltError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `cytorch layers | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
