@@ -208,13 +208,22 @@ cdef Geom _geom(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t H_out,
     return g
 
 
-def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads):
-    """(threads, images per group, BLAS context): see the module docstring."""
+def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
+    """Split N images over T threads; see the module docstring.
+
+    Returns ``(T, group, starts, offsets, cols, blas)``: thread t takes images
+    ``starts[t] <= n < starts[t + 1]`` in groups of ``group`` images, using
+    ``cols[offsets[t]:offsets[t + 1]]`` as its column buffer (in all, never more than the
+    batch's im2col matrix); ``blas`` holds BLAS to one thread unless one thread runs alone.
+    """
     T = max(1, min(num_threads, N))
     group = max(1, min(-(-N // T), GROUP_BUDGET // (P * R)))
-    # one image and several cores: let BLAS use them; otherwise BLAS runs single-threaded
+    starts = np.array([N * t // T for t in range(T + 1)], dtype=np.intp)
+    sizes = np.minimum(np.diff(starts), group) * (P * R)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
+    cols = np.empty(offsets[-1], dtype=dtype)
     blas = nullcontext() if (T == 1 and num_threads > 1) else _blas_threads(1)
-    return T, group, blas
+    return T, group, starts, offsets, cols, blas
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -227,9 +236,10 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     _check_shapes(x, w, b, out, sh, sw, pt, pl)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl)
     cdef Py_ssize_t N = x.shape[0], T, group, t
-    T, group, blas = _plan(N, g.P, g.R, num_threads)
-    cdef floating[:, ::1] cols = np.empty(
-        (T, group * g.P * g.R), dtype=np.float32 if floating is float else np.float64)
+    cdef Py_ssize_t[::1] starts, offsets
+    cdef floating[::1] cols
+    dtype = np.float32 if floating is float else np.float64
+    T, group, starts, offsets, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef const floating *bp = &b[0]
@@ -237,7 +247,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     with blas:
         with nogil:
             for t in prange(T, schedule="static", num_threads=T):
-                _forward_images(xp, wp, bp, outp, &cols[t, 0], N * t // T, N * (t + 1) // T,
+                _forward_images(xp, wp, bp, outp, &cols[offsets[t]], starts[t], starts[t + 1],
                                 group, &g)
 
 
@@ -255,9 +265,10 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     _check_like(dw, w, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], sh, sw, pt, pl)
     cdef Py_ssize_t N = x.shape[0], T, group, t, i, k
-    T, group, blas = _plan(N, g.P, g.R, num_threads)
+    cdef Py_ssize_t[::1] starts, offsets
+    cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
-    cdef floating[:, ::1] cols = np.empty((T, group * g.P * g.R), dtype=dtype)
+    T, group, starts, offsets, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
     cdef floating[:, ::1] dw_part = np.empty((T, g.R * g.K), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((T, g.K), dtype=np.float64)
     cdef const floating *doutp = &dout[0, 0, 0, 0]
@@ -271,7 +282,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
         with nogil:
             for t in prange(T, schedule="static", num_threads=T):
                 _backward_images(doutp, xp, wp, dxp, &dw_part[t, 0], &db_part[t, 0],
-                                 &cols[t, 0], N * t // T, N * (t + 1) // T, group, &g)
+                                 &cols[offsets[t]], starts[t], starts[t + 1], group, &g)
             # every thread had at least one image, so every partial sum is initialised
             for i in range(g.R * g.K):
                 acc = 0
