@@ -127,8 +127,8 @@ class _Checker:
                                 f"{again.get(k, '<missing>')!r}" for k in diff)
             self.fail("config", f"from_config(get_config()) gives a different config: "
                                 f"{details}")
-        xs = self.inputs(self.layer.dtype)
-        y, y_twin = self.call(self.layer, xs, False), self.call(twin, xs, False)
+        y = self.call(self.layer, self.inputs(self.layer.dtype), False)
+        y_twin = self.call(twin, self.inputs(self.layer.dtype), False)
         if np.shape(y) != np.shape(y_twin) or not np.allclose(y, y_twin, rtol=1e-6, atol=0):
             self.fail("config", f"the layer rebuilt from its config, with the same weights, "
                                 f"computes a different output (relative error "
@@ -229,9 +229,8 @@ class _Checker:
                 self.fail("dtype", f"float32 and float64 outputs differ in {mode} mode: "
                                    f"relative error {err:.3g} > {self.float32_rtol:.1g}")
         dout = np.random.default_rng(self.seed + 1).standard_normal(np.shape(y64))
-        for name, g32, g64 in zip(range(len(xs)),
-                                  self.grads_of_inputs(layer32, dout.astype(np.float32)),
-                                  self.grads_of_inputs(layer64, dout)):
+        for g32, g64 in zip(self.grads_of_inputs(layer32, dout.astype(np.float32)),
+                            self.grads_of_inputs(layer64, dout)):
             if np.asarray(g32).dtype != np.float32:
                 self.fail("dtype", f"a float32 layer's backward returned "
                                    f"{np.asarray(g32).dtype}")
@@ -243,6 +242,9 @@ class _Checker:
     def run(self):
         if not self.layer.built:
             self.layer.build(self.input_shape)
+        elif _shape_key(self.layer.input_shape) != _shape_key(self.input_shape):
+            raise ValueError(f"{self.label} was built for input shape {self.layer.input_shape}, "
+                             f"but check_layer got input_shape={self.input_shape}")
         self.check_config()
         layer64 = self.clone(np.float64)
         out_shape = self.check_shapes(layer64)
@@ -250,6 +252,10 @@ class _Checker:
         self.check_batch_independence(layer64)
         self.check_dtypes(layer64)
         return self.errors
+
+
+def _shape_key(shape):
+    return tuple(_shape_key(s) if isinstance(s, (list, tuple)) else int(s) for s in shape)
 
 
 def _is_multi(input_shape):
