@@ -1,0 +1,104 @@
+"""The compiled code is what runs: extension modules, a loud error when they are missing,
+``show_build``/``build_info``, and the backend switch."""
+import importlib
+import importlib.machinery
+import io
+
+import numpy as np
+import pytest
+
+import cytorch
+from cytorch import _kernels, functional as F
+from cytorch.errors import NotBuiltError
+from cytorch.info import MODULES, build_info, show_build
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_kernel_modules_are_extension_modules(name):
+    module = importlib.import_module(f"cytorch._kernels.{name}")
+    assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), \
+        module.__file__
+
+
+def test_missing_module_raises_not_built_error_with_the_build_command():
+    with pytest.raises(NotBuiltError, match=r"pip install -e \.") as info:
+        _kernels.load("_no_such_kernel")
+    assert isinstance(info.value, ImportError)
+    assert "cytorch._kernels._no_such_kernel" in str(info.value)
+
+
+def test_no_silent_fallback_when_a_kernel_is_missing(monkeypatch):
+    def missing(name):
+        raise NotBuiltError(_kernels.BUILD_HELP.format(name=name, error="gone"))
+    monkeypatch.setattr(_kernels, "load", missing)
+    x, w = np.ones((1, 4, 4, 1)), np.ones((2, 2, 1, 1))
+    with pytest.raises(NotBuiltError, match="missing cytorch._kernels._conv"):
+        F.conv2d_forward(x, w)
+    with cytorch.backend("reference"):  # the twin is only used when asked for
+        assert F.conv2d_forward(x, w)[0].shape == (1, 3, 3, 1)
+
+
+def test_show_build_names_every_module_and_the_blas():
+    out = io.StringIO()
+    show_build(file=out)
+    text = out.getvalue()
+    for name in MODULES:
+        assert f"  {name} " in text
+    assert "OpenMP: " in text and "BLAS" in text
+    assert f"threads: {cytorch.get_num_threads()}" in text
+    assert "MISSING" not in text, text
+
+
+def test_show_build_is_public_and_prints_to_stdout(capsys):
+    cytorch.show_build()
+    assert "_conv" in capsys.readouterr().out
+
+
+def test_build_info_reports_modules_openmp_and_threads():
+    info = build_info()
+    assert [m["name"] for m in info["modules"]] == list(MODULES)
+    for m in info["modules"]:
+        assert m["loaded"] and m["error"] is None
+        assert m["path"].endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert isinstance(info["openmp"], bool)
+    assert info["openmp_max_threads"] >= 1
+    assert info["num_threads"] == cytorch.get_num_threads()
+    assert info["backend"] == "compiled"
+    assert info["blas"] is None or all("num_threads" in lib for lib in info["blas"])
+
+
+def test_backend_setter_and_context_manager():
+    assert cytorch.get_backend() == "compiled"
+    with cytorch.backend("reference") as b:
+        assert cytorch.get_backend() == "reference"
+        assert repr(b) == "cytorch.backend('reference')"
+        with cytorch.backend("compiled"):
+            assert cytorch.get_backend() == "compiled"
+        assert cytorch.get_backend() == "reference"
+    assert cytorch.get_backend() == "compiled"
+    try:
+        cytorch.backend("reference")
+        assert cytorch.get_backend() == "reference"
+    finally:
+        cytorch.backend("compiled")
+    assert cytorch.get_backend() == "compiled"
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match=r"backend must be one of \('compiled', 'reference'\), "
+                                         r"got 'cuda'"):
+        cytorch.backend("cuda")
+    assert cytorch.get_backend() == "compiled"
+
+
+def test_num_threads_setting():
+    default = cytorch.get_num_threads()
+    try:
+        cytorch.set_num_threads(1)
+        assert cytorch.get_num_threads() == 1
+        assert build_info()["num_threads"] == 1
+    finally:
+        cytorch.set_num_threads(None)
+    assert cytorch.get_num_threads() == default
+    with pytest.raises(ValueError, match="num_threads must be a positive int"):
+        cytorch.set_num_threads(0)
