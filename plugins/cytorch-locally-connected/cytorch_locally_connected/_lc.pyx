@@ -20,6 +20,10 @@ Parallel work (OpenMP, ``num_threads``):
 * dx: windows of neighbouring positions overlap, so two positions may add into the same dx
   element; ``prange`` runs over blocks of images instead, and each image belongs to one thread.
 
+Scheduling is dynamic: every iteration is one GEMM (microseconds), so handing them out one at
+a time costs nothing measurable, and on a busy machine a thread that the OS has parked does not
+hold back half of the work as it would with a static split.
+
 Scratch (one ``nb x P`` window buffer per thread, ``nb`` images at a time) is allocated by the
 Python caller, so a failed allocation is a MemoryError in Python rather than a crash here.
 Arguments are validated by ``cytorch_locally_connected.functional``; nothing here raises.
@@ -124,7 +128,7 @@ cdef void forward_core(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef floating beta
     cdef floating* cols
     with parallel(num_threads=num_threads):
-        for pos in prange(H_out * W_out, schedule="static"):
+        for pos in prange(H_out * W_out, schedule="dynamic"):
             i = pos // W_out
             j = pos % W_out
             cols = &scratch[threadid(), 0]
@@ -153,7 +157,7 @@ cdef void backward_params_core(const floating[:, :, :, ::1] x, const floating[:,
     cdef floating beta, acc
     cdef floating* cols
     with parallel(num_threads=num_threads):
-        for pos in prange(H_out * W_out, schedule="static"):
+        for pos in prange(H_out * W_out, schedule="dynamic"):
             i = pos // W_out
             j = pos % W_out
             cols = &scratch[threadid(), 0]
@@ -184,7 +188,7 @@ cdef void backward_input_core(const floating[:, :, :, ::1] dout, const floating[
     cdef Py_ssize_t blk, n0, m, i, j
     cdef floating* dcols
     with parallel(num_threads=num_threads):
-        for blk in prange(blocks, schedule="static"):
+        for blk in prange(blocks, schedule="dynamic"):
             n0 = blk * nb
             m = N - n0 if N - n0 < nb else nb
             dcols = &scratch[threadid(), 0]

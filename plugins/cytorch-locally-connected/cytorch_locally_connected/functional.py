@@ -23,6 +23,7 @@ from cytorch.functional import as_batch, as_float_array, common_dtype
 from . import reference
 
 _INT_MAX = 2**31 - 1   # BLAS takes matrix sizes and leading dimensions as 32-bit ints
+_GRAIN = 1 << 18       # multiply-adds worth waking one more thread for (~50 us of work)
 
 BUILD_HINT = ("build it with `python -m pip install -e ./plugins/cytorch-locally-connected "
               "--no-build-isolation` (or `python setup.py build_ext --inplace` in that folder), "
@@ -42,15 +43,26 @@ def _kernel():
     return _lc
 
 
-def _one_blas_thread():
-    """A context in which BLAS runs single-threaded.
+def _threads(macs):
+    """How many OpenMP threads a call doing ``macs`` multiply-adds should use.
 
-    The kernel already splits its work over ``cytorch.get_num_threads()`` OpenMP threads, and
-    each of them calls GEMM; a threaded BLAS inside every one of those oversubscribes the cores
-    (measured: twice slower on 2 cores for 576x64 windows).  threadpoolctl (a scikit-learn
-    dependency) sets the limit; the controller is made once, after the kernel loaded its BLAS,
-    because scanning the loaded libraries costs about a millisecond.
+    Waking a thread team costs microseconds on an idle machine and up to a scheduler time
+    slice (milliseconds) on a busy one, where every parallel region waits for its slowest
+    thread; work below ``_GRAIN`` multiply-adds per thread is done by fewer threads."""
+    return int(max(1, min(get_num_threads(), macs // _GRAIN)))
+
+
+def _one_blas_thread(threads):
+    """A context in which BLAS runs single-threaded, when the kernel runs several threads.
+
+    The kernel splits its work over OpenMP threads, and each of them calls GEMM; a threaded
+    BLAS inside every one of those oversubscribes the cores (measured: twice slower on 2 cores
+    for 576x64 windows).  threadpoolctl (a scikit-learn dependency) sets the limit; the
+    controller is made once, after the kernel loaded its BLAS, because scanning the loaded
+    libraries costs about a millisecond.
     """
+    if threads == 1:
+        return contextlib.nullcontext()
     if _state["blas"] is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -125,8 +137,9 @@ def locally_connected2d_forward(x, w, b, kernel_size, strides=1, padding="valid"
         return out, dict(meta, backend="reference", twin=twin_cache)
     pt, _, pl, _ = pads
     kernel = _kernel()
-    with _one_blas_thread():
-        out = kernel.forward(x, w, b, kh, kw, sh, sw, pt, pl, get_num_threads())
+    threads = _threads(N * H_out * W_out * P * K)
+    with _one_blas_thread(threads):
+        out = kernel.forward(x, w, b, kh, kw, sh, sw, pt, pl, threads)
     return out, dict(meta, backend="compiled", x=x, w=w, has_bias=b is not None)
 
 
@@ -151,6 +164,7 @@ def locally_connected2d_backward(dout, cache):
     sh, sw = cache["strides"]
     pt, _, pl, _ = cache["pads"]
     kernel = _kernel()
-    with _one_blas_thread():
+    threads = _threads(dout.size * cache["w"].shape[2])      # per GEMM: N*H_out*W_out*K*P
+    with _one_blas_thread(threads):
         return kernel.backward(dout, cache["x"], cache["w"], cache["has_bias"],
-                               kh, kw, sh, sw, pt, pl, get_num_threads())
+                               kh, kw, sh, sw, pt, pl, threads)
