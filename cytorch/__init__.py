@@ -27,6 +27,8 @@ _LAZY = {
     "optimizers": ("cytorch.optimizers", None),
     "callbacks": ("cytorch.callbacks", None),
     "initializers": ("cytorch.initializers", None),
+    "activations": ("cytorch.activations", None),
+    "registry": ("cytorch.registry", None),
     "models": ("cytorch.models", None),
     "datasets": ("cytorch.datasets", None),
     "testing": ("cytorch.testing", None),

@@ -1,0 +1,111 @@
+"""Activation functions (values, stability, derivatives) and weight initializers (scales, fans,
+seeding)."""
+import warnings
+
+import numpy as np
+import pytest
+
+from cytorch import activations, initializers
+from cytorch._gradcheck import numerical_gradient, relative_error
+
+NAMES = ["relu", "tanh", "sigmoid", "softmax", "linear"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_matches_finite_differences(name):
+    act = activations.get(name)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 6))
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from relu's kink
+    dout = rng.normal(size=x.shape)
+    y = act.forward(x)
+    analytic = act.backward(dout, y)
+    numeric = numerical_gradient(act.forward, x, dout)
+    assert relative_error(analytic, numeric) < 1e-8
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_preserved_and_out_argument(name, dtype):
+    act = activations.get(name)
+    x = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
+    y = act.forward(x)
+    assert y.dtype == dtype and act.backward(np.ones_like(y), y).dtype == dtype
+    buf = x.copy()
+    assert act.forward(buf, out=buf) is buf
+    np.testing.assert_allclose(buf, y, rtol=1e-6)
+
+
+def test_values():
+    x = np.array([[-2.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(activations.relu(x), [[0, 0, 3]])
+    np.testing.assert_allclose(activations.sigmoid(x), 1 / (1 + np.exp(-x)))
+    np.testing.assert_allclose(activations.tanh(x), np.tanh(x))
+    e = np.exp(x)
+    np.testing.assert_allclose(activations.softmax(x), e / e.sum())
+    assert activations.linear(x) is x
+
+
+def test_sigmoid_and_softmax_are_stable_for_huge_inputs():
+    x = np.array([[-1e4, -50.0, 0.0, 50.0, 1e4]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings
+        s = activations.sigmoid(x)
+        p = activations.softmax(x)
+        p64 = activations.softmax(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(s, [[0, 1.9287e-22, 0.5, 1, 1]], rtol=1e-4)
+    assert np.isfinite(p).all() and p[0, -1] == 1
+    np.testing.assert_allclose(p64, [[0.5, 0.5, 0]])
+
+
+def test_softmax_over_last_axis_of_images():
+    x = np.random.default_rng(0).normal(size=(2, 3, 3, 4))
+    np.testing.assert_allclose(activations.softmax(x).sum(axis=-1), 1)
+
+
+def test_get():
+    assert activations.get(None).name == "linear"
+    assert activations.get("ReLU") is activations.get("relu")
+    with pytest.raises(KeyError, match=r"unknown activation 'sigmod'; known: linear, relu, "
+                                       r"sigmoid, softmax, tanh \(did you mean 'sigmoid'\?\)"):
+        activations.get("sigmod")
+    with pytest.raises(TypeError, match="activation must be a name"):
+        activations.get(3)
+
+
+# -- initializers ---------------------------------------------------------------------------------
+def test_fans_follow_keras():
+    assert initializers.compute_fans((5, 5, 3, 10)) == (75, 250)
+    assert initializers.compute_fans((320, 100)) == (320, 100)
+    assert initializers.compute_fans((7,)) == (7, 7)
+
+
+@pytest.mark.parametrize("name, shape, expected_std", [
+    ("glorot_uniform", (60, 40), np.sqrt(2 / 100)),
+    ("glorot_normal", (60, 40), np.sqrt(2 / 100)),
+    ("he_uniform", (3, 3, 20, 30), np.sqrt(2 / 180)),
+    ("he_normal", (3, 3, 20, 30), np.sqrt(2 / 180)),
+])
+def test_scales(name, shape, expected_std):
+    w = initializers.get(name)(shape, np.random.default_rng(0))
+    assert w.shape == shape and w.dtype == np.float32
+    assert abs(w.std() / expected_std - 1) < 0.05
+    assert abs(w.mean()) < 0.1 * expected_std
+    if name.endswith("uniform"):
+        assert np.abs(w).max() <= np.sqrt(3) * expected_std
+    else:  # truncated at two (pre-rescaling) standard deviations
+        assert np.abs(w).max() <= 2 * expected_std / 0.8796 + 1e-6
+
+
+def test_seeded_and_typed():
+    a = initializers.he_normal((4, 5), np.random.default_rng(3), dtype="float64")
+    b = initializers.he_normal((4, 5), np.random.default_rng(3), dtype="float64")
+    assert a.dtype == np.float64
+    np.testing.assert_array_equal(a, b)
+    assert not initializers.zeros((3,)).any() and initializers.ones((2, 2)).all()
+
+
+def test_get_initializer():
+    assert initializers.get("He_Uniform") is initializers.he_uniform
+    with pytest.raises(KeyError, match=r"unknown initializer 'xavier'; known: glorot_normal"):
+        initializers.get("xavier")
