@@ -1,0 +1,59 @@
+# cython: language_level=3
+"""Inverted dropout, forward and backward (the compiled twin of ``cytorch.reference``).
+
+Layout contract, shared with the NumPy twin: the arrays arrive flattened in C order (dropout
+does not care about shape), and unit ``i`` is kept when
+
+    (splitmix64(seed)[i] >> 11) >= threshold,    threshold = floor(rate * 2**53),
+
+that is when the top 53 bits of the i-th output of the splitmix64 stream started at ``seed``
+are not below ``rate * 2**53``.  splitmix64 (Steele, Lea & Flood, 2014) is counter-based: its
+i-th output is ``mix(seed + (i + 1) * GAMMA)``, a function of ``(seed, i)`` alone.  So the
+threads can split the units any way they like and the mask is still bit-for-bit the one the
+NumPy twin computes with vectorised uint64 arithmetic.  Kept units are multiplied by
+``scale = 1 / (1 - rate)``; the uint8 mask is stored for backward.
+
+``cytorch.functional`` validates rate, seed and the arrays; the entry points only check that
+the lengths agree, so nothing is read or written out of bounds.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+from libc.stdint cimport uint8_t, uint64_t
+
+cdef uint64_t GAMMA = 0x9E3779B97F4A7C15ULL   # 2**64 / golden ratio: the stream's increment
+
+
+cdef inline uint64_t _splitmix64(uint64_t seed, uint64_t i) noexcept nogil:
+    """Output ``i`` (from 0) of splitmix64 seeded with ``seed``; arithmetic modulo 2**64."""
+    cdef uint64_t z = seed + (i + 1) * GAMMA
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+def dropout_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask,
+                    uint64_t seed, uint64_t threshold, double scale, int num_threads):
+    """mask[i] = (splitmix64(seed)[i] >> 11) >= threshold; out[i] = mask[i] ? x[i]*scale : 0."""
+    cdef Py_ssize_t n = x.shape[0], i
+    if out.shape[0] != n or mask.shape[0] != n:
+        raise ValueError(f"x ({n}), out ({out.shape[0]}) and mask ({mask.shape[0]}) "
+                         f"must have the same length")
+    cdef floating s = <floating>scale
+    cdef bint keep
+    for i in prange(n, schedule="static", nogil=True, num_threads=num_threads):
+        keep = (_splitmix64(seed, <uint64_t>i) >> 11) >= threshold
+        mask[i] = keep
+        out[i] = x[i] * s if keep else <floating>0
+
+
+def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx,
+                     double scale, int num_threads):
+    """dx[i] = mask[i] ? dout[i] * scale : 0."""
+    cdef Py_ssize_t n = dout.shape[0], i
+    if mask.shape[0] != n or dx.shape[0] != n:
+        raise ValueError(f"dout ({n}), mask ({mask.shape[0]}) and dx ({dx.shape[0]}) "
+                         f"must have the same length")
+    cdef floating s = <floating>scale
+    for i in prange(n, schedule="static", nogil=True, num_threads=num_threads):
+        dx[i] = dout[i] * s if mask[i] else <floating>0

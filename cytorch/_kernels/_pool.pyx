@@ -1,0 +1,350 @@
+# cython: language_level=3
+"""Max, min and average pooling, windowed and global (the compiled twin of ``cytorch.reference``).
+
+Layout contract, shared with the NumPy twin:
+
+* ``x``: ``(N, H, W, C)`` channels-last, C-contiguous; outputs ``(N, H_out, W_out, C)``;
+* window ``(ph, pw)``, strides ``(sh, sw)``, padding resolved by ``cytorch.functional``: only
+  ``pad_top`` and ``pad_left`` are needed here (bottom/right padding is implied by the output
+  shape), and every window holds at least one real cell (each pad is smaller than the window);
+* window ``(i, j)`` covers input rows ``i*sh - pt .. i*sh - pt + ph - 1`` clipped to ``[0, H)``,
+  columns likewise: padded cells are simply never visited, so they never win a max or a min
+  and an average divides by the number of real cells;
+* max/min write ``argidx[n, i, j, c] = ih * W + iw`` (int32) of the winner, the first cell in
+  row-major order on ties (a later cell must be strictly better to take over).
+
+Why the loops look like this: with channels last, the C values of one cell are contiguous, so
+every inner loop runs over ``c`` and reads/writes contiguous memory that the compiler can
+vectorise; a window is visited cell by cell, each cell a contiguous run of C values.  Max and
+min are one implementation with a ``take_min`` flag; the flag is loop-invariant, so the
+compiler's loop unswitching turns it into two branch-free loops.
+
+Threads: forward splits the ``N * H_out`` output rows between OpenMP threads (outputs are
+disjoint).  Backward adds into dx; output rows touch disjoint input rows when ``sh >= ph``, so
+then it splits rows too, and otherwise whole images (windows of one image overlap).
+
+``cytorch.functional`` validates every argument; the entry points here re-check the shapes
+(cheap) so that no call can read or write out of bounds, and backward ignores winner indices
+outside the image instead of trusting them.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+import numpy as np
+
+
+# -- helpers --------------------------------------------------------------------------------------
+cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline bint _beats(floating v, floating best, bint take_min) noexcept nogil:
+    """Strictly better: on a tie the earlier cell keeps the window (and NaN never wins)."""
+    return v < best if take_min else v > best
+
+
+# -- windowed pooling: one output row (n, i) at a time ------------------------------------------
+cdef void _extreme_row(const floating *xn, floating *orow, int *irow,
+                       Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t W_out, Py_ssize_t i,
+                       bint take_min) noexcept nogil:
+    """Max (or min) of every window of output row ``i`` of image ``xn`` (H, W, C)."""
+    cdef Py_ssize_t h0 = i * sh - pt, w0, j, ih, iw, c
+    cdef Py_ssize_t hlo = _imax(h0, 0), hhi = _imin(h0 + ph, H), wlo, whi
+    cdef const floating *cell
+    cdef floating *o
+    cdef int *ix
+    cdef int k
+    cdef floating v
+    cdef bint better
+    for j in range(W_out):
+        w0 = j * sw - pl
+        wlo = _imax(w0, 0)
+        whi = _imin(w0 + pw, W)
+        o = orow + j * C
+        ix = irow + j * C
+        # the window's first real cell is the champion to beat
+        cell = xn + (hlo * W + wlo) * C
+        k = <int>(hlo * W + wlo)
+        for c in range(C):
+            o[c] = cell[c]
+            ix[c] = k
+        for ih in range(hlo, hhi):
+            for iw in range(wlo, whi):
+                cell = xn + (ih * W + iw) * C
+                k = <int>(ih * W + iw)
+                for c in range(C):
+                    v = cell[c]
+                    better = _beats(v, o[c], take_min)
+                    # unconditional selects (no branch) let the compiler vectorise over c
+                    o[c] = v if better else o[c]
+                    ix[c] = k if better else ix[c]
+
+
+cdef void _avg_row(const floating *xn, floating *orow,
+                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t W_out, Py_ssize_t i) noexcept nogil:
+    """Mean of the real cells of every window of output row ``i`` of image ``xn``."""
+    cdef Py_ssize_t h0 = i * sh - pt, w0, j, ih, iw, c
+    cdef Py_ssize_t hlo = _imax(h0, 0), hhi = _imin(h0 + ph, H), wlo, whi
+    cdef const floating *cell
+    cdef floating *o
+    cdef floating count
+    for j in range(W_out):
+        w0 = j * sw - pl
+        wlo = _imax(w0, 0)
+        whi = _imin(w0 + pw, W)
+        o = orow + j * C
+        for c in range(C):
+            o[c] = 0
+        for ih in range(hlo, hhi):
+            for iw in range(wlo, whi):
+                cell = xn + (ih * W + iw) * C
+                for c in range(C):
+                    o[c] += cell[c]
+        count = <floating>((hhi - hlo) * (whi - wlo))
+        for c in range(C):
+            o[c] = o[c] / count
+
+
+cdef void _route_row(const floating *drow, const int *irow, floating *dxn,
+                     Py_ssize_t HW, Py_ssize_t C, Py_ssize_t W_out) noexcept nogil:
+    """Add each ``dout`` value of one output row to its window's winner in ``dxn``."""
+    cdef Py_ssize_t j, c, t
+    cdef int k
+    for j in range(W_out):
+        for c in range(C):
+            t = j * C + c
+            k = irow[t]
+            if <size_t>k < <size_t>HW:   # a winner outside the image is ignored, not followed
+                dxn[k * C + c] += drow[t]
+
+
+cdef void _spread_row(const floating *drow, floating *dxn,
+                      Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t W_out, Py_ssize_t i) noexcept nogil:
+    """Give every real cell of each window of output row ``i`` its share ``dout / count``."""
+    cdef Py_ssize_t h0 = i * sh - pt, w0, j, ih, iw, c
+    cdef Py_ssize_t hlo = _imax(h0, 0), hhi = _imin(h0 + ph, H), wlo, whi
+    cdef floating *cell
+    cdef const floating *d
+    cdef floating count
+    for j in range(W_out):
+        w0 = j * sw - pl
+        wlo = _imax(w0, 0)
+        whi = _imin(w0 + pw, W)
+        d = drow + j * C
+        count = <floating>((hhi - hlo) * (whi - wlo))
+        for ih in range(hlo, hhi):
+            for iw in range(wlo, whi):
+                cell = dxn + (ih * W + iw) * C
+                for c in range(C):
+                    cell[c] += d[c] / count
+
+
+# -- argument checks (Python level, before any loop) --------------------------------------------
+def _check_nonempty(*arrays):
+    """Every array has at least one element (the kernels take the address of element 0)."""
+    for a in arrays:
+        if any(d < 1 for d in a.shape[:a.ndim]):
+            raise ValueError(f"empty array of shape {tuple(a.shape)[:a.ndim]}")
+
+
+def _check_window(tuple x_shape, tuple out_shape, Py_ssize_t ph, Py_ssize_t pw,
+                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl):
+    """Raise ValueError unless every window of ``out_shape`` has a real cell of ``x_shape``."""
+    N, H, W, C = x_shape[:4]
+    N_o, H_out, W_out, C_o = out_shape[:4]
+    if N_o != N or C_o != C:
+        raise ValueError(f"output shape {out_shape[:4]} does not match input {x_shape[:4]}")
+    if min(ph, pw, sh, sw) < 1 or not (0 <= pt < ph and 0 <= pl < pw):
+        raise ValueError(f"bad window: pool ({ph}, {pw}), strides ({sh}, {sw}), "
+                         f"pads ({pt}, {pl})")
+    if min(H_out, W_out) < 1 or (H_out - 1) * sh - pt >= H or (W_out - 1) * sw - pl >= W:
+        raise ValueError(f"output {H_out}x{W_out} has windows outside the {H}x{W} input")
+    if H * W >= 2 ** 31:
+        raise ValueError(f"H * W = {H * W} does not fit the int32 winner indices")
+
+
+# -- entry points: windowed pooling ---------------------------------------------------------------
+def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                           int[:, :, :, ::1] argidx,
+                           Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                           Py_ssize_t pt, Py_ssize_t pl, bint take_min, int num_threads):
+    """out[n, i, j, c] = max (min with ``take_min``) of window (i, j); argidx = its ih*W + iw."""
+    _check_nonempty(x, out, argidx)
+    _check_window(tuple(x.shape), tuple(out.shape), ph, pw, sh, sw, pt, pl)
+    if tuple(argidx.shape) != tuple(out.shape):
+        raise ValueError(f"argidx shape {tuple(argidx.shape)[:4]} != out shape "
+                         f"{tuple(out.shape)[:4]}")
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t H_out = out.shape[1], W_out = out.shape[2], r, n, i
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0]
+    cdef int *ip = &argidx[0, 0, 0, 0]
+    for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
+        n = r // H_out
+        i = r % H_out
+        _extreme_row(xp + n * H * W * C, op + r * W_out * C, ip + r * W_out * C,
+                     H, W, C, ph, pw, sh, sw, pt, pl, W_out, i, take_min)
+
+
+def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argidx,
+                            floating[:, :, :, ::1] dx, Py_ssize_t ph, Py_ssize_t pw,
+                            Py_ssize_t sh, Py_ssize_t sw, int num_threads):
+    """dx (zeroed by the caller) += dout routed to the winners recorded in argidx."""
+    if tuple(argidx.shape) != tuple(dout.shape) or dout.shape[0] != dx.shape[0] \
+            or dout.shape[3] != dx.shape[3]:
+        raise ValueError(f"dout {tuple(dout.shape)[:4]}, argidx {tuple(argidx.shape)[:4]} "
+                         f"and dx {tuple(dx.shape)[:4]} do not agree")
+    _check_nonempty(dout, argidx, dx)
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n
+    cdef const floating *dp = &dout[0, 0, 0, 0]
+    cdef const int *ip = &argidx[0, 0, 0, 0]
+    cdef floating *dxp = &dx[0, 0, 0, 0]
+    if sh >= ph:   # rows of windows do not overlap: any two output rows write disjoint cells
+        for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
+            _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + (r // H_out) * H * W * C,
+                       H * W, C, W_out)
+    else:
+        for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+            for r in range(n * H_out, (n + 1) * H_out):
+                _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + n * H * W * C,
+                           H * W, C, W_out)
+
+
+def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t pt, Py_ssize_t pl, int num_threads):
+    """out[n, i, j, c] = mean of the real cells of window (i, j)."""
+    _check_nonempty(x, out)
+    _check_window(tuple(x.shape), tuple(out.shape), ph, pw, sh, sw, pt, pl)
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t H_out = out.shape[1], W_out = out.shape[2], r
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0]
+    for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
+        _avg_row(xp + (r // H_out) * H * W * C, op + r * W_out * C,
+                 H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out)
+
+
+def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                        Py_ssize_t pt, Py_ssize_t pl, int num_threads):
+    """dx (zeroed by the caller) += dout[n, i, j, c] / count on every real cell of (i, j)."""
+    _check_nonempty(dout, dx)
+    _check_window(tuple(dx.shape), tuple(dout.shape), ph, pw, sh, sw, pt, pl)
+    cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
+    cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n
+    cdef const floating *dp = &dout[0, 0, 0, 0]
+    cdef floating *dxp = &dx[0, 0, 0, 0]
+    if sh >= ph:
+        for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
+            _spread_row(dp + r * W_out * C, dxp + (r // H_out) * H * W * C,
+                        H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out)
+    else:
+        for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+            for r in range(n * H_out, (n + 1) * H_out):
+                _spread_row(dp + r * W_out * C, dxp + n * H * W * C,
+                            H, W, C, ph, pw, sh, sw, pt, pl, W_out, r - n * H_out)
+
+
+# -- entry points: global pooling, (N, H, W, C) -> (N, C) ----------------------------------------
+def global_extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] out,
+                                  int[:, ::1] argidx, bint take_min, int num_threads):
+    """out[n, c] = max (min) of x[n, :, :, c]; argidx[n, c] = h * W + w of the first winner."""
+    _check_nonempty(x)
+    cdef Py_ssize_t N = x.shape[0], HW = x.shape[1] * x.shape[2], C = x.shape[3]
+    if tuple(out.shape)[:2] != (N, C) or tuple(argidx.shape)[:2] != (N, C):
+        raise ValueError(f"out {tuple(out.shape)[:2]} and argidx {tuple(argidx.shape)[:2]} "
+                         f"must be {(N, C)}")
+    if HW >= 2 ** 31:
+        raise ValueError(f"H * W = {HW} does not fit the int32 winner indices")
+    cdef Py_ssize_t n, k, c
+    cdef const floating *xn
+    cdef floating *o
+    cdef int *ix
+    cdef floating v
+    cdef bint better
+    for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+        xn = &x[n, 0, 0, 0]
+        o = &out[n, 0]
+        ix = &argidx[n, 0]
+        for c in range(C):
+            o[c] = xn[c]
+            ix[c] = 0
+        for k in range(1, HW):
+            for c in range(C):
+                v = xn[k * C + c]
+                better = _beats(v, o[c], take_min)
+                o[c] = v if better else o[c]
+                ix[c] = <int>k if better else ix[c]
+
+
+def global_extreme_pool2d_backward(const floating[:, ::1] dout, const int[:, ::1] argidx,
+                                   floating[:, :, :, ::1] dx, int num_threads):
+    """dx (zeroed by the caller)[n, winner of (n, c), c] = dout[n, c]."""
+    _check_nonempty(dx)
+    cdef Py_ssize_t N = dx.shape[0], HW = dx.shape[1] * dx.shape[2], C = dx.shape[3]
+    if tuple(dout.shape)[:2] != (N, C) or tuple(argidx.shape)[:2] != (N, C):
+        raise ValueError(f"dout {tuple(dout.shape)[:2]} and argidx "
+                         f"{tuple(argidx.shape)[:2]} must be {(N, C)}")
+    cdef Py_ssize_t n, c
+    cdef int k
+    cdef floating *dxn
+    for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+        dxn = &dx[n, 0, 0, 0]
+        for c in range(C):
+            k = argidx[n, c]
+            if <size_t>k < <size_t>HW:
+                dxn[k * C + c] = dout[n, c]
+
+
+def global_avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] out,
+                              int num_threads):
+    """out[n, c] = sum_{h, w} x[n, h, w, c] / (H * W), summed in double precision."""
+    _check_nonempty(x)
+    cdef Py_ssize_t N = x.shape[0], HW = x.shape[1] * x.shape[2], C = x.shape[3]
+    if tuple(out.shape)[:2] != (N, C):
+        raise ValueError(f"out {tuple(out.shape)[:2]} must be {(N, C)}")
+    num_threads = max(1, num_threads)
+    # one row of C double accumulators per thread
+    cdef double[:, ::1] acc = np.empty((num_threads, C), dtype=np.float64)
+    cdef Py_ssize_t n, k, c
+    cdef const floating *xn
+    cdef double *s
+    for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+        s = &acc[threadid(), 0]
+        xn = &x[n, 0, 0, 0]
+        for c in range(C):
+            s[c] = 0
+        for k in range(HW):
+            for c in range(C):
+                s[c] += xn[k * C + c]
+        for c in range(C):
+            out[n, c] = <floating>(s[c] / HW)
+
+
+def global_avg_pool2d_backward(const floating[:, ::1] dout, floating[:, :, :, ::1] dx,
+                               int num_threads):
+    """dx[n, h, w, c] = dout[n, c] / (H * W) for every cell (dx need not be zeroed)."""
+    _check_nonempty(dx)
+    cdef Py_ssize_t N = dx.shape[0], HW = dx.shape[1] * dx.shape[2], C = dx.shape[3]
+    if tuple(dout.shape)[:2] != (N, C):
+        raise ValueError(f"dout {tuple(dout.shape)[:2]} must be {(N, C)}")
+    cdef Py_ssize_t n, k, c
+    cdef floating *dxn
+    cdef floating count = <floating>HW
+    for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+        dxn = &dx[n, 0, 0, 0]
+        for k in range(HW):
+            for c in range(C):
+                dxn[k * C + c] = dout[n, c] / count
