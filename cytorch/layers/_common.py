@@ -30,7 +30,7 @@ def as_input(layer, x, rank=None, check_finite=None, hint=""):
     let the kernel check.
     """
     if check_finite is None:
-        check_finite = getattr(layer, "check_finite", True)
+        check_finite = layer.check_finite
     x = as_float_array(x, f"the input of {describe(layer)}", dtype=layer.dtype,
                        check_finite=check_finite)
     if rank is not None and x.ndim != rank:

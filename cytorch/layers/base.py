@@ -65,6 +65,10 @@ class Layer:
     #: number of inputs the layer takes when called on graph nodes (``None``: any number >= 2)
     n_inputs = 1
 
+    #: whether forward scans its input for NaN/inf (a model switches it off on its layers for
+    #: the duration of fit/predict, after checking the model input once)
+    check_finite = True
+
     def __init__(self, name=None, dtype="float32", trainable=True):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty str, got {name!r}")

@@ -98,7 +98,7 @@ class Conv2D(ActivationMixin, Layer):
         x = as_input(self, x, rank=4, check_finite=False)
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,
-                                         check_finite=getattr(self, "check_finite", True))
+                                         check_finite=self.check_finite)
         act, y = self._activate(z, inplace=True)  # z is fresh from the kernel: reuse it
         self._cache = (conv_cache, act, y)
         return y

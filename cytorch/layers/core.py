@@ -268,7 +268,7 @@ class Dropout(Layer):
             return x
         seed = int(self.rng.integers(2**63))
         out, cache = F.dropout_forward(x, self.rate, seed, training=True,
-                                       check_finite=getattr(self, "check_finite", True))
+                                       check_finite=self.check_finite)
         self._cache = ("mask", x.shape, cache)
         return out
 

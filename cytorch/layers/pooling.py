@@ -50,7 +50,7 @@ class _Pooling2D(Layer):
         x = as_input(self, x, rank=4, check_finite=False)
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-            check_finite=getattr(self, "check_finite", True))
+            check_finite=self.check_finite)
         self._cache = (cache, out.shape)
         return out
 
@@ -122,7 +122,7 @@ class _GlobalPooling2D(Layer):
     def forward(self, x, training=False):
         x = as_input(self, x, rank=4, check_finite=False)
         out, cache = getattr(F, self._forward_kernel)(
-            x, check_finite=getattr(self, "check_finite", True))
+            x, check_finite=self.check_finite)
         self._cache = (cache, out.shape)
         return out
 
