@@ -23,8 +23,8 @@ def to_list(value):
 def as_input(layer, x, rank=None, check_finite=None, hint=""):
     """``x`` as a C-contiguous array of the layer's dtype, built on first use, checked.
 
-    Checks the rank (``rank`` counts the batch axis) and, once the layer is built, the trailing
-    axis (channels or features), which is what a layer's parameters depend on.  ``check_finite``
+    Checks the rank (``rank`` counts the batch axis) and, once a layer with parameters is built,
+    the trailing axis (channels or features) its parameters were made for.  ``check_finite``
     defaults to the layer's own ``check_finite`` (a model switches it off after checking its
     input once); layers that hand ``x`` to a ``cytorch.functional`` kernel pass False here and
     let the kernel check.
@@ -40,7 +40,7 @@ def as_input(layer, x, rank=None, check_finite=None, hint=""):
         raise ShapeError(f"{describe(layer)} got an empty batch: shape {x.shape}")
     if not layer.built:
         layer.build(x.shape[1:])
-    elif layer.n_inputs == 1 and layer.input_shape and x.shape[-1] != layer.input_shape[-1]:
+    elif layer.params and layer.n_inputs == 1 and x.shape[-1] != layer.input_shape[-1]:
         what = "channels" if x.ndim == 4 else "features"
         raise ShapeError(f"{describe(layer)} was built for {layer.input_shape[-1]} {what} "
                          f"(input shape {layer.input_shape}), got {x.shape[-1]} "

@@ -206,8 +206,8 @@ class Activation(ActivationMixin, Layer):
         identity and backward passes the gradient through unchanged.
 
     >>> import numpy as np
-    >>> Activation("relu").forward(np.array([[-1.0, 2.0]]))
-    array([[0., 2.]])
+    >>> Activation("relu").forward(np.array([[-1.0, 2.0]])).tolist()
+    [[0.0, 2.0]]
     """
 
     def __init__(self, activation, **kwargs):

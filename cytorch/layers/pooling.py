@@ -68,9 +68,8 @@ class MaxPooling2D(_Pooling2D):
 
     >>> import numpy as np
     >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
-    >>> MaxPooling2D(2).forward(x)[0, :, :, 0]
-    array([[ 5.,  7.],
-           [13., 15.]])
+    >>> MaxPooling2D(2).forward(x)[0, :, :, 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
     """
 
     _forward_kernel = "max_pool2d_forward"
@@ -83,9 +82,8 @@ class AveragePooling2D(_Pooling2D):
 
     >>> import numpy as np
     >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
-    >>> AveragePooling2D(2).forward(x)[0, :, :, 0]
-    array([[ 2.5,  4.5],
-           [10.5, 12.5]])
+    >>> AveragePooling2D(2).forward(x)[0, :, :, 0].tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
     """
 
     _forward_kernel = "avg_pool2d_forward"
@@ -97,9 +95,8 @@ class MinPooling2D(_Pooling2D):
 
     >>> import numpy as np
     >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
-    >>> MinPooling2D(2).forward(x)[0, :, :, 0]
-    array([[ 0.,  2.],
-           [ 8., 10.]])
+    >>> MinPooling2D(2).forward(x)[0, :, :, 0].tolist()
+    [[0.0, 2.0], [8.0, 10.0]]
     """
 
     _forward_kernel = "min_pool2d_forward"
