@@ -49,65 +49,123 @@ cdef struct Geom:
     Py_ssize_t R   # im2col row length, kh * kw * C
 
 
-cdef inline void _copy(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t t
-    for t in range(n):
-        dst[t] = src[t]
+cdef inline void _interior(const Geom *g, Py_ssize_t *ow_lo, Py_ssize_t *ow_hi) noexcept nogil:
+    """Output columns ow_lo <= ow < ow_hi whose windows lie inside the image horizontally:
+    ``ow * sw - pl >= 0`` and ``ow * sw - pl + kw <= W``."""
+    cdef Py_ssize_t lo = (g.pl + g.sw - 1) // g.sw, hi = 0
+    if g.W - g.kw + g.pl >= 0:
+        hi = (g.W - g.kw + g.pl) // g.sw + 1
+    lo = min(lo, g.W_out)
+    ow_lo[0] = lo
+    ow_hi[0] = min(max(hi, lo), g.W_out)
 
 
-cdef inline void _add(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t t
-    for t in range(n):
-        dst[t] += src[t]
+cdef inline void _clip(Py_ssize_t ow, const Geom *g, Py_ssize_t *jlo,
+                       Py_ssize_t *jhi) noexcept nogil:
+    """Kernel columns jlo <= j < jhi of window ``ow`` that fall inside the image."""
+    cdef Py_ssize_t iw0 = ow * g.sw - g.pl
+    jlo[0] = 0 if iw0 >= 0 else -iw0
+    jhi[0] = g.kw if iw0 + g.kw <= g.W else g.W - iw0
+
+
+cdef inline void _im2col_clipped(const floating *xn, floating *seg, Py_ssize_t ih,
+                                 Py_ssize_t ow, const Geom *g) noexcept nogil:
+    """Segment of window ``ow`` on image row ``ih`` when the window sticks out left or right."""
+    cdef Py_ssize_t C = g.C, t, jlo, jhi
+    cdef const floating *src
+    _clip(ow, g, &jlo, &jhi)
+    if jlo >= jhi:
+        memset(seg, 0, g.kw * C * sizeof(floating))
+        return
+    memset(seg, 0, jlo * C * sizeof(floating))
+    src = xn + (ih * g.W + ow * g.sw - g.pl + jlo) * C
+    for t in range((jhi - jlo) * C):
+        seg[jlo * C + t] = src[t]
+    memset(seg + jhi * C, 0, (g.kw - jhi) * C * sizeof(floating))
+
+
+cdef inline void _col2im_clipped(const floating *seg, floating *dxn, Py_ssize_t ih,
+                                 Py_ssize_t ow, const Geom *g) noexcept nogil:
+    """Adjoint of ``_im2col_clipped``: add the in-image part of a segment back into dxn."""
+    cdef Py_ssize_t C = g.C, t, jlo, jhi
+    cdef floating *dst
+    _clip(ow, g, &jlo, &jhi)
+    if jlo >= jhi:
+        return
+    dst = dxn + (ih * g.W + ow * g.sw - g.pl + jlo) * C
+    for t in range((jhi - jlo) * C):
+        dst[t] += seg[jlo * C + t]
 
 
 cdef void _im2col_image(const floating *xn, floating *cols, const Geom *g) noexcept nogil:
     """Unfold one image ``xn`` (H, W, C) into ``cols`` (H_out * W_out, kh * kw * C).
 
-    For one window row ``a`` the kw * C values ``x[ih, iw0:iw0 + kw, :]`` are contiguous in
-    memory, so each window is kh copies of a contiguous span, clipped to the image (the
-    clipped part, the zero padding, is written as zeros).
+    For window row ``a`` the kw * C values ``x[ih, iw0:iw0 + kw, :]`` are contiguous in memory,
+    so each window is kh copies of a contiguous span.  Loop over (oh, a) so that the row ``ih``
+    is fixed and most windows (the interior ones) are a bare copy loop; windows cut by the
+    zero padding are filled in separately.
     """
-    cdef Py_ssize_t C = g.C, kw = g.kw, span = g.kw * g.C
-    cdef Py_ssize_t oh, ow, a, ih, iw0, jlo, jhi
+    cdef Py_ssize_t C = g.C, span = g.kw * g.C, R = g.R, step = g.sw * g.C
+    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo, ow_hi
+    cdef const floating *src
     cdef floating *dst
+    cdef floating *seg
+    _interior(g, &ow_lo, &ow_hi)
     for oh in range(g.H_out):
-        for ow in range(g.W_out):
-            iw0 = ow * g.sw - g.pl
-            jlo = 0 if iw0 >= 0 else -iw0              # first kernel column inside the image
-            jhi = kw if iw0 + kw <= g.W else g.W - iw0  # one past the last
-            for a in range(g.kh):
-                dst = cols + (oh * g.W_out + ow) * g.R + a * span
-                ih = oh * g.sh - g.pt + a
-                if ih < 0 or ih >= g.H or jlo >= jhi:
-                    memset(dst, 0, span * sizeof(floating))
-                    continue
-                if jlo > 0:
-                    memset(dst, 0, jlo * C * sizeof(floating))
-                _copy(dst + jlo * C, xn + (ih * g.W + iw0 + jlo) * C, (jhi - jlo) * C)
-                if jhi < kw:
-                    memset(dst + jhi * C, 0, (kw - jhi) * C * sizeof(floating))
+        for a in range(g.kh):
+            ih = oh * g.sh - g.pt + a
+            dst = cols + oh * g.W_out * R + a * span  # segment a of row (oh, ow = 0)
+            if ih < 0 or ih >= g.H:                   # the whole window row is padding
+                for ow in range(g.W_out):
+                    memset(dst + ow * R, 0, span * sizeof(floating))
+                continue
+            src = xn + (ih * g.W + ow_lo * g.sw - g.pl) * C
+            for ow in range(ow_lo, ow_hi):
+                seg = dst + ow * R
+                for t in range(span):
+                    seg[t] = src[t]
+                src += step
+            for ow in range(ow_lo):              # windows cut by the padding, left
+                _im2col_clipped(xn, dst + ow * R, ih, ow, g)
+            for ow in range(ow_hi, g.W_out):     # and right
+                _im2col_clipped(xn, dst + ow * R, ih, ow, g)
 
 
 cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noexcept nogil:
     """The adjoint of ``_im2col_image``: ``dxn`` (H, W, C) = the rows of ``cols`` added back
     where they were read from (overlapping windows sum); what fell into the padding is dropped."""
-    cdef Py_ssize_t C = g.C, kw = g.kw, span = g.kw * g.C
-    cdef Py_ssize_t oh, ow, a, ih, iw0, jlo, jhi
+    cdef Py_ssize_t C = g.C, span = g.kw * g.C, R = g.R, step = g.sw * g.C
+    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo, ow_hi
+    cdef const floating *src
+    cdef const floating *seg
+    cdef floating *dst
+    _interior(g, &ow_lo, &ow_hi)
     memset(dxn, 0, g.H * g.W * C * sizeof(floating))
     for oh in range(g.H_out):
-        for ow in range(g.W_out):
-            iw0 = ow * g.sw - g.pl
-            jlo = 0 if iw0 >= 0 else -iw0
-            jhi = kw if iw0 + kw <= g.W else g.W - iw0
-            if jlo >= jhi:
+        for a in range(g.kh):
+            ih = oh * g.sh - g.pt + a
+            if ih < 0 or ih >= g.H:
                 continue
-            for a in range(g.kh):
-                ih = oh * g.sh - g.pt + a
-                if 0 <= ih < g.H:
-                    _add(dxn + (ih * g.W + iw0 + jlo) * C,
-                         cols + (oh * g.W_out + ow) * g.R + a * span + jlo * C,
-                         (jhi - jlo) * C)
+            src = cols + oh * g.W_out * R + a * span
+            dst = dxn + (ih * g.W + ow_lo * g.sw - g.pl) * C
+            if step >= 4:
+                # windows at least a vector apart: add span by span
+                for ow in range(ow_lo, ow_hi):
+                    seg = src + ow * R
+                    for t in range(span):
+                        dst[t] += seg[t]
+                    dst += step
+            else:
+                # windows 1-3 elements apart (one or two channels, stride 1): adding span by
+                # span, each vector load overlaps the store just made and stalls (measured 2x
+                # slower), so add position t of every window at a time
+                for t in range(span):
+                    for ow in range(ow_hi - ow_lo):
+                        dst[ow * step + t] += src[(ow_lo + ow) * R + t]
+            for ow in range(ow_lo):
+                _col2im_clipped(src + ow * R, dxn, ih, ow, g)
+            for ow in range(ow_hi, g.W_out):
+                _col2im_clipped(src + ow * R, dxn, ih, ow, g)
 
 
 cdef void _forward_images(const floating *x, const floating *w, const floating *b,
