@@ -421,9 +421,18 @@ class Sequential(Model):
             if layer.n_inputs != 1:
                 raise ValueError(f"{type(layer).__name__} '{layer.name}' merges several inputs "
                                  f"and cannot sit in a Sequential: use the functional Model")
+            declared = getattr(layer, "declared_input_shape", None)  # Keras's input_shape=
+            if declared is not None and not self._stack and self._input_shape is None:
+                self._input_shape = tuple(declared)
             self._stack.append(layer)
-        if self.built:
-            self._rebuild()
+        if self.built or self._input_shape is not None:  # Keras builds as soon as it can
+            try:
+                self._rebuild()
+            except Exception:  # a layer that does not fit is not kept
+                if self._stack and self._stack[-1] is layer:
+                    self._stack.pop()
+                    self._rebuild()
+                raise
         return self
 
     def pop(self):

@@ -314,3 +314,25 @@ def test_global_pools_reduce_whole_maps():
     np.testing.assert_allclose(L.GlobalAveragePooling2D().forward(x), x.mean(axis=(1, 2)),
                                rtol=1e-6)
     np.testing.assert_allclose(L.GlobalMinPooling2D().forward(x), x.min(axis=(1, 2)))
+
+
+def test_keras_input_shape_argument_as_in_the_course():
+    model = cytorch.Sequential()
+    model.add(L.Conv2D(10, (5, 5), activation="relu", input_shape=(28, 28, 1)))
+    model.add(L.MaxPooling2D((2, 2)))
+    model.add(L.Conv2D(20, (5, 5), activation="relu"))
+    model.add(L.MaxPooling2D((2, 2)))
+    model.add(L.Flatten())
+    model.add(L.Dense(100, activation="relu"))
+    model.add(L.Dense(10, activation="softmax"))
+    assert [layer.count_params() for layer in model.layers] == [260, 0, 5020, 0, 0, 32100, 1010]
+    assert model.count_params() == 38390
+    conv = model.layers[0]
+    assert conv.declared_input_shape == (28, 28, 1)
+    assert type(conv).from_config(conv.get_config()).declared_input_shape == (28, 28, 1)
+    with pytest.raises(ShapeError, match=r"Conv2D '.*' expects samples of shape \(H, W, C\), "
+                                         r"got \(10,\)"):
+        model.add(L.Conv2D(3, 3))
+    assert model.count_params() == 38390  # the layer that did not fit was not kept
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        L.Dense(3, input_shape="28x28")

@@ -60,6 +60,10 @@ class Layer:
         Dtype of the parameters; ``float64`` is what gradient checks use.
     trainable : bool
         Whether optimizers update this layer's parameters.
+    input_shape : tuple of int, optional
+        Keras's way of giving the first layer of a ``Sequential`` its sample shape (no batch
+        axis), as in ``Conv2D(10, 5, input_shape=(28, 28, 1))``; kept in
+        ``declared_input_shape`` and used by ``Sequential`` when it has no other input shape.
     """
 
     #: number of inputs the layer takes when called on graph nodes (``None``: any number >= 2)
@@ -69,7 +73,10 @@ class Layer:
     #: the duration of fit/predict, after checking the model input once)
     check_finite = True
 
-    def __init__(self, name=None, dtype="float32", trainable=True):
+    #: the ``input_shape=`` given to the constructor (Keras style), or None
+    declared_input_shape = None
+
+    def __init__(self, name=None, dtype="float32", trainable=True, input_shape=None):
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
@@ -77,6 +84,13 @@ class Layer:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.trainable = bool(trainable)
+        self.declared_input_shape = None
+        if input_shape is not None:
+            try:
+                self.declared_input_shape = tuple(int(d) for d in input_shape)
+            except (TypeError, ValueError):
+                raise TypeError(f"input_shape must be a tuple of ints such as (28, 28, 1), "
+                                f"got {input_shape!r}") from None
         self.params = {}
         self.grads = {}
         self.built = False
@@ -128,6 +142,8 @@ class Layer:
             config["dtype"] = self.dtype.name
         if not self.trainable:
             config["trainable"] = False
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
         return config
 
     @classmethod
