@@ -219,19 +219,37 @@ cdef void _backward_images(const floating *dout, const floating *x, const floati
 
 
 # -- Python entry points -------------------------------------------------------------------------
-_controller = None
+class _SingleThreadedBLAS:
+    """Context manager holding every BLAS library in the process (scipy's, which the kernels
+    call, and numpy's) to one thread, then restoring each one's setting.
 
+    threadpoolctl finds the libraries once; entering and leaving then costs two ctypes calls
+    per library (``threadpool_limits`` itself takes ~10 us per call, too much for the small
+    LeNet layers).  Without threadpoolctl (it comes with scikit-learn) BLAS keeps its setting.
+    """
 
-def _blas_threads(n):
-    """Context manager holding BLAS (numpy's and scipy's OpenBLAS) to ``n`` threads."""
-    global _controller
-    try:
-        if _controller is None:
-            from threadpoolctl import ThreadpoolController
-            _controller = ThreadpoolController()
-    except ImportError:  # comes with scikit-learn; without it BLAS keeps its own setting
-        return nullcontext()
-    return _controller.limit(limits=n, user_api="blas")
+    libraries = None
+
+    def __enter__(self):
+        if _SingleThreadedBLAS.libraries is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                found = ThreadpoolController().select(user_api="blas").lib_controllers
+            except ImportError:
+                found = []
+            _SingleThreadedBLAS.libraries = found
+        self.saved = []
+        for lib in _SingleThreadedBLAS.libraries:
+            n = lib.get_num_threads()
+            if n is not None and n != 1:
+                lib.set_num_threads(1)
+                self.saved.append((lib, n))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in self.saved:
+            lib.set_num_threads(n)
+        return False
 
 
 def _check_shapes(x, w, b, out, int sh, int sw, int pt, int pl):
@@ -274,13 +292,18 @@ def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
     ``cols[offsets[t]:offsets[t + 1]]`` as its column buffer (in all, never more than the
     batch's im2col matrix); ``blas`` holds BLAS to one thread unless one thread runs alone.
     """
-    T = max(1, min(num_threads, N))
-    group = max(1, min(-(-N // T), GROUP_BUDGET // (P * R)))
-    starts = np.array([N * t // T for t in range(T + 1)], dtype=np.intp)
-    sizes = np.minimum(np.diff(starts), group) * (P * R)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
-    cols = np.empty(offsets[-1], dtype=dtype)
-    blas = nullcontext() if (T == 1 and num_threads > 1) else _blas_threads(1)
+    cdef Py_ssize_t T = max(1, min(num_threads, N)), t
+    cdef Py_ssize_t group = max(1, min((N + T - 1) // T, GROUP_BUDGET // (P * R)))
+    starts = np.empty(T + 1, dtype=np.intp)
+    offsets = np.empty(T + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] s = starts, o = offsets
+    o[0] = 0
+    for t in range(T + 1):
+        s[t] = N * t // T
+    for t in range(T):
+        o[t + 1] = o[t] + min(s[t + 1] - s[t], group) * P * R
+    cols = np.empty(o[T], dtype=dtype)
+    blas = nullcontext() if (T == 1 and num_threads > 1) else _SingleThreadedBLAS()
     return T, group, starts, offsets, cols, blas
 
 
