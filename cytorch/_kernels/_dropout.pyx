@@ -23,6 +23,15 @@ from libc.stdint cimport uint8_t, uint64_t
 
 cdef uint64_t GAMMA = 0x9E3779B97F4A7C15ULL   # 2**64 / golden ratio: the stream's increment
 
+# Below this many units one thread does the call: a team costs more than it saves, and on a
+# busy machine a team member waiting for a core stalls the call.
+cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 16
+
+
+cdef inline int _threads(int num_threads, Py_ssize_t work) noexcept:
+    """OpenMP threads for a call over ``work`` units."""
+    return max(1, num_threads) if work >= MIN_PARALLEL_WORK else 1
+
 
 cdef inline uint64_t _splitmix64(uint64_t seed, uint64_t i) noexcept nogil:
     """Output ``i`` (from 0) of splitmix64 seeded with ``seed``; arithmetic modulo 2**64."""
@@ -41,6 +50,7 @@ def dropout_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask,
                          f"must have the same length")
     cdef floating s = <floating>scale
     cdef bint keep
+    num_threads = _threads(num_threads, n)
     for i in prange(n, schedule="static", nogil=True, num_threads=num_threads):
         keep = (_splitmix64(seed, <uint64_t>i) >> 11) >= threshold
         mask[i] = keep
@@ -55,5 +65,6 @@ def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, floating
         raise ValueError(f"dout ({n}), mask ({mask.shape[0]}) and dx ({dx.shape[0]}) "
                          f"must have the same length")
     cdef floating s = <floating>scale
+    num_threads = _threads(num_threads, n)
     for i in prange(n, schedule="static", nogil=True, num_threads=num_threads):
         dx[i] = dout[i] * s if mask[i] else <floating>0

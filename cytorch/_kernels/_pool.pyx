@@ -33,6 +33,16 @@ from cython.parallel cimport prange, threadid
 import numpy as np
 
 
+# Below this many elements touched, one thread does the whole call: starting a team costs more
+# than it saves, and on a busy machine a team member waiting for a core stalls the call.
+cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 16
+
+
+cdef inline int _threads(int num_threads, Py_ssize_t work) noexcept:
+    """OpenMP threads for a call that touches ``work`` elements."""
+    return max(1, num_threads) if work >= MIN_PARALLEL_WORK else 1
+
+
 # -- helpers --------------------------------------------------------------------------------------
 cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a > b else b
@@ -189,6 +199,7 @@ def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
     cdef int *ip = &argidx[0, 0, 0, 0]
+    num_threads = _threads(num_threads, x.size)
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
         n = r // H_out
         i = r % H_out
@@ -210,6 +221,7 @@ def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :
     cdef const floating *dp = &dout[0, 0, 0, 0]
     cdef const int *ip = &argidx[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0]
+    num_threads = _threads(num_threads, dx.size)
     if sh >= ph:   # rows of windows do not overlap: any two output rows write disjoint cells
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
             _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + (r // H_out) * H * W * C,
@@ -231,6 +243,7 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] ou
     cdef Py_ssize_t H_out = out.shape[1], W_out = out.shape[2], r
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
+    num_threads = _threads(num_threads, x.size)
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
         _avg_row(xp + (r // H_out) * H * W * C, op + r * W_out * C,
                  H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out)
@@ -246,6 +259,7 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1
     cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n
     cdef const floating *dp = &dout[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0]
+    num_threads = _threads(num_threads, dx.size)
     if sh >= ph:
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
             _spread_row(dp + r * W_out * C, dxp + (r // H_out) * H * W * C,
@@ -274,6 +288,7 @@ def global_extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::
     cdef int *ix
     cdef floating v
     cdef bint better
+    num_threads = _threads(num_threads, x.size)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         xn = &x[n, 0, 0, 0]
         o = &out[n, 0]
@@ -300,6 +315,7 @@ def global_extreme_pool2d_backward(const floating[:, ::1] dout, const int[:, ::1
     cdef Py_ssize_t n, c
     cdef int k
     cdef floating *dxn
+    num_threads = _threads(num_threads, N * C)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         dxn = &dx[n, 0, 0, 0]
         for c in range(C):
@@ -315,7 +331,7 @@ def global_avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] o
     cdef Py_ssize_t N = x.shape[0], HW = x.shape[1] * x.shape[2], C = x.shape[3]
     if tuple(out.shape)[:2] != (N, C):
         raise ValueError(f"out {tuple(out.shape)[:2]} must be {(N, C)}")
-    num_threads = max(1, num_threads)
+    num_threads = _threads(num_threads, x.size)
     # one row of C double accumulators per thread
     cdef double[:, ::1] acc = np.empty((num_threads, C), dtype=np.float64)
     cdef Py_ssize_t n, k, c
@@ -343,6 +359,7 @@ def global_avg_pool2d_backward(const floating[:, ::1] dout, floating[:, :, :, ::
     cdef Py_ssize_t n, k, c
     cdef floating *dxn
     cdef floating count = <floating>HW
+    num_threads = _threads(num_threads, dx.size)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         dxn = &dx[n, 0, 0, 0]
         for k in range(HW):
