@@ -17,16 +17,19 @@ first that fails and by how much:
    returns one gradient per input and per parameter, each shaped like what it differentiates;
 3. **gradients** -- in float64, ``backward(dout)`` for a random ``dout`` matches central finite
    differences of ``L = sum(forward(x) * dout)`` for every input and every parameter (relative
-   error in the 2-norm at most ``rtol``);
+   error in the 2-norm at most ``rtol``).  The weights are the layer's own plus 5% noise, so
+   no parameter sits at a special value such as a zero bias;
 4. **no mutation** -- forward and backward leave their arguments untouched;
 5. **batch independence** -- in inference mode, sample i's output does not depend on the other
    samples of the batch (a sub-batch gives the same rows);
 6. **dtypes** -- a float32 copy runs, returns float32, and agrees with float64 to
    ``float32_rtol``.
 
-Inputs are a random permutation of evenly spaced values in [-2, 2] that avoids 0: all entries
-are distinct and at least ``4 / size`` apart, so no finite-difference step (1e-6) crosses a kink
-of ReLU or flips the winner of a max/min window.  Layers with randomness (dropout) must draw it
+Inputs are a random permutation of ``+-2k/size`` for ``k = 1..size`` (signs alternating before
+the shuffle): all entries are distinct, at least ``2 / size`` apart and at least that far from 0,
+so no finite-difference step (1e-6) crosses a kink of ReLU or flips the winner of a max/min
+window.  (A layer that computes before its kink, e.g. conv + ReLU, could still land a
+pre-activation within 1e-6 of 0; with random weights that is a one-in-a-million event.)  Layers with randomness (dropout) must draw it
 from ``self.rng``: before every forward in training mode ``check_layer`` gives the layer a fresh
 generator seeded with ``seed``, so the finite differences see one fixed mask.
 """
@@ -69,7 +72,9 @@ class _Checker:
         rng = np.random.default_rng(self.seed)
         sizes = [self.batch_size * int(np.prod(s, dtype=np.int64)) for s in self.shapes]
         total = sum(sizes)
-        values = (rng.permutation(total) + 0.5) * (4.0 / total) - 2.0
+        values = np.arange(1, total + 1) * (2.0 / total)  # distinct magnitudes in (0, 2]
+        values[::2] *= -1
+        values = rng.permutation(values)
         xs, start = [], 0
         for shape, size in zip(self.shapes, sizes):
             xs.append(values[start:start + size].reshape((self.batch_size,) + shape)
@@ -91,8 +96,9 @@ class _Checker:
                                 f"(one per input), got {type(dx).__name__}")
         return list(dx)
 
-    def clone(self, dtype):
-        """A layer rebuilt from the JSON round trip of the config, holding the same weights."""
+    def clone(self, dtype, weights=None):
+        """A layer rebuilt from the JSON round trip of the config, holding the same weights
+        (or ``weights``, a dict shaped like ``params``)."""
         config = json.loads(json.dumps(self.layer.get_config()))
         try:
             twin = type(self.layer).from_config(config)
@@ -107,8 +113,22 @@ class _Checker:
             if twin.params[k].shape != p.shape:
                 self.fail("config", f"parameter {k!r} has shape {p.shape}, but "
                                     f"{twin.params[k].shape} after from_config(get_config())")
-            twin.params[k] = p.astype(dtype)
+            twin.params[k] = (p if weights is None else weights[k]).astype(dtype)
         return twin
+
+    def nudged_weights(self):
+        """The layer's parameters plus small noise: 5% of each one's spread, at least 0.005.
+
+        Freshly initialised layers sit at special points (a zero bias puts ReLU's kink exactly
+        under an output whose window holds only padding); moving off them keeps the kinks
+        away from the finite differences without changing what kind of weights these are."""
+        rng = np.random.default_rng(self.seed + 2)
+        weights = {}
+        for k, p in self.layer.params.items():
+            p = np.asarray(p, dtype=np.float64)
+            scale = 0.05 * max(float(p.std()) if p.size else 0.0, 0.1)
+            weights[k] = p + scale * rng.standard_normal(p.shape)
+        return weights
 
     # -- the checks ---------------------------------------------------------------------------
     def check_config(self):
@@ -214,7 +234,7 @@ class _Checker:
                                                 f"output must depend only on that sample")
 
     def check_dtypes(self, layer64):
-        layer32 = self.clone(np.float32)
+        layer32 = self.clone(np.float32, self.weights)
         xs = self.inputs()
         for training in (False, True):
             y64 = self.call(layer64, xs, training)
@@ -246,7 +266,8 @@ class _Checker:
             raise ValueError(f"{self.label} was built for input shape {self.layer.input_shape}, "
                              f"but check_layer got input_shape={self.input_shape}")
         self.check_config()
-        layer64 = self.clone(np.float64)
+        self.weights = self.nudged_weights()
+        layer64 = self.clone(np.float64, self.weights)
         out_shape = self.check_shapes(layer64)
         self.check_gradients(layer64, out_shape)
         self.check_batch_independence(layer64)

@@ -4,9 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import cytorch
 from cytorch import ShapeError, layers as L
+from cytorch._shapes import resolve_padding
 from cytorch.testing import check_layer
 
 # (layer factory, input shape); every built-in in several configurations
@@ -66,6 +68,50 @@ def test_builtin_layers_pass_check_layer(case, backend, one_thread):
     with cytorch.backend(backend):
         errors = check_layer(make(), shape)
     assert all(e < 1e-5 for e in errors.values()), errors
+
+
+@st.composite
+def window_configs(draw):
+    """A window layer's geometry and an input it fits: (kernel, strides, padding, shape)."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from(["valid", "same", "full", 1, (0, 1), ((1, 0), (0, 2))]))
+    pads = resolve_padding(padding, 5, 5, *kernel, *strides)
+    H = draw(st.integers(max(kernel[0] - pads[0] - pads[1], 1), 5))
+    W = draw(st.integers(max(kernel[1] - pads[2] - pads[3], 1), 5))
+    return kernel, strides, padding, (H, W, draw(st.integers(1, 3)))
+
+
+@settings(max_examples=12, deadline=None)
+@given(config=window_configs(), filters=st.integers(1, 3),
+       activation=st.sampled_from(["linear", "tanh", "relu"]), use_bias=st.booleans())
+def test_conv2d_random_geometry_passes_check_layer(config, filters, activation, use_bias):
+    kernel, strides, padding, shape = config
+    layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation=activation,
+                     use_bias=use_bias, seed=0)
+    cytorch.set_num_threads(1)
+    try:
+        check_layer(layer, shape)
+    finally:
+        cytorch.set_num_threads(None)
+
+
+@settings(max_examples=12, deadline=None)
+@given(config=window_configs(), kind=st.sampled_from([L.MaxPooling2D, L.AveragePooling2D,
+                                                      L.MinPooling2D]))
+def test_pooling_random_geometry_passes_check_layer(config, kind):
+    pool, strides, padding, shape = config
+    pt, pb, pl, pr = resolve_padding(padding, shape[0], shape[1], *pool, *strides)
+    if max(pt, pb) >= pool[0] or max(pl, pr) >= pool[1]:
+        # a window made of padding only would have nothing to pool
+        with pytest.raises(ValueError, match=r"must be smaller than pool_size"):
+            kind(pool, strides=strides, padding=padding)
+        return
+    cytorch.set_num_threads(1)
+    try:
+        check_layer(kind(pool, strides=strides, padding=padding), shape)
+    finally:
+        cytorch.set_num_threads(None)
 
 
 # -- shape errors -------------------------------------------------------------------------------
@@ -217,6 +263,8 @@ def test_default_names_are_keras_style():
     (lambda: L.Dense(3, kernel_initializer="glorot"), "unknown initializer 'glorot'"),
     (lambda: L.Dropout(1.0), r"rate must be a float in \[0, 1\), got 1.0"),
     (lambda: L.MaxPooling2D(0), "pool_size must be positive"),
+    (lambda: L.AveragePooling2D(2, padding=2), r"padding 2 must be smaller than pool_size "
+                                               r"\(2, 2\) on every side"),
 ])
 def test_constructor_arguments_are_validated(make, match):
     with pytest.raises((ValueError, TypeError, KeyError), match=match):

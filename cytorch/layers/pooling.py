@@ -37,7 +37,13 @@ class _Pooling2D(Layer):
         super().__init__(**kwargs)
         self.pool_size = as_pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else as_pair(strides, "strides")
-        resolve_padding(padding, *self.pool_size, *self.pool_size, *self.strides)  # check
+        pt, pb, pl, pr = resolve_padding(padding, *self.pool_size, *self.pool_size,
+                                         *self.strides)
+        ph, pw = self.pool_size
+        if max(pt, pb) >= ph or max(pl, pr) >= pw:  # only explicit padding can do this
+            raise ValueError(f"padding {padding!r} must be smaller than pool_size "
+                             f"{self.pool_size} on every side, so that every window holds a "
+                             f"real cell; got (top, bottom, left, right) = {(pt, pb, pl, pr)}")
         self.padding = padding.lower() if isinstance(padding, str) else padding
 
     def compute_output_shape(self, input_shape):
