@@ -207,6 +207,29 @@ def _block(Py_ssize_t N, Py_ssize_t P, Py_ssize_t cap):
     return int(max(1, min(N, cap // max(P, 1))))
 
 
+def _check(x_shape, w_shape, b_shape, dout_shape, int kh, int kw, int sh, int sw, int pt,
+           int pl, int num_threads):
+    """The last guard before code without bounds checks: raise ValueError unless the arrays
+    and numbers agree.  ``functional.py`` has checked all of it already, with better messages;
+    this only keeps a direct call with inconsistent arguments from reading out of bounds (the
+    window itself is clipped to the input in ``gather``/``scatter_add``, whatever the padding)."""
+    N, H, W, C = x_shape[:4]
+    H_out, W_out, P, K = w_shape[:4]
+    ok = (min(kh, kw, sh, sw, num_threads) >= 1 and min(pt, pl) >= 0 and P == kh * kw * C
+          and min(N, H, W, C, H_out, W_out, K) >= 1)
+    if b_shape is not None:
+        ok = ok and tuple(b_shape[:3]) == (H_out, W_out, K)
+    if dout_shape is not None:
+        ok = ok and tuple(dout_shape[:4]) == (N, H_out, W_out, K)
+    if not ok:
+        raise ValueError(f"locally_connected2d kernel: inconsistent arguments x "
+                         f"{tuple(x_shape[:4])}, w {tuple(w_shape[:4])}, b "
+                         f"{None if b_shape is None else tuple(b_shape[:3])}, dout "
+                         f"{None if dout_shape is None else tuple(dout_shape[:4])}, kernel "
+                         f"{kh}x{kw}, strides {sh}x{sw}, padding top {pt} left {pl}, "
+                         f"{num_threads} threads")
+
+
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
             int kh, int kw, int sh, int sw, int pt, int pl, int num_threads,
             Py_ssize_t cap=1 << 17):
@@ -216,6 +239,8 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
     cdef int nb = _block(N, P, cap)
     cdef bint has_bias = b is not None
     cdef const floating[:, :, ::1] b_view = b if has_bias else np.zeros((1, 1, 1), dtype)
+    _check(x.shape, w.shape, b_view.shape if has_bias else None, None,
+           kh, kw, sh, sw, pt, pl, num_threads)
     out = np.empty((N, w.shape[0], w.shape[1], w.shape[3]), dtype=dtype)
     scratch = np.empty((num_threads, nb * P), dtype=dtype)
     cdef floating[:, :, :, ::1] out_view = out
@@ -230,6 +255,7 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
              const floating[:, :, :, ::1] w, bint has_bias, int kh, int kw, int sh, int sw,
              int pt, int pl, int num_threads, Py_ssize_t cap=1 << 17):
     """(dx, dw, db) for dout (N, H_out, W_out, K); db is None when has_bias is False."""
+    _check(x.shape, w.shape, None, dout.shape, kh, kw, sh, sw, pt, pl, num_threads)
     cdef Py_ssize_t N = x.shape[0], P = w.shape[2]
     dtype = np.float32 if floating is float else np.float64
     cdef int nb = _block(N, P, cap)

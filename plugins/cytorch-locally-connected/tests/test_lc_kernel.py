@@ -109,6 +109,20 @@ def test_batch_blocks_and_thread_counts_do_not_change_results():
                 assert relative_error(got, want) < 1e-14
 
 
+def test_kernel_entry_points_refuse_inconsistent_arguments():
+    # functional.py never makes such calls; a direct call must not read out of bounds either
+    x, w = np.zeros((2, 5, 5, 3)), np.zeros((3, 3, 27, 4))
+    with pytest.raises(ValueError, match=r"inconsistent arguments x \(2, 5, 5, 3\), w "
+                                         r"\(3, 3, 27, 4\).*kernel 2x3"):
+        _lc.forward(x, w, None, 2, 3, 1, 1, 0, 0, 1)            # 2*3*3 != 27
+    with pytest.raises(ValueError, match=r"b \(3, 3, 2\)"):
+        _lc.forward(x, w, np.zeros((3, 3, 2)), 3, 3, 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match=r"dout \(2, 3, 3, 5\)"):
+        _lc.backward(np.zeros((2, 3, 3, 5)), x, w, True, 3, 3, 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="0 threads"):
+        _lc.forward(x, w, None, 3, 3, 1, 1, 0, 0, 0)
+
+
 def test_windows_entirely_in_the_padding_see_zeros():
     x = np.ones((1, 2, 2, 1))
     w = np.ones((4, 4, 1, 1))                      # 1x1 kernel, padding 1: a ring of zeros
