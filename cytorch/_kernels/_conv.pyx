@@ -11,19 +11,21 @@ Layout contract, shared with the NumPy twin:
   implied by the output shape);
 * ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``, same for W.
 
-How the work is split.  Each OpenMP thread takes a contiguous range of images and walks it in
-small groups: im2col of the group into the thread's own column buffer (sized to stay in L2
-cache), then a single-threaded GEMM on it.  BLAS is held to one thread meanwhile
-(threadpoolctl).  Measured on the 2-core machine this was written on, the alternative -- im2col
-parallel over images, then one big GEMM on OpenBLAS's own threads -- was 2-6x slower:
-OpenMP's idle threads spin-wait for a while after each parallel region and steal the cores
-OpenBLAS's threads need, and thin GEMMs (K = 6 filters) parallelise poorly anyway.  When there
-is only one image per call, BLAS gets the threads instead.
+How the work is split.  The batch is cut into a few work units of whole images (up to
+``UNITS_PER_THREAD`` per thread); OpenMP threads take units dynamically and walk each in small
+groups: im2col of the group into the thread's own column buffer (sized to stay in L2 cache),
+then a single-threaded GEMM on it.  BLAS is held to one thread meanwhile.  Measured on the
+2-core machine this was written on, the alternative -- im2col parallel over images, then one
+big GEMM on OpenBLAS's own threads -- was 2-6x slower: OpenMP's idle threads spin-wait for a
+while after each parallel region and steal the cores OpenBLAS's threads need, and thin GEMMs
+(K = 6 filters) parallelise poorly anyway.  When one thread would run alone (a single image),
+BLAS gets the cores instead.
 
 Memory: the column buffers hold at most ``GROUP_BUDGET`` elements per thread (but at least one
 image), never more than one batch's im2col matrix.  In backward each buffer first holds ``cols``
-for ``dW += cols^T @ dout``, then ``dcols = dout @ W^T`` for col2im.  Each thread sums its own
-``dW`` and ``db``; the partial sums are added at the end (no atomics, deterministic).
+for ``dW += cols^T @ dout``, then ``dcols = dout @ W^T`` for col2im.  Each unit sums its own
+``dW`` and ``db``; the partial sums are added in unit order at the end, so the result does not
+depend on which thread ran what (bit-identical runs, no atomics).
 
 ``cytorch.functional`` validates every argument; the entry points here re-check that the shapes
 agree (cheap) so that no call can read or write out of bounds.
@@ -31,7 +33,7 @@ agree (cheap) so that no call can read or write out of bounds.
 from contextlib import nullcontext
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.string cimport memset
 
 import numpy as np
@@ -41,6 +43,9 @@ from ._blas cimport gemm
 # Elements of one thread's column buffer (256 KiB in float32): groups of images this small keep
 # the GEMM operands in L2 cache.  A single image larger than this gets a buffer of its own size.
 cdef Py_ssize_t GROUP_BUDGET = 1 << 16
+# Work units per thread: a thread that finishes early (or whose core another process took)
+# picks up the next unit instead of waiting at the barrier.
+cdef Py_ssize_t UNITS_PER_THREAD = 4
 
 
 cdef struct Geom:
@@ -285,26 +290,24 @@ cdef Geom _geom(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t H_out,
 
 
 def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
-    """Split N images over T threads; see the module docstring.
+    """Split N images into work units for T threads; see the module docstring.
 
-    Returns ``(T, group, starts, offsets, cols, blas)``: thread t takes images
-    ``starts[t] <= n < starts[t + 1]`` in groups of ``group`` images, using
-    ``cols[offsets[t]:offsets[t + 1]]`` as its column buffer (in all, never more than the
-    batch's im2col matrix); ``blas`` holds BLAS to one thread unless one thread runs alone.
+    Returns ``(T, U, group, starts, buf, cols, blas)``: unit u is images
+    ``starts[u] <= n < starts[u + 1]``, walked in groups of ``group`` images; the thread running
+    it uses ``cols[tid * buf:(tid + 1) * buf]`` (``T * buf`` never exceeds the batch's im2col
+    matrix); ``blas`` holds BLAS to one thread unless one thread runs alone.
     """
-    cdef Py_ssize_t T = max(1, min(num_threads, N)), t
-    cdef Py_ssize_t group = max(1, min((N + T - 1) // T, GROUP_BUDGET // (P * R)))
-    starts = np.empty(T + 1, dtype=np.intp)
-    offsets = np.empty(T + 1, dtype=np.intp)
-    cdef Py_ssize_t[::1] s = starts, o = offsets
-    o[0] = 0
-    for t in range(T + 1):
-        s[t] = N * t // T
-    for t in range(T):
-        o[t + 1] = o[t] + min(s[t + 1] - s[t], group) * P * R
-    cols = np.empty(o[T], dtype=dtype)
+    cdef Py_ssize_t T = max(1, min(num_threads, N)), u
+    cdef Py_ssize_t U = 1 if T == 1 else min(N, UNITS_PER_THREAD * T)
+    cdef Py_ssize_t per_unit = (N + U - 1) // U
+    cdef Py_ssize_t group = max(1, min(per_unit, GROUP_BUDGET // (P * R)))
+    starts = np.empty(U + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] s = starts
+    for u in range(U + 1):
+        s[u] = N * u // U
+    cols = np.empty(T * group * P * R, dtype=dtype)
     blas = nullcontext() if (T == 1 and num_threads > 1) else _SingleThreadedBLAS()
-    return T, group, starts, offsets, cols, blas
+    return T, U, group, starts, group * P * R, cols, blas
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -316,20 +319,21 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     """
     _check_shapes(x, w, b, out, sh, sw, pt, pl)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl)
-    cdef Py_ssize_t N = x.shape[0], T, group, t
-    cdef Py_ssize_t[::1] starts, offsets
+    cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u
+    cdef Py_ssize_t[::1] starts
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
-    T, group, starts, offsets, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
+    T, U, group, starts, buf, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef const floating *bp = &b[0]
     cdef floating *outp = &out[0, 0, 0, 0]
+    cdef floating *colsp = &cols[0]
     with blas:
         with nogil:
-            for t in prange(T, schedule="static", num_threads=T):
-                _forward_images(xp, wp, bp, outp, &cols[offsets[t]], starts[t], starts[t + 1],
-                                group, &g)
+            for u in prange(U, schedule="dynamic", num_threads=T):
+                _forward_images(xp, wp, bp, outp, colsp + threadid() * buf, starts[u],
+                                starts[u + 1], group, &g)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
@@ -345,33 +349,36 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     _check_like(dx, x, "dx", "x")
     _check_like(dw, w, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], sh, sw, pt, pl)
-    cdef Py_ssize_t N = x.shape[0], T, group, t, i, k
-    cdef Py_ssize_t[::1] starts, offsets
+    cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u, i, k
+    cdef Py_ssize_t[::1] starts
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
-    T, group, starts, offsets, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
-    cdef floating[:, ::1] dw_part = np.empty((T, g.R * g.K), dtype=dtype)
-    cdef double[:, ::1] db_part = np.zeros((T, g.K), dtype=np.float64)
+    T, U, group, starts, buf, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
+    # one partial dW and db per unit (not per thread), summed in unit order: the result does
+    # not depend on which thread ran which unit
+    cdef floating[:, ::1] dw_part = np.empty((U, g.R * g.K), dtype=dtype)
+    cdef double[:, ::1] db_part = np.zeros((U, g.K), dtype=np.float64)
     cdef const floating *doutp = &dout[0, 0, 0, 0]
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0]
     cdef floating *dwp = &dw[0, 0, 0, 0]
+    cdef floating *colsp = &cols[0]
     cdef floating acc
     cdef double dacc
     with blas:
         with nogil:
-            for t in prange(T, schedule="static", num_threads=T):
-                _backward_images(doutp, xp, wp, dxp, &dw_part[t, 0], &db_part[t, 0],
-                                 &cols[offsets[t]], starts[t], starts[t + 1], group, &g)
-            # every thread had at least one image, so every partial sum is initialised
+            for u in prange(U, schedule="dynamic", num_threads=T):
+                _backward_images(doutp, xp, wp, dxp, &dw_part[u, 0], &db_part[u, 0],
+                                 colsp + threadid() * buf, starts[u], starts[u + 1], group, &g)
+            # every unit has at least one image, so every partial sum is initialised
             for i in range(g.R * g.K):
                 acc = 0
-                for t in range(T):
-                    acc = acc + dw_part[t, i]
+                for u in range(U):
+                    acc = acc + dw_part[u, i]
                 dwp[i] = acc
             for k in range(g.K):
                 dacc = 0
-                for t in range(T):
-                    dacc = dacc + db_part[t, k]
+                for u in range(U):
+                    dacc = dacc + db_part[u, k]
                 db[k] = <floating>dacc
