@@ -320,7 +320,8 @@ def test_nan_input_is_rejected_unless_the_model_checked_it():
     x[0, 1, 1, 0] = np.nan
     for layer in (L.Conv2D(2, 3, seed=0), L.Dense(2, seed=0), L.MaxPooling2D()):
         xin = x if not isinstance(layer, L.Dense) else x.reshape(2, -1)
-        with pytest.raises(ValueError, match="NaN or infinite"):
+        with pytest.raises(ValueError, match=rf"the input of {type(layer).__name__} "
+                                             rf"'{layer.name}' contains 1 NaN or infinite"):
             layer.forward(xin)
         layer.check_finite = False  # the model validated its input already: no second scan
         with warnings.catch_warnings():

@@ -26,8 +26,7 @@ def as_input(layer, x, rank=None, check_finite=None, hint=""):
     Checks the rank (``rank`` counts the batch axis) and, once a layer with parameters is built,
     the trailing axis (channels or features) its parameters were made for.  ``check_finite``
     defaults to the layer's own ``check_finite`` (a model switches it off after checking its
-    input once); layers that hand ``x`` to a ``cytorch.functional`` kernel pass False here and
-    let the kernel check.
+    input once); checking here, before any kernel, lets the message name the layer.
     """
     if check_finite is None:
         check_finite = layer.check_finite

@@ -95,7 +95,7 @@ class Conv2D(ActivationMixin, Layer):
         super().build(input_shape)
 
     def forward(self, x, training=False):
-        x = as_input(self, x, rank=4, check_finite=False)
+        x = as_input(self, x, rank=4)
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,
                                          check_finite=self.check_finite)

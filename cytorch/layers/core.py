@@ -262,7 +262,7 @@ class Dropout(Layer):
         self.seed = seed
 
     def forward(self, x, training=False):
-        x = as_input(self, x, check_finite=False if training and self.rate else None)
+        x = as_input(self, x)
         if not training or self.rate == 0:
             self._cache = ("identity", x.shape)
             return x

@@ -53,7 +53,7 @@ class _Pooling2D(Layer):
         return (H_out, W_out, C)
 
     def forward(self, x, training=False):
-        x = as_input(self, x, rank=4, check_finite=False)
+        x = as_input(self, x, rank=4)
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
             check_finite=self.check_finite)
@@ -123,7 +123,7 @@ class _GlobalPooling2D(Layer):
         return (_check_image_shape(self, input_shape)[2],)
 
     def forward(self, x, training=False):
-        x = as_input(self, x, rank=4, check_finite=False)
+        x = as_input(self, x, rank=4)
         out, cache = getattr(F, self._forward_kernel)(
             x, check_finite=self.check_finite)
         self._cache = (cache, out.shape)
