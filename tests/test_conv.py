@@ -285,3 +285,14 @@ def test_matches_torch(shape, wshape, strides, padding):
     assert relative_error(dx, xt.grad.numpy().transpose(0, 2, 3, 1)) < 1e-12
     assert relative_error(dw, wt.grad.numpy().transpose(2, 3, 1, 0)) < 1e-12
     assert relative_error(db, bt.grad.numpy()) < 1e-12
+
+
+def test_repeated_runs_are_bit_identical():
+    # partial dW/db sums are per work unit and added in order, whichever thread ran what
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((13, 12, 12, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
+    first = run(x, w, np.zeros(8, np.float32))
+    for _ in range(3):
+        for a, b in zip(first, run(x, w, np.zeros(8, np.float32))):
+            np.testing.assert_array_equal(a, b)
