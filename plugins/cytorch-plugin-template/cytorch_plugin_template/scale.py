@@ -16,7 +16,7 @@ np.float64(96.0)
 import numbers
 
 import numpy as np
-from cytorch import Layer
+from cytorch import Layer, ShapeError
 
 
 class Scale(Layer):
@@ -44,8 +44,8 @@ class Scale(Layer):
     def forward(self, x, training=False):
         x = np.asarray(x)
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"Scale '{self.name}' was built for inputs of shape "
-                             f"(N, *{self.input_shape}), got {x.shape}")
+            raise ShapeError(f"{type(self).__name__} '{self.name}' was built for samples of "
+                             f"shape {self.input_shape}, got a batch of shape {x.shape}")
         self._cache = x                     # backward needs x for dgamma
         return x * self.params["gamma"]
 

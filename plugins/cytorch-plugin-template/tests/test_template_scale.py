@@ -23,6 +23,9 @@ def test_scale_multiplies_each_channel():
     layer.params["gamma"][:] = [1.0, 2.0, 3.0]
     y = layer.forward(np.ones((1, 2, 2, 3), dtype=np.float32))
     assert y[0, 0, 0].tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(cytorch.ShapeError, match=r"was built for samples of shape \(2, 2, 3\), "
+                                                 r"got a batch of shape \(1, 2, 2, 4\)"):
+        layer.forward(np.ones((1, 2, 2, 4)))
     with pytest.raises(ValueError, match="init must be a finite number"):
         Scale(init=float("nan"))
 
