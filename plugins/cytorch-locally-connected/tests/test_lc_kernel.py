@@ -185,8 +185,10 @@ def test_too_small_input():
         locally_connected2d_forward(np.zeros((1, 3, 3, 1)), np.zeros((1, 1, 25, 1)), None, 5)
 
 
-def test_twin_doctest_runs():
+def test_docstring_examples_run():
     import doctest
-    from cytorch_locally_connected import functional
-    for module in (reference, functional):
-        assert doctest.testmod(module).failed == 0
+    import cytorch_locally_connected
+    from cytorch_locally_connected import functional, layer
+    for module in (reference, functional, layer, cytorch_locally_connected):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
