@@ -139,6 +139,8 @@ def cmd_train(args, out):
     from .datasets import load_digits
 
     size = args.size or DEFAULT_SIZE[args.model]
+    if args.save:
+        _check_writable(args.save)  # before training, not a minute later
     cytorch.set_seed(args.seed)
     model = _user_step(lambda: _make_model(args.model, (size, size, 1), args.seed))
     X, y = load_digits(size=size)
@@ -163,10 +165,20 @@ def cmd_train(args, out):
     print(f"Test accuracy: {accuracy:.4f} ({len(y_test) - errors}/{len(y_test)} digits)",
           file=out)
     if args.save:
-        path = _user_step(lambda: model.save(args.save))
-        print(f"Saved to {path if isinstance(path, (str, os.PathLike)) else args.save}",
-              file=out)
+        _user_step(lambda: model.save(args.save))
+        print(f"Saved to {args.save} (cytorch.load_model reads it back)", file=out)
     return 0
+
+
+def _check_writable(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--save {path}: is a directory; give a file name such as "
+                         f"{os.path.join(path, 'model.npz')}")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--save {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--save {path}: the directory {folder} is not writable")
 
 
 # -- layers -------------------------------------------------------------------------------------
