@@ -45,6 +45,8 @@ CASES = {
     "global-max": (lambda: L.GlobalMaxPooling2D(), (3, 4, 2)),
     "global-avg": (lambda: L.GlobalAveragePooling2D(), (3, 4, 2)),
     "global-min": (lambda: L.GlobalMinPooling2D(), (3, 4, 2)),
+    "global-avg-keepdims": (lambda: L.GlobalAveragePooling2D(keepdims=True), (3, 2, 2)),
+    "global-max-keepdims": (lambda: L.GlobalMaxPooling2D(keepdims=True), (2, 3, 3)),
     "add": (lambda: L.Add(), [(3, 3, 2), (3, 3, 2)]),
     "add-three": (lambda: L.Add(), [(4,), (4,), (4,)]),
     "concatenate-channels": (lambda: L.Concatenate(), [(3, 3, 2), (3, 3, 1)]),
@@ -385,3 +387,11 @@ def test_keras_input_shape_argument_as_in_the_course():
     assert model.count_params() == 38390  # the layer that did not fit was not kept
     with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
         L.Dense(3, input_shape="28x28")
+
+
+def test_global_pool_keepdims_as_in_keras():
+    pool = L.GlobalAveragePooling2D(keepdims=True)
+    assert pool.compute_output_shape((5, 6, 3)) == (1, 1, 3)
+    assert pool.forward(np.ones((2, 5, 6, 3))).shape == (2, 1, 1, 3)
+    assert pool.backward(np.ones((2, 1, 1, 3))).shape == (2, 5, 6, 3)
+    assert pool.get_config()["keepdims"] is True

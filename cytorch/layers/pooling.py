@@ -114,24 +114,38 @@ AvgPool2D = AveragePooling2D
 
 
 class _GlobalPooling2D(Layer):
-    """Shared by the three global pools: ``(N, H, W, C) -> (N, C)``."""
+    """Shared by the three global pools: ``(N, H, W, C) -> (N, C)``, or ``(N, 1, 1, C)`` with
+    ``keepdims=True`` (as in Keras)."""
 
     _forward_kernel = None
     _backward_kernel = None
 
+    def __init__(self, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+
     def compute_output_shape(self, input_shape):
-        return (_check_image_shape(self, input_shape)[2],)
+        C = _check_image_shape(self, input_shape)[2]
+        return (1, 1, C) if self.keepdims else (C,)
 
     def forward(self, x, training=False):
         x = as_input(self, x, rank=4)
-        out, cache = getattr(F, self._forward_kernel)(
-            x, check_finite=self.check_finite)
+        out, cache = getattr(F, self._forward_kernel)(x, check_finite=self.check_finite)
+        if self.keepdims:
+            out = out.reshape(out.shape[0], 1, 1, out.shape[1])
         self._cache = (cache, out.shape)
         return out
 
     def backward(self, dout):
         cache, shape = cached(self)
-        return getattr(F, self._backward_kernel)(as_grad(self, dout, shape), cache)
+        dout = as_grad(self, dout, shape).reshape(shape[0], shape[-1])
+        return getattr(F, self._backward_kernel)(dout, cache)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.keepdims:
+            config["keepdims"] = True
+        return config
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
