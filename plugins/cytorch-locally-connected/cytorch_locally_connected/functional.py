@@ -23,7 +23,7 @@ from cytorch.functional import as_batch, as_float_array, common_dtype
 from . import reference
 
 _INT_MAX = 2**31 - 1   # BLAS takes matrix sizes and leading dimensions as 32-bit ints
-_GRAIN = 1 << 18       # multiply-adds worth waking one more thread for (~50 us of work)
+_GRAIN = 1 << 18       # multiply-adds worth waking one more thread for (tens of us of work)
 
 BUILD_HINT = ("build it with `python -m pip install -e ./plugins/cytorch-locally-connected "
               "--no-build-isolation` (or `python setup.py build_ext --inplace` in that folder), "
@@ -52,16 +52,18 @@ def _threads(macs):
     return int(max(1, min(get_num_threads(), macs // _GRAIN)))
 
 
-def _one_blas_thread(threads):
-    """A context in which BLAS runs single-threaded, when the kernel runs several threads.
+def _one_blas_thread(macs):
+    """A context in which BLAS runs single-threaded (for calls big enough to matter).
 
-    The kernel splits its work over OpenMP threads, and each of them calls GEMM; a threaded
-    BLAS inside every one of those oversubscribes the cores (measured: twice slower on 2 cores
-    for 576x64 windows).  threadpoolctl (a scikit-learn dependency) sets the limit; the
+    The kernel splits its work over ``cytorch.get_num_threads()`` OpenMP threads, and each of
+    them calls GEMM; a threaded BLAS inside every one of those oversubscribes the cores
+    (measured: twice slower on 2 cores for 576x64 windows), and with one thread asked for,
+    BLAS should not add more.  threadpoolctl (a scikit-learn dependency) sets the limit; the
     controller is made once, after the kernel loaded its BLAS, because scanning the loaded
-    libraries costs about a millisecond.
+    libraries costs about a millisecond.  Calls below ``_GRAIN`` skip it: their GEMMs are too
+    small for BLAS to thread anyway, and the limit costs ~20 us.
     """
-    if threads == 1:
+    if macs < _GRAIN:
         return contextlib.nullcontext()
     if _state["blas"] is None:
         try:
@@ -137,9 +139,9 @@ def locally_connected2d_forward(x, w, b, kernel_size, strides=1, padding="valid"
         return out, dict(meta, backend="reference", twin=twin_cache)
     pt, _, pl, _ = pads
     kernel = _kernel()
-    threads = _threads(N * H_out * W_out * P * K)
-    with _one_blas_thread(threads):
-        out = kernel.forward(x, w, b, kh, kw, sh, sw, pt, pl, threads)
+    macs = N * H_out * W_out * P * K
+    with _one_blas_thread(macs):
+        out = kernel.forward(x, w, b, kh, kw, sh, sw, pt, pl, _threads(macs))
     return out, dict(meta, backend="compiled", x=x, w=w, has_bias=b is not None)
 
 
@@ -164,7 +166,7 @@ def locally_connected2d_backward(dout, cache):
     sh, sw = cache["strides"]
     pt, _, pl, _ = cache["pads"]
     kernel = _kernel()
-    threads = _threads(dout.size * cache["w"].shape[2])      # per GEMM: N*H_out*W_out*K*P
-    with _one_blas_thread(threads):
+    macs = dout.size * cache["w"].shape[2]             # per GEMM: N * H_out * W_out * K * P
+    with _one_blas_thread(macs):
         return kernel.backward(dout, cache["x"], cache["w"], cache["has_bias"],
-                               kh, kw, sh, sw, pt, pl, threads)
+                               kh, kw, sh, sw, pt, pl, _threads(macs))

@@ -123,6 +123,17 @@ def test_kernel_entry_points_refuse_inconsistent_arguments():
         _lc.forward(x, w, None, 3, 3, 1, 1, 0, 0, 0)
 
 
+def test_threads_follow_the_amount_of_work():
+    from cytorch_locally_connected import functional
+    cytorch.set_num_threads(4)
+    try:
+        assert functional._threads(1000) == 1                       # not worth waking a team
+        assert functional._threads(3 * functional._GRAIN) == 3
+        assert functional._threads(10**9) == 4                      # never more than asked
+    finally:
+        cytorch.set_num_threads(None)
+
+
 def test_windows_entirely_in_the_padding_see_zeros():
     x = np.ones((1, 2, 2, 1))
     w = np.ones((4, 4, 1, 1))                      # 1x1 kernel, padding 1: a ring of zeros
