@@ -13,6 +13,7 @@ need no network: the venv is made with ``--system-site-packages``, so cytorch, n
 setuptools come from this interpreter's environment, and ``pip install --no-index --no-deps
 --no-build-isolation`` builds with the setuptools already there.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -177,7 +178,9 @@ def test_installed_plugin_is_discovered_trains_and_disappears_when_uninstalled(
     assert report["trained"] == ["Shift", "Flatten", "Dense"] and report["loss"] > 0
     assert report["warnings"] == []
     # the built-ins and the locally-connected plugin are still there
-    assert "cytorch-edu[conv2d]" in report["entries"]
+    assert report["entries"]["cytorch-edu[conv2d]"]["ok"]
+    if importlib.util.find_spec("cytorch_locally_connected") is not None:
+        assert report["entries"]["cytorch-locally-connected[locally_connected2d]"]["ok"]
 
     gone = venv.probe()
     assert not any("throwaway" in label for label in gone["entries"])
