@@ -117,8 +117,12 @@ def test_return_logits_skips_the_activation():
     logits = layer.forward(x)
     np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True),
                                probabilities, rtol=1e-5)
-    assert np.array_equal(layer.backward(np.ones_like(logits)),
-                          layer.backward(np.ones_like(logits)))
+    # a linear twin with the same weights: same logits, same gradients
+    linear = LocallyConnected2D(3, 2, seed=0)
+    assert np.array_equal(linear.forward(x), logits)
+    dout = np.random.default_rng(1).standard_normal(logits.shape)
+    assert np.array_equal(layer.backward(dout), linear.backward(dout))
+    assert np.array_equal(layer.grads["kernel"], linear.grads["kernel"])
 
 
 def _small_model(seed=0):
