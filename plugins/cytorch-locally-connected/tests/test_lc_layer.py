@@ -1,5 +1,6 @@
 """LocallyConnected2D as a cytorch layer: conformance, registration, models, saving, estimator."""
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -148,6 +149,8 @@ def test_trains_and_survives_save_and_load(tmp_path):
     assert isinstance(loaded.layers[0], LocallyConnected2D)
     assert loaded.layers[0].get_config() == json.loads(json.dumps(model.layers[0].get_config()))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    unpickled = pickle.loads(pickle.dumps(model))           # what joblib and sklearn do
+    np.testing.assert_array_equal(unpickled.predict(X), model.predict(X))
 
 
 def test_same_seed_same_model():
