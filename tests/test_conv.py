@@ -296,3 +296,14 @@ def test_repeated_runs_are_bit_identical():
     for _ in range(3):
         for a, b in zip(first, run(x, w, np.zeros(8, np.float32))):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("C", [1, 2, 3, 4])
+@pytest.mark.parametrize("strides", [1, (1, 2), (2, 1), 3])
+@pytest.mark.parametrize("padding", ["valid", "same", ((0, 1), (2, 1))])
+def test_col2im_paths_for_thin_and_wide_channels(C, strides, padding):
+    # col2im adds spans, gathers (1-3 channels, stride 1) or walks positions (thin, strided)
+    rng = np.random.default_rng(C)
+    x = rng.standard_normal((2, 9, 11, C))
+    w = rng.standard_normal((3, 4, C, 2))
+    assert_twins_agree(x, w, None, strides, padding, np.float64)

@@ -40,9 +40,9 @@ import numpy as np
 
 from ._blas cimport gemm
 
-# Elements of one thread's column buffer (256 KiB in float32): groups of images this small keep
+# Elements of one thread's column buffer (128 KiB in float32): groups of images this small keep
 # the GEMM operands in L2 cache.  A single image larger than this gets a buffer of its own size.
-cdef Py_ssize_t GROUP_BUDGET = 1 << 16
+cdef Py_ssize_t GROUP_BUDGET = 1 << 15
 # Work units per thread: a thread that finishes early (or whose core another process took)
 # picks up the next unit instead of waiting at the barrier.
 cdef Py_ssize_t UNITS_PER_THREAD = 4
@@ -140,10 +140,11 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
     """The adjoint of ``_im2col_image``: ``dxn`` (H, W, C) = the rows of ``cols`` added back
     where they were read from (overlapping windows sum); what fell into the padding is dropped."""
     cdef Py_ssize_t C = g.C, span = g.kw * g.C, R = g.R, step = g.sw * g.C
-    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo, ow_hi
+    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo, ow_hi, n, q, c, j, jlo, jhi
     cdef const floating *src
     cdef const floating *seg
     cdef floating *dst
+    cdef floating acc
     _interior(g, &ow_lo, &ow_hi)
     memset(dxn, 0, g.H * g.W * C * sizeof(floating))
     for oh in range(g.H_out):
@@ -160,10 +161,22 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
                     for t in range(span):
                         dst[t] += seg[t]
                     dst += step
-            else:
-                # windows 1-3 elements apart (one or two channels, stride 1): adding span by
+            elif g.sw == 1:
+                # windows 1-3 elements apart (one to three channels, stride 1): adding span by
                 # span, each vector load overlaps the store just made and stalls (measured 2x
-                # slower), so add position t of every window at a time
+                # slower).  Gather instead: input column q of the interior collects kernel
+                # column j of window q - j, summed in a register, stored once.
+                n = ow_hi - ow_lo
+                for q in range(n + g.kw - 1):
+                    jlo = q - n + 1 if q >= n else 0
+                    jhi = q + 1 if q < g.kw else g.kw
+                    for c in range(C):
+                        acc = 0
+                        for j in range(jlo, jhi):
+                            acc = acc + src[(ow_lo + q - j) * R + j * C + c]
+                        dst[q * C + c] += acc
+            else:
+                # thin channels with stride > 1: position t of every window at a time
                 for t in range(span):
                     for ow in range(ow_hi - ow_lo):
                         dst[ow * step + t] += src[(ow_lo + ow) * R + t]
