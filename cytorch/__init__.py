@@ -11,6 +11,11 @@ from ._config import backend, get_backend, get_num_threads, set_num_threads
 from .errors import NotBuiltError, ShapeError
 from .random import set_seed
 
+# Fail loudly at import, with the build command, when the compiled kernels are missing: cytorch
+# never falls back to slow Python silently.
+from ._kernels import check_built as _check_built
+_check_built()
+
 __version__ = "0.1.0"
 
 # Public names resolved on first use, so that ``import cytorch`` stays quick and the modules

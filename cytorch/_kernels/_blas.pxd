@@ -12,7 +12,7 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k,
                       floating alpha, const floating *A, int lda,
                       const floating *B, int ldb,
                       floating beta, floating *C, int ldc) noexcept nogil:
-    """C := alpha*op(A)@op(B) + beta*C, row-major, C is m x n (``transa``: ord('n') or ord('t'))."""
+    """C := alpha*op(A)@op(B) + beta*C, row-major (C is m x n; trans: ord('n') or ord('t'))."""
     if floating is float:
         sgemm(&transb, &transa, &n, &m, &k, &alpha, <float *>B, &ldb, <float *>A, &lda,
               &beta, C, &ldc)
