@@ -102,3 +102,18 @@ def test_num_threads_setting():
     assert cytorch.get_num_threads() == default
     with pytest.raises(ValueError, match="num_threads must be a positive int"):
         cytorch.set_num_threads(0)
+
+
+def test_import_fails_loudly_without_the_compiled_kernels():
+    # a fresh interpreter where the _conv extension cannot be imported (None in sys.modules
+    # makes ``import`` raise ImportError, as a missing .so would)
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['cytorch._kernels._conv'] = None\n"
+            "import cytorch\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "NotBuiltError" in proc.stderr
+    assert "missing cytorch._kernels._conv" in proc.stderr
+    assert "pip install -e ." in proc.stderr
