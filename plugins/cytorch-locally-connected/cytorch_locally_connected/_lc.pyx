@@ -26,7 +26,8 @@ hold back half of the work as it would with a static split.
 
 Scratch (one ``nb x P`` window buffer per thread, ``nb`` images at a time) is allocated by the
 Python caller, so a failed allocation is a MemoryError in Python rather than a crash here.
-Arguments are validated by ``cytorch_locally_connected.functional``; nothing here raises.
+Arguments are validated by ``cytorch_locally_connected.functional``; the entry points below
+re-check that the shapes agree (a last guard), and nothing in the nogil code raises.
 """
 from cython cimport floating
 from cython.parallel cimport prange, parallel, threadid
