@@ -1,7 +1,9 @@
 """A small timing kit shared by the benchmark scripts (run them from the repository root).
 
 * ``timeit(fn, repeat=5, warmup=1)`` -> ``Timing(best, median)`` in seconds, after warm-up calls;
+* ``interleaved({name: fn})`` times several callables in alternating rounds (fair ratios);
 * ``torch_best(make_fn)`` times a torch callable at 1 and at 2 threads and keeps the faster;
+  ``with_torch_threads(n, fn)`` pins a torch callable's thread count for ``interleaved``;
 * ``sgemm_gflops()`` is the machine's reference speed: a 2048x2048 float32 matmul;
 * ``peak_rss_mib()`` is the process's peak resident memory so far;
 * ``Table`` prints aligned rows of timings and ratios.
@@ -38,6 +40,40 @@ def timeit(fn, repeat=5, warmup=1, min_time=0.0):
         fn()
         times.append(time.perf_counter() - t0)
     return Timing(min(times), statistics.median(times))
+
+
+def interleaved(fns, repeat=5, warmup=1, min_time=0.0):
+    """Time several callables in rounds (one call of each per round); ``{name: Timing}``.
+
+    On a shared machine load comes and goes: interleaving gives every contender the same
+    share of quiet and busy moments, so ratios of best times stay fair.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    rounds = 0
+    while rounds < repeat or min(sum(t) for t in times.values()) < min_time:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: Timing(min(t), statistics.median(t)) for name, t in times.items()}
+
+
+def with_torch_threads(n, fn):
+    """``fn`` wrapped to run with ``torch.set_num_threads(n)`` (restored afterwards)."""
+    import torch
+
+    def call():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(previous)
+    return call
 
 
 def try_import_torch():
@@ -156,4 +192,18 @@ def header(title):
     for line in blas_info():
         print(f"  {line}")
     torch = try_import_torch()
-    print(f"torch: {torch.__version__ if torch else 'not installed'}", flush=True)
+    print(f"torch: {torch.__version__ if torch else 'not installed'}")
+    print(load_line(), flush=True)
+
+
+def load_line():
+    """The 1/5/15-minute load averages against the core count: above the core count, every
+    2-thread timing (OpenMP or torch) is dominated by waiting for a core, not by the code."""
+    import os
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average: unknown"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    warn = "  (busy machine: multi-threaded timings are unreliable)" if one > cores else ""
+    return f"load average: {one:.1f} {five:.1f} {fifteen:.1f} on {cores} cores{warn}"

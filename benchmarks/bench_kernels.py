@@ -54,14 +54,12 @@ def torch_step(x, w, b, stride, padding, dout):
 
 def main():
     args = h.parser(__doc__.splitlines()[0]).parse_args()
-    repeat = args.repeat or (2 if args.quick else 5)
+    repeat = args.repeat or (2 if args.quick else 10)
     h.header("conv2d forward+backward")
-    peak = h.sgemm_gflops(repeat=repeat)
-    print(f"sgemm 2048x2048 float32: {peak:.1f} GFLOP/s\n", flush=True)
-    table = h.Table("case", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
-                    "twin/cy", "GFLOP/s", "% sgemm")
+    peak = h.sgemm_gflops(repeat=3)
     torch = None if args.no_torch else h.try_import_torch()
     rng = np.random.default_rng(0)
+    rows = []
     for name, N, H, W, C, K, k, s, pad in CASES:
         if args.quick:
             N = max(1, N // 4)
@@ -70,24 +68,36 @@ def main():
         b = rng.standard_normal(K, dtype=np.float32)
         out, _ = F.conv2d_forward(x, w, b, s, pad)
         dout = rng.standard_normal(out.shape, dtype=np.float32)
-        cy = h.timeit(cytorch_step(x, w, b, s, pad, dout), repeat=repeat)
-        with cytorch.backend("reference"):
-            twin = h.timeit(cytorch_step(x, w, b, s, pad, dout), repeat=max(1, repeat // 2))
-        t1 = t2 = best = None
+        step = cytorch_step(x, w, b, s, pad, dout)
+
+        def twin(step=step):
+            with cytorch.backend("reference"):
+                step()
+        fns = {"compiled": step, "twin": twin}
         if torch is not None:
-            results, n_best = h.torch_best(lambda: torch_step(x, w, b, s, pad, dout),
-                                           repeat=repeat)
-            t1, t2 = results[1].best, results[2].best
-            best = results[n_best].best
+            t_step = torch_step(x, w, b, s, pad, dout)
+            fns["torch 1t"] = h.with_torch_threads(1, t_step)
+            fns["torch 2t"] = h.with_torch_threads(2, t_step)
+        times = {name: t.best for name, t in h.interleaved(fns, repeat=repeat).items()}
+        peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
-        gflops = flops / cy.best / 1e9
-        table.add(name, h.fmt_time(cy.best), h.fmt_time(twin.best), h.fmt_time(t1),
-                  h.fmt_time(t2), h.fmt_ratio(cy.best, best), h.fmt_ratio(twin.best, cy.best),
-                  f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%")
-    table.print()
-    print(f"\npeak RSS: {h.peak_rss_mib():.0f} MiB")
+        rows.append((name, times, flops / times["compiled"] / 1e9))
+        print(f"  measured {name}", flush=True)
 
+    table = h.Table("case", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
+                    "twin/cy", "GFLOP/s", "% sgemm")
+    for name, t, gflops in rows:
+        best = min(t["torch 1t"], t["torch 2t"]) if torch is not None else None
+        table.add(name, h.fmt_time(t["compiled"]), h.fmt_time(t["twin"]),
+                  h.fmt_time(t.get("torch 1t")), h.fmt_time(t.get("torch 2t")),
+                  h.fmt_ratio(t["compiled"], best), h.fmt_ratio(t["twin"], t["compiled"]),
+                  f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%")
+    print()
+    table.print()
+    print(f"\nsgemm 2048x2048 float32 (best seen in this run): {peak:.1f} GFLOP/s")
+    print(f"peak RSS: {h.peak_rss_mib():.0f} MiB")
+    print(h.load_line())
 
 if __name__ == "__main__":
     main()
