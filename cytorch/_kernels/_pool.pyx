@@ -58,69 +58,94 @@ cdef inline bint _beats(floating v, floating best, bint take_min) noexcept nogil
 
 
 # -- windowed pooling: one output row (n, i) at a time ------------------------------------------
+#
+# Pooling a 2-D window is separable: reduce the window's rows first, column by column, into a
+# scratch row ``r`` of W * C values, then reduce ``r`` along each window's columns.  The first
+# pass is one long contiguous loop over W * C values (vectorised whatever C is: for C = 6 a
+# per-cell loop over c would be too short to vectorise); the second touches a row that is 1/ph
+# of the window rows' size, already in L1.
+#
+# Max/min need care to keep "the first winner in row-major order": the row pass keeps, per
+# column, the first row that reaches the best value; the column pass then breaks ties between
+# columns by the smaller flat index ``ih * W + iw``, which is exactly row-major order.
+
 cdef void _extreme_row(const floating *xn, floating *orow, int *irow,
+                       floating *best, int *brow,
                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t W_out, Py_ssize_t i,
                        bint take_min) noexcept nogil:
-    """Max (or min) of every window of output row ``i`` of image ``xn`` (H, W, C)."""
-    cdef Py_ssize_t h0 = i * sh - pt, w0, j, ih, iw, c
+    """Max (or min) of every window of output row ``i`` of image ``xn`` (H, W, C), and the
+    winners' ``ih * W + iw``; ``best``/``brow`` are scratch rows of W * C values."""
+    cdef Py_ssize_t WC = W * C, h0 = i * sh - pt, w0, j, ih, iw, c, t
     cdef Py_ssize_t hlo = _imax(h0, 0), hhi = _imin(h0 + ph, H), wlo, whi
-    cdef const floating *cell
+    cdef const floating *row
     cdef floating *o
     cdef int *ix
-    cdef int k
+    cdef int k, r
     cdef floating v
     cdef bint better
+    # rows: best[w, c] = extreme of x[hlo:hhi, w, c], brow[w, c] = the first row reaching it
+    row = xn + hlo * WC
+    for t in range(WC):
+        best[t] = row[t]
+        brow[t] = <int>hlo
+    for ih in range(hlo + 1, hhi):
+        row = xn + ih * WC
+        r = <int>ih
+        for t in range(WC):
+            v = row[t]
+            better = _beats(v, best[t], take_min)
+            # unconditional selects (no branch) vectorise
+            best[t] = v if better else best[t]
+            brow[t] = r if better else brow[t]
+    # columns: the best column of each window, ties to the smaller flat index
     for j in range(W_out):
         w0 = j * sw - pl
         wlo = _imax(w0, 0)
         whi = _imin(w0 + pw, W)
         o = orow + j * C
         ix = irow + j * C
-        # the window's first real cell is the champion to beat
-        cell = xn + (hlo * W + wlo) * C
-        k = <int>(hlo * W + wlo)
         for c in range(C):
-            o[c] = cell[c]
-            ix[c] = k
-        for ih in range(hlo, hhi):
-            for iw in range(wlo, whi):
-                cell = xn + (ih * W + iw) * C
-                k = <int>(ih * W + iw)
-                for c in range(C):
-                    v = cell[c]
-                    better = _beats(v, o[c], take_min)
-                    # unconditional selects (no branch) let the compiler vectorise over c
-                    o[c] = v if better else o[c]
-                    ix[c] = k if better else ix[c]
+            o[c] = best[wlo * C + c]
+            ix[c] = brow[wlo * C + c] * <int>W + <int>wlo
+        for iw in range(wlo + 1, whi):
+            for c in range(C):
+                v = best[iw * C + c]
+                k = brow[iw * C + c] * <int>W + <int>iw
+                better = _beats(v, o[c], take_min) | ((v == o[c]) & (k < ix[c]))
+                o[c] = v if better else o[c]
+                ix[c] = k if better else ix[c]
 
 
-cdef void _avg_row(const floating *xn, floating *orow,
+cdef void _avg_row(const floating *xn, floating *orow, floating *rsum,
                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t W_out, Py_ssize_t i) noexcept nogil:
-    """Mean of the real cells of every window of output row ``i`` of image ``xn``."""
-    cdef Py_ssize_t h0 = i * sh - pt, w0, j, ih, iw, c
+    """Mean of the real cells of every window of output row ``i`` of image ``xn``; ``rsum`` is
+    a scratch row of W * C values."""
+    cdef Py_ssize_t WC = W * C, h0 = i * sh - pt, w0, j, ih, iw, c, t
     cdef Py_ssize_t hlo = _imax(h0, 0), hhi = _imin(h0 + ph, H), wlo, whi
-    cdef const floating *cell
+    cdef const floating *row = xn + hlo * WC
     cdef floating *o
-    cdef floating count
+    cdef floating inv, acc
+    for t in range(WC):                 # rsum[w, c] = sum of x[hlo:hhi, w, c]
+        rsum[t] = row[t]
+    for ih in range(hlo + 1, hhi):
+        row = xn + ih * WC
+        for t in range(WC):
+            rsum[t] += row[t]
     for j in range(W_out):
         w0 = j * sw - pl
         wlo = _imax(w0, 0)
         whi = _imin(w0 + pw, W)
         o = orow + j * C
+        inv = <floating>1 / <floating>((hhi - hlo) * (whi - wlo))   # 1 / real cells
         for c in range(C):
-            o[c] = 0
-        for ih in range(hlo, hhi):
-            for iw in range(wlo, whi):
-                cell = xn + (ih * W + iw) * C
-                for c in range(C):
-                    o[c] += cell[c]
-        count = <floating>((hhi - hlo) * (whi - wlo))
-        for c in range(C):
-            o[c] = o[c] / count
+            acc = rsum[wlo * C + c]
+            for iw in range(wlo + 1, whi):
+                acc = acc + rsum[iw * C + c]
+            o[c] = acc * inv
 
 
 cdef void _route_row(const floating *drow, const int *irow, floating *dxn,
@@ -136,27 +161,32 @@ cdef void _route_row(const floating *drow, const int *irow, floating *dxn,
                 dxn[k * C + c] += drow[t]
 
 
-cdef void _spread_row(const floating *drow, floating *dxn,
+cdef void _spread_row(const floating *drow, floating *dxn, floating *share,
                       Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                       Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t W_out, Py_ssize_t i) noexcept nogil:
-    """Give every real cell of each window of output row ``i`` its share ``dout / count``."""
-    cdef Py_ssize_t h0 = i * sh - pt, w0, j, ih, iw, c
+    """Give every real cell of each window of output row ``i`` its share ``dout / count``:
+    the separable pass run backwards (columns into the scratch row ``share``, then rows)."""
+    cdef Py_ssize_t WC = W * C, h0 = i * sh - pt, w0, j, ih, iw, c, t
     cdef Py_ssize_t hlo = _imax(h0, 0), hhi = _imin(h0 + ph, H), wlo, whi
-    cdef floating *cell
     cdef const floating *d
-    cdef floating count
+    cdef floating *row
+    cdef floating inv
+    for t in range(WC):
+        share[t] = 0
     for j in range(W_out):
         w0 = j * sw - pl
         wlo = _imax(w0, 0)
         whi = _imin(w0 + pw, W)
         d = drow + j * C
-        count = <floating>((hhi - hlo) * (whi - wlo))
-        for ih in range(hlo, hhi):
-            for iw in range(wlo, whi):
-                cell = dxn + (ih * W + iw) * C
-                for c in range(C):
-                    cell[c] += d[c] / count
+        inv = <floating>1 / <floating>((hhi - hlo) * (whi - wlo))
+        for iw in range(wlo, whi):
+            for c in range(C):
+                share[iw * C + c] += d[c] * inv
+    for ih in range(hlo, hhi):
+        row = dxn + ih * WC
+        for t in range(WC):
+            row[t] += share[t]
 
 
 # -- argument checks (Python level, before any loop) --------------------------------------------
@@ -184,6 +214,11 @@ def _check_window(tuple x_shape, tuple out_shape, Py_ssize_t ph, Py_ssize_t pw,
 
 
 # -- entry points: windowed pooling ---------------------------------------------------------------
+def _scratch(int num_threads, Py_ssize_t size, dtype):
+    """One scratch row of ``size`` values per thread (threads index it by ``threadid()``)."""
+    return np.empty((num_threads, max(size, 1)), dtype=dtype)
+
+
 def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                            int[:, :, :, ::1] argidx,
                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
@@ -195,16 +230,19 @@ def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
         raise ValueError(f"argidx shape {tuple(argidx.shape)[:4]} != out shape "
                          f"{tuple(out.shape)[:4]}")
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t H_out = out.shape[1], W_out = out.shape[2], r, n, i
+    cdef Py_ssize_t H_out = out.shape[1], W_out = out.shape[2], r, tid
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
     cdef int *ip = &argidx[0, 0, 0, 0]
     num_threads = _threads(num_threads, x.size)
+    cdef floating[:, ::1] best = _scratch(num_threads, W * C,
+                                          np.float32 if floating is float else np.float64)
+    cdef int[:, ::1] brow = _scratch(num_threads, W * C, np.int32)
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
-        n = r // H_out
-        i = r % H_out
-        _extreme_row(xp + n * H * W * C, op + r * W_out * C, ip + r * W_out * C,
-                     H, W, C, ph, pw, sh, sw, pt, pl, W_out, i, take_min)
+        tid = threadid()
+        _extreme_row(xp + (r // H_out) * H * W * C, op + r * W_out * C, ip + r * W_out * C,
+                     &best[tid, 0], &brow[tid, 0],
+                     H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out, take_min)
 
 
 def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argidx,
@@ -244,8 +282,10 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] ou
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
     num_threads = _threads(num_threads, x.size)
+    cdef floating[:, ::1] rsum = _scratch(num_threads, W * C,
+                                          np.float32 if floating is float else np.float64)
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
-        _avg_row(xp + (r // H_out) * H * W * C, op + r * W_out * C,
+        _avg_row(xp + (r // H_out) * H * W * C, op + r * W_out * C, &rsum[threadid(), 0],
                  H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out)
 
 
@@ -260,14 +300,17 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1
     cdef const floating *dp = &dout[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0]
     num_threads = _threads(num_threads, dx.size)
+    cdef floating[:, ::1] share = _scratch(num_threads, W * C,
+                                           np.float32 if floating is float else np.float64)
     if sh >= ph:
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
             _spread_row(dp + r * W_out * C, dxp + (r // H_out) * H * W * C,
-                        H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out)
+                        &share[threadid(), 0], H, W, C, ph, pw, sh, sw, pt, pl, W_out,
+                        r % H_out)
     else:
         for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
             for r in range(n * H_out, (n + 1) * H_out):
-                _spread_row(dp + r * W_out * C, dxp + n * H * W * C,
+                _spread_row(dp + r * W_out * C, dxp + n * H * W * C, &share[threadid(), 0],
                             H, W, C, ph, pw, sh, sw, pt, pl, W_out, r - n * H_out)
 
 
