@@ -111,7 +111,7 @@ cdef void _im2col_image(const floating *xn, floating *cols, const Geom *g) noexc
     zero padding are filled in separately.
     """
     cdef Py_ssize_t C = g.C, span = g.kw * g.C, R = g.R, step = g.sw * g.C
-    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo, ow_hi
+    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo = 0, ow_hi = 0
     cdef const floating *src
     cdef floating *dst
     cdef floating *seg
@@ -140,7 +140,7 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
     """The adjoint of ``_im2col_image``: ``dxn`` (H, W, C) = the rows of ``cols`` added back
     where they were read from (overlapping windows sum); what fell into the padding is dropped."""
     cdef Py_ssize_t C = g.C, span = g.kw * g.C, R = g.R, step = g.sw * g.C
-    cdef Py_ssize_t oh, ow, a, ih, t, ow_lo, ow_hi, n, q, c, j, jlo, jhi
+    cdef Py_ssize_t oh, ow, a, ih, t, n, q, c, j, jlo, jhi, ow_lo = 0, ow_hi = 0
     cdef const floating *src
     cdef const floating *seg
     cdef floating *dst
