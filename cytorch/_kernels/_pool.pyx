@@ -13,15 +13,20 @@ Layout contract, shared with the NumPy twin:
 * max/min write ``argidx[n, i, j, c] = ih * W + iw`` (int32) of the winner, the first cell in
   row-major order on ties (a later cell must be strictly better to take over).
 
-Why the loops look like this: with channels last, the C values of one cell are contiguous, so
-every inner loop runs over ``c`` and reads/writes contiguous memory that the compiler can
-vectorise; a window is visited cell by cell, each cell a contiguous run of C values.  Max and
-min are one implementation with a ``take_min`` flag; the flag is loop-invariant, so the
-compiler's loop unswitching turns it into two branch-free loops.
+Why the loops look like this: with channels last, one image row ``x[n, h, :, :]`` is W * C
+contiguous values, and a window is separable (rows first, then columns; see the note above
+``_extreme_row``), so the bulk of the work is one long contiguous loop per window row that the
+compiler vectorises whatever C is.  Selections are written as unconditional selects, not
+branches, so random data costs no mispredictions.  Max and min are one implementation with a
+``take_min`` flag; the flag is loop-invariant, so loop unswitching gives two branch-free loops.
+Average pooling multiplies by ``1 / count`` (one division per window, not per value), so its
+last bit may differ from the twin's ``sum / count``.
 
 Threads: forward splits the ``N * H_out`` output rows between OpenMP threads (outputs are
-disjoint).  Backward adds into dx; output rows touch disjoint input rows when ``sh >= ph``, so
-then it splits rows too, and otherwise whole images (windows of one image overlap).
+disjoint), each thread with its own scratch row.  Backward adds into dx; output rows touch
+disjoint input rows when ``sh >= ph``, so then it splits rows too, and otherwise whole images
+(windows of one image overlap).  Calls on fewer than ``MIN_PARALLEL_WORK`` values run on one
+thread.
 
 ``cytorch.functional`` validates every argument; the entry points here re-check the shapes
 (cheap) so that no call can read or write out of bounds, and backward ignores winner indices
