@@ -210,8 +210,8 @@ cdef void _backward_images(const floating *dout, const floating *x, const floati
                            floating *dx, floating *dw_part, double *db_part, floating *cols,
                            Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t group,
                            const Geom *g) noexcept nogil:
-    """For images n_lo <= n < n_hi: dx[n] = col2im(dout[n] @ W^T), and this thread's partial
-    sums dw_part = sum cols^T @ dout[n] and db_part = sum of dout[n] over positions."""
+    """For images n_lo <= n < n_hi (one work unit): dx[n] = col2im(dout[n] @ W^T), and the
+    unit's partial sums dw_part = sum cols^T @ dout[n] and db_part = sum of dout[n] rows."""
     cdef Py_ssize_t n = n_lo, nb, i, r, k, K = g.K
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.P * K
     cdef const floating *doutp
