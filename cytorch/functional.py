@@ -138,11 +138,18 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
 def conv2d_backward(dout, cache):
     """Gradients of ``conv2d_forward``: ``(dx, dw, db)`` for ``dout = dL/dout``.
 
-    ``dout`` has the forward output's shape ``(N, H_out, W_out, K)``; with
+    ``dout`` has the forward output's shape ``(N, H_out, W_out, K)``.  With
+    ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)``::
 
-    ``dw = cols^T @ dout``, ``dx = col2im(dout @ W^T)``, ``db = dout.sum((0, 1, 2))``, where
-    ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)``.  ``db`` is None when the forward
-    pass had no bias.  Returned arrays have x's dtype.
+        dw = cols^T @ dout        dx = col2im(dout @ W^T)        db = dout.sum((0, 1, 2))
+
+    ``db`` is None when the forward pass had no bias.  Returned arrays have x's dtype.
+
+    >>> import numpy as np
+    >>> out, cache = conv2d_forward(np.ones((2, 5, 5, 3)), np.ones((3, 3, 3, 4)), np.zeros(4))
+    >>> dx, dw, db = conv2d_backward(np.ones(out.shape), cache)
+    >>> dx.shape, dw.shape, db
+    ((2, 5, 5, 3), (3, 3, 3, 4), array([18., 18., 18., 18.]))
     """
     x, w = cache["x"], cache["w"]
     (sh, sw), pads = cache["strides"], cache["pads"]
