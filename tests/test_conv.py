@@ -307,3 +307,15 @@ def test_col2im_paths_for_thin_and_wide_channels(C, strides, padding):
     x = rng.standard_normal((2, 9, 11, C))
     w = rng.standard_normal((3, 4, C, 2))
     assert_twins_agree(x, w, None, strides, padding, np.float64)
+
+
+@pytest.mark.parametrize("fn", [reference.im2col, reference.conv2d_forward, reference.conv2d_naive,
+                                F.conv2d_forward, F.conv2d_backward])
+def test_docstring_examples(fn):
+    import doctest
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = doctest.DocTestFinder().find(fn, globs={"np": np})
+    assert tests and tests[0].examples, f"{fn.__name__} has no example"
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0
