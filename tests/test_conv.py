@@ -314,7 +314,7 @@ def test_col2im_paths_for_thin_and_wide_channels(C, strides, padding):
 def test_docstring_examples(fn):
     import doctest
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    tests = doctest.DocTestFinder().find(fn, globs={"np": np})
+    tests = doctest.DocTestFinder().find(fn, globs=dict(fn.__globals__))
     assert tests and tests[0].examples, f"{fn.__name__} has no example"
     for test in tests:
         runner.run(test)
