@@ -23,7 +23,7 @@ from cytorch.functional import as_batch, as_float_array, common_dtype
 from . import reference
 
 _INT_MAX = 2**31 - 1   # BLAS takes matrix sizes and leading dimensions as 32-bit ints
-_GRAIN = 1 << 18       # multiply-adds worth waking one more thread for (tens of us of work)
+_GRAIN = 1 << 20       # multiply-adds worth waking one more thread for (~0.1 ms of work)
 
 BUILD_HINT = ("build it with `python -m pip install -e ./plugins/cytorch-locally-connected "
               "--no-build-isolation` (or `python setup.py build_ext --inplace` in that folder), "
@@ -46,9 +46,11 @@ def _kernel():
 def _threads(macs):
     """How many OpenMP threads a call doing ``macs`` multiply-adds should use.
 
-    Waking a thread team costs microseconds on an idle machine and up to a scheduler time
-    slice (milliseconds) on a busy one, where every parallel region waits for its slowest
-    thread; work below ``_GRAIN`` multiply-adds per thread is done by fewer threads."""
+    Waking a thread team costs microseconds on an idle machine, but on a busy one every
+    parallel region waits until the scheduler has run each of its threads: measured on a
+    2-core machine at load 6, 20-80 ms for calls that take 1-2 ms on one thread.  So a call
+    gets one thread per ``_GRAIN`` multiply-adds (at most ``cytorch.get_num_threads()``):
+    small calls, which cannot gain much, cannot lose much either."""
     return int(max(1, min(get_num_threads(), macs // _GRAIN)))
 
 
