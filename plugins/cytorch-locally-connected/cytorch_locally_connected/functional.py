@@ -62,8 +62,8 @@ def _one_blas_thread(macs):
     (measured: twice slower on 2 cores for 576x64 windows), and with one thread asked for,
     BLAS should not add more.  threadpoolctl (a scikit-learn dependency) sets the limit; the
     controller is made once, after the kernel loaded its BLAS, because scanning the loaded
-    libraries costs about a millisecond.  Calls below ``_GRAIN`` skip it: their GEMMs are too
-    small for BLAS to thread anyway, and the limit costs ~20 us.
+    libraries costs about a millisecond.  Calls below ``_GRAIN`` skip it (it costs ~20 us):
+    they run on one OpenMP thread, and their GEMMs are mostly too small for BLAS to thread.
     """
     if macs < _GRAIN:
         return contextlib.nullcontext()
