@@ -240,11 +240,11 @@ def _pool2d_backward(kind, dout, cache):
     if _use_reference():
         return getattr(reference, what + "_backward")(dout, cache)
     from ._kernels import load
-    dx = np.zeros((N, H, W, C), dtype=dout.dtype)
+    dx = np.empty((N, H, W, C), dtype=dout.dtype)   # the kernels write every cell
     if kind == "avg":
         load("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl, get_num_threads())
     else:
-        load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw,
+        load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw, pt,
                                               get_num_threads())
     return dx
 

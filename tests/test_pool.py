@@ -241,7 +241,8 @@ def test_padding_never_wins_and_avg_counts_real_cells_only(backend):
 
 
 def test_thread_count_does_not_change_results():
-    x = np.random.default_rng(7).integers(0, 4, (5, 9, 8, 3)).astype(np.float32)
+    # big enough (> 2**16 values) for the kernels to use several threads
+    x = np.random.default_rng(7).integers(0, 4, (6, 33, 35, 10)).astype(np.float32)
     results = []
     for n in (1, 2, 3):
         cytorch.set_num_threads(n)
@@ -264,6 +265,27 @@ def test_forward_on_one_backend_backward_on_the_other():
         with cytorch.backend("reference"):
             dx = getattr(F, f"{kind}_pool2d_backward")(dout, cache)
         np.testing.assert_allclose(dx, pool(kind, x, 2, dout=dout)[2])
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("pool_size, strides, padding", [
+    (2, 3, "valid"),           # gaps between windows, an unseen last row and column
+    (3, (4, 1), ((1, 2), (0, 0))),
+    (3, 1, "same"),            # overlapping windows
+    ((2, 1), (2, 1), ((1, 1), (0, 0))),
+])
+def test_backward_kernels_write_every_cell_of_dx(kind, pool_size, strides, padding):
+    # functional hands the kernels np.empty: whatever was in memory must not leak into dx
+    x = np.random.default_rng(12).standard_normal((3, 8, 7, 2))
+    out, cache, want = pool(kind, x, pool_size, strides, padding, backend="reference")
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    (ph, pw), (sh, sw), (pt, _, pl, _) = cache["pool_size"], cache["strides"], cache["pads"]
+    dx = np.full_like(x, np.nan)
+    if kind == "max":
+        load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw, pt, 2)
+    else:
+        load("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl, 2)
+    np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-15)
 
 
 # -- dtypes, mutation, read-only input ------------------------------------------------------------
@@ -342,13 +364,13 @@ def test_kernel_entry_points_refuse_inconsistent_shapes():
                                  2, 2, 2, 2, 2, 0, False, 1)
     with pytest.raises(ValueError, match="do not agree"):
         P.extreme_pool2d_backward(np.ones((2, 2, 2, 3)), np.zeros((2, 2, 1, 3), np.int32),
-                                  np.zeros_like(x), 2, 2, 2, 2, 1)
+                                  np.zeros_like(x), 2, 2, 2, 2, 0, 1)
     with pytest.raises(ValueError, match="empty array"):
         P.global_avg_pool2d_forward(np.ones((2, 0, 4, 3)), np.empty((2, 3)), 1)
     # winner indices outside the image are skipped, never followed
-    dx = np.zeros_like(x)
+    dx = np.full_like(x, 7.0)
     idx = np.array([-1, 16, 2 ** 31 - 1], np.int32)[None, None, None, :].repeat(2, 0)
-    P.extreme_pool2d_backward(np.ones((2, 1, 1, 3)), idx, dx, 4, 4, 4, 4, 1)
+    P.extreme_pool2d_backward(np.ones((2, 1, 1, 3)), idx, dx, 4, 4, 4, 4, 0, 1)
     assert not dx.any()
 
 

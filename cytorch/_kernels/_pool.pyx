@@ -34,6 +34,7 @@ outside the image instead of trusting them.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.string cimport memset
 
 import numpy as np
 
@@ -153,6 +154,18 @@ cdef void _avg_row(const floating *xn, floating *orow, floating *rsum,
             o[c] = acc * inv
 
 
+cdef void _zero_band(floating *dxn, Py_ssize_t i, Py_ssize_t H_out, Py_ssize_t sh,
+                     Py_ssize_t pt, Py_ssize_t H, Py_ssize_t WC) noexcept nogil:
+    """Zero the dx rows output row ``i`` owns when windows do not overlap (``sh >= ph``):
+    from its window's first row up to the next window's, the first and last rows stretched to
+    the image's edges.  The bands of all output rows tile ``[0, H)`` and each holds its
+    window, so backward can write every cell of dx without a separate zeroing pass."""
+    cdef Py_ssize_t start = 0 if i == 0 else _imin(_imax(i * sh - pt, 0), H)
+    cdef Py_ssize_t stop = H if i == H_out - 1 else _imin(_imax((i + 1) * sh - pt, 0), H)
+    if stop > start:
+        memset(dxn + start * WC, 0, (stop - start) * WC * sizeof(floating))
+
+
 cdef void _route_row(const floating *drow, const int *irow, floating *dxn,
                      Py_ssize_t HW, Py_ssize_t C, Py_ssize_t W_out) noexcept nogil:
     """Add each ``dout`` value of one output row to its window's winner in ``dxn``."""
@@ -252,27 +265,29 @@ def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
 
 def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argidx,
                             floating[:, :, :, ::1] dx, Py_ssize_t ph, Py_ssize_t pw,
-                            Py_ssize_t sh, Py_ssize_t sw, int num_threads):
-    """dx (zeroed by the caller) += dout routed to the winners recorded in argidx."""
+                            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, int num_threads):
+    """dx = dout routed to the winners recorded in argidx (every cell of dx is written)."""
     if tuple(argidx.shape) != tuple(dout.shape) or dout.shape[0] != dx.shape[0] \
             or dout.shape[3] != dx.shape[3]:
         raise ValueError(f"dout {tuple(dout.shape)[:4]}, argidx {tuple(argidx.shape)[:4]} "
                          f"and dx {tuple(dx.shape)[:4]} do not agree")
     _check_nonempty(dout, argidx, dx)
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
-    cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n
+    cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n, HWC = H * W * C
     cdef const floating *dp = &dout[0, 0, 0, 0]
     cdef const int *ip = &argidx[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0]
     num_threads = _threads(num_threads, dx.size)
     if sh >= ph:   # rows of windows do not overlap: any two output rows write disjoint cells
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
-            _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + (r // H_out) * H * W * C,
+            _zero_band(dxp + (r // H_out) * HWC, r % H_out, H_out, sh, pt, H, W * C)
+            _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + (r // H_out) * HWC,
                        H * W, C, W_out)
     else:
         for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+            memset(dxp + n * HWC, 0, HWC * sizeof(floating))
             for r in range(n * H_out, (n + 1) * H_out):
-                _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + n * H * W * C,
+                _route_row(dp + r * W_out * C, ip + r * W_out * C, dxp + n * HWC,
                            H * W, C, W_out)
 
 
@@ -297,11 +312,12 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] ou
 def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
                         Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                         Py_ssize_t pt, Py_ssize_t pl, int num_threads):
-    """dx (zeroed by the caller) += dout[n, i, j, c] / count on every real cell of (i, j)."""
+    """dx = sum of dout[n, i, j, c] / count over the windows (i, j) holding each real cell
+    (every cell of dx is written)."""
     _check_nonempty(dout, dx)
     _check_window(tuple(dx.shape), tuple(dout.shape), ph, pw, sh, sw, pt, pl)
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
-    cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n
+    cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n, HWC = H * W * C
     cdef const floating *dp = &dout[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0]
     num_threads = _threads(num_threads, dx.size)
@@ -309,13 +325,15 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1
                                            np.float32 if floating is float else np.float64)
     if sh >= ph:
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
-            _spread_row(dp + r * W_out * C, dxp + (r // H_out) * H * W * C,
+            _zero_band(dxp + (r // H_out) * HWC, r % H_out, H_out, sh, pt, H, W * C)
+            _spread_row(dp + r * W_out * C, dxp + (r // H_out) * HWC,
                         &share[threadid(), 0], H, W, C, ph, pw, sh, sw, pt, pl, W_out,
                         r % H_out)
     else:
         for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
+            memset(dxp + n * HWC, 0, HWC * sizeof(floating))
             for r in range(n * H_out, (n + 1) * H_out):
-                _spread_row(dp + r * W_out * C, dxp + n * H * W * C, &share[threadid(), 0],
+                _spread_row(dp + r * W_out * C, dxp + n * HWC, &share[threadid(), 0],
                             H, W, C, ph, pw, sh, sw, pt, pl, W_out, r - n * H_out)
 
 
