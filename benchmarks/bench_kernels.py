@@ -7,7 +7,9 @@ NumPy twin, torch at 1 and 2 threads; ``cy/torch`` is compiled over torch's bett
 (issue 2's targets: <= 0.5 for the LeNet cases, <= 1.0 for VGG-ish and AlexNet), ``twin/cy``
 how much faster the compiled kernel is than the twin (target >= 5), and the compiled kernel's
 GFLOP/s (``3 * 2 * N * H_out * W_out * K * kh * kw * C`` flops: forward, dW and dX are one
-GEMM each) as a share of a 2048x2048 sgemm measured in the same run.
+GEMM each) as a share of a 2048x2048 sgemm measured in the same run.  The last two columns
+compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
+when other processes keep the cores busy and every 2-thread timing waits for a free core.
 """
 import os
 import sys
@@ -73,7 +75,13 @@ def main():
         def twin(step=step):
             with cytorch.backend("reference"):
                 step()
-        fns = {"compiled": step, "twin": twin}
+        def one_thread(step=step):
+            cytorch.set_num_threads(1)
+            try:
+                step()
+            finally:
+                cytorch.set_num_threads(None)
+        fns = {"compiled": step, "compiled 1t": one_thread, "twin": twin}
         if torch is not None:
             t_step = torch_step(x, w, b, s, pad, dout)
             fns["torch 1t"] = h.with_torch_threads(1, t_step)
@@ -86,13 +94,14 @@ def main():
         print(f"  measured {name}", flush=True)
 
     table = h.Table("case", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
-                    "twin/cy", "GFLOP/s", "% sgemm")
+                    "twin/cy", "GFLOP/s", "% sgemm", "cy 1t", "1t/1t")
     for name, t, gflops in rows:
         best = min(t["torch 1t"], t["torch 2t"]) if torch is not None else None
         table.add(name, h.fmt_time(t["compiled"]), h.fmt_time(t["twin"]),
                   h.fmt_time(t.get("torch 1t")), h.fmt_time(t.get("torch 2t")),
                   h.fmt_ratio(t["compiled"], best), h.fmt_ratio(t["twin"], t["compiled"]),
-                  f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%")
+                  f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%",
+                  h.fmt_time(t["compiled 1t"]), h.fmt_ratio(t["compiled 1t"], t.get("torch 1t")))
     print()
     table.print()
     print(f"\nsgemm 2048x2048 float32 (best seen in this run): {peak:.1f} GFLOP/s")
