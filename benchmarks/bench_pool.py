@@ -3,10 +3,14 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_pool.py [--quick]
 
 Columns: time of one forward+backward pass through ``cytorch.functional`` (best of k; input
-validation included, float32) for the compiled kernels (all cores), the NumPy twins, torch at 1
-and 2 threads on the same data in its native NCHW layout; ``cy/torch`` is compiled over torch's
-better thread count (issue 2's target for pooling: <= 0.3) and ``twin/cy`` how much faster the
-compiled kernel is than its twin.  Torch's dropout draws its mask from its own generator.
+validation included, float32) for the compiled kernels on all cores and on one thread, the NumPy
+twins, torch at 1 and 2 threads on the same data in its native NCHW layout; ``cy/torch`` is
+compiled (all cores) over torch's better thread count (issue 2's target for pooling: <= 0.3),
+``cy1/torch1`` the same at one thread each, and ``twin/cy`` how much faster the compiled kernel
+is than its twin.  Torch's dropout draws its mask from its own generator.
+
+On a machine busy with other work, a 2-thread OpenMP region sometimes waits milliseconds for
+its second thread to get a core; the one-thread columns are the stable ones there.
 """
 import os
 import sys
@@ -65,7 +69,8 @@ def main():
     repeat = args.repeat or (3 if args.quick else 20)
     h.header("pooling and dropout forward+backward")
     print()
-    table = h.Table("case", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch", "twin/cy")
+    table = h.Table("case", "compiled", "cy 1t", "twin", "torch 1t", "torch 2t", "cy/torch",
+                    "cy1/torch1", "twin/cy")
     torch = None if args.no_torch else h.try_import_torch()
     rng = np.random.default_rng(0)
     for name, kind, (N, H, W, C) in CASES:
@@ -75,6 +80,11 @@ def main():
         out_shape = x.shape if kind == "dropout" else (N, H // 2, W // 2, C)
         dout = rng.standard_normal(out_shape, dtype=np.float32)
         cy = h.timeit(cytorch_step(kind, x, dout), repeat=repeat, min_time=0.05)
+        cytorch.set_num_threads(1)
+        try:
+            cy1 = h.timeit(cytorch_step(kind, x, dout), repeat=repeat, min_time=0.05)
+        finally:
+            cytorch.set_num_threads(None)
         with cytorch.backend("reference"):
             twin = h.timeit(cytorch_step(kind, x, dout), repeat=max(1, repeat // 4))
         t1 = t2 = best = None
@@ -82,8 +92,9 @@ def main():
             results, n_best = h.torch_best(lambda: torch_step(kind, x, dout), repeat=repeat)
             t1, t2 = results[1].best, results[2].best
             best = results[n_best].best
-        table.add(name, h.fmt_time(cy.best), h.fmt_time(twin.best), h.fmt_time(t1),
-                  h.fmt_time(t2), h.fmt_ratio(cy.best, best), h.fmt_ratio(twin.best, cy.best))
+        table.add(name, h.fmt_time(cy.best), h.fmt_time(cy1.best), h.fmt_time(twin.best),
+                  h.fmt_time(t1), h.fmt_time(t2), h.fmt_ratio(cy.best, best),
+                  h.fmt_ratio(cy1.best, t1), h.fmt_ratio(twin.best, cy.best))
     table.print()
 
 
