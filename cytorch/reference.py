@@ -494,7 +494,8 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     u = splitmix64(seed, x.size) >> np.uint64(11)
     mask = (u >= np.uint64(dropout_threshold(rate))).astype(np.uint8).reshape(x.shape)
     scale = 1.0 / (1.0 - rate)
-    out = np.where(mask, x * x.dtype.type(scale), x.dtype.type(0))
+    # mask first: a dropped unit is exactly 0, a kept one exactly x * scale (the kernel's order)
+    out = (x * mask) * x.dtype.type(scale)
     return out, {"mask": mask, "scale": scale, "dtype": x.dtype}
 
 
@@ -504,4 +505,4 @@ def dropout_backward(dout, cache):
     mask = cache["mask"]
     if mask is None:
         return dout.copy()
-    return np.where(mask, dout * dout.dtype.type(cache["scale"]), dout.dtype.type(0))
+    return (dout * mask) * dout.dtype.type(cache["scale"])

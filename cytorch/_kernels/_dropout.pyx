@@ -55,21 +55,19 @@ cdef void _draw_mask(uint8_t *mask, Py_ssize_t start, Py_ssize_t stop, uint64_t 
 
 cdef void _apply_mask(const floating *src, const uint8_t *mask, floating *dst,
                       Py_ssize_t start, Py_ssize_t stop, floating scale) noexcept nogil:
-    """dst[i] = mask[i] ? src[i] * scale : 0 (forward on x, backward on dout).
+    """dst[i] = (src[i] * mask[i]) * scale (forward on x, backward on dout).
 
-    A loop of its own, with the product computed for every unit and then selected, so that
-    it compiles to branch-free vector code: a branch on a random mask would be mispredicted
-    half of the time."""
+    Multiplying by the 0/1 mask, in a loop of its own, compiles to branch-free vector code;
+    a branch on a random mask would be mispredicted half of the time.  The mask comes first,
+    so a dropped unit is exactly 0 and a kept one exactly ``src[i] * scale``."""
     cdef Py_ssize_t i
-    cdef floating v
     for i in range(start, stop):
-        v = src[i] * scale
-        dst[i] = v if mask[i] else <floating>0
+        dst[i] = (src[i] * <floating>mask[i]) * scale
 
 
 def dropout_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask,
                     uint64_t seed, uint64_t threshold, double scale, int num_threads):
-    """mask[i] = (splitmix64(seed)[i] >> 11) >= threshold; out[i] = mask[i] ? x[i]*scale : 0."""
+    """mask[i] = (splitmix64(seed)[i] >> 11) >= threshold; out[i] = (x[i] * mask[i]) * scale."""
     cdef Py_ssize_t n = x.shape[0], t
     if out.shape[0] != n or mask.shape[0] != n:
         raise ValueError(f"x ({n}), out ({out.shape[0]}) and mask ({mask.shape[0]}) "
@@ -88,7 +86,7 @@ def dropout_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask,
 
 def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::1] dx,
                      double scale, int num_threads):
-    """dx[i] = mask[i] ? dout[i] * scale : 0."""
+    """dx[i] = (dout[i] * mask[i]) * scale."""
     cdef Py_ssize_t n = dout.shape[0], t
     if mask.shape[0] != n or dx.shape[0] != n:
         raise ValueError(f"dout ({n}), mask ({mask.shape[0]}) and dx ({dx.shape[0]}) "
