@@ -147,6 +147,8 @@ cdef void _avg_row(const floating *xn, floating *orow, floating *rsum,
         whi = _imin(w0 + pw, W)
         o = orow + j * C
         inv = <floating>1 / <floating>((hhi - hlo) * (whi - wlo))   # 1 / real cells
+        # c outermost, the sum in a register: measured 2x faster than a c-innermost loop for
+        # C = 6 (for max/min the opposite held: there the selects vectorise over c)
         for c in range(C):
             acc = rsum[wlo * C + c]
             for iw in range(wlo + 1, whi):
