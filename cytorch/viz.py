@@ -65,6 +65,7 @@ def plot_history(history, path=None):
     names += [k[4:] for k in logs if k.startswith("val_") and k[4:] not in names]
     names.sort(key=lambda k: (k != "loss", k))
     fig = _new_figure(4.5 * len(names), 3.5)
+    from matplotlib.ticker import MaxNLocator
     for k, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), k + 1)
         for key, style, label in ((name, "-", "training"), (f"val_{name}", "--", "validation")):
@@ -74,6 +75,7 @@ def plot_history(history, path=None):
                 ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -6,7 +6,7 @@ What ``cytorch train`` does, written out so each step can be read and changed:
    box and centred with a margin, like MNIST as LeNet-5 read it);
 2. hold out a stratified fifth for testing;
 3. build LeNet-5 (61,706 parameters), print its summary;
-4. train with Adam, halving the step size every few epochs, with a progress bar;
+4. train with Adam, shrinking the step size after every epoch, with a progress bar;
 5. report the test accuracy and the confusion matrix, and save the model.
 
 Run:  python examples/lenet5_digits.py [--epochs N] [--save PATH] [--quick]
@@ -25,7 +25,7 @@ from cytorch.datasets import load_digits
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH", help="write the trained model (.npz)")
     parser.add_argument("--quick", action="store_true", help="1 epoch (for the tests)")
@@ -43,12 +43,12 @@ def main(argv=None):
     model = cytorch.models.lenet5(seed=args.seed)
     model.summary()
 
-    # 4. training: Adam, the step size multiplied by 0.7 after every epoch
+    # 4. training: Adam, the step size multiplied by 0.75 after every epoch
     optimizer = cytorch.optimizers.Adam(learning_rate=3e-3)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     decay = LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(
-        optimizer, "learning_rate", optimizer.learning_rate * 0.7))
+        optimizer, "learning_rate", optimizer.learning_rate * 0.75))
     model.fit(X_train, y_train, batch_size=32, epochs=epochs, callbacks=[decay],
               seed=args.seed)
 
