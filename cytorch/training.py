@@ -87,27 +87,28 @@ class TrainingMixin:
 
     @contextlib.contextmanager
     def _running(self, logits=False):
-        """Layers skip their NaN scans (the input was checked once) and, when ``logits``,
-        the output layer returns logits; everything is restored afterwards."""
+        """Layers skip their NaN scans (the input was checked once), NumPy's BLAS runs on one
+        thread and, when ``logits``, the output layer returns logits; all restored afterwards."""
         saved = [(layer, layer.__dict__.get("check_finite", _MISSING)) for layer in self.layers]
         out_layer = self._output_layer
         old_logits = getattr(out_layer, "return_logits", None)
-        try:
-            for layer in self.layers:
-                layer.check_finite = False
-            if logits:
-                out_layer.return_logits = True
-            yield
-        finally:
-            for layer, value in saved:
-                if value is _MISSING:
-                    layer.__dict__.pop("check_finite", None)
-                else:
-                    layer.check_finite = value
-            if logits:
-                out_layer.return_logits = old_logits
-            for layer in self.layers:  # the last batch's activations are not needed any more
-                layer._cache = None
+        with _one_blas_thread():
+            try:
+                for layer in self.layers:
+                    layer.check_finite = False
+                if logits:
+                    out_layer.return_logits = True
+                yield
+            finally:
+                for layer, value in saved:
+                    if value is _MISSING:
+                        layer.__dict__.pop("check_finite", None)
+                    else:
+                        layer.check_finite = value
+                if logits:
+                    out_layer.return_logits = old_logits
+                for layer in self.layers:  # the last batch's activations are not needed now
+                    layer._cache = None
 
     # -- validation ---------------------------------------------------------------------------
     def _check_x(self, x, name="x"):
@@ -351,6 +352,28 @@ class TrainingMixin:
                     result = np.empty((n,) + out.shape[1:], dtype=out.dtype)
                 result[idx] = out
         return result
+
+
+_controller = []
+
+
+def _one_blas_thread():
+    """Run NumPy's BLAS on one thread while a model runs.
+
+    A mini-batch's matrix products in Dense layers (64 x 320 @ 320 x 100) are far too small to
+    gain from threads: waking them costs more than the product, and on a busy machine threaded
+    BLAS made an epoch several times slower.  The convolution kernels parallelise over images
+    with OpenMP themselves.  Without threadpoolctl (it comes with scikit-learn) nothing changes.
+    """
+    if not _controller:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _controller.append(ThreadpoolController())
+        except ImportError:
+            _controller.append(None)
+    if _controller[0] is None:
+        return contextlib.nullcontext()
+    return _controller[0].limit(limits=1, user_api="blas")
 
 
 class _Missing:
