@@ -20,7 +20,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+if "--omp-passive" in sys.argv:
+    # OpenMP threads that sleep instead of spinning between parallel regions: on a machine
+    # busier than its cores, spinning threads steal the time the working ones need.  Read by
+    # libgomp when it loads, so it is set before anything imports it.
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (Table, fmt_time, header, parser, peak_rss_mib, timeit,  # noqa: E402
@@ -144,11 +150,14 @@ def memory_child():
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--memory-child", action="store_true", help=argparse_suppress())
+    p.add_argument("--omp-passive", action="store_true",
+                   help="run with OMP_WAIT_POLICY=PASSIVE (compare on a busy machine)")
     args = p.parse_args()
     if args.memory_child:
         memory_child()
         return
     header("training: one epoch, batch 64, 4,096 images, Adam 1e-3")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     repeat = args.repeat or (1 if args.quick else 3)
     torch = None if args.no_torch else try_import_torch()
     table = Table("net", "cytorch", "img/s", "torch", "img/s", "threads", "ratio")

@@ -23,7 +23,7 @@ output the loop cannot fuse) the cross-entropies clip ``p`` to ``[1e-7, 1 - 1e-7
 >>> z = np.array([[2.0, 0.0, 0.0]]); y = np.array([0])
 >>> value, dz = loss.gradient(y, z, from_logits=True)
 >>> round(value, 4), np.round(dz, 4).tolist()
-(0.2395, [[-0.2129, 0.1065, 0.1065]])
+(0.2395, [[-0.213, 0.1065, 0.1065]])
 """
 import numpy as np
 
