@@ -136,7 +136,6 @@ def _make_model(name, input_shape, seed):
 
 
 def cmd_train(args, out):
-    import numpy as np
     from sklearn.model_selection import train_test_split
 
     import cytorch
@@ -164,12 +163,11 @@ def cmd_train(args, out):
               verbose=0 if args.quiet else 1, callbacks=[decay], seed=args.seed)
     seconds = time.perf_counter() - start
     loss, accuracy = model.evaluate(X_test, y_test)
-    predicted = model.predict(X_test).argmax(axis=1)
-    errors = int(np.count_nonzero(predicted != y_test))
+    correct = round(accuracy * len(y_test))
     print(f"Trained {args.epochs} epoch(s) in {seconds:.1f}s "
           f"({cytorch.get_backend()} kernels, {cytorch.get_num_threads()} thread(s))", file=out)
     print(f"Test loss: {loss:.4f}", file=out)
-    print(f"Test accuracy: {accuracy:.4f} ({len(y_test) - errors}/{len(y_test)} digits)",
+    print(f"Test accuracy: {accuracy:.4f} ({correct}/{len(y_test)} digits)",
           file=out)
     if args.save:
         _user_step(lambda: model.save(args.save))

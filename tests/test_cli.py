@@ -1,7 +1,6 @@
 """The ``cytorch`` command: every subcommand through ``main([...])``, user mistakes as one line
 on stderr with status 2, and the installed console script."""
 import importlib.metadata
-import os
 import re
 import shutil
 import subprocess

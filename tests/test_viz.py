@@ -144,9 +144,11 @@ def test_plot_activations_one_row_per_image_layer(tmp_path, model):
 
 
 def test_plot_activations_checks_its_input(model):
-    with pytest.raises(ValueError, match="one image \\(H, W, C\\) .* got shape \\(2, 12, 12, 1\\)"):
+    with pytest.raises(ValueError,
+                       match="one image \\(H, W, C\\) .* got shape \\(2, 12, 12, 1\\)"):
         viz.plot_activations(model, np.zeros((2, 12, 12, 1)))
-    with pytest.raises(ValueError, match="x must have shape \\(N, 12, 12, 1\\) .* got \\(1, 8, 8, 1\\)"):
+    with pytest.raises(ValueError,
+                       match="x must have shape \\(N, 12, 12, 1\\) .* got \\(1, 8, 8, 1\\)"):
         viz.plot_activations(model, np.zeros((8, 8, 1)))
 
 
