@@ -26,6 +26,7 @@ so the estimator drops into a ``Pipeline`` after a scaler that only knows 2-D ar
 import copy
 import math
 import numbers
+import sys
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -36,6 +37,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from .callbacks import Callback
 from .errors import ShapeError
 
 __all__ = ["CNNClassifier", "auto_spec"]
@@ -319,44 +321,36 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, X, y, sample_weight, epochs, X_val=None, y_val=None, sw_val=None,
                stop_early=True):
-        """Run up to ``epochs`` epochs, stopping by MLPClassifier's rule when ``stop_early``."""
+        """Up to ``epochs`` epochs in one ``model.fit``, so the progress bar counts them; the
+        callback applies MLPClassifier's stopping rule after each one when ``stop_early``."""
         # Weights scaled to mean 1: a weight of 2 then counts like a repeated sample, and the
         # loss keeps the scale the learning rate was chosen for.
         sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
-        for _ in range(epochs):
-            history = self.model_.fit(
-                X, y, batch_size=self.batch_size, epochs=1, verbose=self.verbose,
-                shuffle=True, sample_weight=sample_weight,
-                seed=int(self._rng.randint(_MAX_SEED)))
-            for key, values in history.history.items():
-                self.history_.setdefault(key, []).extend(values)
-            self.loss_curve_.append(float(history.history["loss"][-1]))
-            self.n_iter_ += 1
-            self.t_ += len(y)
-            if X_val is not None:
-                proba = self.model_.predict(X_val, batch_size=max(self.batch_size, 256))
-                score = float(np.average(proba.argmax(axis=1) == y_val, weights=sw_val))
-                self.validation_scores_.append(score)
-                self.history_.setdefault("val_accuracy", []).append(score)
-            if self._update_no_improvement_count(X_val is not None) and stop_early:
-                if self.verbose:
-                    print(f"Stopped after epoch {self.n_iter_}: no improvement of at least "
-                          f"tol={self.tol} for {self.n_iter_no_change} epochs")
-                break
+        validation = None if X_val is None else (X_val, y_val, sw_val)
+        history = self.model_.fit(
+            X, y, batch_size=self.batch_size, epochs=epochs, verbose=self.verbose,
+            callbacks=[_StoppingRule(self, stop_early)], validation_data=validation,
+            shuffle=True, sample_weight=sample_weight, seed=int(self._rng.randint(_MAX_SEED)))
+        for key, values in history.history.items():
+            self.history_.setdefault(key, []).extend(values)
+        self.t_ += len(y) * len(history.epoch)
         if self._best_weights is not None:
-            self._set_weights(self._best_weights)
+            self.model_.set_weights(self._best_weights)
             self._best_weights = None
 
-    def _update_no_improvement_count(self, validated):
+    def _update_no_improvement_count(self, logs):
         """MLPClassifier's rule: count epochs whose validation accuracy (``early_stopping``)
         or training loss did not improve by ``tol``; True once the count passes
         ``n_iter_no_change``.  With ``early_stopping`` the best epoch's weights are kept."""
-        if validated:
-            score = self.validation_scores_[-1]
+        self.loss_curve_.append(float(logs["loss"]))
+        self.n_iter_ += 1
+        if "val_accuracy" in logs:
+            score = float(logs["val_accuracy"])
+            self.validation_scores_.append(score)
             improved = score >= self.best_validation_score_ + self.tol
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_weights = self._get_weights()
+                self._best_weights = self.model_.get_weights()
         elif self.best_loss_ is not None:
             loss = self.loss_curve_[-1]
             improved = loss <= self.best_loss_ - self.tol
@@ -365,14 +359,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return False
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
         return self._no_improvement_count > self.n_iter_no_change
-
-    def _get_weights(self):
-        return [{k: v.copy() for k, v in layer.params.items()} for layer in self.model_.layers]
-
-    def _set_weights(self, weights):
-        for layer, params in zip(self.model_.layers, weights):
-            for k, v in params.items():
-                layer.params[k][...] = v
 
     # -- prediction -------------------------------------------------------------------------
     def predict_proba(self, X):
@@ -483,13 +469,31 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         # same configuration (Adam's two moment buffers would triple the size).  Training an
         # unpickled estimator further (warm_start, partial_fit) restarts the optimizer's state.
         state = self.__dict__.copy()
-        state.pop("_best_weights", None)
+        state["_best_weights"] = None
         model = state.get("model_")
         if model is not None and getattr(model, "optimizer", None) is not None:
             model = copy.copy(model)
             model.optimizer = type(model.optimizer)(**model.optimizer.get_config())
             state["model_"] = model
         return state
+
+
+class _StoppingRule(Callback):
+    """Bookkeeping after every epoch (``loss_curve_``, ``validation_scores_``, ...) and, when
+    ``stop_early``, the end of training once the estimator's stopping rule says so."""
+
+    def __init__(self, estimator, stop_early):
+        self.estimator = estimator
+        self.stop_early = stop_early
+
+    def on_epoch_end(self, epoch, logs=None):
+        est = self.estimator
+        if est._update_no_improvement_count(logs) and self.stop_early:
+            self.model.stop_training = True
+            if est.verbose:
+                print(f"Stopped after epoch {est.n_iter_}: no improvement of at least "
+                      f"tol={est.tol} for more than {est.n_iter_no_change} epochs",
+                      file=sys.stderr)
 
 
 def _flatten_images(X):
