@@ -17,8 +17,11 @@ import os
 import sys
 import time
 
-import numpy as np
-from sklearn.model_selection import train_test_split
+if "--omp-passive" in sys.argv:  # see bench_training.py
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import numpy as np  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import Table, header, parser, try_import_torch  # noqa: E402
@@ -115,6 +118,8 @@ def describe(curves, target):
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--omp-passive", action="store_true",
+                   help="run with OMP_WAIT_POLICY=PASSIVE (faster on a busy machine)")
     args = p.parse_args()
     header("accuracy on load_digits (stratified 80/20, Adam 1e-3, batch 32)")
     seeds = range(1 if args.quick else args.seeds)

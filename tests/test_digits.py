@@ -30,19 +30,20 @@ def test_load_digits_matches_scikit_learn_and_centres_big_sizes():
 
 
 def test_small_cnn_learns_digits():
-    """Stratified 80/20 split, Adam 1e-3, batch 32: >= 0.97 test accuracy in 6 epochs."""
+    """Stratified 80/20 split, Adam 1e-3, batch 32: >= 0.97 test accuracy after 10 epochs
+    (the benchmark's small CNN; benchmarks/bench_accuracy.py runs the full 15-epoch target)."""
     X, y = load_digits(8)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
     model = Sequential.from_spec([
-        ("conv2d", {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}),
-        ("max_pool2d", {"pool_size": 2}),
         ("conv2d", {"filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}),
+        ("conv2d", {"filters": 64, "kernel_size": 3, "padding": "same", "activation": "relu"}),
         ("max_pool2d", {"pool_size": 2}),
         ("flatten", {}),
+        ("dense", {"units": 128, "activation": "relu"}),
         ("dense", {"units": 10, "activation": "softmax"}),
     ], input_shape=(8, 8, 1), seed=0)
     model.compile(optimizer="adam", metrics=["accuracy"])
-    history = model.fit(X_tr, y_tr, batch_size=32, epochs=6, verbose=0, seed=0)
+    history = model.fit(X_tr, y_tr, batch_size=32, epochs=10, verbose=0, seed=0)
     loss, accuracy = model.evaluate(X_te, y_te)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
     assert accuracy >= 0.97, accuracy
