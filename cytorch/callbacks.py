@@ -182,7 +182,8 @@ class _Monitor(Callback):
 
 class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best_weights`` the weights of the best epoch are put back."""
+    epochs; with ``restore_best_weights``, stopping puts the weights of the best epoch back
+    (as in Keras 2: a run that ends without stopping keeps its last weights)."""
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
                  restore_best_weights=False):
