@@ -8,7 +8,9 @@ layer -- and differ only in the first layer:
   for each of the 14x14 output positions: 196 times the weights, for one image size only.
 
 The course's argument for sharing is that a feature worth detecting in one place is worth
-detecting everywhere; the numbers below show what that buys on 1,797 digits.
+detecting everywhere.  The table shows what that buys on 1,797 digits: the parameter count,
+the accuracy on the held-out digits, and the accuracy on the same digits moved one pixel
+down and right -- a position the locally-connected filters there were never trained on.
 
 Run:  python examples/local_vs_conv.py [--epochs N] [--quick]
 (needs the plugin: pip install ./plugins/cytorch-locally-connected)
@@ -17,6 +19,7 @@ import argparse
 import sys
 import time
 
+import numpy as np
 from sklearn.model_selection import train_test_split
 
 import cytorch
@@ -32,6 +35,13 @@ def build(first_layer, seed):
     model.compile(optimizer=cytorch.optimizers.Adam(learning_rate=3e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def shift(images, d=1):
+    """Move every image ``d`` pixels down and right, filling with background (0)."""
+    out = np.zeros_like(images)
+    out[:, d:, d:] = images[:, :-d, :-d]
+    return out
 
 
 def main(argv=None):
@@ -63,22 +73,25 @@ def main(argv=None):
         seconds = time.perf_counter() - start
         _, train_acc = model.evaluate(X_train, y_train)
         _, test_acc = model.evaluate(X_test, y_test)
+        _, shifted_acc = model.evaluate(shift(X_test), y_test)
         rows.append((label, layer.count_params(), model.count_params(), train_acc, test_acc,
-                     seconds))
+                     shifted_acc, seconds))
 
-    header = ("first layer", "its params", "total params", "train acc", "test acc", "gap",
-              "fit time")
-    print("{:<20} {:>11} {:>13} {:>10} {:>9} {:>7} {:>9}".format(*header))
-    for label, first, total, train_acc, test_acc, seconds in rows:
+    header = ("first layer", "its params", "total params", "train acc", "test acc",
+              "shifted 1px", "fit time")
+    print("{:<20} {:>11} {:>13} {:>10} {:>9} {:>12} {:>9}".format(*header))
+    for label, first, total, train_acc, test_acc, shifted_acc, seconds in rows:
         print(f"{label:<20} {first:>11,} {total:>13,} {train_acc:>10.3f} {test_acc:>9.3f} "
-              f"{train_acc - test_acc:>7.3f} {seconds:>8.1f}s")
+              f"{shifted_acc:>12.3f} {seconds:>8.1f}s")
     (_, shared, *_), (_, local, *_) = rows
     print(f"\nThe locally-connected layer has {local / shared:.0f}x the parameters of the "
           f"convolution ({local:,} vs {shared:,}): (14*14) positions x (3*3*1*16 + 16).")
     print("With sharing, every filter is trained by every position of every image; without "
-          "it, each position's filter learns only from the pixels under it. The 'gap' column "
-          "(train minus test accuracy) is where the extra parameters show up as "
-          "memorisation; try --epochs 20.")
+          "it, each position's filter learns only from the pixels under it, and the layer "
+          "only fits images of one size. On these centred digits the two reach similar test "
+          "accuracy; the 'shifted 1px' column shows how each copes with a digit that is not "
+          "where the training digits were (the dense layer after both is position-specific, "
+          "so both lose accuracy there).")
     return 0
 
 

@@ -70,7 +70,7 @@ def main(argv=None):
 
     cnn = search.best_estimator_.named_steps["cnn"]
     print(f"refit on all training data: {cnn.n_iter_} epochs, "
-          f"{cnn.model_.count_params():,} parameters, classes {list(cnn.classes_)}")
+          f"{cnn.model_.count_params():,} parameters, classes {cnn.classes_.tolist()}")
     print(f"test accuracy of the best pipeline: {search.score(X_test, y_test):.3f}\n")
     print(classification_report(y_test, search.predict(X_test), digits=3))
     return 0
