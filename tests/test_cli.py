@@ -126,6 +126,22 @@ def test_layers_reports_a_broken_plugin_with_its_error(capsys, monkeypatch):
     assert re.search(r"^\s+conv2d\s+Conv2D", out, re.M)  # the rest still listed
 
 
+def test_layers_flags_a_name_claimed_twice(capsys, monkeypatch):
+    real = registry._entry_points
+    twin = importlib.metadata.EntryPoint(name="conv2d", value="cytorch.layers.conv:Conv2D",
+                                         group=registry.GROUP)
+    monkeypatch.setattr(registry, "_entry_points", lambda: list(real()) + [twin])
+    registry.refresh()
+    try:
+        status, out, _ = run(capsys, "layers")
+    finally:
+        monkeypatch.undo()
+        registry.refresh()
+    assert status == 0
+    assert re.search(r"^\s+conv2d\s+Conv2D\s+cytorch-edu\s+\S+\s+\(also claimed by "
+                     r"<unknown distribution>\)$", out, re.M)
+
+
 # -- info ---------------------------------------------------------------------------------------
 def test_info_shows_the_compiled_modules(capsys):
     status, out, _ = run(capsys, "info")
