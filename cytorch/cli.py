@@ -74,19 +74,19 @@ def build_parser():
                     "downloaded): a stratified 80/20 train/test split, the model summary, a "
                     "progress bar per epoch and the final test accuracy.")
     train.add_argument("--model", default="lenet5", choices=MODELS,
-                       help="network: LeNet-5 (61,706 params), the course's Keras MNIST net, or "
-                            "the CNNClassifier 'auto' net (default: %(default)s)")
+                       help="network: LeNet-5 (61,706 params), the course's Keras MNIST net "
+                            "(38,390), or CNNClassifier's 'auto' net (default: %(default)s)")
     train.add_argument("--size", type=int, choices=SIZES, default=None,
                        help="image side the digits are resampled to (default: 32 for lenet5, "
                             "28 for keras_mnist, 16 for auto)")
-    train.add_argument("--epochs", type=_positive_int, default=8,
+    train.add_argument("--epochs", type=_positive_int, default=8, metavar="N",
                        help="passes over the training set (default: %(default)s)")
-    train.add_argument("--batch-size", type=_positive_int, default=32,
+    train.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                        help="samples per gradient step (default: %(default)s)")
-    train.add_argument("--learning-rate", type=_positive_float, default=3e-3,
+    train.add_argument("--learning-rate", type=_positive_float, default=3e-3, metavar="LR",
                        help=f"Adam's initial step size, multiplied by {LR_DECAY} after every "
                             f"epoch (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=0,
+    train.add_argument("--seed", type=int, default=0, metavar="N",
                        help="seeds the split, the weights and the shuffling (default: "
                             "%(default)s): same seed, same result")
     train.add_argument("--save", metavar="PATH",

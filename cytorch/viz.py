@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["plot_history", "plot_filters", "plot_activations"]
+__all__ = ["plot_history", "plot_filters", "plot_activations", "layer_outputs"]
 
 INSTALL_HINT = 'pip install "cytorch-edu[plot]"'
 DPI = 100
