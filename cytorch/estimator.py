@@ -16,6 +16,10 @@ Images arrive in any of three forms::
 
 so the estimator drops into a ``Pipeline`` after a scaler that only knows 2-D arrays.
 
+The network computes in the dtype of X, as ``MLPClassifier`` does: float32 X trains in
+float32 (about twice as fast), anything else in float64 (integers included), where results
+are reproducible to the last bit whatever the batch a sample is predicted in.
+
 >>> from sklearn.datasets import load_digits
 >>> from cytorch import CNNClassifier
 >>> X, y = load_digits(return_X_y=True)
@@ -120,7 +124,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     max_iter : int, default=20
         Maximum number of epochs (passes over the training data).
     alpha : float, default=0.0
-        Strength of the L2 penalty (weight decay).
+        Strength of the L2 penalty: ``alpha / 2 * ||w||^2`` is added to the loss (the
+        optimizer's ``weight_decay``, biases included).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified) and stop when its
         accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs; the weights of
@@ -128,15 +133,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     validation_fraction : float, default=0.1
         Share of the training data held out when ``early_stopping`` is on.
     n_iter_no_change : int, default=5
-        Epochs without improvement of at least ``tol`` (in validation accuracy with
-        ``early_stopping``, else in training loss) before training stops.
+        Training stops once more than this many epochs in a row did not improve by at least
+        ``tol`` (the validation accuracy with ``early_stopping``, else the training loss).
     tol : float, default=1e-4
         The improvement that counts.
     random_state : int, RandomState instance or None, default=None
         Controls everything random: initial weights, shuffling, the validation split and
         dropout masks.  An int gives bit-identical models on every ``fit``.
     verbose : int, default=0
-        ``1`` shows the training progress bar of every epoch.
+        ``1`` draws a progress bar per epoch, ``2`` prints one line per epoch (on stderr).
     warm_start : bool, default=False
         Continue from the previous ``fit`` instead of starting afresh.
 
@@ -153,7 +158,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     history_ : dict of str to list
         Per-epoch metrics reported by the training loop (``loss``, ``accuracy``, ...).
     loss_curve_ : list of float
-        Training loss at the end of every epoch.
+        Mean training loss of every epoch (over its mini-batches, as in MLPClassifier).
     best_loss_ : float or None
         Lowest training loss (``None`` with ``early_stopping``).
     validation_scores_ : list of float or None
@@ -186,10 +191,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
 
     def __sklearn_tags__(self):
+        # scikit-learn >= 1.6 tags (the dict-returning ``_more_tags`` is gone).  The defaults
+        # already say what else is true: dense input only, no NaN, deterministic given an int
+        # random_state, multi-class, y required.
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        tags.non_deterministic = False  # given an int random_state
+        tags.input_tags.three_d_array = True  # (n, h, w) images; (n, h, w, c) as well
         return tags
 
     # -- training ---------------------------------------------------------------------------
