@@ -4,6 +4,7 @@
 
     cytorch train [--model lenet5|keras_mnist|auto] [--size 8|16|28|32] [--epochs N]
                   [--batch-size N] [--learning-rate LR] [--seed N] [--save PATH]
+                  [--backend compiled|reference] [--quiet]
     cytorch layers                       # every discovered layer, its distribution and version
     cytorch summary MODEL [--input-shape H W C]     # a preset name or a saved .npz
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
@@ -91,6 +92,9 @@ def build_parser():
                             "%(default)s): same seed, same result")
     train.add_argument("--save", metavar="PATH",
                        help="write the trained model to PATH (.npz; cytorch.load_model reads it)")
+    train.add_argument("--backend", choices=("compiled", "reference"), default="compiled",
+                       help="run the compiled kernels or their NumPy twins, to see what the "
+                            "Cython buys (default: %(default)s)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)
 
@@ -158,14 +162,15 @@ def cmd_train(args, out):
                   metrics=["accuracy"])
     decay = cytorch.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(
         optimizer, "learning_rate", optimizer.learning_rate * LR_DECAY))
-    start = time.perf_counter()
-    model.fit(X_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-              verbose=0 if args.quiet else 1, callbacks=[decay], seed=args.seed)
-    seconds = time.perf_counter() - start
-    loss, accuracy = model.evaluate(X_test, y_test)
+    with cytorch.backend(args.backend):
+        start = time.perf_counter()
+        model.fit(X_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                  verbose=0 if args.quiet else 1, callbacks=[decay], seed=args.seed)
+        seconds = time.perf_counter() - start
+        loss, accuracy = model.evaluate(X_test, y_test)
     correct = round(accuracy * len(y_test))
     print(f"Trained {args.epochs} epoch(s) in {seconds:.1f}s "
-          f"({cytorch.get_backend()} kernels, {cytorch.get_num_threads()} thread(s))", file=out)
+          f"({args.backend} kernels, {cytorch.get_num_threads()} thread(s))", file=out)
     print(f"Test loss: {loss:.4f}", file=out)
     print(f"Test accuracy: {accuracy:.4f} ({correct}/{len(y_test)} digits)",
           file=out)

@@ -206,6 +206,19 @@ def test_train_is_reproducible_with_a_seed(capsys):
         [m.group(0) for m in pick.finditer(second[1])]
 
 
+def test_train_on_the_numpy_twins_gives_the_same_model(capsys):
+    args = ("train", "--model", "auto", "--size", "8", "--epochs", "1", "--batch-size", "128",
+            "--quiet", "--seed", "3")
+    compiled = run(capsys, *args)
+    twins = run(capsys, *args, "--backend", "reference")
+    assert compiled[0] == twins[0] == 0
+    assert "(compiled kernels" in compiled[1] and "(reference kernels" in twins[1]
+    assert cytorch.get_backend() == "compiled"  # restored
+    accuracy = re.compile(r"Test accuracy: ([0-9.]+)")
+    assert abs(float(accuracy.search(compiled[1]).group(1))
+               - float(accuracy.search(twins[1]).group(1))) <= 2 / 360
+
+
 def test_train_with_a_size_too_small_for_the_model(capsys):
     status, _, err = run(capsys, "train", "--model", "lenet5", "--size", "8")
     assert_one_line_error(status, err, r"needs at least 5x5 input .* got 2x2")
