@@ -8,6 +8,19 @@ fits, in one run so the times compare (they are wall-clock on whatever else the 
     python benchmarks/bench_estimator.py            # all models
     python benchmarks/bench_estimator.py --only cnn # just the CNNClassifier rows
     python benchmarks/bench_estimator.py --threads 1  # kernels on one thread
+
+Measured on the 2-core development machine (shared with other jobs, so times are rough; the
+ratios within one run are what counts)::
+
+    model                                                    mean    std   fit s (5 fits)
+    CNNClassifier() default                                  0.9805  0.0075   4.3
+    CNNClassifier(input_shape=(8, 8, 1), learning_rate=0.002,
+                  max_iter=30, alpha=0.0001)                 0.9878  0.0057   7.2
+    MLPClassifier(max_iter=500)                              0.9777  0.0079   4.4
+    SVC(gamma=0.256), i.e. gamma=0.001 on raw pixels         0.9900  0.0038   0.1
+
+With ``--float32`` the two CNN rows fit in 3.3 s and 5.0 s (0.9805 and 0.9883).  For
+comparison, a small PyTorch CNN through the best-known scikit-learn wrapper: 0.979 in 23 s.
 """
 import argparse
 import time
