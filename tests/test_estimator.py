@@ -223,6 +223,15 @@ def test_early_stopping_keeps_best_epoch(digits):
     assert clf.best_loss_ is None
 
 
+def test_fitted_attributes(blobs):
+    X, y = blobs
+    clf = CNNClassifier(max_iter=3, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 3 and clf.t_ == 3 * len(X)
+    assert clf.history_["loss"] == clf.loss_curve_ and len(clf.history_["accuracy"]) == 3
+    assert clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.model_.output_shape == (3,) and clf.n_features_in_ == 4
+
+
 def test_training_loss_plateau_stops(blobs):
     X, y = blobs
     clf = CNNClassifier(tol=10.0, n_iter_no_change=1, max_iter=50, random_state=0).fit(X, y)
