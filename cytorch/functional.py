@@ -207,7 +207,8 @@ def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
                                                    check_finite, what)
     (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
     if _use_reference():
-        return getattr(reference, what + "_forward")(x, pool, strides, ((pt, pb), (pl, pr)))
+        return getattr(reference, what + "_forward")(x, pool, strides, ((pt, pb), (pl, pr)),
+                                                     check_finite=False)
     from ._kernels import load
     out = np.empty(out_shape, dtype=x.dtype)
     if kind == "avg":
@@ -226,7 +227,9 @@ def _check_cache(cache, kind, what):
                          f"got a cache of {got!r}")
 
 
-def _pool2d_backward(kind, dout, cache):
+def _pool_dout(kind, dout, cache):
+    """Validate the ``dout`` and ``cache`` of a windowed pooling backward (shared with the twins);
+    return dout as a contiguous array of the forward pass's dtype."""
     what = f"{kind}_pool2d"
     _check_cache(cache, kind, what)
     N, H, W, C = cache["x_shape"]
@@ -237,6 +240,15 @@ def _pool2d_backward(kind, dout, cache):
     if dout.shape != expected:
         raise ShapeError(f"dout must have the {what} output's shape {expected}, "
                          f"got {dout.shape}")
+    return dout
+
+
+def _pool2d_backward(kind, dout, cache):
+    what = f"{kind}_pool2d"
+    dout = _pool_dout(kind, dout, cache)
+    N, H, W, C = cache["x_shape"]
+    (ph, pw), (sh, sw) = cache["pool_size"], cache["strides"]
+    pt, _, pl, _ = cache["pads"]
     if _use_reference():
         return getattr(reference, what + "_backward")(dout, cache)
     from ._kernels import load
@@ -323,15 +335,22 @@ def avg_pool2d_backward(dout, cache):
     return _pool2d_backward("avg", dout, cache)
 
 
-def _global_forward(kind, x, check_finite):
-    what = f"global_{kind}_pool2d"
+def _global_args(kind, x, check_finite):
+    """Validate a global pooling call (shared with the twins); return x."""
     x = as_batch(x, "x", check_finite=check_finite)
     N, H, W, C = x.shape
     if H * W >= 2 ** 31:
-        raise ValueError(f"{what}: H * W must be < 2**31 (int32 winner indices), "
-                         f"got {H} * {W} = {H * W}")
+        raise ValueError(f"global_{kind}_pool2d: H * W must be < 2**31 (int32 winner "
+                         f"indices), got {H} * {W} = {H * W}")
+    return x
+
+
+def _global_forward(kind, x, check_finite):
+    what = f"global_{kind}_pool2d"
+    x = _global_args(kind, x, check_finite)
+    N, H, W, C = x.shape
     if _use_reference():
-        return getattr(reference, what + "_forward")(x)
+        return getattr(reference, what + "_forward")(x, check_finite=False)
     from ._kernels import load
     out = np.empty((N, C), dtype=x.dtype)
     cache = {"kind": "global_" + kind, "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
@@ -344,7 +363,9 @@ def _global_forward(kind, x, check_finite):
     return out, cache
 
 
-def _global_backward(kind, dout, cache):
+def _global_dout(kind, dout, cache):
+    """Validate the ``dout`` and ``cache`` of a global pooling backward (shared with the twins);
+    return dout as a contiguous array of the forward pass's dtype."""
     what = f"global_{kind}_pool2d"
     _check_cache(cache, "global_" + kind, what)
     N, H, W, C = cache["x_shape"]
@@ -352,6 +373,13 @@ def _global_backward(kind, dout, cache):
     if dout.shape != (N, C):
         raise ShapeError(f"dout must have the {what} output's shape {(N, C)}, "
                          f"got {dout.shape}")
+    return dout
+
+
+def _global_backward(kind, dout, cache):
+    what = f"global_{kind}_pool2d"
+    dout = _global_dout(kind, dout, cache)
+    N, H, W, C = cache["x_shape"]
     if _use_reference():
         return getattr(reference, what + "_backward")(dout, cache)
     from ._kernels import load
@@ -410,13 +438,29 @@ def global_avg_pool2d_backward(dout, cache):
     return _global_backward("avg", dout, cache)
 
 
-def _dropout_args(rate, seed):
+def _dropout_args(x, rate, seed, check_finite):
+    """Validate a dropout call (shared with the twin); return x, rate, seed."""
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         raise ValueError(f"rate must be a float in [0, 1), got {rate!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
             or not 0 <= seed < 2 ** 63:
         raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
-    return float(rate), int(seed)
+    x = as_float_array(x, "x", check_finite=check_finite)
+    if x.size == 0:
+        raise ShapeError(f"x must not be empty, got shape {x.shape}")
+    return x, float(rate), int(seed)
+
+
+def _dropout_dout(dout, cache):
+    """Validate the ``dout`` and ``cache`` of a dropout backward (shared with the twin);
+    return dout as a contiguous array of the forward pass's dtype."""
+    if not isinstance(cache, dict) or not {"mask", "shape", "dtype"} <= cache.keys():
+        raise ValueError("dropout_backward needs the cache returned by dropout_forward")
+    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
+    if dout.shape != cache["shape"]:
+        raise ShapeError(f"dout must have the dropout input's shape {cache['shape']}, "
+                         f"got {dout.shape}")
+    return dout
 
 
 def dropout_forward(x, rate, seed, training=True, check_finite=True):
@@ -425,7 +469,7 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
 
     Parameters
     ----------
-    x : array of any shape; float32 or float64 (other real input becomes float32).
+    x : non-empty array of any shape; float32 or float64 (other real input becomes float32).
     rate : float in [0, 1), the fraction dropped.
     seed : int in [0, 2**63).  The mask is a pure function of (seed, unit index): the same
         seed gives the same mask on either backend and any number of threads.
@@ -435,17 +479,16 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     Returns
     -------
     out : x's shape and dtype.
-    cache : the uint8 keep-mask and the scale, for ``dropout_backward``.
+    cache : the uint8 keep-mask, the scale and x's shape, for ``dropout_backward``.
 
     >>> out, cache = dropout_forward(np.ones((2, 4)), 0.5, seed=0)
     >>> out
     array([[2., 0., 0., 2.],
            [0., 0., 0., 2.]])
     """
-    rate, seed = _dropout_args(rate, seed)
-    x = as_float_array(x, "x", check_finite=check_finite)
+    x, rate, seed = _dropout_args(x, rate, seed, check_finite)
     if not training or _use_reference():
-        return reference.dropout_forward(x, rate, seed, training=training)
+        return reference.dropout_forward(x, rate, seed, training=training, check_finite=False)
     from ._kernels import load
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.uint8)
@@ -453,19 +496,14 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     load("_dropout").dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1), seed,
                                      reference.dropout_threshold(rate), scale,
                                      get_num_threads())
-    return out, {"mask": mask, "scale": scale, "dtype": x.dtype}
+    return out, reference._dropout_cache(x, mask, scale)
 
 
 def dropout_backward(dout, cache):
     """Gradient of ``dropout_forward``: ``dx = dout * mask / (1 - rate)`` (a copy of dout
     when the forward pass was not training)."""
-    if not isinstance(cache, dict) or "mask" not in cache:
-        raise ValueError("dropout_backward needs the cache returned by dropout_forward")
-    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
+    dout = _dropout_dout(dout, cache)
     mask = cache["mask"]
-    if mask is not None and dout.shape != mask.shape:
-        raise ShapeError(f"dout must have the dropout input's shape {mask.shape}, "
-                         f"got {dout.shape}")
     if mask is None or _use_reference():
         return reference.dropout_backward(dout, cache)
     from ._kernels import load

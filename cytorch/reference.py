@@ -12,7 +12,9 @@ Layout contract, shared with the kernels:
   ``(N, H_out, W_out, K)`` after a reshape;
 * one spatial axis: ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``.
 
-Arguments arrive validated by ``cytorch.functional`` (contiguous float arrays, resolved padding).
+The pooling and dropout twins check their arguments with the front door's own checks, so a
+direct call with bad input fails as clearly as a call through ``cytorch.functional``; the conv2d
+twins expect arguments that ``cytorch.functional`` has validated (contiguous float arrays).
 """
 import numpy as np
 
@@ -193,19 +195,16 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
 #
 # The pooling caches are plain dicts built by ``_pool_cache``; the compiled kernels produce the
 # very same dicts, so a forward pass on one backend can be followed by backward on the other.
+#
+# Each twin starts by checking its arguments with ``cytorch.functional``'s own checks (rank,
+# dtype, NaN, geometry; ``strides=None`` means "the window").  ``padding`` is anything
+# ``cytorch._shapes.resolve_padding`` accepts; the front door passes it already resolved.
 
-def _pool_geometry(x_shape, pool_size, strides, padding):
-    """``(ph, pw)``, ``(sh, sw)``, ``(pt, pb, pl, pr)`` and ``(H_out, W_out)`` of a pooling.
-
-    ``strides=None`` means "the window": non-overlapping windows that tile the input.
-    ``padding`` is anything ``cytorch._shapes.resolve_padding`` accepts; ``cytorch.functional``
-    passes it already resolved as ``((top, bottom), (left, right))``.
-    """
-    _, H, W, _ = x_shape
-    ph, pw = as_pair(pool_size, "pool_size")
-    sh, sw = (ph, pw) if strides is None else as_pair(strides, "strides")
-    H_out, W_out, pads = window_output_shape(H, W, ph, pw, sh, sw, padding, what="pool2d")
-    return (ph, pw), (sh, sw), pads, (H_out, W_out)
+def _front_door():
+    """``cytorch.functional``, whose checks the twins share.  Imported when first needed,
+    because ``cytorch.functional`` imports this module."""
+    from . import functional
+    return functional
 
 
 def _pool_cache(kind, x, pool, strides, pads, argidx=None):
@@ -236,10 +235,10 @@ def _window_offsets(x_shape, pool, strides, pads, out_hw):
             yield rows, cols, real[:, :, None], flat[:, :, None]
 
 
-def _extreme_pool2d_forward(x, pool_size, strides, padding, kind):
+def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
     """Max (``kind="max"``) or min (``kind="min"``) pooling: one implementation for both."""
-    N, H, W, C = x.shape
-    pool, strides, pads, (H_out, W_out) = _pool_geometry(x.shape, pool_size, strides, padding)
+    x, pool, strides, pads, (N, H_out, W_out, C) = _front_door()._pool_args(
+        x, pool_size, strides, padding, check_finite, f"{kind}_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     out = np.zeros((N, H_out, W_out, C), dtype=x.dtype)
@@ -255,8 +254,9 @@ def _extreme_pool2d_forward(x, pool_size, strides, padding, kind):
     return out, _pool_cache(kind, x, pool, strides, pads, argidx)
 
 
-def _extreme_pool2d_backward(dout, cache):
+def _extreme_pool2d_backward(dout, cache, kind):
     """Route each ``dout`` value to its window's winner; overlapping windows add up."""
+    dout = _front_door()._pool_dout(kind, dout, cache)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -278,8 +278,8 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
 
     where window (i, j) covers padded rows ``i*sh .. i*sh + ph - 1`` and columns
     ``j*sw .. j*sw + pw - 1``.  The cache holds ``argidx[n, i, j, c] = ih * W + iw`` of the
-    winner (the first one, in row-major order, on ties).  ``check_finite`` is accepted for the
-    shared signature; ``cytorch.functional`` does the checking.
+    winner (the first one, in row-major order, on ties).  ``check_finite``: raise ValueError on
+    NaN/inf in x.
 
     The course's example, 2x2 windows with stride 2:
 
@@ -289,7 +289,7 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[6., 8.],
            [3., 4.]])
     """
-    return _extreme_pool2d_forward(x, pool_size, strides, padding, "max")
+    return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "max")
 
 
 def max_pool2d_backward(dout, cache):
@@ -299,7 +299,7 @@ def max_pool2d_backward(dout, cache):
     dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.  Only one cell per window receives
     gradient, because only one cell changes the output when nudged (ties: the first).
     """
-    return _extreme_pool2d_backward(dout, cache)
+    return _extreme_pool2d_backward(dout, cache, "max")
 
 
 def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -312,12 +312,12 @@ def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[1., 2.],
            [1., 0.]])
     """
-    return _extreme_pool2d_forward(x, pool_size, strides, padding, "min")
+    return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "min")
 
 
 def min_pool2d_backward(dout, cache):
     """Gradient of min pooling: ``dout`` goes to each window's smallest cell (ties: the first)."""
-    return _extreme_pool2d_backward(dout, cache)
+    return _extreme_pool2d_backward(dout, cache, "min")
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -335,8 +335,8 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[3.25, 5.25],
            [2.  , 2.  ]])
     """
-    N, H, W, C = x.shape
-    pool, strides, pads, (H_out, W_out) = _pool_geometry(x.shape, pool_size, strides, padding)
+    x, pool, strides, pads, (N, H_out, W_out, C) = _front_door()._pool_args(
+        x, pool_size, strides, padding, check_finite, "avg_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     total = np.zeros((N, H_out, W_out, C), dtype=x.dtype)
@@ -353,6 +353,7 @@ def avg_pool2d_backward(dout, cache):
 
     dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.
     """
+    dout = _front_door()._pool_dout("avg", dout, cache)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -367,7 +368,8 @@ def avg_pool2d_backward(dout, cache):
 
 # Global pooling: one window that is the whole map, (N, H, W, C) -> (N, C).
 
-def _global_extreme_forward(x, kind):
+def _global_extreme_forward(x, check_finite, kind):
+    x = _front_door()._global_args(kind, x, check_finite)
     N, H, W, C = x.shape
     flat = x.reshape(N, H * W, C)
     argidx = (np.argmin if kind == "min" else np.argmax)(flat, axis=1).astype(np.int32)
@@ -376,7 +378,8 @@ def _global_extreme_forward(x, kind):
                  "argidx": argidx}
 
 
-def _global_extreme_backward(dout, cache):
+def _global_extreme_backward(dout, cache, kind):
+    dout = _front_door()._global_dout(kind, dout, cache)
     N, H, W, C = cache["x_shape"]
     dx = np.zeros((N, H * W, C), dtype=dout.dtype)
     np.put_along_axis(dx, cache["argidx"][:, None, :], dout[:, None, :], axis=1)
@@ -393,13 +396,13 @@ def global_max_pool2d_forward(x, check_finite=True):
     >>> global_max_pool2d_forward(x)[0]
     array([[6., 7.]])
     """
-    return _global_extreme_forward(x, "max")
+    return _global_extreme_forward(x, check_finite, "max")
 
 
 def global_max_pool2d_backward(dout, cache):
     """``dx[n, h, w, c] = dout[n, c]`` at each channel's winner, 0 elsewhere.
     dout: ``(N, C)`` -> dx: ``(N, H, W, C)``."""
-    return _global_extreme_backward(dout, cache)
+    return _global_extreme_backward(dout, cache, "max")
 
 
 def global_min_pool2d_forward(x, check_finite=True):
@@ -409,12 +412,12 @@ def global_min_pool2d_forward(x, check_finite=True):
     >>> global_min_pool2d_forward(x)[0]
     array([[0., 1.]])
     """
-    return _global_extreme_forward(x, "min")
+    return _global_extreme_forward(x, check_finite, "min")
 
 
 def global_min_pool2d_backward(dout, cache):
     """``dx[n, h, w, c] = dout[n, c]`` at each channel's smallest cell, 0 elsewhere."""
-    return _global_extreme_backward(dout, cache)
+    return _global_extreme_backward(dout, cache, "min")
 
 
 def global_avg_pool2d_forward(x, check_finite=True):
@@ -427,6 +430,7 @@ def global_avg_pool2d_forward(x, check_finite=True):
     >>> global_avg_pool2d_forward(x)[0]
     array([[3., 4.]])
     """
+    x = _front_door()._global_args("avg", x, check_finite)
     N, H, W, C = x.shape
     out = (x.sum(axis=(1, 2), dtype=np.float64) / (H * W)).astype(x.dtype)
     return out, {"kind": "global_avg", "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
@@ -434,6 +438,7 @@ def global_avg_pool2d_forward(x, check_finite=True):
 
 def global_avg_pool2d_backward(dout, cache):
     """Every cell gets an equal share: ``dx[n, h, w, c] = dout[n, c] / (H * W)``."""
+    dout = _front_door()._global_dout("avg", dout, cache)
     N, H, W, C = cache["x_shape"]
     share = dout / dout.dtype.type(H * W)
     return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], (N, H, W, C)))
@@ -479,29 +484,37 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
 
         out = x * mask / (1 - rate),   mask[i] = 1 if (splitmix64(seed)[i] >> 11) >= threshold
 
-    (i counts the units in C order, threshold = ``dropout_threshold(rate)``).  Scaling the
+    (i counts the units in C order, threshold = ``dropout_threshold(rate)``; x must not be
+    empty).  Scaling the
     survivors by ``1 / (1 - rate)`` keeps ``E[out] = x``, so at inference (``training=False``)
     the layer is the identity and nothing needs rescaling.  ``out`` is always a new array (an
     identity that returned ``x`` itself would let a later in-place update change the input).
-    The cache holds the uint8 mask and the scale.
+    The cache holds the uint8 mask, the scale and x's shape.
 
     >>> out, cache = dropout_forward(np.ones(8), 0.5, seed=0)
     >>> out
     array([2., 0., 0., 2., 0., 0., 0., 2.])
     """
+    x, rate, seed = _front_door()._dropout_args(x, rate, seed, check_finite)
     if not training:
-        return x.copy(), {"mask": None, "scale": 1.0, "dtype": x.dtype}
+        return x.copy(), _dropout_cache(x, None, 1.0)
     u = splitmix64(seed, x.size) >> np.uint64(11)
     mask = (u >= np.uint64(dropout_threshold(rate))).astype(np.uint8).reshape(x.shape)
     scale = 1.0 / (1.0 - rate)
     # mask first: a dropped unit is exactly 0, a kept one exactly x * scale (the kernel's order)
     out = (x * mask) * x.dtype.type(scale)
-    return out, {"mask": mask, "scale": scale, "dtype": x.dtype}
+    return out, _dropout_cache(x, mask, scale)
+
+
+def _dropout_cache(x, mask, scale):
+    """What dropout backward needs (the compiled kernel's path builds the same dict)."""
+    return {"mask": mask, "scale": scale, "dtype": x.dtype, "shape": x.shape}
 
 
 def dropout_backward(dout, cache):
     """``dx = dout * mask / (1 - rate)``: dropped units pass no gradient, kept ones the same
     scale as forward.  When the forward pass was not training, ``dx`` is a copy of ``dout``."""
+    dout = _front_door()._dropout_dout(dout, cache)
     mask = cache["mask"]
     if mask is None:
         return dout.copy()
