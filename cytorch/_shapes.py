@@ -19,19 +19,30 @@ import numbers
 from .errors import ShapeError
 
 
+#: Largest window, stride or padding: the compiled kernels and BLAS take 32-bit ints.
+LIMIT = 2 ** 31 - 1
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
 def as_pair(value, name):
     """Return ``value`` as a pair of positive ints; accepts an int or a sequence of two."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if _is_int(value):
         pair = (int(value), int(value))
     else:
         try:
-            pair = tuple(int(v) for v in value)
+            items = tuple(value)
         except TypeError:
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if len(pair) != 2 or any(isinstance(v, bool) for v in value):
+        if isinstance(value, str) or len(items) != 2 or not all(_is_int(v) for v in items):
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        pair = (int(items[0]), int(items[1]))
     if pair[0] < 1 or pair[1] < 1:
         raise ValueError(f"{name} must be positive, got {value!r}")
+    if max(pair) > LIMIT:
+        raise ValueError(f"{name} must be at most 2**31 - 1 = {LIMIT}, got {value!r}")
     return pair
 
 
@@ -48,36 +59,42 @@ def _axis_padding(padding, n, f, s):
     raise AssertionError(padding)
 
 
+def _pads_from_pairs(padding):
+    """``(top, bottom, left, right)`` from ``(ph, pw)`` or ``((top, bottom), (left, right))``
+    of ints; None for anything else."""
+    try:
+        a, b = padding
+    except (TypeError, ValueError):
+        return None
+    if _is_int(a) and _is_int(b):
+        return int(a), int(a), int(b), int(b)
+    try:
+        (pt, pb), (pl, pr) = a, b
+    except (TypeError, ValueError):
+        return None
+    if not all(_is_int(v) for v in (pt, pb, pl, pr)):
+        return None
+    return int(pt), int(pb), int(pl), int(pr)
+
+
 def resolve_padding(padding, H, W, kh, kw, sh, sw):
     """Return ``(pad_top, pad_bottom, pad_left, pad_right)`` for an H x W input."""
+    expected = "'valid', 'same', 'full', an int or a pair"
     if isinstance(padding, str):
         mode = padding.lower()
         if mode not in ("valid", "same", "full"):
-            raise ValueError(
-                f"padding must be 'valid', 'same', 'full', an int or a pair, got {padding!r}")
+            raise ValueError(f"padding must be {expected}, got {padding!r}")
         return _axis_padding(mode, H, kh, sh) + _axis_padding(mode, W, kw, sw)
-    if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
-        p = int(padding)
-        if p < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
-        return p, p, p, p
-    try:
-        items = tuple(padding)
-    except TypeError:
-        raise TypeError(
-            f"padding must be 'valid', 'same', 'full', an int or a pair, got {padding!r}") from None
-    if len(items) == 2 and all(isinstance(v, numbers.Integral) for v in items):
-        ph, pw = (int(v) for v in items)
-        if ph < 0 or pw < 0:
-            raise ValueError(f"padding must be >= 0, got {padding!r}")
-        return ph, ph, pw, pw
-    if len(items) == 2 and all(len(tuple(v)) == 2 for v in items):
-        (pt, pb), (pl, pr) = ((int(a), int(b)) for a, b in items)
-        if min(pt, pb, pl, pr) < 0:
-            raise ValueError(f"padding must be >= 0, got {padding!r}")
-        return pt, pb, pl, pr
-    raise ValueError(
-        f"padding must be 'valid', 'same', 'full', an int or a pair, got {padding!r}")
+    pads = (int(padding),) * 4 if _is_int(padding) else _pads_from_pairs(padding)
+    if pads is None:
+        error = ValueError if hasattr(padding, "__iter__") else TypeError
+        raise error(f"padding must be {expected} (ph, pw) or ((top, bottom), (left, right)) "
+                    f"of ints, got {padding!r}")
+    if min(pads) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    if max(pads) > LIMIT:
+        raise ValueError(f"padding must be at most 2**31 - 1 = {LIMIT}, got {padding!r}")
+    return pads
 
 
 def output_size(n, f, s, p_before, p_after):
