@@ -158,6 +158,9 @@ def locally_connected2d_backward(dout, cache):
     ``db`` is None when the forward pass had no bias.  The backward pass runs on the backend
     that ran the forward pass (their caches differ).
     """
+    if not isinstance(cache, dict) or cache.get("backend") not in ("compiled", "reference"):
+        raise ValueError(f"locally_connected2d_backward needs the cache returned by "
+                         f"locally_connected2d_forward, got {type(cache).__name__}")
     dout = as_float_array(dout, "dout", dtype=cache["dtype"], check_finite=cache["check_finite"])
     if dout.shape != cache["out_shape"]:
         raise ShapeError(f"dout must have the forward output's shape (N, H_out, W_out, K) = "

@@ -122,11 +122,11 @@ class LocallyConnected2D(Layer):
     def _as_input(self, x):
         """``x`` as a batch of the layer's dtype and of exactly the built (H, W, C)."""
         x = as_float_array(x, f"the input of {self._describe()}", dtype=self.dtype,
-                           check_finite=False)            # the kernel checks finiteness
+                           check_finite=getattr(self, "check_finite", True))
         if x.ndim != 4:
             raise ShapeError(f"{self._describe()} expects 4-D input (N, H, W, C) "
                              f"channels-last, got shape {x.shape}")
-        if x.shape[0] == 0:
+        if x.size == 0:
             raise ShapeError(f"{self._describe()} got an empty batch: shape {x.shape}")
         if not self.built:
             self.build(x.shape[1:])
@@ -152,7 +152,8 @@ class LocallyConnected2D(Layer):
             raise RuntimeError(f"{self._describe()}: call forward(x, training=True) before "
                                f"backward")
         lc_cache, act, y = self._cache
-        dout = np.asarray(dout, dtype=self.dtype)
+        dout = as_float_array(dout, f"the gradient passed to {self._describe()}.backward",
+                              dtype=self.dtype, check_finite=False)   # the kernel checks it
         if dout.shape != y.shape:
             raise ShapeError(f"{self._describe()}: the gradient passed to backward must have "
                              f"the forward output's shape {y.shape}, got {dout.shape}")

@@ -105,7 +105,8 @@ def test_only_the_built_image_size_is_accepted():
         LocallyConnected2D(2, 3, kernel_initializer="glorot")
     bad = np.zeros((1, 6, 6, 1))
     bad[0, 0, 0, 0] = np.inf
-    with pytest.raises(ValueError, match="x contains 1 NaN or infinite"):
+    with pytest.raises(ValueError, match="the input of LocallyConnected2D 'lc' contains 1 NaN "
+                                         "or infinite"):
         layer.forward(bad)
 
 
