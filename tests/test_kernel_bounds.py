@@ -1,0 +1,258 @@
+"""Out-of-bounds safety of the compiled kernels, called directly on extreme but legal shapes.
+
+Every array a kernel touches lives in the middle of a larger buffer:
+
+* the guards around an *input* hold NaN, so a read past its ends turns up as NaN in the
+  results, which are compared with the NumPy twins;
+* the guards around an *output* hold a sentinel, so a write past its ends changes it.
+
+The shapes are the corners of the geometry: 1x1 images, a window as large as the padded
+input, strides larger than the window, padding much larger than the image (windows entirely
+in the padding), odd ``"same"`` splits, N = 1 and C = 1.  A build with
+``CYTORCH_DEBUG_CYTHON=1`` (or with AddressSanitizer) runs the same file; this one runs on the
+normal build, where the guards are the only check.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, example, given, settings, strategies as st
+
+from cytorch import reference
+from cytorch._kernels import load
+from cytorch._shapes import resolve_padding
+
+GUARD = 32                        # elements of guard on each side of every array
+SENTINEL = {"f": -12345.0, "i": -7, "u": 77}
+SETTINGS = settings(max_examples=120, deadline=None, derandomize=True)
+
+
+class Guarded:
+    """An array of ``shape`` in the middle of a buffer whose guards hold ``fill``."""
+
+    def __init__(self, shape, dtype, fill, values=None):
+        self.size = math.prod(shape)
+        self.fill = fill
+        self.buffer = np.full(self.size + 2 * GUARD, fill, dtype=dtype)
+        self.array = self.buffer[GUARD:GUARD + self.size].reshape(shape)
+        if values is not None:
+            self.array[...] = values
+
+    def assert_guards_intact(self, what):
+        guards = np.concatenate([self.buffer[:GUARD], self.buffer[GUARD + self.size:]])
+        same = np.isnan(guards) if np.isnan(self.fill) else guards == self.fill
+        assert same.all(), f"{what}: written out of bounds"
+
+
+def guarded_input(values):
+    """``values`` with NaN guards (reading past an end poisons the result)."""
+    return Guarded(values.shape, values.dtype, np.nan, values).array
+
+
+def guarded_output(shape, dtype):
+    return Guarded(shape, dtype, SENTINEL[np.dtype(dtype).kind])
+
+
+def assert_close(got, want, what):
+    assert got.shape == want.shape, what
+    assert np.isfinite(got).all(), f"{what}: read out of bounds (NaN from a guard)"
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+# -- geometries ---------------------------------------------------------------------------------
+PADDINGS = st.one_of(
+    st.sampled_from(["valid", "same", "full"]),
+    st.integers(0, 9),                                              # up to 9x a 1x1 image
+    st.tuples(st.tuples(st.integers(0, 9), st.integers(0, 9)),
+              st.tuples(st.integers(0, 9), st.integers(0, 9))))
+
+
+@st.composite
+def geometries(draw, window_inside_padding=False):
+    """``(x_shape, (kh, kw), (sh, sw), pads)`` with an output of at least 1x1.
+
+    ``window_inside_padding``: every pad smaller than the window, as pooling requires."""
+    N, H, W, C = (draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 7)),
+                  draw(st.integers(1, 4)))
+    kh, kw = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    sh, sw = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    pads = resolve_padding(draw(PADDINGS), H, W, kh, kw, sh, sw)
+    pt, pb, pl, pr = pads
+    assume(H + pt + pb >= kh and W + pl + pr >= kw)
+    if window_inside_padding:
+        assume(max(pt, pb) < kh and max(pl, pr) < kw)
+    return (N, H, W, C), (kh, kw), (sh, sw), pads
+
+
+def out_hw(x_shape, window, strides, pads):
+    (_, H, W, _), (kh, kw), (sh, sw), (pt, pb, pl, pr) = x_shape, window, strides, pads
+    return (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
+
+
+# Explicit corners, as (x_shape, window, strides, pads).
+CORNERS = [
+    ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),       # the smallest legal call
+    ((1, 5, 4, 2), (5, 4), (1, 1), (0, 0, 0, 0)),       # window == input: one output
+    ((2, 7, 7, 1), (2, 2), (5, 6), (0, 0, 0, 0)),       # stride > window: cells skipped
+    ((1, 1, 1, 3), (1, 1), (1, 1), (9, 9, 9, 9)),       # 19x19 output, 1 real cell
+    ((1, 2, 3, 1), (3, 3), (1, 1), (8, 0, 0, 8)),       # one-sided huge padding
+    ((3, 6, 5, 2), (4, 3), (3, 2), (1, 2, 0, 1)),       # odd "same"-like split
+    ((1, 3, 3, 1), (3, 3), (12, 12), (2, 2, 2, 2)),     # windows entirely in the padding
+]
+POOL_CORNERS = [c for c in CORNERS if max(c[3][:2]) < c[1][0] and max(c[3][2:]) < c[1][1]]
+
+
+def with_corners(corners):
+    """Decorate a hypothesis test with every corner as an explicit example."""
+    def decorate(test):
+        for corner in corners:
+            test = example(geometry=corner)(test)
+        return test
+    return decorate
+
+
+# -- conv2d -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("threads", [1, 2])
+@SETTINGS
+@given(geometry=geometries())
+@with_corners(CORNERS)
+def test_conv2d_stays_in_bounds(threads, geometry):
+    x_shape, (kh, kw), (sh, sw), pads = geometry
+    N, H, W, C = x_shape
+    rng = np.random.default_rng(0)
+    K = 2
+    x = guarded_input(rng.standard_normal(x_shape))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)))
+    b = guarded_input(rng.standard_normal(K))
+    H_out, W_out = out_hw(x_shape, (kh, kw), (sh, sw), pads)
+    padding = (pads[:2], pads[2:])
+    want_out, cache = reference.conv2d_forward(x, w, b, (sh, sw), padding)
+    dout = guarded_input(rng.standard_normal(want_out.shape))
+    want_dx, want_dw, want_db = reference.conv2d_backward(dout, cache)
+
+    conv = load("_conv")
+    out = guarded_output((N, H_out, W_out, K), np.float64)
+    conv.conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads)
+    out.assert_guards_intact("conv2d_forward out")
+    assert_close(out.array, want_out, "conv2d_forward")
+
+    dx, dw = guarded_output(x_shape, np.float64), guarded_output(w.shape, np.float64)
+    db = guarded_output((K,), np.float64)
+    conv.conv2d_backward(dout, x, w, dx.array, dw.array, db.array, sh, sw, pads[0], pads[2],
+                         threads)
+    for name, got, want in (("dx", dx, want_dx), ("dw", dw, want_dw), ("db", db, want_db)):
+        got.assert_guards_intact(f"conv2d_backward {name}")
+        assert_close(got.array, want, f"conv2d_backward {name}")
+
+
+# -- windowed pooling ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@SETTINGS
+@given(geometry=geometries(window_inside_padding=True))
+@with_corners(POOL_CORNERS)
+def test_pool2d_stays_in_bounds(kind, geometry):
+    x_shape, (ph, pw), (sh, sw), pads = geometry
+    N, H, W, C = x_shape
+    rng = np.random.default_rng(0)
+    # integers make ties, so "the first winner" is exercised too
+    x = guarded_input(rng.integers(-2, 3, x_shape).astype(np.float64))
+    twin = getattr(reference, f"{kind}_pool2d_forward")
+    want_out, cache = twin(x, (ph, pw), (sh, sw), (pads[:2], pads[2:]))
+    dout = guarded_input(rng.standard_normal(want_out.shape))
+    want_dx = getattr(reference, f"{kind}_pool2d_backward")(dout, cache)
+
+    P = load("_pool")
+    out = guarded_output(want_out.shape, np.float64)
+    dx = guarded_output(x_shape, np.float64)
+    if kind == "avg":
+        P.avg_pool2d_forward(x, out.array, ph, pw, sh, sw, pads[0], pads[2], 2)
+        P.avg_pool2d_backward(dout, dx.array, ph, pw, sh, sw, pads[0], pads[2], 2)
+    else:
+        argidx = guarded_output(want_out.shape, np.int32)
+        P.extreme_pool2d_forward(x, out.array, argidx.array, ph, pw, sh, sw, pads[0], pads[2],
+                                 kind == "min", 2)
+        argidx.assert_guards_intact(f"{kind}_pool2d_forward argidx")
+        np.testing.assert_array_equal(argidx.array, cache["argidx"])
+        P.extreme_pool2d_backward(dout, argidx.array, dx.array, ph, pw, sh, sw, pads[0], 2)
+    out.assert_guards_intact(f"{kind}_pool2d_forward out")
+    dx.assert_guards_intact(f"{kind}_pool2d_backward dx")
+    assert_close(out.array, want_out, f"{kind}_pool2d_forward")
+    assert_close(dx.array, want_dx, f"{kind}_pool2d_backward")
+
+
+# -- global pooling -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("x_shape", [(1, 1, 1, 1), (1, 1, 7, 1), (3, 5, 1, 2), (2, 4, 3, 5)])
+def test_global_pool2d_stays_in_bounds(kind, x_shape):
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.integers(-2, 3, x_shape).astype(np.float64))
+    want_out, cache = getattr(reference, f"global_{kind}_pool2d_forward")(x)
+    dout = guarded_input(rng.standard_normal(want_out.shape))
+    want_dx = getattr(reference, f"global_{kind}_pool2d_backward")(dout, cache)
+
+    P = load("_pool")
+    out = guarded_output(want_out.shape, np.float64)
+    dx = Guarded(x_shape, np.float64, SENTINEL["f"], 0.0)   # the extreme kernels add into zeros
+    if kind == "avg":
+        P.global_avg_pool2d_forward(x, out.array, 2)
+        P.global_avg_pool2d_backward(dout, dx.array, 2)
+    else:
+        argidx = guarded_output(want_out.shape, np.int32)
+        P.global_extreme_pool2d_forward(x, out.array, argidx.array, kind == "min", 2)
+        argidx.assert_guards_intact(f"global_{kind}_pool2d_forward argidx")
+        P.global_extreme_pool2d_backward(dout, argidx.array, dx.array, 2)
+    out.assert_guards_intact(f"global_{kind}_pool2d_forward out")
+    dx.assert_guards_intact(f"global_{kind}_pool2d_backward dx")
+    assert_close(out.array, want_out, f"global_{kind}_pool2d_forward")
+    assert_close(dx.array, want_dx, f"global_{kind}_pool2d_backward")
+
+
+# -- dropout ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 2, 3, (1 << 14) - 1, (1 << 14) + 1, (1 << 16) + 3])
+def test_dropout_stays_in_bounds(n):
+    """Lengths around the kernel's chunk (2**14 units) and its threading threshold (2**16)."""
+    x = guarded_input(np.random.default_rng(0).standard_normal(n))
+    rate, seed = 0.3, 5
+    want_out, cache = reference.dropout_forward(x, rate, seed)
+    want_dx = reference.dropout_backward(x, cache)
+
+    D = load("_dropout")
+    out, mask = guarded_output((n,), np.float64), guarded_output((n,), np.uint8)
+    dx = guarded_output((n,), np.float64)
+    D.dropout_forward(x, out.array, mask.array, seed, reference.dropout_threshold(rate),
+                      cache["scale"], 2)
+    D.dropout_backward(x, mask.array, dx.array, cache["scale"], 2)
+    for name, got in (("out", out), ("mask", mask), ("dx", dx)):
+        got.assert_guards_intact(f"dropout {name}")
+    np.testing.assert_array_equal(mask.array, cache["mask"])
+    assert_close(out.array, want_out, "dropout_forward")
+    assert_close(dx.array, want_dx, "dropout_backward")
+
+
+# -- the multi-threaded paths (pooling goes parallel from 2**16 values on) -----------------------
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("window, strides, pads", [((2, 2), (2, 2), (0, 0, 0, 0)),
+                                                   ((3, 3), (1, 1), (1, 1, 1, 1)),
+                                                   ((3, 2), (4, 3), (2, 0, 1, 1))])
+def test_threaded_pool2d_stays_in_bounds(kind, window, strides, pads):
+    x_shape = (4, 64, 33, 8)           # 67,584 values: above the threading threshold
+    x = guarded_input(np.random.default_rng(0).standard_normal(x_shape))
+    want_out, cache = getattr(reference, f"{kind}_pool2d_forward")(x, window, strides,
+                                                                   (pads[:2], pads[2:]))
+    dout = guarded_input(np.random.default_rng(1).standard_normal(want_out.shape))
+    want_dx = getattr(reference, f"{kind}_pool2d_backward")(dout, cache)
+    P = load("_pool")
+    out, dx = guarded_output(want_out.shape, np.float64), guarded_output(x_shape, np.float64)
+    args = (*window, *strides, pads[0])
+    if kind == "avg":
+        P.avg_pool2d_forward(x, out.array, *args, pads[2], 2)
+        P.avg_pool2d_backward(dout, dx.array, *args, pads[2], 2)
+    else:
+        argidx = guarded_output(want_out.shape, np.int32)
+        P.extreme_pool2d_forward(x, out.array, argidx.array, *args, pads[2], False, 2)
+        P.extreme_pool2d_backward(dout, argidx.array, dx.array, *args, 2)
+        argidx.assert_guards_intact("argidx")
+    out.assert_guards_intact("out")
+    dx.assert_guards_intact("dx")
+    assert_close(out.array, want_out, f"{kind}_pool2d_forward")
+    assert_close(dx.array, want_dx, f"{kind}_pool2d_backward")
