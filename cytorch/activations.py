@@ -47,8 +47,15 @@ def tanh(x, out=None):
 
 
 def tanh_backward(dout, y):
-    """d tanh(x)/dx = 1 - tanh(x)**2."""
-    return dout * (1 - y * y)
+    """d tanh(x)/dx = 1 - tanh(x)**2, so dx = dout * (1 - y*y).
+
+    Computed in place in one new array, not three temporaries: on a conv layer's output
+    (LeNet-5's first one is 1.2 MB per batch of 64) that halves the time.  The operations,
+    and so the rounding, are those of the one-line formula."""
+    dx = np.multiply(y, y, dtype=np.result_type(dout, y))
+    np.subtract(1, dx, out=dx)
+    dx *= dout
+    return dx
 
 
 def sigmoid(x, out=None):
