@@ -93,6 +93,45 @@ def model_config(model):
     return config
 
 
+def _check_config(config):
+    """Raise ValueError unless ``config`` has the structure ``model_config`` writes (a file
+    edited by hand, or written by something else, then fails with a message, not a KeyError)."""
+    def require(ok, what):
+        if not ok:
+            raise ValueError(f"not a cytorch model architecture: {what}")
+
+    require(isinstance(config, dict), f"expected a JSON object, got {type(config).__name__}")
+    require(config.get("format") == FORMAT, f"format={config.get('format')!r}, expected "
+                                            f"{FORMAT!r}")
+    version = config.get("version", 0)
+    require(isinstance(version, int) and not isinstance(version, bool),
+            f"version must be an int, got {version!r}")
+    if version > VERSION:
+        raise ValueError(f"this file was written by a newer cytorch (format version "
+                         f"{version}, this one reads up to {VERSION})")
+    kind = config.get("class_name")
+    require(kind in ("Sequential", "Model"),
+            f"class_name must be 'Sequential' or 'Model', got {kind!r}")
+    layers = config.get("layers")
+    require(isinstance(layers, list) and layers, "'layers' must be a non-empty list")
+    for k, entry in enumerate(layers):
+        require(isinstance(entry, dict) and isinstance(entry.get("registered_name"), str)
+                and isinstance(entry.get("config"), dict),
+                f"layer {k} must be an object with a 'registered_name' string and a 'config' "
+                f"object, got {entry!r}")
+    if kind == "Model":
+        names = [entry["config"].get("name") for entry in layers]
+        for k, entry in enumerate(layers):
+            inbound = entry.get("inbound")
+            require(isinstance(inbound, list) and all(n in names[:k] for n in inbound),
+                    f"layer {k} ({names[k]!r}) must list its inputs in 'inbound', each one a "
+                    f"layer before it, got {inbound!r}")
+        for key in ("inputs", "outputs"):
+            value = config.get(key)
+            require(isinstance(value, list) and value and all(n in names for n in value),
+                    f"{key!r} must be a non-empty list of layer names, got {value!r}")
+
+
 def _resolve(entry):
     from . import layers as registry
     name = entry["registered_name"]
@@ -106,15 +145,24 @@ def _resolve(entry):
             f"(pip install <its distribution>) and load again") from None
 
 
+def _layer_from_entry(k, entry):
+    """The layer that ``entry`` (layer ``k`` of an architecture) describes; a config its class
+    rejects fails naming the layer."""
+    cls = _resolve(entry)
+    try:
+        return cls.from_config(dict(entry["config"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"layer {k} of the architecture ({entry['registered_name']} "
+                         f"{entry['config'].get('name', '?')!r}) has a config its class "
+                         f"{cls.__name__} rejects: {message}") from exc
+
+
 def model_from_config(config):
     """Rebuild an (untrained) model from ``model_config``'s output."""
     from .graph import Model, Sequential
-    if config.get("format") != FORMAT:
-        raise ValueError(f"not a cytorch model architecture (format={config.get('format')!r})")
-    if config.get("version", 0) > VERSION:
-        raise ValueError(f"this file was written by a newer cytorch (format version "
-                         f"{config['version']}, this one reads up to {VERSION})")
-    layers = [_resolve(e).from_config(dict(e["config"])) for e in config["layers"]]
+    _check_config(config)
+    layers = [_layer_from_entry(k, e) for k, e in enumerate(config["layers"])]
     if config["class_name"] == "Sequential":
         shape = config.get("input_shape")
         model = Sequential(layers, name=config["name"],
@@ -154,6 +202,9 @@ def save_model(model, path):
             arrays[f"{layer.name}/{k}"] = v
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save model '{model.name}' to {path!r}: the directory "
+                                f"{folder!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cytorch-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -166,16 +217,45 @@ def save_model(model, path):
     return path
 
 
+def _weights(data, key, path):
+    """The array stored under ``key``: real numbers, all finite (a model that diverged to NaN
+    is refused here rather than predicting NaN later)."""
+    try:
+        value = data[key]
+    except ValueError:  # an object array: it would need unpickling
+        raise ValueError(f"{path!r}: {key!r} is an object array; weights must be real "
+                         f"numbers") from None
+    if value.dtype.kind not in "biuf":
+        raise ValueError(f"{path!r}: {key!r} must hold real numbers, got dtype {value.dtype}")
+    bad = value.size - np.count_nonzero(np.isfinite(value))
+    if bad:
+        raise ValueError(f"{path!r}: {key!r} contains {bad} NaN or infinite value(s) of "
+                         f"{value.size}")
+    return value
+
+
 def load_model(path):
     """Rebuild a model saved by ``model.save(path)``: architecture, weights, compile settings.
 
     >>> # model.save("lenet.npz"); model2 = cytorch.load_model("lenet.npz")
     """
-    with np.load(os.fspath(path), allow_pickle=False) as data:
+    try:
+        data = np.load(os.fspath(path), allow_pickle=False)
+    except ValueError:  # neither .npy nor .npz: NumPy would have to unpickle it
+        raise ValueError(f"{path!r} is not a cytorch model file: not a NumPy .npz archive") \
+            from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is not a cytorch model file: a single .npy array, not an "
+                         f".npz archive")
+    with data:
         if ARCH_KEY not in data.files:
             raise ValueError(f"{path!r} is not a cytorch model file: no {ARCH_KEY!r} entry "
                              f"(it holds {data.files[:5]}...)")
-        config = json.loads(data[ARCH_KEY].tobytes().decode())
+        try:
+            config = json.loads(data[ARCH_KEY].tobytes().decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path!r}: the {ARCH_KEY!r} entry is not JSON text ({exc})") \
+                from None
         model = model_from_config(config)
         stored = set(data.files) - {ARCH_KEY}
         for layer in model.layers:
@@ -183,7 +263,7 @@ def load_model(path):
                 key = f"{layer.name}/{k}"
                 if key not in stored:
                     raise ValueError(f"{path!r} has no weights for {key!r}")
-                value = data[key]
+                value = _weights(data, key, path)
                 if value.shape != p.shape:
                     raise ValueError(f"{path!r}: {key!r} has shape {value.shape}, the layer "
                                      f"expects {p.shape}")
