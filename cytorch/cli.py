@@ -13,6 +13,7 @@
 fit, a bad option) prints one line on stderr and exits with status 2, without a traceback.
 """
 import argparse
+import math
 import os
 import sys
 import time
@@ -57,8 +58,20 @@ def _positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _seed(text):
+    """A seed every generator of ``cytorch train`` takes (scikit-learn's split: < 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got "
+                                         f"{value}")
     return value
 
 
@@ -87,7 +100,7 @@ def build_parser():
     train.add_argument("--learning-rate", type=_positive_float, default=3e-3, metavar="LR",
                        help=f"Adam's initial step size, multiplied by {LR_DECAY} after every "
                             f"epoch (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=0, metavar="N",
+    train.add_argument("--seed", type=_seed, default=0, metavar="N",
                        help="seeds the split, the weights and the shuffling (default: "
                             "%(default)s): same seed, same result")
     train.add_argument("--save", metavar="PATH",
