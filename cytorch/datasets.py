@@ -9,6 +9,8 @@ float32 images in [0, 1], ready for a CNN.
 >>> X.shape, X.dtype.name, y[:5].tolist()
 ((1797, 8, 8, 1), 'float32', [0, 1, 2, 3, 4])
 """
+import numbers
+
 import numpy as np
 
 __all__ = ["load_digits"]
@@ -53,7 +55,7 @@ def load_digits(size=8, return_X_y=True, centered=True):
     y : ndarray (1797,) int64, the digit 0..9
     """
     from sklearn import datasets
-    if size not in SIZES:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     raw = datasets.load_digits()
     images = raw.images.astype(np.float64) / 16.0
