@@ -12,6 +12,7 @@ when ``path`` is given.  In a notebook, the returned figure displays itself.
 >>> viz.plot_activations(model, X[0], path="activations.png")      # doctest: +SKIP
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -32,6 +33,20 @@ def _new_figure(width, height):
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _check_model(model):
+    from .graph import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a cytorch Model or Sequential, got "
+                        f"{type(model).__name__}")
+
+
+def _check_count(value, name):
+    """``value`` as a positive int (how many filters or maps to draw)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def _finish(fig, path):
@@ -61,6 +76,11 @@ def plot_history(history, path=None):
     if not isinstance(logs, dict) or not logs:
         raise ValueError(f"history must be a History returned by fit() or a non-empty dict of "
                          f"per-epoch lists, got {history!r}")
+    for key, values in logs.items():
+        if isinstance(values, str) or np.ndim(values) != 1 \
+                or np.asarray(values).dtype.kind not in "biuf":
+            raise ValueError(f"history[{key!r}] must be a list of per-epoch numbers, got "
+                             f"{values!r}")
     names = [k for k in logs if not k.startswith("val_") and k != "lr"]
     names += [k[4:] for k in logs if k.startswith("val_") and k[4:] not in names]
     names.sort(key=lambda k: (k != "loss", k))
@@ -142,6 +162,8 @@ def plot_filters(model, layer=None, path=None, max_filters=64):
     -------
     matplotlib.figure.Figure
     """
+    _check_model(model)
+    max_filters = _check_count(max_filters, "max_filters")
     target = _find_layer(model, layer)
     kernel = target.params.get("kernel")
     if kernel is None or kernel.ndim != 4:
@@ -192,16 +214,16 @@ def layer_outputs(model, x):
 
     ``x`` is a batch ``(N, *model.input_shape)``; only single-input models are supported.
     """
+    from .errors import ShapeError
     from .functional import as_float_array
-    from .graph import Model
-    if not isinstance(model, Model):
-        raise TypeError(f"model must be a cytorch Model or Sequential, got "
-                        f"{type(model).__name__}")
+    _check_model(model)
     model._ensure_built(x)
     if len(model._inputs) != 1:
         raise ValueError(f"model '{model.name}' has {len(model._inputs)} inputs; activation "
                          f"maps are drawn for single-input models")
     x = as_float_array(x, "x", dtype=model.dtype)
+    if x.size == 0:
+        raise ShapeError(f"x must not be empty, got shape {x.shape}")
     expected = tuple(model._inputs[0].shape)
     if x.shape[1:] != expected:
         raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}) for model "
@@ -242,6 +264,8 @@ def plot_activations(model, x, path=None, max_maps=8):
     -------
     matplotlib.figure.Figure
     """
+    _check_model(model)
+    max_maps = _check_count(max_maps, "max_maps")
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[None]
