@@ -273,7 +273,15 @@ class Model(TrainingMixin):
             if g is None:  # this node does not influence the output
                 continue
             layer = node.layer
-            dx = layer.backward(g)
+            # a layer fed only by model inputs may skip dL/dx if it can (Conv2D can)
+            skip = hasattr(layer, "input_grad_needed") and all(i.is_source for i in node.inputs)
+            if skip:
+                layer.input_grad_needed = False
+            try:
+                dx = layer.backward(g)
+            finally:
+                if skip:
+                    layer.input_grad_needed = True
             if layer.n_inputs == 1:
                 dx = (dx,)
             for inp, d in zip(node.inputs, dx):

@@ -43,7 +43,7 @@ PADDINGS = st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 
 
 @settings(max_examples=60, deadline=None)
 @given(N=st.integers(1, 3), H=st.integers(1, 9), W=st.integers(1, 9), C=st.integers(1, 4),
-       K=st.integers(1, 5), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       K=st.integers(1, 12), kh=st.integers(1, 4), kw=st.integers(1, 4),
        sh=st.integers(1, 3), sw=st.integers(1, 3), padding=PADDINGS, bias=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
 def test_compiled_matches_twin(N, H, W, C, K, kh, kw, sh, sw, padding, bias, dtype, seed):
@@ -302,11 +302,104 @@ def test_repeated_runs_are_bit_identical():
 @pytest.mark.parametrize("strides", [1, (1, 2), (2, 1), 3])
 @pytest.mark.parametrize("padding", ["valid", "same", ((0, 1), (2, 1))])
 def test_col2im_paths_for_thin_and_wide_channels(C, strides, padding):
-    # col2im adds spans, gathers (1-3 channels, stride 1) or walks positions (thin, strided)
+    # col2im adds spans, gathers (1-3 channels, stride 1) or walks positions (thin, strided);
+    # 9 filters keep these shapes on the im2col + GEMM path
     rng = np.random.default_rng(C)
     x = rng.standard_normal((2, 9, 11, C))
-    w = rng.standard_normal((3, 4, C, 2))
+    w = rng.standard_normal((3, 4, C, 9))
+    out, _ = F.conv2d_forward(x, w, None, strides, padding)
+    assert not direct_path(x, w, out, strides)
     assert_twins_agree(x, w, None, strides, padding, np.float64)
+
+
+# -- the direct path (thin layers, stride 1) ------------------------------------------------------
+def direct_path(x, w, out, strides):
+    from cytorch._shapes import as_pair
+    return cytorch._kernels.load("_conv").uses_direct_path(x.shape, w.shape, out.shape,
+                                                           as_pair(strides, "strides"))
+
+
+@pytest.mark.parametrize("C, K, strides, direct", [
+    (1, 6, 1, True), (1, 8, 1, True), (3, 6, 1, True), (2, 9, 1, False), (3, 7, 1, False),
+    (1, 6, (1, 2), False), (1, 6, (2, 1), False)])
+def test_direct_path_rule(C, K, strides, direct):
+    # LeNet's first layer (1 -> 6) runs the direct path; more filters or a stride do not
+    x, w = np.ones((1, 8, 8, C)), np.ones((3, 3, C, K))
+    out, _ = F.conv2d_forward(x, w, None, strides)
+    assert direct_path(x, w, out, strides) == direct
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), C=st.integers(1, 3),
+       K=st.integers(1, 8), kh=st.integers(1, 6), kw=st.integers(1, 6), padding=PADDINGS,
+       bias=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 16))
+def test_direct_path_matches_twin(N, H, W, C, K, kh, kw, padding, bias, dtype, seed):
+    # output rows whose lane count is not a whole number of vectors, kernels taller or wider
+    # than the image, padding larger than the kernel (dx then crops instead of padding)
+    from cytorch._shapes import resolve_padding
+    pt, pb, pl, pr = resolve_padding(padding, H, W, kh, kw, 1, 1)
+    if H + pt + pb < kh or W + pl + pr < kw:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype) if bias else None
+    out, _ = F.conv2d_forward(x, w, b, 1, padding)
+    if C * K <= 18:
+        assert direct_path(x, w, out, 1)
+    assert_twins_agree(x, w, b, 1, padding, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_direct_path_threads_agree(threads):
+    rng = np.random.default_rng(threads)
+    x = rng.standard_normal((7, 28, 28, 1)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 1, 6)).astype(np.float32)
+    cytorch.set_num_threads(threads)
+    try:
+        assert_twins_agree(x, w, np.ones(6, np.float32), 1, "valid", np.float32)
+    finally:
+        cytorch.set_num_threads(None)
+
+
+# -- skipping dx ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize("wshape, strides", [((5, 5, 1, 6), 1), ((3, 3, 2, 16), 1),
+                                             ((3, 2, 1, 4), 2)])
+def test_need_dx_false_skips_dx_only(backend, wshape, strides):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 12, 12, wshape[2]))
+    w = rng.standard_normal(wshape)
+    with cytorch.backend(backend):
+        out, cache = F.conv2d_forward(x, w, np.zeros(wshape[3]), strides)
+        dout = rng.standard_normal(out.shape)
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        none, dw2, db2 = F.conv2d_backward(dout, cache, need_dx=False)
+    assert none is None and dx.shape == x.shape
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+
+
+def test_first_conv_layer_of_a_model_skips_dx(monkeypatch):
+    # the model input needs no gradient: the first Conv2D is asked for none, the second is
+    from cytorch import layers as L
+    from cytorch.graph import Sequential
+    calls = []
+    backward = F.conv2d_backward
+
+    def spy(dout, cache, need_dx=True):
+        calls.append(need_dx)
+        return backward(dout, cache, need_dx=need_dx)
+    monkeypatch.setattr(F, "conv2d_backward", spy)
+    model = Sequential([L.Conv2D(2, 3), L.Conv2D(3, 3)])
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)
+    model._ensure_built(x)
+    model._forward([x], training=True)
+    model._backward(np.ones((2, 4, 4, 3), np.float32))
+    assert calls == [True, False]
+    assert model.layers[0].input_grad_needed  # restored: a direct call still gets dx
+    assert model.layers[0].grads["kernel"].shape == (3, 3, 1, 2)
 
 
 @pytest.mark.parametrize("fn", [reference.im2col, reference.conv2d_forward, reference.conv2d_naive,

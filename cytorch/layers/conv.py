@@ -47,12 +47,17 @@ class Conv2D(ActivationMixin, Layer):
         When True (set by a training loop on an output layer whose loss applies a fused
         softmax) forward returns the pre-activation and backward skips the activation's
         derivative.
+    input_grad_needed : bool, default True
+        When False (set by a model's backward pass while it runs a layer fed by the model
+        input) backward returns None instead of dL/dx and skips computing it.
 
     >>> import numpy as np
     >>> layer = Conv2D(10, 5, padding=2, activation="relu", seed=0)
     >>> layer.forward(np.zeros((1, 32, 32, 3))).shape, layer.count_params()
     ((1, 32, 32, 10), 760)
     """
+
+    input_grad_needed = True
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -106,7 +111,7 @@ class Conv2D(ActivationMixin, Layer):
     def backward(self, dout):
         conv_cache, act, y = cached(self)
         dz = act.backward(as_grad(self, dout, y.shape), y)
-        dx, dw, db = F.conv2d_backward(dz, conv_cache)
+        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=self.input_grad_needed)
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
