@@ -188,7 +188,9 @@ def header(title):
     """Print what the numbers below were measured on: BLAS libraries, threads, peak GEMM."""
     import cytorch
     print(f"# {title}")
+    from cytorch import _kernels
     print(f"cytorch threads: {cytorch.get_num_threads()}; numpy {np.__version__}")
+    print(f"OpenMP wait policy: {_kernels.openmp_wait_policy()}")
     for line in blas_info():
         print(f"  {line}")
     torch = try_import_torch()

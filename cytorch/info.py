@@ -3,7 +3,7 @@
 >>> import cytorch
 >>> cytorch.show_build()          # doctest: +SKIP
 cytorch 0.1.0  backend: compiled  threads: 2 (cytorch.get_num_threads())
-OpenMP: enabled (omp_get_max_threads() = 2)
+OpenMP: enabled (omp_get_max_threads() = 2), wait policy PASSIVE (set by cytorch: ...)
 compiled modules:
   _conv     loaded  .../cytorch/_kernels/_conv.cpython-311-x86_64-linux-gnu.so
   ...
@@ -46,8 +46,9 @@ def _blas_info():
 
 def build_info():
     """The build as a dict: ``version``, ``backend``, ``num_threads``, ``openmp``,
-    ``openmp_max_threads``, ``modules`` (name, loaded, path, error) and ``blas`` (one dict per
-    BLAS library threadpoolctl finds, or None when threadpoolctl is missing)."""
+    ``openmp_max_threads``, ``openmp_wait_policy`` (a sentence), ``modules`` (name, loaded,
+    path, error) and ``blas`` (one dict per BLAS library threadpoolctl finds, or None when
+    threadpoolctl is missing)."""
     from . import __version__
     modules = [_module_info(name) for name in MODULES]
     openmp = openmp_threads = None
@@ -61,6 +62,7 @@ def build_info():
         "num_threads": get_num_threads(),
         "openmp": openmp,
         "openmp_max_threads": openmp_threads,
+        "openmp_wait_policy": _kernels.openmp_wait_policy(),
         "modules": modules,
         "blas": _blas_info(),
     }
@@ -80,7 +82,8 @@ def show_build(file=None):
     if info["openmp"] is None:
         say("OpenMP: unknown (cytorch._kernels._blas is not built)")
     elif info["openmp"]:
-        say(f"OpenMP: enabled (omp_get_max_threads() = {info['openmp_max_threads']})")
+        say(f"OpenMP: enabled (omp_get_max_threads() = {info['openmp_max_threads']}), "
+            f"wait policy {info['openmp_wait_policy']}")
     else:
         say("OpenMP: not compiled in: the kernels run single-threaded (BLAS may still thread)")
     say("compiled modules:")

@@ -117,3 +117,22 @@ def test_import_fails_loudly_without_the_compiled_kernels():
     assert "NotBuiltError" in proc.stderr
     assert "missing cytorch._kernels._conv" in proc.stderr
     assert "pip install -e ." in proc.stderr
+
+
+@pytest.mark.parametrize("user_policy, shown", [
+    (None, "wait policy PASSIVE (set by cytorch"),
+    ("ACTIVE", "wait policy ACTIVE (OMP_WAIT_POLICY set by the user)")])
+def test_openmp_wait_policy_passive_unless_the_user_chose_one(user_policy, shown):
+    # a fresh interpreter: libgomp reads OMP_WAIT_POLICY once, when the kernels load it
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_policy is not None:
+        env["OMP_WAIT_POLICY"] = user_policy
+    code = "import os, cytorch; print(os.environ['OMP_WAIT_POLICY']); cytorch.show_build()"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.splitlines()[0] == (user_policy or "PASSIVE")
+    if build_info()["openmp"]:
+        assert shown in out, out
