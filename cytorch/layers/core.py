@@ -182,13 +182,13 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         x = as_input(self, x)
-        self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        y = x.reshape(x.shape[0], -1)
+        self._cache = (x.shape, y.shape)  # backward reshapes without recomputing sizes
+        return y
 
     def backward(self, dout):
-        shape = cached(self)
-        dout = as_grad(self, dout, (shape[0], int(np.prod(shape[1:], dtype=np.int64))))
-        return dout.reshape(shape)
+        x_shape, y_shape = cached(self)
+        return as_grad(self, dout, y_shape).reshape(x_shape)
 
 
 class Activation(ActivationMixin, Layer):
