@@ -30,8 +30,12 @@ def as_input(layer, x, rank=None, check_finite=None, hint=""):
     """
     if check_finite is None:
         check_finite = layer.check_finite
-    x = as_float_array(x, f"the input of {describe(layer)}", dtype=layer.dtype,
-                       check_finite=check_finite)
+    # Inside fit/predict, batches arrive checked, C-contiguous and in the layer's dtype: then
+    # there is nothing to convert or scan, and the call is skipped (it runs once per batch).
+    if check_finite or type(x) is not np.ndarray or x.dtype != layer.dtype \
+            or not x.flags.c_contiguous:
+        x = as_float_array(x, f"the input of {describe(layer)}", dtype=layer.dtype,
+                           check_finite=check_finite)
     if rank is not None and x.ndim != rank:
         raise ShapeError(f"{describe(layer)} expects {rank}-D input "
                          f"{_LAYOUTS.get(rank, '')}, got shape {x.shape}{hint}")
