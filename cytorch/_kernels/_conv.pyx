@@ -304,7 +304,9 @@ cdef Lanes _lanes_geom(Py_ssize_t Hi, Py_ssize_t Wi, Py_ssize_t Ci, Py_ssize_t H
     # a weight row repeats every lcm(Ko, V) lanes: store one period (plus the 3 vectors a block
     # of 4 may read past it) instead of the whole row, so the weights stay in L1 cache
     g.P = Ko * V // _gcd(Ko, V)
-    if g.P + 3 * V < g.Lv:
+    if g.P == V:              # one vector of weights serves every block (lanes_dot knows)
+        g.qs = V
+    elif g.P + 3 * V < g.Lv:
         g.qs = g.P + 3 * V
     else:
         g.P = g.qs = g.Lv

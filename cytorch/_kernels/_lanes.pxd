@@ -51,6 +51,16 @@ cdef extern from *:
             NAME##_vec *a = (NAME##_vec *)(acc + j);                                         \
             NAME##_vec a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];                           \
             NAME##_vec b0 = zero, b1 = zero, b2 = zero, b3 = zero;                           \
+            if (P == V) {         /* q repeats every vector: load it once per term */        \
+                for (t = 0; t + 1 < n; t += 2) {                                             \
+                    const NAME##_vec *u = (const NAME##_vec *)(pj + off[t]);                 \
+                    const NAME##_vec *v = (const NAME##_vec *)(pj + off[t + 1]);             \
+                    NAME##_vec w = *(const NAME##_vec *)(q + t * qs);                        \
+                    NAME##_vec z = *(const NAME##_vec *)(q + (t + 1) * qs);                  \
+                    a0 += u[0] * w; a1 += u[1] * w; a2 += u[2] * w; a3 += u[3] * w;          \
+                    b0 += v[0] * z; b1 += v[1] * z; b2 += v[2] * z; b3 += v[3] * z;          \
+                }                                                                            \
+            } else                                                                           \
             for (t = 0; t + 1 < n; t += 2) {                                                 \
                 const NAME##_vec *u = (const NAME##_vec *)(pj + off[t]);                     \
                 const NAME##_vec *w = (const NAME##_vec *)(qj + t * qs);                     \
@@ -59,10 +69,12 @@ cdef extern from *:
                 a0 += u[0] * w[0]; a1 += u[1] * w[1]; a2 += u[2] * w[2]; a3 += u[3] * w[3];  \
                 b0 += v[0] * z[0]; b1 += v[1] * z[1]; b2 += v[2] * z[2]; b3 += v[3] * z[3];  \
             }                                                                                \
-            if (t < n) {                                                                     \
+            if (t < n) {          /* an odd number of terms: the last one */                 \
                 const NAME##_vec *u = (const NAME##_vec *)(pj + off[t]);                     \
                 const NAME##_vec *w = (const NAME##_vec *)(qj + t * qs);                     \
-                a0 += u[0] * w[0]; a1 += u[1] * w[1]; a2 += u[2] * w[2]; a3 += u[3] * w[3];  \
+                const Py_ssize_t s = P == V ? 0 : 1;                                         \
+                a0 += u[0] * w[0]; a1 += u[1] * w[s];                                        \
+                a2 += u[2] * w[2 * s]; a3 += u[3] * w[3 * s];                                \
             }                                                                                \
             a[0] = a0 + b0; a[1] = a1 + b1; a[2] = a2 + b2; a[3] = a3 + b3;                  \
         }                                                                                    \
