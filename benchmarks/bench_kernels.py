@@ -10,6 +10,9 @@ GFLOP/s (``3 * 2 * N * H_out * W_out * K * kh * kw * C`` flops: forward, dW and 
 GEMM each) as a share of a 2048x2048 sgemm measured in the same run.  The last two columns
 compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
 when other processes keep the cores busy and every 2-thread timing waits for a free core.
+``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers) or ``gemm``
+(im2col + GEMM).  cytorch runs OpenMP with the wait policy printed in the header (PASSIVE
+unless OMP_WAIT_POLICY was set before the run).
 """
 import os
 import sys
@@ -90,14 +93,16 @@ def main():
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
-        rows.append((name, times, flops / times["compiled"] / 1e9))
+        path = "direct" if cytorch._kernels.load("_conv").uses_direct_path(
+            x.shape, w.shape, out.shape, (s, s)) else "gemm"
+        rows.append((name, path, times, flops / times["compiled"] / 1e9))
         print(f"  measured {name}", flush=True)
 
-    table = h.Table("case", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
+    table = h.Table("case", "path", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
                     "twin/cy", "GFLOP/s", "% sgemm", "cy 1t", "1t/1t")
-    for name, t, gflops in rows:
+    for name, path, t, gflops in rows:
         best = min(t["torch 1t"], t["torch 2t"]) if torch is not None else None
-        table.add(name, h.fmt_time(t["compiled"]), h.fmt_time(t["twin"]),
+        table.add(name, path, h.fmt_time(t["compiled"]), h.fmt_time(t["twin"]),
                   h.fmt_time(t.get("torch 1t")), h.fmt_time(t.get("torch 2t")),
                   h.fmt_ratio(t["compiled"], best), h.fmt_ratio(t["twin"], t["compiled"]),
                   f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%",
