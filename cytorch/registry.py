@@ -194,10 +194,16 @@ class Registry:
 
     def name_of(self, cls):
         """The entry-point name under which ``cls`` is registered (what a saved model
-        records), or None."""
+        records), or None.  Raises ``RegistryError`` when every name of ``cls`` is claimed by
+        two distributions (names other classes hold do not matter)."""
+        contested = None
         for entry in self.discover():
-            if entry.cls is cls and not entry.conflict:
-                return entry.name
+            if entry.cls is cls:
+                if not entry.conflict:
+                    return entry.name
+                contested = contested or entry
+        if contested is not None:
+            raise self._conflict_error(contested)
         return None
 
     def _conflict_error(self, entry, matches=None):
@@ -230,7 +236,8 @@ def get(name):
 
 
 def name_of(cls):
-    """The entry-point name of a layer class, or None if it is not registered."""
+    """The entry-point name of a layer class, or None if it is not registered (RegistryError
+    if its name is claimed by two distributions)."""
     return _default.name_of(cls)
 
 

@@ -31,19 +31,10 @@ ARCH_KEY = "__architecture__"
 GROUP = "cytorch.layers"
 
 
-def _registry_names():
-    """``{layer class: entry-point name}`` for every discovered layer (first name wins)."""
-    from . import layers as registry
-    names = {}
-    for name, entry in sorted(registry.available().items()):
-        cls = entry[0] if isinstance(entry, tuple) else entry
-        names.setdefault(cls, name)
-    return names
-
-
-def _layer_entry(layer, names):
+def _layer_entry(layer):
+    from . import registry
     cls = type(layer)
-    name = names.get(cls)
+    name = registry.name_of(cls)   # RegistryError if two distributions claim its name
     if name is None:
         raise ValueError(
             f"cannot save {cls.__name__} '{layer.name}': its class {cls.__module__}."
@@ -62,22 +53,21 @@ def _layer_entry(layer, names):
 def model_config(model):
     """The JSON-able architecture of ``model`` (Sequential or functional Model)."""
     from .graph import Sequential
-    names = _registry_names()
     config = {"format": FORMAT, "version": VERSION, "name": model.name}
     if isinstance(model, Sequential):
         config["class_name"] = "Sequential"
         config["input_shape"] = list(model.input_shape) if model.input_shape else None
         stack = ([model._input_layer] if model._input_layer is not None else []) + model._stack
-        config["layers"] = [_layer_entry(layer, names) for layer in stack]
+        config["layers"] = [_layer_entry(layer) for layer in stack]
     else:
         config["class_name"] = "Model"
         entries = []
         for node in model._inputs:
-            entry = _layer_entry(node.layer, names)
+            entry = _layer_entry(node.layer)
             entry["inbound"] = []
             entries.append(entry)
         for node in model._order:
-            entry = _layer_entry(node.layer, names)
+            entry = _layer_entry(node.layer)
             entry["inbound"] = [n.layer.name for n in node.inputs]
             entries.append(entry)
         config["layers"] = entries

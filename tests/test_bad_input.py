@@ -10,6 +10,7 @@ argument's name and the numbers.  Tests of a single entry point's happy path liv
 entry point (test_conv.py, test_pool.py, ...); the compiled kernels' out-of-bounds safety is
 in test_kernel_bounds.py.
 """
+import importlib.metadata
 import json
 import re
 from dataclasses import dataclass
@@ -808,6 +809,26 @@ def test_save_names_a_missing_directory_and_an_unbuilt_model(tmp_path):
         small_model().save(tmp_path / "nowhere" / "m.npz")
     with pytest.raises(ValueError, match=r"is not built yet: give it an input shape"):
         Sequential([L.Dense(2)]).save(tmp_path / "m.npz")
+
+
+def test_a_name_claimed_twice_blocks_only_the_models_that_use_it(monkeypatch, tmp_path):
+    """Another distribution claiming ``max_pool2d`` must not stop a model without pooling from
+    being saved and loaded; a model with pooling fails naming both claimants."""
+    real = list(registry._entry_points())
+    impostor = importlib.metadata.EntryPoint("max_pool2d", "cytorch.layers.core:Dense",
+                                             registry.GROUP)
+    monkeypatch.setattr(registry, "_entry_points", lambda: real + [impostor])
+    registry.refresh()
+    try:
+        model = Sequential([L.Input((5, 5, 3)), L.Conv2D(2, 3), L.AveragePooling2D(2),
+                            L.Flatten(), L.Dense(3)], seed=0)
+        path = model.save(tmp_path / "m.npz")
+        np.testing.assert_array_equal(cytorch.load_model(path).predict(XM), model.predict(XM))
+        with pytest.raises(registry.RegistryError, match=r"layer name 'max_pool2d' is claimed by "
+                                                         r"two distributions: .*cytorch-edu"):
+            small_model().save(tmp_path / "pooled.npz")
+    finally:
+        registry.refresh()   # rediscover without the impostor once monkeypatch restores it
 
 
 # ===============================================================================================
