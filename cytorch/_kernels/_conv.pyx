@@ -498,30 +498,36 @@ def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
 
 
 # When the direct path runs.  Measured on the 2-core AVX-512 machine this was written on, one
-# thread, forward + backward in float32, direct path time / im2col + GEMM time (N = 32 or 64):
-#   C=1 K=4 k5 0.35   C=1 K=6 k5 (LeNet c1) 0.52   C=1 K=6 k3 0.54   C=1 K=8 k5 0.71
-#   C=3 K=6 k5 0.86   C=2 K=8 k3 0.94   |   C=3 K=8 k3 1.14   C=6 K=6 k3 1.26   C=1 K=16 k5 1.5
-#   C=6 K=16 k5 (LeNet c2) 4.2
+# thread, forward + backward, direct path time / im2col + GEMM time (N = 32 or 64):
+#   float32: C=1 K=4 k5 0.35   C=1 K=6 k5 (LeNet c1) 0.52   C=1 K=6 k3 0.54   C=1 K=8 k5 0.70
+#            C=3 K=6 k5 0.86   C=2 K=8 k3 0.87   C=4 K=4 k3 0.97   |   C=3 K=8 k3 1.14
+#            C=1 K=16 k5 1.15   C=6 K=6 k3 1.26   C=6 K=16 k5 (LeNet c2) 3.7
+#   float64: C=1 K=4 k5 0.50   C=1 K=6 k5 0.93   |   C=4 K=4 k3 1.02   C=2 K=8 k3 1.16
+#            C=3 K=6 k5 1.40
 # Two loads per multiply-add cap the direct path near half the machine's peak, while GEMM
-# gains with every filter; so: stride 1, at most 8 filters, C * K at most 18, and an expanded
-# image (C * K numbers per padded pixel) no larger than LANES_BUDGET, so that it stays in cache.
+# gains with every filter; a vector holds half as many doubles, so the float64 limit is half
+# the float32 one.  The rule: stride 1, at most 8 filters, C * K at most 18 (float32) or 9
+# (float64), and an expanded image (C * K numbers per padded pixel) no larger than
+# LANES_BUDGET numbers, so that it stays in cache.
 cdef Py_ssize_t LANES_MAX_K = 8
-cdef Py_ssize_t LANES_MAX_CK = 18
+cdef Py_ssize_t LANES_MAX_CK = 18     # for float32: 16 numbers per vector
 cdef Py_ssize_t LANES_BUDGET = 1 << 20
 
 
-cdef bint _use_lanes(const Geom *g) noexcept nogil:
-    return (g.sh == 1 and g.sw == 1 and g.K <= LANES_MAX_K and g.C * g.K <= LANES_MAX_CK
+cdef bint _use_lanes(const Geom *g, Py_ssize_t V) noexcept nogil:
+    """Does conv2d with geometry g run the direct path, with V numbers per vector?"""
+    return (g.sh == 1 and g.sw == 1 and g.K <= LANES_MAX_K
+            and g.C * g.K * 16 <= LANES_MAX_CK * V
             and (g.H_out + g.kh - 1) * (g.W_out + g.kw - 1) * g.C * g.K <= LANES_BUDGET)
 
 
-def uses_direct_path(x_shape, w_shape, out_shape, strides):
-    """True when conv2d with these shapes runs the direct path (for tests and benchmarks)."""
+def uses_direct_path(x_shape, w_shape, out_shape, strides, dtype):
+    """True when conv2d with these shapes and dtype runs the direct path (tests, benchmarks)."""
     cdef Geom g
     g.C, g.kh, g.kw, g.K = x_shape[3], w_shape[0], w_shape[1], w_shape[3]
     g.H_out, g.W_out = out_shape[1], out_shape[2]
     g.sh, g.sw = strides
-    return _use_lanes(&g)
+    return _use_lanes(&g, 64 // np.dtype(dtype).itemsize)
 
 
 cdef _forward_lanes_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -625,7 +631,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     """
     _check_shapes(x, w, b, out, sh, sw, pt, pl)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl)
-    if _use_lanes(&g):
+    if _use_lanes(&g, 64 // sizeof(floating)):
         _forward_lanes_all(x, w, b, out, &g, num_threads)
         return
     cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u
@@ -660,7 +666,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
         _check_like(dx, x, "dx", "x")
     _check_like(dw, w, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], sh, sw, pt, pl)
-    if _use_lanes(&g):
+    if _use_lanes(&g, 64 // sizeof(floating)):
         _backward_lanes_all(dout, x, w, dx, dw, db, &g, num_threads)
         return
     cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u, i, k
