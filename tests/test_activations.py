@@ -46,6 +46,30 @@ def test_values():
     assert activations.linear(x) is x
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_backward_rounds_as_the_formula_and_leaves_its_arguments(dtype):
+    # tanh_backward works in place in one array; the result must still be the formula's,
+    # bit for bit (training is bit-identical for a seed), and dout and y must stay untouched
+    rng = np.random.default_rng(3)
+    y = np.tanh(rng.normal(size=(64, 7, 5, 6))).astype(dtype)
+    dout = rng.normal(size=y.shape).astype(dtype)
+    y0, dout0 = y.copy(), dout.copy()
+    dx = activations.tanh_backward(dout, y)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, dout * (1 - y * y))
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(dout, dout0)
+
+
+def test_tanh_backward_promotes_mixed_dtypes():
+    y = np.tanh(np.linspace(-2, 2, 9, dtype=np.float32))
+    dout = np.linspace(1, 3, 9)  # float64
+    dx = activations.tanh_backward(dout, y)
+    y64 = y.astype(np.float64)
+    assert dx.dtype == np.float64
+    np.testing.assert_array_equal(dx, dout * (1 - y64 * y64))
+
+
 def test_sigmoid_and_softmax_are_stable_for_huge_inputs():
     x = np.array([[-1e4, -50.0, 0.0, 50.0, 1e4]], dtype=np.float32)
     with warnings.catch_warnings():

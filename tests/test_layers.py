@@ -331,6 +331,35 @@ def test_nan_input_is_rejected_unless_the_model_checked_it():
             assert layer.forward(xin).shape[0] == 2
 
 
+def test_a_checked_batch_is_used_as_is_and_anything_else_converted():
+    # inside fit the layers get checked float32 C-contiguous batches: they must not copy them;
+    # other input is still converted, and scanned for NaN while check_finite is on
+    dense = L.Dense(2, seed=0)
+    dense.check_finite = False
+    x = np.ones((4, 3), dtype=np.float32)
+    dense.forward(x, training=True)
+    assert dense._cache[0] is x
+    strided = np.ones((4, 6), dtype=np.float32)[:, ::2]
+    dense.forward(strided, training=True)
+    assert dense._cache[0].flags.c_contiguous and dense._cache[0] is not strided
+    dense.forward(np.ones((4, 3)), training=True)  # float64 -> the layer's float32
+    assert dense._cache[0].dtype == np.float32
+    dense.check_finite = True
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"the input of Dense .* contains 1 NaN"):
+        dense.forward(x)
+
+
+def test_flatten_backward_restores_the_input_shape():
+    flat = L.Flatten()
+    x = np.arange(2 * 4 * 3 * 5, dtype=np.float32).reshape(2, 4, 3, 5)
+    y = flat.forward(x)
+    assert y.shape == (2, 60)
+    np.testing.assert_array_equal(flat.backward(y), x)
+    with pytest.raises(ShapeError, match=r"forward output's shape \(2, 60\), got \(2, 59\)"):
+        flat.backward(np.ones((2, 59)))
+
+
 def test_backward_before_forward_is_a_clear_error():
     dense = L.Dense(2, name="fc")
     dense.build((3,))
