@@ -160,13 +160,13 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--memory-child", action="store_true", help=argparse_suppress())
     p.add_argument("--omp-passive", action="store_true",
-                   help="run with OMP_WAIT_POLICY=PASSIVE (compare on a busy machine)")
+                   help="force OMP_WAIT_POLICY=PASSIVE even when the environment sets another "
+                        "policy (cytorch's own choice when it is unset)")
     args = p.parse_args()
     if args.memory_child:
         memory_child()
         return
     header("training: one epoch, batch 64, 4,096 images, Adam 1e-3")
-    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     repeat = args.repeat or (1 if args.quick else 3)
     torch = None if args.no_torch else try_import_torch()
     table = Table("net", "cytorch", "img/s", "torch", "img/s", "threads", "ratio",
