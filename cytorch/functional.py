@@ -144,7 +144,8 @@ def conv2d_backward(dout, cache, need_dx=True):
         dw = cols^T @ dout        dx = col2im(dout @ W^T)        db = dout.sum((0, 1, 2))
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
-    (the first layer of a network never needs it: that saves about a third of the work).
+    (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes
+    conv2d_backward down to 0.44-0.59 of its time).
     Returned arrays have x's dtype.
 
     >>> import numpy as np
