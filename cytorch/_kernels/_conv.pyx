@@ -248,7 +248,7 @@ cdef void _backward_images(const floating *dout, const floating *x, const floati
 # one image straight from the image instead, with the output's numbers as "lanes"
 # j = (o * Wp + ow) * K + k:
 #
-#     out[j] = b[k] + sum_{a, b, c} xe[c, j + a * Wp * K + b * K] * wt[(a, b, c), j % K]
+#     out[j] = bias[k] + sum_{a, b, c} xe[c, j + a * Wp * K + b * K] * wt[(a, b, c), j % K]
 #
 # xe is the zero-padded image (Hp x Wp, Hp = Ho + kh - 1, Wp = Wo + kw - 1) with every pixel
 # repeated K times, so that each tap (a, b, c) of the kernel is one shifted, contiguous run of
@@ -275,7 +275,7 @@ cdef struct Lanes:
     Py_ssize_t Lr      # Wo * Ko (the lanes of one output row) rounded up the same way
     Py_ssize_t plane   # xe per input channel: Hp * row plus what the last vectors read past it
     Py_ssize_t P       # period of a tiled weight row: lcm(Ko, vector), or Lv if not shorter
-    Py_ssize_t qs      # stored length of a tiled weight row (P plus 3 vectors of wrap-around)
+    Py_ssize_t qs      # stored length of a tiled weight row (see _lanes.pxd)
 
 
 cdef inline Py_ssize_t _gcd(Py_ssize_t a, Py_ssize_t b) noexcept nogil:

@@ -1,37 +1,37 @@
 # The one inner loop of conv2d's direct path (see ``_conv.pyx``), in C so that it can use the
 # CPU's widest vectors:
 #
-#     acc[j] += sum_{t < n} p[shift + off[t] + j] * q[t * qs + j]        for 0 <= j < L
+#     acc[j] += sum_{t < n} p[shift + off[t] + j] * q[t * qs + j % P]        for 0 <= j < L
 #
 # Every term is a product of two contiguous runs of L numbers ("lanes"), so the sum is pure
-# vector arithmetic with no shuffles, whatever the channel counts are.  L must be a whole number
-# of 64-byte vectors (16 floats or 8 doubles); callers pad their rows to that.
+# vector arithmetic with no shuffles, whatever the channel counts are.  L and P must be whole
+# numbers of 64-byte vectors (16 floats or 8 doubles); callers pad their rows to that.  q's rows
+# may be periodic (tiled weights): then a row stores one period P and, unless P is a single
+# vector, 3 more vectors of wrap-around (qs >= P + 3 vectors), so that 4 consecutive vectors
+# can be read from any vector offset below P.  P >= L means no period.
 #
 # How it is fast.  The lanes are walked in blocks of four vectors kept in registers while all n
-# terms are added (each term: 8 vector loads, 4 fused multiply-adds), then stored once.  The
-# arithmetic is written with GCC/Clang vector extensions; ``target_clones`` compiles the
-# function three times (AVX-512, AVX2, baseline SSE2) and the dynamic loader picks the best one
-# the CPU has when the module is imported.  So one build runs on every x86-64 CPU, and the
-# default ``-O3`` build (which may only assume SSE2) still gets AVX-512 where it exists.
-# Without GCC/Clang (MSVC), or off x86-64 without ``target_clones``, a plain loop is compiled
-# instead: same result, left to the compiler's auto-vectoriser.
+# terms are added (even and odd terms into separate sums: 8 independent chains of fused
+# multiply-adds hide their latency), then stored once.  When q repeats every vector, each term
+# loads its weight vector once instead of four times.  The arithmetic is written with GCC/Clang
+# vector extensions; on x86-64 ``target_clones`` compiles the function three times (AVX-512,
+# AVX2, baseline SSE2) and the dynamic loader picks the best one the CPU has when the module is
+# imported.  So one build runs on every x86-64 CPU, and the default ``-O3`` build (which may
+# only assume SSE2) still gets AVX-512 where it exists.  Elsewhere GCC/Clang compile the same
+# code for the target's default vectors, and other compilers (MSVC) a plain loop: same result.
 #
 # Declared as float and double variants; ``lanes_dot`` picks one for the fused type.
 from cython cimport floating
 
 cdef extern from *:
     """
-    #include <string.h>
-
     #if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
     #  if __has_attribute(target_clones)
     #    define CY_LANES_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #    define CY_LANES_ISA "avx512f/avx2/sse2 (target_clones)"
     #  endif
     #endif
     #ifndef CY_LANES_CLONES
     #  define CY_LANES_CLONES
-    #  define CY_LANES_ISA "compiler default"
     #endif
 
     #if defined(__GNUC__)
@@ -112,7 +112,6 @@ cdef extern from *:
     CY_LANES_DOT(cy_lanes_dot_f, float)
     CY_LANES_DOT(cy_lanes_dot_d, double)
     """
-    const char *CY_LANES_ISA
     void cy_lanes_dot_f(float *acc, const float *p, Py_ssize_t shift, const Py_ssize_t *off,
                         const float *q, Py_ssize_t qs, Py_ssize_t P, Py_ssize_t n,
                         Py_ssize_t L) noexcept nogil
