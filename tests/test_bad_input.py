@@ -672,6 +672,26 @@ def test_graph_building_mistakes_are_named(build, error, match):
         build()
 
 
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: L.Conv2D(2, 3, name="c")(X), TypeError,
+     r"the input of Conv2D 'c' must be a graph node \(the result of calling a layer\) or an "
+     r"Input layer, got ndarray"),
+    (lambda: L.Conv2D(2, 3, name="c")(L.Input((5,))), ShapeError,
+     r"Conv2D 'c' expects samples of shape \(H, W, C\), got \(5,\)"),
+    (lambda: L.Conv2D(2, 3, name="c")(L.Input((2, 2, 1))), ShapeError,
+     r"Conv2D 'c' needs at least 3x3 input \(after padding\), got 2x2"),
+    (lambda: L.Dense(2, name="c")([L.Input((3,)), L.Input((3,))]), ValueError,
+     r"Dense 'c' takes 1 input, got a list of 2"),
+    (lambda: L.Add(name="c")(L.Input((3,))), ValueError,
+     r"Add 'c' merges several inputs: call it on a list of at least 2 nodes"),
+    (lambda: L.Add(name="c")([L.Input((3,)), L.Input((4,))]), ShapeError,
+     r"Add 'c' adds inputs of one shape, got \(3,\), \(4,\)"),
+])
+def test_calling_a_layer_on_graph_nodes(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
 def test_a_layer_that_does_not_fit_is_not_kept():
     model = Sequential([L.Input((4, 4, 1)), L.Conv2D(2, 3)])
     with pytest.raises(ShapeError, match=r"Conv2D 'too_big' needs at least 3x3 input "
