@@ -22,6 +22,7 @@ returns probabilities.
 Ctrl-C during ``fit`` finishes the current batch, prints a note and returns the ``History``:
 the model keeps the weights of the last completed step and stays usable.
 """
+import collections
 import contextlib
 import signal
 import sys
@@ -29,15 +30,18 @@ import threading
 
 import numpy as np
 
+from . import activations
 from . import callbacks as cbks
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .errors import ShapeError
+from .layers._common import ActivationMixin
 from .random import make_rng
 
 __all__ = ["TrainingMixin"]
 
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN per step (bounded temporary memory)
+_RELU = activations.get("relu")
 
 
 class TrainingMixin:
@@ -86,18 +90,23 @@ class TrainingMixin:
         return name == wanted
 
     @contextlib.contextmanager
-    def _running(self, logits=False):
+    def _running(self, logits=False, train=False):
         """Layers skip their NaN scans (the input was checked once), NumPy's BLAS runs on one
-        thread and, when ``logits``, the output layer returns logits; all restored afterwards."""
+        thread, when ``logits`` the output layer returns logits and, when ``train``, a ReLU read
+        only by a max/min pooling layer leaves its derivative to that layer
+        (``_relu_pool_pairs``); all restored afterwards."""
         saved = [(layer, layer.__dict__.get("check_finite", _MISSING)) for layer in self.layers]
         out_layer = self._output_layer
         old_logits = getattr(out_layer, "return_logits", None)
+        pairs = self._relu_pool_pairs() if train else []
         with _one_blas_thread():
             try:
                 for layer in self.layers:
                     layer.check_finite = False
                 if logits:
                     out_layer.return_logits = True
+                for layer, pool in pairs:
+                    layer.relu_grad_deferred = pool.applies_relu_grad = True
                 yield
             finally:
                 for layer, value in saved:
@@ -107,8 +116,36 @@ class TrainingMixin:
                         layer.check_finite = value
                 if logits:
                     out_layer.return_logits = old_logits
+                for layer, pool in pairs:  # back to the class defaults
+                    layer.__dict__.pop("relu_grad_deferred", None)
+                    pool.__dict__.pop("applies_relu_grad", None)
                 for layer in self.layers:  # the last batch's activations are not needed now
                     layer._cache = None
+
+    def _relu_pool_pairs(self):
+        """``(layer, pool)`` pairs where ``layer`` ends in a ReLU whose output only ``pool``, a
+        max or min pooling layer, reads.
+
+        There the pooling layer applies the ReLU's derivative ``[y > 0]`` to its own gradient,
+        4x smaller for 2x2 windows, and ``layer`` skips it on the full map: each pooled value
+        is the value of its window's winner, the one cell the gradient goes to, so the mask
+        there is ``[out > 0]``.  The gradients stay the same (see ``_Pooling2D.backward``);
+        Keras-MNIST's two conv + max-pool stages train this way.  Only ReLU: with a factor
+        other than 0 or 1 (tanh's ``1 - y**2``) overlapping windows would round differently.
+        """
+        readers = collections.Counter(inp.id for node in self._order for inp in node.inputs)
+        outputs = {node.id for node in self._outputs}
+        pairs = []
+        for node in self._order:
+            pool = node.layer
+            if not getattr(pool, "routes_to_winner", False):
+                continue
+            (source,) = node.inputs
+            layer = source.layer
+            if (isinstance(layer, ActivationMixin) and layer._activation is _RELU
+                    and readers[source.id] == 1 and source.id not in outputs):
+                pairs.append((layer, pool))
+        return pairs
 
     # -- validation ---------------------------------------------------------------------------
     def _check_x(self, x, name="x"):
@@ -185,7 +222,7 @@ class TrainingMixin:
         y = self._check_y(y, n)
         w = self._check_weights(sample_weight, n)
         fused = self._fused()
-        with self._running(logits=fused):
+        with self._running(logits=fused, train=True):
             loss, _ = self._step(self._take(xs, slice(None)), y, w, fused)
         return loss
 
@@ -257,7 +294,7 @@ class TrainingMixin:
         self.stop_training = False
         epoch = batch = 0
         interrupted = _Interrupt()
-        with interrupted, self._running(logits=fused):
+        with interrupted, self._running(logits=fused, train=True):
             try:
                 _call(callback_list, "on_train_begin", {})
                 for epoch in range(epochs):

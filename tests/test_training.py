@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from cytorch import Sequential, ShapeError, callbacks, losses, optimizers
+from cytorch import Model, Sequential, ShapeError, callbacks, losses, optimizers
 from cytorch import layers as L
 from cytorch._gradcheck import numerical_gradient, relative_error
 
@@ -222,6 +222,65 @@ def test_kernels_skip_their_nan_scan_inside_fit_only():
         on_batch_end=lambda b, logs: seen.append(model.layers[1].check_finite))])
     assert seen and not any(seen)
     assert getattr(model.layers[1], "check_finite", True) is True
+
+
+def _relu_pool_model(pool, dtype):
+    i = L.Input((9, 9, 2))
+    c = L.Conv2D(3, 2, activation="relu", dtype=dtype)(i)       # read by the pool only
+    p = pool(c)
+    skip = L.Conv2D(3, 2, activation="relu", dtype=dtype)(i)    # read by a pool and a Flatten
+    q = L.MaxPooling2D(2, dtype=dtype)(skip)
+    a = L.Activation("relu", dtype=dtype)(L.Conv2D(3, 2, dtype=dtype)(i))
+    r = L.MinPooling2D(2, dtype=dtype)(a)                        # Activation layer -> min pool
+    t = L.AveragePooling2D(2, dtype=dtype)(L.Conv2D(3, 2, activation="relu", dtype=dtype)(i))
+    flat = L.Concatenate()([L.Flatten()(x) for x in (p, q, r, t)] + [L.Flatten()(skip)])
+    return Model(i, L.Dense(4, activation="softmax", dtype=dtype)(flat), seed=1).compile()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pool", [lambda d: L.MaxPooling2D(2, dtype=d),
+                                  lambda d: L.MaxPooling2D(3, strides=2, dtype=d)],
+                         ids=["2x2", "3x3-stride-2-overlapping"])
+def test_relu_derivative_applied_after_pooling_gives_the_same_gradients(dtype, pool):
+    # Under fit, a ReLU read only by a max/min pooling layer leaves its derivative to that
+    # layer, which masks its smaller gradient: every gradient must stay what it was
+    model = _relu_pool_model(lambda x: pool(dtype)(x), dtype)
+    pairs = model._relu_pool_pairs()
+    names = sorted((a.name, type(b).__name__) for a, b in pairs)
+    convs = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
+    act = next(layer for layer in model.layers if isinstance(layer, L.Activation))
+    assert names == sorted([(convs[0].name, "MaxPooling2D"), (act.name, "MinPooling2D")])
+    rng = np.random.default_rng(0)
+    x = [rng.standard_normal((6, 9, 9, 2)).astype(dtype)]
+    y = rng.integers(0, 4, 6)
+    grads = {}
+    for train in (False, True):
+        with model._running(logits=True, train=train):
+            out = model._forward(x, training=True)
+            model._backward(model.loss.gradient(y, out, from_logits=True)[1])
+        grads[train] = {(layer.name, k): g.copy() for layer in model.layers
+                        for k, g in layer.grads.items()}
+    assert grads[True].keys() == grads[False].keys()
+    for key, g in grads[False].items():
+        np.testing.assert_array_equal(grads[True][key], g, err_msg=str(key))
+    # the switches are back to the class defaults afterwards
+    assert not any(a.relu_grad_deferred or b.applies_relu_grad for a, b in pairs)
+    assert all("relu_grad_deferred" not in a.__dict__ for a, _ in pairs)
+
+
+def test_fit_defers_keras_mnists_relus_to_its_max_pools_and_restores_them():
+    from cytorch import models
+    model = models.keras_mnist(input_shape=(16, 16, 1), seed=0).compile()
+    pairs = model._relu_pool_pairs()
+    assert [(type(a).__name__, type(b).__name__) for a, b in pairs] == \
+        [("Conv2D", "MaxPooling2D")] * 2
+    seen = []
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((8, 16, 16, 1)), rng.integers(0, 10, 8), batch_size=4, verbose=0,
+              callbacks=[callbacks.LambdaCallback(on_batch_end=lambda b, logs: seen.append(
+                  [(a.relu_grad_deferred, p.applies_relu_grad) for a, p in pairs]))])
+    assert seen == [[(True, True)] * 2] * 2
+    assert not any(a.relu_grad_deferred or p.applies_relu_grad for a, p in pairs)
 
 
 # -- callbacks ---------------------------------------------------------------------------------
