@@ -12,22 +12,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cytorch.estimator import CNNClassifier, auto_spec
 
-# The one check excused.  Fitting with sample_weight=2 equals repeating the sample only in
-# expectation when training is stochastic: "auto" has a Dropout layer, whose masks are drawn
-# per row, so a repeated row gets two masks where a weighted row gets one.  scikit-learn
-# excuses its own stochastic estimators with the same words; its MLPClassifier passes only
-# because scikit-learn runs this check with solver="lbfgs" (full-batch, nothing random), a
-# setting a dropout net has no counterpart of.  test_sample_weight_equals_repetition_without_
-# dropout below shows the weighting itself is exact once nothing is random.
-EXPECTED_FAILED = {
-    "check_sample_weight_equivalence_on_dense_data":
-        "sample_weight is not equivalent to removing/repeating samples (dropout masks are "
-        "drawn per row).",
-}
-
-
-@parametrize_with_checks([CNNClassifier(random_state=0)],
-                         expected_failed_checks=lambda est: EXPECTED_FAILED)
+# Every check, with the defaults and no excuse.  The one that needs care is
+# check_sample_weight_equivalence_on_dense_data: fitting with integer weights must equal fitting
+# on the rows repeated (weight 0: removed).  It holds because nothing random tells the two fits
+# apart: the "auto" net has no dropout (alpha, an L2 penalty independent of the data, is its
+# regulariser), batch_size="auto" is min(200, n), so the check's 15 weighted and 27 repeated
+# rows each train as one full batch whose loss is sum(w_i l_i) / sum(w) (CNNClassifier's Notes),
+# and early_stopping is off.  Shuffling a full batch only reorders a sum.  scikit-learn runs
+# the same check on its MLPClassifier (solver="lbfgs") and MLPRegressor (solver="sgd",
+# batch_size="auto") for the same reason: full batches on this data.
+@parametrize_with_checks([CNNClassifier(random_state=0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -249,15 +243,16 @@ def test_warm_start_continues(blobs):
         clf.fit(X[y < 2], y[y < 2])
 
 
-def test_sample_weight_equals_repetition_without_dropout():
-    # Without dropout and with one full batch nothing is random but the initialisation (the
-    # same for both) and the row order: weights then equal repetition to rounding.
-    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
-    spec = [("conv2d", {"filters": 8, "kernel_size": 3, "padding": "same",
-                        "activation": "relu"}), ("flatten", {}),
-            ("dense", {"units": 16, "activation": "relu"})]
-    check_sample_weight_equivalence_on_dense_data(
-        "CNNClassifier", CNNClassifier(layers=spec, batch_size=64, max_iter=5))
+def test_sample_weight_scale_does_not_matter(blobs):
+    # Weights are rescaled to mean 1 before training, so multiplying them all by 3 changes
+    # nothing beyond rounding, with mini-batches too.  Without the rescaling the loss would
+    # triple and, with plain SGD, so would every step.
+    X, y = blobs
+    sw = np.random.default_rng(0).integers(1, 4, size=len(y)).astype(float)
+    a, b = (CNNClassifier(optimizer="sgd", batch_size=16, max_iter=3, random_state=0)
+            .fit(X, y, sample_weight=w) for w in (sw, 3 * sw))
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-9, atol=1e-12)
 
 
 def test_sample_weight_zero_means_ignored(blobs):
@@ -314,7 +309,8 @@ def test_bad_input_messages(blobs):
     ("layers", "lenet", "layers='lenet': unknown preset.*did you mean 'lenet5'"),
     ("optimizer", "adamw", "optimizer='adamw': unknown optimizer"),
     ("input_shape", (0, 4), "input_shape must be None or a tuple"),
-    ("batch_size", 2.5, "batch_size must be an int >= 1, got 2.5"),
+    ("batch_size", 2.5, 'batch_size must be an int >= 1 or "auto", got 2.5'),
+    ("batch_size", "full", 'batch_size must be an int >= 1 or "auto", got \'full\''),
 ])
 def test_bad_parameters_are_named(blobs, param, value, message):
     X, y = blobs
