@@ -152,6 +152,46 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx):
         assert_close(got.array, want, f"conv2d_backward {name}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(N=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5), C=st.integers(1, 3),
+       K=st.sampled_from([1, 2, 4, 9]), kh=st.integers(1, 5), kw=st.integers(1, 5),
+       sh=st.one_of(st.just(1), st.integers(1, 6)), sw=st.one_of(st.just(1), st.integers(1, 6)),
+       pt=st.integers(0, 7), pl=st.integers(0, 7), H_out=st.integers(1, 7),
+       W_out=st.integers(1, 7), threads=st.integers(1, 2))
+def test_conv2d_any_geometry_its_entry_points_accept(dtype, N, H, W, C, K, kh, kw, sh, sw, pt,
+                                                     pl, H_out, W_out, threads):
+    """The entry points check that the arrays agree, not that ``out`` has the size the
+    padding implies: any output size and top/left padding must read zeros past the image
+    (the same numbers as a twin padded far enough), never memory outside x."""
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal((N, H, W, C)).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    dout = guarded_input(rng.standard_normal((N, H_out, W_out, K)).astype(dtype))
+    # the twin, padded at the bottom and right until its output covers H_out x W_out
+    pb = max((H_out - 1) * sh + kh - H - pt, 0)
+    pr = max((W_out - 1) * sw + kw - W - pl, 0)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    full, cache = reference.conv2d_forward(x64, w64, b.astype(np.float64), (sh, sw),
+                                           ((pt, pb), (pl, pr)))
+    dout_full = np.zeros(full.shape)
+    dout_full[:, :H_out, :W_out] = dout
+    want_dx, want_dw, want_db = reference.conv2d_backward(dout_full, cache)
+
+    conv = load("_conv")
+    out = guarded_output((N, H_out, W_out, K), dtype)
+    conv.conv2d_forward(x, w, b, out.array, sh, sw, pt, pl, threads)
+    out.assert_guards_intact("conv2d_forward out")
+    assert_close(out.array, full[:, :H_out, :W_out], "conv2d_forward")
+    dx, dw = guarded_output(x.shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((K,), dtype)
+    conv.conv2d_backward(dout, x, w, dx.array, dw.array, db.array, sh, sw, pt, pl, threads)
+    for name, got, want in (("dx", dx, want_dx), ("dw", dw, want_dw), ("db", db, want_db)):
+        got.assert_guards_intact(f"conv2d_backward {name}")
+        assert_close(got.array, want, f"conv2d_backward {name}")
+
+
 # -- windowed pooling ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @SETTINGS
