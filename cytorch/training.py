@@ -93,8 +93,8 @@ class TrainingMixin:
     def _running(self, logits=False, train=False):
         """Layers skip their NaN scans (the input was checked once), NumPy's BLAS runs on one
         thread, when ``logits`` the output layer returns logits and, when ``train``, a ReLU read
-        only by a max/min pooling layer leaves its derivative to that layer
-        (``_relu_pool_pairs``); all restored afterwards."""
+        only by a max/min pooling layer is applied after the pooling (``_relu_pool_pairs``);
+        all restored afterwards."""
         saved = [(layer, layer.__dict__.get("check_finite", _MISSING)) for layer in self.layers]
         out_layer = self._output_layer
         old_logits = getattr(out_layer, "return_logits", None)
@@ -106,7 +106,7 @@ class TrainingMixin:
                 if logits:
                     out_layer.return_logits = True
                 for layer, pool in pairs:
-                    layer.relu_grad_deferred = pool.applies_relu_grad = True
+                    layer.relu_deferred = pool.applies_relu = True
                 yield
             finally:
                 for layer, value in saved:
@@ -117,8 +117,8 @@ class TrainingMixin:
                 if logits:
                     out_layer.return_logits = old_logits
                 for layer, pool in pairs:  # back to the class defaults
-                    layer.__dict__.pop("relu_grad_deferred", None)
-                    pool.__dict__.pop("applies_relu_grad", None)
+                    layer.__dict__.pop("relu_deferred", None)
+                    pool.__dict__.pop("applies_relu", None)
                 for layer in self.layers:  # the last batch's activations are not needed now
                     layer._cache = None
 
@@ -126,12 +126,13 @@ class TrainingMixin:
         """``(layer, pool)`` pairs where ``layer`` ends in a ReLU whose output only ``pool``, a
         max or min pooling layer, reads.
 
-        There the pooling layer applies the ReLU's derivative ``[y > 0]`` to its own gradient,
-        4x smaller for 2x2 windows, and ``layer`` skips it on the full map: each pooled value
-        is the value of its window's winner, the one cell the gradient goes to, so the mask
-        there is ``[out > 0]``.  The gradients stay the same (see ``_Pooling2D.backward``);
-        Keras-MNIST's two conv + max-pool stages train this way.  Only ReLU: with a factor
-        other than 0 or 1 (tanh's ``1 - y**2``) overlapping windows would round differently.
+        While training, the pooling layer then applies the ReLU to its output and the ReLU's
+        derivative to its gradient, both 4x smaller than the layer's for 2x2 windows, and
+        ``layer`` skips them on its full map: ReLU is monotone, so it commutes with max and
+        min, and the mask ``[y > 0]`` at a window's winner is ``[out > 0]``.  Same values, same
+        gradients (see ``_Pooling2D``); Keras-MNIST's two conv + max-pool stages train this
+        way.  Only ReLU: a derivative other than 0 or 1 (tanh's ``1 - y**2``) would round
+        differently where windows overlap.
         """
         readers = collections.Counter(inp.id for node in self._order for inp in node.inputs)
         outputs = {node.id for node in self._outputs}

@@ -241,9 +241,9 @@ def _relu_pool_model(pool, dtype):
 @pytest.mark.parametrize("pool", [lambda d: L.MaxPooling2D(2, dtype=d),
                                   lambda d: L.MaxPooling2D(3, strides=2, dtype=d)],
                          ids=["2x2", "3x3-stride-2-overlapping"])
-def test_relu_derivative_applied_after_pooling_gives_the_same_gradients(dtype, pool):
-    # Under fit, a ReLU read only by a max/min pooling layer leaves its derivative to that
-    # layer, which masks its smaller gradient: every gradient must stay what it was
+def test_relu_applied_after_pooling_gives_the_same_outputs_and_gradients(dtype, pool):
+    # Under fit, a ReLU read only by a max/min pooling layer is applied by that layer, after
+    # pooling, with its derivative: the outputs and every gradient must stay what they were
     model = _relu_pool_model(lambda x: pool(dtype)(x), dtype)
     pairs = model._relu_pool_pairs()
     names = sorted((a.name, type(b).__name__) for a, b in pairs)
@@ -253,19 +253,21 @@ def test_relu_derivative_applied_after_pooling_gives_the_same_gradients(dtype, p
     rng = np.random.default_rng(0)
     x = [rng.standard_normal((6, 9, 9, 2)).astype(dtype)]
     y = rng.integers(0, 4, 6)
-    grads = {}
+    grads, outs = {}, {}
+    x[0][0, :3, :3] = 0  # a patch where a whole window is <= 0 after the conv (bias 0)
     for train in (False, True):
         with model._running(logits=True, train=train):
-            out = model._forward(x, training=True)
-            model._backward(model.loss.gradient(y, out, from_logits=True)[1])
+            outs[train] = model._forward(x, training=True)
+            model._backward(model.loss.gradient(y, outs[train], from_logits=True)[1])
         grads[train] = {(layer.name, k): g.copy() for layer in model.layers
                         for k, g in layer.grads.items()}
+    np.testing.assert_array_equal(outs[True], outs[False])
     assert grads[True].keys() == grads[False].keys()
     for key, g in grads[False].items():
         np.testing.assert_array_equal(grads[True][key], g, err_msg=str(key))
     # the switches are back to the class defaults afterwards
-    assert not any(a.relu_grad_deferred or b.applies_relu_grad for a, b in pairs)
-    assert all("relu_grad_deferred" not in a.__dict__ for a, _ in pairs)
+    assert not any(a.relu_deferred or b.applies_relu for a, b in pairs)
+    assert all("relu_deferred" not in a.__dict__ for a, _ in pairs)
 
 
 def test_fit_defers_keras_mnists_relus_to_its_max_pools_and_restores_them():
@@ -278,9 +280,9 @@ def test_fit_defers_keras_mnists_relus_to_its_max_pools_and_restores_them():
     rng = np.random.default_rng(0)
     model.fit(rng.random((8, 16, 16, 1)), rng.integers(0, 10, 8), batch_size=4, verbose=0,
               callbacks=[callbacks.LambdaCallback(on_batch_end=lambda b, logs: seen.append(
-                  [(a.relu_grad_deferred, p.applies_relu_grad) for a, p in pairs]))])
+                  [(a.relu_deferred, p.applies_relu) for a, p in pairs]))])
     assert seen == [[(True, True)] * 2] * 2
-    assert not any(a.relu_grad_deferred or p.applies_relu_grad for a, p in pairs)
+    assert not any(a.relu_deferred or p.applies_relu for a, p in pairs)
 
 
 # -- callbacks ---------------------------------------------------------------------------------

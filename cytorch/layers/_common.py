@@ -7,9 +7,6 @@ from ..functional import as_float_array
 
 _LINEAR = activations.get("linear")
 _RELU = activations.get("relu")
-# ReLU whose derivative the max/min pooling layer after it applies (``relu_grad_deferred``)
-_RELU_GRAD_DEFERRED = activations.ActivationFunction("relu", activations.relu,
-                                                     activations.linear_backward)
 
 
 def describe(layer):
@@ -88,18 +85,17 @@ class ActivationMixin:
         self.activation = self._activation.name
         self.return_logits = False
 
-    #: set by the training loop when the only consumer of this layer's ReLU output is a max or
-    #: min pooling layer that applies the ReLU's derivative itself (see ``_Pooling2D``): then
-    #: backward here skips it
-    relu_grad_deferred = False
+    #: set by the training loop when this layer's ReLU output is read by nothing but a max or
+    #: min pooling layer, which then applies the ReLU and its derivative itself, on its smaller
+    #: map (see ``_Pooling2D``); forward and backward here skip them
+    relu_deferred = False
 
     def _activate(self, z, inplace):
-        """Apply the activation (or not, under ``return_logits``); returns (function, y), the
-        function being the one whose ``backward`` the layer's backward must apply.
+        """Apply the activation (or not, under ``return_logits`` or ``relu_deferred``); returns
+        (function, y).
 
         ``inplace``: ``z`` is a temporary the layer owns and may be overwritten."""
         act = _LINEAR if self.return_logits else self._activation
-        y = act.forward(z, out=z if inplace else None)
-        if act is _RELU and self.relu_grad_deferred:
-            act = _RELU_GRAD_DEFERRED
-        return act, y
+        if act is _RELU and self.relu_deferred:
+            act = _LINEAR
+        return act, act.forward(z, out=z if inplace else None)

@@ -9,6 +9,7 @@ Backward routes ``dout`` to the winning cell of each window (max/min; ties go to
 cell in row-major order) or spreads it evenly over the window (average; with padding only the
 real cells count).  The global versions reduce the whole map: ``(N, H, W, C) -> (N, C)``.
 """
+from .. import activations
 from .. import functional as F
 from .._shapes import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
@@ -37,9 +38,10 @@ class _Pooling2D(Layer):
     #: backward sends the output's gradient there
     routes_to_winner = False
 
-    #: set by the training loop when this layer's input is the output of a ReLU read by nothing
-    #: else; backward then applies the ReLU's derivative, on the pooled gradient (see backward)
-    applies_relu_grad = False
+    #: set by the training loop when this layer's input would be the output of a ReLU read by
+    #: nothing else: that layer then skips its ReLU, and this one applies it after pooling, on
+    #: a map 4x smaller for 2x2 windows, and its derivative in backward (max and min only)
+    applies_relu = False
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
         super().__init__(**kwargs)
@@ -65,7 +67,12 @@ class _Pooling2D(Layer):
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
             check_finite=self.check_finite)
-        relu_mask = out > 0 if self.applies_relu_grad else None
+        relu_mask = None
+        if self.applies_relu:
+            # max(relu(z)) = relu(max(z)): ReLU commutes with max and min (it is monotone), so
+            # pooling the pre-activations and applying ReLU to the result gives the same values
+            activations.relu(out, out=out)
+            relu_mask = out > 0
         self._cache = (cache, out.shape, relu_mask)
         return out
 
@@ -73,12 +80,12 @@ class _Pooling2D(Layer):
         cache, shape, relu_mask = cached(self)
         dout = as_grad(self, dout, shape)
         if relu_mask is not None:
-            # The ReLU before this layer left its derivative [y > 0] to us.  A window's winner
-            # holds the pooled value, so [y > 0] at the winner is [out > 0]: masking dout here,
-            # on the pooled map, gives the dx of routing first and masking the full map after
-            # (4x fewer products for 2x2 windows; a cell that wins no window gets 0 either way;
-            # where windows overlap, a sum of masked terms replaces a masked sum: with a mask
-            # of 0s and 1s that is the same number, up to the sign of a zero).
+            # ReLU's derivative [y > 0] at a window's winner is [out > 0]: masking dout here,
+            # on the pooled map, gives the dx of routing first and masking the full map after.
+            # (A cell that wins no window gets 0 either way.  Where all of a window is <= 0 its
+            # winner may differ from that of pooling relu(z), but its mask is 0.  Where windows
+            # overlap, a sum of masked terms replaces a masked sum: with a mask of 0s and 1s
+            # that is the same number, up to the sign of a zero.)
             dout = dout * relu_mask
         return getattr(F, self._backward_kernel)(dout, cache)
 
