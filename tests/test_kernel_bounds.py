@@ -227,6 +227,16 @@ def test_pool2d_stays_in_bounds(kind, geometry):
     assert_close(dx.array, want_dx, f"{kind}_pool2d_backward")
 
 
+@pytest.mark.parametrize("ph, pw, sh, sw, pt", [(0, 2, 2, 2, 0), (2, 2, 0, 2, 0),
+                                                (2, 2, 2, -1, 0), (2, 2, 2, 2, 2)])
+def test_pool2d_backward_kernel_refuses_a_bad_window(ph, pw, sh, sw, pt):
+    with pytest.raises(ValueError, match=rf"bad window: pool \({ph}, {pw}\), strides "
+                                         rf"\({sh}, {sw}\), pad top {pt}"):
+        load("_pool").extreme_pool2d_backward(np.ones((1, 2, 2, 1)),
+                                              np.zeros((1, 2, 2, 1), np.int32),
+                                              np.empty((1, 4, 4, 1)), ph, pw, sh, sw, pt, 1)
+
+
 # -- global pooling -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @pytest.mark.parametrize("x_shape", [(1, 1, 1, 1), (1, 1, 7, 1), (3, 5, 1, 2), (2, 4, 3, 5)])

@@ -273,6 +273,10 @@ def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :
             or dout.shape[3] != dx.shape[3]:
         raise ValueError(f"dout {tuple(dout.shape)[:4]}, argidx {tuple(argidx.shape)[:4]} "
                          f"and dx {tuple(dx.shape)[:4]} do not agree")
+    # the banded path below relies on a real window: with sh = 0, say, every output row would
+    # claim (and zero) the same band of dx
+    if min(ph, pw, sh, sw) < 1 or not 0 <= pt < ph:
+        raise ValueError(f"bad window: pool ({ph}, {pw}), strides ({sh}, {sw}), pad top {pt}")
     _check_nonempty(dout, argidx, dx)
     cdef Py_ssize_t N = dx.shape[0], H = dx.shape[1], W = dx.shape[2], C = dx.shape[3]
     cdef Py_ssize_t H_out = dout.shape[1], W_out = dout.shape[2], r, n, HWC = H * W * C
