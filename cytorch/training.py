@@ -90,23 +90,18 @@ class TrainingMixin:
         return name == wanted
 
     @contextlib.contextmanager
-    def _running(self, logits=False, train=False):
+    def _running(self, logits=False):
         """Layers skip their NaN scans (the input was checked once), NumPy's BLAS runs on one
-        thread, when ``logits`` the output layer returns logits and, when ``train``, a ReLU read
-        only by a max/min pooling layer is applied after the pooling (``_relu_pool_pairs``);
-        all restored afterwards."""
+        thread and, when ``logits``, the output layer returns logits; all restored afterwards."""
         saved = [(layer, layer.__dict__.get("check_finite", _MISSING)) for layer in self.layers]
         out_layer = self._output_layer
         old_logits = getattr(out_layer, "return_logits", None)
-        pairs = self._relu_pool_pairs() if train else []
         with _one_blas_thread():
             try:
                 for layer in self.layers:
                     layer.check_finite = False
                 if logits:
                     out_layer.return_logits = True
-                for layer, pool in pairs:
-                    layer.relu_deferred = pool.applies_relu = True
                 yield
             finally:
                 for layer, value in saved:
@@ -116,9 +111,6 @@ class TrainingMixin:
                         layer.check_finite = value
                 if logits:
                     out_layer.return_logits = old_logits
-                for layer, pool in pairs:  # back to the class defaults
-                    layer.__dict__.pop("relu_deferred", None)
-                    pool.__dict__.pop("applies_relu", None)
                 for layer in self.layers:  # the last batch's activations are not needed now
                     layer._cache = None
 
@@ -126,7 +118,7 @@ class TrainingMixin:
         """``(layer, pool)`` pairs where ``layer`` ends in a ReLU whose output only ``pool``, a
         max or min pooling layer, reads.
 
-        While training, the pooling layer then applies the ReLU to its output and the ReLU's
+        In a training step, the pooling layer then applies the ReLU to its output and the ReLU's
         derivative to its gradient, both 4x smaller than the layer's for 2x2 windows, and
         ``layer`` skips them on its full map: ReLU is monotone, so it commutes with max and
         min, and the mask ``[y > 0]`` at a window's winner is ``[out > 0]``.  Same values, same
@@ -208,10 +200,19 @@ class TrainingMixin:
         return [np.ascontiguousarray(a[idx], dtype=dtype) for a in xs]
 
     # -- one step -----------------------------------------------------------------------------
-    def _step(self, xb, yb, wb, fused):
-        out = self._forward(xb, training=True)
-        loss, dout = self.loss.gradient(yb, out, wb, from_logits=fused)
-        self._backward(dout)
+    def _step(self, xb, yb, wb, fused, relu_pool_pairs=()):
+        """One gradient step; each ``(layer, pool)`` of ``relu_pool_pairs`` runs its ReLU after
+        the pooling for this forward and backward only (callbacks see the layers unchanged)."""
+        try:
+            for layer, pool in relu_pool_pairs:
+                layer.relu_deferred = pool.applies_relu = True
+            out = self._forward(xb, training=True)
+            loss, dout = self.loss.gradient(yb, out, wb, from_logits=fused)
+            self._backward(dout)
+        finally:
+            for layer, pool in relu_pool_pairs:  # back to the class defaults
+                layer.__dict__.pop("relu_deferred", None)
+                pool.__dict__.pop("applies_relu", None)
         self.optimizer.apply_gradients(self.layers)
         return loss, out
 
@@ -223,8 +224,9 @@ class TrainingMixin:
         y = self._check_y(y, n)
         w = self._check_weights(sample_weight, n)
         fused = self._fused()
-        with self._running(logits=fused, train=True):
-            loss, _ = self._step(self._take(xs, slice(None)), y, w, fused)
+        with self._running(logits=fused):
+            loss, _ = self._step(self._take(xs, slice(None)), y, w, fused,
+                                 self._relu_pool_pairs())
         return loss
 
     # -- fit ----------------------------------------------------------------------------------
@@ -295,7 +297,8 @@ class TrainingMixin:
         self.stop_training = False
         epoch = batch = 0
         interrupted = _Interrupt()
-        with interrupted, self._running(logits=fused, train=True):
+        relu_pool_pairs = self._relu_pool_pairs()
+        with interrupted, self._running(logits=fused):
             try:
                 _call(callback_list, "on_train_begin", {})
                 for epoch in range(epochs):
@@ -308,7 +311,8 @@ class TrainingMixin:
                         idx = order[start:stop] if shuffle else slice(start, stop)
                         yb = y[idx]
                         wb = None if w is None else w[idx]
-                        loss, out = self._step(self._take(xs, idx), yb, wb, fused)
+                        loss, out = self._step(self._take(xs, idx), yb, wb, fused,
+                                               relu_pool_pairs)
                         loss_sum += loss * (stop - start)
                         logs = {"loss": loss_sum / stop}
                         if metric:

@@ -253,36 +253,44 @@ def test_relu_applied_after_pooling_gives_the_same_outputs_and_gradients(dtype, 
     rng = np.random.default_rng(0)
     x = [rng.standard_normal((6, 9, 9, 2)).astype(dtype)]
     y = rng.integers(0, 4, 6)
-    grads, outs = {}, {}
     x[0][0, :3, :3] = 0  # a patch where a whole window is <= 0 after the conv (bias 0)
-    for train in (False, True):
-        with model._running(logits=True, train=train):
-            outs[train] = model._forward(x, training=True)
-            model._backward(model.loss.gradient(y, outs[train], from_logits=True)[1])
-        grads[train] = {(layer.name, k): g.copy() for layer in model.layers
-                        for k, g in layer.grads.items()}
+    weights = model.get_weights()
+    grads, outs = {}, {}
+    for fused in (False, True):
+        model.set_weights(weights)
+        with model._running(logits=True):
+            _, outs[fused] = model._step(x, y, None, True, pairs if fused else ())
+            grads[fused] = {(layer.name, k): g.copy() for layer in model.layers
+                            for k, g in layer.grads.items()}
+            assert all((pool._cache[2] is not None) == fused for _, pool in pairs)
     np.testing.assert_array_equal(outs[True], outs[False])
     assert grads[True].keys() == grads[False].keys()
     for key, g in grads[False].items():
         np.testing.assert_array_equal(grads[True][key], g, err_msg=str(key))
-    # the switches are back to the class defaults afterwards
+    # the switches are back to the class defaults after the step
     assert not any(a.relu_deferred or b.applies_relu for a, b in pairs)
     assert all("relu_deferred" not in a.__dict__ for a, _ in pairs)
 
 
-def test_fit_defers_keras_mnists_relus_to_its_max_pools_and_restores_them():
+def test_fit_moves_keras_mnists_relus_after_its_max_pools_within_each_step():
+    # the training step runs the pairs fused (the pools keep a ReLU mask); callbacks, between
+    # steps, see every layer as built (a callback drawing activation maps gets ReLU outputs)
     from cytorch import models
     model = models.keras_mnist(input_shape=(16, 16, 1), seed=0).compile()
     pairs = model._relu_pool_pairs()
     assert [(type(a).__name__, type(b).__name__) for a, b in pairs] == \
         [("Conv2D", "MaxPooling2D")] * 2
     seen = []
+
+    def look(batch, logs):
+        conv, pool = pairs[0]
+        seen.append((pool._cache[2] is not None, conv.relu_deferred, pool.applies_relu,
+                     bool((conv.forward(x[:2]) >= 0).all())))
     rng = np.random.default_rng(0)
-    model.fit(rng.random((8, 16, 16, 1)), rng.integers(0, 10, 8), batch_size=4, verbose=0,
-              callbacks=[callbacks.LambdaCallback(on_batch_end=lambda b, logs: seen.append(
-                  [(a.relu_deferred, p.applies_relu) for a, p in pairs]))])
-    assert seen == [[(True, True)] * 2] * 2
-    assert not any(a.relu_deferred or p.applies_relu for a, p in pairs)
+    x = rng.random((8, 16, 16, 1)) - 0.5
+    model.fit(x, rng.integers(0, 10, 8), batch_size=4, verbose=0,
+              callbacks=[callbacks.LambdaCallback(on_batch_end=look)])
+    assert seen == [(True, False, False, True)] * 2
 
 
 # -- callbacks ---------------------------------------------------------------------------------
