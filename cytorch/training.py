@@ -19,6 +19,11 @@ training and evaluating, the output layer returns logits (``return_logits = True
 differentiates ``log softmax`` directly, giving ``dL/dz = (p - y) / N``.  ``predict`` still
 returns probabilities.
 
+A ReLU whose output only a max or min pooling layer reads (conv -> relu -> max-pool, as in
+Keras-MNIST) is moved after the pooling within each training step: ``max(relu(z)) =
+relu(max(z))``, so the pooling layer applies ReLU and its derivative to a map 4x smaller, with
+the same results (``_relu_pool_pairs``).
+
 Ctrl-C during ``fit`` finishes the current batch, prints a note and returns the ``History``:
 the model keeps the weights of the last completed step and stays usable.
 """
