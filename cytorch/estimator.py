@@ -178,9 +178,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     minimises ``sum(w_i l_i) / sum(w)``, exactly the mean loss over the data with every sample
     repeated ``w_i`` times (and a weight of 0 drops the sample).  Training with weights then
     equals training on repeated rows, to rounding, whenever nothing random tells the two
-    apart: one full batch per epoch (``batch_size="auto"`` and at most 200 samples, or
-    ``batch_size >= n_samples``), no dropout (the default net has none) and no
-    ``early_stopping`` (a repeated row's copies may land on both sides of the validation
+    apart: both the weighted rows and the repeated ones fit in one batch (with
+    ``batch_size="auto"``: at most 200 rows each), no dropout (the default net has none) and
+    no ``early_stopping`` (a repeated row's copies may land on both sides of the validation
     split, a weighted row on one).  With mini-batches the two agree in expectation only.
 
     **Accuracy.**  5-fold stratified CV on scikit-learn's ``load_digits`` (pixels / 16,
