@@ -4,7 +4,9 @@ Every array a kernel touches lives in the middle of a larger buffer:
 
 * the guards around an *input* hold NaN, so a read past its ends turns up as NaN in the
   results, which are compared with the NumPy twins;
-* the guards around an *output* hold a sentinel, so a write past its ends changes it.
+* the guards around an *output* hold a sentinel, so a write past its ends changes it.  The
+  float sentinel is -0.0: even a stray ``+= 0`` (which leaves every number right) turns it
+  into +0.0, and the sign bit shows it.
 
 The shapes are the corners of the geometry: 1x1 images, a window as large as the padded
 input, strides larger than the window, padding much larger than the image (windows entirely
@@ -23,7 +25,7 @@ from cytorch._kernels import load
 from cytorch._shapes import resolve_padding
 
 GUARD = 32                        # elements of guard on each side of every array
-SENTINEL = {"f": -12345.0, "i": -7, "u": 77}
+SENTINEL = {"f": -0.0, "i": -7, "u": 77}
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True)
 
 
@@ -40,7 +42,10 @@ class Guarded:
 
     def assert_guards_intact(self, what):
         guards = np.concatenate([self.buffer[:GUARD], self.buffer[GUARD + self.size:]])
-        same = np.isnan(guards) if np.isnan(self.fill) else guards == self.fill
+        if np.isnan(self.fill):
+            same = np.isnan(guards)
+        else:   # equal and of the same sign: -0.0 == +0.0 in IEEE arithmetic
+            same = (guards == self.fill) & (np.signbit(guards) == np.signbit(self.fill))
         assert same.all(), f"{what}: written out of bounds"
 
 
@@ -193,6 +198,29 @@ def test_conv2d_any_geometry_its_entry_points_accept(dtype, N, H, W, C, K, kh, k
 
 
 # -- windowed pooling ---------------------------------------------------------------------------
+# Found by AddressSanitizer: on the GEMM path, stride-1 columns and C <= 3, a row without an
+# interior window (kw > W) still ran the gathering col2im loop over kw - 1 columns, adding 0
+# just past the end of dx (first case) or just before its start (second), or into the
+# neighbouring image, which another thread may be writing.
+@pytest.mark.parametrize("x_shape, K, kernel, strides, pads", [
+    ((3, 4, 2, 2), 2, (2, 4), (2, 1), (1, 2, 1, 2)),
+    ((1, 2, 1, 1), 9, (2, 3), (2, 1), (0, 0, 2, 0)),
+])
+def test_conv2d_backward_rows_without_an_interior_window(x_shape, K, kernel, strides, pads):
+    rng = np.random.default_rng(0)
+    (N, H, W, C), (kh, kw), (sh, sw), (pt, pb, pl, pr) = x_shape, kernel, strides, pads
+    H_out, W_out = (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
+    x = guarded_input(rng.standard_normal(x_shape))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)))
+    dout = guarded_input(rng.standard_normal((N, H_out, W_out, K)))
+    dx = guarded_output(x_shape, np.float64)
+    load("_conv").conv2d_backward(dout, x, w, dx.array, np.empty_like(w), np.empty(K),
+                                  sh, sw, pt, pl, 1)
+    dx.assert_guards_intact("conv2d_backward dx")
+    _, cache = reference.conv2d_forward(x, w, np.zeros(K), (sh, sw), ((pt, pb), (pl, pr)))
+    assert_close(dx.array, reference.conv2d_backward(dout, cache)[0], "conv2d_backward dx")
+
+
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
 @SETTINGS
 @given(geometry=geometries(window_inside_padding=True))

@@ -165,7 +165,7 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
                     for t in range(span):
                         dst[t] += seg[t]
                     dst += step
-            elif g.sw == 1:
+            elif g.sw == 1 and ow_hi > ow_lo:   # (n = 0 would still touch kw - 1 columns)
                 # windows 1-3 elements apart (one to three channels, stride 1): adding span by
                 # span, each vector load overlaps the store just made and stalls (measured 2x
                 # slower).  Gather instead: input column q of the interior collects kernel
