@@ -98,6 +98,29 @@ def _conv_args(x, w, b, strides, padding, check_finite):
     return x, w, b, (sh, sw), pads, (N, H_out, W_out, K)
 
 
+_CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
+
+
+def _conv_dout(dout, cache):
+    """Validate the ``dout`` and ``cache`` of a conv2d backward (shared with the twin); return
+    dout as a contiguous array of the forward pass's dtype."""
+    if not isinstance(cache, dict) or not _CONV_CACHE_KEYS <= cache.keys():
+        got = f"a dict with keys {sorted(map(str, cache))}" if isinstance(cache, dict) \
+            else f"{type(cache).__name__} {cache!r:.40}"
+        raise ValueError(f"conv2d_backward needs the cache returned by conv2d_forward (a dict "
+                         f"with keys {sorted(_CONV_CACHE_KEYS)}), got {got}")
+    x, w = cache["x"], cache["w"]
+    (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
+    N, H, W, C = x.shape
+    kh, kw, _, K = w.shape
+    expected = (N, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1, K)
+    dout = as_float_array(dout, "dout", dtype=x.dtype)
+    if dout.shape != expected:
+        raise ShapeError(f"dout must have the forward output's shape {expected}, "
+                         f"got {dout.shape}")
+    return dout
+
+
 def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
 
@@ -125,7 +148,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     x, w, b, (sh, sw), pads, out_shape = _conv_args(x, w, b, strides, padding, check_finite)
     if _use_reference():
         pt, pb, pl, pr = pads
-        return reference.conv2d_forward(x, w, b, (sh, sw), ((pt, pb), (pl, pr)))
+        return reference.conv2d_forward(x, w, b, (sh, sw), ((pt, pb), (pl, pr)),
+                                        check_finite=False)
     from ._kernels import load
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
@@ -154,19 +178,12 @@ def conv2d_backward(dout, cache, need_dx=True):
     >>> dx.shape, dw.shape, db
     ((2, 5, 5, 3), (3, 3, 3, 4), array([18., 18., 18., 18.]))
     """
-    x, w = cache["x"], cache["w"]
-    (sh, sw), pads = cache["strides"], cache["pads"]
-    pt, pb, pl, pr = pads
-    N, H, W, C = x.shape
-    kh, kw, _, K = w.shape
-    expected = (N, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1, K)
-    dout = as_float_array(dout, "dout", dtype=x.dtype)
-    if dout.shape != expected:
-        raise ShapeError(f"dout must have the forward output's shape {expected}, "
-                         f"got {dout.shape}")
     if _use_reference():
-        dx, dw, db = reference.conv2d_backward(dout, cache)
-        return (dx if need_dx else None), dw, db
+        return reference.conv2d_backward(dout, cache, need_dx)  # the twin runs _conv_dout
+    dout = _conv_dout(dout, cache)
+    x, w = cache["x"], cache["w"]
+    (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
+    K = w.shape[3]
     from ._kernels import load
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)

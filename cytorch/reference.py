@@ -12,18 +12,26 @@ Layout contract, shared with the kernels:
   ``(N, H_out, W_out, K)`` after a reshape;
 * one spatial axis: ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``.
 
-The pooling and dropout twins check their arguments with the front door's own checks, so a
-direct call with bad input fails as clearly as a call through ``cytorch.functional``; the conv2d
-twins expect arguments that ``cytorch.functional`` has validated (contiguous float arrays).
+Every twin checks its arguments with the front door's own checks, so a direct call with bad
+input fails as clearly as a call through ``cytorch.functional`` (which passes
+``check_finite=False``: it has scanned the arrays already).
 """
 import numpy as np
 
 from ._shapes import as_pair, window_output_shape
+from .errors import ShapeError
 
 
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
+def _front_door():
+    """``cytorch.functional``, whose checks the twins share.  Imported when first needed,
+    because ``cytorch.functional`` imports this module."""
+    from . import functional
+    return functional
+
+
 def _conv_geometry(x_shape, w_shape, strides, padding):
     """Unpack ``(sh, sw)``, ``(pt, pb, pl, pr)`` and ``(H_out, W_out)`` for an x and a w.
 
@@ -58,6 +66,13 @@ def im2col(x, kh, kw, strides=1, padding="valid"):
            [ 8.,  9., 12., 13.],
            [10., 11., 14., 15.]])
     """
+    x = _front_door().as_batch(x, "x")
+    kh, kw = as_pair((kh, kw), "(kh, kw)")
+    return _im2col(x, kh, kw, strides, padding)
+
+
+def _im2col(x, kh, kw, strides, padding):
+    """``im2col`` of a validated x (what the conv twins call)."""
     N, H, W, C = x.shape
     (sh, sw), (pt, pb, pl, pr), (H_out, W_out) = _conv_geometry(
         x.shape, (kh, kw), strides, padding)
@@ -79,6 +94,25 @@ def col2im(cols, x_shape, kh, kw, strides=1, padding="valid"):
     gradient is the sum of all of them.  Values that landed in the zero padding are dropped.
     ``col2im(im2col(x))`` is therefore ``x`` times how many windows cover each pixel.
     """
+    cols = _front_door().as_float_array(cols, "cols")
+    try:
+        x_shape = tuple(as_pair(d, "x_shape")[0] for d in x_shape)
+    except TypeError:
+        x_shape = ()
+    if len(x_shape) != 4:
+        raise ShapeError(f"x_shape must be 4 positive ints (N, H, W, C), got {x_shape!r}")
+    kh, kw = as_pair((kh, kw), "(kh, kw)")
+    N, H, W, C = x_shape
+    _, _, (H_out, W_out) = _conv_geometry(x_shape, (kh, kw), strides, padding)
+    expected = (N * H_out * W_out, kh * kw * C)
+    if cols.shape != expected:
+        raise ShapeError(f"cols must have shape (N * H_out * W_out, kh * kw * C) = {expected} "
+                         f"for x_shape {x_shape}, got {cols.shape}")
+    return _col2im(cols, x_shape, kh, kw, strides, padding)
+
+
+def _col2im(cols, x_shape, kh, kw, strides, padding):
+    """``col2im`` of validated cols (what the conv twins call)."""
     N, H, W, C = x_shape
     (sh, sw), (pt, pb, pl, pr), (H_out, W_out) = _conv_geometry(
         x_shape, (kh, kw), strides, padding)
@@ -99,8 +133,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
 
         out[n, i, j, k] = b[k] + sum_{a, c, d} x_pad[n, i*sh + a, j*sw + c, d] * w[a, c, d, k]
 
-    In matrix form: ``out = im2col(x) @ w.reshape(kh*kw*C, K) + b``.  ``check_finite`` is
-    accepted for the shared signature; ``cytorch.functional`` does the checking.
+    In matrix form: ``out = im2col(x) @ w.reshape(kh*kw*C, K) + b``.  ``check_finite``: raise
+    ValueError on NaN/inf in x, w or b.
 
     The course's worked example, a 5x5 binary image and an "X" filter:
 
@@ -113,39 +147,43 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
            [2., 4., 3.],
            [2., 3., 4.]])
     """
+    x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = _front_door()._conv_args(
+        x, w, b, strides, padding, check_finite)
     kh, kw, C, K = w.shape
-    (sh, sw), pads, (H_out, W_out) = _conv_geometry(x.shape, w.shape, strides, padding)
     pt, pb, pl, pr = pads
     padding = ((pt, pb), (pl, pr))
-    cols = im2col(x, kh, kw, (sh, sw), padding)
+    cols = _im2col(x, kh, kw, (sh, sw), padding)
     out = cols @ w.reshape(kh * kw * C, K)
     if b is not None:
         out += b
-    out = out.reshape(x.shape[0], H_out, W_out, K)
+    out = out.reshape(N, H_out, W_out, K)
     cache = {"x": x, "w": w, "has_bias": b is not None, "strides": (sh, sw), "pads": pads}
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, need_dx=True):
     """Gradients of ``conv2d_forward`` given ``dout = dL/dout`` of shape ``(N, H_out, W_out, K)``.
 
     With ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)`` (and dout as ``(rows, K)``):
 
         dW = cols^T @ dout              -> reshaped to (kh, kw, C, K)
-        dx = col2im(dout @ W^T)         -> (N, H, W, C)
+        dx = col2im(dout @ W^T)         -> (N, H, W, C)   (None with ``need_dx=False``)
         db = sum of dout over N, H_out, W_out   (None when the forward pass had no bias)
 
     ``cols`` is recomputed here rather than kept from the forward pass: the cache then holds
     only ``x`` and ``w``, which the caller keeps alive anyway, and is the same for both twins.
     """
+    dout = _front_door()._conv_dout(dout, cache)
     x, w = cache["x"], cache["w"]
     kh, kw, C, K = w.shape
     (pt, pb, pl, pr), strides = cache["pads"], cache["strides"]
     padding = ((pt, pb), (pl, pr))
     dout2 = dout.reshape(-1, K)
-    cols = im2col(x, kh, kw, strides, padding)
+    cols = _im2col(x, kh, kw, strides, padding)
     dw = (cols.T @ dout2).reshape(w.shape)
-    dx = col2im(dout2 @ w.reshape(kh * kw * C, K).T, x.shape, kh, kw, strides, padding)
+    dx = None
+    if need_dx:
+        dx = _col2im(dout2 @ w.reshape(kh * kw * C, K).T, x.shape, kh, kw, strides, padding)
     db = dout2.sum(axis=0) if cache["has_bias"] else None
     return dx, dw, db
 
@@ -164,12 +202,11 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
     >>> conv2d_naive(x, w, padding=1).shape
     (1, 7, 7, 1)
     """
-    kh, kw, C, K = w.shape
-    (sh, sw), (pt, pb, pl, pr), (H_out, W_out) = _conv_geometry(
-        x.shape, w.shape, strides, padding)
-    N = x.shape[0]
+    x, w, b, (sh, sw), (pt, pb, pl, pr), (N, H_out, W_out, K) = _front_door()._conv_args(
+        x, w, b, strides, padding, check_finite=True)
+    kh, kw = w.shape[:2]
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    out = np.zeros((N, H_out, W_out, K), dtype=np.result_type(x, w))
+    out = np.zeros((N, H_out, W_out, K), dtype=x.dtype)
     for n in range(N):
         for i in range(H_out):
             for j in range(W_out):
@@ -199,13 +236,6 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
 # Each twin starts by checking its arguments with ``cytorch.functional``'s own checks (rank,
 # dtype, NaN, geometry; ``strides=None`` means "the window").  ``padding`` is anything
 # ``cytorch._shapes.resolve_padding`` accepts; the front door passes it already resolved.
-
-def _front_door():
-    """``cytorch.functional``, whose checks the twins share.  Imported when first needed,
-    because ``cytorch.functional`` imports this module."""
-    from . import functional
-    return functional
-
 
 def _pool_cache(kind, x, pool, strides, pads, argidx=None):
     """What every pooling backward needs: the geometry, x's shape and dtype, and (max/min)

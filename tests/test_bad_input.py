@@ -90,9 +90,11 @@ class Entry:
     windowed: bool = False
 
 
-def _conv(x, window=3, strides=1, padding="valid"):
-    w = W if window == 3 else np.ones((window, window, 3, 4))
-    return F.conv2d_forward(x, w, B, strides, padding)
+def _conv(module):
+    def forward(x, window=3, strides=1, padding="valid"):
+        w = W if window == 3 else np.ones((window, window, 3, 4))
+        return module.conv2d_forward(x, w, B, strides, padding)
+    return forward
 
 
 def _lc(x, window=3, strides=1, padding="valid"):
@@ -104,9 +106,11 @@ def _pool(module, kind):
     return lambda x, window=2, strides=None, padding="valid": forward(x, window, strides, padding)
 
 
-ENTRIES = [Entry("functional.conv2d", "conv2d", _conv, F.conv2d_backward, windowed=True)]
+ENTRIES = []
 for _module in (F, R):
     _prefix = _module.__name__.split(".")[-1]
+    ENTRIES.append(Entry(f"{_prefix}.conv2d", "conv2d", _conv(_module), _module.conv2d_backward,
+                         windowed=True))
     ENTRIES += [Entry(f"{_prefix}.{kind}_pool2d", f"{kind}_pool2d", _pool(_module, kind),
                       getattr(_module, f"{kind}_pool2d_backward"), windowed=True)
                 for kind in ("max", "avg", "min")]
@@ -284,6 +288,35 @@ def test_weights_are_checked(bad, error, match):
         bad()
 
 
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: R.conv2d_forward(X[..., :2], W, B), ShapeError, r"w expects 3 input channels"),
+    (lambda: R.conv2d_forward(X, W, B[:2]), ShapeError, r"b must have shape \(K,\) = \(4,\)"),
+    (lambda: R.conv2d_naive(X[..., :2], W, B), ShapeError, r"w expects 3 input channels"),
+    (lambda: R.conv2d_naive(poke(X, np.nan), W, B), ValueError, r"x contains 1 NaN"),
+    (lambda: R.im2col(X[0], 3, 3), ShapeError, r"x must be a 4-D array"),
+    (lambda: R.im2col(X, 3, 0), ValueError, r"\(kh, kw\) must be positive, got \(3, 0\)"),
+    (lambda: R.col2im(np.ones((9, 27)), (2, 5, 5, 3), 3, 3), ShapeError,
+     r"cols must have shape \(N \* H_out \* W_out, kh \* kw \* C\) = \(18, 27\) for x_shape "
+     r"\(2, 5, 5, 3\), got \(9, 27\)"),
+    (lambda: R.col2im(np.ones((18, 27)), (5, 5, 3), 3, 3), ShapeError,
+     r"x_shape must be 4 positive ints \(N, H, W, C\), got \(5, 5, 3\)"),
+], ids=["forward: channels", "forward: b shape", "naive: channels", "naive: NaN",
+        "im2col: rank", "im2col: kw 0", "col2im: cols shape", "col2im: x_shape"])
+def test_conv2d_twins_and_their_helpers_check_their_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_conv2d_on_the_reference_backend_scans_x_once():
+    # functional has checked x (or was told not to): the twin it calls must not scan it again,
+    # or a NaN activation inside fit would raise on the reference backend only
+    x = poke(X, np.nan)
+    with cytorch.backend("reference"):
+        out, cache = F.conv2d_forward(x, W, B, check_finite=False)
+        dx, dw, db = F.conv2d_backward(np.ones(out.shape), cache, need_dx=False)
+    assert np.isnan(out).sum() == 4 and dx is None and np.isnan(dw).any()   # out[0, 0, 0, :]
+
+
 BAD_DOUT = [   # dout from the good forward output ``out``
     ("batch + 1", lambda out: np.ones((len(out) + 1,) + out.shape[1:]), ShapeError, None),
     ("one axis short", lambda out: np.ones(out.shape[:-1] + (out.shape[-1] - 1,)), ShapeError,
@@ -308,7 +341,7 @@ def test_backward_rejects_bad_dout(entry, bad, error, match):
         entry.backward(dout, cache)
 
 
-@entries([e for e in ENTRIES if e.what != "conv2d"])   # conv2d: tests/test_bad_input_pending.py
+@entries(ENTRIES)
 @pytest.mark.parametrize("cache", [None, {}, "cache"], ids=["None", "empty dict", "str"])
 def test_backward_needs_its_own_cache(entry, cache):
     with pytest.raises(ValueError, match=rf"{entry.what}_backward needs the cache returned by "
