@@ -12,6 +12,7 @@ Every callback sees the model as ``self.model``; setting ``model.stop_training =
 training after the current epoch.  ``History`` and the progress bar are added by ``fit``.
 """
 import math
+import numbers
 import os
 import sys
 import time
@@ -156,7 +157,12 @@ class _Monitor(Callback):
     """Shared by the callbacks that watch a logged quantity and compare it with its best."""
 
     def __init__(self, monitor, mode, min_delta):
-        if mode not in ("auto", "min", "max"):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a str such as 'val_loss', got "
+                            f"{type(monitor).__name__}: {monitor!r}")
+        if not _is_real(min_delta):
+            raise ValueError(f"min_delta must be a float (not NaN or inf), got {min_delta!r}")
+        if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.monitor = monitor
         if mode == "auto":
@@ -188,7 +194,7 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
                  restore_best_weights=False):
         super().__init__(monitor, mode, min_delta)
-        self.patience = int(patience)
+        self.patience = _check_count(patience, "patience")
         self.restore_best_weights = bool(restore_best_weights)
 
     def on_train_begin(self, logs=None):
@@ -227,7 +233,11 @@ class ModelCheckpoint(_Monitor):
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto",
                  verbose=0):
         super().__init__(monitor, mode, 0.0)
-        self.filepath = os.fspath(filepath)
+        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        if not isinstance(path, str):
+            raise TypeError(f"filepath must be a str or path-like such as 'model.npz', got "
+                            f"{type(filepath).__name__}: {filepath!r}")
+        self.filepath = path
         self.save_best_only = bool(save_best_only)
         self.verbose = verbose
 
@@ -251,12 +261,14 @@ class ReduceLROnPlateau(_Monitor):
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0, verbose=0):
-        if not 0 < factor < 1:
+        if not _is_real(factor) or not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         super().__init__(monitor, mode, min_delta)
         self.factor = float(factor)
-        self.patience = int(patience)
-        self.cooldown = int(cooldown)
+        self.patience = _check_count(patience, "patience")
+        self.cooldown = _check_count(cooldown, "cooldown")
+        if not _is_real(min_lr) or min_lr < 0:
+            raise ValueError(f"min_lr must be a float >= 0, got {min_lr!r}")
         self.min_lr = float(min_lr)
         self.verbose = verbose
 
@@ -301,5 +313,25 @@ class LambdaCallback(Callback):
         for hook, fn in (("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
                          ("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
                          ("on_batch_begin", on_batch_begin), ("on_batch_end", on_batch_end)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{hook} must be callable (a function of {_HOOK_ARGS[hook]}), "
+                                f"got {type(fn).__name__}: {fn!r}")
             if fn is not None:
                 setattr(self, hook, fn)
+
+
+_HOOK_ARGS = {"on_train_begin": "logs", "on_train_end": "logs",
+              "on_epoch_begin": "epoch, logs", "on_epoch_end": "epoch, logs",
+              "on_batch_begin": "batch, logs", "on_batch_end": "batch, logs"}
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _check_count(value, name):
+    """An epoch count: an int >= 0."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)

@@ -91,9 +91,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = _check_unit(momentum, "momentum")
         self.nesterov = bool(nesterov)
 
     def _update(self, key, param, grad, scratch, lr):
@@ -123,8 +121,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
-        self.rho = float(rho)
-        self.epsilon = float(epsilon)
+        self.rho = _check_unit(rho, "rho")
+        self.epsilon = _check_positive(epsilon, "epsilon")
 
     def _update(self, key, param, grad, scratch, lr):
         (s,) = self.state_buffers(key, param, 1)
@@ -150,8 +148,9 @@ class Adagrad(Optimizer):
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = _check_nonneg(initial_accumulator_value,
+                                                       "initial_accumulator_value")
+        self.epsilon = _check_positive(epsilon, "epsilon")
 
     def _update(self, key, param, grad, scratch, lr):
         state = self._state.get(key)
@@ -181,11 +180,9 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
-        for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= beta < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
-        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
-        self.epsilon = float(epsilon)
+        self.beta_1 = _check_unit(beta_1, "beta_1")
+        self.beta_2 = _check_unit(beta_2, "beta_2")
+        self.epsilon = _check_positive(epsilon, "epsilon")
 
     def _update(self, key, param, grad, scratch, lr):
         b1, b2, t = self.beta_1, self.beta_2, self.iterations
@@ -209,17 +206,27 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon}
 
 
+def _is_real(value):
+    return isinstance(value, (int, float, np.floating, np.integer)) \
+        and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_positive(value, name):
-    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool) \
-            or not math.isfinite(value) or value <= 0:
+    if not _is_real(value) or value <= 0:
         raise ValueError(f"{name} must be a positive float, got {value!r}")
     return float(value)
 
 
 def _check_nonneg(value, name):
-    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool) \
-            or not math.isfinite(value) or value < 0:
+    if not _is_real(value) or value < 0:
         raise ValueError(f"{name} must be a float >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_unit(value, name):
+    """A decay rate or momentum: a float in [0, 1)."""
+    if not _is_real(value) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
 
 

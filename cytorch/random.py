@@ -4,9 +4,15 @@
 afterwards without an explicit seed is spawned from it in creation order, so the same seed and
 the same program give bit-identical training.  A layer or call given ``seed=`` uses exactly that.
 """
+import numbers
+
 import numpy as np
 
 _root = {"seq": np.random.SeedSequence()}
+
+
+def _is_seed_int(seed):
+    return isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0
 
 
 def set_seed(seed):
@@ -14,9 +20,19 @@ def set_seed(seed):
     if seed is None:
         _root["seq"] = np.random.SeedSequence()
         return
-    if int(seed) != seed or seed < 0:
+    if not _is_seed_int(seed):
         raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
     _root["seq"] = np.random.SeedSequence(int(seed))
+
+
+def check_seed(seed, name="seed"):
+    """``seed`` if ``make_rng`` accepts it (None, an int >= 0, a ``numpy.random.Generator``
+    or a ``RandomState``); else ValueError naming ``name``."""
+    if seed is None or _is_seed_int(seed) or \
+            isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        return seed
+    raise ValueError(f"{name} must be a non-negative int, a numpy.random.Generator or None, "
+                     f"got {seed!r}")
 
 
 def make_rng(seed=None):
