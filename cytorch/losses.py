@@ -28,6 +28,7 @@ output the loop cannot fuse) the cross-entropies clip ``p`` to ``[1e-7, 1 - 1e-7
 import numpy as np
 
 from .errors import ShapeError
+from .functional import as_float_array
 
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError", "get"]
@@ -68,8 +69,26 @@ class Loss:
         return self.gradient(y_true, y_pred, sample_weight, from_logits)[0]
 
     def gradient(self, y_true, y_pred, sample_weight=None, from_logits=False):
-        """``(L, dL/dy_pred)``; ``dL/dy_pred`` has ``y_pred``'s shape and dtype."""
-        p = np.asarray(y_pred)
+        """``(L, dL/dy_pred)``; ``dL/dy_pred`` has ``y_pred``'s shape and dtype (float32 for
+        integer ``y_pred``).
+
+        Checks every array first: real numbers, no NaN or inf, matching shapes.  The training
+        loop, whose data ``fit`` checked once, calls ``_gradient`` and skips the scans."""
+        p = as_float_array(y_pred, "y_pred")
+        y = np.asarray(y_true)
+        if y.dtype.kind == "f":
+            _check_finite(y, "y_true")
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
+            if w.dtype.kind == "f":
+                _check_finite(w, "sample_weight")
+        return self._gradient(y, p, w, from_logits)
+
+    def _gradient(self, y_true, p, sample_weight, from_logits):
+        """``gradient`` without the NaN scans and dtype checks, for arrays already checked."""
         if p.ndim < 1 or len(p) == 0:
             raise ShapeError(f"y_pred must be a non-empty batch, got shape {p.shape}")
         y = self.check_targets(y_true, p)
@@ -104,6 +123,13 @@ class Loss:
 
     def __repr__(self):
         return f"<loss {self.name}>"
+
+
+def _check_finite(a, name):
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
+                         f"clean or impute the data first")
 
 
 def _mean_rest(a):

@@ -3,14 +3,15 @@
 ``Model`` and ``Sequential`` inherit these methods.  One training step is::
 
     out = model._forward(x_batch, training=True)          # logits when the loss is fused
-    loss, dout = loss.gradient(y_batch, out, sample_weight, from_logits=fused)
+    loss, dout = loss._gradient(y_batch, out, sample_weight, fused)
     model._backward(dout)                                   # fills every layer's grads
     optimizer.apply_gradients(model.layers)                 # in place
 
 Input is validated once per call, not once per batch: rank, sample shape (channels-last),
 length of ``y``, and NaN/inf (scanned in chunks, without converting the whole array).  The
 layers' own per-kernel NaN scans are then switched off (``layer.check_finite = False``) while
-the model runs.  Batches are gathered and converted to the model's dtype one at a time, so
+the model runs, and the loop calls ``loss._gradient``, the public ``loss.gradient`` without
+its checks of y_pred, y_true and the weights.  Batches are gathered and converted to the model's dtype one at a time, so
 ``uint8`` images are never expanded to float all at once and ``predict`` holds one batch of
 activations, whatever the size of ``x``.
 
@@ -29,6 +30,7 @@ the model keeps the weights of the last completed step and stays usable.
 """
 import collections
 import contextlib
+import numbers
 import signal
 import sys
 import threading
@@ -41,7 +43,7 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .errors import ShapeError
 from .layers._common import ActivationMixin
-from .random import make_rng
+from .random import check_seed, make_rng
 
 __all__ = ["TrainingMixin"]
 
@@ -63,11 +65,16 @@ class TrainingMixin:
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
         """Choose the optimizer (a name or an instance), the loss and the metrics.
 
-        ``metrics`` may contain ``"accuracy"`` (or ``"acc"``): argmax agreement for several
-        outputs, threshold 0.5 for one."""
+        ``metrics`` is a list that may contain ``"accuracy"`` (or ``"acc"``): argmax agreement
+        for several outputs, threshold 0.5 for one; a single name is taken as a list of one."""
         opt = optimizers_mod.get(optimizer)
         self.optimizer = opt() if isinstance(opt, type) else opt
         self.loss = losses_mod.get(loss)
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        elif metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics must be a list of metric names such as ['accuracy'], "
+                            f"got {type(metrics).__name__}: {metrics!r}")
         metrics = list(metrics or [])
         for m in metrics:
             if m not in ("accuracy", "acc"):
@@ -153,7 +160,7 @@ class TrainingMixin:
         if len(xs) != n_in:
             raise ValueError(f"{name} must be a list of {n_in} arrays (one per model input), "
                              f"got {len(xs)}")
-        xs = [np.asarray(a) for a in xs]
+        xs = [_as_array(a, name if n_in == 1 else f"{name}[{k}]") for k, a in enumerate(xs)]
         self._ensure_built(xs[0])
         shapes = [n.shape for n in self._inputs]
         n = None
@@ -171,10 +178,10 @@ class TrainingMixin:
                 _check_finite(a, label)
         return xs
 
-    def _check_y(self, y, n, name="y"):
-        y = np.asarray(y)
+    def _check_y(self, y, n, name="y", x_name="x"):
+        y = _as_array(y, name)
         if y.ndim == 0 or len(y) != n:
-            raise ValueError(f"x has {n} samples but {name} has "
+            raise ValueError(f"{x_name} has {n} samples but {name} has "
                              f"{'a scalar' if y.ndim == 0 else len(y)}: they must match")
         if y.dtype.kind == "f":
             _check_finite(y, name)
@@ -191,12 +198,18 @@ class TrainingMixin:
     def _check_weights(sample_weight, n, name="sample_weight"):
         if sample_weight is None:
             return None
-        w = np.asarray(sample_weight, dtype=np.float64)
+        w = _as_array(sample_weight, name)
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
         if w.shape != (n,):
             raise ValueError(f"{name} must have shape ({n},), one weight per sample, "
                              f"got shape {w.shape}")
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(f"{name} must be finite and >= 0")
+        w = w.astype(np.float64, copy=False)
+        n_bad = n - int(np.count_nonzero(np.isfinite(w)))
+        n_neg = int(np.count_nonzero(w < 0))
+        if n_bad or n_neg:
+            raise ValueError(f"{name} must be finite and >= 0, got {n_bad} NaN or infinite "
+                             f"and {n_neg} negative value(s) of {n}")
         return w
 
     def _take(self, xs, idx):
@@ -212,7 +225,7 @@ class TrainingMixin:
             for layer, pool in relu_pool_pairs:
                 layer.relu_deferred = pool.applies_relu = True
             out = self._forward(xb, training=True)
-            loss, dout = self.loss.gradient(yb, out, wb, from_logits=fused)
+            loss, dout = self.loss._gradient(yb, out, wb, fused)  # checked once, in fit
             self._backward(dout)
         finally:
             for layer, pool in relu_pool_pairs:  # back to the class defaults
@@ -259,6 +272,8 @@ class TrainingMixin:
         self._require_compiled("fit")
         batch_size = _check_int(batch_size, "batch_size", 1)
         epochs = _check_int(epochs, "epochs", 0)
+        seed = check_seed(seed, "seed")
+        callbacks = _check_callbacks(callbacks)
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
@@ -269,9 +284,11 @@ class TrainingMixin:
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or "
                                  "(x_val, y_val, sample_weight_val)")
             val = tuple(validation_data) + (None,) * (3 - len(validation_data))
+        elif validation_split is not None and not (
+                isinstance(validation_split, numbers.Real)
+                and not isinstance(validation_split, bool) and 0 <= validation_split < 1):
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         elif validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
             n_val = int(n * validation_split)
             if n_val < 1 or n_val >= n:
                 raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
@@ -282,7 +299,7 @@ class TrainingMixin:
             xs, y, w = [a[:n] for a in xs], y[:n], None if w is None else w[:n]
         if val is not None:
             val_x = self._check_x(val[0], "x_val") if validation_data is not None else val[0]
-            val = (val_x, self._check_y(val[1], len(val_x[0]), "y_val")
+            val = (val_x, self._check_y(val[1], len(val_x[0]), "y_val", "x_val")
                    if validation_data is not None else val[1],
                    self._check_weights(val[2], len(val_x[0]), "sample_weight_val"))
 
@@ -290,7 +307,7 @@ class TrainingMixin:
         steps = -(-n // batch_size)
         history = cbks.History()
         # History and the bar come last, so they see what other callbacks add to the logs
-        callback_list = list(callbacks or []) + [history]
+        callback_list = callbacks + [history]
         if verbose:
             callback_list.append(cbks.ProgressBar(verbose=verbose))
         for cb in callback_list:
@@ -374,7 +391,7 @@ class TrainingMixin:
             idx = slice(start, min(start + batch_size, n))
             out = self._forward(self._take(xs, idx), training=False)
             wb = None if w is None else w[idx]
-            loss_sum += self.loss(y[idx], out, wb, from_logits=fused) * len(out)
+            loss_sum += self.loss._gradient(y[idx], out, wb, fused)[0] * len(out)
             if self.metrics:
                 c, ws = _accuracy_counts(out, y[idx], wb, fused)
                 correct += c
@@ -476,6 +493,30 @@ def _accuracy_counts(out, y, w, logits):
     if w is None:
         return float(np.count_nonzero(hits)), float(len(hits))
     return float(w @ hits), float(w.sum())
+
+
+def _as_array(a, name):
+    """``np.asarray(a)``, with NumPy's message for a ragged sequence replaced by one naming
+    ``name``."""
+    try:
+        return np.asarray(a)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an array of numbers with equal-length rows, got a "
+                         f"ragged sequence ({exc})") from None
+
+
+def _check_callbacks(callbacks):
+    """``callbacks`` as a new list of ``Callback`` instances."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of cytorch.callbacks.Callback instances, "
+                        f"got {type(callbacks).__name__}")
+    for k, cb in enumerate(callbacks):
+        if not isinstance(cb, cbks.Callback):
+            raise TypeError(f"callbacks[{k}] must be a cytorch.callbacks.Callback (subclass it "
+                            f"or use LambdaCallback), got {type(cb).__name__}")
+    return list(callbacks)
 
 
 def _check_sample_shape(a, shape, name):

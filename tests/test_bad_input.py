@@ -606,6 +606,8 @@ BAD_MODEL_X = [
     ("4x5 images", lambda x: x[:, :4], ShapeError,
      r"x must have samples of shape \(5, 5, 3\) \(the model's input shape\), got shape "
      r"\(8, 4, 5, 3\)"),
+    ("ragged list", lambda x: [x[0], x[1, :4]], ValueError,
+     r"x must be an array of numbers with equal-length rows, got a ragged sequence"),
 ]
 
 
@@ -633,9 +635,15 @@ def test_model_methods_reject_bad_x(method, bad, error, match):
      r"sample_weight must have shape \(8,\), one weight per sample, got shape \(3,\)"),
     (YM, {"sample_weight": poke(np.ones(8), np.nan)}, ValueError,
      r"sample_weight must be finite and >= 0"),
-    (YM, {"sample_weight": -np.ones(8)}, ValueError, r"sample_weight must be finite and >= 0"),
+    (YM, {"sample_weight": -np.ones(8)}, ValueError, r"sample_weight must be finite and >= 0, "
+                                                     r"got 0 NaN or infinite and 8 negative"),
+    (YM, {"sample_weight": np.ones(8, complex)}, TypeError,
+     r"sample_weight must hold real numbers, got dtype complex128"),
+    (YM, {"sample_weight": np.full(8, "a")}, TypeError,
+     r"sample_weight must hold real numbers, got dtype <U1"),
 ], ids=["y short", "y scalar", "y NaN", "labels too big", "labels not integers", "one-hot y",
-        "str y", "sample_weight short", "sample_weight NaN", "sample_weight negative"])
+        "str y", "sample_weight short", "sample_weight NaN", "sample_weight negative",
+        "sample_weight complex", "sample_weight str"])
 def test_model_methods_reject_bad_targets(method, y, kwargs, error, match):
     with pytest.raises(error, match=match):
         METHODS[method](small_model(), XM, y, **kwargs)
@@ -654,7 +662,16 @@ def test_model_methods_reject_bad_targets(method, y, kwargs, error, match):
      r"x_val contains 1 NaN or infinite"),
     ({"validation_data": (XM[:, :4], YM)}, ShapeError,
      r"x_val must have samples of shape \(5, 5, 3\).*got shape \(8, 4, 5, 3\)"),
-    ({"validation_data": (XM, YM[:3])}, ValueError, r"y_val has 3"),
+    ({"validation_data": (XM, YM[:3])}, ValueError,
+     r"x_val has 8 samples but y_val has 3: they must match"),
+    ({"validation_split": "0.2"}, ValueError, r"validation_split must be in \[0, 1\), got '0\.2'"),
+    ({"callbacks": object()}, TypeError,
+     r"callbacks must be a list of cytorch.callbacks.Callback instances, got object"),
+    ({"callbacks": [object()]}, TypeError,
+     r"callbacks\[0\] must be a cytorch.callbacks.Callback \(subclass it or use "
+     r"LambdaCallback\), got object"),
+    ({"seed": "x"}, ValueError,
+     r"seed must be a non-negative int, a numpy.random.Generator or None, got 'x'"),
     ({"validation_data": (XM, YM, np.ones(2))}, ValueError,
      r"sample_weight_val must have shape \(8,\), one weight per sample, got shape \(2,\)"),
 ])
@@ -677,10 +694,18 @@ def test_training_needs_compile(method):
     ({"loss": "crossentropy"}, r"unknown loss 'crossentropy'; known losses: "),
     ({"loss": None}, r"unknown loss None"),
     ({"metrics": ["auc"]}, r"unknown metric 'auc'; known metrics: \['accuracy', 'acc'\]"),
+    ({"metrics": "auc"}, r"unknown metric 'auc'; known metrics: \['accuracy', 'acc'\]"),
 ])
 def test_compile_names_unknown_names(kwargs, match):
     with pytest.raises(KeyError, match=match):
         small_model(**kwargs)
+
+
+def test_compile_takes_one_metric_name_as_a_list_of_one():
+    assert small_model(metrics="accuracy").metrics == ["accuracy"]
+    with pytest.raises(TypeError, match=r"metrics must be a list of metric names such as "
+                                        r"\['accuracy'\], got int: 3"):
+        small_model(metrics=3)
 
 
 @pytest.mark.parametrize("build, error, match", [
@@ -923,6 +948,18 @@ def test_unknown_names_list_the_known_ones(lookup, error, match):
      r"sample_weight must have one weight per sample \(4\), got shape \(3,\)"),
     (lambda: losses.get("mae")(np.zeros((4, 3), complex), np.ones((4, 3))), TypeError,
      r"y must hold numbers for mae, got dtype complex128"),
+    (lambda: losses.get("mse")(np.zeros((4, 3)), poke(np.ones((4, 3)), np.nan)), ValueError,
+     r"y_pred contains 1 NaN or infinite"),
+    (lambda: losses.get("mse")(poke(np.zeros((4, 3)), np.inf), np.ones((4, 3))), ValueError,
+     r"y_true contains 1 NaN or infinite"),
+    (lambda: losses.get("mse")(np.zeros((4, 3)), np.ones((4, 3)), poke(np.ones(4), np.nan)),
+     ValueError, r"sample_weight contains 1 NaN or infinite"),
+    (lambda: losses.get("mse")(np.zeros((4, 3)), np.ones((4, 3)), np.ones(4, complex)),
+     TypeError, r"sample_weight must hold real numbers, got dtype complex128"),
+    (lambda: losses.get("mse")(np.zeros((4, 3)), np.ones((4, 3), complex)), TypeError,
+     r"y_pred must hold real numbers, got dtype complex128"),
+    (lambda: losses.get("mse")(np.zeros((4, 3)), np.full((4, 3), "a")), TypeError,
+     r"y_pred must hold real numbers, got dtype <U1"),
     (lambda: optimizers.SGD(learning_rate=-1), ValueError,
      r"learning_rate must be a positive float, got -1"),
     (lambda: optimizers.Adam(learning_rate=float("inf")), ValueError,

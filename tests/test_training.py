@@ -224,6 +224,24 @@ def test_kernels_skip_their_nan_scan_inside_fit_only():
     assert getattr(model.layers[1], "check_finite", True) is True
 
 
+def test_the_loss_skips_its_checks_inside_fit_and_evaluate(monkeypatch):
+    """``loss.gradient`` scans y_pred, y_true and the weights for NaN; the loop calls
+    ``loss._gradient`` on data ``fit`` checked once, so no batch pays for a scan."""
+    X, y = blobs(20)
+    model = small_model().compile(optimizer="adam", metrics=["accuracy"])
+
+    def scan(*args, **kwargs):
+        raise AssertionError("the loss checked a batch")
+
+    monkeypatch.setattr(losses, "as_float_array", scan)
+    monkeypatch.setattr(losses, "_check_finite", scan)
+    model.fit(X, y, batch_size=4, epochs=2, verbose=0, validation_split=0.25,
+              sample_weight=np.linspace(0.5, 1.5, 20))
+    model.evaluate(X, y)
+    with pytest.raises(AssertionError, match="checked a batch"):
+        model.loss(y, model.predict(X))
+
+
 def _relu_pool_model(pool, dtype):
     i = L.Input((9, 9, 2))
     c = L.Conv2D(3, 2, activation="relu", dtype=dtype)(i)       # read by the pool only
