@@ -25,6 +25,7 @@ import itertools
 import numpy as np
 
 from .errors import ShapeError
+from .functional import as_float_array
 from .layers.base import Layer, unique_name
 from .training import TrainingMixin
 
@@ -307,23 +308,29 @@ class Model(TrainingMixin):
                 for layer in self.layers for k, v in layer.params.items()}
 
     def set_weights(self, weights):
-        """Copy ``{"layer/param": array}`` into the parameters (shapes must match)."""
+        """Copy ``{"layer/param": array}`` into the parameters (shapes must match; real,
+        finite values).  Every value is checked before any is copied."""
+        checked = []
         for layer in self.layers:
             for k, p in layer.params.items():
                 key = f"{layer.name}/{k}"
                 if key not in weights:
                     raise KeyError(f"set_weights: no value for {key!r}")
-                value = np.asarray(weights[key])
+                value = as_float_array(weights[key], f"set_weights: {key!r}", dtype=p.dtype)
                 if value.shape != p.shape:
                     raise ShapeError(f"set_weights: {key!r} has shape {p.shape}, "
                                      f"got {value.shape}")
-                p[...] = value
+                checked.append((p, value))
+        for p, value in checked:
+            p[...] = value
 
     def summary(self, print_fn=print, line_length=None):
         """Print (through ``print_fn``; ``None`` prints nothing) and return the layer table:
         name and type, output shape, parameters, multiply-adds per sample, receptive field on
         the input; totals; and a warning line where a stride leaves input rows or columns unseen.
         """
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be callable or None, got {print_fn!r}")
         from ._summary import summary_table
         text = summary_table(self, line_length)
         if print_fn is not None:

@@ -13,6 +13,7 @@ in test_kernel_bounds.py.
 import importlib.metadata
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -461,6 +462,17 @@ def test_layer_forward_rejects_bad_x(name, bad, error, match, training):
         layer.forward(bad(x), training=training)
 
 
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layers_reject_an_empty_axis_before_building(name):
+    make, x = LAYERS[name]
+    layer = make()
+    empty = x[..., :0]
+    with pytest.raises(ShapeError, match=rf"{name} 'c' got an empty batch: "
+                                         rf"shape {shape_re(empty.shape)}"):
+        layer.forward(empty, training=True)
+    assert not layer.built   # no (.., 0, K) kernel left behind
+
+
 @pytest.mark.parametrize("name", IMAGE_LAYERS)
 def test_image_layers_need_4d_input(name):
     layer = LAYERS[name][0]()
@@ -501,6 +513,27 @@ def test_layer_backward_rejects_a_gradient_of_another_shape(name, bad):
                                          rf"have the forward output's shape {shape_re(y.shape)}, "
                                          rf"got {shape_re(dout.shape)}"):
         layer.backward(dout)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("bad, error, match", [
+    (lambda y: poke(np.ones(y.shape), np.nan), ValueError, r"contains 1 NaN or infinite"),
+    (lambda y: np.ones(y.shape, complex), TypeError, r"must hold real numbers, got dtype "
+                                                     r"complex128"),
+    (lambda y: np.full(y.shape, "a"), TypeError, r"must hold real numbers, got dtype <U1"),
+    (lambda y: np.ones(y.shape, object), TypeError, r"must hold real numbers, got dtype object"),
+], ids=["NaN", "complex", "str", "object"])
+def test_layer_backward_checks_the_gradient_values(name, bad, error, match):
+    make, x = LAYERS[name]
+    layer = make()
+    y = layer.forward(x, training=True)
+    who = rf"the gradient passed to {name} 'c'\.backward"
+    if name == "LocallyConnected2D":   # the plugin leaves the NaN scan to its kernel's front door
+        who = rf"({who}|dout)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # complex must not lose its imaginary part with a warning
+        with pytest.raises(error, match=rf"{who} {match}"):
+            layer.backward(bad(y))
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
@@ -547,6 +580,17 @@ def test_layers_leave_their_input_and_gradient_alone(name, layout, training):
                                                        r"got \(5, 5\)"),
     (lambda: L.Conv2D(2, 3).build((2, 2, 1)), ShapeError,
      r"needs at least 3x3 input \(after padding\), got 2x2: floor\(\(2 - 3\)/1\) \+ 1 = 0 rows"),
+    (lambda: L.Conv2D(2, 3, name="c").build((5, 5, 0)), ShapeError,
+     r"Conv2D 'c' needs a sample shape of positive ints \(no batch axis\), got \(5, 5, 0\)"),
+    (lambda: L.Dense(2, name="c").build((0,)), ShapeError,
+     r"Dense 'c' needs a sample shape of positive ints \(no batch axis\), got \(0,\)"),
+    (lambda: L.Dropout(0.5, seed="a"), TypeError,
+     r"seed must be None, an int >= 0 or a numpy.random.Generator, got 'a'"),
+    (lambda: L.Conv2D(2, 3, seed=1.5), TypeError, r"seed must be None, an int >= 0 .*got 1\.5"),
+    (lambda: L.Dense(2, seed=-1), ValueError, r"seed must be an int >= 0, got -1"),
+    (lambda: L.GlobalMaxPooling2D(keepdims="no"), TypeError, r"keepdims must be a bool, got 'no'"),
+    (lambda: L.Dense(2, use_bias="no"), TypeError, r"use_bias must be a bool, got 'no'"),
+    (lambda: L.Flatten(trainable=None), TypeError, r"trainable must be a bool, got None"),
 ])
 def test_layer_arguments_are_checked(make, error, match):
     with pytest.raises(error, match=match):
@@ -724,6 +768,10 @@ def test_compile_takes_one_metric_name_as_a_list_of_one():
     (lambda: Sequential.from_spec([("dense", {"units": 3, "unitz": 3})]), TypeError,
      r"spec item 0 \('dense'\): .*unexpected keyword argument 'unitz'"),
     (lambda: Model("x", "y"), TypeError, r"inputs must be a graph node .*got str"),
+    (lambda: Sequential([L.Dense(2, name="c")], input_shape=(0,)), ShapeError,
+     r"Dense 'c' needs a sample shape of positive ints \(no batch axis\), got \(0,\)"),
+    (lambda: Sequential([L.Conv2D(2, 3, name="c")]).build((5, 5, 0)), ShapeError,
+     r"Conv2D 'c' needs a sample shape of positive ints \(no batch axis\), got \(5, 5, 0\)"),
 ])
 def test_graph_building_mistakes_are_named(build, error, match):
     with pytest.raises(error, match=match):
@@ -757,6 +805,30 @@ def test_a_layer_that_does_not_fit_is_not_kept():
         model.add(L.Conv2D(2, 3, name="too_big"))
     assert [layer.name for layer in model.layers] == [model.layers[0].name]
     assert model.output_shape == (2, 2, 2)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (np.nan, ValueError, r"set_weights: 'd/kernel' contains 6 NaN or infinite"),
+    (1j, TypeError, r"set_weights: 'd/kernel' must hold real numbers, got dtype complex128"),
+    ("a", TypeError, r"set_weights: 'd/kernel' must hold real numbers, got dtype <U1"),
+])
+def test_set_weights_checks_the_values(value, error, match):
+    model = Sequential([L.Dense(2, name="d")], input_shape=(3,))
+    before = model.get_weights()
+    bad = {k: np.full(v.shape, value) for k, v in before.items()}
+    bad["d/bias"] = np.ones(2)   # checked first, copied only once every value is good
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(error, match=match):
+            model.set_weights(bad)
+    for k, v in model.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_summary_print_fn_must_be_callable():
+    model = Sequential([L.Dense(2)], input_shape=(3,))
+    with pytest.raises(TypeError, match=r"print_fn must be callable or None, got 3"):
+        model.summary(print_fn=3)
 
 
 @pytest.mark.parametrize("layout", [lambda a: a, frozen, strided, lambda a: a.astype(np.float64),
@@ -1087,3 +1159,17 @@ def test_estimator_leaves_its_data_alone(layout):
     assert_untouched([X3, y, w], lambda: (est.fit(X3, y, sample_weight=w), est.predict(X3),
                                           est.predict_proba(X3), est.score(X3, y),
                                           est.partial_fit(X3, y, sample_weight=w)))
+
+
+@pytest.mark.filterwarnings("error")  # no ComplexWarning, no "All-NaN slice encountered"
+@pytest.mark.parametrize("sample_weight, error, match", [
+    (np.ones(24, complex), TypeError, r"sample_weight must hold real numbers, got dtype complex"),
+    (1j, TypeError, r"sample_weight must hold real numbers, got dtype complex"),
+    (np.full(24, np.nan), ValueError, r"sample_weight must be finite and non-negative, got 24 "
+                                      r"NaN or infinite and 0 negative weight\(s\) of 24"),
+    (np.r_[-1.0, np.ones(23)], ValueError, r"got 0 NaN or infinite and 1 negative weight"),
+], ids=["complex", "complex scalar", "all NaN", "negative"])
+def test_estimator_sample_weight(sample_weight, error, match):
+    X3, y = RNG.random((24, 4, 4)), np.arange(24) % 3
+    with pytest.raises(error, match=match):
+        cytorch.CNNClassifier(max_iter=1).fit(X3, y, sample_weight=sample_weight)

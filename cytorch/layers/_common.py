@@ -1,4 +1,6 @@
 """Small helpers shared by the built-in layers: input checks and the ``activation=`` argument."""
+import numbers
+
 import numpy as np
 
 from .. import activations
@@ -21,6 +23,37 @@ def to_list(value):
     return value
 
 
+def check_bool(value, name):
+    """``value`` if it is a bool (Python's or NumPy's), else TypeError: ``"no"`` is not False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_seed(seed):
+    """``seed`` if it is None, an int >= 0 or a NumPy generator (what ``make_rng`` takes), so a
+    bad seed fails in the constructor rather than at the first forward pass."""
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be None, an int >= 0 or a numpy.random.Generator, "
+                        f"got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return int(seed)
+
+
+def sample_shape(layer, input_shape):
+    """The shape of one sample (no batch axis) as a tuple of ints, checked: every axis >= 1,
+    so no layer builds empty weights."""
+    shape = tuple(input_shape)
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1
+               for d in shape):
+        raise ShapeError(f"{describe(layer)} needs a sample shape of positive ints (no batch "
+                         f"axis), got {shape}")
+    return tuple(int(d) for d in shape)
+
+
 def as_input(layer, x, rank=None, check_finite=None, hint=""):
     """``x`` as a C-contiguous array of the layer's dtype, built on first use, checked.
 
@@ -40,8 +73,9 @@ def as_input(layer, x, rank=None, check_finite=None, hint=""):
     if rank is not None and x.ndim != rank:
         raise ShapeError(f"{describe(layer)} expects {rank}-D input "
                          f"{_LAYOUTS.get(rank, '')}, got shape {x.shape}{hint}")
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise ShapeError(f"{describe(layer)} got an empty batch: shape {x.shape}")
+    if x.ndim == 0 or x.size == 0:   # checked before build: no layer is built for a 0 axis
+        raise ShapeError(f"{describe(layer)} got an empty batch: shape {x.shape} (every axis "
+                         f"must be at least 1)")
     if not layer.built:
         layer.build(x.shape[1:])
     elif layer.params and layer.n_inputs == 1 and x.shape[-1] != layer.input_shape[-1]:
@@ -63,8 +97,14 @@ def cached(layer):
 
 
 def as_grad(layer, dout, shape):
-    """``dout`` as an array of the layer's dtype and of the forward output's ``shape``."""
-    dout = np.asarray(dout, dtype=layer.dtype)
+    """``dout`` as a C-contiguous array of the layer's dtype and of the forward output's
+    ``shape``, checked like an input (real numbers; no NaN/inf while the layer checks them)."""
+    # Inside fit the gradients come from the layers above, already of the layer's dtype and
+    # contiguous, and check_finite is off: then there is nothing to do (once per batch)
+    if layer.check_finite or type(dout) is not np.ndarray or dout.dtype != layer.dtype \
+            or not dout.flags.c_contiguous:
+        dout = as_float_array(dout, f"the gradient passed to {describe(layer)}.backward",
+                              dtype=layer.dtype, check_finite=layer.check_finite)
     if dout.shape != shape:
         raise ShapeError(f"{describe(layer)}: the gradient passed to backward must have the "
                          f"forward output's shape {shape}, got {dout.shape}")

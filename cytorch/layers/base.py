@@ -31,6 +31,7 @@ import re
 import numpy as np
 
 from ..random import make_rng
+from ._common import check_bool, sample_shape
 
 _name_counters = {}
 
@@ -83,7 +84,7 @@ class Layer:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.trainable = bool(trainable)
+        self.trainable = check_bool(trainable, "trainable")
         self.declared_input_shape = None
         if input_shape is not None:
             try:
@@ -127,6 +128,8 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         """Output shape (no batch axis) for ``input_shape``; identity by default."""
+        if self.n_inputs == 1:
+            return sample_shape(self, input_shape)
         return tuple(input_shape)
 
     def forward(self, x, training=False):

@@ -5,7 +5,8 @@ from .. import functional as F
 from .. import initializers
 from .._shapes import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
-from ._common import ActivationMixin, as_grad, as_input, cached, describe, to_list
+from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
+                      describe, sample_shape, to_list)
 from .base import Layer
 
 __all__ = ["Conv2D"]
@@ -72,10 +73,10 @@ class Conv2D(ActivationMixin, Layer):
         resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self._init_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer).__name__
         self.bias_initializer = initializers.get(bias_initializer).__name__
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -83,7 +84,7 @@ class Conv2D(ActivationMixin, Layer):
             hint = "; add a channel axis for grayscale images" if len(input_shape) == 2 else ""
             raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
                              f"{input_shape}{hint}")
-        H, W, _ = input_shape
+        H, W, _ = sample_shape(self, input_shape)
         H_out, W_out, _ = window_output_shape(H, W, *self.kernel_size, *self.strides,
                                               self.padding, what=describe(self))
         return (H_out, W_out, self.filters)

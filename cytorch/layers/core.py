@@ -11,7 +11,8 @@ import numpy as np
 from .. import functional as F
 from .. import initializers
 from ..errors import ShapeError
-from ._common import ActivationMixin, as_grad, as_input, cached, describe
+from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
+                      describe, sample_shape)
 from .base import Layer
 
 __all__ = ["Input", "Dense", "Flatten", "Activation", "Dropout"]
@@ -121,16 +122,17 @@ class Dense(ActivationMixin, Layer):
         super().__init__(**kwargs)
         self.units = _positive_int(units, "units")
         self._init_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer).__name__
         self.bias_initializer = initializers.get(bias_initializer).__name__
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 1:
             raise ShapeError(f"{describe(self)} expects 2-D input (N, features), got samples of "
                              f"shape {input_shape}: put Flatten() before it")
+        sample_shape(self, input_shape)
         return (self.units,)
 
     def build(self, input_shape):
@@ -178,7 +180,7 @@ class Flatten(Layer):
     """
 
     def compute_output_shape(self, input_shape):
-        return (int(np.prod(input_shape, dtype=np.int64)),)
+        return (int(np.prod(sample_shape(self, input_shape), dtype=np.int64)),)
 
     def forward(self, x, training=False):
         x = as_input(self, x)
@@ -259,7 +261,7 @@ class Dropout(Layer):
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"rate must be a float in [0, 1), got {rate!r}")
         self.rate = float(rate)
-        self.seed = seed
+        self.seed = check_seed(seed)
 
     def forward(self, x, training=False):
         x = as_input(self, x)

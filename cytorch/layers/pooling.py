@@ -13,7 +13,7 @@ from .. import activations
 from .. import functional as F
 from .._shapes import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
-from ._common import as_grad, as_input, cached, describe, to_list
+from ._common import as_grad, as_input, cached, check_bool, describe, sample_shape, to_list
 from .base import Layer
 
 __all__ = ["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
@@ -25,7 +25,7 @@ def _check_image_shape(layer, input_shape):
     if len(input_shape) != 3:
         raise ShapeError(f"{describe(layer)} expects samples of shape (H, W, C), got "
                          f"{input_shape}")
-    return input_shape
+    return sample_shape(layer, input_shape)
 
 
 class _Pooling2D(Layer):
@@ -149,7 +149,7 @@ class _GlobalPooling2D(Layer):
 
     def __init__(self, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self.keepdims = bool(keepdims)
+        self.keepdims = check_bool(keepdims, "keepdims")
 
     def compute_output_shape(self, input_shape):
         C = _check_image_shape(self, input_shape)[2]
