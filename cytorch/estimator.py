@@ -563,15 +563,20 @@ def _check_weights(sample_weight, n_samples):
     """
     if sample_weight is None:
         return np.ones(n_samples)
-    if isinstance(sample_weight, numbers.Number):
-        return np.full(n_samples, float(sample_weight))
-    sw = np.array(sample_weight, dtype=np.float64)  # a copy: the caller's array is never scaled
+    if isinstance(sample_weight, numbers.Real):
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}")
+    sw = np.array(sw, dtype=np.float64)  # a copy: the caller's array is never scaled
     if sw.ndim != 1 or len(sw) != n_samples:
         raise ValueError(f"sample_weight must have shape ({n_samples},) like y, "
                          f"got shape {sw.shape}")
-    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
-        raise ValueError("sample_weight must be finite and non-negative, got "
-                         f"min={np.nanmin(sw)}, max={np.nanmax(sw)}")
+    n_bad = n_samples - int(np.count_nonzero(np.isfinite(sw)))
+    n_neg = int(np.count_nonzero(sw < 0))
+    if n_bad or n_neg:
+        raise ValueError(f"sample_weight must be finite and non-negative, got {n_bad} NaN or "
+                         f"infinite and {n_neg} negative weight(s) of {n_samples}")
     if not sw.any():
         raise ValueError("sample_weight is zero for every sample: at least one weight must "
                          "be positive")

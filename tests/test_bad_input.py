@@ -1159,3 +1159,17 @@ def test_estimator_leaves_its_data_alone(layout):
     assert_untouched([X3, y, w], lambda: (est.fit(X3, y, sample_weight=w), est.predict(X3),
                                           est.predict_proba(X3), est.score(X3, y),
                                           est.partial_fit(X3, y, sample_weight=w)))
+
+
+@pytest.mark.filterwarnings("error")  # no ComplexWarning, no "All-NaN slice encountered"
+@pytest.mark.parametrize("sample_weight, error, match", [
+    (np.ones(24, complex), TypeError, r"sample_weight must hold real numbers, got dtype complex"),
+    (1j, TypeError, r"sample_weight must hold real numbers, got dtype complex"),
+    (np.full(24, np.nan), ValueError, r"sample_weight must be finite and non-negative, got 24 "
+                                      r"NaN or infinite and 0 negative weight\(s\) of 24"),
+    (np.r_[-1.0, np.ones(23)], ValueError, r"got 0 NaN or infinite and 1 negative weight"),
+], ids=["complex", "complex scalar", "all NaN", "negative"])
+def test_estimator_sample_weight(sample_weight, error, match):
+    X3, y = RNG.random((24, 4, 4)), np.arange(24) % 3
+    with pytest.raises(error, match=match):
+        cytorch.CNNClassifier(max_iter=1).fit(X3, y, sample_weight=sample_weight)
