@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .. import activations
+from .. import activations, random
 from ..errors import ShapeError
 from ..functional import as_float_array
 
@@ -31,16 +31,10 @@ def check_bool(value, name):
 
 
 def check_seed(seed):
-    """``seed`` if it is None, an int >= 0 or a NumPy generator (what ``make_rng`` takes), so a
-    bad seed fails in the constructor rather than at the first forward pass."""
-    if seed is None or isinstance(seed, (np.random.Generator, np.random.RandomState)):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be None, an int >= 0 or a numpy.random.Generator, "
-                        f"got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    return int(seed)
+    """A layer's ``seed=``, checked by ``cytorch.random.check_seed`` in the constructor (not at
+    the first forward pass); a NumPy int becomes an int, so the config stays JSON-able."""
+    seed = random.check_seed(seed)
+    return int(seed) if isinstance(seed, numbers.Integral) else seed
 
 
 def sample_shape(layer, input_shape):
