@@ -278,7 +278,7 @@ def _pool2d_backward(kind, dout, cache):
         load("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl, get_num_threads())
     else:
         load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw, pt,
-                                              get_num_threads())
+                                              get_num_threads(), pl=pl)
     return dx
 
 

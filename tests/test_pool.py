@@ -288,6 +288,74 @@ def test_backward_kernels_write_every_cell_of_dx(kind, pool_size, strides, paddi
     np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-15)
 
 
+# -- the 2x2 stride-2 fast path (``_extreme_row_2x2``, ``_avg_row_2x2``, ``_backward_row_2x2``) --
+# The path is taken for 2x2 windows, stride 2, no top/left padding; it has a branch for C < 16
+# (whole-row pass, then every other block kept) and one for C >= 16, and must zero the last row
+# and column of an odd H or W.  The neighbours (stride 1: overlapping windows; a left pad) take
+# the general path and are here to check the dispatch.
+@pytest.mark.parametrize("shape", [(2, 4, 6, 1), (3, 6, 8, 6), (2, 7, 5, 6), (2, 5, 9, 16),
+                                   (2, 6, 4, 19), (1, 2, 2, 33)])
+@pytest.mark.parametrize("pool_size, strides, padding", [
+    (2, None, "valid"), (2, 2, "same"), (2, 1, "valid"), (2, 2, ((0, 0), (1, 0)))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_2x2_fast_path_matches_twin(shape, pool_size, strides, padding, dtype, ties, kind):
+    rng = np.random.default_rng(sum(shape))
+    # values from {-1, 0, 1}: most windows hold a tie, which must go to the first cell
+    x = (rng.integers(-1, 2, shape) if ties else rng.standard_normal(shape)).astype(dtype)
+    got = pool(kind, x, pool_size, strides, padding)
+    want = pool(kind, x, pool_size, strides, padding, backend="reference")
+    assert got[0].dtype == got[2].dtype == dtype
+    np.testing.assert_allclose(got[0], want[0], rtol=TOL[dtype], atol=TOL[dtype])
+    # dx: overlapping windows add several shares into one cell, in another order than the twin
+    np.testing.assert_allclose(got[2], want[2], rtol=TOL[dtype], atol=TOL[dtype])
+    if kind != "avg":   # selection is exact
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1]["argidx"], want[1]["argidx"])
+    for threads in (1, 2):   # one thread and a team give the same bits
+        cytorch.set_num_threads(threads)
+        try:
+            again = pool(kind, x, pool_size, strides, padding)
+        finally:
+            cytorch.set_num_threads(None)
+        np.testing.assert_array_equal(again[0], got[0])
+        np.testing.assert_array_equal(again[2], got[2])
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (2, 5, 7, 16)])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_2x2_fast_path_backward_writes_every_cell(shape, kind):
+    # odd H and W: the last row and column belong to no window and must come out 0, not NaN
+    x = np.random.default_rng(3).standard_normal(shape)
+    out, cache, want = pool(kind, x, 2, backend="reference")
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    dx = np.full_like(x, np.nan)
+    if kind == "max":
+        load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, 2, 2, 2, 2, 0, 2, pl=0)
+    else:
+        load("_pool").avg_pool2d_backward(dout, dx, 2, 2, 2, 2, 0, 0, 2)
+    np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-15)
+    assert not dx[:, -1].any() and not dx[:, :, -1].any()
+
+
+@pytest.mark.parametrize("C", [16, 20])
+def test_2x2_fast_path_ignores_winners_outside_their_window(C):
+    # (max backward takes the fast path for C >= 16 only.)  A corrupt cache: winners elsewhere
+    # in the image or outside it route nothing; the one good winner gets its gradient
+    N, H, W = 2, 4, 6
+    dout = np.ones((N, H // 2, W // 2, C))
+    idx = np.full(dout.shape, 2 ** 31 - 1, dtype=np.int32)
+    idx[:, :, 1] = -5
+    idx[:, :, 2] = 0                       # cell (0, 0): inside the image, outside window (i, 2)
+    idx[:, 0, 0] = 1                       # window (0, 0)'s second cell: the only valid winner
+    dx = np.full((N, H, W, C), np.nan)
+    load("_pool").extreme_pool2d_backward(dout, idx, dx, 2, 2, 2, 2, 0, 2, pl=0)
+    want = np.zeros_like(dx)
+    want[:, 0, 1] = 1
+    np.testing.assert_array_equal(dx, want)
+
+
 # -- dtypes, mutation, read-only input ------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_dtypes_and_inputs_are_left_alone(kind):
