@@ -11,8 +11,8 @@ GEMM each) as a share of a 2048x2048 sgemm measured in the same run.  The last t
 compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
 when other processes keep the cores busy and every 2-thread timing waits for a free core.
 ``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers) or ``gemm``
-(im2col + GEMM).  cytorch runs OpenMP with the wait policy printed in the header (PASSIVE
-unless OMP_WAIT_POLICY was set before the run).
+(im2col + GEMM).  cytorch runs OpenMP with the wait policy printed in the header (a short
+spin, GOMP_SPINCOUNT=10000, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT was set before the run).
 """
 import os
 import sys

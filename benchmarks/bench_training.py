@@ -160,8 +160,8 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--memory-child", action="store_true", help=argparse_suppress())
     p.add_argument("--omp-passive", action="store_true",
-                   help="force OMP_WAIT_POLICY=PASSIVE even when the environment sets another "
-                        "policy (cytorch's own choice when it is unset)")
+                   help="run with OMP_WAIT_POLICY=PASSIVE instead of cytorch's short spin "
+                        "(compare on a busy machine)")
     args = p.parse_args()
     if args.memory_child:
         memory_child()

@@ -3,7 +3,7 @@
 >>> import cytorch
 >>> cytorch.show_build()          # doctest: +SKIP
 cytorch 0.1.0  backend: compiled  threads: 2 (cytorch.get_num_threads())
-OpenMP: enabled (omp_get_max_threads() = 2), wait policy PASSIVE (set by cytorch: ...)
+OpenMP: enabled (omp_get_max_threads() = 2), wait policy spin 10000 rounds, then sleep (...)
 compiled modules:
   _conv     loaded  .../cytorch/_kernels/_conv.cpython-311-x86_64-linux-gnu.so
   ...

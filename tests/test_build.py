@@ -119,20 +119,22 @@ def test_import_fails_loudly_without_the_compiled_kernels():
     assert "pip install -e ." in proc.stderr
 
 
-@pytest.mark.parametrize("user_policy, shown", [
-    (None, "wait policy PASSIVE (set by cytorch"),
-    ("ACTIVE", "wait policy ACTIVE (OMP_WAIT_POLICY set by the user)")])
-def test_openmp_wait_policy_passive_unless_the_user_chose_one(user_policy, shown):
-    # a fresh interpreter: libgomp reads OMP_WAIT_POLICY once, when the kernels load it
+@pytest.mark.parametrize("user_env, spin, shown", [
+    ({}, "10000", "spin 10000 rounds, then sleep (GOMP_SPINCOUNT set by cytorch)"),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, None, "ACTIVE (OMP_WAIT_POLICY set by the user)"),
+    ({"GOMP_SPINCOUNT": "0"}, "0", "spin 0 rounds, then sleep (GOMP_SPINCOUNT set by the user)")])
+def test_openmp_short_spin_unless_the_user_chose_a_policy(user_env, spin, shown):
+    # a fresh interpreter: libgomp reads its variables once, when the kernels load it
     import os
     import subprocess
     import sys
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if user_policy is not None:
-        env["OMP_WAIT_POLICY"] = user_policy
-    code = "import os, cytorch; print(os.environ['OMP_WAIT_POLICY']); cytorch.show_build()"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user_env)
+    code = ("import os, cytorch; print(os.environ.get('GOMP_SPINCOUNT')); "
+            "cytorch.show_build()")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
-    assert out.splitlines()[0] == (user_policy or "PASSIVE")
+    assert out.splitlines()[0] == str(spin)
     if build_info()["openmp"]:
-        assert shown in out, out
+        assert "wait policy " + shown in out, out
