@@ -224,20 +224,30 @@ def _pool_args(x, pool_size, strides, padding, check_finite, what):
 
 def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
     what = f"{kind}_pool2d"
-    x, pool, strides, pads, out_shape = _pool_args(x, pool_size, strides, padding,
-                                                   check_finite, what)
-    (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
     if _use_reference():
-        return getattr(reference, what + "_forward")(x, pool, strides, ((pt, pb), (pl, pr)),
-                                                     check_finite=False)
+        return getattr(reference, what + "_forward")(x, pool_size, strides, padding,
+                                                     check_finite=check_finite)
+    # x's finiteness is checked after the kernel (below)
+    x, pool, strides, pads, out_shape = _pool_args(x, pool_size, strides, padding, False, what)
+    (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
     from ._kernels import load
     out = np.empty(out_shape, dtype=x.dtype)
+    argidx = None if kind == "avg" else np.empty(out_shape, dtype=np.int32)
     if kind == "avg":
-        load("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl, get_num_threads())
+        all_finite = load("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl,
+                                                      get_num_threads())
+    else:
+        all_finite = load("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt,
+                                                          pl, kind == "min",
+                                                          get_num_threads())
+    # The finiteness check comes after the kernel: the 2x2 kernels check x as they read it
+    # (a separate np.isfinite pass over a large x costs as much as the pooling itself), and
+    # only when they could not vouch for every value is x scanned here.  Raising after the
+    # work changes nothing a caller can see: out is ours and not yet returned.
+    if check_finite and not all_finite:
+        as_float_array(x, "x")   # raises on NaN/inf
+    if argidx is None:
         return out, reference._pool_cache(kind, x, pool, strides, pads)
-    argidx = np.empty(out_shape, dtype=np.int32)
-    load("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt, pl,
-                                         kind == "min", get_num_threads())
     return out, reference._pool_cache(kind, x, pool, strides, pads, argidx)
 
 

@@ -356,6 +356,31 @@ def test_2x2_fast_path_ignores_winners_outside_their_window(C):
     np.testing.assert_array_equal(dx, want)
 
 
+@pytest.mark.parametrize("shape", [(2, 4, 6, 3), (1, 4, 4, 16), (2, 5, 7, 6), (1, 3, 3, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", KINDS)
+def test_2x2_fast_path_finds_every_non_finite_value(shape, dtype, kind):
+    # the 2x2 kernels check finiteness as they read x (functional then skips its own scan);
+    # a NaN or inf anywhere, including the row and column an odd H or W leaves out of every
+    # window, must still be refused
+    forward = getattr(F, f"{kind}_pool2d_forward")
+    for flat in range(int(np.prod(shape))):
+        for bad in (np.nan, np.inf, -np.inf):
+            x = np.ones(shape, dtype=dtype)
+            x.flat[flat] = bad
+            with pytest.raises(ValueError, match="x contains 1 NaN or infinite"):
+                forward(x, 2)
+            forward(x, 2, check_finite=False)   # asked not to check: no error
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_2x2_avg_overflow_is_not_taken_for_a_non_finite_input(dtype):
+    # four huge finite values sum to inf: the kernel's alarm is false, functional's scan clears it
+    x = np.full((1, 2, 2, 3), np.finfo(dtype).max, dtype=dtype)
+    out, _ = F.avg_pool2d_forward(x, 2)
+    assert np.isinf(out).all()
+
+
 # -- dtypes, mutation, read-only input ------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_dtypes_and_inputs_are_left_alone(kind):

@@ -172,11 +172,15 @@ cdef void _avg_row(const floating *xn, floating *orow, floating *rsum,
 # strictly better: that is the first winner on ties, as in the general path.  ``code`` is the
 # winner's offset from the window's first cell: 0, 1, W or W + 1.
 
-cdef inline void _extreme_2x2_cell(const floating *a, const floating *b, Py_ssize_t s,
-                                   Py_ssize_t C, int W, bint take_min,
-                                   floating *v_out, int *k_out) noexcept nogil:
-    """Extreme of a[s], a[s + C], b[s], b[s + C] and its code (0, 1, W, W + 1)."""
+cdef inline int _extreme_2x2_cell(const floating *a, const floating *b, Py_ssize_t s,
+                                  Py_ssize_t C, int W, bint take_min,
+                                  floating *v_out, int *k_out) noexcept nogil:
+    """Extreme of a[s], a[s + C], b[s], b[s + C] and its code (0, 1, W, W + 1); returns 1 when
+    one of the four is NaN or infinite (then ``u - u`` is NaN, else 0), for the caller's
+    finiteness check."""
     cdef floating v = a[s], u
+    cdef floating zero = (a[s] - a[s]) + (a[s + C] - a[s + C]) + (b[s] - b[s]) \
+        + (b[s + C] - b[s + C])
     cdef int k = 0
     cdef bint better
     u = a[s + C]
@@ -193,30 +197,33 @@ cdef inline void _extreme_2x2_cell(const floating *a, const floating *b, Py_ssiz
     k = W + 1 if better else k
     v_out[0] = v
     k_out[0] = k
+    return zero != 0
 
 
-cdef void _extreme_row_2x2(const floating *xn, floating *orow, int *irow,
-                           floating *best, int *code,
-                           Py_ssize_t W, Py_ssize_t C, Py_ssize_t W_out, Py_ssize_t i,
-                           bint take_min) noexcept nogil:
+cdef int _extreme_row_2x2(const floating *xn, floating *orow, int *irow,
+                          floating *best, int *code,
+                          Py_ssize_t W, Py_ssize_t C, Py_ssize_t W_out, Py_ssize_t i,
+                          bint take_min) noexcept nogil:
     """``_extreme_row`` for 2x2 windows, stride 2, no padding (rows 2i, 2i + 1 exist, and
-    columns up to 2 * W_out - 1); ``best``/``code`` are scratch rows of W * C values."""
+    columns up to 2 * W_out - 1); ``best``/``code`` are scratch rows of W * C values.  Returns
+    nonzero when a value read is NaN or infinite (an OR of ints: it vectorises, where a float
+    sum would not without -ffast-math)."""
     cdef Py_ssize_t WC = W * C, j, c, s, t
     cdef const floating *a = xn + 2 * i * WC
     cdef const floating *b = a + WC
     cdef int base = <int>(2 * i * W)     # flat index of the first cell of window 0
-    cdef int Wi = <int>W
+    cdef int Wi = <int>W, bad = 0
     if C >= 16:
         # long channel runs: the c loop vectorises on its own, no scratch needed
         for j in range(W_out):
             for c in range(C):
-                _extreme_2x2_cell(a, b, 2 * j * C + c, C, Wi, take_min,
-                                  &orow[j * C + c], &irow[j * C + c])
+                bad |= _extreme_2x2_cell(a, b, 2 * j * C + c, C, Wi, take_min,
+                                         &orow[j * C + c], &irow[j * C + c])
                 irow[j * C + c] += base + <int>(2 * j)
-        return
+        return bad
     # every offset s < (2 W_out - 1) C, so that s + C stays inside the 2 W_out cells read
     for s in range((2 * W_out - 1) * C):
-        _extreme_2x2_cell(a, b, s, C, Wi, take_min, &best[s], &code[s])
+        bad |= _extreme_2x2_cell(a, b, s, C, Wi, take_min, &best[s], &code[s])
     # keep s = 2jC + c: every other block of C values
     for j in range(W_out):
         for c in range(C):
@@ -224,28 +231,36 @@ cdef void _extreme_row_2x2(const floating *xn, floating *orow, int *irow,
             s = 2 * j * C + c
             orow[t] = best[s]
             irow[t] = base + <int>(2 * j) + code[s]
+    return bad
 
 
-cdef void _avg_row_2x2(const floating *xn, floating *orow, floating *rsum,
-                       Py_ssize_t W, Py_ssize_t C, Py_ssize_t W_out, Py_ssize_t i) noexcept nogil:
+cdef int _avg_row_2x2(const floating *xn, floating *orow, floating *rsum,
+                      Py_ssize_t W, Py_ssize_t C, Py_ssize_t W_out, Py_ssize_t i) noexcept nogil:
     """``_avg_row`` for 2x2 windows, stride 2, no padding, built like ``_extreme_row_2x2``;
     the sum is taken in the same order as ``_avg_row`` (rows first), so the results agree to the
-    last bit."""
+    last bit.  Returns nonzero when an output is NaN or infinite: so is it when one of its
+    window's values is (and, rarely, when finite values overflow: a false alarm)."""
     cdef Py_ssize_t WC = W * C, j, c, s
     cdef const floating *a = xn + 2 * i * WC
     cdef const floating *b = a + WC
-    cdef floating q = <floating>0.25
+    cdef floating q = <floating>0.25, v
+    cdef int bad = 0
     if C >= 16:
         for j in range(W_out):
             for c in range(C):
                 s = 2 * j * C + c
-                orow[j * C + c] = ((a[s] + b[s]) + (a[s + C] + b[s + C])) * q
-        return
+                v = ((a[s] + b[s]) + (a[s + C] + b[s + C])) * q
+                orow[j * C + c] = v
+                bad |= (v - v) != 0
+        return bad
     for s in range((2 * W_out - 1) * C):
-        rsum[s] = ((a[s] + b[s]) + (a[s + C] + b[s + C])) * q
+        v = ((a[s] + b[s]) + (a[s + C] + b[s + C])) * q
+        rsum[s] = v
+        bad |= (v - v) != 0
     for j in range(W_out):
         for c in range(C):
             orow[j * C + c] = rsum[2 * j * C + c]
+    return bad
 
 
 cdef void _backward_row_2x2(const floating *drow, const int *irow, floating *dxn,
@@ -373,6 +388,13 @@ cdef inline bint _is_2x2(Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t
             and 2 * H_out <= H and 2 * W_out <= W)
 
 
+cdef inline bint _saw_all_finite(int bad, Py_ssize_t H, Py_ssize_t W, Py_ssize_t H_out,
+                                 Py_ssize_t W_out) noexcept:
+    """After a 2x2 pass: no value read was NaN or infinite, and every value was read (an odd
+    H or W leaves a row or column no window covers)."""
+    return bad == 0 and 2 * H_out == H and 2 * W_out == W
+
+
 # -- entry points: windowed pooling ---------------------------------------------------------------
 def _scratch(int num_threads, Py_ssize_t size, dtype):
     """One scratch row of ``size`` values per thread (threads index it by ``threadid()``)."""
@@ -383,7 +405,9 @@ def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
                            int[:, :, :, ::1] argidx,
                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                            Py_ssize_t pt, Py_ssize_t pl, bint take_min, int num_threads):
-    """out[n, i, j, c] = max (min with ``take_min``) of window (i, j); argidx = its ih*W + iw."""
+    """out[n, i, j, c] = max (min with ``take_min``) of window (i, j); argidx = its ih*W + iw.
+    Returns True when the kernel read every value of x and found them all finite (the 2x2 path
+    on an even H and W checks as it goes), so that the caller may skip its own scan."""
     _check_nonempty(x, out, argidx)
     _check_window(tuple(x.shape), tuple(out.shape), ph, pw, sh, sw, pt, pl)
     if tuple(argidx.shape) != tuple(out.shape):
@@ -398,18 +422,20 @@ def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1
     cdef floating[:, ::1] best = _scratch(num_threads, W * C,
                                           np.float32 if floating is float else np.float64)
     cdef int[:, ::1] brow = _scratch(num_threads, W * C, np.int32)
+    cdef int bad = 0
     if _is_2x2(ph, pw, sh, sw, pt, pl, H, W, H_out, W_out):
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
             tid = threadid()
-            _extreme_row_2x2(xp + (r // H_out) * H * W * C, op + r * W_out * C,
-                             ip + r * W_out * C, &best[tid, 0], &brow[tid, 0],
-                             W, C, W_out, r % H_out, take_min)
-        return
+            bad |= _extreme_row_2x2(xp + (r // H_out) * H * W * C, op + r * W_out * C,
+                                    ip + r * W_out * C, &best[tid, 0], &brow[tid, 0],
+                                    W, C, W_out, r % H_out, take_min)
+        return _saw_all_finite(bad, H, W, H_out, W_out)
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
         tid = threadid()
         _extreme_row(xp + (r // H_out) * H * W * C, op + r * W_out * C, ip + r * W_out * C,
                      &best[tid, 0], &brow[tid, 0],
                      H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out, take_min)
+    return False
 
 
 def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argidx,
@@ -459,7 +485,8 @@ def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :
 def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t pt, Py_ssize_t pl, int num_threads):
-    """out[n, i, j, c] = mean of the real cells of window (i, j)."""
+    """out[n, i, j, c] = mean of the real cells of window (i, j).  Returns True when every
+    value of x is known to be finite, as ``extreme_pool2d_forward``."""
     _check_nonempty(x, out)
     _check_window(tuple(x.shape), tuple(out.shape), ph, pw, sh, sw, pt, pl)
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
@@ -469,14 +496,16 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] ou
     num_threads = _threads(num_threads, x.size)
     cdef floating[:, ::1] rsum = _scratch(num_threads, W * C,
                                           np.float32 if floating is float else np.float64)
+    cdef int bad = 0
     if _is_2x2(ph, pw, sh, sw, pt, pl, H, W, H_out, W_out):
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
-            _avg_row_2x2(xp + (r // H_out) * H * W * C, op + r * W_out * C,
-                         &rsum[threadid(), 0], W, C, W_out, r % H_out)
-        return
+            bad |= _avg_row_2x2(xp + (r // H_out) * H * W * C, op + r * W_out * C,
+                                &rsum[threadid(), 0], W, C, W_out, r % H_out)
+        return _saw_all_finite(bad, H, W, H_out, W_out)
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
         _avg_row(xp + (r // H_out) * H * W * C, op + r * W_out * C, &rsum[threadid(), 0],
                  H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out)
+    return False
 
 
 def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
