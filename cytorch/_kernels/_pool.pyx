@@ -35,14 +35,16 @@ outside the image instead of trusting them.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
 
 # Below this many elements touched, one thread does the whole call: starting a team costs more
-# than it saves, and on a busy machine a team member waiting for a core stalls the call.
-cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 16
+# than it saves, and on a busy machine a team member waiting for a core stalls the call.  At
+# 1 << 16 a 64x28x28x6 max pool (301,056 values) ran on 2 threads and its forward+backward took
+# 490 us against 350 us on one; 32x32x32x64 (2.1M values) still gains from the second core.
+cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 19
 
 
 cdef inline int _threads(int num_threads, Py_ssize_t work) noexcept:
@@ -289,12 +291,14 @@ cdef void _backward_row_2x2(const floating *drow, const int *irow, floating *dxn
                 a[s + C] = d if k == 1 else z
                 b[s] = d if k == Wi else z
                 b[s + C] = d if k == Wi + 1 else z
-            else:
+            else:   # row b is the same: copied below
                 d = drow[t] * q
                 a[s] = d
                 a[s + C] = d
-                b[s] = d
-                b[s + C] = d
+    if not route:
+        # one vectorised copy instead of two more scalar stores per value (for C = 6 this
+        # loop is scalar: 102 -> 65 us on 64x28x28x6)
+        memcpy(b, a, 2 * W_out * C * sizeof(floating))
     if 2 * W_out < W:
         memset(a + 2 * W_out * C, 0, (W - 2 * W_out) * C * sizeof(floating))
         memset(b + 2 * W_out * C, 0, (W - 2 * W_out) * C * sizeof(floating))
