@@ -40,6 +40,67 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 
+# The whole-row pass of ``_extreme_row_2x2`` for C < 16, in C so that it can use the CPU's
+# widest vectors: it is compute-bound (per value 4 loads, 3 compares, 6 selects, the finiteness
+# test), and with the build's baseline SSE2 (4 floats a vector, selects as and/andnot/or) it
+# took ~150 us for a 64x28x28x6 batch.  ``target_clones`` compiles it for AVX-512, AVX2 and the
+# baseline, and the loader picks the best the CPU has (as ``_lanes.pxd`` does for conv2d).
+# The body is the same code as ``_extreme_2x2_cell``, written once per comparison so that the
+# loop has no branch; other compilers get the plain loop.
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
+    #  if __has_attribute(target_clones)
+    #    define CY_POOL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #  endif
+    #endif
+    #ifndef CY_POOL_CLONES
+    #  define CY_POOL_CLONES
+    #endif
+    /* GCC will not turn the selects into vector blends while a compare may raise an FP
+       exception (NaN): without no-trapping-math the loop stays scalar and branchy (825 us). */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #  define CY_POOL_NO_TRAPS __attribute__((optimize("no-trapping-math")))
+    #else
+    #  define CY_POOL_NO_TRAPS
+    #endif
+
+    /* best[s], code[s] = extreme of a[s], a[s+C], b[s], b[s+C] (later ones win only when
+       strictly better) and its code 0, 1, W, W + 1, for s < n; returns 1 when a value read
+       is NaN or infinite. */
+    #define CY_EXTREME_2X2_LOOP(T, BETTER)                                                   \
+        for (s = 0; s < n; s++) {                                                            \
+            T v = a[s], u;                                                                   \
+            T z = (a[s] - a[s]) + (a[s + C] - a[s + C]) + (b[s] - b[s])                      \
+                  + (b[s + C] - b[s + C]);                                                   \
+            int k = 0, better;                                                               \
+            u = a[s + C]; better = u BETTER v; v = better ? u : v; k = better ? 1 : k;       \
+            u = b[s]; better = u BETTER v; v = better ? u : v; k = better ? W : k;           \
+            u = b[s + C]; better = u BETTER v; v = better ? u : v; k = better ? W + 1 : k;   \
+            best[s] = v;                                                                     \
+            code[s] = k;                                                                     \
+            bad |= z != 0;                                                                   \
+        }
+    #define CY_EXTREME_2X2(NAME, T)                                                          \
+    CY_POOL_CLONES CY_POOL_NO_TRAPS                                                          \
+    static int NAME(const T *a, const T *b, T *best, int *code,                              \
+                    Py_ssize_t n, Py_ssize_t C, int W, int take_min)                         \
+    {                                                                                        \
+        Py_ssize_t s;                                                                        \
+        int bad = 0;                                                                         \
+        if (take_min) { CY_EXTREME_2X2_LOOP(T, <) }                                          \
+        else { CY_EXTREME_2X2_LOOP(T, >) }                                                   \
+        return bad;                                                                          \
+    }
+    CY_EXTREME_2X2(cy_extreme_2x2_f, float)
+    CY_EXTREME_2X2(cy_extreme_2x2_d, double)
+    """
+    int cy_extreme_2x2_f(const float *a, const float *b, float *best, int *code,
+                         Py_ssize_t n, Py_ssize_t C, int W, int take_min) noexcept nogil
+    int cy_extreme_2x2_d(const double *a, const double *b, double *best, int *code,
+                         Py_ssize_t n, Py_ssize_t C, int W, int take_min) noexcept nogil
+
+
 # Below this many elements touched, one thread does the whole call: starting a team costs more
 # than it saves, and on a busy machine a team member waiting for a core stalls the call.  At
 # 1 << 16 a 64x28x28x6 max pool (301,056 values) ran on 2 threads and its forward+backward took
@@ -224,8 +285,10 @@ cdef int _extreme_row_2x2(const floating *xn, floating *orow, int *irow,
                 irow[j * C + c] += base + <int>(2 * j)
         return bad
     # every offset s < (2 W_out - 1) C, so that s + C stays inside the 2 W_out cells read
-    for s in range((2 * W_out - 1) * C):
-        bad |= _extreme_2x2_cell(a, b, s, C, Wi, take_min, &best[s], &code[s])
+    if floating is float:
+        bad = cy_extreme_2x2_f(a, b, best, code, (2 * W_out - 1) * C, C, Wi, take_min)
+    else:
+        bad = cy_extreme_2x2_d(a, b, best, code, (2 * W_out - 1) * C, C, Wi, take_min)
     # keep s = 2jC + c: every other block of C values
     for j in range(W_out):
         for c in range(C):
