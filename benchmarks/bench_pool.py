@@ -9,17 +9,12 @@ compiled (all cores) over torch's better thread count (issue 2's target for pool
 ``cy1/torch1`` the same at one thread each, and ``twin/cy`` how much faster the compiled kernel
 is than its twin.  Torch's dropout draws its mask from its own generator.
 
-On a machine busy with other work, a 2-thread OpenMP region can wait milliseconds for its
-second thread to get a core.  With OpenMP's default wait policy an idle worker spins, uses up
-its share of the CPU and is then scheduled late: on this shared 2-core machine that made every
-2-thread call cost ~10-20 ms.  This script therefore sets ``OMP_WAIT_POLICY=passive`` (idle
-workers sleep and wake promptly) unless the environment already sets a policy; it applies to
-cytorch's and torch's OpenMP alike.  The one-thread columns are the stable ones anyway.
+OpenMP's wait policy is cytorch's own (a short spin, printed in the header; see
+``cytorch/_kernels/__init__.py``) unless the environment sets one; it applies to cytorch's and
+torch's OpenMP alike.  The one-thread columns are the stable ones on a busy machine.
 """
 import os
 import sys
-
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")   # before any OpenMP runtime is loaded
 
 import numpy as np
 
