@@ -102,10 +102,11 @@ cdef extern from *:
 
 
 # Below this many elements touched, one thread does the whole call: starting a team costs more
-# than it saves, and on a busy machine a team member waiting for a core stalls the call.  At
-# 1 << 16 a 64x28x28x6 max pool (301,056 values) ran on 2 threads and its forward+backward took
-# 490 us against 350 us on one; 32x32x32x64 (2.1M values) still gains from the second core.
-cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 19
+# than it saves.  The right size depends on how idle OpenMP threads wait (see
+# cytorch/_kernels/__init__.py): 64x28x28x6 max pooling (301,056 values), forward+backward, took
+# 490 us on 2 threads against 350 us on one when they slept at once (OMP_WAIT_POLICY=PASSIVE),
+# but 210-225 us on 2 threads against 315 us on one with cytorch's short spin.
+cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 16
 
 
 cdef inline int _threads(int num_threads, Py_ssize_t work) noexcept:
