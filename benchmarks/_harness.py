@@ -42,19 +42,30 @@ def timeit(fn, repeat=5, warmup=1, min_time=0.0):
     return Timing(min(times), statistics.median(times))
 
 
-def interleaved(fns, repeat=5, warmup=1, min_time=0.0):
+def interleaved(fns, repeat=5, warmup=1, min_time=0.0, settle=0.2):
     """Time several callables in rounds (one call of each per round); ``{name: Timing}``.
 
     On a shared machine load comes and goes: interleaving gives every contender the same
-    share of quiet and busy moments, so ratios of best times stay fair.
+    share of quiet and busy moments, so ratios of best times stay fair.  Each timed call
+    follows an untimed call of the same contender: after a call, a library's idle OpenMP
+    threads spin for a while (cytorch's and torch's alike), and a timed call started right
+    after another library's call would share the cores with those spinning threads, a cost no
+    user who calls one library repeatedly pays.  For the same reason the contenders first run
+    in turn for ``settle`` seconds: NumPy's OpenBLAS threads (a NumPy twin, an sgemm) busy-wait
+    for up to about 0.1 s after their last call.
     """
     for fn in fns.values():
         for _ in range(warmup):
+            fn()
+    settled = time.perf_counter() + settle
+    while time.perf_counter() < settled:
+        for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
     rounds = 0
     while rounds < repeat or min(sum(t) for t in times.values()) < min_time:
         for name, fn in fns.items():
+            fn()   # untimed: the previous contender's threads go back to sleep meanwhile
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
