@@ -203,6 +203,13 @@ def conv2d_backward(dout, cache, need_dx=True):
 _POOL_KINDS = ("max", "avg", "min")
 
 
+def _check_winner_index_range(H, W, what):
+    """Max/min pooling records each winner as ``ih * W + iw`` in an int32."""
+    if H * W >= 2 ** 31:
+        raise ValueError(f"{what}: H * W must be < 2**31 (int32 winner indices), "
+                         f"got {H} * {W} = {H * W}")
+
+
 def _pool_args(x, pool_size, strides, padding, check_finite, what):
     """Validate a pooling call; return x, ``(ph, pw)``, ``(sh, sw)``, pads, output shape."""
     x = as_batch(x, "x", check_finite=check_finite)
@@ -216,9 +223,7 @@ def _pool_args(x, pool_size, strides, padding, check_finite, what):
         raise ValueError(f"{what}: padding must be smaller than pool_size on every side, so "
                          f"that each window holds a real cell; got padding (top, bottom, left, "
                          f"right) = {pads} for pool_size {(ph, pw)}")
-    if H * W >= 2 ** 31:
-        raise ValueError(f"{what}: H * W must be < 2**31 (int32 winner indices), "
-                         f"got {H} * {W} = {H * W}")
+    _check_winner_index_range(H, W, what)
     return x, (ph, pw), (sh, sw), pads, (N, H_out, W_out, C)
 
 
@@ -370,9 +375,7 @@ def _global_args(kind, x, check_finite):
     """Validate a global pooling call (shared with the twins); return x."""
     x = as_batch(x, "x", check_finite=check_finite)
     N, H, W, C = x.shape
-    if H * W >= 2 ** 31:
-        raise ValueError(f"global_{kind}_pool2d: H * W must be < 2**31 (int32 winner "
-                         f"indices), got {H} * {W} = {H * W}")
+    _check_winner_index_range(H, W, f"global_{kind}_pool2d")
     return x
 
 
