@@ -9,13 +9,15 @@
   ``cytorch layers`` lists what was found, with versions and load errors.
 
 The venv tests are marked ``slow`` (each runs pip, ~5 s; deselect with ``-m "not slow"``).  They
-need no network: the venv is made with ``--system-site-packages``, so cytorch, numpy, pip and
-setuptools come from this interpreter's environment, and ``pip install --no-index --no-deps
---no-build-isolation`` builds with the setuptools already there.
+need no network: the throwaway venv sees this environment's site-packages (see ``Venv``), so
+cytorch, numpy, pip and setuptools come from here, and ``pip install --no-index --no-deps
+--no-build-isolation`` builds with the setuptools already there (the ``test`` extra brings it:
+a fresh venv on Python >= 3.12 has none).
 """
 import importlib.util
 import json
 import os
+import site
 import subprocess
 import sys
 import textwrap
@@ -99,15 +101,38 @@ def test_locally_connected_plugin_is_discovered_with_its_distribution():
     assert entry.ok and entry.version == "0.1.0"
 
 
+def site_dirs():
+    """The site-packages folders of the environment running the tests, in ``sys.path`` order:
+    the venv's own when pytest runs in a venv, the interpreter's otherwise (plus the user site
+    when it is on the path)."""
+    dirs = list(site.getsitepackages())
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user and user in sys.path:
+        dirs.append(user)
+    return [d for d in dirs if os.path.isdir(d)]
+
+
 class Venv:
-    """A virtual environment on top of this interpreter's packages, with pip helpers."""
+    """A virtual environment layered on top of the environment running the tests (what it
+    installs stays in it), with pip helpers.
+
+    ``venv --system-site-packages`` is not enough: from inside a venv it inherits the *base*
+    interpreter's site-packages, not the venv's, and cytorch's plugins installed there would be
+    invisible.  Instead a ``.pth`` file adds each of our site folders with ``site.addsitedir``,
+    which also runs *their* ``.pth`` files (editable installs such as ``pip install -e .``
+    work through those)."""
 
     def __init__(self, root):
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
-                        "--without-pip", str(root)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
         self.python = str(root / ("Scripts" if os.name == "nt" else "bin") / "python")
         self.env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1",
                         PIP_ROOT_USER_ACTION="ignore", PYTHONDONTWRITEBYTECODE="1")
+        for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+            self.env.pop(key, None)
+        purelib = self.run("-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+        line = "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in site_dirs())
+        with open(os.path.join(purelib.strip(), "_cytorch_test_parent.pth"), "w") as f:
+            f.write(line + "\n")   # a .pth line that starts with "import" is executed
 
     def run(self, *args):
         result = subprocess.run([self.python, *args], capture_output=True, text=True,
