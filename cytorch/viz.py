@@ -30,6 +30,9 @@ def _new_figure(width, height):
     except ImportError as exc:
         raise ImportError(f"cytorch.viz draws with matplotlib, which is not installed "
                           f"({exc}); install the plot extra: {INSTALL_HINT}") from exc
+    # A whole number of pixels, plus a hair: matplotlib < 3.11 truncates width * dpi (1.2 * 3
+    # inches gave 359 pixels, not 360) where later versions round; both agree on this size.
+    width, height = ((round(inches * DPI) + 0.01) / DPI for inches in (width, height))
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
