@@ -4,15 +4,18 @@ The file is a plain NumPy archive (``np.savez``) holding
 
 * ``__architecture__``: the JSON text of the architecture, as a uint8 array.  Each layer is
   stored by its *entry-point name* in the ``cytorch.layers`` group (``"conv2d"``, or a plugin's
-  ``"locally_connected2d"``) with its ``get_config()``; a functional ``Model`` also stores which
-  layers feed which.  The training configuration (loss, optimizer, metrics) is stored too, so a
+  ``"locally_connected2d"``) with its ``get_config()`` and the distribution that provided it
+  (``"provided_by": {"distribution": "cytorch-locally-connected", "version": "0.1.0"}``, so
+  that loading where that plugin is missing can say what to install; files written before
+  this was recorded load all the same); a functional ``Model`` also stores which layers feed
+  which.  The training configuration (loss, optimizer, metrics) is stored too, so a
   loaded model is compiled again;
 * ``"{layer}/{param}"``: one array per parameter, e.g. ``conv2d/kernel``.
 
 ``load_model`` reads it with ``np.load(..., allow_pickle=False)``: a file can hold arrays and
 text, never code.  Layer names are resolved through ``cytorch.layers.get``, so a model saved
 with a plugin layer loads wherever that plugin is installed, and fails with a message naming the
-layer and the entry-point group where it is not.
+layer, the entry-point group and the distribution to install where it is not.
 
 The optimizer's *state* (momentum buffers, Adam's moments) is not saved: a loaded model resumes
 training with fresh optimizer state, as after ``compile``.
@@ -47,7 +50,22 @@ def _layer_entry(layer):
     except TypeError as exc:
         raise TypeError(f"{cls.__name__} '{layer.name}'.get_config() must return JSON-able "
                         f"values: {exc}") from None
-    return {"registered_name": name, "class_name": cls.__name__, "config": config}
+    entry = {"registered_name": name, "class_name": cls.__name__, "config": config}
+    provider = _provider(cls, name)
+    if provider is not None:
+        entry["provided_by"] = provider
+    return entry
+
+
+def _provider(cls, name):
+    """``{"distribution": ..., "version": ...}`` that registers ``cls`` as ``name`` (what to
+    install to load the file again), or None for an entry point without a distribution."""
+    from . import registry
+    for entry in registry.discover():
+        if entry.name == name and entry.cls is cls \
+                and entry.distribution != registry.UNKNOWN_DISTRIBUTION:
+            return {"distribution": entry.distribution, "version": entry.version}
+    return None
 
 
 def model_config(model):
@@ -109,6 +127,13 @@ def _check_config(config):
                 and isinstance(entry.get("config"), dict),
                 f"layer {k} must be an object with a 'registered_name' string and a 'config' "
                 f"object, got {entry!r}")
+        provider = entry.get("provided_by")   # absent in files from before it was recorded
+        require(provider is None or (
+                    isinstance(provider, dict)
+                    and isinstance(provider.get("distribution"), str)
+                    and isinstance(provider.get("version"), (str, type(None)))),
+                f"layer {k}: 'provided_by' must be an object with a 'distribution' string and "
+                f"a 'version' string or null, got {provider!r}")
     if kind == "Model":
         names = [entry["config"].get("name") for entry in layers]
         for k, entry in enumerate(layers):
@@ -128,11 +153,19 @@ def _resolve(entry):
     try:
         return registry.get(name)
     except KeyError:
+        provider = entry.get("provided_by")
+        if provider:
+            version = provider.get("version")
+            origin = (f", provided by {provider['distribution']}"
+                      f"{' ' + version if version else ''} when it was saved")
+            install = f"pip install {provider['distribution']}"
+        else:  # a file written before the distribution was recorded
+            origin, install = "", "pip install <its distribution>"
         raise ValueError(
             f"the saved model uses layer {name!r} ({entry.get('class_name', '?')} "
-            f"'{entry['config'].get('name', '?')}'), but no installed package provides "
+            f"'{entry['config'].get('name', '?')}'{origin}), but no installed package provides "
             f"{name!r} in the '{GROUP}' entry-point group; install the plugin that defines it "
-            f"(pip install <its distribution>) and load again") from None
+            f"({install}) and load again") from None
 
 
 def _layer_from_entry(k, entry):

@@ -97,3 +97,96 @@ def test_not_a_model_file(tmp_path):
     np.savez(path, a=np.zeros(3))
     with pytest.raises(ValueError, match="not a cytorch model file"):
         cytorch.load_model(path)
+
+
+def rewrite_architecture(path, out, edit):
+    """Copy the model file ``path`` to ``out`` with ``edit(architecture)`` applied."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arch = json.loads(arrays["__architecture__"].tobytes().decode())
+    edit(arch)
+    arrays["__architecture__"] = np.frombuffer(json.dumps(arch).encode(), np.uint8)
+    np.savez(out, **arrays)
+    return out
+
+
+def test_each_layer_records_the_distribution_that_provides_it(tmp_path):
+    model, _ = trained_sequential()
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arch = json.loads(data["__architecture__"].tobytes().decode())
+    assert [e["provided_by"] for e in arch["layers"]] == \
+        [{"distribution": "cytorch-edu", "version": cytorch.__version__}] * 5
+
+
+def test_a_missing_plugin_is_named_with_its_distribution(tmp_path):
+    model, _ = trained_sequential()
+    path = model.save(tmp_path / "m.npz")
+
+    def plugin_layer(arch):   # as if layer 1 came from a plugin that is not installed here
+        arch["layers"][1]["registered_name"] = "fancy_conv2d"
+        arch["layers"][1]["provided_by"] = {"distribution": "cytorch-fancy", "version": "1.2.3"}
+
+    bad = rewrite_architecture(path, tmp_path / "bad.npz", plugin_layer)
+    with pytest.raises(ValueError, match=r"layer 'fancy_conv2d' \(Conv2D '.*', provided by "
+                                         r"cytorch-fancy 1\.2\.3 when it was saved\), but no "
+                                         r"installed package provides 'fancy_conv2d'.*"
+                                         r"\(pip install cytorch-fancy\)"):
+        cytorch.load_model(bad)
+
+
+def test_files_without_the_distribution_still_load(tmp_path):
+    model, X = trained_sequential()
+    path = model.save(tmp_path / "m.npz")
+
+    def old_format(arch):
+        for entry in arch["layers"]:
+            del entry["provided_by"]
+
+    old = rewrite_architecture(path, tmp_path / "old.npz", old_format)
+    np.testing.assert_array_equal(cytorch.load_model(old).predict(X), model.predict(X))
+
+    def old_and_unknown(arch):
+        old_format(arch)
+        arch["layers"][1]["registered_name"] = "fancy_conv2d"
+
+    bad = rewrite_architecture(path, tmp_path / "bad.npz", old_and_unknown)
+    with pytest.raises(ValueError, match=r"'fancy_conv2d'.*\(pip install <its distribution>\)"):
+        cytorch.load_model(bad)
+
+
+@pytest.mark.parametrize("provided_by", [[], {"version": "1"}, {"distribution": 3},
+                                         {"distribution": "x", "version": 1}])
+def test_a_malformed_distribution_record_is_refused(tmp_path, provided_by):
+    model, _ = trained_sequential()
+    path = model.save(tmp_path / "m.npz")
+    bad = rewrite_architecture(path, tmp_path / "bad.npz",
+                               lambda arch: arch["layers"][2].update(provided_by=provided_by))
+    with pytest.raises(ValueError, match="layer 2: 'provided_by' must be an object"):
+        cytorch.load_model(bad)
+
+
+def test_a_plugin_layer_names_its_distribution_when_the_plugin_is_gone(tmp_path, monkeypatch):
+    pytest.importorskip("cytorch_locally_connected")
+    from cytorch import registry
+    cytorch.layers.refresh()
+    model = Sequential([L.Input((6, 6, 1)), L.get("locally_connected2d")(2, 3), L.Flatten()],
+                       seed=0)
+    path = model.save(tmp_path / "lc.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arch = json.loads(data["__architecture__"].tobytes().decode())
+    assert arch["layers"][1]["provided_by"] == {"distribution": "cytorch-locally-connected",
+                                                "version": "0.1.0"}
+    # uninstalled, as far as discovery can tell
+    everything = registry._entry_points
+    monkeypatch.setattr(registry, "_entry_points", lambda: [
+        ep for ep in everything() if ep.name != "locally_connected2d"])
+    cytorch.layers.refresh()
+    try:
+        with pytest.raises(ValueError, match=r"provided by cytorch-locally-connected 0\.1\.0 "
+                                             r"when it was saved.*\(pip install "
+                                             r"cytorch-locally-connected\)"):
+            cytorch.load_model(path)
+    finally:
+        monkeypatch.undo()
+        cytorch.layers.refresh()
