@@ -8,6 +8,8 @@
     cytorch layers                       # every discovered layer, its distribution and version
     cytorch summary MODEL [--input-shape H W C]     # a preset name or a saved .npz
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
+    cytorch new-plugin NAME [--class-name CLASS] [--directory DIR]
+                                         # a ready layer-plugin distribution, from the template
 
 ``python -m cytorch ...`` does the same.  A user mistake (unknown model, a shape that does not
 fit, a bad option) prints one line on stderr and exits with status 2, without a traceback.
@@ -132,6 +134,23 @@ def build_parser():
                           description="Show which compiled kernel modules are loaded and from "
                                       "where, the BLAS, the thread counts and OpenMP.")
     info.set_defaults(run=cmd_info)
+
+    new_plugin = sub.add_parser(
+        "new-plugin", help="write a ready layer-plugin distribution from the template",
+        description="Write the folder of a new layer plugin (pyproject.toml with its "
+                    "cytorch.layers entry point, the package, tests, conftest, README), every "
+                    "name derived from NAME: 'gain' gives the distribution cytorch-gain, the "
+                    "package cytorch_gain, the entry point gain and the class Gain.  Its tests "
+                    "pass as written, before and after 'pip install -e .'.")
+    new_plugin.add_argument("name", metavar="NAME",
+                            help="the layer's name: lowercase words joined by '-' or '_', "
+                                 "e.g. gain or my-gain (a leading 'cytorch-' is optional)")
+    new_plugin.add_argument("--class-name", metavar="CLASS",
+                            help="the layer class (default: NAME in CamelCase, e.g. MyGain)")
+    new_plugin.add_argument("--directory", default=".", metavar="DIR",
+                            help="where to create the plugin's folder (default: the current "
+                                 "directory)")
+    new_plugin.set_defaults(run=cmd_new_plugin)
     return parser
 
 
@@ -260,6 +279,24 @@ def cmd_info(args, out):
     return 0
 
 
+# -- new-plugin ---------------------------------------------------------------------------------
+def cmd_new_plugin(args, out):
+    from . import plugin_kit
+    names = _user_step(lambda: plugin_kit.plugin_names(args.name, args.class_name))
+    path = _user_step(lambda: plugin_kit.new_plugin(args.name, args.directory, args.class_name))
+    print(f"Wrote {path}: the layer {names.class_name}, entry point {names.entry_point!r} in "
+          f"the cytorch.layers group, package {names.package}, distribution "
+          f"{names.distribution}:", file=out)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        print(f"  {file.relative_to(path.parent)}", file=out)
+    print(f"Next (in the environment where cytorch is installed):\n"
+          f"  cd {path}\n"
+          f"  python -m pip install -e \".[test]\"\n"
+          f"  python -m pytest\n"
+          f"  cytorch layers", file=out)
+    return 0
+
+
 # -- plumbing -----------------------------------------------------------------------------------
 def _user_step(step):
     """Run ``step()``; the exceptions a wrong model name, shape or file raise become a
@@ -281,7 +318,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("missing COMMAND: one of train, layers, summary, info "
+            raise UsageError("missing COMMAND: one of train, layers, summary, info, new-plugin "
                              f"(see '{PROG} --help')")
         return args.run(args, out)
     except UsageError as exc:

@@ -9,17 +9,14 @@
   ``cytorch layers`` lists what was found, with versions and load errors.
 
 The venv tests are marked ``slow`` (each runs pip, ~5 s; deselect with ``-m "not slow"``).  They
-need no network: the throwaway venv sees this environment's site-packages (see ``Venv``), so
+need no network: the throwaway venv sees this environment's site-packages (see ``Venv`` in
+``conftest.py``), so
 cytorch, numpy, pip and setuptools come from here, and ``pip install --no-index --no-deps
 --no-build-isolation`` builds with the setuptools already there (the ``test`` extra brings it:
 a fresh venv on Python >= 3.12 has none).
 """
 import importlib.util
 import json
-import os
-import site
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -101,61 +98,6 @@ def test_locally_connected_plugin_is_discovered_with_its_distribution():
     assert entry.ok and entry.version == "0.1.0"
 
 
-def site_dirs():
-    """The site-packages folders of the environment running the tests, in ``sys.path`` order:
-    the venv's own when pytest runs in a venv, the interpreter's otherwise (plus the user site
-    when it is on the path)."""
-    dirs = list(site.getsitepackages())
-    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-    if user and user in sys.path:
-        dirs.append(user)
-    return [d for d in dirs if os.path.isdir(d)]
-
-
-class Venv:
-    """A virtual environment layered on top of the environment running the tests (what it
-    installs stays in it), with pip helpers.
-
-    ``venv --system-site-packages`` is not enough: from inside a venv it inherits the *base*
-    interpreter's site-packages, not the venv's, and cytorch's plugins installed there would be
-    invisible.  Instead a ``.pth`` file adds each of our site folders with ``site.addsitedir``,
-    which also runs *their* ``.pth`` files (editable installs such as ``pip install -e .``
-    work through those)."""
-
-    def __init__(self, root):
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
-        self.python = str(root / ("Scripts" if os.name == "nt" else "bin") / "python")
-        self.env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1",
-                        PIP_ROOT_USER_ACTION="ignore", PYTHONDONTWRITEBYTECODE="1")
-        for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
-            self.env.pop(key, None)
-        purelib = self.run("-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
-        line = "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in site_dirs())
-        with open(os.path.join(purelib.strip(), "_cytorch_test_parent.pth"), "w") as f:
-            f.write(line + "\n")   # a .pth line that starts with "import" is executed
-
-    def run(self, *args):
-        result = subprocess.run([self.python, *args], capture_output=True, text=True,
-                                env=self.env, timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def pip(self, *args):
-        # pip comes from the system site-packages: it installs into the venv all the same
-        return self.run("-m", "pip", *args, "-q")
-
-    def probe(self, *layer_names):
-        return json.loads(self.run("-c", PROBE, *layer_names).strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory):
-    for tool in ("pip", "setuptools"):      # the offline install builds with what is here
-        if importlib.util.find_spec(tool) is None:
-            pytest.skip(f"{tool} is not installed in this environment")
-    return Venv(tmp_path_factory.mktemp("venv") / "env")
-
-
 @pytest.fixture(scope="module")
 def plugin_dirs(tmp_path_factory):
     """Each throwaway plugin as a project folder: pyproject.toml and one module."""
@@ -183,6 +125,11 @@ def plugin_dirs(tmp_path_factory):
     return dirs
 
 
+def probe(venv, *layer_names):
+    """Run PROBE in ``venv`` with these layer names: its JSON report."""
+    return json.loads(venv.run("-c", PROBE, *layer_names).strip().splitlines()[-1])
+
+
 def install(venv, plugin_dirs, *keys):
     venv.pip("install", "--no-index", "--no-deps", "--no-build-isolation",
              *(plugin_dirs[k] for k in keys))
@@ -197,7 +144,7 @@ def test_installed_plugin_is_discovered_trains_and_disappears_when_uninstalled(
         venv, plugin_dirs):
     install(venv, plugin_dirs, "good")
     try:
-        report = venv.probe("throwaway_shift")
+        report = probe(venv, "throwaway_shift")
     finally:
         uninstall(venv, "good")
     entry = report["entries"]["cytorch-throwaway-good[throwaway_shift]"]
@@ -210,7 +157,7 @@ def test_installed_plugin_is_discovered_trains_and_disappears_when_uninstalled(
     if importlib.util.find_spec("cytorch_locally_connected") is not None:
         assert report["entries"]["cytorch-locally-connected[locally_connected2d]"]["ok"]
 
-    gone = venv.probe()
+    gone = probe(venv, )
     assert not any("throwaway" in label for label in gone["entries"])
     # and the environment that ran pytest never saw it
     cytorch.layers.refresh()
@@ -221,7 +168,7 @@ def test_installed_plugin_is_discovered_trains_and_disappears_when_uninstalled(
 def test_plugin_failing_on_import_is_skipped_with_a_warning(venv, plugin_dirs):
     install(venv, plugin_dirs, "broken", "good")
     try:
-        report = venv.probe("throwaway_shift")
+        report = probe(venv, "throwaway_shift")
         listing = venv.run("-m", "cytorch.cli", "layers")     # what `cytorch layers` prints
     finally:
         uninstall(venv, "broken", "good")
@@ -242,7 +189,7 @@ def test_plugin_failing_on_import_is_skipped_with_a_warning(venv, plugin_dirs):
 def test_plugin_claiming_a_taken_name_is_an_error_naming_both(venv, plugin_dirs):
     install(venv, plugin_dirs, "conflict")
     try:
-        report = venv.probe()
+        report = probe(venv, )
     finally:
         uninstall(venv, "conflict")
     assert report["conv2d"].startswith("RegistryError: layer name 'conv2d' is claimed by two "

@@ -1,0 +1,62 @@
+"""Shared test helpers: a throwaway virtual environment for the plugin-install tests
+(``test_plugins.py``, ``test_new_plugin.py``)."""
+import importlib.util
+import os
+import site
+import subprocess
+import sys
+
+import pytest
+
+
+def site_dirs():
+    """The site-packages folders of the environment running the tests, in ``sys.path`` order:
+    the venv's own when pytest runs in a venv, the interpreter's otherwise (plus the user site
+    when it is on the path)."""
+    dirs = list(site.getsitepackages())
+    user = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user and user in sys.path:
+        dirs.append(user)
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+class Venv:
+    """A virtual environment layered on top of the environment running the tests (what it
+    installs stays in it), with pip helpers.
+
+    ``venv --system-site-packages`` is not enough: from inside a venv it inherits the *base*
+    interpreter's site-packages, not the venv's, and cytorch's plugins installed there would be
+    invisible.  Instead a ``.pth`` file adds each of our site folders with ``site.addsitedir``,
+    which also runs *their* ``.pth`` files (editable installs such as ``pip install -e .``
+    work through those)."""
+
+    def __init__(self, root):
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+        self.python = str(root / ("Scripts" if os.name == "nt" else "bin") / "python")
+        self.env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1",
+                        PIP_ROOT_USER_ACTION="ignore", PYTHONDONTWRITEBYTECODE="1")
+        for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+            self.env.pop(key, None)
+        purelib = self.run("-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+        line = "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in site_dirs())
+        with open(os.path.join(purelib.strip(), "_cytorch_test_parent.pth"), "w") as f:
+            f.write(line + "\n")   # a .pth line that starts with "import" is executed
+
+    def run(self, *args):
+        result = subprocess.run([self.python, *args], capture_output=True, text=True,
+                                env=self.env, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def pip(self, *args):
+        # pip comes from the environment running the tests; it installs into this venv
+        return self.run("-m", "pip", *args, "-q")
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    """A ``Venv`` for the tests of one module (they install into it and uninstall again)."""
+    for tool in ("pip", "setuptools"):      # the offline install builds with what is here
+        if importlib.util.find_spec(tool) is None:
+            pytest.skip(f"{tool} is not installed in this environment")
+    return Venv(tmp_path_factory.mktemp("venv") / "env")
