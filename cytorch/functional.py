@@ -98,6 +98,18 @@ def _conv_args(x, w, b, strides, padding, check_finite):
     return x, w, b, (sh, sw), pads, (N, H_out, W_out, K)
 
 
+def _load(name):
+    from ._kernels import load
+    return load(name)
+
+
+def _conv_direct(x, w, out, strides):
+    """Does this conv2d run the direct path (``_kernels/_direct.pyx``, twin
+    ``reference.conv2d_shift_add_forward``) rather than im2col + GEMM?  The measured rule lives
+    beside the kernel: thin stride-1 layers such as LeNet's first."""
+    return _load("_direct").uses_direct_path(x.shape, w.shape, out.shape, strides, x.dtype)
+
+
 _CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
 
 
@@ -150,11 +162,13 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
         pt, pb, pl, pr = pads
         return reference.conv2d_forward(x, w, b, (sh, sw), ((pt, pb), (pl, pr)),
                                         check_finite=False)
-    from ._kernels import load
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    load("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                 get_num_threads())
+    if _conv_direct(x, w, out, (sh, sw)):
+        _load("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+    else:
+        _load("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
+                                      get_num_threads())
     cache = {"x": x, "w": w, "has_bias": b is not None, "strides": (sh, sw), "pads": pads}
     return out, cache
 
@@ -184,11 +198,14 @@ def conv2d_backward(dout, cache, need_dx=True):
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
     K = w.shape[3]
-    from ._kernels import load
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
-    load("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl, get_num_threads())
+    if _conv_direct(x, w, dout, (sh, sw)):
+        _load("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
+    else:
+        _load("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
+                                       get_num_threads())
     return dx, dw, (db if cache["has_bias"] else None)
 
 
@@ -232,25 +249,16 @@ def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
     if _use_reference():
         return getattr(reference, what + "_forward")(x, pool_size, strides, padding,
                                                      check_finite=check_finite)
-    # x's finiteness is checked after the kernel (below)
-    x, pool, strides, pads, out_shape = _pool_args(x, pool_size, strides, padding, False, what)
+    x, pool, strides, pads, out_shape = _pool_args(x, pool_size, strides, padding,
+                                                   check_finite, what)
     (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
-    from ._kernels import load
     out = np.empty(out_shape, dtype=x.dtype)
     argidx = None if kind == "avg" else np.empty(out_shape, dtype=np.int32)
     if kind == "avg":
-        all_finite = load("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl,
-                                                      get_num_threads())
+        _load("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl, get_num_threads())
     else:
-        all_finite = load("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt,
-                                                          pl, kind == "min",
-                                                          get_num_threads())
-    # The finiteness check comes after the kernel: the 2x2 kernels check x as they read it
-    # (a separate np.isfinite pass over a large x costs as much as the pooling itself), and
-    # only when they could not vouch for every value is x scanned here.  Raising after the
-    # work changes nothing a caller can see: out is ours and not yet returned.
-    if check_finite and not all_finite:
-        as_float_array(x, "x")   # raises on NaN/inf
+        _load("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt, pl,
+                                              kind == "min", get_num_threads())
     if argidx is None:
         return out, reference._pool_cache(kind, x, pool, strides, pads)
     return out, reference._pool_cache(kind, x, pool, strides, pads, argidx)
