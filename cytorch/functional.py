@@ -374,69 +374,6 @@ def dropout_backward(dout, cache, check_finite=True):
 # ===============================================================================================
 # batch normalization  (section owned by the layers work)
 # ===============================================================================================
-def _channel_vector(a, name, C, dtype, check_finite):
-    """``a`` as a ``(C,)`` array of ``dtype``, or None."""
-    if a is None:
-        return None
-    a = as_float_array(a, name, dtype=dtype, check_finite=check_finite)
-    if a.shape != (C,):
-        raise ShapeError(f"{name} must have shape (C,) = ({C},), one value per channel of x "
-                         f"(x.shape[-1]), got shape {a.shape}")
-    return a
-
-
-def _batch_norm_args(x, gamma, beta, mean, variance, epsilon, check_finite):
-    """Validate a batch_norm_forward call (shared with the twin); return x, gamma, beta, mean,
-    variance (``(C,)`` arrays of x's dtype, or None) and epsilon as a float."""
-    x = as_float_array(x, "x", check_finite=check_finite)
-    if x.ndim < 2:
-        raise ShapeError(f"x must have a batch axis and a channel axis, (N, H, W, C) or (N, C), "
-                         f"got shape {x.shape}")
-    if x.size == 0:
-        raise ShapeError(f"x must not be empty, got shape {x.shape}")
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
-            or not epsilon > 0 or not np.isfinite(epsilon):
-        raise ValueError(f"epsilon must be a positive float (it keeps 1 / sqrt(variance + "
-                         f"epsilon) finite), got {epsilon!r}")
-    if (mean is None) != (variance is None):
-        raise ValueError("give both mean and variance (normalise with them) or neither (use "
-                         "the batch's statistics)")
-    C = x.shape[-1]
-    gamma, beta, mean, variance = (
-        _channel_vector(a, name, C, x.dtype, check_finite)
-        for a, name in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"),
-                        (variance, "variance")))
-    if variance is not None and not (variance.astype(np.float64) + epsilon > 0).all():
-        bad = np.flatnonzero(~(variance.astype(np.float64) + epsilon > 0))
-        raise ValueError(f"variance + epsilon must be > 0 for every channel; channel(s) "
-                         f"{bad[:5].tolist()} have variance {variance[bad[:5]].tolist()}")
-    return x, gamma, beta, mean, variance, float(epsilon)
-
-
-def _check_batch_stats(mean, var):
-    """The batch statistics must be finite: a NaN or inf in them (from NaN/inf in x, or values
-    whose squares overflow) would otherwise be folded into the moving averages for good."""
-    bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(var)))
-    if bad.size:
-        raise ValueError(f"the batch statistics of channel(s) {bad[:5].tolist()} are not "
-                         f"finite (mean {mean[bad[:5]].tolist()}, variance "
-                         f"{var[bad[:5]].tolist()}): x holds NaN or inf, or values too large "
-                         f"to square")
-
-
-def _batch_norm_dout(dout, cache):
-    """Validate the ``dout`` and ``cache`` of a batch_norm backward (shared with the twin);
-    return dout as a contiguous array of the forward pass's dtype."""
-    if not isinstance(cache, dict) or cache.get("kind") != "batch_norm":
-        raise ValueError("batch_norm_backward needs the cache returned by batch_norm_forward")
-    x = cache["x"]
-    dout = as_float_array(dout, "dout", dtype=x.dtype)
-    if dout.shape != x.shape:
-        raise ShapeError(f"dout must have the forward output's shape {x.shape}, "
-                         f"got {dout.shape}")
-    return dout
-
-
 def batch_norm_forward(x, gamma=None, beta=None, mean=None, variance=None, epsilon=1e-3,
                        check_finite=True):
     """Batch normalization per channel (the last axis) of ``(N, H, W, C)`` or ``(N, C)``:
@@ -464,32 +401,32 @@ def batch_norm_forward(x, gamma=None, beta=None, mean=None, variance=None, epsil
     >>> out.ravel().round(6), cache["mean"], cache["var"]
     (array([-1.,  1.]), array([2.]), array([1.]))
     """
+    x, gamma, beta, mean, variance, epsilon = checks.batch_norm_args(x, gamma, beta, mean,
+                                                                     variance, epsilon,
+                                                                     check_finite)
     if _use_reference():
         return reference.batch_norm_forward(x, gamma, beta, mean, variance, epsilon,
-                                            check_finite=check_finite)
-    x, gamma, beta, mean, variance, epsilon = _batch_norm_args(x, gamma, beta, mean, variance,
-                                                               epsilon, check_finite)
-    from ._kernels import load
-    kernel = load("_batchnorm")
+                                            check_finite=False)
+    kernel = _kernel("_batchnorm")
     C = x.shape[-1]
     x2 = x.reshape(-1, C)
     batch_stats = mean is None
     if batch_stats:
         mean64, var64 = np.empty(C), np.empty(C)
         kernel.batch_norm_stats(x2, mean64, var64, get_num_threads())
-        _check_batch_stats(mean64, var64)
+        checks.check_batch_stats(mean64, var64)
     else:
         mean64, var64 = mean.astype(np.float64), variance.astype(np.float64)
-    m, inv_std, a, b = reference._batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
+    m, inv_std, a, b = reference.batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
                                                          x.dtype)
     out = np.empty_like(x)
     kernel.batch_norm_apply(x2, m, a, b, out.reshape(-1, C), get_num_threads())
-    cache = reference._batch_norm_cache(x, gamma, beta, m, var64.astype(x.dtype), inv_std,
-                                        batch_stats)
+    cache = checks.batch_norm_cache(x, gamma, beta, m, var64.astype(x.dtype), inv_std,
+                                    batch_stats)
     return out, cache
 
 
-def batch_norm_backward(dout, cache):
+def batch_norm_backward(dout, cache, check_finite=True):
     """Gradients of ``batch_norm_forward``: ``(dx, dgamma, dbeta)``.
 
     Per channel, over its ``M`` values, with ``xhat = (x - mean) / sqrt(var + eps)``::
@@ -499,6 +436,7 @@ def batch_norm_backward(dout, cache):
 
     (the last two terms only when the forward pass used the batch's statistics, which then
     depend on x).  ``dgamma``/``dbeta`` are None when the forward pass had no gamma/beta.
+    ``check_finite=False`` skips the NaN/inf scan of ``dout``.
 
     >>> x = np.random.default_rng(0).normal(size=(8, 3))
     >>> out, cache = batch_norm_forward(x)
@@ -506,16 +444,15 @@ def batch_norm_backward(dout, cache):
     >>> bool(np.abs(dx).max() < 1e-12), dbeta          # a constant shift is normalised away
     (True, None)
     """
+    dout = checks.batch_norm_dout(dout, cache, check_finite)
     if _use_reference():
-        return reference.batch_norm_backward(dout, cache)
-    dout = _batch_norm_dout(dout, cache)
+        return reference.batch_norm_backward(dout, cache, check_finite=False)
     x, gamma = cache["x"], cache["gamma"]
     C = x.shape[-1]
-    from ._kernels import load
     dx = np.empty_like(x)
     dgamma, dbeta = np.empty(C), np.empty(C)
     g = gamma if gamma is not None else np.ones(C, dtype=x.dtype)
-    load("_batchnorm").batch_norm_backward(dout.reshape(-1, C), x.reshape(-1, C),
+    _kernel("_batchnorm").batch_norm_backward(dout.reshape(-1, C), x.reshape(-1, C),
                                            cache["mean"], cache["inv_std"], g,
                                            dx.reshape(-1, C), dgamma, dbeta,
                                            cache["batch_stats"], get_num_threads())

@@ -19,7 +19,8 @@ nothing else from cytorch: it can be read, and run, on its own.
 """
 import numpy as np
 
-from ._checks import (ShapeError, as_batch, as_float_array, as_pair, conv_args, conv_cache,
+from ._checks import (ShapeError, as_batch, as_float_array, as_pair, batch_norm_args,
+                      batch_norm_cache, batch_norm_dout, check_batch_stats, conv_args, conv_cache,
                       conv_dout, dropout_args, dropout_cache, dropout_dout, global_args,
                       global_cache, global_dout, pool_args, pool_cache, pool_dout,
                       window_output_shape)
@@ -565,21 +566,24 @@ def batch_norm_forward(x, gamma=None, beta=None, mean=None, variance=None, epsil
     >>> out.ravel().round(6), cache["mean"], cache["var"]
     (array([-1.,  1.]), array([2.]), array([1.]))
     """
-    x, gamma, beta, mean, variance, epsilon = _front_door()._batch_norm_args(
-        x, gamma, beta, mean, variance, epsilon, check_finite)
+    x, gamma, beta, mean, variance, epsilon = batch_norm_args(x, gamma, beta, mean, variance,
+                                                              epsilon, check_finite)
     C = x.shape[-1]
     x2 = x.reshape(-1, C)
     batch_stats = mean is None
     if batch_stats:
         mean64 = x2.sum(axis=0, dtype=np.float64) / x2.shape[0]
         var64 = ((x2 - mean64) ** 2).sum(axis=0) / x2.shape[0]
-        _front_door()._check_batch_stats(mean64, var64)
+        check_batch_stats(mean64, var64)
     else:
         mean64, var64 = mean.astype(np.float64), variance.astype(np.float64)
-    return _batch_norm_affine(x, gamma, beta, mean64, var64, epsilon, batch_stats)
+    mean, inv_std, a, b = batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
+                                                  x.dtype)
+    cache = batch_norm_cache(x, gamma, beta, mean, var64.astype(x.dtype), inv_std, batch_stats)
+    return (x - mean) * a + b, cache
 
 
-def _batch_norm_coefficients(gamma, beta, mean64, var64, epsilon, dtype):
+def batch_norm_coefficients(gamma, beta, mean64, var64, epsilon, dtype):
     """Per-channel ``mean``, ``inv_std = 1 / sqrt(var + eps)``, ``a = gamma * inv_std`` and
     ``b = beta`` in ``dtype`` (computed in float64 from float64 statistics): the forward pass
     is then ``out = (x - mean) * a + b``.  Both twins use this."""
@@ -590,22 +594,7 @@ def _batch_norm_coefficients(gamma, beta, mean64, var64, epsilon, dtype):
     return (mean64.astype(dtype), inv_std64.astype(dtype), (g64 * inv_std64).astype(dtype), b)
 
 
-def _batch_norm_affine(x, gamma, beta, mean64, var64, epsilon, batch_stats):
-    """``out = (x - mean) * a + b`` once the statistics are known; returns out and the cache."""
-    mean, inv_std, a, b = _batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
-                                                   x.dtype)
-    cache = _batch_norm_cache(x, gamma, beta, mean, var64.astype(x.dtype), inv_std,
-                              batch_stats)
-    return (x - mean) * a + b, cache
-
-
-def _batch_norm_cache(x, gamma, beta, mean, var, inv_std, batch_stats):
-    """What batch_norm_backward needs (both twins build the same dict)."""
-    return {"kind": "batch_norm", "x": x, "gamma": gamma, "has_beta": beta is not None,
-            "mean": mean, "var": var, "inv_std": inv_std, "batch_stats": batch_stats}
-
-
-def batch_norm_backward(dout, cache):
+def batch_norm_backward(dout, cache, check_finite=True):
     """Gradients of ``batch_norm_forward``: ``(dx, dgamma, dbeta)`` for ``dout = dL/dout``.
 
     Per channel, with ``xhat = (x - mean) * inv_std``, ``inv_std = 1 / sqrt(var + eps)`` and
@@ -619,7 +608,7 @@ def batch_norm_backward(dout, cache):
     their share (the gradient of a normalised channel is orthogonal to 1 and to xhat).
     ``dgamma``/``dbeta`` are None when the forward pass had no gamma/beta.
     """
-    dout = _front_door()._batch_norm_dout(dout, cache)
+    dout = batch_norm_dout(dout, cache, check_finite)
     x = cache["x"]
     C = x.shape[-1]
     x2, d2 = x.reshape(-1, C), dout.reshape(-1, C)
