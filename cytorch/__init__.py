@@ -38,6 +38,7 @@ _LAZY = {
     "datasets": ("cytorch.datasets", None),
     "testing": ("cytorch.testing", None),
     "viz": ("cytorch.viz", None),
+    "explain": ("cytorch.explain", None),
     "CNNClassifier": ("cytorch.estimator", "CNNClassifier"),
     "show_build": ("cytorch.info", "show_build"),
 }
