@@ -39,6 +39,7 @@ _LAZY = {
     "testing": ("cytorch.testing", None),
     "viz": ("cytorch.viz", None),
     "explain": ("cytorch.explain", None),
+    "course": ("cytorch.course", None),
     "CNNClassifier": ("cytorch.estimator", "CNNClassifier"),
     "show_build": ("cytorch.info", "show_build"),
 }
