@@ -17,7 +17,8 @@ def _cells(rows, cols, cell=1.2, extra_width=0.0, extra_height=0.6):
     """(width, height) of a grid of square cells, shrunk to fit a slide."""
     scale = min(1.0, (SLIDE_WIDTH - extra_width) / (cell * cols),
                 (SLIDE_HEIGHT - extra_height) / (cell * rows))
-    return cell * scale * cols + extra_width, cell * scale * rows + extra_height
+    return (min(cell * scale * cols + extra_width, SLIDE_WIDTH),
+            min(cell * scale * rows + extra_height, SLIDE_HEIGHT))
 
 
 def _grid(n):
