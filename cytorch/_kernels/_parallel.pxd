@@ -1,6 +1,6 @@
-# The one thread policy of the kernel modules (``_conv``, ``_direct``, ``_pool``, ``_dropout``):
-# how many OpenMP threads a call gets, and how a batch is cut into work units.  Inline
-# functions only, so a module ``cimport``s them with no import between extension modules at
+# The one thread policy of the kernel modules (``_conv``, ``_direct``, ``_pool``, ``_dropout``,
+# ``_batchnorm``): how many OpenMP threads a call gets, and how a batch is cut into work units.
+# Inline functions only, so a module ``cimport``s them with no import between extension modules at
 # run time (as ``_blas.pxd`` does for GEMM).
 
 # Below this many values touched, one thread does the whole call: starting a team costs more
