@@ -209,7 +209,9 @@ def summary_table(model, line_length=None):
     head, body, table_width = _layout(header, rows, {2, 3}, budget)  # numbers align right
     width = line_length or max(table_width, 60)
     total = model.count_params()
-    trainable = sum(layer.count_params() for layer in model.layers if layer.trainable)
+    # a layer's state (BatchNormalization's moving statistics) and a frozen layer's
+    # parameters are non-trainable, as in Keras
+    trainable = sum(layer.count_trainable_params() for layer in model.layers)
     out = [f'Model: "{model.name}"', "_" * width, *head, "=" * width]
     out += body
     out += ["=" * width,
