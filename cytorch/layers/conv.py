@@ -109,7 +109,8 @@ class Conv2D(ActivationMixin, Layer):
     def backward(self, dout, ctx=DEFAULT):
         conv_cache, act, y = cached(self)
         dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
-        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=ctx.input_grad)
+        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=ctx.input_grad,
+                                       check_finite=False)   # as_grad checked dout
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
