@@ -17,7 +17,7 @@ does not fit fails while you type it, with the layer's own ``ShapeError``::
 them in reverse and *sums* the gradients reaching a node from several consumers (the
 multivariable chain rule: if ``x`` feeds ``f`` and ``g``, ``dL/dx = dL/df df/dx + dL/dg dg/dx``).
 
-Each run hands every layer a ``CallContext`` (``cytorch.layers.base``): the modes of that kind
+Each run hands every layer a ``CallContext`` (``cytorch.layers.context``): the modes of that kind
 of call, made once per graph and kind and passed as an argument, never set on the layers.  So
 ``predict`` inside a callback runs with its own modes while ``fit`` is between two steps.  A
 training step's contexts also carry the graph passes of ``cytorch.graph_passes``, rewrites
@@ -33,7 +33,8 @@ import numpy as np
 from . import graph_passes as _passes
 from .errors import ShapeError
 from .functional import as_float_array
-from .layers.base import CallContext, Layer, honours, takes_context, unique_name
+from .layers.base import Layer, unique_name
+from .layers.context import CallContext, honours, takes_context
 from .training import TrainingMixin
 
 __all__ = ["Node", "Model", "Sequential", "call_layer"]

@@ -19,7 +19,7 @@ relu_after_pooling
 """
 import collections
 
-from .layers.base import honours
+from .layers.context import honours
 
 __all__ = ["relu_after_pooling", "PASSES", "get"]
 
@@ -28,7 +28,7 @@ def relu_after_pooling(nodes, outputs):
     """``{layer node: {"defer_relu": True}, pool node: {"apply_relu": True}}`` for every max or
     min pooling layer whose input is the ReLU output of a layer that nothing else reads.
 
-    Both layers must act on these modes (``cytorch.layers.base.honours``), the layer's ``activation`` must be ``"relu"``, and the layer's output
+    Both layers must act on these modes (``cytorch.layers.context.honours``), the layer's ``activation`` must be ``"relu"``, and the layer's output
     must not be a model output."""
     readers = collections.Counter(inp.id for node in nodes for inp in node.inputs)
     output_ids = {node.id for node in outputs}

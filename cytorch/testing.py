@@ -10,7 +10,7 @@ A plugin's own test suite needs one line per configuration::
 ``check_layer`` runs these checks, in this order, and raises ``AssertionError`` naming the
 first that fails and by how much:
 
-1. **parameter dtypes** -- every parameter has the layer's dtype (``np.full(C, 1.5)`` is
+1. **parameter dtypes** -- every parameter (and ``state`` array) has the layer's dtype (``np.full(C, 1.5)`` is
    float64 in a float32 layer: say ``dtype=self.dtype``);
 2. **config** -- ``get_config()`` is JSON-serialisable and ``type(layer).from_config`` of its
    JSON round trip rebuilds a layer with the same config and the same parameter shapes, which,
@@ -175,12 +175,14 @@ class _Checker:
                                 f"{_rel(y, y_twin)} > {_CONFIG_RTOL:.0e})")
 
     def check_parameter_dtypes(self):
-        """Every parameter has the layer's dtype (a layer computes in its dtype, and
+        """Every parameter and state array has the layer's dtype (a layer computes in its dtype, and
         ``set_dtype`` and the optimizers rely on it)."""
-        for k, p in self.layer.params.items():
+        arrays = [("parameter", k, p) for k, p in self.layer.params.items()]
+        arrays += [("state", k, v) for k, v in getattr(self.layer, "state", {}).items()]
+        for what, k, p in arrays:
             dtype = np.asarray(p).dtype
             if dtype != self.layer.dtype:
-                self.fail("dtype", f"parameter {k!r} is {dtype} but the layer's dtype is "
+                self.fail("dtype", f"{what} {k!r} is {dtype} but the layer's dtype is "
                                    f"{self.layer.dtype}: create it with dtype=self.dtype in "
                                    f"build (e.g. np.full(C, 1.5, dtype=self.dtype))")
 

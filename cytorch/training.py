@@ -42,7 +42,7 @@ from . import callbacks as cbks
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .errors import ShapeError
-from .layers.base import honours
+from .layers.context import honours
 from .random import check_seed, make_rng
 
 __all__ = ["TrainingMixin"]

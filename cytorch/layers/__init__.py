@@ -9,7 +9,8 @@ True
 the built-ins are registered exactly like third-party plugins (see ``cytorch.registry``).
 """
 from ..registry import available, discover, get, name_of, refresh
-from .base import CallContext, Layer
+from .base import Layer
+from .context import CallContext
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Input
 from .merge import Add, Concatenate

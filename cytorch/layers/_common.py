@@ -6,6 +6,7 @@ import numpy as np
 from .. import activations, random
 from ..errors import ShapeError
 from ..functional import as_float_array
+from .context import DEFAULT
 
 _LINEAR = activations.get("linear")
 _RELU = activations.get("relu")
@@ -121,7 +122,7 @@ class ActivationMixin:
         self._activation = activations.get(activation)
         self.activation = self._activation.name
 
-    def _activate(self, z, inplace, ctx):
+    def _activate(self, z, inplace, ctx=DEFAULT):
         """Apply the activation (or not, under ``ctx.return_logits`` or ``ctx.defer_relu``);
         returns (function, y), the function being what backward differentiates.
 

@@ -7,7 +7,8 @@ from .._shapes import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
-from .base import DEFAULT, Layer
+from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["Conv2D"]
 

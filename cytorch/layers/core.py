@@ -13,7 +13,8 @@ from .. import initializers
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape)
-from .base import DEFAULT, Layer
+from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["Input", "Dense", "Flatten", "Activation", "Dropout"]
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, describe
-from .base import DEFAULT, Layer
+from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["Add", "Concatenate"]
 

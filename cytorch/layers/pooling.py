@@ -14,7 +14,8 @@ from .. import functional as F
 from .._shapes import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, check_bool, describe, sample_shape, to_list
-from .base import DEFAULT, Layer
+from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
            "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D"]
