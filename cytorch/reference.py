@@ -12,30 +12,27 @@ Layout contract, shared with the kernels:
   ``(N, H_out, W_out, K)`` after a reshape;
 * one spatial axis: ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``.
 
-Every twin checks its arguments with the front door's own checks, so a direct call with bad
-input fails as clearly as a call through ``cytorch.functional`` (which passes
-``check_finite=False``: it has scanned the arrays already).
+Every twin checks its arguments with the checks the front door uses (``cytorch._checks``),
+so a direct call with bad input fails as clearly as a call through ``cytorch.functional``
+(which passes ``check_finite=False``: it has scanned the arrays already).  This module needs
+nothing else from cytorch: it can be read, and run, on its own.
 """
 import numpy as np
 
-from ._shapes import as_pair, window_output_shape
-from .errors import ShapeError
+from ._checks import (ShapeError, as_batch, as_float_array, as_pair, batch_norm_args,
+                      batch_norm_cache, batch_norm_dout, check_batch_stats, conv_args, conv_cache,
+                      conv_dout, dropout_args, dropout_cache, dropout_dout, global_args,
+                      global_cache, global_dout, pool_args, pool_cache, pool_dout,
+                      window_output_shape)
 
 
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
-def _front_door():
-    """``cytorch.functional``, whose checks the twins share.  Imported when first needed,
-    because ``cytorch.functional`` imports this module."""
-    from . import functional
-    return functional
-
-
 def _conv_geometry(x_shape, w_shape, strides, padding):
     """Unpack ``(sh, sw)``, ``(pt, pb, pl, pr)`` and ``(H_out, W_out)`` for an x and a w.
 
-    ``padding`` is anything ``cytorch._shapes.resolve_padding`` accepts; ``cytorch.functional``
+    ``padding`` is anything ``cytorch._checks.resolve_padding`` accepts; ``cytorch.functional``
     passes it already resolved as ``((top, bottom), (left, right))``.
     """
     _, H, W, _ = x_shape
@@ -66,7 +63,7 @@ def im2col(x, kh, kw, strides=1, padding="valid"):
            [ 8.,  9., 12., 13.],
            [10., 11., 14., 15.]])
     """
-    x = _front_door().as_batch(x, "x")
+    x = as_batch(x, "x")
     kh, kw = as_pair((kh, kw), "(kh, kw)")
     return _im2col(x, kh, kw, strides, padding)
 
@@ -94,7 +91,7 @@ def col2im(cols, x_shape, kh, kw, strides=1, padding="valid"):
     gradient is the sum of all of them.  Values that landed in the zero padding are dropped.
     ``col2im(im2col(x))`` is therefore ``x`` times how many windows cover each pixel.
     """
-    cols = _front_door().as_float_array(cols, "cols")
+    cols = as_float_array(cols, "cols")
     try:
         x_shape = tuple(as_pair(d, "x_shape")[0] for d in x_shape)
     except TypeError:
@@ -147,8 +144,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
            [2., 4., 3.],
            [2., 3., 4.]])
     """
-    x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = _front_door()._conv_args(
-        x, w, b, strides, padding, check_finite)
+    x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = conv_args(x, w, b, strides, padding,
+                                                              check_finite)
     kh, kw, C, K = w.shape
     pt, pb, pl, pr = pads
     padding = ((pt, pb), (pl, pr))
@@ -156,12 +153,10 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     out = cols @ w.reshape(kh * kw * C, K)
     if b is not None:
         out += b
-    out = out.reshape(N, H_out, W_out, K)
-    cache = {"x": x, "w": w, "has_bias": b is not None, "strides": (sh, sw), "pads": pads}
-    return out, cache
+    return out.reshape(N, H_out, W_out, K), conv_cache(x, w, b, (sh, sw), pads)
 
 
-def conv2d_backward(dout, cache, need_dx=True):
+def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     """Gradients of ``conv2d_forward`` given ``dout = dL/dout`` of shape ``(N, H_out, W_out, K)``.
 
     With ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)`` (and dout as ``(rows, K)``):
@@ -172,8 +167,9 @@ def conv2d_backward(dout, cache, need_dx=True):
 
     ``cols`` is recomputed here rather than kept from the forward pass: the cache then holds
     only ``x`` and ``w``, which the caller keeps alive anyway, and is the same for both twins.
+    ``check_finite``: raise ValueError on NaN/inf in dout.
     """
-    dout = _front_door()._conv_dout(dout, cache)
+    dout = conv_dout(dout, cache, check_finite)
     x, w = cache["x"], cache["w"]
     kh, kw, C, K = w.shape
     (pt, pb, pl, pr), strides = cache["pads"], cache["strides"]
@@ -202,7 +198,7 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
     >>> conv2d_naive(x, w, padding=1).shape
     (1, 7, 7, 1)
     """
-    x, w, b, (sh, sw), (pt, pb, pl, pr), (N, H_out, W_out, K) = _front_door()._conv_args(
+    x, w, b, (sh, sw), (pt, pb, pl, pr), (N, H_out, W_out, K) = conv_args(
         x, w, b, strides, padding, check_finite=True)
     kh, kw = w.shape[:2]
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -218,6 +214,77 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
     return out
 
 
+def conv2d_shift_add_forward(x, w, b=None, padding="valid", check_finite=True):
+    """Stride-1 convolution as a sum of shifted images: the twin of the direct path
+    (``cytorch/_kernels/_direct.pyx``), which LeNet's first layer runs.
+
+    x: ``(N, H, W, C)``, w: ``(kh, kw, C, K)``, b: ``(K,)`` or None -> out, cache as
+    ``conv2d_forward`` with ``strides=1``.  Tap ``(a, b)`` of the kernel sees the padded input
+    shifted by ``a`` rows and ``b`` columns, one slice ``x_pad[:, a:a + H_out, b:b + W_out, :]``;
+    each output pixel adds that slice's channels times the tap's ``C x K`` weights::
+
+        out = b + sum_{a < kh, b < kw}  x_pad[:, a:a + H_out, b:b + W_out, :] @ w[a, b]
+
+    No column matrix: kh * kw small products over the whole image instead of one big one.
+    The compiled kernel adds the same terms, lane by lane in vector registers.
+
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> out, _ = conv2d_shift_add_forward(x, np.ones((2, 2, 1, 1)))
+    >>> out[0, :, :, 0]
+    array([[10., 14., 18.],
+           [26., 30., 34.],
+           [42., 46., 50.]])
+    """
+    x, w, b, _, pads, (N, H_out, W_out, K) = conv_args(x, w, b, 1, padding, check_finite)
+    kh, kw = w.shape[:2]
+    pt, pb, pl, pr = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    out = np.zeros((N, H_out, W_out, K), dtype=x.dtype)
+    for a in range(kh):
+        for c in range(kw):
+            out += xp[:, a:a + H_out, c:c + W_out, :] @ w[a, c]
+    if b is not None:
+        out += b
+    return out, conv_cache(x, w, b, (1, 1), pads)
+
+
+def conv2d_shift_add_backward(dout, cache, need_dx=True, check_finite=True):
+    """Gradients of ``conv2d_shift_add_forward`` (the direct path's backward), tap by tap.
+
+    With ``S_ab = x_pad[:, a:a + H_out, b:b + W_out, :]``, the slice tap ``(a, b)`` saw::
+
+        dw[a, b] = sum over (n, i, j) of  S_ab^T @ dout        (C x K: one product per tap)
+        dx_pad[:, a:a + H_out, b:b + W_out, :] += dout @ w[a, b]^T     (then crop the padding)
+        db = dout summed over (n, i, j)
+
+    ``dx`` is None with ``need_dx=False``, ``db`` None when the forward pass had no bias;
+    ``check_finite``: raise ValueError on NaN/inf in dout.  The compiled kernel computes dx as
+    the correlation of dout with the kernel turned around; the sums are the same.
+    """
+    dout = conv_dout(dout, cache, check_finite)
+    x, w = cache["x"], cache["w"]
+    if tuple(cache["strides"]) != (1, 1):
+        raise ValueError(f"conv2d_shift_add_backward needs a stride-1 cache, got strides "
+                         f"{cache['strides']}")
+    N, H, W, C = x.shape
+    kh, kw, _, K = w.shape
+    _, H_out, W_out, _ = dout.shape
+    pt, pb, pl, pr = cache["pads"]
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    d2 = dout.reshape(-1, K)
+    dw = np.empty_like(w)
+    dxp = np.zeros_like(xp) if need_dx else None
+    for a in range(kh):
+        for c in range(kw):
+            tap = xp[:, a:a + H_out, c:c + W_out, :]
+            dw[a, c] = tap.reshape(-1, C).T @ d2
+            if need_dx:
+                dxp[:, a:a + H_out, c:c + W_out, :] += dout @ w[a, c].T
+    dx = dxp[:, pt:pt + H, pl:pl + W, :] if need_dx else None
+    db = d2.sum(axis=0) if cache["has_bias"] else None
+    return dx, dw, db
+
+
 # ===============================================================================================
 # pooling and dropout  (section owned by the pooling/dropout kernel work)
 # ===============================================================================================
@@ -230,19 +297,12 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
 # flat index ``ih * W + iw`` of the winning cell (the first one in row-major order on ties), so
 # backward can route the gradient without looking at x again.
 #
-# The pooling caches are plain dicts built by ``_pool_cache``; the compiled kernels produce the
+# The pooling caches are plain dicts built by ``pool_cache``; the compiled path builds the
 # very same dicts, so a forward pass on one backend can be followed by backward on the other.
 #
-# Each twin starts by checking its arguments with ``cytorch.functional``'s own checks (rank,
-# dtype, NaN, geometry; ``strides=None`` means "the window").  ``padding`` is anything
-# ``cytorch._shapes.resolve_padding`` accepts; the front door passes it already resolved.
-
-def _pool_cache(kind, x, pool, strides, pads, argidx=None):
-    """What every pooling backward needs: the geometry, x's shape and dtype, and (max/min)
-    the flat index of each window's winner.  x itself is not kept."""
-    return {"kind": kind, "x_shape": x.shape, "dtype": x.dtype, "pool_size": pool,
-            "strides": strides, "pads": pads, "argidx": argidx}
-
+# Each twin starts by checking its arguments with the front door's checks (rank, dtype, NaN,
+# geometry; ``strides=None`` means "the window").  ``padding`` is anything
+# ``cytorch._checks.resolve_padding`` accepts; the front door passes it already resolved.
 
 def _window_offsets(x_shape, pool, strides, pads, out_hw):
     """Yield ``(rows, cols, real, flat)`` for each offset ``(a, b)`` of the window, row-major.
@@ -267,7 +327,7 @@ def _window_offsets(x_shape, pool, strides, pads, out_hw):
 
 def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
     """Max (``kind="max"``) or min (``kind="min"``) pooling: one implementation for both."""
-    x, pool, strides, pads, (N, H_out, W_out, C) = _front_door()._pool_args(
+    x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(
         x, pool_size, strides, padding, check_finite, f"{kind}_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -281,12 +341,12 @@ def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
         out = np.where(take, v, out)
         argidx = np.where(take, flat, argidx)
         seen |= real
-    return out, _pool_cache(kind, x, pool, strides, pads, argidx)
+    return out, pool_cache(kind, x, pool, strides, pads, argidx)
 
 
-def _extreme_pool2d_backward(dout, cache, kind):
+def _extreme_pool2d_backward(dout, cache, check_finite, kind):
     """Route each ``dout`` value to its window's winner; overlapping windows add up."""
-    dout = _front_door()._pool_dout(kind, dout, cache)
+    dout = pool_dout(kind, dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -322,14 +382,14 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "max")
 
 
-def max_pool2d_backward(dout, cache):
+def max_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of max pooling: ``dx[n, ih, iw, c] = sum of dout[n, i, j, c]`` over the windows
     ``(i, j)`` whose winner is ``(ih, iw)``; every other cell gets 0.
 
     dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.  Only one cell per window receives
     gradient, because only one cell changes the output when nudged (ties: the first).
     """
-    return _extreme_pool2d_backward(dout, cache, "max")
+    return _extreme_pool2d_backward(dout, cache, check_finite, "max")
 
 
 def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -345,9 +405,9 @@ def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "min")
 
 
-def min_pool2d_backward(dout, cache):
+def min_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of min pooling: ``dout`` goes to each window's smallest cell (ties: the first)."""
-    return _extreme_pool2d_backward(dout, cache, "min")
+    return _extreme_pool2d_backward(dout, cache, check_finite, "min")
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -365,7 +425,7 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[3.25, 5.25],
            [2.  , 2.  ]])
     """
-    x, pool, strides, pads, (N, H_out, W_out, C) = _front_door()._pool_args(
+    x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(
         x, pool_size, strides, padding, check_finite, "avg_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -374,16 +434,16 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     for rows, cols, real, _ in _window_offsets(x.shape, pool, strides, pads, (H_out, W_out)):
         total += xp[:, rows, cols, :]   # padded cells hold 0 and add nothing
         count += real
-    return total / count, _pool_cache("avg", x, pool, strides, pads)
+    return total / count, pool_cache("avg", x, pool, strides, pads)
 
 
-def avg_pool2d_backward(dout, cache):
+def avg_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of average pooling: each real cell of window ``(i, j)`` receives
     ``dout[n, i, j, c] / count[i, j]``; cells in several windows add up their shares.
 
     dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.
     """
-    dout = _front_door()._pool_dout("avg", dout, cache)
+    dout = pool_dout("avg", dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -396,20 +456,125 @@ def avg_pool2d_backward(dout, cache):
     return dxp[:, pt:pt + H, pl:pl + W, :]
 
 
+# The fast path: 2x2 windows, stride 2, no padding (the pooling of LeNet and of most CNNs).
+# The compiled kernels have their own row loops for it (``_pool.pyx``, ``_pool2x2.h``); these
+# are their twins.  With no padding and no overlap, the windows are a reshape away: no loop.
+
+def _windows_2x2(x):
+    """The four cells of every 2x2 window: ``(N, H, W, C) -> (N, H//2, W//2, 4, C)``, in
+    row-major order (top-left, top-right, bottom-left, bottom-right).  An odd last row or
+    column belongs to no window and is left out."""
+    N, H, W, C = x.shape
+    H_out, W_out = H // 2, W // 2
+    # v[n, i, a, j, b, c] = x[n, 2i + a, 2j + b, c]
+    v = x[:, :2 * H_out, :2 * W_out].reshape(N, H_out, 2, W_out, 2, C)
+    return v.transpose(0, 1, 3, 2, 4, 5).reshape(N, H_out, W_out, 4, C)
+
+
+def _pool2d_2x2_forward(kind, x, check_finite):
+    x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(x, 2, 2, "valid", check_finite,
+                                                              f"{kind}_pool2d")
+    cells = _windows_2x2(x)
+    if kind == "avg":
+        # rows first, then columns, as the kernel adds them: the same bits
+        out = ((cells[..., 0, :] + cells[..., 2, :]) + (cells[..., 1, :] + cells[..., 3, :])) \
+            * x.dtype.type(0.25)
+        return out, pool_cache("avg", x, pool, strides, pads)
+    pick = np.argmin if kind == "min" else np.argmax   # the first winner on ties
+    k = pick(cells, axis=3)                            # 0..3 = 2a + b within the window
+    out = np.take_along_axis(cells, k[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    i = np.arange(H_out)[:, None, None]
+    j = np.arange(W_out)[None, :, None]
+    argidx = (2 * i + k // 2) * x.shape[2] + 2 * j + k % 2       # ih * W + iw of the winner
+    return out, pool_cache(kind, x, pool, strides, pads, argidx.astype(np.int32))
+
+
+def _pool2d_2x2_backward(kind, dout, cache, check_finite):
+    dout = pool_dout(kind, dout, cache, check_finite)
+    if cache["pool_size"] != (2, 2) or cache["strides"] != (2, 2) or any(cache["pads"]):
+        raise ValueError(f"{kind}_pool2d_2x2_backward needs the cache of a 2x2 stride-2 "
+                         f"unpadded pooling, got pool_size {cache['pool_size']}, strides "
+                         f"{cache['strides']}, pads {cache['pads']}")
+    N, H, W, C = cache["x_shape"]
+    _, H_out, W_out, _ = dout.shape
+    if kind == "avg":
+        cells = np.repeat(dout[:, :, :, None, :] * dout.dtype.type(0.25), 4, axis=3)
+    else:
+        # the winner's place in its window, back from ih * W + iw
+        i = np.arange(H_out)[:, None, None]
+        j = np.arange(W_out)[None, :, None]
+        ih, iw = np.divmod(cache["argidx"], W)
+        k = 2 * (ih - 2 * i) + (iw - 2 * j)
+        cells = np.where(np.arange(4)[:, None] == k[:, :, :, None, :], dout[:, :, :, None, :],
+                         dout.dtype.type(0))
+    dx = np.zeros((N, H, W, C), dtype=dout.dtype)
+    dx[:, :2 * H_out, :2 * W_out] = (cells.reshape(N, H_out, W_out, 2, 2, C)
+                                     .transpose(0, 1, 3, 2, 4, 5)
+                                     .reshape(N, 2 * H_out, 2 * W_out, C))
+    return dx
+
+
+def max_pool2d_2x2_forward(x, check_finite=True):
+    """``max_pool2d_forward(x, 2)`` for 2x2 windows, stride 2, no padding, by a reshape: the
+    twin of the compiled fast path.
+
+    Each window's four cells ``x[2i:2i+2, 2j:2j+2]`` become one axis of length 4 (row-major),
+    and the max is taken along it; ``argmax`` gives the first winner on ties, whose place
+    ``k = 2a + b`` in the window is the cell ``(2i + a, 2j + b)``.  Same output and cache as
+    ``max_pool2d_forward(x, 2)``.
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
+    >>> out, cache = max_pool2d_2x2_forward(x[None, :, :, None])
+    >>> out[0, :, :, 0], cache["argidx"][0, :, :, 0]
+    (array([[6., 8.],
+           [3., 4.]]), array([[ 5,  7],
+           [ 8, 15]], dtype=int32))
+    """
+    return _pool2d_2x2_forward("max", x, check_finite)
+
+
+def max_pool2d_2x2_backward(dout, cache, check_finite=True):
+    """``max_pool2d_backward`` for the 2x2 fast path: each window's four cells get ``dout`` at
+    the winner and 0 elsewhere (cells no window covers: 0)."""
+    return _pool2d_2x2_backward("max", dout, cache, check_finite)
+
+
+def min_pool2d_2x2_forward(x, check_finite=True):
+    """``min_pool2d_forward(x, 2)`` by a reshape, as ``max_pool2d_2x2_forward``."""
+    return _pool2d_2x2_forward("min", x, check_finite)
+
+
+def min_pool2d_2x2_backward(dout, cache, check_finite=True):
+    """``min_pool2d_backward`` for the 2x2 fast path."""
+    return _pool2d_2x2_backward("min", dout, cache, check_finite)
+
+
+def avg_pool2d_2x2_forward(x, check_finite=True):
+    """``avg_pool2d_forward(x, 2)`` by a reshape: ``((top-left + bottom-left) + (top-right +
+    bottom-right)) * 0.25``, the kernel's order of additions (so the same bits, where the
+    general twin's ``sum / 4`` may differ in the last one)."""
+    return _pool2d_2x2_forward("avg", x, check_finite)
+
+
+def avg_pool2d_2x2_backward(dout, cache, check_finite=True):
+    """``avg_pool2d_backward`` for the 2x2 fast path: each of a window's cells gets
+    ``dout / 4``."""
+    return _pool2d_2x2_backward("avg", dout, cache, check_finite)
+
+
 # Global pooling: one window that is the whole map, (N, H, W, C) -> (N, C).
 
 def _global_extreme_forward(x, check_finite, kind):
-    x = _front_door()._global_args(kind, x, check_finite)
+    x = global_args(kind, x, check_finite)
     N, H, W, C = x.shape
     flat = x.reshape(N, H * W, C)
     argidx = (np.argmin if kind == "min" else np.argmax)(flat, axis=1).astype(np.int32)
     out = np.take_along_axis(flat, argidx[:, None, :], axis=1)[:, 0, :]
-    return out, {"kind": "global_" + kind, "x_shape": x.shape, "dtype": x.dtype,
-                 "argidx": argidx}
+    return out, global_cache(kind, x, argidx)
 
 
-def _global_extreme_backward(dout, cache, kind):
-    dout = _front_door()._global_dout(kind, dout, cache)
+def _global_extreme_backward(dout, cache, check_finite, kind):
+    dout = global_dout(kind, dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     dx = np.zeros((N, H * W, C), dtype=dout.dtype)
     np.put_along_axis(dx, cache["argidx"][:, None, :], dout[:, None, :], axis=1)
@@ -429,10 +594,10 @@ def global_max_pool2d_forward(x, check_finite=True):
     return _global_extreme_forward(x, check_finite, "max")
 
 
-def global_max_pool2d_backward(dout, cache):
+def global_max_pool2d_backward(dout, cache, check_finite=True):
     """``dx[n, h, w, c] = dout[n, c]`` at each channel's winner, 0 elsewhere.
     dout: ``(N, C)`` -> dx: ``(N, H, W, C)``."""
-    return _global_extreme_backward(dout, cache, "max")
+    return _global_extreme_backward(dout, cache, check_finite, "max")
 
 
 def global_min_pool2d_forward(x, check_finite=True):
@@ -445,9 +610,9 @@ def global_min_pool2d_forward(x, check_finite=True):
     return _global_extreme_forward(x, check_finite, "min")
 
 
-def global_min_pool2d_backward(dout, cache):
+def global_min_pool2d_backward(dout, cache, check_finite=True):
     """``dx[n, h, w, c] = dout[n, c]`` at each channel's smallest cell, 0 elsewhere."""
-    return _global_extreme_backward(dout, cache, "min")
+    return _global_extreme_backward(dout, cache, check_finite, "min")
 
 
 def global_avg_pool2d_forward(x, check_finite=True):
@@ -460,15 +625,15 @@ def global_avg_pool2d_forward(x, check_finite=True):
     >>> global_avg_pool2d_forward(x)[0]
     array([[3., 4.]])
     """
-    x = _front_door()._global_args("avg", x, check_finite)
+    x = global_args("avg", x, check_finite)
     N, H, W, C = x.shape
     out = (x.sum(axis=(1, 2), dtype=np.float64) / (H * W)).astype(x.dtype)
-    return out, {"kind": "global_avg", "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
+    return out, global_cache("avg", x)
 
 
-def global_avg_pool2d_backward(dout, cache):
+def global_avg_pool2d_backward(dout, cache, check_finite=True):
     """Every cell gets an equal share: ``dx[n, h, w, c] = dout[n, c] / (H * W)``."""
-    dout = _front_door()._global_dout("avg", dout, cache)
+    dout = global_dout("avg", dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     share = dout / dout.dtype.type(H * W)
     return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], (N, H, W, C)))
@@ -525,27 +690,118 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     >>> out
     array([2., 0., 0., 2., 0., 0., 0., 2.])
     """
-    x, rate, seed = _front_door()._dropout_args(x, rate, seed, check_finite)
+    x, rate, seed = dropout_args(x, rate, seed, check_finite)
     if not training:
-        return x.copy(), _dropout_cache(x, None, 1.0)
+        return x.copy(), dropout_cache(x, None, 1.0)
     u = splitmix64(seed, x.size) >> np.uint64(11)
     mask = (u >= np.uint64(dropout_threshold(rate))).astype(np.uint8).reshape(x.shape)
     scale = 1.0 / (1.0 - rate)
     # mask first: a dropped unit is exactly 0, a kept one exactly x * scale (the kernel's order)
     out = (x * mask) * x.dtype.type(scale)
-    return out, _dropout_cache(x, mask, scale)
+    return out, dropout_cache(x, mask, scale)
 
 
-def _dropout_cache(x, mask, scale):
-    """What dropout backward needs (the compiled kernel's path builds the same dict)."""
-    return {"mask": mask, "scale": scale, "dtype": x.dtype, "shape": x.shape}
-
-
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache, check_finite=True):
     """``dx = dout * mask / (1 - rate)``: dropped units pass no gradient, kept ones the same
     scale as forward.  When the forward pass was not training, ``dx`` is a copy of ``dout``."""
-    dout = _front_door()._dropout_dout(dout, cache)
+    dout = dropout_dout(dout, cache, check_finite)
     mask = cache["mask"]
     if mask is None:
         return dout.copy()
     return (dout * mask) * dout.dtype.type(cache["scale"])
+
+
+# ===============================================================================================
+# batch normalization  (section owned by the layers work)
+# ===============================================================================================
+#
+# Each channel is normalised over all its values in the batch: ``x`` is viewed as ``(M, C)``
+# with ``M = N * H * W`` rows (``N`` for ``(N, C)`` vectors), one column per channel.  The
+# statistics are summed in float64 whatever the dtype; the affine step runs in x's dtype.
+
+def batch_norm_forward(x, gamma=None, beta=None, mean=None, variance=None, epsilon=1e-3,
+                       check_finite=True):
+    """Batch normalization of a channels-last batch, per channel ``c`` (the last axis):
+
+        out = (x - mean[c]) / sqrt(variance[c] + epsilon) * gamma[c] + beta[c]
+
+    x: ``(N, ..., C)`` (``(N, H, W, C)`` images or ``(N, C)`` vectors) -> out: same shape.
+
+    * ``mean=None, variance=None`` (training): use the batch's own statistics over the
+      ``M = N * H * W`` values of each channel, ``mean = sum(x) / M`` and the *biased*
+      ``variance = sum((x - mean)**2) / M`` (Keras divides by M too; PyTorch's moving average
+      uses ``M - 1``).  Every channel of the output then has mean ``beta`` and standard
+      deviation ``gamma * sqrt(var / (var + eps))``.
+    * given ``mean`` and ``variance`` (inference: the moving averages): a fixed affine map.
+
+    ``gamma=None`` means 1 and ``beta=None`` means 0 (Keras's ``scale=False``/``center=False``).
+    The cache holds the statistics used (``cache["mean"]``, ``cache["var"]``: with batch
+    statistics, what a layer folds into its moving averages) and what backward needs.
+
+    >>> x = np.array([[1.0], [3.0]])            # two samples, one channel: mean 2, variance 1
+    >>> out, cache = batch_norm_forward(x, epsilon=1e-12)
+    >>> out.ravel().round(6), cache["mean"], cache["var"]
+    (array([-1.,  1.]), array([2.]), array([1.]))
+    """
+    x, gamma, beta, mean, variance, epsilon = batch_norm_args(x, gamma, beta, mean, variance,
+                                                              epsilon, check_finite)
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)
+    batch_stats = mean is None
+    if batch_stats:
+        mean64 = x2.sum(axis=0, dtype=np.float64) / x2.shape[0]
+        var64 = ((x2 - mean64) ** 2).sum(axis=0) / x2.shape[0]
+        check_batch_stats(mean64, var64)
+    else:
+        mean64, var64 = mean.astype(np.float64), variance.astype(np.float64)
+    mean, inv_std, a, b = batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
+                                                  x.dtype)
+    cache = batch_norm_cache(x, gamma, beta, mean, var64.astype(x.dtype), inv_std, batch_stats)
+    return (x - mean) * a + b, cache
+
+
+def batch_norm_coefficients(gamma, beta, mean64, var64, epsilon, dtype):
+    """Per-channel ``mean``, ``inv_std = 1 / sqrt(var + eps)``, ``a = gamma * inv_std`` and
+    ``b = beta`` in ``dtype`` (computed in float64 from float64 statistics): the forward pass
+    is then ``out = (x - mean) * a + b``.  Both twins use this."""
+    C = mean64.shape[0]
+    inv_std64 = 1.0 / np.sqrt(var64 + epsilon)
+    g64 = np.ones(C) if gamma is None else gamma.astype(np.float64)
+    b = np.zeros(C, dtype) if beta is None else beta.astype(dtype)
+    return (mean64.astype(dtype), inv_std64.astype(dtype), (g64 * inv_std64).astype(dtype), b)
+
+
+def batch_norm_backward(dout, cache, check_finite=True):
+    """Gradients of ``batch_norm_forward``: ``(dx, dgamma, dbeta)`` for ``dout = dL/dout``.
+
+    Per channel, with ``xhat = (x - mean) * inv_std``, ``inv_std = 1 / sqrt(var + eps)`` and
+    the sums over the channel's ``M`` values::
+
+        dbeta  = sum(dout)                 dgamma = sum(dout * xhat)
+        dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M)    (batch statistics)
+        dx = gamma * inv_std * dout                                       (given statistics)
+
+    With batch statistics the mean and variance move with x: the two subtracted terms are
+    their share (the gradient of a normalised channel is orthogonal to 1 and to xhat).
+    ``dgamma``/``dbeta`` are None when the forward pass had no gamma/beta.
+    """
+    dout = batch_norm_dout(dout, cache, check_finite)
+    x = cache["x"]
+    C = x.shape[-1]
+    x2, d2 = x.reshape(-1, C), dout.reshape(-1, C)
+    M = x2.shape[0]
+    mean, inv_std = cache["mean"], cache["inv_std"]
+    gamma = cache["gamma"]
+    dbeta64 = d2.sum(axis=0, dtype=np.float64)
+    dgamma64 = (d2 * (x2 - mean)).sum(axis=0, dtype=np.float64) * inv_std
+    g_is = (np.ones(C) if gamma is None else gamma.astype(np.float64)) * inv_std
+    A = g_is.astype(x.dtype)
+    if cache["batch_stats"]:
+        B = (-g_is * inv_std * dgamma64 / M).astype(x.dtype)
+        D = (-g_is * dbeta64 / M).astype(x.dtype)
+        dx = A * d2 + (B * (x2 - mean) + D)
+    else:
+        dx = A * d2
+    dgamma = None if gamma is None else dgamma64.astype(x.dtype)
+    dbeta = dbeta64.astype(x.dtype) if cache["has_beta"] else None
+    return dx.reshape(x.shape), dgamma, dbeta

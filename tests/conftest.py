@@ -1,4 +1,4 @@
-"""Shared test helpers: a throwaway virtual environment for the plugin-install tests
+"""Shared test setup, and a throwaway virtual environment for the plugin-install tests
 (``test_plugins.py``, ``test_new_plugin.py``)."""
 import importlib.util
 import os
@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import pytest
+
+# Figures never open a window during the tests, even on a desktop: cytorch.viz shows a figure
+# in a window only when matplotlib has an interactive backend.
+os.environ["MPLBACKEND"] = "Agg"
 
 
 def site_dirs():
