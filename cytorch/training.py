@@ -70,6 +70,7 @@ class TrainingMixin:
         opt = optimizers_mod.get(optimizer)
         self.optimizer = opt() if isinstance(opt, type) else opt
         self.loss = losses_mod.get(loss)
+        losses_mod.check_output_activation(self.loss, self.layers[-1] if self.layers else None)
         if isinstance(metrics, str):
             metrics = [metrics]
         elif metrics is not None and not isinstance(metrics, (list, tuple)):

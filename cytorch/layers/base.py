@@ -31,6 +31,8 @@ import re
 import numpy as np
 
 from ..random import make_rng
+from ..errors import ShapeError
+from ..functional import as_float_array
 from ._common import check_bool, sample_shape
 
 _name_counters = {}
@@ -157,6 +159,39 @@ class Layer:
     def count_params(self):
         return int(sum(p.size for p in self.params.values()))
 
+    @property
+    def weights(self):
+        """The layer's arrays in Keras's order: the parameters (``kernel``, ``bias``, ...), then
+        the non-trainable ``state`` (BatchNormalization's moving statistics), if any."""
+        return list(self.params.values()) + list(getattr(self, "state", {}).values())
+
+    def get_weights(self):
+        """Copies of ``weights``, as Keras's ``layer.get_weights()``: ``[kernel, bias]`` for
+        Conv2D and Dense, ``[]`` for a layer without parameters."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Copy a list of arrays, in ``get_weights()``'s order, into the layer.
+
+        Every value is checked (count, shape, real and finite) before any is copied, and
+        converted to the layer's dtype; the list is not modified."""
+        own = self.weights
+        if isinstance(weights, (str, bytes, dict)) or not hasattr(weights, "__len__"):
+            raise TypeError(f"set_weights on {type(self).__name__} '{self.name}' takes a list "
+                            f"of {len(own)} arrays (as get_weights() returns), got "
+                            f"{type(weights).__name__}")
+        if len(weights) != len(own):
+            raise ValueError(f"set_weights on {type(self).__name__} '{self.name}' got a list of "
+                             f"{len(weights)} arrays, the layer has {len(own)} "
+                             f"({', '.join(self._weight_names()) or 'none'})")
+        checked = [_check_weight(value, target, f"{self.name}/{name}")
+                   for value, target, name in zip(weights, own, self._weight_names())]
+        for target, value in zip(own, checked):
+            target[...] = value
+
+    def _weight_names(self):
+        return list(self.params) + list(getattr(self, "state", {}))
+
     def set_dtype(self, dtype):
         """Cast the parameters (and future ones) to ``dtype``; returns self."""
         self.dtype = np.dtype(dtype)
@@ -187,3 +222,11 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} '{self.name}'>"
+
+
+def _check_weight(value, target, name):
+    """``value`` as an array of ``target``'s dtype, after checking it can replace ``target``."""
+    value = as_float_array(value, f"set_weights: {name!r}", dtype=target.dtype)
+    if value.shape != target.shape:
+        raise ShapeError(f"set_weights: {name!r} has shape {target.shape}, got {value.shape}")
+    return value
