@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-import numpy as np
+from ._progress import format_logs, format_step, format_time, progress_line
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ModelCheckpoint",
            "ReduceLROnPlateau", "LambdaCallback"]
@@ -62,29 +62,20 @@ class History(Callback):
         return f"<History: {len(self.epoch)} epochs, {keys}>"
 
 
-def _format_logs(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()
-                      if isinstance(v, (float, int, np.floating)))
-
-
-def _format_time(seconds):
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
-    if seconds >= 60:
-        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-
-
 class ProgressBar(Callback):
-    """Keras's progress display on ``stream`` (stderr by default).
+    """Keras's progress line, one per epoch, on ``stream`` (stderr by default).
 
-    ``verbose=1``: one bar per epoch, redrawn in place with ``\\r`` at most ``max_rate`` times
-    a second::
+    ``verbose=1``: the line updates while the epoch runs (at most ``max_rate`` times a second)
+    and ends as::
 
-        Epoch 3/10
-        36/45 [=======================>......] - ETA: 0.4s - loss: 0.2153 - accuracy: 0.9385
+        Epoch  3/10 45/45 [==============================] - 0.4s 9ms/step - loss: 0.2153 - accuracy: 0.9385
 
-    ``verbose=2``: one line per epoch, printed when it ends.
+    ``verbose=2``: a short line when each epoch ends, without the bar.
+
+    In a terminal the line is redrawn in place with ``\\r``; in a Jupyter notebook (when
+    ``stream`` is not given) it is one output per epoch, updated in place; in a file or a pipe
+    (``cytorch train 2> log``) only the finished line is written, so a log holds one line per
+    epoch.  Why each is drawn as it is: ``cytorch._progress``.
     """
 
     params = {}  # {"epochs": ..., "steps": ...}, set by fit
@@ -95,20 +86,14 @@ class ProgressBar(Callback):
         self.width = width
         self.min_interval = 1.0 / max_rate
 
-    def _write(self, text):
-        stream = self.stream or sys.stderr
-        stream.write(text)
-        stream.flush()
-
     def on_train_begin(self, logs=None):
         self.epochs = self.params.get("epochs", 1)
         self.steps = self.params.get("steps", 0)
+        self.line = progress_line(self.stream, self.verbose)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = self.last_draw = time.perf_counter()
-        self.drawn = False
-        if self.verbose == 1:
-            self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
+        self.prefix = f"Epoch {epoch + 1:{len(str(self.epochs))}d}/{self.epochs}"
 
     def on_batch_end(self, batch, logs=None):
         if self.verbose != 1:
@@ -118,39 +103,32 @@ class ProgressBar(Callback):
         if batch + 1 >= self.steps or now - self.last_draw < self.min_interval:
             return
         self.last_draw = now
-        self._draw(batch + 1, now - self.start, logs or {}, final=False)
+        self.line.update(self._text(batch + 1, now - self.start, logs or {}, final=False))
 
-    def _draw(self, step, elapsed, logs, final):
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self.start
+        if self.verbose == 1:
+            self.line.end(self._text(self.steps, elapsed, logs or {}, final=True))
+        elif self.verbose == 2:
+            extra = format_logs(logs or {})
+            self.line.end(f"{self.prefix} - {format_time(elapsed)} "
+                          f"{format_step(elapsed / max(self.steps, 1))}"
+                          + (f" - {extra}" if extra else ""))
+
+    def _text(self, step, elapsed, logs, final):
         n = max(self.steps, 1)
         done = int(self.width * step / n)
         bar = "=" * done
         if step < n:
             bar = bar[:-1] + ">" if done else ">"
         bar = bar.ljust(self.width, ".")
-        digits = len(str(n))
         if final:
-            timing = f"{_format_time(elapsed)} {1000 * elapsed / max(step, 1):.0f}ms/step"
+            timing = f"{format_time(elapsed)} {format_step(elapsed / max(step, 1))}"
         else:
-            timing = f"ETA: {_format_time(elapsed / step * (n - step))}"
-        text = f"{step:{digits}d}/{n} [{bar}] - {timing}"
-        extra = _format_logs(logs)
-        line = f"\r{text} - {extra}" if extra else f"\r{text}"
-        # pad so a shorter line fully covers the previous one
-        self._write(line.ljust(getattr(self, "_last_len", 0)))
-        self._last_len = len(line)
-        self.drawn = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self.start
-        if self.verbose == 1:
-            self._draw(self.steps, elapsed, logs or {}, final=True)
-            self._write("\n")
-            self._last_len = 0
-        elif self.verbose == 2:
-            extra = _format_logs(logs or {})
-            self._write(f"Epoch {epoch + 1}/{self.epochs} - {_format_time(elapsed)} - "
-                        f"{1000 * elapsed / max(self.steps, 1):.0f}ms/step"
-                        + (f" - {extra}" if extra else "") + "\n")
+            timing = f"ETA: {format_time(elapsed / step * (n - step))}"
+        text = f"{self.prefix} {step:{len(str(n))}d}/{n} [{bar}] - {timing}"
+        extra = format_logs(logs)
+        return f"{text} - {extra}" if extra else text
 
 
 class _Monitor(Callback):

@@ -260,7 +260,9 @@ class TrainingMixin:
             input is converted batch by batch to the model dtype.
         y : labels (N,) for the sparse cross-entropy, or targets shaped like the output.
         batch_size, epochs : int
-        verbose : 0 silent, 1 a progress bar per epoch (stderr), 2 one line per epoch.
+        verbose : 0 silent, 1 a progress line per epoch that updates while the epoch runs
+            (stderr; in a Jupyter notebook an output updated in place; in a file or pipe only
+            the finished line), 2 a short line when each epoch ends.
         callbacks : list of ``cytorch.callbacks.Callback``
         validation_split : float in [0, 1): the *last* fraction of x, y (before shuffling,
             as in Keras) is held out and evaluated after every epoch.
