@@ -12,6 +12,7 @@ the step count, so ``model.save`` can store them and a loaded model resumes exac
 
 One step, in Keras's order (``g`` the gradient, ``θ`` the parameter, ``t`` the step count from 1)
 -------------------------------------------------------------------------------------------------
+0. (cytorch only) ``l2=λ2`` adds the coupled L2 penalty's gradient: ``g <- g + λ2 θ``.
 1. Clip the gradients (at most one of): ``clipnorm`` scales each gradient to L2 norm at most
    ``clipnorm``; ``global_clipnorm`` scales all of them together so their joint norm is at
    most ``global_clipnorm``; ``clipvalue`` clips each value to ``[-clipvalue, clipvalue]``.
@@ -64,15 +65,21 @@ class Optimizer:
         Decoupled weight decay ``θ <- θ - lr λ θ`` (see the module docstring); None or 0: off.
     clipnorm, clipvalue, global_clipnorm : float > 0 or None
         Gradient clipping, at most one of them.
+    l2 : float >= 0 or None
+        cytorch's addition, not a Keras argument: the *coupled* L2 penalty ``l2/2 ||θ||²``
+        added to the loss, i.e. ``g <- g + l2 θ`` before clipping (scikit-learn's ``alpha``,
+        ``torch.optim``'s ``weight_decay``; Keras puts it on layers as ``kernel_regularizer``).
+        ``CNNClassifier`` trains with ``l2=alpha``.
     """
 
     name = None
 
     def __init__(self, learning_rate=0.01, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None):
+                 global_clipnorm=None, l2=None):
         self.learning_rate = _check_positive(learning_rate, "learning_rate")
         self.weight_decay = None if weight_decay is None else \
             _check_nonneg(weight_decay, "weight_decay")
+        self.l2 = None if l2 is None else _check_nonneg(l2, "l2")
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         for key, value in clips.items():
             setattr(self, key, None if value is None else _check_positive(value, key))
@@ -95,6 +102,9 @@ class Optimizer:
         pairs = [((layer.name, name), param, layer.grads[name])
                  for layer in layers if layer.trainable
                  for name, param in layer.params.items()]
+        if self.l2:
+            for _, param, grad in pairs:
+                grad += param.dtype.type(self.l2) * param   # the penalty's gradient
         self._clip([g for _, _, g in pairs])
         for key, param, grad in pairs:
             scratch = self._scratch.get((param.shape, param.dtype))
@@ -194,7 +204,7 @@ class Optimizer:
 
     def get_config(self):
         config = {"learning_rate": float(self.learning_rate), "weight_decay": self.weight_decay}
-        for key in ("clipnorm", "clipvalue", "global_clipnorm"):
+        for key in ("clipnorm", "clipvalue", "global_clipnorm", "l2"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
         return config
@@ -210,8 +220,8 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.momentum = _check_unit(momentum, "momentum")
         self.nesterov = bool(nesterov)
 
@@ -247,8 +257,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.rho = _check_unit(rho, "rho")
         self.momentum = _check_unit(momentum, "momentum")
         self.epsilon = _check_positive(epsilon, "epsilon")
@@ -298,8 +308,8 @@ class Adagrad(Optimizer):
     name = "adagrad"
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.initial_accumulator_value = _check_nonneg(initial_accumulator_value,
                                                        "initial_accumulator_value")
         self.epsilon = _check_positive(epsilon, "epsilon")
@@ -335,8 +345,8 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.beta_1 = _check_unit(beta_1, "beta_1")
         self.beta_2 = _check_unit(beta_2, "beta_2")
         self.epsilon = _check_positive(epsilon, "epsilon")
@@ -378,12 +388,12 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None):
+                 global_clipnorm=None, l2=None):
         if weight_decay is None:
             raise ValueError("weight_decay must be a float >= 0 for AdamW (Keras's default "
                              "is 0.004), got None; use Adam for no weight decay")
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
-                         clipnorm, clipvalue, global_clipnorm)
+                         clipnorm, clipvalue, global_clipnorm, l2)
 
 
 def _is_real(value):

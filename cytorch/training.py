@@ -348,6 +348,8 @@ class TrainingMixin:
                         _call(callback_list, "on_batch_end", batch, logs)
                         if interrupted.flag:
                             raise KeyboardInterrupt
+                        if self.stop_training:   # as Keras: e.g. TerminateOnNaN, mid-epoch
+                            break
                     if val is not None:
                         for key, value in zip(["loss"] + ([metric] if metric else []),
                                               self._evaluate(*val, 256, fused)):

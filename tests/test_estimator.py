@@ -12,6 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cytorch.estimator import CNNClassifier, auto_spec
 
+# short fits stop at max_iter on purpose here; test_keras_semantics checks the warning itself
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 # Every check, with the defaults and no excuse.  The one that needs care is
 # check_sample_weight_equivalence_on_dense_data: fitting with integer weights must equal fitting
 # on the rows repeated (weight 0: removed).  It holds because nothing random tells the two fits

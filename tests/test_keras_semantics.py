@@ -188,3 +188,148 @@ def test_get_weights_is_keras_s_list():
     with pytest.raises(ValueError, match=r"got a list of 1 arrays, the layer has 2 "
                                          r"\(kernel, bias\)"):
         conv.set_weights(weights[:1])
+
+
+# -- saves that resume exactly ------------------------------------------------------------------
+def _data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 4)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+
+
+def _model(optimizer):
+    model = cytorch.Sequential([L.Input((4,)), L.Dense(8, activation="relu"),
+                                L.Dense(3, activation="softmax")], seed=0)
+    return model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                         metrics=["accuracy"])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(0.01), lambda: optimizers.AdamW(0.01, amsgrad=True),
+    lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    lambda: optimizers.Adagrad(0.1)])
+def test_save_load_resumes_training_exactly(tmp_path, make):
+    X, y = _data()
+    straight = _model(make())
+    straight.fit(X, y, epochs=4, batch_size=16, shuffle=False, verbose=0)
+    first = _model(make())
+    first.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    first.save(tmp_path / "m.npz")
+    resumed = cytorch.load_model(tmp_path / "m.npz")
+    assert resumed.optimizer.iterations == first.optimizer.iterations == 8
+    resumed.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_files_resume_with_their_learning_rate(tmp_path):
+    X, y = _data()
+    schedule = cytorch.callbacks.LearningRateScheduler(lambda epoch, lr: 0.02 / (1 + epoch))
+    straight = _model(optimizers.Adam())
+    straight.fit(X, y, epochs=3, batch_size=16, shuffle=False, verbose=0,
+                 callbacks=[schedule])
+    first = _model(optimizers.Adam())
+    first.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[
+        schedule, cytorch.callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.npz"))])
+    resumed = cytorch.load_model(tmp_path / "ckpt-2.npz")
+    assert resumed.optimizer.learning_rate == pytest.approx(0.01)
+    resumed.optimizer.learning_rate = 0.02 / 3          # what the schedule gives epoch 2
+    resumed.fit(X, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_saved_loss_keeps_from_logits(tmp_path):
+    model = cytorch.Sequential([L.Input((4,)), L.Dense(3)])
+    model.compile(loss=losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
+    model.save(tmp_path / "m.npz")
+    loss = cytorch.load_model(tmp_path / "m.npz").loss
+    assert isinstance(loss, losses.CategoricalCrossentropy)
+    assert (loss.from_logits, loss.label_smoothing) == (True, 0.1)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_file_gets_the_mode_the_umask_gives(tmp_path, umask, mode):
+    import os
+    import stat
+    model = _model(optimizers.Adam())
+    old = os.umask(umask)
+    try:
+        model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == mode
+    assert os.listdir(tmp_path) == ["m.npz"]               # no temporary left behind
+
+
+# -- callbacks ----------------------------------------------------------------------------------
+def test_learning_rate_scheduler_takes_epoch_and_lr():
+    X, y = _data()
+    seen = []
+
+    def schedule(epoch, lr):
+        seen.append((epoch, lr))
+        return lr * 0.5
+    model = _model(optimizers.SGD(0.08))
+    history = model.fit(X, y, epochs=3, verbose=0,
+                        callbacks=[cytorch.callbacks.LearningRateScheduler(schedule)])
+    assert seen == [(0, 0.08), (1, 0.04), (2, 0.02)]
+    assert history.history["learning_rate"] == [0.04, 0.02, 0.01]
+    one_arg = cytorch.callbacks.LearningRateScheduler(lambda epoch: 0.1 * (epoch + 1))
+    model.fit(X, y, epochs=2, verbose=0, callbacks=[one_arg])
+    assert model.optimizer.learning_rate == pytest.approx(0.2)
+    with pytest.raises(ValueError, match=r"schedule\(0, 0.2\) must return a positive float"):
+        model.fit(X, y, verbose=0, callbacks=[
+            cytorch.callbacks.LearningRateScheduler(lambda epoch, lr: None)])
+
+
+def test_csv_logger_writes_keras_s_format(tmp_path):
+    import csv
+    X, y = _data()
+    path = tmp_path / "log.csv"
+    model = _model(optimizers.SGD(0.05))
+    history = model.fit(X, y, epochs=2, verbose=0,
+                        callbacks=[cytorch.callbacks.CSVLogger(path)])
+    rows = list(csv.reader(open(path)))
+    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert [r[0] for r in rows[1:]] == ["0", "1"] and rows[1][3:] == ["NA", "NA"]
+    assert [float(r[2]) for r in rows[1:]] == history.history["loss"]
+    model.fit(X, y, epochs=1, verbose=0, validation_data=(X, y),
+              callbacks=[cytorch.callbacks.CSVLogger(path, append=True)])
+    rows = list(csv.reader(open(path)))
+    assert len(rows) == 4 and rows[0][0] == "epoch" and rows[3][0] == "0"
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_terminate_on_nan_stops_after_the_batch(capsys):
+    X, y = _data()
+    model = cytorch.Sequential([L.Input((4,)), L.Dense(3)], seed=0)
+    model.compile(optimizer=optimizers.SGD(1e30), loss="mse")
+    batches = []
+    history = model.fit(X, np.ones((50, 3)) * 1e20, epochs=5, batch_size=10, verbose=0,
+                        callbacks=[cytorch.callbacks.TerminateOnNaN(),
+                                   cytorch.callbacks.LambdaCallback(
+                                       on_batch_end=lambda b, logs: batches.append(b))])
+    assert len(history.epoch) == 1 and len(batches) < 5
+    assert not np.isfinite(history.history["loss"][0])
+    assert "Invalid loss, terminating training" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch"):
+        model.fit(X, np.ones((50, 3)), verbose=0,
+                  callbacks=[cytorch.callbacks.TerminateOnNaN(raise_error=True)])
+
+
+# -- CNNClassifier ------------------------------------------------------------------------------
+def test_cnn_classifier_warns_when_max_iter_stops_it_as_mlp_does():
+    from sklearn.exceptions import ConvergenceWarning
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 4, 4)).astype(np.float32)
+    y = (X[:, 0, 0] > 0.5).astype(int)
+    with pytest.warns(ConvergenceWarning, match=r"maximum iterations \(2\) reached"):
+        cytorch.CNNClassifier(max_iter=2, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")     # the stopping rule ended it: no warning
+        clf = cytorch.CNNClassifier(max_iter=20, tol=100.0, n_iter_no_change=1,
+                                    random_state=0).fit(X, y)
+        assert clf.n_iter_ == 3             # 1 improvement, then 2 epochs without
+        clf.partial_fit(X, y)              # one epoch by definition: MLPClassifier is silent
