@@ -11,116 +11,46 @@ Forward/backward come in pairs::
 
 ``cytorch.backend("reference")`` makes the same calls run the NumPy twins of
 ``cytorch.reference`` (same names, same signatures).
-"""
-import numbers
 
+Every forward and backward takes ``check_finite=True``: NaN or inf in its arrays (``dout`` for
+a backward) raise ValueError.  A caller that has scanned them already passes False, so a
+training step scans each array once.
+"""
 import numpy as np
 
+from . import _checks as checks
+from . import _kernels
 from . import reference
+from ._checks import as_batch, as_float_array, common_dtype  # noqa: F401  (public here too)
 from ._config import get_backend, get_num_threads
-from ._shapes import as_pair, window_output_shape
-from .errors import ShapeError
 
-_FLOATS = (np.float32, np.float64)
-
-
-# -- validation shared by every kernel family ---------------------------------------------------
-def as_float_array(a, name, dtype=None, check_finite=True):
-    """``a`` as a C-contiguous float32/float64 array (a copy only when needed).
-
-    Integer and bool input becomes float32 (``dtype`` overrides); complex, object and string
-    input is rejected; NaN or inf raise ValueError naming ``name`` when ``check_finite``.
-    """
-    arr = np.asarray(a)
-    if arr.dtype.kind in "cOSUVMm":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if dtype is None:
-        dtype = arr.dtype if arr.dtype in _FLOATS else np.float32
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if check_finite and not np.isfinite(arr).all():
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
-                         f"clean or impute the data first")
-    return arr
-
-
-def as_batch(x, name="x", rank=4, dtype=None, check_finite=True):
-    """Validate a batch: ``rank`` dims (4 means ``(N, H, W, C)``), N >= 1, no empty axis."""
-    arr = as_float_array(x, name, dtype=dtype, check_finite=check_finite)
-    if arr.ndim != rank:
-        layout = {4: "(N, H, W, C) channels-last", 2: "(N, C)"}.get(rank, f"{rank}-D")
-        hint = ""
-        if rank == 4 and arr.ndim == 3:
-            hint = "; add a channel axis with x[..., None] for grayscale images"
-        raise ShapeError(f"{name} must be a {rank}-D array {layout}, got shape "
-                         f"{arr.shape}{hint}")
-    if arr.size == 0:
-        raise ShapeError(f"{name} must not be empty, got shape {arr.shape}")
-    return arr
-
-
-def common_dtype(*arrays):
-    """float64 if any array is float64, else float32."""
-    return np.float64 if any(a is not None and a.dtype == np.float64 for a in arrays) \
-        else np.float32
+# Every kernel family follows the same four steps:
+#
+#   1. validate (``cytorch._checks``: rank, channels, dtype, NaN/inf, shape arithmetic);
+#   2. pick the backend: under ``cytorch.backend("reference")`` hand the validated arguments
+#      to the twin of the same name (with ``check_finite=False``: they have been scanned);
+#   3. allocate the outputs and call the compiled kernel;
+#   4. build the cache with the builder the twin uses too (``checks.conv_cache``, ...), so
+#      forward on one backend can be followed by backward on the other.
 
 
 def _use_reference():
     return get_backend() == "reference"
 
 
+def _kernel(name):
+    """The compiled module ``cytorch._kernels.<name>`` (a NotBuiltError when it is missing)."""
+    return _kernels.load(name)
+
+
+def _pad_pairs(pads):
+    """``(top, bottom, left, right)`` as the ``((top, bottom), (left, right))`` twins take."""
+    return (pads[0], pads[1]), (pads[2], pads[3])
+
+
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
-def _conv_args(x, w, b, strides, padding, check_finite):
-    """Validate conv2d inputs; return ``x, w, b`` (one dtype), ``(sh, sw)``, pads, out shape."""
-    x = as_batch(x, "x", check_finite=check_finite)
-    w = as_float_array(w, "w", check_finite=check_finite)
-    if w.ndim != 4:
-        raise ShapeError(f"w must be a 4-D array (kh, kw, C, K), got shape {w.shape}")
-    if w.size == 0:
-        raise ShapeError(f"w must not be empty, got shape {w.shape}")
-    N, H, W, C = x.shape
-    kh, kw, C_w, K = w.shape
-    if C_w != C:
-        raise ShapeError(f"w expects {C_w} input channels (w.shape[2]), "
-                         f"x has {C} (x.shape[3])")
-    if b is not None:
-        b = as_float_array(b, "b", check_finite=check_finite)
-        if b.shape != (K,):
-            raise ShapeError(f"b must have shape (K,) = ({K},) to match w's {K} filters "
-                             f"(w.shape[3]), got shape {b.shape}")
-    dtype = common_dtype(x, w, b)
-    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    b = None if b is None else b.astype(dtype, copy=False)
-    sh, sw = as_pair(strides, "strides")
-    H_out, W_out, pads = window_output_shape(H, W, kh, kw, sh, sw, padding, what="conv2d")
-    return x, w, b, (sh, sw), pads, (N, H_out, W_out, K)
-
-
-_CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
-
-
-def _conv_dout(dout, cache):
-    """Validate the ``dout`` and ``cache`` of a conv2d backward (shared with the twin); return
-    dout as a contiguous array of the forward pass's dtype."""
-    if not isinstance(cache, dict) or not _CONV_CACHE_KEYS <= cache.keys():
-        got = f"a dict with keys {sorted(map(str, cache))}" if isinstance(cache, dict) \
-            else f"{type(cache).__name__} {cache!r:.40}"
-        raise ValueError(f"conv2d_backward needs the cache returned by conv2d_forward (a dict "
-                         f"with keys {sorted(_CONV_CACHE_KEYS)}), got {got}")
-    x, w = cache["x"], cache["w"]
-    (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
-    N, H, W, C = x.shape
-    kh, kw, _, K = w.shape
-    expected = (N, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1, K)
-    dout = as_float_array(dout, "dout", dtype=x.dtype)
-    if dout.shape != expected:
-        raise ShapeError(f"dout must have the forward output's shape {expected}, "
-                         f"got {dout.shape}")
-    return dout
-
-
 def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
 
@@ -145,21 +75,18 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     >>> out.shape
     (2, 3, 3, 4)
     """
-    x, w, b, (sh, sw), pads, out_shape = _conv_args(x, w, b, strides, padding, check_finite)
+    x, w, b, (sh, sw), pads, out_shape = checks.conv_args(x, w, b, strides, padding,
+                                                          check_finite)
     if _use_reference():
-        pt, pb, pl, pr = pads
-        return reference.conv2d_forward(x, w, b, (sh, sw), ((pt, pb), (pl, pr)),
-                                        check_finite=False)
-    from ._kernels import load
+        return reference.conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads), check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    load("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                 get_num_threads())
-    cache = {"x": x, "w": w, "has_bias": b is not None, "strides": (sh, sw), "pads": pads}
-    return out, cache
+    _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
+                                    get_num_threads())
+    return out, checks.conv_cache(x, w, b, (sh, sw), pads)
 
 
-def conv2d_backward(dout, cache, need_dx=True):
+def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     """Gradients of ``conv2d_forward``: ``(dx, dw, db)`` for ``dout = dL/dout``.
 
     ``dout`` has the forward output's shape ``(N, H_out, W_out, K)``.  With
@@ -169,7 +96,8 @@ def conv2d_backward(dout, cache, need_dx=True):
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
     (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes
-    conv2d_backward down to 0.44-0.59 of its time).
+    conv2d_backward down to 0.44-0.59 of its time).  ``check_finite=False`` skips the NaN/inf
+    scan of ``dout`` (a layer that checked it already passes False).
     Returned arrays have x's dtype.
 
     >>> import numpy as np
@@ -178,17 +106,16 @@ def conv2d_backward(dout, cache, need_dx=True):
     >>> dx.shape, dw.shape, db
     ((2, 5, 5, 3), (3, 3, 3, 4), array([18., 18., 18., 18.]))
     """
+    dout = checks.conv_dout(dout, cache, check_finite)
     if _use_reference():
-        return reference.conv2d_backward(dout, cache, need_dx)  # the twin runs _conv_dout
-    dout = _conv_dout(dout, cache)
+        return reference.conv2d_backward(dout, cache, need_dx, check_finite=False)
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
     K = w.shape[3]
-    from ._kernels import load
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
-    load("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl, get_num_threads())
+    _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl, get_num_threads())
     return dx, dw, (db if cache["has_bias"] else None)
 
 
@@ -196,104 +123,51 @@ def conv2d_backward(dout, cache, need_dx=True):
 # pooling and dropout  (section owned by the pooling/dropout kernel work)
 # ===============================================================================================
 #
-# Pooling keeps no copy of x: backward needs only the geometry and, for max/min, the flat index
-# ``ih * W + iw`` (int32) of each window's winner.  The compiled kernels and the twins build the
-# same cache dict (``reference._pool_cache``), so the backends can be mixed between passes.
-
-_POOL_KINDS = ("max", "avg", "min")
-
-
-def _check_winner_index_range(H, W, what):
-    """Max/min pooling records each winner as ``ih * W + iw`` in an int32."""
-    if H * W >= 2 ** 31:
-        raise ValueError(f"{what}: H * W must be < 2**31 (int32 winner indices), "
-                         f"got {H} * {W} = {H * W}")
-
-
-def _pool_args(x, pool_size, strides, padding, check_finite, what):
-    """Validate a pooling call; return x, ``(ph, pw)``, ``(sh, sw)``, pads, output shape."""
-    x = as_batch(x, "x", check_finite=check_finite)
-    N, H, W, C = x.shape
-    ph, pw = as_pair(pool_size, "pool_size")
-    sh, sw = (ph, pw) if strides is None else as_pair(strides, "strides")
-    H_out, W_out, pads = window_output_shape(H, W, ph, pw, sh, sw, padding, what=what)
-    pt, pb, pl, pr = pads
-    if max(pt, pb) >= ph or max(pl, pr) >= pw:
-        # then some window could lie entirely in the padding and have nothing to pool
-        raise ValueError(f"{what}: padding must be smaller than pool_size on every side, so "
-                         f"that each window holds a real cell; got padding (top, bottom, left, "
-                         f"right) = {pads} for pool_size {(ph, pw)}")
-    _check_winner_index_range(H, W, what)
-    return x, (ph, pw), (sh, sw), pads, (N, H_out, W_out, C)
-
+# Max and min pooling share one kernel; the caches are ``checks.pool_cache`` dicts, which the
+# twins build too.
 
 def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
     what = f"{kind}_pool2d"
+    # x's NaN scan is deferred until after the kernel (below)
+    x, pool, strides, pads, out_shape = checks.pool_args(x, pool_size, strides, padding,
+                                                         False, what)
     if _use_reference():
-        return getattr(reference, what + "_forward")(x, pool_size, strides, padding,
+        return getattr(reference, what + "_forward")(x, pool, strides, _pad_pairs(pads),
                                                      check_finite=check_finite)
-    # x's finiteness is checked after the kernel (below)
-    x, pool, strides, pads, out_shape = _pool_args(x, pool_size, strides, padding, False, what)
     (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
-    from ._kernels import load
     out = np.empty(out_shape, dtype=x.dtype)
     argidx = None if kind == "avg" else np.empty(out_shape, dtype=np.int32)
     if kind == "avg":
-        all_finite = load("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl,
-                                                      get_num_threads())
+        all_finite = _kernel("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl,
+                                                         get_num_threads())
     else:
-        all_finite = load("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt,
-                                                          pl, kind == "min",
-                                                          get_num_threads())
+        all_finite = _kernel("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw,
+                                                             pt, pl, kind == "min",
+                                                             get_num_threads())
     # The finiteness check comes after the kernel: the 2x2 kernels check x as they read it
     # (a separate np.isfinite pass over a large x costs as much as the pooling itself), and
     # only when they could not vouch for every value is x scanned here.  Raising after the
     # work changes nothing a caller can see: out is ours and not yet returned.
     if check_finite and not all_finite:
-        as_float_array(x, "x")   # raises on NaN/inf
-    if argidx is None:
-        return out, reference._pool_cache(kind, x, pool, strides, pads)
-    return out, reference._pool_cache(kind, x, pool, strides, pads, argidx)
+        checks.require_finite(x, "x")
+    return out, checks.pool_cache(kind, x, pool, strides, pads, argidx)
 
 
-def _check_cache(cache, kind, what):
-    if not isinstance(cache, dict) or cache.get("kind") != kind:
-        got = cache.get("kind") if isinstance(cache, dict) else type(cache).__name__
-        raise ValueError(f"{what}_backward needs the cache returned by {what}_forward, "
-                         f"got a cache of {got!r}")
-
-
-def _pool_dout(kind, dout, cache):
-    """Validate the ``dout`` and ``cache`` of a windowed pooling backward (shared with the twins);
-    return dout as a contiguous array of the forward pass's dtype."""
+def _pool2d_backward(kind, dout, cache, check_finite):
     what = f"{kind}_pool2d"
-    _check_cache(cache, kind, what)
-    N, H, W, C = cache["x_shape"]
-    (ph, pw), (sh, sw) = cache["pool_size"], cache["strides"]
-    pt, pb, pl, pr = cache["pads"]
-    expected = (N, (H + pt + pb - ph) // sh + 1, (W + pl + pr - pw) // sw + 1, C)
-    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
-    if dout.shape != expected:
-        raise ShapeError(f"dout must have the {what} output's shape {expected}, "
-                         f"got {dout.shape}")
-    return dout
-
-
-def _pool2d_backward(kind, dout, cache):
-    what = f"{kind}_pool2d"
-    dout = _pool_dout(kind, dout, cache)
+    dout = checks.pool_dout(kind, dout, cache, check_finite)
+    if _use_reference():
+        return getattr(reference, what + "_backward")(dout, cache, check_finite=False)
     N, H, W, C = cache["x_shape"]
     (ph, pw), (sh, sw) = cache["pool_size"], cache["strides"]
     pt, _, pl, _ = cache["pads"]
-    if _use_reference():
-        return getattr(reference, what + "_backward")(dout, cache)
-    from ._kernels import load
     dx = np.empty((N, H, W, C), dtype=dout.dtype)   # the kernels write every cell
     if kind == "avg":
-        load("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl, get_num_threads())
+        _kernel("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl,
+                                             get_num_threads())
     else:
-        load("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw, pt,
-                                              get_num_threads(), pl=pl)
+        _kernel("_pool").extreme_pool2d_backward(dout, cache["argidx"], dx, ph, pw, sh, sw, pt,
+                                                 get_num_threads(), pl=pl)
     return dx
 
 
@@ -325,13 +199,13 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _pool2d_forward("max", x, pool_size, strides, padding, check_finite)
 
 
-def max_pool2d_backward(dout, cache):
+def max_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of ``max_pool2d_forward``: dout ``(N, H_out, W_out, C)`` -> dx ``(N, H, W, C)``.
 
     ``dx[n, ih, iw, c]`` is the sum of ``dout[n, i, j, c]`` over the windows ``(i, j)`` whose
     winner is ``(ih, iw)`` (overlapping windows can share a winner); 0 for every other cell.
     """
-    return _pool2d_backward("max", dout, cache)
+    return _pool2d_backward("max", dout, cache, check_finite)
 
 
 def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -346,9 +220,9 @@ def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _pool2d_forward("min", x, pool_size, strides, padding, check_finite)
 
 
-def min_pool2d_backward(dout, cache):
+def min_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of ``min_pool2d_forward``: dout goes to each window's smallest cell."""
-    return _pool2d_backward("min", dout, cache)
+    return _pool2d_backward("min", dout, cache, check_finite)
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -365,65 +239,41 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _pool2d_forward("avg", x, pool_size, strides, padding, check_finite)
 
 
-def avg_pool2d_backward(dout, cache):
+def avg_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of ``avg_pool2d_forward``: every real cell of window ``(i, j)`` receives
     ``dout[n, i, j, c] / count[i, j]``, summed over the windows that contain it."""
-    return _pool2d_backward("avg", dout, cache)
-
-
-def _global_args(kind, x, check_finite):
-    """Validate a global pooling call (shared with the twins); return x."""
-    x = as_batch(x, "x", check_finite=check_finite)
-    N, H, W, C = x.shape
-    _check_winner_index_range(H, W, f"global_{kind}_pool2d")
-    return x
+    return _pool2d_backward("avg", dout, cache, check_finite)
 
 
 def _global_forward(kind, x, check_finite):
     what = f"global_{kind}_pool2d"
-    x = _global_args(kind, x, check_finite)
-    N, H, W, C = x.shape
+    x = checks.global_args(kind, x, check_finite)
     if _use_reference():
         return getattr(reference, what + "_forward")(x, check_finite=False)
-    from ._kernels import load
+    N, H, W, C = x.shape
     out = np.empty((N, C), dtype=x.dtype)
-    cache = {"kind": "global_" + kind, "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
+    argidx = None if kind == "avg" else np.empty((N, C), dtype=np.int32)
     if kind == "avg":
-        load("_pool").global_avg_pool2d_forward(x, out, get_num_threads())
+        _kernel("_pool").global_avg_pool2d_forward(x, out, get_num_threads())
     else:
-        cache["argidx"] = np.empty((N, C), dtype=np.int32)
-        load("_pool").global_extreme_pool2d_forward(x, out, cache["argidx"], kind == "min",
-                                                    get_num_threads())
-    return out, cache
+        _kernel("_pool").global_extreme_pool2d_forward(x, out, argidx, kind == "min",
+                                                       get_num_threads())
+    return out, checks.global_cache(kind, x, argidx)
 
 
-def _global_dout(kind, dout, cache):
-    """Validate the ``dout`` and ``cache`` of a global pooling backward (shared with the twins);
-    return dout as a contiguous array of the forward pass's dtype."""
+def _global_backward(kind, dout, cache, check_finite):
     what = f"global_{kind}_pool2d"
-    _check_cache(cache, "global_" + kind, what)
-    N, H, W, C = cache["x_shape"]
-    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
-    if dout.shape != (N, C):
-        raise ShapeError(f"dout must have the {what} output's shape {(N, C)}, "
-                         f"got {dout.shape}")
-    return dout
-
-
-def _global_backward(kind, dout, cache):
-    what = f"global_{kind}_pool2d"
-    dout = _global_dout(kind, dout, cache)
-    N, H, W, C = cache["x_shape"]
+    dout = checks.global_dout(kind, dout, cache, check_finite)
     if _use_reference():
-        return getattr(reference, what + "_backward")(dout, cache)
-    from ._kernels import load
+        return getattr(reference, what + "_backward")(dout, cache, check_finite=False)
+    N, H, W, C = cache["x_shape"]
     if kind == "avg":
         dx = np.empty((N, H, W, C), dtype=dout.dtype)
-        load("_pool").global_avg_pool2d_backward(dout, dx, get_num_threads())
+        _kernel("_pool").global_avg_pool2d_backward(dout, dx, get_num_threads())
     else:
         dx = np.zeros((N, H, W, C), dtype=dout.dtype)
-        load("_pool").global_extreme_pool2d_backward(dout, cache["argidx"], dx,
-                                                     get_num_threads())
+        _kernel("_pool").global_extreme_pool2d_backward(dout, cache["argidx"], dx,
+                                                        get_num_threads())
     return dx
 
 
@@ -438,9 +288,9 @@ def global_max_pool2d_forward(x, check_finite=True):
     return _global_forward("max", x, check_finite)
 
 
-def global_max_pool2d_backward(dout, cache):
+def global_max_pool2d_backward(dout, cache, check_finite=True):
     """dout ``(N, C)`` -> dx ``(N, H, W, C)``: ``dout[n, c]`` at the winner, 0 elsewhere."""
-    return _global_backward("max", dout, cache)
+    return _global_backward("max", dout, cache, check_finite)
 
 
 def global_min_pool2d_forward(x, check_finite=True):
@@ -452,9 +302,9 @@ def global_min_pool2d_forward(x, check_finite=True):
     return _global_forward("min", x, check_finite)
 
 
-def global_min_pool2d_backward(dout, cache):
+def global_min_pool2d_backward(dout, cache, check_finite=True):
     """dout ``(N, C)`` -> dx ``(N, H, W, C)``: ``dout[n, c]`` at the smallest cell."""
-    return _global_backward("min", dout, cache)
+    return _global_backward("min", dout, cache, check_finite)
 
 
 def global_avg_pool2d_forward(x, check_finite=True):
@@ -467,34 +317,9 @@ def global_avg_pool2d_forward(x, check_finite=True):
     return _global_forward("avg", x, check_finite)
 
 
-def global_avg_pool2d_backward(dout, cache):
+def global_avg_pool2d_backward(dout, cache, check_finite=True):
     """dout ``(N, C)`` -> dx ``(N, H, W, C)`` with ``dx[n, h, w, c] = dout[n, c] / (H * W)``."""
-    return _global_backward("avg", dout, cache)
-
-
-def _dropout_args(x, rate, seed, check_finite):
-    """Validate a dropout call (shared with the twin); return x, rate, seed."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-        raise ValueError(f"rate must be a float in [0, 1), got {rate!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
-            or not 0 <= seed < 2 ** 63:
-        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
-    x = as_float_array(x, "x", check_finite=check_finite)
-    if x.size == 0:
-        raise ShapeError(f"x must not be empty, got shape {x.shape}")
-    return x, float(rate), int(seed)
-
-
-def _dropout_dout(dout, cache):
-    """Validate the ``dout`` and ``cache`` of a dropout backward (shared with the twin);
-    return dout as a contiguous array of the forward pass's dtype."""
-    if not isinstance(cache, dict) or not {"mask", "shape", "dtype"} <= cache.keys():
-        raise ValueError("dropout_backward needs the cache returned by dropout_forward")
-    dout = as_float_array(dout, "dout", dtype=cache["dtype"])
-    if dout.shape != cache["shape"]:
-        raise ShapeError(f"dout must have the dropout input's shape {cache['shape']}, "
-                         f"got {dout.shape}")
-    return dout
+    return _global_backward("avg", dout, cache, check_finite)
 
 
 def dropout_forward(x, rate, seed, training=True, check_finite=True):
@@ -520,28 +345,27 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     array([[2., 0., 0., 2.],
            [0., 0., 0., 2.]])
     """
-    x, rate, seed = _dropout_args(x, rate, seed, check_finite)
-    if not training or _use_reference():
+    x, rate, seed = checks.dropout_args(x, rate, seed, check_finite)
+    if _use_reference() or not training:   # inference is a copy: the twin's one line
         return reference.dropout_forward(x, rate, seed, training=training, check_finite=False)
-    from ._kernels import load
     out = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.uint8)
     scale = 1.0 / (1.0 - rate)
-    load("_dropout").dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1), seed,
-                                     reference.dropout_threshold(rate), scale,
-                                     get_num_threads())
-    return out, reference._dropout_cache(x, mask, scale)
+    _kernel("_dropout").dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1), seed,
+                                        reference.dropout_threshold(rate), scale,
+                                        get_num_threads())
+    return out, checks.dropout_cache(x, mask, scale)
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache, check_finite=True):
     """Gradient of ``dropout_forward``: ``dx = dout * mask / (1 - rate)`` (a copy of dout
-    when the forward pass was not training)."""
-    dout = _dropout_dout(dout, cache)
+    when the forward pass was not training).  ``check_finite=False`` skips the NaN/inf scan
+    of ``dout``."""
+    dout = checks.dropout_dout(dout, cache, check_finite)
     mask = cache["mask"]
-    if mask is None or _use_reference():
-        return reference.dropout_backward(dout, cache)
-    from ._kernels import load
+    if _use_reference() or mask is None:   # not training: a copy, the twin's one line
+        return reference.dropout_backward(dout, cache, check_finite=False)
     dx = np.empty_like(dout)
-    load("_dropout").dropout_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1),
-                                      cache["scale"], get_num_threads())
+    _kernel("_dropout").dropout_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1),
+                                         cache["scale"], get_num_threads())
     return dx

@@ -12,30 +12,26 @@ Layout contract, shared with the kernels:
   ``(N, H_out, W_out, K)`` after a reshape;
 * one spatial axis: ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``.
 
-Every twin checks its arguments with the front door's own checks, so a direct call with bad
-input fails as clearly as a call through ``cytorch.functional`` (which passes
-``check_finite=False``: it has scanned the arrays already).
+Every twin checks its arguments with the checks the front door uses (``cytorch._checks``),
+so a direct call with bad input fails as clearly as a call through ``cytorch.functional``
+(which passes ``check_finite=False``: it has scanned the arrays already).  This module needs
+nothing else from cytorch: it can be read, and run, on its own.
 """
 import numpy as np
 
-from ._shapes import as_pair, window_output_shape
-from .errors import ShapeError
+from ._checks import (ShapeError, as_batch, as_float_array, as_pair, conv_args, conv_cache,
+                      conv_dout, dropout_args, dropout_cache, dropout_dout, global_args,
+                      global_cache, global_dout, pool_args, pool_cache, pool_dout,
+                      window_output_shape)
 
 
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
-def _front_door():
-    """``cytorch.functional``, whose checks the twins share.  Imported when first needed,
-    because ``cytorch.functional`` imports this module."""
-    from . import functional
-    return functional
-
-
 def _conv_geometry(x_shape, w_shape, strides, padding):
     """Unpack ``(sh, sw)``, ``(pt, pb, pl, pr)`` and ``(H_out, W_out)`` for an x and a w.
 
-    ``padding`` is anything ``cytorch._shapes.resolve_padding`` accepts; ``cytorch.functional``
+    ``padding`` is anything ``cytorch._checks.resolve_padding`` accepts; ``cytorch.functional``
     passes it already resolved as ``((top, bottom), (left, right))``.
     """
     _, H, W, _ = x_shape
@@ -66,7 +62,7 @@ def im2col(x, kh, kw, strides=1, padding="valid"):
            [ 8.,  9., 12., 13.],
            [10., 11., 14., 15.]])
     """
-    x = _front_door().as_batch(x, "x")
+    x = as_batch(x, "x")
     kh, kw = as_pair((kh, kw), "(kh, kw)")
     return _im2col(x, kh, kw, strides, padding)
 
@@ -94,7 +90,7 @@ def col2im(cols, x_shape, kh, kw, strides=1, padding="valid"):
     gradient is the sum of all of them.  Values that landed in the zero padding are dropped.
     ``col2im(im2col(x))`` is therefore ``x`` times how many windows cover each pixel.
     """
-    cols = _front_door().as_float_array(cols, "cols")
+    cols = as_float_array(cols, "cols")
     try:
         x_shape = tuple(as_pair(d, "x_shape")[0] for d in x_shape)
     except TypeError:
@@ -147,8 +143,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
            [2., 4., 3.],
            [2., 3., 4.]])
     """
-    x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = _front_door()._conv_args(
-        x, w, b, strides, padding, check_finite)
+    x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = conv_args(x, w, b, strides, padding,
+                                                              check_finite)
     kh, kw, C, K = w.shape
     pt, pb, pl, pr = pads
     padding = ((pt, pb), (pl, pr))
@@ -156,12 +152,10 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     out = cols @ w.reshape(kh * kw * C, K)
     if b is not None:
         out += b
-    out = out.reshape(N, H_out, W_out, K)
-    cache = {"x": x, "w": w, "has_bias": b is not None, "strides": (sh, sw), "pads": pads}
-    return out, cache
+    return out.reshape(N, H_out, W_out, K), conv_cache(x, w, b, (sh, sw), pads)
 
 
-def conv2d_backward(dout, cache, need_dx=True):
+def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     """Gradients of ``conv2d_forward`` given ``dout = dL/dout`` of shape ``(N, H_out, W_out, K)``.
 
     With ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)`` (and dout as ``(rows, K)``):
@@ -172,8 +166,9 @@ def conv2d_backward(dout, cache, need_dx=True):
 
     ``cols`` is recomputed here rather than kept from the forward pass: the cache then holds
     only ``x`` and ``w``, which the caller keeps alive anyway, and is the same for both twins.
+    ``check_finite``: raise ValueError on NaN/inf in dout.
     """
-    dout = _front_door()._conv_dout(dout, cache)
+    dout = conv_dout(dout, cache, check_finite)
     x, w = cache["x"], cache["w"]
     kh, kw, C, K = w.shape
     (pt, pb, pl, pr), strides = cache["pads"], cache["strides"]
@@ -202,7 +197,7 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
     >>> conv2d_naive(x, w, padding=1).shape
     (1, 7, 7, 1)
     """
-    x, w, b, (sh, sw), (pt, pb, pl, pr), (N, H_out, W_out, K) = _front_door()._conv_args(
+    x, w, b, (sh, sw), (pt, pb, pl, pr), (N, H_out, W_out, K) = conv_args(
         x, w, b, strides, padding, check_finite=True)
     kh, kw = w.shape[:2]
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -230,19 +225,12 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
 # flat index ``ih * W + iw`` of the winning cell (the first one in row-major order on ties), so
 # backward can route the gradient without looking at x again.
 #
-# The pooling caches are plain dicts built by ``_pool_cache``; the compiled kernels produce the
+# The pooling caches are plain dicts built by ``pool_cache``; the compiled path builds the
 # very same dicts, so a forward pass on one backend can be followed by backward on the other.
 #
-# Each twin starts by checking its arguments with ``cytorch.functional``'s own checks (rank,
-# dtype, NaN, geometry; ``strides=None`` means "the window").  ``padding`` is anything
-# ``cytorch._shapes.resolve_padding`` accepts; the front door passes it already resolved.
-
-def _pool_cache(kind, x, pool, strides, pads, argidx=None):
-    """What every pooling backward needs: the geometry, x's shape and dtype, and (max/min)
-    the flat index of each window's winner.  x itself is not kept."""
-    return {"kind": kind, "x_shape": x.shape, "dtype": x.dtype, "pool_size": pool,
-            "strides": strides, "pads": pads, "argidx": argidx}
-
+# Each twin starts by checking its arguments with the front door's checks (rank, dtype, NaN,
+# geometry; ``strides=None`` means "the window").  ``padding`` is anything
+# ``cytorch._checks.resolve_padding`` accepts; the front door passes it already resolved.
 
 def _window_offsets(x_shape, pool, strides, pads, out_hw):
     """Yield ``(rows, cols, real, flat)`` for each offset ``(a, b)`` of the window, row-major.
@@ -267,7 +255,7 @@ def _window_offsets(x_shape, pool, strides, pads, out_hw):
 
 def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
     """Max (``kind="max"``) or min (``kind="min"``) pooling: one implementation for both."""
-    x, pool, strides, pads, (N, H_out, W_out, C) = _front_door()._pool_args(
+    x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(
         x, pool_size, strides, padding, check_finite, f"{kind}_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -281,12 +269,12 @@ def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
         out = np.where(take, v, out)
         argidx = np.where(take, flat, argidx)
         seen |= real
-    return out, _pool_cache(kind, x, pool, strides, pads, argidx)
+    return out, pool_cache(kind, x, pool, strides, pads, argidx)
 
 
-def _extreme_pool2d_backward(dout, cache, kind):
+def _extreme_pool2d_backward(dout, cache, check_finite, kind):
     """Route each ``dout`` value to its window's winner; overlapping windows add up."""
-    dout = _front_door()._pool_dout(kind, dout, cache)
+    dout = pool_dout(kind, dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -322,14 +310,14 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "max")
 
 
-def max_pool2d_backward(dout, cache):
+def max_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of max pooling: ``dx[n, ih, iw, c] = sum of dout[n, i, j, c]`` over the windows
     ``(i, j)`` whose winner is ``(ih, iw)``; every other cell gets 0.
 
     dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.  Only one cell per window receives
     gradient, because only one cell changes the output when nudged (ties: the first).
     """
-    return _extreme_pool2d_backward(dout, cache, "max")
+    return _extreme_pool2d_backward(dout, cache, check_finite, "max")
 
 
 def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -345,9 +333,9 @@ def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "min")
 
 
-def min_pool2d_backward(dout, cache):
+def min_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of min pooling: ``dout`` goes to each window's smallest cell (ties: the first)."""
-    return _extreme_pool2d_backward(dout, cache, "min")
+    return _extreme_pool2d_backward(dout, cache, check_finite, "min")
 
 
 def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
@@ -365,7 +353,7 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[3.25, 5.25],
            [2.  , 2.  ]])
     """
-    x, pool, strides, pads, (N, H_out, W_out, C) = _front_door()._pool_args(
+    x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(
         x, pool_size, strides, padding, check_finite, "avg_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -374,16 +362,16 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     for rows, cols, real, _ in _window_offsets(x.shape, pool, strides, pads, (H_out, W_out)):
         total += xp[:, rows, cols, :]   # padded cells hold 0 and add nothing
         count += real
-    return total / count, _pool_cache("avg", x, pool, strides, pads)
+    return total / count, pool_cache("avg", x, pool, strides, pads)
 
 
-def avg_pool2d_backward(dout, cache):
+def avg_pool2d_backward(dout, cache, check_finite=True):
     """Gradient of average pooling: each real cell of window ``(i, j)`` receives
     ``dout[n, i, j, c] / count[i, j]``; cells in several windows add up their shares.
 
     dout: ``(N, H_out, W_out, C)`` -> dx: ``(N, H, W, C)``.
     """
-    dout = _front_door()._pool_dout("avg", dout, cache)
+    dout = pool_dout("avg", dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -399,17 +387,16 @@ def avg_pool2d_backward(dout, cache):
 # Global pooling: one window that is the whole map, (N, H, W, C) -> (N, C).
 
 def _global_extreme_forward(x, check_finite, kind):
-    x = _front_door()._global_args(kind, x, check_finite)
+    x = global_args(kind, x, check_finite)
     N, H, W, C = x.shape
     flat = x.reshape(N, H * W, C)
     argidx = (np.argmin if kind == "min" else np.argmax)(flat, axis=1).astype(np.int32)
     out = np.take_along_axis(flat, argidx[:, None, :], axis=1)[:, 0, :]
-    return out, {"kind": "global_" + kind, "x_shape": x.shape, "dtype": x.dtype,
-                 "argidx": argidx}
+    return out, global_cache(kind, x, argidx)
 
 
-def _global_extreme_backward(dout, cache, kind):
-    dout = _front_door()._global_dout(kind, dout, cache)
+def _global_extreme_backward(dout, cache, check_finite, kind):
+    dout = global_dout(kind, dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     dx = np.zeros((N, H * W, C), dtype=dout.dtype)
     np.put_along_axis(dx, cache["argidx"][:, None, :], dout[:, None, :], axis=1)
@@ -429,10 +416,10 @@ def global_max_pool2d_forward(x, check_finite=True):
     return _global_extreme_forward(x, check_finite, "max")
 
 
-def global_max_pool2d_backward(dout, cache):
+def global_max_pool2d_backward(dout, cache, check_finite=True):
     """``dx[n, h, w, c] = dout[n, c]`` at each channel's winner, 0 elsewhere.
     dout: ``(N, C)`` -> dx: ``(N, H, W, C)``."""
-    return _global_extreme_backward(dout, cache, "max")
+    return _global_extreme_backward(dout, cache, check_finite, "max")
 
 
 def global_min_pool2d_forward(x, check_finite=True):
@@ -445,9 +432,9 @@ def global_min_pool2d_forward(x, check_finite=True):
     return _global_extreme_forward(x, check_finite, "min")
 
 
-def global_min_pool2d_backward(dout, cache):
+def global_min_pool2d_backward(dout, cache, check_finite=True):
     """``dx[n, h, w, c] = dout[n, c]`` at each channel's smallest cell, 0 elsewhere."""
-    return _global_extreme_backward(dout, cache, "min")
+    return _global_extreme_backward(dout, cache, check_finite, "min")
 
 
 def global_avg_pool2d_forward(x, check_finite=True):
@@ -460,15 +447,15 @@ def global_avg_pool2d_forward(x, check_finite=True):
     >>> global_avg_pool2d_forward(x)[0]
     array([[3., 4.]])
     """
-    x = _front_door()._global_args("avg", x, check_finite)
+    x = global_args("avg", x, check_finite)
     N, H, W, C = x.shape
     out = (x.sum(axis=(1, 2), dtype=np.float64) / (H * W)).astype(x.dtype)
-    return out, {"kind": "global_avg", "x_shape": x.shape, "dtype": x.dtype, "argidx": None}
+    return out, global_cache("avg", x)
 
 
-def global_avg_pool2d_backward(dout, cache):
+def global_avg_pool2d_backward(dout, cache, check_finite=True):
     """Every cell gets an equal share: ``dx[n, h, w, c] = dout[n, c] / (H * W)``."""
-    dout = _front_door()._global_dout("avg", dout, cache)
+    dout = global_dout("avg", dout, cache, check_finite)
     N, H, W, C = cache["x_shape"]
     share = dout / dout.dtype.type(H * W)
     return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], (N, H, W, C)))
@@ -525,26 +512,21 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     >>> out
     array([2., 0., 0., 2., 0., 0., 0., 2.])
     """
-    x, rate, seed = _front_door()._dropout_args(x, rate, seed, check_finite)
+    x, rate, seed = dropout_args(x, rate, seed, check_finite)
     if not training:
-        return x.copy(), _dropout_cache(x, None, 1.0)
+        return x.copy(), dropout_cache(x, None, 1.0)
     u = splitmix64(seed, x.size) >> np.uint64(11)
     mask = (u >= np.uint64(dropout_threshold(rate))).astype(np.uint8).reshape(x.shape)
     scale = 1.0 / (1.0 - rate)
     # mask first: a dropped unit is exactly 0, a kept one exactly x * scale (the kernel's order)
     out = (x * mask) * x.dtype.type(scale)
-    return out, _dropout_cache(x, mask, scale)
+    return out, dropout_cache(x, mask, scale)
 
 
-def _dropout_cache(x, mask, scale):
-    """What dropout backward needs (the compiled kernel's path builds the same dict)."""
-    return {"mask": mask, "scale": scale, "dtype": x.dtype, "shape": x.shape}
-
-
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache, check_finite=True):
     """``dx = dout * mask / (1 - rate)``: dropped units pass no gradient, kept ones the same
     scale as forward.  When the forward pass was not training, ``dx`` is a copy of ``dout``."""
-    dout = _front_door()._dropout_dout(dout, cache)
+    dout = dropout_dout(dout, cache, check_finite)
     mask = cache["mask"]
     if mask is None:
         return dout.copy()

@@ -390,9 +390,9 @@ def test_first_conv_layer_of_a_model_skips_dx(monkeypatch):
     calls = []
     backward = F.conv2d_backward
 
-    def spy(dout, cache, need_dx=True):
+    def spy(dout, cache, need_dx=True, **kwargs):
         calls.append(need_dx)
-        return backward(dout, cache, need_dx=need_dx)
+        return backward(dout, cache, need_dx=need_dx, **kwargs)
     monkeypatch.setattr(F, "conv2d_backward", spy)
     model = Sequential([L.Conv2D(2, 3), L.Conv2D(3, 3)])
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)

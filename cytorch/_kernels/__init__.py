@@ -68,13 +68,22 @@ BUILD_HELP = (
     "A C compiler (gcc or clang) and the Python headers are needed.")
 
 
+_loaded = {}
+
+
 def load(name):
-    """Import ``cytorch._kernels.<name>`` or raise a NotBuiltError with the build command."""
-    from ..errors import NotBuiltError
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ImportError as exc:
-        raise NotBuiltError(BUILD_HELP.format(name=name, error=exc)) from exc
+    """Import ``cytorch._kernels.<name>`` or raise a NotBuiltError with the build command.
+
+    A loaded module is remembered: ``cytorch.functional`` asks on every call, and a dict
+    lookup costs 0.06 us where ``importlib.import_module`` costs about 3 us."""
+    module = _loaded.get(name)
+    if module is None:
+        from ..errors import NotBuiltError
+        try:
+            module = _loaded[name] = importlib.import_module(f"{__name__}.{name}")
+        except ImportError as exc:
+            raise NotBuiltError(BUILD_HELP.format(name=name, error=exc)) from exc
+    return module
 
 
 def check_built():

@@ -112,7 +112,8 @@ class Conv2D(ActivationMixin, Layer):
     def backward(self, dout):
         conv_cache, act, y = cached(self)
         dz = act.backward(as_grad(self, dout, y.shape), y)
-        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=self.input_grad_needed)
+        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=self.input_grad_needed,
+                                       check_finite=False)   # as_grad checked dout
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db

@@ -279,7 +279,7 @@ class Dropout(Layer):
         dout = as_grad(self, dout, shape)
         if kind == "identity":
             return dout
-        return F.dropout_backward(dout, kernel_cache[0])
+        return F.dropout_backward(dout, kernel_cache[0], check_finite=False)  # as_grad did
 
     def get_config(self):
         return {"rate": self.rate, "seed": self.seed, **super().get_config()}

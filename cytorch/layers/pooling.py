@@ -87,7 +87,7 @@ class _Pooling2D(Layer):
             # overlap, a sum of masked terms replaces a masked sum: with a mask of 0s and 1s
             # that is the same number, up to the sign of a zero.)
             dout = dout * relu_mask
-        return getattr(F, self._backward_kernel)(dout, cache)
+        return getattr(F, self._backward_kernel)(dout, cache, check_finite=False)  # as_grad did
 
     def get_config(self):
         return {"pool_size": list(self.pool_size), "strides": list(self.strides),
@@ -166,7 +166,7 @@ class _GlobalPooling2D(Layer):
     def backward(self, dout):
         cache, shape = cached(self)
         dout = as_grad(self, dout, shape).reshape(shape[0], shape[-1])
-        return getattr(F, self._backward_kernel)(dout, cache)
+        return getattr(F, self._backward_kernel)(dout, cache, check_finite=False)  # as_grad did
 
     def get_config(self):
         config = super().get_config()
