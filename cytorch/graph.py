@@ -312,7 +312,7 @@ class Model(TrainingMixin):
         ``"layer/param"`` -- into the layers.  Count and shapes must match and values be real
         and finite; every value is checked before any is copied."""
         targets = [(f"{layer.name}/{name}", w) for layer in self.layers
-                   for name, w in zip(layer._weight_names(), layer.weights)]
+                   for name, w in layer.weight_items()]
         if isinstance(weights, dict):
             missing = [key for key, _ in targets if key not in weights]
             if missing:

@@ -7,7 +7,8 @@ The file is a plain NumPy archive (``np.savez``) holding
   ``"locally_connected2d"``) with its ``get_config()``; a functional ``Model`` also stores which
   layers feed which.  The training configuration (loss, optimizer, metrics) is stored too, so a
   loaded model is compiled again;
-* ``"{layer}/{param}"``: one array per parameter, e.g. ``conv2d/kernel``;
+* ``"{layer}/{param}"``: one array per parameter, e.g. ``conv2d/kernel``, and per state array
+  (``batch_normalization/moving_mean``);
 * ``"__optimizer__/iterations"`` and ``"__optimizer__/{layer}/{param}/{slot}"``: the optimizer's
   step count and its per-parameter buffers (``momentum``, ``velocity``, ...), as a Keras
   ``.keras`` file holds them.  With the learning rate in the stored optimizer config, a loaded
@@ -199,7 +200,7 @@ def save_model(model, path):
                          f"fit it) before saving")
     arrays = {ARCH_KEY: np.frombuffer(json.dumps(model_config(model)).encode(), np.uint8)}
     for layer in model.layers:
-        for k, v in layer.params.items():
+        for k, v in layer.weight_items():   # parameters and state (moving statistics)
             arrays[f"{layer.name}/{k}"] = v
     if model.optimizer is not None:
         state = model.optimizer.get_state()
@@ -284,7 +285,7 @@ def load_model(path):
         opt_keys = {k for k in stored if k.startswith(OPT_PREFIX)}
         stored -= opt_keys
         for layer in model.layers:
-            for k, p in layer.params.items():
+            for k, p in layer.weight_items():
                 key = f"{layer.name}/{k}"
                 if key not in stored:
                     raise ValueError(f"{path!r} has no weights for {key!r}")

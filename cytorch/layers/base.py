@@ -12,6 +12,12 @@ creates the parameters; ``compute_output_shape`` does the shape arithmetic witho
 ``get_config()`` returns JSON-able keyword arguments that recreate the layer: that is what
 ``model.save`` stores, together with the parameters by name.
 
+Arrays a layer keeps but no optimizer may touch (``BatchNormalization``'s moving mean and
+variance) go in ``self.state`` instead of ``self.params``: they are saved, loaded, copied by
+``get_weights``/``set_weights`` and counted by ``count_params`` (as Keras's non-trainable
+weights), but have no gradient and are never optimized; the layer updates them itself in
+``forward(x, training=True)``.
+
 A minimal plugin layer (a learnable per-channel scale)::
 
     class Scale(Layer):
@@ -96,6 +102,7 @@ class Layer:
                                 f"got {input_shape!r}") from None
         self.params = {}
         self.grads = {}
+        self.state = {}   # non-trainable arrays (moving statistics): saved, never optimized
         self.built = False
         self.input_shape = None
         self.output_shape = None
@@ -157,13 +164,26 @@ class Layer:
 
     # -- conveniences shared by every layer ---------------------------------------------------
     def count_params(self):
-        return int(sum(p.size for p in self.params.values()))
+        """Number of values in ``params`` and ``state`` (Keras counts non-trainable weights
+        too; ``count_trainable_params`` counts what an optimizer updates)."""
+        return int(sum(p.size for p in self.params.values())
+                   + sum(s.size for s in getattr(self, "state", {}).values()))
+
+    def count_trainable_params(self):
+        """Number of values an optimizer updates: ``params``, if the layer is trainable."""
+        return int(sum(p.size for p in self.params.values())) if self.trainable else 0
+
+    def weight_items(self):
+        """``(name, array)`` for every parameter, then every state array, in Keras's order
+        (``BatchNormalization``: gamma, beta, moving_mean, moving_variance).  The arrays are
+        the layer's own, not copies."""
+        return list(self.params.items()) + list(getattr(self, "state", {}).items())
 
     @property
     def weights(self):
-        """The layer's arrays in Keras's order: the parameters (``kernel``, ``bias``, ...), then
-        the non-trainable ``state`` (BatchNormalization's moving statistics), if any."""
-        return list(self.params.values()) + list(getattr(self, "state", {}).values())
+        """The layer's arrays in Keras's order (``weight_items``'s arrays): the parameters
+        (``kernel``, ``bias``, ...), then the state (BatchNormalization's moving statistics)."""
+        return [w for _, w in self.weight_items()]
 
     def get_weights(self):
         """Copies of ``weights``, as Keras's ``layer.get_weights()``: ``[kernel, bias]`` for
@@ -175,28 +195,27 @@ class Layer:
 
         Every value is checked (count, shape, real and finite) before any is copied, and
         converted to the layer's dtype; the list is not modified."""
-        own = self.weights
+        own = self.weight_items()
         if isinstance(weights, (str, bytes, dict)) or not hasattr(weights, "__len__"):
             raise TypeError(f"set_weights on {type(self).__name__} '{self.name}' takes a list "
                             f"of {len(own)} arrays (as get_weights() returns), got "
                             f"{type(weights).__name__}")
         if len(weights) != len(own):
+            names = ", ".join(name for name, _ in own) or "none"
             raise ValueError(f"set_weights on {type(self).__name__} '{self.name}' got a list of "
-                             f"{len(weights)} arrays, the layer has {len(own)} "
-                             f"({', '.join(self._weight_names()) or 'none'})")
+                             f"{len(weights)} arrays, the layer has {len(own)} ({names})")
         checked = [_check_weight(value, target, f"{self.name}/{name}")
-                   for value, target, name in zip(weights, own, self._weight_names())]
-        for target, value in zip(own, checked):
+                   for value, (name, target) in zip(weights, own)]
+        for (_, target), value in zip(own, checked):
             target[...] = value
-
-    def _weight_names(self):
-        return list(self.params) + list(getattr(self, "state", {}))
 
     def set_dtype(self, dtype):
         """Cast the parameters (and future ones) to ``dtype``; returns self."""
         self.dtype = np.dtype(dtype)
         for k in list(self.params):
             self.params[k] = self.params[k].astype(self.dtype)
+        for k in list(getattr(self, "state", {})):
+            self.state[k] = self.state[k].astype(self.dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return self
 
