@@ -25,8 +25,9 @@ Fused with the output layer
 For ``p = softmax(z)`` and one-hot ``y``, ``dL/dz_i = (p_i - y_i) / N``: no division by a tiny
 ``p``, no overflow.  The training loop therefore asks an output layer with
 ``activation="softmax"`` (or ``"sigmoid"`` for binary cross-entropy) to return its logits ``z``
-and calls the loss with ``from_logits=True``.  The value then differs from Keras's in one way:
-it is not capped at ``-log(1e-7) = 16.1`` (see the README's "Differences from Keras").
+(``return_logits`` in its ``CallContext``) and calls the loss with ``from_logits=True``.  The
+value then differs from Keras's in one way: it is not capped at ``-log(1e-7) = 16.1`` (see the
+README's "Differences from Keras").
 
 >>> import numpy as np
 >>> loss = get("sparse_categorical_crossentropy")
