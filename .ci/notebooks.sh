@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI stage: execute every course notebook and its solutions top to bottom, each in a fresh
-# Jupyter kernel (nbclient), and fail on the first cell that raises.
+# Jupyter kernel (nbclient), and fail on a cell that raises or a course notebook that shows no
+# picture; first the test of cytorch.viz's inline display in a fresh kernel.
 #
 #   bash .ci/notebooks.sh PYTHON      PYTHON: the python of a venv where cytorch is installed
 #
@@ -15,4 +16,6 @@ cd "$(dirname "$0")/.."
 requirements=$("$PYTHON" .ci/run_notebooks.py --requirements)
 # shellcheck disable=SC2086  # one requirement per word
 "$PYTHON" -m pip install -q $requirements
+# The pictures of cytorch.viz in a fresh kernel (skipped by the test run without nbclient).
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_viz_jupyter.py
 "$PYTHON" .ci/run_notebooks.py notebooks/*.ipynb notebooks/solutions/*.ipynb

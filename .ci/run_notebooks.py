@@ -1,5 +1,7 @@
 """Execute notebooks with nbclient, each in a fresh kernel of this Python; exit 1 if any cell
-raised.  Outputs are not written back: the notebooks stay stored without outputs.
+raised, or if a course notebook (not one in solutions/) shows no picture: the pictures must
+display inline in a fresh kernel.  Outputs are not written back: the notebooks stay stored
+without outputs.
 
     python .ci/run_notebooks.py NOTEBOOK...
     python .ci/run_notebooks.py --requirements    # the `notebooks` extra of cytorch-edu
@@ -42,6 +44,8 @@ def main(paths):
     failed = 0
     for path in map(pathlib.Path, paths):
         error, seconds, pictures = run(path)
+        if error is None and pictures == 0 and path.parent.name != "solutions":
+            error = f"{path} showed no picture (no image/png output in any cell)"
         status = "ok" if error is None else "FAILED"
         print(f"{status:6} {seconds:6.1f} s  {pictures:2d} pictures  {path}", flush=True)
         if error is not None:

@@ -306,3 +306,24 @@ def test_script_without_a_display_says_where_the_png_went(capsys):
     os.remove(saved)
     viz.plot_history({"loss": [1.0, 0.5]}, show=False)
     assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="show must be True, False or None .* got 'yes'"):
+        viz.plot_history({"loss": [1.0, 0.5]}, show="yes")
+
+
+def test_script_with_a_display_shows_a_window(monkeypatch, tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from cytorch.viz import _figure
+    shown = []
+    monkeypatch.setattr(_figure, "_interactive", lambda backend: True)  # as with a GUI backend
+    monkeypatch.setattr(plt, "show", lambda block=None: shown.append(block))
+    fig = viz.plot_history({"loss": [1.0, 0.5]})
+    try:
+        assert fig.number in plt.get_fignums()  # a pyplot figure: the backend opens its window
+        assert shown == [True]                  # a script waits until the window is closed
+    finally:
+        plt.close(fig)
+    saved = viz.plot_history({"loss": [1.0, 0.5]}, path=tmp_path / "h.png")
+    assert shown == [True] and getattr(saved.canvas, "manager", None) is None  # path: file only
+    forced = viz.plot_history({"loss": [1.0, 0.5]}, path=tmp_path / "h2.png", show=True)
+    plt.close(forced)
+    assert shown == [True, True] and (tmp_path / "h2.png").exists()
