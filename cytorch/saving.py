@@ -80,6 +80,7 @@ def model_config(model):
             "optimizer": {"class_name": model.optimizer.name,
                           "config": model.optimizer.get_config()},
             "metrics": list(model.metrics),
+            "weighted_metrics": list(model.weighted_metrics),
         }
     return config
 
@@ -175,7 +176,8 @@ def model_from_config(config):
         from . import optimizers
         opt = optimizers.get(compiled["optimizer"]["class_name"])(
             **compiled["optimizer"]["config"])
-        model.compile(optimizer=opt, loss=compiled["loss"], metrics=compiled["metrics"])
+        model.compile(optimizer=opt, loss=compiled["loss"], metrics=compiled["metrics"],
+                      weighted_metrics=compiled.get("weighted_metrics"))
     return model
 
 
