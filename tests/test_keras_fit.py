@@ -13,7 +13,7 @@ from cytorch import layers as L
 os.environ.setdefault("KERAS_BACKEND", "torch")
 try:
     import keras
-    import torch  # noqa: F401 (the backend)
+    import torch  # noqa: F401 (the backend Keras runs on here)
 except Exception as exc:   # not installed, or a backend that cannot load here
     pytest.skip(f"Keras 3 with the torch backend is not available ({exc})",
                 allow_module_level=True)
