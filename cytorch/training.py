@@ -77,6 +77,7 @@ class TrainingMixin:
         opt = optimizers_mod.get(optimizer)
         self.optimizer = opt() if isinstance(opt, type) else opt
         self.loss = losses_mod.get(loss)
+        losses_mod.check_output_activation(self.loss, self.layers[-1] if self.layers else None)
         self.metrics = [name for _, name, weighted in specs if not weighted]
         self.weighted_metrics = [name for _, name, weighted in specs if weighted]
         self._metric_specs = specs
@@ -331,6 +332,8 @@ class TrainingMixin:
                         _call(callback_list, "on_batch_end", batch, logs)
                         if interrupted.flag:
                             raise KeyboardInterrupt
+                        if self.stop_training:   # as Keras: e.g. TerminateOnNaN, mid-epoch
+                            break
                     if val is not None:
                         logs.update({f"val_{k}": v for k, v in self._evaluate(
                             *val, 256, fused).items()})
