@@ -699,8 +699,9 @@ def test_model_methods_reject_bad_targets(method, y, kwargs, error, match):
     ({"batch_size": 2.5}, ValueError, r"batch_size must be an int >= 1, got 2\.5"),
     ({"epochs": -1}, ValueError, r"epochs must be an int >= 0, got -1"),
     ({"validation_split": 1.0}, ValueError, r"validation_split must be in \[0, 1\), got 1\.0"),
-    ({"validation_split": 0.05}, ValueError,
-     r"validation_split=0\.05 of 8 samples leaves 0 for validation and 8 for training"),
+    ({"validation_split": 0.9}, ValueError,   # Keras: floor(8 * 0.1) = 0 left to train on
+     r"validation_split=0\.9 of 8 samples leaves floor\(8 \* \(1 - 0\.9\)\) = 0 for "
+     r"training and 8 for validation; both need at least 1"),
     ({"validation_data": (XM,)}, ValueError,
      r"validation_data must be a tuple \(x_val, y_val\) or \(x_val, y_val, sample_weight_val\)"),
     ({"validation_data": (poke(XM, np.nan), YM)}, ValueError,
@@ -738,8 +739,10 @@ def test_training_needs_compile(method):
     ({"optimizer": 3}, r"unknown optimizer 3; known optimizers: \['adagrad', 'adam', "),
     ({"loss": "crossentropy"}, r"unknown loss 'crossentropy'; known losses: "),
     ({"loss": None}, r"unknown loss None"),
-    ({"metrics": ["auc"]}, r"unknown metric 'auc'; known metrics: \['accuracy', 'acc'\]"),
-    ({"metrics": "auc"}, r"unknown metric 'auc'; known metrics: \['accuracy', 'acc'\]"),
+    ({"metrics": ["auc"]}, r"unknown metric 'auc' in metrics; known metrics: \['acc', "
+                           r"'accuracy', 'binary_accuracy', "),
+    ({"metrics": "auc"}, r"unknown metric 'auc' in metrics; known metrics: "),
+    ({"weighted_metrics": ["mse", 3]}, r"unknown metric 3 in weighted_metrics; known "),
 ])
 def test_compile_names_unknown_names(kwargs, match):
     with pytest.raises(KeyError, match=match):
@@ -815,15 +818,16 @@ def test_a_layer_that_does_not_fit_is_not_kept():
 ])
 def test_set_weights_checks_the_values(value, error, match):
     model = Sequential([L.Dense(2, name="d")], input_shape=(3,))
-    before = model.get_weights()
-    bad = {k: np.full(v.shape, value) for k, v in before.items()}
-    bad["d/bias"] = np.ones(2)   # checked first, copied only once every value is good
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(error, match=match):
-            model.set_weights(bad)
-    for k, v in model.get_weights().items():
-        np.testing.assert_array_equal(v, before[k])
+    before = model.get_weights()                  # [kernel, bias], as in Keras
+    bad_dict = {"d/kernel": np.full(before[0].shape, value), "d/bias": np.ones(2)}
+    bad_list = [bad_dict["d/kernel"], np.ones(2)]
+    for bad, target in ((bad_dict, model), (bad_list, model), (bad_list, model.layers[0])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(error, match=match):
+                target.set_weights(bad)
+        for v, b in zip(model.get_weights(), before):  # nothing copied: kernel was bad
+            np.testing.assert_array_equal(v, b)
 
 
 def test_summary_print_fn_must_be_callable():
@@ -994,7 +998,7 @@ def test_a_name_claimed_twice_blocks_only_the_models_that_use_it(monkeypatch, tm
     (lambda: registry.get(None), TypeError, r"layer name must be a str .*got NoneType"),
     (lambda: losses.get("hinge"), KeyError, r"unknown loss 'hinge'; known losses: "),
     (lambda: losses.get("mse2"), KeyError, r"unknown loss 'mse2'.*did you mean 'mse'"),
-    (lambda: optimizers.get("adamw"), KeyError, r"unknown optimizer 'adamw'.*did you mean 'adam'"),
+    (lambda: optimizers.get("adamx"), KeyError, r"unknown optimizer 'adamx'.*did you mean 'adam"),
     (lambda: cytorch.models.get("lenet"), KeyError,
      r"unknown preset 'lenet'; known presets: \['keras_mnist', 'lenet5'\]; did you mean 'lenet5'"),
     (lambda: cytorch.backend("fast"), ValueError,
