@@ -12,7 +12,21 @@ PYTHON=${1:?usage: bash .ci/docs.sh PYTHON (the python of a venv with cytorch in
 OUT=docs/_build/html
 start=$SECONDS
 
-"$PYTHON" -m pip install -q -e ".[docs]" -e ./plugins/cytorch-locally-connected
+# the `docs` extra's requirements, read from the installed cytorch-edu's metadata: installing
+# ".[docs]" itself would compile every kernel again
+"$PYTHON" - > docs-requirements.txt <<'PY'
+import importlib.metadata
+import re
+import sys
+requirements = [r.split(";")[0] for r in importlib.metadata.requires("cytorch-edu") or []
+                if re.search(r"""extra\s*==\s*["']docs["']""", r)]
+if not requirements:
+    sys.exit("docs: the installed cytorch-edu declares no 'docs' extra: reinstall it "
+             "(pip install -e .) from this checkout")
+print("\n".join(requirements))
+PY
+"$PYTHON" -m pip install -q -r docs-requirements.txt
+rm docs-requirements.txt
 rm -rf docs/_build
 "$PYTHON" -m sphinx -W --keep-going -b html -q docs "$OUT"
 echo "docs: built $OUT in $((SECONDS - start)) s"
