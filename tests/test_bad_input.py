@@ -434,6 +434,8 @@ def _layers():
         "Input": (lambda: L.Input((5, 5, 3), name="c"), X),
         "Dense": (lambda: L.Dense(3, activation="softmax", name="c", seed=0), X.reshape(2, -1)),
         "BatchNormalization": (lambda: L.BatchNormalization(name="c"), X),
+        "LeakyReLU": (lambda: L.LeakyReLU(name="c"), X),
+        "ELU": (lambda: L.ELU(0.5, name="c"), X.reshape(2, -1)),
     }
     if LocallyConnected2D is not None:
         made["LocallyConnected2D"] = (lambda: LocallyConnected2D(4, 3, name="c", seed=0), X)
@@ -572,7 +574,12 @@ def test_layers_leave_their_input_and_gradient_alone(name, layout, training):
                                                     r"'int32'"),
     (lambda: L.Dense(2, name=""), ValueError, r"name must be a non-empty str, got ''"),
     (lambda: L.Dropout(float("nan")), ValueError, r"rate must be a float in \[0, 1\), got nan"),
-    (lambda: L.Activation("gelu"), KeyError, r"unknown activation 'gelu'"),
+    (lambda: L.Activation("mish"), KeyError, r"unknown activation 'mish'"),
+    (lambda: L.LeakyReLU(-0.1), ValueError, r"negative_slope must be a float >= 0 \(Keras's "
+                                            r"default 0\.3\), got -0\.1"),
+    (lambda: L.LeakyReLU(None), ValueError, r"negative_slope must be a float >= 0.*got None"),
+    (lambda: L.ELU(alpha="1"), ValueError, r"alpha must be a float >= 0 \(Keras's default "
+                                           r"1\.0\), got '1'"),
     (lambda: L.Input((0, 3)), ValueError, r"every axis of shape must be a positive int, got 0"),
     (lambda: L.Input(()), ValueError, r"shape must have at least one axis"),
     (lambda: L.Concatenate(axis="a"), TypeError, r"axis must be an int, got 'a'"),

@@ -91,3 +91,43 @@ def test_batch_normalization_summary_counts_like_keras():
     text = model.summary(print_fn=None)
     assert f"Trainable params: {trainable}" in text and f"Non-trainable params: {frozen}" in text
     assert model.count_params() == kmodel.count_params()
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "softmax", "leaky_relu", "elu",
+                                  "gelu", "silu", "swish", "softplus"])
+def test_activation_strings_match_keras(name):
+    rng = np.random.default_rng(1)
+    x = rng.normal(scale=3, size=(4, 3, 3, 5)).astype(np.float32)
+    dout = rng.normal(size=x.shape).astype(np.float32)
+    y_k, dx_k = keras_call(keras.layers.Activation(name), x, training=True, dout=dout)
+    layer = L.Activation(name)
+    close(layer.forward(x, training=True), y_k)
+    close(layer.backward(dout), dx_k)
+    # and fused into a Dense layer, on identical weights
+    kd = keras.layers.Dense(6, activation=name)
+    kd.build((None, 5))
+    d = L.Dense(6, activation=name, seed=0)
+    d.build((5,))
+    kd.set_weights([d.params["kernel"], d.params["bias"] + 0.1])
+    d.params["bias"] += 0.1
+    v = x.reshape(-1, 5)
+    dv = rng.normal(size=(v.shape[0], 6)).astype(np.float32)
+    y_k, dx_k = keras_call(kd, v, training=True, dout=dv)
+    close(d.forward(v, training=True), y_k)
+    close(d.backward(dv), dx_k)
+
+
+@pytest.mark.parametrize("make, kmake", [
+    (lambda: L.LeakyReLU(), lambda: keras.layers.LeakyReLU()),
+    (lambda: L.LeakyReLU(negative_slope=0.05), lambda: keras.layers.LeakyReLU(0.05)),
+    (lambda: L.ELU(), lambda: keras.layers.ELU()),
+    (lambda: L.ELU(alpha=0.4), lambda: keras.layers.ELU(alpha=0.4)),
+], ids=["leaky_relu", "leaky_relu-0.05", "elu", "elu-0.4"])
+def test_activation_layers_match_keras(make, kmake):
+    rng = np.random.default_rng(2)
+    x = rng.normal(scale=2, size=(3, 4, 4, 2)).astype(np.float32)
+    dout = rng.normal(size=x.shape).astype(np.float32)
+    y_k, dx_k = keras_call(kmake(), x, training=True, dout=dout)
+    layer = make()
+    close(layer.forward(x), y_k)
+    close(layer.backward(dout), dx_k)

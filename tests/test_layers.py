@@ -52,6 +52,23 @@ CASES = {
     "concatenate-channels": (lambda: L.Concatenate(), [(3, 3, 2), (3, 3, 1)]),
     "concatenate-axis1": (lambda: L.Concatenate(axis=1), [(2, 3, 1), (1, 3, 1)]),
     "input": (lambda: L.Input((3, 2)), (3, 2)),
+    "batch-normalization": (lambda: L.BatchNormalization(), (3, 3, 2)),
+    "leaky-relu-layer": (lambda: L.LeakyReLU(), (3, 3, 2)),
+    "leaky-relu-layer-slope": (lambda: L.LeakyReLU(negative_slope=1.5), (5,)),
+    "elu-layer": (lambda: L.ELU(), (3, 3, 2)),
+    "elu-layer-alpha": (lambda: L.ELU(alpha=0.5), (5,)),
+    "activation-leaky-relu": (lambda: L.Activation("leaky_relu"), (3, 3, 2)),
+    "activation-elu": (lambda: L.Activation("elu"), (6,)),
+    "activation-gelu": (lambda: L.Activation("gelu"), (3, 3, 2)),
+    "activation-silu": (lambda: L.Activation("silu"), (6,)),
+    "activation-swish": (lambda: L.Activation("swish"), (6,)),
+    "activation-softplus": (lambda: L.Activation("softplus"), (3, 2, 2)),
+    "conv2d-gelu": (lambda: L.Conv2D(3, 3, activation="gelu", seed=0), (5, 5, 2)),
+    "conv2d-silu": (lambda: L.Conv2D(2, 2, activation="silu", seed=0), (4, 4, 2)),
+    "conv2d-elu": (lambda: L.Conv2D(2, 2, activation="elu", seed=0), (4, 4, 2)),
+    "dense-gelu": (lambda: L.Dense(4, activation="gelu", seed=0), (6,)),
+    "dense-leaky-relu": (lambda: L.Dense(4, activation="leaky_relu", seed=0), (6,)),
+    "dense-softplus": (lambda: L.Dense(4, activation="softplus", seed=0), (6,)),
 }
 
 

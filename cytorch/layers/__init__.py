@@ -9,6 +9,7 @@ True
 the built-ins are registered exactly like third-party plugins (see ``cytorch.registry``).
 """
 from ..registry import available, discover, get, name_of, refresh
+from .advanced_activations import ELU, LeakyReLU
 from .base import Layer
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Input
@@ -20,4 +21,4 @@ from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, Globa
 __all__ = ["Layer", "Input", "Dense", "Flatten", "Activation", "Dropout", "Conv2D",
            "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
            "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D", "Add",
-           "Concatenate", "BatchNormalization", "available", "discover", "get", "name_of", "refresh"]
+           "Concatenate", "BatchNormalization", "LeakyReLU", "ELU", "available", "discover", "get", "name_of", "refresh"]

@@ -133,4 +133,6 @@ class ActivationMixin:
         act = _LINEAR if self.return_logits else self._activation
         if act is _RELU and self.relu_deferred:
             act = _LINEAR
+        if act.from_input:   # gelu, silu: backward reads z itself, so z must survive
+            return act.bind(z), act.forward(z)
         return act, act.forward(z, out=z if inplace else None)

@@ -34,7 +34,9 @@ class Conv2D(ActivationMixin, Layer):
     strides : int or (int, int), default 1
     padding : "valid", "same", "full", int, (int, int) or ((top, bottom), (left, right))
         See ``cytorch._shapes``: "same" keeps ``ceil(H / sh)``, "full" pads ``kh - 1``.
-    activation : {"relu", "tanh", "sigmoid", "softmax", "linear"} or None
+    activation : str or None
+        A name of ``cytorch.activations.names()``: "relu", "tanh", "sigmoid", "softmax",
+        "linear", "leaky_relu" (slope 0.2), "elu", "gelu" (exact), "silu"/"swish", "softplus".
         Softmax normalises over the channels of each position.
     use_bias : bool, default True
     kernel_initializer, bias_initializer : str
