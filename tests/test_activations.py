@@ -173,6 +173,7 @@ def test_activation_layer_docstring_examples():
     from cytorch.layers import advanced_activations
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     for obj in (advanced_activations.LeakyReLU, advanced_activations.ELU, activations):
-        for t in doctest.DocTestFinder().find(obj, globs=dict(vars(advanced_activations))):
+        module = activations if obj is activations else advanced_activations
+        for t in doctest.DocTestFinder().find(obj, globs=dict(vars(module))):
             runner.run(t)
     assert runner.failures == 0 and runner.tries >= 4
