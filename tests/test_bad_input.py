@@ -436,6 +436,13 @@ def _layers():
         "BatchNormalization": (lambda: L.BatchNormalization(name="c"), X),
         "LeakyReLU": (lambda: L.LeakyReLU(name="c"), X),
         "ELU": (lambda: L.ELU(0.5, name="c"), X.reshape(2, -1)),
+        "ZeroPadding2D": (lambda: L.ZeroPadding2D(((1, 0), (2, 1)), name="c"), X),
+        "Reshape": (lambda: L.Reshape((25, -1), name="c"), X),
+        "UpSampling2D": (lambda: L.UpSampling2D(interpolation="bilinear", name="c"), X),
+        "SpatialDropout2D": (lambda: L.SpatialDropout2D(0.5, seed=0, name="c"), X),
+        "DepthwiseConv2D": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, name="c", seed=0),
+                            X),
+        "SeparableConv2D": (lambda: L.SeparableConv2D(4, 3, name="c", seed=0), X),
     }
     if LocallyConnected2D is not None:
         made["LocallyConnected2D"] = (lambda: LocallyConnected2D(4, 3, name="c", seed=0), X)
@@ -444,7 +451,9 @@ def _layers():
 
 LAYERS = _layers()
 IMAGE_LAYERS = ["Conv2D", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
-                "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D"] + \
+                "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D",
+                "ZeroPadding2D", "UpSampling2D", "SpatialDropout2D", "DepthwiseConv2D",
+                "SeparableConv2D"] + \
     (["LocallyConnected2D"] if LocallyConnected2D is not None else [])
 
 
@@ -491,6 +500,11 @@ def test_image_layers_need_4d_input(name):
                                        r"\(75,\)\), got 7 \(batch shape \(2, 7\)\)"),
     ("Input", X[:, :4], r"Input 'c' expects batches of shape \(N, 5, 5, 3\), got "
                         r"\(2, 4, 5, 3\)"),
+    ("DepthwiseConv2D", X[..., :2], r"DepthwiseConv2D 'c' was built for 3 channels"),
+    ("SeparableConv2D", X[..., :1], r"SeparableConv2D 'c' was built for 3 channels"),
+    ("BatchNormalization", X[..., :2], r"BatchNormalization 'c' was built for 3 channels"),
+    ("Reshape", X[:, :4], r"Reshape 'c' was built for samples of shape \(5, 5, 3\), got batch "
+                          r"shape \(2, 4, 5, 3\)"),
     ("LocallyConnected2D", X[:, :, :4], r"LocallyConnected2D 'c' was built for inputs of shape "
                                         r"\(5, 5, 3\), got \(5, 4, 3\)"),
 ])

@@ -70,6 +70,25 @@ CASES = {
     "dense-gelu": (lambda: L.Dense(4, activation="gelu", seed=0), (6,)),
     "dense-leaky-relu": (lambda: L.Dense(4, activation="leaky_relu", seed=0), (6,)),
     "dense-softplus": (lambda: L.Dense(4, activation="softplus", seed=0), (6,)),
+    "zero-padding": (lambda: L.ZeroPadding2D(), (2, 2, 1)),
+    "zero-padding-asym": (lambda: L.ZeroPadding2D(((1, 0), (2, 1))), (3, 3, 2)),
+    "reshape": (lambda: L.Reshape((3, -1)), (3, 2, 2)),
+    "reshape-to-image": (lambda: L.Reshape((2, 2, 3)), (12,)),
+    "up-sampling-nearest": (lambda: L.UpSampling2D((2, 3)), (2, 3, 2)),
+    "up-sampling-bilinear": (lambda: L.UpSampling2D(2, interpolation="bilinear"), (3, 2, 2)),
+    "spatial-dropout": (lambda: L.SpatialDropout2D(0.5, seed=1), (3, 3, 4)),
+    "depthwise-same-dm2": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, padding="same",
+                                                     seed=0), (4, 5, 3)),
+    "depthwise-nonsquare-stride-relu": (
+        lambda: L.DepthwiseConv2D((2, 3), strides=(2, 1), activation="relu", seed=0), (5, 5, 2)),
+    "separable-same-tanh": (lambda: L.SeparableConv2D(4, 3, depth_multiplier=2, padding="same",
+                                                      activation="tanh", seed=0), (4, 4, 3)),
+    "separable-stride-nobias": (lambda: L.SeparableConv2D(2, (3, 2), strides=2, use_bias=False,
+                                                          seed=0), (5, 5, 2)),
+    "multiply-three": (lambda: L.Multiply(), [(3, 3, 2)] * 3),
+    "subtract": (lambda: L.Subtract(), [(4,), (4,)]),
+    "average": (lambda: L.Average(), [(2, 2, 2)] * 2),
+    "maximum-three": (lambda: L.Maximum(), [(5,)] * 3),
 }
 
 

@@ -10,6 +10,7 @@ import numbers
 from .. import activations
 from ._common import as_grad, as_input, cached
 from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["LeakyReLU", "ELU"]
 
@@ -28,15 +29,15 @@ class _ParametricActivation(Layer):
     def _function(self):
         raise NotImplementedError
 
-    def forward(self, x, training=False):
-        x = as_input(self, x)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, check_finite=ctx.check_finite)
         y = self._function().forward(x)   # a new array: x belongs to the caller
         self._cache = y
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         y = cached(self)
-        return self._function().backward(as_grad(self, dout, y.shape), y)
+        return self._function().backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
 
 
 class LeakyReLU(_ParametricActivation):
