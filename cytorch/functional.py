@@ -468,10 +468,10 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # ===============================================================================================
 # depthwise conv2d  (section owned by the layers work)
 # ===============================================================================================
-# The compiled path runs the conv2d kernel once per input channel (a conv with one input
-# channel and depth_multiplier filters is exactly a depthwise conv's share of that channel);
-# the channel's slice of x is copied to be contiguous.  Each call is small, so the kernel picks
-# its direct path for thin layers.
+# The compiled path runs a conv2d kernel once per input channel (a conv with one input
+# channel and depth_multiplier filters is exactly a depthwise conv's share of that channel),
+# choosing between the direct and the im2col kernel as conv2d_forward does; the channel's slice
+# of x is copied to be contiguous.
 
 def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     """Depthwise 2-D convolution: each input channel convolved with its own filters.
@@ -499,14 +499,17 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
         return reference.depthwise_conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads),
                                                   check_finite=False)
     kh, kw, C, dm = w.shape
-    kernel = _kernel("_conv")
     out = np.empty(out_shape, dtype=x.dtype)
     part = np.empty(out_shape[:3] + (dm,), dtype=x.dtype)
     zeros = np.zeros(dm, dtype=x.dtype)
     for c in range(C):
-        kernel.conv2d_forward(np.ascontiguousarray(x[..., c:c + 1]),
-                              np.ascontiguousarray(w[:, :, c:c + 1, :]), zeros, part, sh, sw,
-                              pads[0], pads[2], get_num_threads())
+        xc, wc = np.ascontiguousarray(x[..., c:c + 1]), np.ascontiguousarray(w[:, :, c:c + 1, :])
+        if _conv_direct(xc, wc, part, (sh, sw)):   # the same choice conv2d_forward makes
+            _kernel("_direct").conv2d_forward(xc, wc, zeros, part, pads[0], pads[2],
+                                              get_num_threads())
+        else:
+            _kernel("_conv").conv2d_forward(xc, wc, zeros, part, sh, sw, pads[0], pads[2],
+                                            get_num_threads())
         out[..., c * dm:(c + 1) * dm] = part
     if b is not None:
         out += b
@@ -522,16 +525,19 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, _, pl, _) = cache["strides"], cache["pads"]
     kh, kw, C, dm = w.shape
-    kernel = _kernel("_conv")
     dx, dw = np.empty_like(x), np.empty_like(w)
     dxc = np.empty(x.shape[:3] + (1,), dtype=x.dtype)
     dwc = np.empty((kh, kw, 1, dm), dtype=x.dtype)
     dbc = np.empty(dm, dtype=x.dtype)
     for c in range(C):
-        kernel.conv2d_backward(np.ascontiguousarray(dout[..., c * dm:(c + 1) * dm]),
-                               np.ascontiguousarray(x[..., c:c + 1]),
-                               np.ascontiguousarray(w[:, :, c:c + 1, :]), dxc, dwc, dbc,
-                               sh, sw, pt, pl, get_num_threads())
+        dc = np.ascontiguousarray(dout[..., c * dm:(c + 1) * dm])
+        xc, wc = np.ascontiguousarray(x[..., c:c + 1]), np.ascontiguousarray(w[:, :, c:c + 1, :])
+        if _conv_direct(xc, wc, dc, (sh, sw)):
+            _kernel("_direct").conv2d_backward(dc, xc, wc, dxc, dwc, dbc, pt, pl,
+                                               get_num_threads())
+        else:
+            _kernel("_conv").conv2d_backward(dc, xc, wc, dxc, dwc, dbc, sh, sw, pt, pl,
+                                             get_num_threads())
         dx[..., c] = dxc[..., 0]
         dw[:, :, c, :] = dwc[:, :, 0, :]
     db = dout.reshape(-1, C * dm).sum(axis=0) if cache["has_bias"] else None
