@@ -41,13 +41,17 @@ from . import activations
 from . import callbacks as cbks
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from ._checks import as_array as _as_array
+from ._checks import check_int as _check_int
+from ._checks import check_sample_weight
+from ._checks import require_finite as _check_finite
+from ._config import single_threaded_blas as _one_blas_thread
 from .errors import ShapeError
 from .layers._common import ActivationMixin
 from .random import check_seed, make_rng
 
 __all__ = ["TrainingMixin"]
 
-_FINITE_CHUNK = 1 << 22  # values scanned for NaN per step (bounded temporary memory)
 _RELU = activations.get("relu")
 
 
@@ -194,23 +198,7 @@ class TrainingMixin:
                 msg = msg.replace("y ", f"{name} ", 1)
             raise type(exc)(msg) from None
 
-    @staticmethod
-    def _check_weights(sample_weight, n, name="sample_weight"):
-        if sample_weight is None:
-            return None
-        w = _as_array(sample_weight, name)
-        if w.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
-        if w.shape != (n,):
-            raise ValueError(f"{name} must have shape ({n},), one weight per sample, "
-                             f"got shape {w.shape}")
-        w = w.astype(np.float64, copy=False)
-        n_bad = n - int(np.count_nonzero(np.isfinite(w)))
-        n_neg = int(np.count_nonzero(w < 0))
-        if n_bad or n_neg:
-            raise ValueError(f"{name} must be finite and >= 0, got {n_bad} NaN or infinite "
-                             f"and {n_neg} negative value(s) of {n}")
-        return w
+    _check_weights = staticmethod(check_sample_weight)
 
     def _take(self, xs, idx):
         """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype."""
@@ -420,28 +408,6 @@ class TrainingMixin:
         return result
 
 
-_controller = []
-
-
-def _one_blas_thread():
-    """Run NumPy's BLAS on one thread while a model runs.
-
-    A mini-batch's matrix products in Dense layers (64 x 320 @ 320 x 100) are far too small to
-    gain from threads: waking them costs more than the product, and on a busy machine threaded
-    BLAS made an epoch several times slower.  The convolution kernels parallelise over images
-    with OpenMP themselves.  Without threadpoolctl (it comes with scikit-learn) nothing changes.
-    """
-    if not _controller:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _controller.append(ThreadpoolController())
-        except ImportError:
-            _controller.append(None)
-    if _controller[0] is None:
-        return contextlib.nullcontext()
-    return _controller[0].limit(limits=1, user_api="blas")
-
-
 class _Missing:
     def __repr__(self):
         return "<missing>"
@@ -497,16 +463,6 @@ def _accuracy_counts(out, y, w, logits):
     return float(w @ hits), float(w.sum())
 
 
-def _as_array(a, name):
-    """``np.asarray(a)``, with NumPy's message for a ragged sequence replaced by one naming
-    ``name``."""
-    try:
-        return np.asarray(a)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an array of numbers with equal-length rows, got a "
-                         f"ragged sequence ({exc})") from None
-
-
 def _check_callbacks(callbacks):
     """``callbacks`` as a new list of ``Callback`` instances."""
     if callbacks is None:
@@ -540,20 +496,3 @@ def _check_sample_shape(a, shape, name):
                              f"{tuple(shape)}")
         raise ShapeError(f"{name} must have samples of shape {tuple(shape)} (the model's "
                          f"input shape), got shape {a.shape}")
-
-
-def _check_finite(a, name):
-    flat = a.reshape(-1)
-    for start in range(0, flat.size, _FINITE_CHUNK):
-        chunk = flat[start:start + _FINITE_CHUNK]
-        if not np.isfinite(chunk).all():
-            bad = int(flat.size - sum(np.count_nonzero(np.isfinite(flat[s:s + _FINITE_CHUNK]))
-                                      for s in range(0, flat.size, _FINITE_CHUNK)))
-            raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
-                             f"clean or impute the data first")
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)

@@ -4,8 +4,8 @@ import numbers
 import numpy as np
 
 from .. import activations, random
+from .._checks import as_float_array, is_int
 from ..errors import ShapeError
-from ..functional import as_float_array
 
 _LINEAR = activations.get("linear")
 _RELU = activations.get("relu")
@@ -41,8 +41,7 @@ def sample_shape(layer, input_shape):
     """The shape of one sample (no batch axis) as a tuple of ints, checked: every axis >= 1,
     so no layer builds empty weights."""
     shape = tuple(input_shape)
-    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1
-               for d in shape):
+    if not all(is_int(d) and d >= 1 for d in shape):
         raise ShapeError(f"{describe(layer)} needs a sample shape of positive ints (no batch "
                          f"axis), got {shape}")
     return tuple(int(d) for d in shape)

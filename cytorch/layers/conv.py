@@ -1,9 +1,7 @@
 """``Conv2D``: a bank of K learnable filters slid over a channels-last image."""
-import numbers
-
 from .. import functional as F
 from .. import initializers
-from .._shapes import as_pair, resolve_padding, window_output_shape
+from .._checks import as_pair, check_int, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
@@ -64,10 +62,7 @@ class Conv2D(ActivationMixin, Layer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool) \
-                or filters < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = check_int(filters, "filters", 1)
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
         resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
