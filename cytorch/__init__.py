@@ -38,6 +38,8 @@ _LAZY = {
     "datasets": ("cytorch.datasets", None),
     "testing": ("cytorch.testing", None),
     "viz": ("cytorch.viz", None),
+    "explain": ("cytorch.explain", None),
+    "course": ("cytorch.course", None),
     "CNNClassifier": ("cytorch.estimator", "CNNClassifier"),
     "show_build": ("cytorch.info", "show_build"),
 }
