@@ -339,3 +339,75 @@ def dropout_dout(dout, cache, check_finite=True):
         raise ShapeError(f"dout must have the dropout input's shape {cache['shape']}, "
                          f"got {dout.shape}")
     return dout
+
+
+# -- batch normalization ------------------------------------------------------------------------
+def _channel_vector(a, name, C, dtype, check_finite):
+    """``a`` as a ``(C,)`` array of ``dtype``, or None."""
+    if a is None:
+        return None
+    a = as_float_array(a, name, dtype=dtype, check_finite=check_finite)
+    if a.shape != (C,):
+        raise ShapeError(f"{name} must have shape (C,) = ({C},), one value per channel of x "
+                         f"(x.shape[-1]), got shape {a.shape}")
+    return a
+
+
+def batch_norm_args(x, gamma, beta, mean, variance, epsilon, check_finite):
+    """Validate a batch_norm_forward call; return x, gamma, beta, mean,
+    variance (``(C,)`` arrays of x's dtype, or None) and epsilon as a float."""
+    x = as_float_array(x, "x", check_finite=check_finite)
+    if x.ndim < 2:
+        raise ShapeError(f"x must have a batch axis and a channel axis, (N, H, W, C) or (N, C), "
+                         f"got shape {x.shape}")
+    if x.size == 0:
+        raise ShapeError(f"x must not be empty, got shape {x.shape}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
+            or not epsilon > 0 or not np.isfinite(epsilon):
+        raise ValueError(f"epsilon must be a positive float (it keeps 1 / sqrt(variance + "
+                         f"epsilon) finite), got {epsilon!r}")
+    if (mean is None) != (variance is None):
+        raise ValueError("give both mean and variance (normalise with them) or neither (use "
+                         "the batch's statistics)")
+    C = x.shape[-1]
+    gamma, beta, mean, variance = (
+        _channel_vector(a, name, C, x.dtype, check_finite)
+        for a, name in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"),
+                        (variance, "variance")))
+    if variance is not None and not (variance.astype(np.float64) + epsilon > 0).all():
+        bad = np.flatnonzero(~(variance.astype(np.float64) + epsilon > 0))
+        raise ValueError(f"variance + epsilon must be > 0 for every channel; channel(s) "
+                         f"{bad[:5].tolist()} have variance {variance[bad[:5]].tolist()}")
+    return x, gamma, beta, mean, variance, float(epsilon)
+
+
+def check_batch_stats(mean, var):
+    """The batch statistics must be finite: a NaN or inf in them (from NaN/inf in x, or values
+    whose squares overflow) would otherwise be folded into the moving averages for good."""
+    bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(var)))
+    if bad.size:
+        raise ValueError(f"the batch statistics of channel(s) {bad[:5].tolist()} are not "
+                         f"finite (mean {mean[bad[:5]].tolist()}, variance "
+                         f"{var[bad[:5]].tolist()}): x holds NaN or inf, or values too large "
+                         f"to square")
+
+
+def batch_norm_cache(x, gamma, beta, mean, var, inv_std, batch_stats):
+    """What batch_norm backward needs: the validated x, gamma (or None), whether beta exists,
+    the per-channel statistics used (``mean``, ``var``, ``inv_std = 1 / sqrt(var + eps)``, in
+    x's dtype) and whether they were the batch's own (``batch_stats``: then they depend on x)."""
+    return {"kind": "batch_norm", "x": x, "gamma": gamma, "has_beta": beta is not None,
+            "mean": mean, "var": var, "inv_std": inv_std, "batch_stats": batch_stats}
+
+
+def batch_norm_dout(dout, cache, check_finite=True):
+    """Validate the ``dout`` and ``cache`` of a batch_norm backward; return dout as a
+    contiguous array of the forward pass's dtype."""
+    if not isinstance(cache, dict) or cache.get("kind") != "batch_norm":
+        raise ValueError("batch_norm_backward needs the cache returned by batch_norm_forward")
+    x = cache["x"]
+    dout = as_float_array(dout, "dout", dtype=x.dtype, check_finite=check_finite)
+    if dout.shape != x.shape:
+        raise ShapeError(f"dout must have the forward output's shape {x.shape}, "
+                         f"got {dout.shape}")
+    return dout

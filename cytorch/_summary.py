@@ -157,7 +157,9 @@ def summary_table(model, line_length=None):
 
     width = line_length or max(len(line(header)), 60)
     total = model.count_params()
-    trainable = sum(layer.count_params() for layer in model.layers if layer.trainable)
+    # a layer's state (BatchNormalization's moving statistics) and a frozen layer's
+    # parameters are non-trainable, as in Keras
+    trainable = sum(layer.count_trainable_params() for layer in model.layers)
     out = [f'Model: "{model.name}"', "_" * width, line(header), "=" * width]
     out += [line(r) for r in rows]
     out += ["=" * width,

@@ -369,3 +369,92 @@ def dropout_backward(dout, cache, check_finite=True):
     _kernel("_dropout").dropout_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1),
                                          cache["scale"], get_num_threads())
     return dx
+
+
+# ===============================================================================================
+# batch normalization  (section owned by the layers work)
+# ===============================================================================================
+def batch_norm_forward(x, gamma=None, beta=None, mean=None, variance=None, epsilon=1e-3,
+                       check_finite=True):
+    """Batch normalization per channel (the last axis) of ``(N, H, W, C)`` or ``(N, C)``:
+
+        out = (x - mean[c]) / sqrt(variance[c] + epsilon) * gamma[c] + beta[c]
+
+    Parameters
+    ----------
+    x : array ``(N, ..., C)``; float32 or float64 (other real input becomes float32).
+    gamma, beta : arrays ``(C,)`` or None (1 and 0).
+    mean, variance : arrays ``(C,)`` (inference: the moving averages), or both None to use the
+        batch's statistics over the ``M = N * H * W`` values of each channel (training), with
+        the biased variance ``sum((x - mean)**2) / M`` as Keras.
+    epsilon : float > 0.
+    check_finite : raise ValueError on NaN/inf in the inputs.
+
+    Returns
+    -------
+    out : x's shape and dtype.
+    cache : for ``batch_norm_backward``; ``cache["mean"]`` and ``cache["var"]`` are the
+        statistics used (the batch's, in training: what the moving averages are updated with).
+        Non-finite batch statistics raise ValueError (x with NaN/inf, or overflow).
+
+    >>> out, cache = batch_norm_forward(np.array([[1.0], [3.0]]), epsilon=1e-12)
+    >>> out.ravel().round(6), cache["mean"], cache["var"]
+    (array([-1.,  1.]), array([2.]), array([1.]))
+    """
+    x, gamma, beta, mean, variance, epsilon = checks.batch_norm_args(x, gamma, beta, mean,
+                                                                     variance, epsilon,
+                                                                     check_finite)
+    if _use_reference():
+        return reference.batch_norm_forward(x, gamma, beta, mean, variance, epsilon,
+                                            check_finite=False)
+    kernel = _kernel("_batchnorm")
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)
+    batch_stats = mean is None
+    if batch_stats:
+        mean64, var64 = np.empty(C), np.empty(C)
+        kernel.batch_norm_stats(x2, mean64, var64, get_num_threads())
+        checks.check_batch_stats(mean64, var64)
+    else:
+        mean64, var64 = mean.astype(np.float64), variance.astype(np.float64)
+    m, inv_std, a, b = reference.batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
+                                                         x.dtype)
+    out = np.empty_like(x)
+    kernel.batch_norm_apply(x2, m, a, b, out.reshape(-1, C), get_num_threads())
+    cache = checks.batch_norm_cache(x, gamma, beta, m, var64.astype(x.dtype), inv_std,
+                                    batch_stats)
+    return out, cache
+
+
+def batch_norm_backward(dout, cache, check_finite=True):
+    """Gradients of ``batch_norm_forward``: ``(dx, dgamma, dbeta)``.
+
+    Per channel, over its ``M`` values, with ``xhat = (x - mean) / sqrt(var + eps)``::
+
+        dbeta = sum(dout)        dgamma = sum(dout * xhat)
+        dx = gamma / sqrt(var + eps) * (dout - dbeta / M - xhat * dgamma / M)
+
+    (the last two terms only when the forward pass used the batch's statistics, which then
+    depend on x).  ``dgamma``/``dbeta`` are None when the forward pass had no gamma/beta.
+    ``check_finite=False`` skips the NaN/inf scan of ``dout``.
+
+    >>> x = np.random.default_rng(0).normal(size=(8, 3))
+    >>> out, cache = batch_norm_forward(x)
+    >>> dx, dgamma, dbeta = batch_norm_backward(np.ones_like(x), cache)
+    >>> bool(np.abs(dx).max() < 1e-12), dbeta          # a constant shift is normalised away
+    (True, None)
+    """
+    dout = checks.batch_norm_dout(dout, cache, check_finite)
+    if _use_reference():
+        return reference.batch_norm_backward(dout, cache, check_finite=False)
+    x, gamma = cache["x"], cache["gamma"]
+    C = x.shape[-1]
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(C), np.empty(C)
+    g = gamma if gamma is not None else np.ones(C, dtype=x.dtype)
+    _kernel("_batchnorm").batch_norm_backward(dout.reshape(-1, C), x.reshape(-1, C),
+                                           cache["mean"], cache["inv_std"], g,
+                                           dx.reshape(-1, C), dgamma, dbeta,
+                                           cache["batch_stats"], get_num_threads())
+    return (dx, None if gamma is None else dgamma.astype(x.dtype),
+            dbeta.astype(x.dtype) if cache["has_beta"] else None)

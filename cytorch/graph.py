@@ -303,16 +303,17 @@ class Model(TrainingMixin):
         return sum(layer.count_params() for layer in self.layers)
 
     def get_weights(self):
-        """``{"layer/param": array copy}`` for every parameter."""
+        """``{"layer/param": array copy}`` for every parameter and state array (moving
+        statistics)."""
         return {f"{layer.name}/{k}": v.copy()
-                for layer in self.layers for k, v in layer.params.items()}
+                for layer in self.layers for k, v in layer.weight_items()}
 
     def set_weights(self, weights):
         """Copy ``{"layer/param": array}`` into the parameters (shapes must match; real,
         finite values).  Every value is checked before any is copied."""
         checked = []
         for layer in self.layers:
-            for k, p in layer.params.items():
+            for k, p in layer.weight_items():
                 key = f"{layer.name}/{k}"
                 if key not in weights:
                     raise KeyError(f"set_weights: no value for {key!r}")

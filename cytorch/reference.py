@@ -19,7 +19,8 @@ nothing else from cytorch: it can be read, and run, on its own.
 """
 import numpy as np
 
-from ._checks import (ShapeError, as_batch, as_float_array, as_pair, conv_args, conv_cache,
+from ._checks import (ShapeError, as_batch, as_float_array, as_pair, batch_norm_args,
+                      batch_norm_cache, batch_norm_dout, check_batch_stats, conv_args, conv_cache,
                       conv_dout, dropout_args, dropout_cache, dropout_dout, global_args,
                       global_cache, global_dout, pool_args, pool_cache, pool_dout,
                       window_output_shape)
@@ -531,3 +532,99 @@ def dropout_backward(dout, cache, check_finite=True):
     if mask is None:
         return dout.copy()
     return (dout * mask) * dout.dtype.type(cache["scale"])
+
+
+# ===============================================================================================
+# batch normalization  (section owned by the layers work)
+# ===============================================================================================
+#
+# Each channel is normalised over all its values in the batch: ``x`` is viewed as ``(M, C)``
+# with ``M = N * H * W`` rows (``N`` for ``(N, C)`` vectors), one column per channel.  The
+# statistics are summed in float64 whatever the dtype; the affine step runs in x's dtype.
+
+def batch_norm_forward(x, gamma=None, beta=None, mean=None, variance=None, epsilon=1e-3,
+                       check_finite=True):
+    """Batch normalization of a channels-last batch, per channel ``c`` (the last axis):
+
+        out = (x - mean[c]) / sqrt(variance[c] + epsilon) * gamma[c] + beta[c]
+
+    x: ``(N, ..., C)`` (``(N, H, W, C)`` images or ``(N, C)`` vectors) -> out: same shape.
+
+    * ``mean=None, variance=None`` (training): use the batch's own statistics over the
+      ``M = N * H * W`` values of each channel, ``mean = sum(x) / M`` and the *biased*
+      ``variance = sum((x - mean)**2) / M`` (Keras divides by M too; PyTorch's moving average
+      uses ``M - 1``).  Every channel of the output then has mean ``beta`` and standard
+      deviation ``gamma * sqrt(var / (var + eps))``.
+    * given ``mean`` and ``variance`` (inference: the moving averages): a fixed affine map.
+
+    ``gamma=None`` means 1 and ``beta=None`` means 0 (Keras's ``scale=False``/``center=False``).
+    The cache holds the statistics used (``cache["mean"]``, ``cache["var"]``: with batch
+    statistics, what a layer folds into its moving averages) and what backward needs.
+
+    >>> x = np.array([[1.0], [3.0]])            # two samples, one channel: mean 2, variance 1
+    >>> out, cache = batch_norm_forward(x, epsilon=1e-12)
+    >>> out.ravel().round(6), cache["mean"], cache["var"]
+    (array([-1.,  1.]), array([2.]), array([1.]))
+    """
+    x, gamma, beta, mean, variance, epsilon = batch_norm_args(x, gamma, beta, mean, variance,
+                                                              epsilon, check_finite)
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)
+    batch_stats = mean is None
+    if batch_stats:
+        mean64 = x2.sum(axis=0, dtype=np.float64) / x2.shape[0]
+        var64 = ((x2 - mean64) ** 2).sum(axis=0) / x2.shape[0]
+        check_batch_stats(mean64, var64)
+    else:
+        mean64, var64 = mean.astype(np.float64), variance.astype(np.float64)
+    mean, inv_std, a, b = batch_norm_coefficients(gamma, beta, mean64, var64, epsilon,
+                                                  x.dtype)
+    cache = batch_norm_cache(x, gamma, beta, mean, var64.astype(x.dtype), inv_std, batch_stats)
+    return (x - mean) * a + b, cache
+
+
+def batch_norm_coefficients(gamma, beta, mean64, var64, epsilon, dtype):
+    """Per-channel ``mean``, ``inv_std = 1 / sqrt(var + eps)``, ``a = gamma * inv_std`` and
+    ``b = beta`` in ``dtype`` (computed in float64 from float64 statistics): the forward pass
+    is then ``out = (x - mean) * a + b``.  Both twins use this."""
+    C = mean64.shape[0]
+    inv_std64 = 1.0 / np.sqrt(var64 + epsilon)
+    g64 = np.ones(C) if gamma is None else gamma.astype(np.float64)
+    b = np.zeros(C, dtype) if beta is None else beta.astype(dtype)
+    return (mean64.astype(dtype), inv_std64.astype(dtype), (g64 * inv_std64).astype(dtype), b)
+
+
+def batch_norm_backward(dout, cache, check_finite=True):
+    """Gradients of ``batch_norm_forward``: ``(dx, dgamma, dbeta)`` for ``dout = dL/dout``.
+
+    Per channel, with ``xhat = (x - mean) * inv_std``, ``inv_std = 1 / sqrt(var + eps)`` and
+    the sums over the channel's ``M`` values::
+
+        dbeta  = sum(dout)                 dgamma = sum(dout * xhat)
+        dx = gamma * inv_std * (dout - dbeta / M - xhat * dgamma / M)    (batch statistics)
+        dx = gamma * inv_std * dout                                       (given statistics)
+
+    With batch statistics the mean and variance move with x: the two subtracted terms are
+    their share (the gradient of a normalised channel is orthogonal to 1 and to xhat).
+    ``dgamma``/``dbeta`` are None when the forward pass had no gamma/beta.
+    """
+    dout = batch_norm_dout(dout, cache, check_finite)
+    x = cache["x"]
+    C = x.shape[-1]
+    x2, d2 = x.reshape(-1, C), dout.reshape(-1, C)
+    M = x2.shape[0]
+    mean, inv_std = cache["mean"], cache["inv_std"]
+    gamma = cache["gamma"]
+    dbeta64 = d2.sum(axis=0, dtype=np.float64)
+    dgamma64 = (d2 * (x2 - mean)).sum(axis=0, dtype=np.float64) * inv_std
+    g_is = (np.ones(C) if gamma is None else gamma.astype(np.float64)) * inv_std
+    A = g_is.astype(x.dtype)
+    if cache["batch_stats"]:
+        B = (-g_is * inv_std * dgamma64 / M).astype(x.dtype)
+        D = (-g_is * dbeta64 / M).astype(x.dtype)
+        dx = A * d2 + (B * (x2 - mean) + D)
+    else:
+        dx = A * d2
+    dgamma = None if gamma is None else dgamma64.astype(x.dtype)
+    dbeta = dbeta64.astype(x.dtype) if cache["has_beta"] else None
+    return dx.reshape(x.shape), dgamma, dbeta

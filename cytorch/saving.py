@@ -7,7 +7,8 @@ The file is a plain NumPy archive (``np.savez``) holding
   ``"locally_connected2d"``) with its ``get_config()``; a functional ``Model`` also stores which
   layers feed which.  The training configuration (loss, optimizer, metrics) is stored too, so a
   loaded model is compiled again;
-* ``"{layer}/{param}"``: one array per parameter, e.g. ``conv2d/kernel``.
+* ``"{layer}/{param}"``: one array per parameter, e.g. ``conv2d/kernel``, and per state array
+  (``batch_normalization/moving_mean``).
 
 ``load_model`` reads it with ``np.load(..., allow_pickle=False)``: a file can hold arrays and
 text, never code.  Layer names are resolved through ``cytorch.layers.get``, so a model saved
@@ -188,7 +189,7 @@ def save_model(model, path):
                          f"fit it) before saving")
     arrays = {ARCH_KEY: np.frombuffer(json.dumps(model_config(model)).encode(), np.uint8)}
     for layer in model.layers:
-        for k, v in layer.params.items():
+        for k, v in layer.weight_items():   # parameters and state (moving statistics)
             arrays[f"{layer.name}/{k}"] = v
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -249,7 +250,7 @@ def load_model(path):
         model = model_from_config(config)
         stored = set(data.files) - {ARCH_KEY}
         for layer in model.layers:
-            for k, p in layer.params.items():
+            for k, p in layer.weight_items():
                 key = f"{layer.name}/{k}"
                 if key not in stored:
                     raise ValueError(f"{path!r} has no weights for {key!r}")

@@ -31,7 +31,10 @@ so no finite-difference step (1e-6) crosses a kink of ReLU or flips the winner o
 window.  (A layer that computes before its kink, e.g. conv + ReLU, could still land a
 pre-activation within 1e-6 of 0; with random weights that is a one-in-a-million event.)  Layers with randomness (dropout) must draw it
 from ``self.rng``: before every forward in training mode ``check_layer`` gives the layer a fresh
-generator seeded with ``seed``, so the finite differences see one fixed mask.
+generator seeded with ``seed``, so the finite differences see one fixed mask.  A layer's
+``state`` (BatchNormalization's moving statistics) is copied with its weights into every copy
+the checks make; training-mode calls may update it, and the float32 copy starts from the state
+the float64 copy has reached.
 """
 import json
 
@@ -96,9 +99,10 @@ class _Checker:
                                 f"(one per input), got {type(dx).__name__}")
         return list(dx)
 
-    def clone(self, dtype, weights=None):
+    def clone(self, dtype, weights=None, state=None):
         """A layer rebuilt from the JSON round trip of the config, holding the same weights
-        (or ``weights``, a dict shaped like ``params``)."""
+        (or ``weights``, a dict shaped like ``params``) and the same ``state`` (or ``state``,
+        e.g. the moving statistics another copy has reached)."""
         config = json.loads(json.dumps(self.layer.get_config()))
         try:
             twin = type(self.layer).from_config(config)
@@ -114,6 +118,15 @@ class _Checker:
                 self.fail("config", f"parameter {k!r} has shape {p.shape}, but "
                                     f"{twin.params[k].shape} after from_config(get_config())")
             twin.params[k] = (p if weights is None else weights[k]).astype(dtype)
+        own_state = getattr(self.layer, "state", {})
+        if sorted(twin.state) != sorted(own_state):
+            self.fail("config", f"the rebuilt layer has state {sorted(twin.state)}, the "
+                                f"original {sorted(own_state)}")
+        for k, v in (own_state if state is None else state).items():
+            if twin.state[k].shape != v.shape:
+                self.fail("config", f"state {k!r} has shape {v.shape}, but "
+                                    f"{twin.state[k].shape} after from_config(get_config())")
+            twin.state[k] = np.array(v, dtype=dtype)
         return twin
 
     def nudged_weights(self):
@@ -234,7 +247,9 @@ class _Checker:
                                                 f"output must depend only on that sample")
 
     def check_dtypes(self, layer64):
-        layer32 = self.clone(np.float32, self.weights)
+        # the float64 copy's state (moving statistics) has moved during the training-mode
+        # calls above: start the float32 copy from there
+        layer32 = self.clone(np.float32, self.weights, getattr(layer64, "state", None))
         xs = self.inputs()
         for training in (False, True):
             y64 = self.call(layer64, xs, training)

@@ -433,6 +433,7 @@ def _layers():
         "Activation": (lambda: L.Activation("tanh", name="c"), X),
         "Input": (lambda: L.Input((5, 5, 3), name="c"), X),
         "Dense": (lambda: L.Dense(3, activation="softmax", name="c", seed=0), X.reshape(2, -1)),
+        "BatchNormalization": (lambda: L.BatchNormalization(name="c"), X),
     }
     if LocallyConnected2D is not None:
         made["LocallyConnected2D"] = (lambda: LocallyConnected2D(4, 3, name="c", seed=0), X)

@@ -18,6 +18,7 @@ BUILTINS = {
     "avg_pool2d": "AveragePooling2D", "min_pool2d": "MinPooling2D",
     "global_max_pool2d": "GlobalMaxPooling2D", "global_avg_pool2d": "GlobalAveragePooling2D",
     "global_min_pool2d": "GlobalMinPooling2D", "add": "Add", "concatenate": "Concatenate",
+    "batch_normalization": "BatchNormalization",
 }
 
 

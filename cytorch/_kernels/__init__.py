@@ -6,7 +6,7 @@ ImportError that says how to build the extensions.
 import importlib
 import os
 
-MODULES = ("_conv", "_pool", "_dropout")
+MODULES = ("_conv", "_pool", "_dropout", "_batchnorm")
 
 # OpenMP's wait policy.  After each parallel region libgomp's idle threads spin (by default
 # for 300,000 rounds, about a millisecond) before they sleep.  On an idle machine that makes

@@ -13,10 +13,11 @@ from .base import Layer
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Input
 from .merge import Add, Concatenate
+from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       GlobalMinPooling2D, MaxPool2D, MaxPooling2D, MinPooling2D)
 
 __all__ = ["Layer", "Input", "Dense", "Flatten", "Activation", "Dropout", "Conv2D",
            "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
            "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D", "Add",
-           "Concatenate", "available", "discover", "get", "name_of", "refresh"]
+           "Concatenate", "BatchNormalization", "available", "discover", "get", "name_of", "refresh"]

@@ -71,7 +71,8 @@ def as_input(layer, x, rank=None, check_finite=None, hint=""):
                          f"must be at least 1)")
     if not layer.built:
         layer.build(x.shape[1:])
-    elif layer.params and layer.n_inputs == 1 and x.shape[-1] != layer.input_shape[-1]:
+    elif (layer.params or getattr(layer, "state", None)) and layer.n_inputs == 1 \
+            and x.shape[-1] != layer.input_shape[-1]:
         what = "channels" if x.ndim == 4 else "features"
         raise ShapeError(f"{describe(layer)} was built for {layer.input_shape[-1]} {what} "
                          f"(input shape {layer.input_shape}), got {x.shape[-1]} "

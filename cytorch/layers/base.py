@@ -12,6 +12,12 @@ creates the parameters; ``compute_output_shape`` does the shape arithmetic witho
 ``get_config()`` returns JSON-able keyword arguments that recreate the layer: that is what
 ``model.save`` stores, together with the parameters by name.
 
+Arrays a layer keeps but no optimizer may touch (``BatchNormalization``'s moving mean and
+variance) go in ``self.state`` instead of ``self.params``: they are saved, loaded, copied by
+``get_weights``/``set_weights`` and counted by ``count_params`` (as Keras's non-trainable
+weights), but have no gradient and are never optimized; the layer updates them itself in
+``forward(x, training=True)``.
+
 A minimal plugin layer (a learnable per-channel scale)::
 
     class Scale(Layer):
@@ -94,6 +100,7 @@ class Layer:
                                 f"got {input_shape!r}") from None
         self.params = {}
         self.grads = {}
+        self.state = {}   # non-trainable arrays (moving statistics): saved, never optimized
         self.built = False
         self.input_shape = None
         self.output_shape = None
@@ -155,13 +162,28 @@ class Layer:
 
     # -- conveniences shared by every layer ---------------------------------------------------
     def count_params(self):
-        return int(sum(p.size for p in self.params.values()))
+        """Number of values in ``params`` and ``state`` (Keras counts non-trainable weights
+        too; ``count_trainable_params`` counts what an optimizer updates)."""
+        return int(sum(p.size for p in self.params.values())
+                   + sum(s.size for s in getattr(self, "state", {}).values()))
+
+    def count_trainable_params(self):
+        """Number of values an optimizer updates: ``params``, if the layer is trainable."""
+        return int(sum(p.size for p in self.params.values())) if self.trainable else 0
+
+    def weight_items(self):
+        """``(name, array)`` for every parameter, then every state array, in Keras's order
+        (``BatchNormalization``: gamma, beta, moving_mean, moving_variance).  The arrays are
+        the layer's own, not copies."""
+        return list(self.params.items()) + list(getattr(self, "state", {}).items())
 
     def set_dtype(self, dtype):
         """Cast the parameters (and future ones) to ``dtype``; returns self."""
         self.dtype = np.dtype(dtype)
         for k in list(self.params):
             self.params[k] = self.params[k].astype(self.dtype)
+        for k in list(getattr(self, "state", {})):
+            self.state[k] = self.state[k].astype(self.dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return self
 
