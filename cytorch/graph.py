@@ -17,6 +17,12 @@ does not fit fails while you type it, with the layer's own ``ShapeError``::
 them in reverse and *sums* the gradients reaching a node from several consumers (the
 multivariable chain rule: if ``x`` feeds ``f`` and ``g``, ``dL/dx = dL/df df/dx + dL/dg dg/dx``).
 
+Each run hands every layer a ``CallContext`` (``cytorch.layers.context``): the modes of that kind
+of call, made once per graph and kind and passed as an argument, never set on the layers.  So
+``predict`` inside a callback runs with its own modes while ``fit`` is between two steps.  A
+training step's contexts also carry the graph passes of ``cytorch.graph_passes``, rewrites
+that change how a step computes but not one number of its result.
+
 Training (``compile``/``fit``/``evaluate``/``predict``) comes from ``cytorch.training``, the
 table of ``summary()`` from ``cytorch._summary`` and ``save`` from ``cytorch.saving``.
 """
@@ -24,9 +30,11 @@ import itertools
 
 import numpy as np
 
+from . import graph_passes as _passes
 from .errors import ShapeError
 from .functional import as_float_array
 from .layers.base import Layer, unique_name
+from .layers.context import CallContext, honours, takes_context
 from .training import TrainingMixin
 
 __all__ = ["Node", "Model", "Sequential", "call_layer"]
@@ -155,7 +163,13 @@ class Model(TrainingMixin):
     layers : list of Layer
         The layers in topological order (``Input`` layers not included).
     input_shape, output_shape : tuple (or list of tuples for several inputs/outputs)
+    graph_passes : tuple of str
+        The passes of ``cytorch.graph_passes`` a training step applies (default: all of them,
+        ``("relu_after_pooling",)``); each changes no number, only the work.  Set it to ``()``
+        on a model to step through the plain graph.
     """
+
+    graph_passes = tuple(_passes.PASSES)
 
     def __init__(self, inputs, outputs, name=None, seed=None):
         self.name = name or unique_name("model" if type(self) is Model else "sequential")
@@ -186,6 +200,10 @@ class Model(TrainingMixin):
                 raise ValueError(f"input {k} ({node!r}) is not connected to the outputs")
         self._inputs, self._outputs = ins, outs
         self._order = [n for n in order if not n.is_source]
+        # which layers take a CallContext: a plugin may have the plain forward(x, training)
+        self._ctx_args = [(takes_context(type(n.layer).forward),
+                           takes_context(type(n.layer).backward)) for n in self._order]
+        self._context_cache = {}
         self.layers = [n.layer for n in self._order]
         self.input_layers = [n.layer for n in ins if n.layer is not None]
         _check_unique(self.layers + self.input_layers)
@@ -244,45 +262,76 @@ class Model(TrainingMixin):
                        f"{[layer.name for layer in self.layers]}")
 
     # -- forward and backward -----------------------------------------------------------------
-    def _forward(self, xs, training=False):
+    def _contexts(self, logits=False, training=False):
+        """The ``CallContext`` of every node of ``_order`` for one kind of call, made once.
+
+        Every run skips the layers' NaN scans (the model checks its input once).  ``logits``:
+        the output layer returns its pre-activation (for a loss that fuses it).  ``training``
+        (a gradient step): layers reading only model inputs skip dL/dx, and the passes named
+        in ``graph_passes`` add their modes.  A layer is asked only for the modes it honours
+        (lists in ``context_modes``, with a forward and backward that take ``ctx``)."""
+        passes = tuple(self.graph_passes) if training else ()
+        key = (bool(logits), bool(training), passes)
+        contexts = self._context_cache.get(key)
+        if contexts is None:
+            modes = {n.id: {} for n in self._order}
+            if logits:
+                modes[self._outputs[0].id]["return_logits"] = True
+            if training:
+                for node in self._order:
+                    if all(i.is_source for i in node.inputs):
+                        modes[node.id]["input_grad"] = False
+                for name in passes:
+                    for node_id, changes in _passes.get(name)(self._order,
+                                                              self._outputs).items():
+                        modes[node_id].update(changes)
+            contexts = self._context_cache[key] = tuple(
+                CallContext(check_finite=False, **{k: v for k, v in modes[n.id].items()
+                                                   if honours(n.layer, k)})
+                for n in self._order)
+        return contexts
+
+    def _forward(self, xs, training=False, contexts=None):
         """Run the graph on a list of input batches (one per model input); returns the output.
 
-        Activations are released as soon as their last consumer has run."""
+        ``contexts`` (from ``_contexts``) gives each layer the modes of this call; without it,
+        every layer runs as if called on its own.  Activations are released as soon as their
+        last consumer has run."""
         values = {n.id: x for n, x in zip(self._inputs, xs)}
         free_after = self._free_after
         for k, node in enumerate(self._order):
             layer = node.layer
             if layer.n_inputs == 1:
-                out = layer.forward(values[node.inputs[0].id], training)
+                x = values[node.inputs[0].id]
             else:
-                out = layer.forward([values[n.id] for n in node.inputs], training)
+                x = [values[n.id] for n in node.inputs]
+            if contexts is not None and self._ctx_args[k][0]:
+                out = layer.forward(x, training, ctx=contexts[k])
+            else:
+                out = layer.forward(x, training)
             for inp in node.inputs:
                 if free_after.get(inp.id) == k:
                     values.pop(inp.id, None)
             values[node.id] = out
         return values[self._outputs[0].id]
 
-    def _backward(self, dout):
+    def _backward(self, dout, contexts=None):
         """Backpropagate dL/d(output) through the graph; fills every layer's ``grads``.
 
-        A node read by several layers receives the sum of their gradients.  The gradient with
-        respect to the model inputs is not needed, so it is computed only when a layer has no
-        way to skip it."""
+        ``contexts``: those of the forward pass just run.  A node read by several layers
+        receives the sum of their gradients.  The gradient with respect to the model inputs is
+        not needed: a training step's contexts let a layer fed only by them skip it."""
         grads = {self._outputs[0].id: dout}
-        for node in reversed(self._order):
+        for k in range(len(self._order) - 1, -1, -1):
+            node = self._order[k]
             g = grads.pop(node.id, None)
             if g is None:  # this node does not influence the output
                 continue
             layer = node.layer
-            # a layer fed only by model inputs may skip dL/dx if it can (Conv2D can)
-            skip = hasattr(layer, "input_grad_needed") and all(i.is_source for i in node.inputs)
-            if skip:
-                layer.input_grad_needed = False
-            try:
+            if contexts is not None and self._ctx_args[k][1]:
+                dx = layer.backward(g, ctx=contexts[k])
+            else:
                 dx = layer.backward(g)
-            finally:
-                if skip:
-                    layer.input_grad_needed = True
             if layer.n_inputs == 1:
                 dx = (dx,)
             for inp, d in zip(node.inputs, dx):

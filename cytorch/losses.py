@@ -14,7 +14,7 @@ Cross-entropy fused with softmax
 For ``p = softmax(z)`` and one-hot ``y``, ``dL/dz_i = (p_i - y_i) / N``: no division by a tiny
 ``p``, no overflow.  The training loop therefore asks an output layer with
 ``activation="softmax"`` (or ``"sigmoid"`` for binary cross-entropy) to return its logits ``z``
-(``layer.return_logits = True``) and calls the loss with ``from_logits=True``, which computes
+(``return_logits`` in its ``CallContext``) and calls the loss with ``from_logits=True``, which computes
 ``log softmax(z) = z - logsumexp(z)`` with the max subtracted first.  On probabilities (an
 output the loop cannot fuse) the cross-entropies clip ``p`` to ``[1e-7, 1 - 1e-7]`` as Keras does.
 

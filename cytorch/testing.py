@@ -10,19 +10,22 @@ A plugin's own test suite needs one line per configuration::
 ``check_layer`` runs these checks, in this order, and raises ``AssertionError`` naming the
 first that fails and by how much:
 
-1. **config** -- ``get_config()`` is JSON-serialisable and ``type(layer).from_config`` of its
+1. **parameter dtypes** -- every parameter (and ``state`` array) has the layer's dtype (``np.full(C, 1.5)`` is
+   float64 in a float32 layer: say ``dtype=self.dtype``);
+2. **config** -- ``get_config()`` is JSON-serialisable and ``type(layer).from_config`` of its
    JSON round trip rebuilds a layer with the same config and the same parameter shapes, which,
-   given the same weights, computes the same output;
-2. **shapes** -- ``build`` and ``forward`` agree with ``compute_output_shape``; backward
+   given the same weights, computes the same output (relative error in the 2-norm at most
+   1e-6);
+3. **shapes** -- ``build`` and ``forward`` agree with ``compute_output_shape``; backward
    returns one gradient per input and per parameter, each shaped like what it differentiates;
-3. **gradients** -- in float64, ``backward(dout)`` for a random ``dout`` matches central finite
+4. **gradients** -- in float64, ``backward(dout)`` for a random ``dout`` matches central finite
    differences of ``L = sum(forward(x) * dout)`` for every input and every parameter (relative
    error in the 2-norm at most ``rtol``).  The weights are the layer's own plus 5% noise, so
    no parameter sits at a special value such as a zero bias;
-4. **no mutation** -- forward and backward leave their arguments untouched;
-5. **batch independence** -- in inference mode, sample i's output does not depend on the other
+5. **no mutation** -- forward and backward leave their arguments untouched;
+6. **batch independence** -- in inference mode, sample i's output does not depend on the other
    samples of the batch (a sub-batch gives the same rows);
-6. **dtypes** -- a float32 copy runs, returns float32, and agrees with float64 to
+7. **dtypes** -- a float32 copy runs, returns float32, and agrees with float64 to
    ``float32_rtol``.
 
 Inputs are a random permutation of ``+-2k/size`` for ``k = 1..size`` (signs alternating before
@@ -44,6 +47,8 @@ from ._gradcheck import numerical_gradient, relative_error
 from .layers.base import Layer
 
 __all__ = ["check_layer"]
+
+_CONFIG_RTOL = 1e-6  # the same layer with the same weights: rounding differences at most
 
 
 class _Checker:
@@ -162,10 +167,24 @@ class _Checker:
                                 f"{details}")
         y = self.call(self.layer, self.inputs(self.layer.dtype), False)
         y_twin = self.call(twin, self.inputs(self.layer.dtype), False)
-        if np.shape(y) != np.shape(y_twin) or not np.allclose(y, y_twin, rtol=1e-6, atol=0):
+        # measured as reported: the relative error in the 2-norm (an element-wise test would
+        # fail on an output entry near 0 where the two differ by rounding only)
+        if np.shape(y) != np.shape(y_twin) or not relative_error(y, y_twin) <= _CONFIG_RTOL:
             self.fail("config", f"the layer rebuilt from its config, with the same weights, "
                                 f"computes a different output (relative error "
-                                f"{_rel(y, y_twin)})")
+                                f"{_rel(y, y_twin)} > {_CONFIG_RTOL:.0e})")
+
+    def check_parameter_dtypes(self):
+        """Every parameter and state array has the layer's dtype (a layer computes in its dtype, and
+        ``set_dtype`` and the optimizers rely on it)."""
+        arrays = [("parameter", k, p) for k, p in self.layer.params.items()]
+        arrays += [("state", k, v) for k, v in getattr(self.layer, "state", {}).items()]
+        for what, k, p in arrays:
+            dtype = np.asarray(p).dtype
+            if dtype != self.layer.dtype:
+                self.fail("dtype", f"{what} {k!r} is {dtype} but the layer's dtype is "
+                                   f"{self.layer.dtype}: create it with dtype=self.dtype in "
+                                   f"build (e.g. np.full(C, 1.5, dtype=self.dtype))")
 
     def check_shapes(self, layer):
         expected = tuple(layer.compute_output_shape(self.input_shape))
@@ -280,6 +299,7 @@ class _Checker:
         elif _shape_key(self.layer.input_shape) != _shape_key(self.input_shape):
             raise ValueError(f"{self.label} was built for input shape {self.layer.input_shape}, "
                              f"but check_layer got input_shape={self.input_shape}")
+        self.check_parameter_dtypes()
         self.check_config()
         self.weights = self.nudged_weights()
         layer64 = self.clone(np.float64, self.weights)

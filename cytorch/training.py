@@ -2,28 +2,29 @@
 
 ``Model`` and ``Sequential`` inherit these methods.  One training step is::
 
-    out = model._forward(x_batch, training=True)          # logits when the loss is fused
+    contexts = model._contexts(logits=fused, training=True)   # the modes of this kind of call
+    out = model._forward(x_batch, training=True, contexts=contexts)  # logits when fused
     loss, dout = loss._gradient(y_batch, out, sample_weight, fused)
-    model._backward(dout)                                   # fills every layer's grads
+    model._backward(dout, contexts)                         # fills every layer's grads
     optimizer.apply_gradients(model.layers)                 # in place
 
 Input is validated once per call, not once per batch: rank, sample shape (channels-last),
 length of ``y``, and NaN/inf (scanned in chunks, without converting the whole array).  The
-layers' own per-kernel NaN scans are then switched off (``layer.check_finite = False``) while
-the model runs, and the loop calls ``loss._gradient``, the public ``loss.gradient`` without
-its checks of y_pred, y_true and the weights.  Batches are gathered and converted to the model's dtype one at a time, so
-``uint8`` images are never expanded to float all at once and ``predict`` holds one batch of
-activations, whatever the size of ``x``.
+layers then run with ``check_finite=False`` in their ``CallContext`` (no per-kernel NaN scan),
+and the loop calls ``loss._gradient``, the public ``loss.gradient`` without its checks of
+y_pred, y_true and the weights.  Batches are gathered and converted to the model's dtype one at
+a time, so ``uint8`` images are never expanded to float all at once and ``predict`` holds one
+batch of activations, whatever the size of ``x``.
 
 Cross-entropy with a softmax (or binary cross-entropy with a sigmoid) output is *fused*: while
-training and evaluating, the output layer returns logits (``return_logits = True``) and the loss
-differentiates ``log softmax`` directly, giving ``dL/dz = (p - y) / N``.  ``predict`` still
-returns probabilities.
+training and evaluating, the output layer is called with ``return_logits`` in its context and
+the loss differentiates ``log softmax`` directly, giving ``dL/dz = (p - y) / N``.  ``predict``
+returns probabilities, wherever it is called from: modes are arguments of a call, never
+attributes of the layers, so a ``predict`` or ``evaluate`` inside a callback gives what it gives
+after ``fit``.
 
-A ReLU whose output only a max or min pooling layer reads (conv -> relu -> max-pool, as in
-Keras-MNIST) is moved after the pooling within each training step: ``max(relu(z)) =
-relu(max(z))``, so the pooling layer applies ReLU and its derivative to a map 4x smaller, with
-the same results (``_relu_pool_pairs``).
+A training step also applies the model's graph passes (``cytorch.graph_passes``), such as
+``relu_after_pooling``, which change how a step computes and none of its numbers.
 
 Ctrl-C during ``fit`` finishes the current batch, prints a note and returns the ``History``:
 the model keeps the weights of the last completed step and stays usable.
@@ -37,7 +38,6 @@ import threading
 
 import numpy as np
 
-from . import activations
 from . import callbacks as cbks
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
@@ -47,12 +47,11 @@ from ._checks import check_sample_weight
 from ._checks import require_finite as _check_finite
 from ._config import single_threaded_blas as _one_blas_thread
 from .errors import ShapeError
-from .layers._common import ActivationMixin
+from .layers.context import honours
 from .random import check_seed, make_rng
 
 __all__ = ["TrainingMixin"]
 
-_RELU = activations.get("relu")
 
 
 class TrainingMixin:
@@ -95,66 +94,23 @@ class TrainingMixin:
         return self._outputs[0].layer
 
     def _fused(self):
-        """True when the output layer can hand the loss its logits."""
+        """True when the output layer can hand the loss its logits: the loss fuses the output
+        layer's activation and the layer honours ``return_logits``."""
         layer = self._output_layer
         wanted = getattr(self.loss, "fused_activation", None)
-        if wanted is None or not hasattr(layer, "return_logits"):
-            return False
-        act = getattr(layer, "activation", None)
-        name = act if isinstance(act, str) else \
-            getattr(act, "name", None) or getattr(act, "__name__", None)
-        return name == wanted
+        return wanted is not None and getattr(layer, "activation", None) == wanted \
+            and honours(layer, "return_logits")
 
     @contextlib.contextmanager
-    def _running(self, logits=False):
-        """Layers skip their NaN scans (the input was checked once), NumPy's BLAS runs on one
-        thread and, when ``logits``, the output layer returns logits; all restored afterwards."""
-        saved = [(layer, layer.__dict__.get("check_finite", _MISSING)) for layer in self.layers]
-        out_layer = self._output_layer
-        old_logits = getattr(out_layer, "return_logits", None)
+    def _running(self):
+        """While the model runs: NumPy's BLAS on one thread; afterwards the layers drop the
+        last batch's cached activations.  (The modes of the run travel in the contexts.)"""
         with _one_blas_thread():
             try:
-                for layer in self.layers:
-                    layer.check_finite = False
-                if logits:
-                    out_layer.return_logits = True
                 yield
             finally:
-                for layer, value in saved:
-                    if value is _MISSING:
-                        layer.__dict__.pop("check_finite", None)
-                    else:
-                        layer.check_finite = value
-                if logits:
-                    out_layer.return_logits = old_logits
-                for layer in self.layers:  # the last batch's activations are not needed now
+                for layer in self.layers:
                     layer._cache = None
-
-    def _relu_pool_pairs(self):
-        """``(layer, pool)`` pairs where ``layer`` ends in a ReLU whose output only ``pool``, a
-        max or min pooling layer, reads.
-
-        In a training step, the pooling layer then applies the ReLU to its output and the ReLU's
-        derivative to its gradient, both 4x smaller than the layer's for 2x2 windows, and
-        ``layer`` skips them on its full map: ReLU is monotone, so it commutes with max and
-        min, and the mask ``[y > 0]`` at a window's winner is ``[out > 0]``.  Same values, same
-        gradients (see ``_Pooling2D``); Keras-MNIST's two conv + max-pool stages train this
-        way.  Only ReLU: a derivative other than 0 or 1 (tanh's ``1 - y**2``) would round
-        differently where windows overlap.
-        """
-        readers = collections.Counter(inp.id for node in self._order for inp in node.inputs)
-        outputs = {node.id for node in self._outputs}
-        pairs = []
-        for node in self._order:
-            pool = node.layer
-            if not getattr(pool, "routes_to_winner", False):
-                continue
-            (source,) = node.inputs
-            layer = source.layer
-            if (isinstance(layer, ActivationMixin) and layer._activation is _RELU
-                    and readers[source.id] == 1 and source.id not in outputs):
-                pairs.append((layer, pool))
-        return pairs
 
     # -- validation ---------------------------------------------------------------------------
     def _check_x(self, x, name="x"):
@@ -206,19 +162,12 @@ class TrainingMixin:
         return [np.ascontiguousarray(a[idx], dtype=dtype) for a in xs]
 
     # -- one step -----------------------------------------------------------------------------
-    def _step(self, xb, yb, wb, fused, relu_pool_pairs=()):
-        """One gradient step; each ``(layer, pool)`` of ``relu_pool_pairs`` runs its ReLU after
-        the pooling for this forward and backward only (callbacks see the layers unchanged)."""
-        try:
-            for layer, pool in relu_pool_pairs:
-                layer.relu_deferred = pool.applies_relu = True
-            out = self._forward(xb, training=True)
-            loss, dout = self.loss._gradient(yb, out, wb, fused)  # checked once, in fit
-            self._backward(dout)
-        finally:
-            for layer, pool in relu_pool_pairs:  # back to the class defaults
-                layer.__dict__.pop("relu_deferred", None)
-                pool.__dict__.pop("applies_relu", None)
+    def _step(self, xb, yb, wb, fused, contexts):
+        """One gradient step on a checked batch; ``contexts`` are the model's training-step
+        contexts (``_contexts(logits=fused, training=True)``).  Returns (loss, output)."""
+        out = self._forward(xb, training=True, contexts=contexts)
+        loss, dout = self.loss._gradient(yb, out, wb, fused)  # checked once, by the caller
+        self._backward(dout, contexts)
         self.optimizer.apply_gradients(self.layers)
         return loss, out
 
@@ -230,9 +179,9 @@ class TrainingMixin:
         y = self._check_y(y, n)
         w = self._check_weights(sample_weight, n)
         fused = self._fused()
-        with self._running(logits=fused):
+        with self._running():
             loss, _ = self._step(self._take(xs, slice(None)), y, w, fused,
-                                 self._relu_pool_pairs())
+                                 self._contexts(logits=fused, training=True))
         return loss
 
     # -- fit ----------------------------------------------------------------------------------
@@ -264,36 +213,45 @@ class TrainingMixin:
         epochs = _check_int(epochs, "epochs", 0)
         seed = check_seed(seed, "seed")
         callbacks = _check_callbacks(callbacks)
+        train, val = self._fit_data(x, y, sample_weight, validation_split, validation_data)
+        rng = make_rng(seed) if seed is not None else self._model_rng()
+        return self._fit_loop(train, val, batch_size, epochs, verbose, callbacks,
+                              rng if shuffle else None)
+
+    def _fit_data(self, x, y, sample_weight, validation_split, validation_data):
+        """The checked training and validation data, each ``(xs, y, w)`` (val may be None)."""
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
         w = self._check_weights(sample_weight, n)
-        val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or "
                                  "(x_val, y_val, sample_weight_val)")
-            val = tuple(validation_data) + (None,) * (3 - len(validation_data))
-        elif validation_split is not None and not (
+            x_val, y_val, w_val = tuple(validation_data) + (None,) * (3 - len(validation_data))
+            x_val = self._check_x(x_val, "x_val")
+            n_val = len(x_val[0])
+            return (xs, y, w), (x_val, self._check_y(y_val, n_val, "y_val", "x_val"),
+                                self._check_weights(w_val, n_val, "sample_weight_val"))
+        if validation_split is not None and not (
                 isinstance(validation_split, numbers.Real)
                 and not isinstance(validation_split, bool) and 0 <= validation_split < 1):
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        elif validation_split:
-            n_val = int(n * validation_split)
-            if n_val < 1 or n_val >= n:
-                raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
-                                 f"{n_val} for validation and {n - n_val} for training; "
-                                 "both need at least 1")
-            n -= n_val
-            val = ([a[n:] for a in xs], y[n:], None if w is None else w[n:])
-            xs, y, w = [a[:n] for a in xs], y[:n], None if w is None else w[:n]
-        if val is not None:
-            val_x = self._check_x(val[0], "x_val") if validation_data is not None else val[0]
-            val = (val_x, self._check_y(val[1], len(val_x[0]), "y_val", "x_val")
-                   if validation_data is not None else val[1],
-                   self._check_weights(val[2], len(val_x[0]), "sample_weight_val"))
+        if not validation_split:
+            return (xs, y, w), None
+        n_val = int(n * validation_split)
+        if n_val < 1 or n_val >= n:
+            raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
+                             f"{n_val} for validation and {n - n_val} for training; "
+                             "both need at least 1")
+        n -= n_val
+        return (([a[:n] for a in xs], y[:n], None if w is None else w[:n]),
+                ([a[n:] for a in xs], y[n:], None if w is None else w[n:]))
 
-        rng = make_rng(seed) if seed is not None else self._model_rng()
+    def _fit_loop(self, train, val, batch_size, epochs, verbose, callbacks, rng):
+        """The epochs of ``fit`` on checked data; ``rng`` shuffles (None: in order)."""
+        xs, y, w = train
+        n = len(y)
         steps = -(-n // batch_size)
         history = cbks.History()
         # History and the bar come last, so they see what other callbacks add to the logs
@@ -306,25 +264,24 @@ class TrainingMixin:
                          "batch_size": batch_size, "verbose": verbose}
         metric = self.metrics[0] if self.metrics else None
         fused = self._fused()
+        contexts = self._contexts(logits=fused, training=True)
         self.stop_training = False
         epoch = batch = 0
-        interrupted = _Interrupt()
-        relu_pool_pairs = self._relu_pool_pairs()
-        with interrupted, self._running(logits=fused):
+        with _Interrupt() as interrupted, self._running():
             try:
                 _call(callback_list, "on_train_begin", {})
                 for epoch in range(epochs):
                     _call(callback_list, "on_epoch_begin", epoch, {})
-                    order = rng.permutation(n) if shuffle else None
+                    order = rng.permutation(n) if rng is not None else None
                     loss_sum = correct = weight_sum = 0.0
                     logs = {}
                     for batch in range(steps):
+                        _call(callback_list, "on_batch_begin", batch, {})
                         start, stop = batch * batch_size, min((batch + 1) * batch_size, n)
-                        idx = order[start:stop] if shuffle else slice(start, stop)
+                        idx = order[start:stop] if order is not None else slice(start, stop)
                         yb = y[idx]
                         wb = None if w is None else w[idx]
-                        loss, out = self._step(self._take(xs, idx), yb, wb, fused,
-                                               relu_pool_pairs)
+                        loss, out = self._step(self._take(xs, idx), yb, wb, fused, contexts)
                         loss_sum += loss * (stop - start)
                         logs = {"loss": loss_sum / stop}
                         if metric:
@@ -367,7 +324,7 @@ class TrainingMixin:
         y = self._check_y(y, n)
         w = self._check_weights(sample_weight, n)
         fused = self._fused()
-        with self._running(logits=fused):
+        with self._running():
             results = self._evaluate(xs, y, w, _check_int(batch_size, "batch_size", 1), fused)
         if verbose:
             names = ["loss"] + self.metrics[:1]
@@ -376,10 +333,11 @@ class TrainingMixin:
 
     def _evaluate(self, xs, y, w, batch_size, fused):
         n = len(xs[0])
+        contexts = self._contexts(logits=fused)
         loss_sum = correct = weight_sum = 0.0
         for start in range(0, n, batch_size):
             idx = slice(start, min(start + batch_size, n))
-            out = self._forward(self._take(xs, idx), training=False)
+            out = self._forward(self._take(xs, idx), training=False, contexts=contexts)
             wb = None if w is None else w[idx]
             loss_sum += self.loss._gradient(y[idx], out, wb, fused)[0] * len(out)
             if self.metrics:
@@ -398,22 +356,17 @@ class TrainingMixin:
         batch_size = _check_int(batch_size, "batch_size", 1)
         n = len(xs[0])
         result = None
-        with self._running(logits=False):
+        contexts = self._contexts()
+        with self._running():
             for start in range(0, n, batch_size):
                 idx = slice(start, min(start + batch_size, n))
-                out = self._forward(self._take(xs, idx), training=False)
+                out = self._forward(self._take(xs, idx), training=False, contexts=contexts)
                 if result is None:
                     result = np.empty((n,) + out.shape[1:], dtype=out.dtype)
                 result[idx] = out
         return result
 
 
-class _Missing:
-    def __repr__(self):
-        return "<missing>"
-
-
-_MISSING = _Missing()
 
 
 class _Interrupt:

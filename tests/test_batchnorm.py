@@ -12,6 +12,7 @@ from cytorch import Sequential, functional as F, layers as L, reference as R
 from cytorch._gradcheck import numerical_gradient, relative_error
 from cytorch._kernels import load
 from cytorch.errors import ShapeError
+from cytorch.layers import CallContext
 from cytorch.testing import check_layer
 
 
@@ -221,9 +222,9 @@ def test_non_finite_statistics_are_refused_and_leave_the_state_alone():
     np.testing.assert_array_equal(bn.state["moving_variance"], 1)
     bad = np.ones((4, 3))
     bad[2, 0] = np.nan
-    bn.check_finite = False          # as inside fit, after the model checked its input once
+    checked = CallContext(check_finite=False)   # as inside fit, the model checked its input
     with pytest.raises(ValueError, match=r"channel\(s\) \[0\] are not finite \(mean \[nan\]"):
-        bn.forward(bad, training=True)
+        bn.forward(bad, training=True, ctx=checked)
     np.testing.assert_array_equal(bn.state["moving_mean"], 0)
 
 

@@ -397,10 +397,13 @@ def test_first_conv_layer_of_a_model_skips_dx(monkeypatch):
     model = Sequential([L.Conv2D(2, 3), L.Conv2D(3, 3)])
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)
     model._ensure_built(x)
-    model._forward([x], training=True)
-    model._backward(np.ones((2, 4, 4, 3), np.float32))
+    contexts = model._contexts(training=True)
+    model._forward([x], training=True, contexts=contexts)
+    model._backward(np.ones((2, 4, 4, 3), np.float32), contexts)
     assert calls == [True, False]
-    assert model.layers[0].input_grad_needed  # restored: a direct call still gets dx
+    assert [c.input_grad for c in contexts] == [False, True]
+    # nothing was set on the layer: called on its own, it returns dx
+    assert model.layers[0].backward(np.ones((2, 6, 6, 2), np.float32)).shape == x.shape
     assert model.layers[0].grads["kernel"].shape == (3, 3, 1, 2)
 
 

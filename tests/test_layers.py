@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import cytorch
 from cytorch import ShapeError, layers as L
+from cytorch.layers import CallContext
 from cytorch._shapes import resolve_padding
 from cytorch.testing import check_layer
 
@@ -278,17 +279,17 @@ def test_return_logits_skips_the_activation():
     dense = L.Dense(3, activation="softmax", seed=0)
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     probs = dense.forward(x)
-    dense.return_logits = True
-    logits = dense.forward(x)
+    logits = dense.forward(x, ctx=CallContext(return_logits=True))
     np.testing.assert_allclose(logits, x @ dense.params["kernel"] + dense.params["bias"],
                                rtol=1e-6)
     e = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(probs, e / e.sum(1, keepdims=True), rtol=1e-5)
     dout = np.ones_like(logits)
     np.testing.assert_allclose(dense.backward(dout), dout @ dense.params["kernel"].T, rtol=1e-6)
+    np.testing.assert_allclose(dense.forward(x), probs)  # the mode was this call's only
     conv = L.Conv2D(2, 1, activation="relu", seed=0)
-    conv.return_logits = True
-    y = conv.forward(np.random.default_rng(1).normal(size=(1, 4, 4, 1)))
+    y = conv.forward(np.random.default_rng(1).normal(size=(1, 4, 4, 1)),
+                     ctx=CallContext(return_logits=True))
     assert (y < 0).any()  # relu skipped: negative logits stay
 
 
@@ -325,26 +326,25 @@ def test_nan_input_is_rejected_unless_the_model_checked_it():
         with pytest.raises(ValueError, match=rf"the input of {type(layer).__name__} "
                                              rf"'{layer.name}' contains 1 NaN or infinite"):
             layer.forward(xin)
-        layer.check_finite = False  # the model validated its input already: no second scan
+        # the model validated its input already: no second scan
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            assert layer.forward(xin).shape[0] == 2
+            assert layer.forward(xin, ctx=CallContext(check_finite=False)).shape[0] == 2
 
 
 def test_a_checked_batch_is_used_as_is_and_anything_else_converted():
     # inside fit the layers get checked float32 C-contiguous batches: they must not copy them;
     # other input is still converted, and scanned for NaN while check_finite is on
     dense = L.Dense(2, seed=0)
-    dense.check_finite = False
+    checked = CallContext(check_finite=False)
     x = np.ones((4, 3), dtype=np.float32)
-    dense.forward(x, training=True)
+    dense.forward(x, training=True, ctx=checked)
     assert dense._cache[0] is x
     strided = np.ones((4, 6), dtype=np.float32)[:, ::2]
-    dense.forward(strided, training=True)
+    dense.forward(strided, training=True, ctx=checked)
     assert dense._cache[0].flags.c_contiguous and dense._cache[0] is not strided
-    dense.forward(np.ones((4, 3)), training=True)  # float64 -> the layer's float32
+    dense.forward(np.ones((4, 3)), training=True, ctx=checked)  # float64 -> float32
     assert dense._cache[0].dtype == np.float32
-    dense.check_finite = True
     x[0, 0] = np.nan
     with pytest.raises(ValueError, match=r"the input of Dense .* contains 1 NaN"):
         dense.forward(x)

@@ -259,3 +259,50 @@ def test_layer_built_for_another_shape_is_reported():
     with pytest.raises(ValueError, match=r"was built for input shape \(4,\), but check_layer "
                                          r"got input_shape=\(3,\)"):
         check_layer(layer, (3,))
+
+
+class Float64Parameters(Scale):
+    """The brief's layer: ``np.full(C, 1.5)`` without ``dtype=``, float64 in a float32 layer."""
+
+    def build(self, input_shape):
+        C = input_shape[-1]
+        self.params["gamma"] = np.full(C, 1.5)
+        self.params["beta"] = np.full(C, 0.5, dtype=self.dtype)
+        Layer.build(self, input_shape)
+
+
+def test_parameters_not_of_the_layer_dtype_are_named_as_such():
+    # before: "config check failed: ... computes a different output (relative error 1.57e-08)"
+    with pytest.raises(AssertionError, match=r"dtype check failed: parameter 'gamma' is "
+                                             r"float64 but the layer's dtype is float32: create "
+                                             r"it with dtype=self\.dtype") as info:
+        check_layer(Float64Parameters(), (6, 6, 2))
+    assert "different output" not in str(info.value)
+
+
+class Offset(Layer):
+    """``y = x - c``, with ``c`` in the config to 12 significant digits: the rebuilt layer
+    differs from the original by rounding only (1e-12 relative), but where an input equals
+    ``c`` the original gives exactly 0 and the rebuilt one 3e-13."""
+
+    def __init__(self, c=1 / 3, **kwargs):
+        super().__init__(**kwargs)
+        self.c = c
+
+    def forward(self, x, training=False):
+        x = np.asarray(x, dtype=self.dtype)
+        self._cache = x.shape
+        return x - self.dtype.type(self.c)
+
+    def backward(self, dout):
+        return np.array(dout, dtype=self.dtype)
+
+    def get_config(self):
+        return {"c": float(f"{self.c:.12g}"), **super().get_config()}
+
+
+def test_the_config_check_measures_what_its_message_reports():
+    # inputs include 1/3 (2 * 2/12 with 12 values): an element-wise comparison without an
+    # absolute tolerance called 0 vs 3e-13 "a different output (relative error 1e-13)"
+    errors = check_layer(Offset(dtype="float64"), (4,))
+    assert errors["input"] < 1e-8

@@ -19,6 +19,11 @@ def blobs(n=120, seed=0):
     return X.reshape(n, 2, 2, 1).astype(np.float32), y
 
 
+def weights_of(model):
+    """Copies of every parameter, in layer order (names differ between two built models)."""
+    return [p.copy() for layer in model.layers for p in layer.params.values()]
+
+
 def small_model(seed=0, dtype="float32"):
     return Sequential([L.Input((2, 2, 1)), L.Flatten(dtype=dtype),
                        L.Dense(8, activation="tanh", dtype=dtype),
@@ -159,7 +164,6 @@ def test_predict_is_batched_and_returns_probabilities():
     full = model.predict(X, batch_size=1000)
     np.testing.assert_allclose(model.predict(X, batch_size=7), full, rtol=1e-6)
     np.testing.assert_allclose(full.sum(axis=1), 1, rtol=1e-5)
-    assert model.layers[-1].return_logits is False  # restored after training
     assert full.dtype == np.float32
 
 
@@ -215,14 +219,84 @@ def test_x_and_y_lengths_must_match():
         small_model().fit(X, y)
 
 
-def test_kernels_skip_their_nan_scan_inside_fit_only():
+def test_kernels_skip_their_nan_scan_inside_fit_only(monkeypatch):
+    # fit checked x once: its layers run with check_finite=False in their contexts; a layer
+    # called on its own (here from a callback, during fit) still scans its input
+    from cytorch.layers import _common
     X, y = blobs(20)
     model = small_model().compile(optimizer="adam")
-    seen = []
-    model.fit(X, y, verbose=0, callbacks=[callbacks.LambdaCallback(
-        on_batch_end=lambda b, logs: seen.append(model.layers[1].check_finite))])
-    assert seen and not any(seen)
-    assert getattr(model.layers[1], "check_finite", True) is True
+    scans = []
+    as_float_array = _common.as_float_array
+
+    def spy(x, name, dtype=None, check_finite=True):
+        scans.append(check_finite)
+        return as_float_array(x, name, dtype=dtype, check_finite=check_finite)
+    monkeypatch.setattr(_common, "as_float_array", spy)
+    bad = X[:2].reshape(2, -1).copy()
+    bad[0, 0] = np.nan
+
+    def direct_call(batch, logs):
+        with pytest.raises(ValueError, match="contains 1 NaN"):
+            model.layers[1].forward(bad)
+    model.fit(X, y, verbose=0, callbacks=[callbacks.LambdaCallback(on_batch_end=direct_call)])
+    assert scans == [True]  # the direct calls only
+    assert not any(c.check_finite for c in model._contexts(logits=True, training=True))
+
+
+HOOKS = ["on_train_begin", "on_epoch_begin", "on_batch_begin", "on_batch_end", "on_epoch_end",
+         "on_train_end"]
+
+
+class _Probe(callbacks.Callback):
+    """Calls predict and evaluate from every hook and keeps them with the weights they saw."""
+
+    def __init__(self, X, y):
+        self.X, self.y, self.seen = X, y, []
+
+    def _probe(self, hook):
+        self.seen.append((hook, self.model.get_weights(), self.model.predict(self.X),
+                          self.model.evaluate(self.X, self.y)))
+
+    def on_train_begin(self, logs=None): self._probe("on_train_begin")
+    def on_epoch_begin(self, epoch, logs=None): self._probe("on_epoch_begin")
+    def on_batch_begin(self, batch, logs=None): self._probe("on_batch_begin")
+    def on_batch_end(self, batch, logs=None): self._probe("on_batch_end")
+    def on_epoch_end(self, epoch, logs=None): self._probe("on_epoch_end")
+    def on_train_end(self, logs=None): self._probe("on_train_end")
+
+
+def _every_mode_model(seed=0):
+    """Conv + ReLU read only by a max pool (the relu_after_pooling pass), dropout, and a
+    softmax output fused with the loss: every mode a training step passes to its layers."""
+    return Sequential([L.Input((6, 6, 1)), L.Conv2D(3, 3, activation="relu"),
+                       L.MaxPooling2D(2), L.Flatten(), L.Dropout(0.2),
+                       L.Dense(3, activation="softmax")], seed=seed)
+
+
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]])
+def test_predict_and_evaluate_in_every_callback_hook_give_what_they_give_after_fit(metrics):
+    # the training loop's modes (logits for the fused loss, no NaN scans, ReLU after pooling,
+    # no dx for the first layer) are arguments of its own calls: a nested call cannot see them
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((24, 6, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    model = _every_mode_model().compile(optimizer="adam", metrics=metrics)
+    probe = _Probe(X[:7], y[:7])
+    model.fit(X, y, batch_size=8, epochs=2, verbose=0, seed=1, callbacks=[probe],
+              validation_data=(X[:5], y[:5]))
+    for hook, weights, predicted, evaluated in probe.seen:
+        model.set_weights(weights)
+        np.testing.assert_array_equal(predicted, model.predict(X[:7]), err_msg=hook)
+        assert evaluated == model.evaluate(X[:7], y[:7]), hook
+        np.testing.assert_allclose(predicted.sum(axis=1), 1, rtol=1e-5, err_msg=hook)
+    assert sorted({hook for hook, *_ in probe.seen}) == sorted(HOOKS)
+    assert len(probe.seen) == 1 + 2 * (1 + 3 + 3 + 1) + 1
+    # and the calls in the callbacks did not change the training by a bit
+    plain = _every_mode_model().compile(optimizer="adam", metrics=metrics)
+    plain.fit(X, y, batch_size=8, epochs=2, verbose=0, seed=1, validation_data=(X[:5], y[:5]))
+    model.set_weights(probe.seen[-1][1])
+    for a, b in zip(weights_of(plain), weights_of(model), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_the_loss_skips_its_checks_inside_fit_and_evaluate(monkeypatch):
@@ -243,6 +317,39 @@ def test_the_loss_skips_its_checks_inside_fit_and_evaluate(monkeypatch):
         model.loss(y, model.predict(X))
 
 
+class _PlainScale(L.Layer):
+    """The README's plugin example: the documented ``forward(x, training=False)``, no ctx."""
+
+    def build(self, input_shape):
+        self.params["gamma"] = np.ones(input_shape[-1], dtype=self.dtype)
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return x * self.params["gamma"]
+
+    def backward(self, dout):
+        self.grads["gamma"] = (dout * self._x).reshape(-1, self._x.shape[-1]).sum(0)
+        return dout * self.params["gamma"]
+
+
+def test_layers_with_the_plain_forward_signature_work_in_fit_and_in_callbacks():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((24, 6, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    model = Sequential([L.Input((6, 6, 1)), _PlainScale(), L.Conv2D(2, 3, activation="relu"),
+                        L.MaxPooling2D(2), L.Flatten(), _PlainScale(),
+                        L.Dense(3, activation="softmax")], seed=0)
+    model.compile(optimizer="adam")
+    probe = _Probe(X[:5], y[:5])
+    model.fit(X, y, batch_size=8, verbose=0, callbacks=[probe])
+    for hook, weights, predicted, evaluated in probe.seen:
+        model.set_weights(weights)
+        np.testing.assert_array_equal(predicted, model.predict(X[:5]), err_msg=hook)
+        assert evaluated == model.evaluate(X[:5], y[:5]), hook
+    assert not np.array_equal(model.layers[0].params["gamma"], 1)  # it trained
+
+
 def _relu_pool_model(pool, dtype):
     i = L.Input((9, 9, 2))
     c = L.Conv2D(3, 2, activation="relu", dtype=dtype)(i)       # read by the pool only
@@ -256,60 +363,94 @@ def _relu_pool_model(pool, dtype):
     return Model(i, L.Dense(4, activation="softmax", dtype=dtype)(flat), seed=1).compile()
 
 
+def _relu_pool_pairs(model):
+    """(layer, pool) names the relu_after_pooling pass pairs, from the training contexts."""
+    contexts = dict(zip(model.layers, model._contexts(logits=True, training=True)))
+    return sorted((node.inputs[0].layer.name, type(node.layer).__name__)
+                  for node in model._order if contexts[node.layer].apply_relu
+                  and contexts[node.inputs[0].layer].defer_relu)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("pool", [lambda d: L.MaxPooling2D(2, dtype=d),
                                   lambda d: L.MaxPooling2D(3, strides=2, dtype=d)],
                          ids=["2x2", "3x3-stride-2-overlapping"])
-def test_relu_applied_after_pooling_gives_the_same_outputs_and_gradients(dtype, pool):
-    # Under fit, a ReLU read only by a max/min pooling layer is applied by that layer, after
-    # pooling, with its derivative: the outputs and every gradient must stay what they were
+def test_relu_after_pooling_gives_the_same_outputs_and_gradients(dtype, pool):
+    # In a training step, a ReLU read only by a max/min pooling layer is applied by that layer,
+    # after pooling, with its derivative: the outputs and every gradient must stay what they were
     model = _relu_pool_model(lambda x: pool(dtype)(x), dtype)
-    pairs = model._relu_pool_pairs()
-    names = sorted((a.name, type(b).__name__) for a, b in pairs)
     convs = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
     act = next(layer for layer in model.layers if isinstance(layer, L.Activation))
-    assert names == sorted([(convs[0].name, "MaxPooling2D"), (act.name, "MinPooling2D")])
+    assert _relu_pool_pairs(model) == sorted([(convs[0].name, "MaxPooling2D"),
+                                              (act.name, "MinPooling2D")])
     rng = np.random.default_rng(0)
     x = [rng.standard_normal((6, 9, 9, 2)).astype(dtype)]
     y = rng.integers(0, 4, 6)
     x[0][0, :3, :3] = 0  # a patch where a whole window is <= 0 after the conv (bias 0)
     weights = model.get_weights()
     grads, outs = {}, {}
-    for fused in (False, True):
+    for passes in [(), ("relu_after_pooling",)]:
+        model.graph_passes = passes
         model.set_weights(weights)
-        with model._running(logits=True):
-            _, outs[fused] = model._step(x, y, None, True, pairs if fused else ())
-            grads[fused] = {(layer.name, k): g.copy() for layer in model.layers
-                            for k, g in layer.grads.items()}
-            assert all((pool._cache[2] is not None) == fused for _, pool in pairs)
-    np.testing.assert_array_equal(outs[True], outs[False])
-    assert grads[True].keys() == grads[False].keys()
-    for key, g in grads[False].items():
-        np.testing.assert_array_equal(grads[True][key], g, err_msg=str(key))
-    # the switches are back to the class defaults after the step
-    assert not any(a.relu_deferred or b.applies_relu for a, b in pairs)
-    assert all("relu_deferred" not in a.__dict__ for a, _ in pairs)
+        with model._running():
+            _, outs[passes] = model._step(x, y, None, True,
+                                          model._contexts(logits=True, training=True))
+            grads[passes] = {(layer.name, k): g.copy() for layer in model.layers
+                             for k, g in layer.grads.items()}
+            masks = [layer._cache[2] is not None for layer in model.layers
+                     if isinstance(layer, (L.MaxPooling2D, L.MinPooling2D))]
+            assert any(masks) == bool(passes)
+    plain, rewritten = grads[()], grads[("relu_after_pooling",)]
+    np.testing.assert_array_equal(outs[()], outs[("relu_after_pooling",)])
+    assert plain.keys() == rewritten.keys()
+    for key, g in plain.items():
+        np.testing.assert_array_equal(rewritten[key], g, err_msg=str(key))
 
 
-def test_fit_moves_keras_mnists_relus_after_its_max_pools_within_each_step():
-    # the training step runs the pairs fused (the pools keep a ReLU mask); callbacks, between
-    # steps, see every layer as built (a callback drawing activation maps gets ReLU outputs)
+def test_relu_after_pooling_changes_no_weight_after_an_epoch():
+    # the declared graph pass: Keras-MNIST's two conv + max-pool stages, one epoch with and
+    # one without it, bit-identical weights
+    from cytorch import models
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 16, 16, 1)).astype(np.float32) - 0.5
+    y = rng.integers(0, 10, 24)
+    weights = {}
+    for passes in [(), ("relu_after_pooling",)]:
+        model = models.keras_mnist(input_shape=(16, 16, 1), seed=0).compile()
+        model.graph_passes = passes
+        assert len(_relu_pool_pairs(model)) == 2 * len(passes)
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, seed=0)
+        weights[passes] = weights_of(model)
+    plain, rewritten = weights.values()
+    for a, b in zip(plain, rewritten, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_unknown_graph_pass_is_named():
+    model = small_model().compile()
+    model.graph_passes = ("relu_before_pooling",)
+    with pytest.raises(KeyError, match="unknown graph pass 'relu_before_pooling'; known "
+                                       "passes: \\['relu_after_pooling'\\]"):
+        model.fit(*blobs(10), verbose=0)
+
+
+def test_callbacks_see_every_layer_as_built_between_steps():
+    # the training step runs conv + pool with the ReLU moved (the pools keep a ReLU mask); a
+    # callback, between steps, calling a layer gets what the layer computes on its own
     from cytorch import models
     model = models.keras_mnist(input_shape=(16, 16, 1), seed=0).compile()
-    pairs = model._relu_pool_pairs()
-    assert [(type(a).__name__, type(b).__name__) for a, b in pairs] == \
-        [("Conv2D", "MaxPooling2D")] * 2
+    conv, pool = model.layers[0], model.layers[1]
+    assert _relu_pool_pairs(model)[0] == (conv.name, "MaxPooling2D")
     seen = []
 
     def look(batch, logs):
-        conv, pool = pairs[0]
-        seen.append((pool._cache[2] is not None, conv.relu_deferred, pool.applies_relu,
-                     bool((conv.forward(x[:2]) >= 0).all())))
+        seen.append((pool._cache is None, bool((conv.forward(x[:2]) >= 0).all()),
+                     pool.forward(conv.forward(x[:2])).min() >= 0))
     rng = np.random.default_rng(0)
     x = rng.random((8, 16, 16, 1)) - 0.5
     model.fit(x, rng.integers(0, 10, 8), batch_size=4, verbose=0,
               callbacks=[callbacks.LambdaCallback(on_batch_end=look)])
-    assert seen == [(True, False, False, True)] * 2
+    assert seen == [(False, True, True)] * 2
 
 
 # -- callbacks ---------------------------------------------------------------------------------
@@ -381,7 +522,7 @@ def test_ctrl_c_stops_after_the_batch_and_keeps_the_model(capsys):
     assert isinstance(history, callbacks.History) and history.epoch == []
     assert "interrupted during epoch 1, after batch 4" in capsys.readouterr().err
     out = model.predict(X)
-    assert np.isfinite(out).all() and model.layers[-1].return_logits is False
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)  # probabilities, not logits
     model.fit(X, y, epochs=1, verbose=0)  # still trainable
 
 

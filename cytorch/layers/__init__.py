@@ -10,6 +10,7 @@ the built-ins are registered exactly like third-party plugins (see ``cytorch.reg
 """
 from ..registry import available, discover, get, name_of, refresh
 from .base import Layer
+from .context import CallContext
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Input
 from .merge import Add, Concatenate
@@ -17,7 +18,7 @@ from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       GlobalMinPooling2D, MaxPool2D, MaxPooling2D, MinPooling2D)
 
-__all__ = ["Layer", "Input", "Dense", "Flatten", "Activation", "Dropout", "Conv2D",
+__all__ = ["Layer", "CallContext", "Input", "Dense", "Flatten", "Activation", "Dropout", "Conv2D",
            "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
            "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D", "Add",
            "Concatenate", "BatchNormalization", "available", "discover", "get", "name_of", "refresh"]

@@ -6,6 +6,7 @@ import numpy as np
 from .. import activations, random
 from .._checks import as_float_array, is_int
 from ..errors import ShapeError
+from .context import DEFAULT
 
 _LINEAR = activations.get("linear")
 _RELU = activations.get("relu")
@@ -47,16 +48,14 @@ def sample_shape(layer, input_shape):
     return tuple(int(d) for d in shape)
 
 
-def as_input(layer, x, rank=None, check_finite=None, hint=""):
+def as_input(layer, x, rank=None, check_finite=True, hint=""):
     """``x`` as a C-contiguous array of the layer's dtype, built on first use, checked.
 
     Checks the rank (``rank`` counts the batch axis) and, once a layer with parameters is built,
     the trailing axis (channels or features) its parameters were made for.  ``check_finite``
-    defaults to the layer's own ``check_finite`` (a model switches it off after checking its
-    input once); checking here, before any kernel, lets the message name the layer.
+    comes from the call's context (a model turns it off after checking its input once);
+    checking here, before any kernel, lets the message name the layer.
     """
-    if check_finite is None:
-        check_finite = layer.check_finite
     # Inside fit/predict, batches arrive checked, C-contiguous and in the layer's dtype: then
     # there is nothing to convert or scan, and the call is skipped (it runs once per batch).
     if check_finite or type(x) is not np.ndarray or x.dtype != layer.dtype \
@@ -90,15 +89,15 @@ def cached(layer):
     return layer._cache
 
 
-def as_grad(layer, dout, shape):
+def as_grad(layer, dout, shape, check_finite=True):
     """``dout`` as a C-contiguous array of the layer's dtype and of the forward output's
-    ``shape``, checked like an input (real numbers; no NaN/inf while the layer checks them)."""
+    ``shape``, checked like an input (real numbers; no NaN/inf when ``check_finite``)."""
     # Inside fit the gradients come from the layers above, already of the layer's dtype and
     # contiguous, and check_finite is off: then there is nothing to do (once per batch)
-    if layer.check_finite or type(dout) is not np.ndarray or dout.dtype != layer.dtype \
+    if check_finite or type(dout) is not np.ndarray or dout.dtype != layer.dtype \
             or not dout.flags.c_contiguous:
         dout = as_float_array(dout, f"the gradient passed to {describe(layer)}.backward",
-                              dtype=layer.dtype, check_finite=layer.check_finite)
+                              dtype=layer.dtype, check_finite=check_finite)
     if dout.shape != shape:
         raise ShapeError(f"{describe(layer)}: the gradient passed to backward must have the "
                          f"forward output's shape {shape}, got {dout.shape}")
@@ -106,30 +105,28 @@ def as_grad(layer, dout, shape):
 
 
 class ActivationMixin:
-    """The ``activation=`` argument of Dense and Conv2D, with the fused-loss switch.
+    """The ``activation=`` argument of Dense, Conv2D and Activation, and the context modes that
+    concern it.
 
-    ``return_logits`` (default False): when True, forward returns the pre-activation values and
-    backward skips the activation's derivative.  A training loop sets it on the output layer
-    when the loss applies a numerically stable softmax itself (fused softmax + cross-entropy:
-    the gradient of the pair is just ``softmax(z) - onehot(y)``).
+    Under ``ctx.return_logits`` forward returns the pre-activation values and backward skips
+    the activation's derivative: a model asks this of its output layer when the loss applies a
+    numerically stable softmax itself (fused softmax + cross-entropy: the gradient of the pair
+    is just ``softmax(z) - onehot(y)``).  Under ``ctx.defer_relu`` a ReLU is skipped because
+    the max or min pooling layer after it applies it, on its smaller map.
     """
+
+    context_modes = frozenset({"return_logits", "defer_relu"})
 
     def _init_activation(self, activation):
         self._activation = activations.get(activation)
         self.activation = self._activation.name
-        self.return_logits = False
 
-    #: set by the training loop when this layer's ReLU output is read by nothing but a max or
-    #: min pooling layer, which then applies the ReLU and its derivative itself, on its smaller
-    #: map (see ``_Pooling2D``); forward and backward here skip them
-    relu_deferred = False
-
-    def _activate(self, z, inplace):
-        """Apply the activation (or not, under ``return_logits`` or ``relu_deferred``); returns
-        (function, y).
+    def _activate(self, z, inplace, ctx=DEFAULT):
+        """Apply the activation (or not, under ``ctx.return_logits`` or ``ctx.defer_relu``);
+        returns (function, y), the function being what backward differentiates.
 
         ``inplace``: ``z`` is a temporary the layer owns and may be overwritten."""
-        act = _LINEAR if self.return_logits else self._activation
-        if act is _RELU and self.relu_deferred:
+        act = _LINEAR if ctx.return_logits else self._activation
+        if act is _RELU and ctx.defer_relu:
             act = _LINEAR
         return act, act.forward(z, out=z if inplace else None)

@@ -30,6 +30,11 @@ A minimal plugin layer (a learnable per-channel scale)::
         def backward(self, dout):
             self.grads["gamma"] = (dout * self._x).reshape(-1, self._x.shape[-1]).sum(0)
             return dout * self.params["gamma"]
+
+That is all a layer needs.  A model also hands its layers a ``CallContext``
+(``cytorch.layers.context``) when their ``forward``/``backward`` take a ``ctx`` argument: the
+modes of one call, decided by the caller and never stored on the layer, so a ``predict``
+inside a callback cannot see the training loop's modes.
 """
 import itertools
 import re
@@ -76,9 +81,9 @@ class Layer:
     #: number of inputs the layer takes when called on graph nodes (``None``: any number >= 2)
     n_inputs = 1
 
-    #: whether forward scans its input for NaN/inf (a model switches it off on its layers for
-    #: the duration of fit/predict, after checking the model input once)
-    check_finite = True
+    #: the ``CallContext`` modes beyond ``check_finite`` this layer acts on when its forward and
+    #: backward take ``ctx`` (e.g. ``{"return_logits"}``); a model asks a layer for no other
+    context_modes = frozenset()
 
     #: the ``input_shape=`` given to the constructor (Keras style), or None
     declared_input_shape = None

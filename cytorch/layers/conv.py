@@ -6,6 +6,7 @@ from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
 from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["Conv2D"]
 
@@ -40,15 +41,11 @@ class Conv2D(ActivationMixin, Layer):
     seed : int, optional
         Seeds the layer's generator (initial weights).
 
-    Attributes
-    ----------
-    return_logits : bool
-        When True (set by a training loop on an output layer whose loss applies a fused
-        softmax) forward returns the pre-activation and backward skips the activation's
-        derivative.
-    input_grad_needed : bool, default True
-        When False (set by a model's backward pass while it runs a layer fed by the model
-        input) backward returns None instead of dL/dx and skips computing it.
+    Besides ``check_finite``, forward and backward act on three modes of the call's
+    ``CallContext``: ``return_logits`` (return the pre-activation, for a loss that fuses the
+    activation), ``defer_relu`` (leave a ReLU to the pooling layer after it) and
+    ``input_grad=False`` (a layer reading the model input: backward returns None instead of
+    dL/dx and skips computing it).
 
     >>> import numpy as np
     >>> layer = Conv2D(10, 5, padding=2, activation="relu", seed=0)
@@ -56,7 +53,7 @@ class Conv2D(ActivationMixin, Layer):
     ((1, 32, 32, 10), 760)
     """
 
-    input_grad_needed = True
+    context_modes = ActivationMixin.context_modes | {"input_grad"}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -95,19 +92,20 @@ class Conv2D(ActivationMixin, Layer):
                 (self.filters,), self.rng, self.dtype)
         super().build(input_shape)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x, rank=4)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,
-                                         check_finite=self.check_finite)
-        act, y = self._activate(z, inplace=True)  # z is fresh from the kernel: reuse it
+                                         check_finite=ctx.check_finite)
+        # z is fresh from the kernel: reuse it
+        act, y = self._activate(z, inplace=True, ctx=ctx)
         self._cache = (conv_cache, act, y)
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         conv_cache, act, y = cached(self)
-        dz = act.backward(as_grad(self, dout, y.shape), y)
-        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=self.input_grad_needed,
+        dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
+        dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=ctx.input_grad,
                                        check_finite=False)   # as_grad checked dout
         self.grads["kernel"] = dw
         if self.use_bias:

@@ -15,6 +15,7 @@ from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape)
 from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["Input", "Dense", "Flatten", "Activation", "Dropout"]
 
@@ -58,16 +59,16 @@ class Input(Layer):
                              f"{tuple(input_shape)}")
         return self.shape
 
-    def forward(self, x, training=False):
-        x = as_input(self, x)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, check_finite=ctx.check_finite)
         if x.shape[1:] != self.shape:
             raise ShapeError(f"{describe(self)} expects batches of shape (N, "
                              f"{', '.join(map(str, self.shape))}), got {x.shape}")
         self._cache = x.shape
         return x
 
-    def backward(self, dout):
-        return as_grad(self, dout, cached(self))
+    def backward(self, dout, ctx=DEFAULT):
+        return as_grad(self, dout, cached(self), ctx.check_finite)
 
     def get_config(self):
         return {"shape": list(self.shape), **super().get_config()}
@@ -97,12 +98,9 @@ class Dense(ActivationMixin, Layer):
         Seeds this layer's generator (the initial weights); by default the generator comes
         from ``cytorch.set_seed`` or the model's ``seed=``.
 
-    Attributes
-    ----------
-    return_logits : bool
-        When True (set by a training loop on the output layer, for a loss with a fused softmax)
-        forward skips the activation and returns the logits ``x @ kernel + bias``, and backward
-        skips its derivative.
+    A model calls the output layer with ``ctx.return_logits`` (see ``CallContext``) when the loss
+    fuses the softmax: forward then returns the logits ``x @ kernel + bias`` and backward skips
+    the activation's derivative.
 
     >>> import numpy as np
     >>> layer = Dense(3, activation="softmax", seed=0)
@@ -140,18 +138,19 @@ class Dense(ActivationMixin, Layer):
                 (self.units,), self.rng, self.dtype)
         super().build(input_shape)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x, rank=2, hint=": put Flatten() before a Dense layer")
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, rank=2, check_finite=ctx.check_finite,
+                     hint=": put Flatten() before a Dense layer")
         z = x @ self.params["kernel"]
         if self.use_bias:
             z += self.params["bias"]
-        act, y = self._activate(z, inplace=True)
+        act, y = self._activate(z, inplace=True, ctx=ctx)
         self._cache = (x, act, y)
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         x, act, y = cached(self)
-        dout = as_grad(self, dout, y.shape)
+        dout = as_grad(self, dout, y.shape, ctx.check_finite)
         dz = act.backward(dout, y)
         self.grads["kernel"] = x.T @ dz
         if self.use_bias:
@@ -177,15 +176,15 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (int(np.prod(sample_shape(self, input_shape), dtype=np.int64)),)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, check_finite=ctx.check_finite)
         y = x.reshape(x.shape[0], -1)
         self._cache = (x.shape, y.shape)  # backward reshapes without recomputing sizes
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         x_shape, y_shape = cached(self)
-        return as_grad(self, dout, y_shape).reshape(x_shape)
+        return as_grad(self, dout, y_shape, ctx.check_finite).reshape(x_shape)
 
 
 class Activation(ActivationMixin, Layer):
@@ -196,11 +195,8 @@ class Activation(ActivationMixin, Layer):
     ----------
     activation : {"relu", "tanh", "sigmoid", "softmax", "linear"}
 
-    Attributes
-    ----------
-    return_logits : bool
-        When True (set by a training loop for a loss with a fused softmax), forward is the
-        identity and backward passes the gradient through unchanged.
+    Called with ``ctx.return_logits`` (an output softmax whose loss fuses it, see
+    ``CallContext``), forward is the identity and backward passes the gradient through.
 
     >>> import numpy as np
     >>> Activation("relu").forward(np.array([[-1.0, 2.0]])).tolist()
@@ -211,15 +207,16 @@ class Activation(ActivationMixin, Layer):
         super().__init__(**kwargs)
         self._init_activation(activation)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x)
-        act, y = self._activate(x, inplace=False)  # x belongs to the caller: never overwrite
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, check_finite=ctx.check_finite)
+        # x belongs to the caller: never overwrite it
+        act, y = self._activate(x, inplace=False, ctx=ctx)
         self._cache = (act, y)
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         act, y = cached(self)
-        dout = as_grad(self, dout, y.shape)
+        dout = as_grad(self, dout, y.shape, ctx.check_finite)
         return act.backward(dout, y)
 
     def get_config(self):
@@ -258,20 +255,20 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.seed = check_seed(seed)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, check_finite=ctx.check_finite)
         if not training or self.rate == 0:
             self._cache = ("identity", x.shape)
             return x
         seed = int(self.rng.integers(2**63))
         out, cache = F.dropout_forward(x, self.rate, seed, training=True,
-                                       check_finite=self.check_finite)
+                                       check_finite=ctx.check_finite)
         self._cache = ("mask", x.shape, cache)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         kind, shape, *kernel_cache = cached(self)
-        dout = as_grad(self, dout, shape)
+        dout = as_grad(self, dout, shape, ctx.check_finite)
         if kind == "identity":
             return dout
         return F.dropout_backward(dout, kernel_cache[0], check_finite=False)  # as_grad did

@@ -14,6 +14,7 @@ from .._checks import is_int
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, describe
 from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["Add", "Concatenate"]
 
@@ -31,7 +32,7 @@ class _Merge(Layer):
     def build(self, input_shape):
         super().build([tuple(s) for s in self._check_shapes(input_shape)])
 
-    def _inputs(self, xs):
+    def _inputs(self, xs, ctx):
         if not isinstance(xs, (list, tuple)) or len(xs) < 2:
             raise TypeError(f"{describe(self)}.forward expects a list of at least 2 batches, "
                             f"got {type(xs).__name__}")
@@ -40,7 +41,7 @@ class _Merge(Layer):
         if len(xs) != len(self.input_shape):
             raise ShapeError(f"{describe(self)} was built for {len(self.input_shape)} inputs, "
                              f"got {len(xs)}")
-        xs = [as_input(self, x) for x in xs]
+        xs = [as_input(self, x, check_finite=ctx.check_finite) for x in xs]
         for k, (x, shape) in enumerate(zip(xs, self.input_shape)):
             if x.shape[1:] != shape or x.shape[0] != xs[0].shape[0]:
                 raise ShapeError(f"{describe(self)}: input {k} has shape {x.shape}, expected "
@@ -59,17 +60,17 @@ class Add(_Merge):
                              f"{', '.join(map(str, shapes))}")
         return shapes[0]
 
-    def forward(self, xs, training=False):
-        xs = self._inputs(xs)
+    def forward(self, xs, training=False, ctx=DEFAULT):
+        xs = self._inputs(xs, ctx)
         out = xs[0] + xs[1]
         for x in xs[2:]:
             out += x
         self._cache = (len(xs), out.shape)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         n, shape = cached(self)
-        dout = as_grad(self, dout, shape)
+        dout = as_grad(self, dout, shape, ctx.check_finite)
         # the same array for every input: callers add gradients into fresh arrays
         return [dout] * n
 
@@ -110,16 +111,16 @@ class Concatenate(_Merge):
                              f"must agree, got {', '.join(map(str, shapes))}")
         return shapes[0][:a] + (sum(s[a] for s in shapes),) + shapes[0][a + 1:]
 
-    def forward(self, xs, training=False):
-        xs = self._inputs(xs)
+    def forward(self, xs, training=False, ctx=DEFAULT):
+        xs = self._inputs(xs, ctx)
         axis = self._sample_axis(xs[0].ndim - 1) + 1
         out = np.concatenate(xs, axis=axis)
         self._cache = (axis, np.cumsum([x.shape[axis] for x in xs[:-1]]), out.shape)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         axis, splits, shape = cached(self)
-        return np.split(as_grad(self, dout, shape), splits, axis=axis)
+        return np.split(as_grad(self, dout, shape, ctx.check_finite), splits, axis=axis)
 
     def get_config(self):
         return {"axis": self.axis, **super().get_config()}

@@ -10,6 +10,7 @@ from .. import initializers
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, check_bool, describe, sample_shape
 from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["BatchNormalization"]
 
@@ -136,11 +137,11 @@ class BatchNormalization(Layer):
             C, self.rng, self.dtype)
         super().build(input_shape)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, ctx=DEFAULT):
         if np.ndim(x) < 2:   # before as_input builds the layer for a shape without channels
             raise ShapeError(f"{describe(self)} expects (N, H, W, C) or (N, C) batches, got "
                              f"shape {np.shape(x)}")
-        x = as_input(self, x)
+        x = as_input(self, x, check_finite=ctx.check_finite)
         batch_stats = bool(training) and self.trainable
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
         if batch_stats and x.size == x.shape[-1]:
@@ -166,10 +167,10 @@ class BatchNormalization(Layer):
         self._cache = cache
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         cache = cached(self)
-        dout = as_grad(self, dout, cache["x"].shape)
-        dx, dgamma, dbeta = F.batch_norm_backward(dout, cache)
+        dout = as_grad(self, dout, cache["x"].shape, ctx.check_finite)
+        dx, dgamma, dbeta = F.batch_norm_backward(dout, cache, check_finite=False)  # as_grad did
         if self.scale:
             self.grads["gamma"] = dgamma
         if self.center:

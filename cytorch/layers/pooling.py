@@ -15,6 +15,7 @@ from .._shapes import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, check_bool, describe, sample_shape, to_list
 from .base import Layer
+from .context import DEFAULT
 
 __all__ = ["MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D", "MinPooling2D",
            "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D"]
@@ -38,11 +39,6 @@ class _Pooling2D(Layer):
     #: backward sends the output's gradient there
     routes_to_winner = False
 
-    #: set by the training loop when this layer's input would be the output of a ReLU read by
-    #: nothing else: that layer then skips its ReLU, and this one applies it after pooling, on
-    #: a map 4x smaller for 2x2 windows, and its derivative in backward (max and min only)
-    applies_relu = False
-
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
         super().__init__(**kwargs)
         self.pool_size = as_pair(pool_size, "pool_size")
@@ -62,13 +58,13 @@ class _Pooling2D(Layer):
                                               self.padding, what=describe(self))
         return (H_out, W_out, C)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x, rank=4)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-            check_finite=self.check_finite)
+            check_finite=ctx.check_finite)
         relu_mask = None
-        if self.applies_relu:
+        if ctx.apply_relu:  # the graph pass relu_after_pooling (max and min only)
             # max(relu(z)) = relu(max(z)): ReLU commutes with max and min (it is monotone), so
             # pooling the pre-activations and applying ReLU to the result gives the same values
             activations.relu(out, out=out)
@@ -76,9 +72,9 @@ class _Pooling2D(Layer):
         self._cache = (cache, out.shape, relu_mask)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         cache, shape, relu_mask = cached(self)
-        dout = as_grad(self, dout, shape)
+        dout = as_grad(self, dout, shape, ctx.check_finite)
         if relu_mask is not None:
             # ReLU's derivative [y > 0] at a window's winner is [out > 0]: masking dout here,
             # on the pooled map, gives the dx of routing first and masking the full map after.
@@ -106,6 +102,7 @@ class MaxPooling2D(_Pooling2D):
     _forward_kernel = "max_pool2d_forward"
     _backward_kernel = "max_pool2d_backward"
     routes_to_winner = True
+    context_modes = frozenset({"apply_relu"})
 
 
 class AveragePooling2D(_Pooling2D):
@@ -134,6 +131,7 @@ class MinPooling2D(_Pooling2D):
     _forward_kernel = "min_pool2d_forward"
     _backward_kernel = "min_pool2d_backward"
     routes_to_winner = True
+    context_modes = frozenset({"apply_relu"})
 
 
 MaxPool2D = MaxPooling2D
@@ -155,17 +153,17 @@ class _GlobalPooling2D(Layer):
         C = _check_image_shape(self, input_shape)[2]
         return (1, 1, C) if self.keepdims else (C,)
 
-    def forward(self, x, training=False):
-        x = as_input(self, x, rank=4)
-        out, cache = getattr(F, self._forward_kernel)(x, check_finite=self.check_finite)
+    def forward(self, x, training=False, ctx=DEFAULT):
+        x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        out, cache = getattr(F, self._forward_kernel)(x, check_finite=ctx.check_finite)
         if self.keepdims:
             out = out.reshape(out.shape[0], 1, 1, out.shape[1])
         self._cache = (cache, out.shape)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=DEFAULT):
         cache, shape = cached(self)
-        dout = as_grad(self, dout, shape).reshape(shape[0], shape[-1])
+        dout = as_grad(self, dout, shape, ctx.check_finite).reshape(shape[0], shape[-1])
         return getattr(F, self._backward_kernel)(dout, cache, check_finite=False)  # as_grad did
 
     def get_config(self):

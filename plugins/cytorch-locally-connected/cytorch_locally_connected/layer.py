@@ -6,12 +6,14 @@ from cytorch import Layer, activations, initializers
 from cytorch._shapes import as_pair, resolve_padding, window_output_shape
 from cytorch.errors import ShapeError
 from cytorch.functional import as_float_array
+from cytorch.layers import CallContext
 
 from . import functional as F
 
 __all__ = ["LocallyConnected2D"]
 
 _LINEAR = activations.get("linear")
+_DEFAULT = CallContext()
 
 
 class LocallyConnected2D(Layer):
@@ -58,11 +60,10 @@ class LocallyConnected2D(Layer):
     name, dtype, trainable :
         As for every ``cytorch.Layer``.
 
-    Attributes
-    ----------
-    return_logits : bool
-        When True (set by the training loop on an output layer whose loss applies a fused
-        softmax), forward returns the pre-activation and backward skips its derivative.
+    Like the built-in layers, forward and backward take the ``CallContext`` a model passes
+    (``ctx``): ``check_finite=False`` when the model has checked its input already, and
+    ``return_logits`` on an output layer whose loss applies a fused softmax (forward then
+    returns the pre-activation and backward skips the activation's derivative).
 
     >>> import numpy as np
     >>> layer = LocallyConnected2D(30, 5, padding="same", seed=0)
@@ -84,11 +85,13 @@ class LocallyConnected2D(Layer):
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self._activation = activations.get(activation)
         self.activation = self._activation.name
-        self.return_logits = False
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer).__name__
         self.bias_initializer = initializers.get(bias_initializer).__name__
         self.seed = seed
+
+    #: the modes of the CallContext this layer acts on (besides check_finite)
+    context_modes = frozenset({"return_logits"})
 
     def _describe(self):
         return f"{type(self).__name__} '{self.name}'"
@@ -119,10 +122,10 @@ class LocallyConnected2D(Layer):
                 (H_out, W_out, K), self.rng, self.dtype)
         super().build(input_shape)
 
-    def _as_input(self, x):
+    def _as_input(self, x, check_finite):
         """``x`` as a batch of the layer's dtype and of exactly the built (H, W, C)."""
         x = as_float_array(x, f"the input of {self._describe()}", dtype=self.dtype,
-                           check_finite=getattr(self, "check_finite", True))
+                           check_finite=check_finite)
         if x.ndim != 4:
             raise ShapeError(f"{self._describe()} expects 4-D input (N, H, W, C) "
                              f"channels-last, got shape {x.shape}")
@@ -137,17 +140,17 @@ class LocallyConnected2D(Layer):
                              f"cannot take another image size")
         return x
 
-    def forward(self, x, training=False):
-        x = self._as_input(x)
+    def forward(self, x, training=False, ctx=_DEFAULT):
+        x = self._as_input(x, ctx.check_finite)
         z, lc_cache = F.locally_connected2d_forward(
             x, self.params["kernel"], self.params.get("bias"), self.kernel_size, self.strides,
-            self.padding, check_finite=getattr(self, "check_finite", True))
-        act = _LINEAR if self.return_logits else self._activation
+            self.padding, check_finite=ctx.check_finite)
+        act = _LINEAR if ctx.return_logits else self._activation
         y = act.forward(z, out=z)          # z is a fresh array from the kernel: reuse it
         self._cache = (lc_cache, act, y)
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, ctx=_DEFAULT):
         if self._cache is None:
             raise RuntimeError(f"{self._describe()}: call forward(x, training=True) before "
                                f"backward")

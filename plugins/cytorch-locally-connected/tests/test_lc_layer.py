@@ -7,6 +7,7 @@ import pytest
 
 import cytorch
 from cytorch import layers as L
+from cytorch.layers import CallContext
 from cytorch._gradcheck import numerical_gradient, relative_error
 from cytorch.errors import ShapeError
 from cytorch.testing import check_layer
@@ -115,8 +116,7 @@ def test_return_logits_skips_the_activation():
     x = np.random.default_rng(0).standard_normal((2, 3, 3, 1))
     probabilities = layer.forward(x)
     np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-6)
-    layer.return_logits = True
-    logits = layer.forward(x)
+    logits = layer.forward(x, ctx=CallContext(return_logits=True))
     np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True),
                                probabilities, rtol=1e-5)
     # a linear twin with the same weights: same logits, same gradients

@@ -1,0 +1,58 @@
+"""Graph passes: rewrites of how a training step computes that change none of its numbers.
+
+A pass reads a model's graph (its nodes in topological order and its output nodes) and returns
+``{node id: {CallContext mode: value}}``: the modes some layers get in each training step, on
+top of the step's own (no NaN scans, logits for a fused loss).  Nothing is set on the layers,
+so between steps -- in a callback, in ``predict`` -- every layer computes what it computes on
+its own.  A model applies the passes named in its ``graph_passes`` attribute (all of these by
+default); ``model.graph_passes = ()`` runs the plain graph, for stepping through or comparing.
+
+relu_after_pooling
+    A ReLU whose output only a max or min pooling layer reads (conv -> relu -> max-pool, as in
+    Keras-MNIST) is applied after the pooling: the layer skips it (``defer_relu``) and the
+    pooling layer applies ReLU to its output and ReLU's derivative to its gradient
+    (``apply_relu``), on a map 4x smaller for 2x2 windows.  ReLU is monotone, so it commutes
+    with max and min: ``max(relu(z)) = relu(max(z))``, and the mask ``[y > 0]`` at a window's
+    winner is ``[out > 0]``.  Same outputs, same gradients, bit for bit (the tests train with
+    and without it).  Only ReLU: a derivative other than 0 or 1 (tanh's ``1 - y**2``) would
+    round differently where windows overlap.
+"""
+import collections
+
+from .layers.context import honours
+
+__all__ = ["relu_after_pooling", "PASSES", "get"]
+
+
+def relu_after_pooling(nodes, outputs):
+    """``{layer node: {"defer_relu": True}, pool node: {"apply_relu": True}}`` for every max or
+    min pooling layer whose input is the ReLU output of a layer that nothing else reads.
+
+    Both layers must act on these modes (``cytorch.layers.context.honours``), the layer's ``activation`` must be ``"relu"``, and the layer's output
+    must not be a model output."""
+    readers = collections.Counter(inp.id for node in nodes for inp in node.inputs)
+    output_ids = {node.id for node in outputs}
+    changes = {}
+    for node in nodes:
+        if not honours(node.layer, "apply_relu") or len(node.inputs) != 1:
+            continue
+        (source,) = node.inputs
+        layer = source.layer
+        if (not source.is_source and honours(layer, "defer_relu")
+                and getattr(layer, "activation", None) == "relu"
+                and readers[source.id] == 1 and source.id not in output_ids):
+            changes[source.id] = {"defer_relu": True}
+            changes[node.id] = {"apply_relu": True}
+    return changes
+
+
+#: the passes a model can apply, by name, in the order it applies them
+PASSES = {"relu_after_pooling": relu_after_pooling}
+
+
+def get(name):
+    """The pass called ``name``; KeyError listing the known ones."""
+    try:
+        return PASSES[name]
+    except KeyError:
+        raise KeyError(f"unknown graph pass {name!r}; known passes: {sorted(PASSES)}") from None
