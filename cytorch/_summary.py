@@ -16,6 +16,7 @@ treatment.  Where a stride skips the last rows or columns of its input (the floo
 ``floor((N + 2P - F) / S) + 1``), a warning line says how many are never seen.
 """
 import math
+import textwrap
 
 from ._shapes import as_pair, resolve_padding, unseen
 
@@ -116,8 +117,65 @@ def _shape_text(shape):
     return "(None, " + ", ".join(str(s) for s in shape) + ")"
 
 
+#: ``summary()`` keeps to a terminal's 80 columns: long layer names and several inputs wrap
+#: inside their cells instead of widening the table (a wrapped table is unreadable)
+WIDTH = 80
+
+
+def _layout(header, rows, right, budget):
+    """The header lines, the body lines and the width of the table, narrowed step by step
+    until it fits ``budget`` columns.
+
+    ``rows`` hold ``(name, type)`` as their first cell and, in a DAG, the list of input names
+    as their last.  Each step is taken only if the table is still too wide: the inputs one per
+    line (as Keras prints them); then ``name`` and ``(Type)`` on two lines in the rows where
+    they do not fit the room the other columns leave; then the same with two-line headers."""
+    dag = len(header) == 6
+
+    def cells_for(one_per_line, room):
+        cells = []
+        for (name, kind), *middle in rows:
+            inputs = middle.pop() if dag else None
+            first = [f"{name} ({kind})"]
+            if len(first[0]) > room:
+                first = [name, f"({kind})"]
+            cells.append([first] + [[c] for c in middle]
+                         + ([inputs if one_per_line else [", ".join(inputs)]] if dag else []))
+        return cells
+
+    def widths_of(head, cells):
+        return [max(len(text) for row in [head] + cells for text in row[i])
+                for i in range(len(header))]
+
+    def total(widths):
+        return 1 + sum(widths) + 2 * (len(widths) - 1)
+
+    for step in range(4):
+        one_per_line = dag and step >= 1
+        head = [h.rsplit(" ", 1) if step >= 3 and " " in h else [h] for h in header]
+        cells = cells_for(one_per_line, room=budget)
+        widths = widths_of(head, cells)
+        if step >= 2:  # the first column gets what the others leave
+            room = budget - (total(widths) - widths[0])
+            cells = cells_for(one_per_line, room)
+            widths = widths_of(head, cells)
+        if total(widths) <= budget:
+            break
+
+    def lines(row):
+        out = []
+        for k in range(max(len(cell) for cell in row)):
+            texts = [cell[k] if k < len(cell) else "" for cell in row]
+            out.append(" " + "  ".join(t.rjust(w) if i in right else t.ljust(w)
+                                       for i, (t, w) in enumerate(zip(texts, widths))).rstrip())
+        return out
+
+    return lines(head), [line for row in cells for line in lines(row)], total(widths)
+
+
 def summary_table(model, line_length=None):
-    """The text of ``model.summary()``."""
+    """The text of ``model.summary()``, at most ``line_length`` columns wide (default 80)
+    where the layer names allow."""
     from .graph import Sequential
 
     chain = isinstance(model, Sequential) or all(
@@ -131,7 +189,7 @@ def summary_table(model, line_length=None):
     if not chain:
         for node in model._inputs:
             name = node.layer.name if node.layer is not None else "input"
-            rows.append([f"{name} (Input)", _shape_text(node.shape), "0", "0", "1x1", ""])
+            rows.append([(name, "Input"), _shape_text(node.shape), "0", "0", "1x1", []])
     total_macs = 0
     for node in model._order:
         layer = node.layer
@@ -140,33 +198,29 @@ def summary_table(model, line_length=None):
         total_macs += macs
         rf = fields[node.id]
         rf_text = ALL if rf == ALL else f"{rf[0]}x{rf[1]}"
-        connected = ", ".join(n.layer.name if n.layer is not None else "input"
-                              for n in node.inputs)
-        rows.append([f"{layer.name} ({type(layer).__name__})", _shape_text(node.shape),
+        connected = [n.layer.name if n.layer is not None else "input" for n in node.inputs]
+        rows.append([(layer.name, type(layer).__name__), _shape_text(node.shape),
                      f"{layer.count_params():,}", f"{macs:,}", rf_text, connected])
     header = ["Layer (type)", "Output Shape", "Param #", "Mult-adds", "Receptive field",
               "Connected to"]
     if chain:
         header, rows = header[:-1], [r[:-1] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    right = {2, 3}  # numbers align right
-
-    def line(cells):
-        return " " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    width = line_length or max(len(line(header)), 60)
+    budget = line_length or WIDTH
+    head, body, table_width = _layout(header, rows, {2, 3}, budget)  # numbers align right
+    width = line_length or max(table_width, 60)
     total = model.count_params()
     # a layer's state (BatchNormalization's moving statistics) and a frozen layer's
     # parameters are non-trainable, as in Keras
     trainable = sum(layer.count_trainable_params() for layer in model.layers)
-    out = [f'Model: "{model.name}"', "_" * width, line(header), "=" * width]
-    out += [line(r) for r in rows]
+    out = [f'Model: "{model.name}"', "_" * width, *head, "=" * width]
+    out += body
     out += ["=" * width,
             f"Total params: {total:,}",
             f"Trainable params: {trainable:,}",
             f"Non-trainable params: {total - trainable:,}",
             f"Mult-adds per sample: {total_macs:,}",
             "_" * width]
-    out += unseen_warnings(model)
+    # the warnings are sentences: wrapped to the table's width, continued with an indent
+    out += [textwrap.fill(warning, max(width, budget), subsequent_indent="    ",
+                          break_on_hyphens=False) for warning in unseen_warnings(model)]
     return "\n".join(out)

@@ -6,7 +6,7 @@
                   [--batch-size N] [--learning-rate LR] [--seed N] [--save PATH]
                   [--backend compiled|reference] [--quiet]
     cytorch layers                       # every discovered layer, its distribution and version
-    cytorch summary MODEL [--input-shape H W C]     # a preset name or a saved .npz
+    cytorch summary MODEL [--input-shape H W C]     # a preset, auto, or a saved .npz
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
 
 ``python -m cytorch ...`` does the same.  A user mistake (unknown model, a shape that does not
@@ -123,7 +123,10 @@ def build_parser():
                              description="Print the summary table (output shapes, parameters, "
                                          "multiply-adds) of a preset network or a saved model.")
     summary.add_argument("model", metavar="MODEL",
-                         help="a preset (lenet5, keras_mnist) or the path of a saved .npz model")
+                         help="a preset (lenet5, keras_mnist), CNNClassifier's 'auto' net (as "
+                              "'cytorch train --model auto' builds it: 16x16x1 unless "
+                              "--input-shape says otherwise), or the path of a saved .npz "
+                              "model")
     summary.add_argument("--input-shape", nargs=3, type=_positive_int, metavar=("H", "W", "C"),
                          help="build the preset for this input shape instead of its own")
     summary.set_defaults(run=cmd_summary)
@@ -182,8 +185,10 @@ def cmd_train(args, out):
         seconds = time.perf_counter() - start
         loss, accuracy = model.evaluate(X_test, y_test)
     correct = round(accuracy * len(y_test))
-    print(f"Trained {args.epochs} epoch(s) in {seconds:.1f}s "
-          f"({args.backend} kernels, {cytorch.get_num_threads()} thread(s))", file=out)
+    # the thread count is the compiled kernels' (OpenMP); the NumPy twins do not use it
+    kernels = (f"compiled kernels, {cytorch.get_num_threads()} thread(s)"
+               if args.backend == "compiled" else "reference kernels: the NumPy twins")
+    print(f"Trained {args.epochs} epoch(s) in {seconds:.1f}s ({kernels})", file=out)
     print(f"Test loss: {loss:.4f}", file=out)
     print(f"Test accuracy: {accuracy:.4f} ({correct}/{len(y_test)} digits)",
           file=out)
@@ -246,6 +251,9 @@ def cmd_summary(args, out):
         if not os.path.isfile(name):
             raise UsageError(f"no such model file: {name}")
         model = _user_step(lambda: _load_saved(name))
+    elif name == "auto":
+        size = DEFAULT_SIZE["auto"]
+        model = _user_step(lambda: _make_model("auto", input_shape or (size, size, 1), None))
     else:
         preset = _user_step(lambda: models.get(name))
         model = _user_step(lambda: preset(input_shape=input_shape))
@@ -279,7 +287,11 @@ def main(argv=None):
     parser = build_parser()
     out = sys.stdout
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # argparse would send everyone to 'cytorch --help'; the options are here
+            where = f"{PROG} {args.command}" if args.command else PROG
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see '{where} "
+                             f"--help')")
         if args.command is None:
             raise UsageError("missing COMMAND: one of train, layers, summary, info "
                              f"(see '{PROG} --help')")

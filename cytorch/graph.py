@@ -375,17 +375,33 @@ class Model(TrainingMixin):
             p[...] = value
 
     def summary(self, print_fn=print, line_length=None):
-        """Print (through ``print_fn``; ``None`` prints nothing) and return the layer table:
-        name and type, output shape, parameters, multiply-adds per sample, receptive field on
-        the input; totals; and a warning line where a stride leaves input rows or columns unseen.
+        """Print the layer table: name and type, output shape, parameters, multiply-adds per
+        sample, receptive field on the input; totals; and a warning where a stride leaves
+        input rows or columns unseen.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default print
+            Called with the whole table as one string.  With ``None`` nothing is printed and
+            the table is returned instead.
+        line_length : int, optional
+            Width of the table; by default it keeps to 80 columns, wrapping long layer names
+            and inputs inside their cells.
+
+        Returns
+        -------
+        str or None
+            The table when ``print_fn`` is None; else None, as in Keras (so a notebook cell
+            ending in ``model.summary()`` shows the table once, not its string as well).
         """
         if print_fn is not None and not callable(print_fn):
             raise TypeError(f"print_fn must be callable or None, got {print_fn!r}")
         from ._summary import summary_table
         text = summary_table(self, line_length)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
 
     def save(self, path):
         """Write the architecture and weights to one ``.npz`` file (see ``cytorch.saving``)."""

@@ -16,7 +16,6 @@ import cytorch
 from cytorch import functional as F
 from cytorch import layers as L
 from cytorch import reference as R
-from cytorch._shapes import output_size, unseen
 
 
 def conv_loops(image, kernel, stride=1):
@@ -112,19 +111,20 @@ def section_output_size():
         exact = (7 - 3) / stride + 1
         line = (f"7x7 input, 3x3 filter, stride {stride}: (7 - 3)/{stride} + 1 = {exact:.4g}"
                 f" -> output {out.shape[1]}x{out.shape[2]}")
-        missed = unseen(7, 3, stride, 0, 0)
+        # the last window starts at row (out - 1) * stride and covers 3 rows: the rest of the
+        # 7 rows is never seen
+        missed = 7 - ((out.shape[1] - 1) * stride + 3)
         if missed:
             line += (f"; {exact:.4g} is not a whole number: the stride does not fit, the last "
                      f"{missed} row(s) and column(s) are never seen")
         print(line)
     print("summary() of that stride-3 layer says so:")
     model = cytorch.Sequential([L.Conv2D(1, 3, strides=3)], input_shape=(7, 7, 1))
-    warning = [line for line in model.summary(print_fn=None).splitlines()
-               if line.startswith("WARNING")]
-    print("  " + "\n  ".join(warning))
+    text = model.summary(print_fn=None)
+    print("  " + "\n  ".join(text[text.index("WARNING"):].splitlines()))
     out, _ = F.conv2d_forward(x, w, padding=1)
     print(f"padding P = (F - 1)/2 = 1 keeps the size: (7 + 2*1 - 3)/1 + 1 = "
-          f"{output_size(7, 3, 1, 1, 1)} -> output {out.shape[1]}x{out.shape[2]} "
+          f"{(7 + 2 * 1 - 3) // 1 + 1} -> output {out.shape[1]}x{out.shape[2]} "
           f"(padding='same' does the same)")
     try:
         F.conv2d_forward(np.ones((1, 2, 2, 1)), w)

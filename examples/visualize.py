@@ -7,7 +7,8 @@ Trains LeNet-5 on the built-in digits (32x32, a fifth held out for validation), 
     OUTDIR/activations.png   one test digit through every convolution and pooling layer
     OUTDIR/curves.png        loss and accuracy per epoch, training and validation
 
-Run:  python examples/visualize.py OUTDIR [--epochs N] [--quick]      (needs matplotlib)
+Run:  python examples/visualize.py [OUTDIR] [--epochs N] [--quick]      (needs matplotlib)
+OUTDIR defaults to ./cytorch-pictures.
 """
 import argparse
 import os
@@ -20,7 +21,9 @@ from cytorch.datasets import load_digits
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outdir", help="directory for the PNG files (created if needed)")
+    parser.add_argument("outdir", nargs="?", default="cytorch-pictures",
+                        help="directory for the PNG files, created if needed (default: "
+                             "%(default)s)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 epoch (for the tests)")
     args = parser.parse_args(argv)
@@ -35,7 +38,7 @@ def main(argv=None):
                         verbose=2)
     digit = len(X) - 1  # from the validation part (validation_split takes the last 20%)
     print(f"final validation accuracy {history.history['val_accuracy'][-1]:.3f}; "
-          f"digit #{digit} is a {y[digit]}, predicted "
+          f"digit #{digit} is {'an' if y[digit] == 8 else 'a'} {y[digit]}, predicted "
           f"{model.predict(X[digit:digit + 1]).argmax()}")
 
     for name, draw in (
@@ -45,7 +48,7 @@ def main(argv=None):
         path = os.path.join(args.outdir, name)
         fig = draw(path)
         width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
-        print(f"wrote {path} ({width}x{height} pixels)")
+        print(f"wrote {os.path.abspath(path)} ({width}x{height} pixels)")
     return 0
 
 

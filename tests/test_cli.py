@@ -11,6 +11,7 @@ import pytest
 
 import cytorch
 from cytorch import registry
+from cytorch import cli
 from cytorch.cli import main
 
 
@@ -77,6 +78,34 @@ def test_summary_for_another_input_shape(capsys):
 def test_summary_of_the_keras_mnist_preset(capsys):
     status, out, _ = run(capsys, "summary", "keras_mnist")
     assert status == 0 and "Total params: 38,390" in out
+
+
+def test_summary_of_the_auto_net_as_train_builds_it(capsys):
+    status, out, _ = run(capsys, "summary", "auto")
+    assert status == 0 and 'Model: "auto"' in out and "(None, 16, 16, 16)" in out
+    model = cli._make_model("auto", (16, 16, 1), 0)
+    assert f"Total params: {model.count_params():,}" in out
+    status, out, _ = run(capsys, "summary", "auto", "--input-shape", "8", "8", "1")
+    assert status == 0 and "(None, 8, 8, 16)" in out
+
+
+def test_summary_fits_in_80_columns(capsys):
+    for name in ("lenet5", "keras_mnist", "auto"):
+        status, out, _ = run(capsys, "summary", name)
+        assert status == 0
+        assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+@pytest.mark.parametrize("argv, help_of", [
+    (("train", "--epochz"), "cytorch train --help"),
+    (("summary", "lenet5", "--bogus"), "cytorch summary --help"),
+    (("layers", "--all"), "cytorch layers --help"),
+    (("--bogus",), "cytorch --help"),
+])
+def test_an_unknown_option_points_to_the_help_of_its_subcommand(capsys, argv, help_of):
+    status, _, err = run(capsys, *argv)
+    assert_one_line_error(status, err, rf"unrecognized arguments: {re.escape(argv[-1])}.* "
+                                       rf"\(see '{re.escape(help_of)}'\)")
 
 
 def test_unknown_model_is_one_line_with_a_suggestion(capsys):
@@ -212,7 +241,9 @@ def test_train_on_the_numpy_twins_gives_the_same_model(capsys):
     compiled = run(capsys, *args)
     twins = run(capsys, *args, "--backend", "reference")
     assert compiled[0] == twins[0] == 0
-    assert "(compiled kernels" in compiled[1] and "(reference kernels" in twins[1]
+    assert re.search(r"\(compiled kernels, \d+ thread\(s\)\)", compiled[1])
+    # the twins are NumPy: OpenMP thread counts mean nothing to them
+    assert "(reference kernels: the NumPy twins)" in twins[1] and "thread" not in twins[1]
     assert cytorch.get_backend() == "compiled"  # restored
     accuracy = re.compile(r"Test accuracy: ([0-9.]+)")
     assert abs(float(accuracy.search(compiled[1]).group(1))
