@@ -78,6 +78,9 @@ def extensions():
         exts.append(Extension(
             f"cytorch._kernels.{name}",
             [path],
+            # the C helpers beside the .pyx (vector code, instruction-set variants): a change
+            # to one rebuilds the modules
+            depends=sorted(glob.glob(os.path.join("cytorch", "_kernels", "*.h"))),
             include_dirs=[np.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=list(opt),

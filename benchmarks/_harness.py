@@ -202,6 +202,10 @@ def header(title):
     from cytorch import _kernels
     print(f"cytorch threads: {cytorch.get_num_threads()}; numpy {np.__version__}")
     print(f"OpenMP wait policy: {_kernels.openmp_wait_policy()}")
+    from cytorch.info import build_info
+    info = build_info()
+    print(f"CPU: {info['cpu']}; vector kernels: "
+          + ", ".join(f"{name} {variant}" for name, variant in (info["isa"] or {}).items()))
     for line in blas_info():
         print(f"  {line}")
     torch = try_import_torch()

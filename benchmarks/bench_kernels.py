@@ -97,7 +97,7 @@ def main():
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
-        path = "direct" if cytorch._kernels.load("_conv").uses_direct_path(
+        path = "direct" if cytorch._kernels.load("_direct").uses_direct_path(
             x.shape, w.shape, out.shape, (s, s), out.dtype) else "gemm"
         rows.append((name, path, times, flops / times["compiled"] / 1e9))
         print(f"  measured {name}", flush=True)

@@ -51,6 +51,13 @@ def _pad_pairs(pads):
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
+def _conv_direct(x, w, out, strides):
+    """Does this conv2d run the direct path (``_kernels/_direct.pyx``, twin
+    ``reference.conv2d_shift_add_forward``) rather than im2col + GEMM?  The measured rule lives
+    beside the kernel: thin stride-1 layers such as LeNet's first."""
+    return _kernel("_direct").uses_direct_path(x.shape, w.shape, out.shape, strides, x.dtype)
+
+
 def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
 
@@ -81,8 +88,11 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
         return reference.conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads), check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                    get_num_threads())
+    if _conv_direct(x, w, out, (sh, sw)):
+        _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+    else:
+        _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
+                                        get_num_threads())
     return out, checks.conv_cache(x, w, b, (sh, sw), pads)
 
 
@@ -115,7 +125,11 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
-    _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl, get_num_threads())
+    if _conv_direct(x, w, dout, (sh, sw)):
+        _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
+    else:
+        _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
+                                         get_num_threads())
     return dx, dw, (db if cache["has_bias"] else None)
 
 
@@ -128,28 +142,19 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
 
 def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
     what = f"{kind}_pool2d"
-    # x's NaN scan is deferred until after the kernel (below)
     x, pool, strides, pads, out_shape = checks.pool_args(x, pool_size, strides, padding,
-                                                         False, what)
+                                                         check_finite, what)
     if _use_reference():
         return getattr(reference, what + "_forward")(x, pool, strides, _pad_pairs(pads),
-                                                     check_finite=check_finite)
+                                                     check_finite=False)
     (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
     out = np.empty(out_shape, dtype=x.dtype)
     argidx = None if kind == "avg" else np.empty(out_shape, dtype=np.int32)
     if kind == "avg":
-        all_finite = _kernel("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl,
-                                                         get_num_threads())
+        _kernel("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl, get_num_threads())
     else:
-        all_finite = _kernel("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw,
-                                                             pt, pl, kind == "min",
-                                                             get_num_threads())
-    # The finiteness check comes after the kernel: the 2x2 kernels check x as they read it
-    # (a separate np.isfinite pass over a large x costs as much as the pooling itself), and
-    # only when they could not vouch for every value is x scanned here.  Raising after the
-    # work changes nothing a caller can see: out is ours and not yet returned.
-    if check_finite and not all_finite:
-        checks.require_finite(x, "x")
+        _kernel("_pool").extreme_pool2d_forward(x, out, argidx, ph, pw, sh, sw, pt, pl,
+                                                kind == "min", get_num_threads())
     return out, checks.pool_cache(kind, x, pool, strides, pads, argidx)
 
 

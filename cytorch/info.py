@@ -7,6 +7,8 @@ OpenMP: enabled (omp_get_max_threads() = 2), wait policy spin 10000 rounds, then
 compiled modules:
   _conv     loaded  .../cytorch/_kernels/_conv.cpython-311-x86_64-linux-gnu.so
   ...
+CPU: AMD EPYC
+vector kernels (instruction-set variant in use): _direct avx512, _pool avx512
 BLAS (threadpoolctl):
   openblas 0.3.30  2 threads  pthreads  Haswell  .../libscipy_openblas-....so
 
@@ -44,11 +46,33 @@ def _blas_info():
             if lib.get("user_api") == "blas"]
 
 
+def cpu_model():
+    """The CPU's name as the operating system reports it (``/proc/cpuinfo`` on Linux)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _isa_info():
+    """``{module: variant}`` of the vector kernels this process runs (None if not built)."""
+    try:
+        return _kernels.isa_in_use()
+    except ImportError:
+        return None
+
+
 def build_info():
     """The build as a dict: ``version``, ``backend``, ``num_threads``, ``openmp``,
     ``openmp_max_threads``, ``openmp_wait_policy`` (a sentence), ``modules`` (name, loaded,
-    path, error) and ``blas`` (one dict per BLAS library threadpoolctl finds, or None when
-    threadpoolctl is missing)."""
+    path, error), ``blas`` (one dict per BLAS library threadpoolctl finds, or None when
+    threadpoolctl is missing), ``cpu`` (the CPU's name) and ``isa`` (which instruction-set
+    variant each vector kernel runs: ``{"_direct": "avx512", "_pool": "avx512"}``)."""
     from . import __version__
     modules = [_module_info(name) for name in MODULES]
     openmp = openmp_threads = None
@@ -65,6 +89,8 @@ def build_info():
         "openmp_wait_policy": _kernels.openmp_wait_policy(),
         "modules": modules,
         "blas": _blas_info(),
+        "cpu": cpu_model(),
+        "isa": _isa_info(),
     }
 
 
@@ -95,6 +121,10 @@ def show_build(file=None):
             say(f"  {m['name']:<{width}}  MISSING  {m['error']}")
     if any(not m["loaded"] for m in info["modules"]):
         say("  build them with:  pip install -e .   (or python setup.py build_ext --inplace)")
+    say(f"CPU: {info['cpu']}")
+    if info["isa"]:
+        say("vector kernels (instruction-set variant in use): "
+            + ", ".join(f"{name} {variant}" for name, variant in info["isa"].items()))
     if info["blas"] is None:
         say("BLAS: unknown (install threadpoolctl to see which library runs and its threads)")
     else:

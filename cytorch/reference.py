@@ -214,6 +214,77 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
     return out
 
 
+def conv2d_shift_add_forward(x, w, b=None, padding="valid", check_finite=True):
+    """Stride-1 convolution as a sum of shifted images: the twin of the direct path
+    (``cytorch/_kernels/_direct.pyx``), which LeNet's first layer runs.
+
+    x: ``(N, H, W, C)``, w: ``(kh, kw, C, K)``, b: ``(K,)`` or None -> out, cache as
+    ``conv2d_forward`` with ``strides=1``.  Tap ``(a, b)`` of the kernel sees the padded input
+    shifted by ``a`` rows and ``b`` columns, one slice ``x_pad[:, a:a + H_out, b:b + W_out, :]``;
+    each output pixel adds that slice's channels times the tap's ``C x K`` weights::
+
+        out = b + sum_{a < kh, b < kw}  x_pad[:, a:a + H_out, b:b + W_out, :] @ w[a, b]
+
+    No column matrix: kh * kw small products over the whole image instead of one big one.
+    The compiled kernel adds the same terms, lane by lane in vector registers.
+
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> out, _ = conv2d_shift_add_forward(x, np.ones((2, 2, 1, 1)))
+    >>> out[0, :, :, 0]
+    array([[10., 14., 18.],
+           [26., 30., 34.],
+           [42., 46., 50.]])
+    """
+    x, w, b, _, pads, (N, H_out, W_out, K) = conv_args(x, w, b, 1, padding, check_finite)
+    kh, kw = w.shape[:2]
+    pt, pb, pl, pr = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    out = np.zeros((N, H_out, W_out, K), dtype=x.dtype)
+    for a in range(kh):
+        for c in range(kw):
+            out += xp[:, a:a + H_out, c:c + W_out, :] @ w[a, c]
+    if b is not None:
+        out += b
+    return out, conv_cache(x, w, b, (1, 1), pads)
+
+
+def conv2d_shift_add_backward(dout, cache, need_dx=True, check_finite=True):
+    """Gradients of ``conv2d_shift_add_forward`` (the direct path's backward), tap by tap.
+
+    With ``S_ab = x_pad[:, a:a + H_out, b:b + W_out, :]``, the slice tap ``(a, b)`` saw::
+
+        dw[a, b] = sum over (n, i, j) of  S_ab^T @ dout        (C x K: one product per tap)
+        dx_pad[:, a:a + H_out, b:b + W_out, :] += dout @ w[a, b]^T     (then crop the padding)
+        db = dout summed over (n, i, j)
+
+    ``dx`` is None with ``need_dx=False``, ``db`` None when the forward pass had no bias;
+    ``check_finite``: raise ValueError on NaN/inf in dout.  The compiled kernel computes dx as
+    the correlation of dout with the kernel turned around; the sums are the same.
+    """
+    dout = conv_dout(dout, cache, check_finite)
+    x, w = cache["x"], cache["w"]
+    if tuple(cache["strides"]) != (1, 1):
+        raise ValueError(f"conv2d_shift_add_backward needs a stride-1 cache, got strides "
+                         f"{cache['strides']}")
+    N, H, W, C = x.shape
+    kh, kw, _, K = w.shape
+    _, H_out, W_out, _ = dout.shape
+    pt, pb, pl, pr = cache["pads"]
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    d2 = dout.reshape(-1, K)
+    dw = np.empty_like(w)
+    dxp = np.zeros_like(xp) if need_dx else None
+    for a in range(kh):
+        for c in range(kw):
+            tap = xp[:, a:a + H_out, c:c + W_out, :]
+            dw[a, c] = tap.reshape(-1, C).T @ d2
+            if need_dx:
+                dxp[:, a:a + H_out, c:c + W_out, :] += dout @ w[a, c].T
+    dx = dxp[:, pt:pt + H, pl:pl + W, :] if need_dx else None
+    db = d2.sum(axis=0) if cache["has_bias"] else None
+    return dx, dw, db
+
+
 # ===============================================================================================
 # pooling and dropout  (section owned by the pooling/dropout kernel work)
 # ===============================================================================================
@@ -383,6 +454,112 @@ def avg_pool2d_backward(dout, cache, check_finite=True):
     for rows, cols, _, _ in offsets:
         dxp[:, rows, cols, :] += share   # what lands in the padding is cropped away
     return dxp[:, pt:pt + H, pl:pl + W, :]
+
+
+# The fast path: 2x2 windows, stride 2, no padding (the pooling of LeNet and of most CNNs).
+# The compiled kernels have their own row loops for it (``_pool.pyx``, ``_pool2x2.h``); these
+# are their twins.  With no padding and no overlap, the windows are a reshape away: no loop.
+
+def _windows_2x2(x):
+    """The four cells of every 2x2 window: ``(N, H, W, C) -> (N, H//2, W//2, 4, C)``, in
+    row-major order (top-left, top-right, bottom-left, bottom-right).  An odd last row or
+    column belongs to no window and is left out."""
+    N, H, W, C = x.shape
+    H_out, W_out = H // 2, W // 2
+    # v[n, i, a, j, b, c] = x[n, 2i + a, 2j + b, c]
+    v = x[:, :2 * H_out, :2 * W_out].reshape(N, H_out, 2, W_out, 2, C)
+    return v.transpose(0, 1, 3, 2, 4, 5).reshape(N, H_out, W_out, 4, C)
+
+
+def _pool2d_2x2_forward(kind, x, check_finite):
+    x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(x, 2, 2, "valid", check_finite,
+                                                              f"{kind}_pool2d")
+    cells = _windows_2x2(x)
+    if kind == "avg":
+        # rows first, then columns, as the kernel adds them: the same bits
+        out = ((cells[..., 0, :] + cells[..., 2, :]) + (cells[..., 1, :] + cells[..., 3, :])) \
+            * x.dtype.type(0.25)
+        return out, pool_cache("avg", x, pool, strides, pads)
+    pick = np.argmin if kind == "min" else np.argmax   # the first winner on ties
+    k = pick(cells, axis=3)                            # 0..3 = 2a + b within the window
+    out = np.take_along_axis(cells, k[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+    i = np.arange(H_out)[:, None, None]
+    j = np.arange(W_out)[None, :, None]
+    argidx = (2 * i + k // 2) * x.shape[2] + 2 * j + k % 2       # ih * W + iw of the winner
+    return out, pool_cache(kind, x, pool, strides, pads, argidx.astype(np.int32))
+
+
+def _pool2d_2x2_backward(kind, dout, cache, check_finite):
+    dout = pool_dout(kind, dout, cache, check_finite)
+    if cache["pool_size"] != (2, 2) or cache["strides"] != (2, 2) or any(cache["pads"]):
+        raise ValueError(f"{kind}_pool2d_2x2_backward needs the cache of a 2x2 stride-2 "
+                         f"unpadded pooling, got pool_size {cache['pool_size']}, strides "
+                         f"{cache['strides']}, pads {cache['pads']}")
+    N, H, W, C = cache["x_shape"]
+    _, H_out, W_out, _ = dout.shape
+    if kind == "avg":
+        cells = np.repeat(dout[:, :, :, None, :] * dout.dtype.type(0.25), 4, axis=3)
+    else:
+        # the winner's place in its window, back from ih * W + iw
+        i = np.arange(H_out)[:, None, None]
+        j = np.arange(W_out)[None, :, None]
+        ih, iw = np.divmod(cache["argidx"], W)
+        k = 2 * (ih - 2 * i) + (iw - 2 * j)
+        cells = np.where(np.arange(4)[:, None] == k[:, :, :, None, :], dout[:, :, :, None, :],
+                         dout.dtype.type(0))
+    dx = np.zeros((N, H, W, C), dtype=dout.dtype)
+    dx[:, :2 * H_out, :2 * W_out] = (cells.reshape(N, H_out, W_out, 2, 2, C)
+                                     .transpose(0, 1, 3, 2, 4, 5)
+                                     .reshape(N, 2 * H_out, 2 * W_out, C))
+    return dx
+
+
+def max_pool2d_2x2_forward(x, check_finite=True):
+    """``max_pool2d_forward(x, 2)`` for 2x2 windows, stride 2, no padding, by a reshape: the
+    twin of the compiled fast path.
+
+    Each window's four cells ``x[2i:2i+2, 2j:2j+2]`` become one axis of length 4 (row-major),
+    and the max is taken along it; ``argmax`` gives the first winner on ties, whose place
+    ``k = 2a + b`` in the window is the cell ``(2i + a, 2j + b)``.  Same output and cache as
+    ``max_pool2d_forward(x, 2)``.
+
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
+    >>> out, cache = max_pool2d_2x2_forward(x[None, :, :, None])
+    >>> out[0, :, :, 0], cache["argidx"][0, :, :, 0]
+    (array([[6., 8.],
+           [3., 4.]]), array([[ 5,  7],
+           [ 8, 15]], dtype=int32))
+    """
+    return _pool2d_2x2_forward("max", x, check_finite)
+
+
+def max_pool2d_2x2_backward(dout, cache, check_finite=True):
+    """``max_pool2d_backward`` for the 2x2 fast path: each window's four cells get ``dout`` at
+    the winner and 0 elsewhere (cells no window covers: 0)."""
+    return _pool2d_2x2_backward("max", dout, cache, check_finite)
+
+
+def min_pool2d_2x2_forward(x, check_finite=True):
+    """``min_pool2d_forward(x, 2)`` by a reshape, as ``max_pool2d_2x2_forward``."""
+    return _pool2d_2x2_forward("min", x, check_finite)
+
+
+def min_pool2d_2x2_backward(dout, cache, check_finite=True):
+    """``min_pool2d_backward`` for the 2x2 fast path."""
+    return _pool2d_2x2_backward("min", dout, cache, check_finite)
+
+
+def avg_pool2d_2x2_forward(x, check_finite=True):
+    """``avg_pool2d_forward(x, 2)`` by a reshape: ``((top-left + bottom-left) + (top-right +
+    bottom-right)) * 0.25``, the kernel's order of additions (so the same bits, where the
+    general twin's ``sum / 4`` may differ in the last one)."""
+    return _pool2d_2x2_forward("avg", x, check_finite)
+
+
+def avg_pool2d_2x2_backward(dout, cache, check_finite=True):
+    """``avg_pool2d_backward`` for the 2x2 fast path: each of a window's cells gets
+    ``dout / 4``."""
+    return _pool2d_2x2_backward("avg", dout, cache, check_finite)
 
 
 # Global pooling: one window that is the whole map, (N, H, W, C) -> (N, C).

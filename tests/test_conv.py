@@ -315,7 +315,7 @@ def test_col2im_paths_for_thin_and_wide_channels(C, strides, padding):
 # -- the direct path (thin layers, stride 1) ------------------------------------------------------
 def direct_path(x, w, out, strides):
     from cytorch._shapes import as_pair
-    return cytorch._kernels.load("_conv").uses_direct_path(
+    return cytorch._kernels.load("_direct").uses_direct_path(
         x.shape, w.shape, out.shape, as_pair(strides, "strides"), out.dtype)
 
 

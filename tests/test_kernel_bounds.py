@@ -14,6 +14,7 @@ in the padding), odd ``"same"`` splits, N = 1 and C = 1.  A build with
 ``CYTORCH_DEBUG_CYTHON=1`` (or with AddressSanitizer) runs the same file; this one runs on the
 normal build, where the guards are the only check.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -74,14 +75,15 @@ PADDINGS = st.one_of(
 
 
 @st.composite
-def geometries(draw, window_inside_padding=False):
+def geometries(draw, window_inside_padding=False, stride_one=False):
     """``(x_shape, (kh, kw), (sh, sw), pads)`` with an output of at least 1x1.
 
-    ``window_inside_padding``: every pad smaller than the window, as pooling requires."""
+    ``window_inside_padding``: every pad smaller than the window, as pooling requires;
+    ``stride_one``: strides (1, 1), as conv2d's direct path requires."""
     N, H, W, C = (draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 7)),
                   draw(st.integers(1, 4)))
     kh, kw = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    stride = st.one_of(st.just(1), st.integers(1, 12))   # stride 1 often: conv2d's direct path
+    stride = st.just(1) if stride_one else st.one_of(st.just(1), st.integers(1, 12))
     sh, sw = draw(stride), draw(stride)
     pads = resolve_padding(draw(PADDINGS), H, W, kh, kw, sh, sw)
     pt, pb, pl, pr = pads
@@ -119,9 +121,7 @@ def with_corners(corners, **other_arguments):
 
 
 # -- conv2d -------------------------------------------------------------------------------------
-# The kernel has two paths: the direct one (stride 1, few filters: vector lanes over (ow, k),
-# lane counts differ between float32 and float64) and im2col + GEMM; K and the strides drawn
-# here reach both.
+# ``_conv`` is im2col + GEMM for any geometry (the direct path, ``_direct``, is tested below).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 @SETTINGS
@@ -195,6 +195,99 @@ def test_conv2d_any_geometry_its_entry_points_accept(dtype, N, H, W, C, K, kh, k
     for name, got, want in (("dx", dx, want_dx), ("dw", dw, want_dw), ("db", db, want_db)):
         got.assert_guards_intact(f"conv2d_backward {name}")
         assert_close(got.array, want, f"conv2d_backward {name}")
+
+
+# The direct path (``_direct.pyx``, stride 1), in every instruction-set variant this CPU runs:
+# the variants read and write different block sizes (16 numbers a block down to one vector).
+ISA_VARIANTS = load("_direct").isa_variants()
+
+
+@contextlib.contextmanager
+def running(variant):
+    """Run the vector kernels in instruction-set variant ``variant``, then the best again."""
+    for module in ("_direct", "_pool"):
+        load(module)._select_isa(variant)
+    try:
+        yield
+    finally:
+        for module in ("_direct", "_pool"):
+            load(module)._select_isa("best")
+
+
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 2, 3, 4, 6, 8, 9]),
+       need_dx=st.booleans(), threads=st.integers(1, 2))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=6, need_dx=True, threads=2)
+def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads):
+    x_shape, (kh, kw), _, pads = geometry
+    N, H, W, C = x_shape
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
+    padding = (pads[:2], pads[2:])
+    want_out, cache = reference.conv2d_shift_add_forward(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    want_dx, want_dw, want_db = reference.conv2d_shift_add_backward(dout.astype(np.float64),
+                                                                    cache)
+    direct = load("_direct")
+    out = guarded_output((N, H_out, W_out, K), dtype)
+    dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((K,), dtype)
+    with running(isa_variant):
+        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
+                               pads[0], pads[2], threads)
+    out.assert_guards_intact("direct conv2d_forward out")
+    assert_close(out.array, want_out, "direct conv2d_forward")
+    results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
+    for name, got, want in results:
+        got.assert_guards_intact(f"direct conv2d_backward {name}")
+        assert_close(got.array, want, f"direct conv2d_backward {name}")
+
+
+# The 2x2 fast path of pooling (``_pool2x2.h`` for max/min): rows of every length around the
+# vector widths, C below and above 16 (the two row kernels), odd H and W.  The guards of x
+# hold a value that would win (max: +1e30, min: -1e30; avg: NaN), so a read past either end
+# shows in the output.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(N=st.integers(1, 2), H=st.integers(2, 7), W=st.integers(2, 19), C=st.integers(1, 20),
+       threads=st.integers(1, 2))
+def test_pool2x2_stays_in_bounds(isa_variant, kind, dtype, N, H, W, C, threads):
+    rng = np.random.default_rng(0)
+    values = rng.integers(-2, 3, (N, H, W, C)).astype(dtype)
+    fill = {"max": 1e30, "min": -1e30, "avg": np.nan}[kind]
+    x = Guarded(values.shape, dtype, fill, values).array
+    H_out, W_out = H // 2, W // 2
+    want_out, cache = getattr(reference, f"{kind}_pool2d_2x2_forward")(values)
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    want_dx = getattr(reference, f"{kind}_pool2d_2x2_backward")(dout.copy(), cache)
+    P = load("_pool")
+    out, dx = guarded_output(want_out.shape, dtype), guarded_output(values.shape, dtype)
+    argidx = guarded_output(want_out.shape, np.int32)
+    with running(isa_variant):
+        if kind == "avg":
+            P.avg_pool2d_forward(x, out.array, 2, 2, 2, 2, 0, 0, threads)
+            P.avg_pool2d_backward(dout, dx.array, 2, 2, 2, 2, 0, 0, threads)
+        else:
+            P.extreme_pool2d_forward(x, out.array, argidx.array, 2, 2, 2, 2, 0, 0,
+                                     kind == "min", threads)
+            P.extreme_pool2d_backward(dout, argidx.array, dx.array, 2, 2, 2, 2, 0, threads,
+                                      pl=0)
+    if kind != "avg":
+        argidx.assert_guards_intact(f"{kind} 2x2 argidx")
+        np.testing.assert_array_equal(argidx.array, cache["argidx"])
+    out.assert_guards_intact(f"{kind} 2x2 out")
+    dx.assert_guards_intact(f"{kind} 2x2 dx")
+    np.testing.assert_array_equal(out.array, want_out)
+    np.testing.assert_array_equal(dx.array, want_dx)
 
 
 # -- windowed pooling ---------------------------------------------------------------------------

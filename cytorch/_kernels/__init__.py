@@ -6,7 +6,7 @@ ImportError that says how to build the extensions.
 import importlib
 import os
 
-MODULES = ("_conv", "_pool", "_dropout", "_batchnorm")
+MODULES = ("_conv", "_direct", "_pool", "_dropout", "_batchnorm")
 
 # OpenMP's wait policy.  After each parallel region libgomp's idle threads spin (by default
 # for 300,000 rounds, about a millisecond) before they sleep.  On an idle machine that makes
@@ -58,6 +58,40 @@ def openmp_wait_policy():
         return ("libgomp's default (libgomp was loaded before cytorch, so cytorch's "
                 f"GOMP_SPINCOUNT={SPIN_COUNT} came too late; set it before starting Python)")
     return f"spin {SPIN_COUNT} rounds, then sleep (GOMP_SPINCOUNT set by cytorch)"
+
+
+# Instruction sets.  The vector loops of ``_direct`` (``_lanes.h``) and ``_pool``
+# (``_pool2x2.h``) exist in three variants, indexed as the CY_ISA_* values of ``_isa.h``; each
+# module runs the best its CPU has.  The private environment variable CYTORCH_ISA (read when
+# the modules are imported) forces one, so that the tests can compare every variant present:
+#     CYTORCH_ISA=default|avx2|avx512 python -m pytest tests/test_isa.py
+ISA_NAMES = ("default", "avx2", "avx512")
+
+
+def requested_isa():
+    """The variant CYTORCH_ISA asks for, or "best"."""
+    return os.environ.get("CYTORCH_ISA", "").strip().lower() or "best"
+
+
+def variants_up_to(best):
+    """The variant names up to index ``best`` (what a CPU can run), best first."""
+    return [ISA_NAMES[i] for i in range(best, -1, -1)]
+
+
+def isa_index(name, best):
+    """The index of variant ``name`` ("best" for ``best``); ValueError when the CPU cannot run
+    it (an illegal instruction would kill the process instead)."""
+    if name == "best":
+        return best
+    if name not in variants_up_to(best):
+        raise ValueError(f"CYTORCH_ISA={name!r} is not a variant this CPU can run; choose one "
+                         f"of {variants_up_to(best)} (or unset it)")
+    return ISA_NAMES.index(name)
+
+
+def isa_in_use():
+    """``{module: variant}`` for the modules with instruction-set variants (loaded ones)."""
+    return {name: load(name).isa() for name in ("_direct", "_pool")}
 
 
 BUILD_HELP = (

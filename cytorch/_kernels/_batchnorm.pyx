@@ -23,8 +23,8 @@ which the entry point writes as ``dx = A * dout + B * (x - mean) + D`` per chann
 Determinism: the rows are cut into blocks of a fixed number of values (``BLOCK_VALUES``); each
 block sums its rows into its own row of a ``(blocks, C)`` table, and the blocks are added in
 order at the end.  The result therefore does not depend on the number of threads.  Threads
-take blocks (``prange`` over blocks); calls on fewer than ``MIN_PARALLEL_WORK`` values run on
-one thread.
+take blocks (``prange`` over blocks); calls on fewer than ``MIN_PARALLEL_WORK`` values
+(``_parallel.pxd``) run on one thread.
 
 ``cytorch.functional`` validates every argument; the entry points re-check the shapes so that
 nothing is read or written out of bounds.
@@ -34,17 +34,11 @@ from cython.parallel cimport prange
 
 import numpy as np
 
-# Below this many values one thread does the call (a team costs more than it saves).
-cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 16
+from ._parallel cimport threads_for
 
 # Values per block of rows: small enough to balance threads, large enough that the final
 # serial sum over blocks costs nothing next to the pass.
 cdef Py_ssize_t BLOCK_VALUES = 1 << 12
-
-
-cdef inline int _threads(int num_threads, Py_ssize_t work) noexcept:
-    """OpenMP threads for a call over ``work`` values."""
-    return max(1, num_threads) if work >= MIN_PARALLEL_WORK else 1
 
 
 cdef inline Py_ssize_t _block_rows(Py_ssize_t C) noexcept nogil:
@@ -128,7 +122,7 @@ def batch_norm_stats(const floating[:, ::1] x, double[::1] mean, double[::1] var
         raise ValueError(f"x must not be empty, got ({M}, {C})")
     cdef Py_ssize_t nb = (M + _block_rows(C) - 1) // _block_rows(C)
     cdef double[:, ::1] part = np.empty((nb, C), dtype=np.float64)
-    cdef int T = _threads(num_threads, M * C)
+    cdef int T = threads_for(num_threads, M * C)
     with nogil:
         _reduce(&x[0, 0], &mean[0], &part[0, 0], M, C, False, T)
     np.sum(part, axis=0, out=np.asarray(mean))   # blocks added in order: no thread dependence
@@ -153,7 +147,7 @@ def batch_norm_apply(const floating[:, ::1] x, const floating[::1] mean,
         return
     cdef Py_ssize_t rows = _block_rows(C)
     cdef Py_ssize_t nb = (M + rows - 1) // rows, blk
-    cdef int T = _threads(num_threads, M * C)
+    cdef int T = threads_for(num_threads, M * C)
     for blk in prange(nb, schedule="static", nogil=True, num_threads=T):
         _affine_block(&x[0, 0], &mean[0], &a[0], &b[0], &out[0, 0], blk * rows,
                       min(M, (blk + 1) * rows), C)
@@ -178,7 +172,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     cdef Py_ssize_t rows = _block_rows(C)
     cdef Py_ssize_t nb = (M + rows - 1) // rows, blk
     cdef double[:, ::1] part = np.empty((nb, 2 * C), dtype=np.float64)
-    cdef int T = _threads(num_threads, M * C)
+    cdef int T = threads_for(num_threads, M * C)
     for blk in prange(nb, schedule="static", nogil=True, num_threads=T):
         _grad_sums_block(&dout[0, 0], &x[0, 0], &mean[0], &part[blk, 0], blk * rows,
                          min(M, (blk + 1) * rows), C)

@@ -13,6 +13,7 @@ threads can split the units any way they like and the mask is still bit-for-bit 
 NumPy twin computes with vectorised uint64 arithmetic.  Kept units are multiplied by
 ``scale = 1 / (1 - rate)``; the uint8 mask is stored for backward.
 
+Calls on fewer than ``MIN_PARALLEL_WORK`` units (``_parallel.pxd``) run on one thread.
 ``cytorch.functional`` validates rate, seed and the arrays; the entry points only check that
 the lengths agree, so nothing is read or written out of bounds.
 """
@@ -21,17 +22,9 @@ from cython.parallel cimport prange
 
 from libc.stdint cimport uint8_t, uint64_t
 
+from ._parallel cimport threads_for
+
 cdef uint64_t GAMMA = 0x9E3779B97F4A7C15ULL   # 2**64 / golden ratio: the stream's increment
-
-# Below this many units one thread does the call: a team costs more than it saves, and on a
-# busy machine a team member waiting for a core stalls the call.
-cdef Py_ssize_t MIN_PARALLEL_WORK = 1 << 16
-
-
-cdef inline int _threads(int num_threads, Py_ssize_t work) noexcept:
-    """OpenMP threads for a call over ``work`` units."""
-    return max(1, num_threads) if work >= MIN_PARALLEL_WORK else 1
-
 
 cdef inline uint64_t _splitmix64(uint64_t seed, uint64_t i) noexcept nogil:
     """Output ``i`` (from 0) of splitmix64 seeded with ``seed``; arithmetic modulo 2**64."""
@@ -77,7 +70,7 @@ def dropout_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask,
     cdef const floating *xp = &x[0]
     cdef floating *op = &out[0]
     cdef uint8_t *mp = &mask[0]
-    num_threads = _threads(num_threads, n)
+    num_threads = threads_for(num_threads, n)
     for t in prange((n + CHUNK - 1) // CHUNK, schedule="static", nogil=True,
                     num_threads=num_threads):
         _draw_mask(mp, t * CHUNK, min(n, (t + 1) * CHUNK), seed, threshold)
@@ -96,7 +89,7 @@ def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, floating
     cdef const floating *dp = &dout[0]
     cdef const uint8_t *mp = &mask[0]
     cdef floating *dxp = &dx[0]
-    num_threads = _threads(num_threads, n)
+    num_threads = threads_for(num_threads, n)
     for t in prange((n + CHUNK - 1) // CHUNK, schedule="static", nogil=True,
                     num_threads=num_threads):
         _apply_mask(dp, mp, dxp, t * CHUNK, min(n, (t + 1) * CHUNK), <floating>scale)

@@ -1,0 +1,47 @@
+# The one thread policy of the kernel modules (``_conv``, ``_direct``, ``_pool``, ``_dropout``,
+# ``_batchnorm``): how many OpenMP threads a call gets, and how a batch is cut into work units.
+# Inline functions only, so a module ``cimport``s them with no import between extension modules at
+# run time (as ``_blas.pxd`` does for GEMM).
+
+# Below this many values touched, one thread does the whole call: starting a team costs more
+# than it saves.  The right size depends on how idle OpenMP threads wait (see
+# ``cytorch/_kernels/__init__.py``).  Measured on an Intel Xeon with AVX-512 (2 cores of a
+# virtual machine, 2026-11-29), max pooling 2x2 of 64x28x28x6 (301,056 values), forward +
+# backward: 490 us on 2 threads against 350 us on one when idle threads slept at once
+# (OMP_WAIT_POLICY=PASSIVE), but 210-225 us on 2 threads against 315 us on one with cytorch's
+# short spin.  The same 2**16 serves dropout (one multiply per value, memory-bound) and global
+# pooling; neither was measured separately.
+cdef enum:
+    MIN_PARALLEL_WORK = 1 << 16
+
+# Work units per thread for the conv kernels, which split a batch into units of whole images:
+# a thread that finishes early (or whose core another process took) picks up the next unit
+# instead of waiting at the barrier.
+cdef enum:
+    UNITS_PER_THREAD = 4
+
+
+cdef inline int threads_for(int num_threads, Py_ssize_t work) noexcept nogil:
+    """OpenMP threads for a call that touches ``work`` values (at least one)."""
+    return (num_threads if num_threads > 1 else 1) if work >= MIN_PARALLEL_WORK else 1
+
+
+cdef inline Py_ssize_t unit_threads(Py_ssize_t N, int num_threads) noexcept nogil:
+    """Threads for N images split into units of whole images: never more than the images."""
+    cdef Py_ssize_t T = num_threads if num_threads < N else N
+    return T if T > 1 else 1
+
+
+cdef inline Py_ssize_t unit_count(Py_ssize_t N, Py_ssize_t T) noexcept nogil:
+    """Work units for N images on T threads: one when one thread runs, else up to
+    ``UNITS_PER_THREAD`` per thread.  Unit u holds images ``N*u//U <= n < N*(u+1)//U``
+    (``unit_start``), at least one each."""
+    cdef Py_ssize_t U = UNITS_PER_THREAD * T
+    if T == 1:
+        return 1
+    return U if U < N else N
+
+
+cdef inline Py_ssize_t unit_start(Py_ssize_t N, Py_ssize_t U, Py_ssize_t u) noexcept nogil:
+    """The first image of unit u (``unit_start(N, U, U) == N``)."""
+    return N * u // U

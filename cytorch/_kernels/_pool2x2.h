@@ -1,0 +1,138 @@
+/* cytorch/_kernels/_pool2x2.h -- the whole-row pass of 2x2 max/min pooling, stride 2 (the fast
+ * path of ``_pool.pyx``, twin ``cytorch.reference.max_pool2d_2x2``):
+ *
+ *     best[s], code[s] = the extreme of a[s], a[s + C], b[s], b[s + C] and its code 0, 1, W,
+ *                        W + 1 (a later candidate wins only when strictly better), for s < n
+ *
+ * where a and b are input rows 2i and 2i + 1.  ``_pool.pyx`` then keeps every other block of C
+ * values (the offsets s = 2jC + c where window j starts).  Per value: 4 loads, 3 compares,
+ * 6 selects; compute-bound, so it pays to use the widest vectors.
+ *
+ * The selects are written with GCC/Clang vector extensions: a vector comparison gives a mask
+ * of all-ones/all-zeros integers, and ``(mask & new) | (~mask & old)`` on the integer view of
+ * the numbers is the select.  Written this way the compiler emits compare + blend/and-or
+ * instructions directly; it needs no permission to if-convert a branch (which GCC refuses
+ * while a floating-point compare may trap, i.e. without -fno-trapping-math).  A NaN compares
+ * false, so it never takes over a window; a NaN in the first cell stays (as in the twin).
+ *
+ * Instruction sets (``_isa.h``): avx512 (64-byte zmm vectors, masks in k registers), avx2
+ * (32-byte ymm, vcmpps/vblendvps), default (the build's baseline: SSE2 cmpps + and/andnot/or).
+ * Checked with ``objdump -d`` on the module built by GCC 12.2 (-O3): cy_extreme_2x2_avx512_f
+ * compares zmm registers (vcmpps ... %zmm, into %k), cy_extreme_2x2_avx2_f ymm registers,
+ * cy_extreme_2x2_default_f uses cmpltps/cmpnleps on xmm registers; no variant branches on
+ * the data.
+ */
+#ifndef CYTORCH_POOL2X2_H
+#define CYTORCH_POOL2X2_H
+
+#include <Python.h>
+#include "_isa.h"
+
+/* One pass for one comparison BETTER (< for min, > for max) in variant NAME. */
+#define CY_EXTREME_2X2_VLOOP(NAME, T, BETTER)                                                \
+    for (; s + V <= n; s += V) {                                                             \
+        NAME##_v v = *(const NAME##_v *)(a + s), u;                                          \
+        NAME##_m k = {0}, m;                                                                 \
+        u = *(const NAME##_v *)(a + s + C);                                                  \
+        m = u BETTER v;                                                                      \
+        v = (NAME##_v)(((NAME##_m)u & m) | ((NAME##_m)v & ~m));                              \
+        k = (m & 1) | (k & ~m);                                                              \
+        u = *(const NAME##_v *)(b + s);                                                      \
+        m = u BETTER v;                                                                      \
+        v = (NAME##_v)(((NAME##_m)u & m) | ((NAME##_m)v & ~m));                              \
+        k = (m & W) | (k & ~m);                                                              \
+        u = *(const NAME##_v *)(b + s + C);                                                  \
+        m = u BETTER v;                                                                      \
+        v = (NAME##_v)(((NAME##_m)u & m) | ((NAME##_m)v & ~m));                              \
+        k = (m & (W + 1)) | (k & ~m);                                                        \
+        *(NAME##_v *)(best + s) = v;                                                         \
+        for (i = 0; i < V; i++)     /* the codes as int (a narrowing store for double) */     \
+            code[s + i] = (int)k[i];                                                         \
+    }
+
+/* The scalar form: the last n % V offsets, and the whole loop for compilers without vector
+   extensions. */
+#define CY_EXTREME_2X2_SLOOP(T, BETTER)                                                      \
+    for (; s < n; s++) {                                                                     \
+        T v = a[s], u;                                                                       \
+        int k = 0;                                                                           \
+        u = a[s + C]; if (u BETTER v) { v = u; k = 1; }                                      \
+        u = b[s]; if (u BETTER v) { v = u; k = W; }                                          \
+        u = b[s + C]; if (u BETTER v) { v = u; k = W + 1; }                                  \
+        best[s] = v;                                                                         \
+        code[s] = k;                                                                         \
+    }
+
+#if defined(__GNUC__)
+/* TI: the integer type of T's width (a comparison of T vectors gives TI vectors). */
+#define CY_EXTREME_2X2(NAME, T, TI, VB, TARGET)                                              \
+typedef T NAME##_v __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));          \
+typedef TI NAME##_m __attribute__((vector_size(VB)));                                        \
+static TARGET void NAME(const T *a, const T *b, T *best, int *code, Py_ssize_t n,           \
+                        Py_ssize_t C, int W, int take_min)                                   \
+{                                                                                            \
+    enum { V = VB / sizeof(T) };                                                             \
+    Py_ssize_t s = 0;                                                                        \
+    int i;                                                                                   \
+    if (take_min) {                                                                          \
+        CY_EXTREME_2X2_VLOOP(NAME, T, <)                                                     \
+        CY_EXTREME_2X2_SLOOP(T, <)                                                           \
+    } else {                                                                                 \
+        CY_EXTREME_2X2_VLOOP(NAME, T, >)                                                     \
+        CY_EXTREME_2X2_SLOOP(T, >)                                                           \
+    }                                                                                        \
+}
+#define CY_NO_TARGET_POOL
+CY_EXTREME_2X2(cy_extreme_2x2_default_f, float, int, 16, CY_NO_TARGET_POOL)
+CY_EXTREME_2X2(cy_extreme_2x2_default_d, double, long long, 16, CY_NO_TARGET_POOL)
+#if CY_ISA_X86
+CY_EXTREME_2X2(cy_extreme_2x2_avx2_f, float, int, 32, CY_TARGET_AVX2)
+CY_EXTREME_2X2(cy_extreme_2x2_avx2_d, double, long long, 32, CY_TARGET_AVX2)
+CY_EXTREME_2X2(cy_extreme_2x2_avx512_f, float, int, 64, CY_TARGET_AVX512)
+CY_EXTREME_2X2(cy_extreme_2x2_avx512_d, double, long long, 64, CY_TARGET_AVX512)
+#endif
+
+#else
+
+#define CY_EXTREME_2X2_PLAIN(NAME, T)                                                        \
+static void NAME(const T *a, const T *b, T *best, int *code, Py_ssize_t n, Py_ssize_t C,     \
+                 int W, int take_min)                                                        \
+{                                                                                            \
+    Py_ssize_t s = 0;                                                                        \
+    if (take_min) { CY_EXTREME_2X2_SLOOP(T, <) }                                             \
+    else { CY_EXTREME_2X2_SLOOP(T, >) }                                                      \
+}
+CY_EXTREME_2X2_PLAIN(cy_extreme_2x2_default_f, float)
+CY_EXTREME_2X2_PLAIN(cy_extreme_2x2_default_d, double)
+
+#endif
+
+typedef void (*cy_extreme_2x2_f_t)(const float *, const float *, float *, int *, Py_ssize_t,
+                                   Py_ssize_t, int, int);
+typedef void (*cy_extreme_2x2_d_t)(const double *, const double *, double *, int *,
+                                   Py_ssize_t, Py_ssize_t, int, int);
+static cy_extreme_2x2_f_t cy_extreme_2x2_f = cy_extreme_2x2_default_f;
+static cy_extreme_2x2_d_t cy_extreme_2x2_d = cy_extreme_2x2_default_d;
+
+/* Use variant ``isa`` (a CY_ISA_* value this CPU supports: the caller checks); returns it. */
+static int cy_pool2x2_select(int isa)
+{
+    cy_extreme_2x2_f = cy_extreme_2x2_default_f;
+    cy_extreme_2x2_d = cy_extreme_2x2_default_d;
+#if CY_ISA_X86 && defined(__GNUC__)
+    if (isa == CY_ISA_AVX512) {
+        cy_extreme_2x2_f = cy_extreme_2x2_avx512_f;
+        cy_extreme_2x2_d = cy_extreme_2x2_avx512_d;
+        return isa;
+    }
+    if (isa == CY_ISA_AVX2) {
+        cy_extreme_2x2_f = cy_extreme_2x2_avx2_f;
+        cy_extreme_2x2_d = cy_extreme_2x2_avx2_d;
+        return isa;
+    }
+#endif
+    (void)isa;
+    return CY_ISA_DEFAULT;
+}
+
+#endif

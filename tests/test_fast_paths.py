@@ -1,0 +1,166 @@
+"""The fast paths against their own twins: conv2d's direct path (``_kernels/_direct.pyx``)
+against ``reference.conv2d_shift_add_forward`` / ``_backward``, and 2x2 pooling (the row
+kernels of ``_pool.pyx`` and ``_pool2x2.h``) against ``reference.*_pool2d_2x2_*``; the twins
+against the general twins and finite differences."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import cytorch
+from cytorch import functional as F
+from cytorch import reference
+from cytorch._gradcheck import numerical_gradient, relative_error
+from cytorch._kernels import load
+from cytorch._shapes import resolve_padding
+
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+PADDINGS = st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
+                     st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                               st.tuples(st.integers(0, 3), st.integers(0, 3))))
+
+
+# -- conv2d: the direct path --------------------------------------------------------------------
+def direct(x, w, b, pads, dout, need_dx=True, threads=2):
+    """The compiled direct path called as functional calls it: out, dx, dw, db."""
+    N, H, W, C = x.shape
+    kh, kw, _, K = w.shape
+    pt, pb, pl, pr = pads
+    out = np.empty((N, H + pt + pb - kh + 1, W + pl + pr - kw + 1, K), x.dtype)
+    kernel = load("_direct")
+    kernel.conv2d_forward(x, w, b, out, pt, pl, threads)
+    dx = np.empty_like(x) if need_dx else None
+    dw, db = np.empty_like(w), np.empty(K, x.dtype)
+    kernel.conv2d_backward(dout, x, w, dx, dw, db, pt, pl, threads)
+    return out, dx, dw, db
+
+
+@settings(max_examples=80, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), C=st.integers(1, 4),
+       K=st.integers(1, 9), kh=st.integers(1, 6), kw=st.integers(1, 6), padding=PADDINGS,
+       dtype=st.sampled_from([np.float32, np.float64]), need_dx=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_direct_kernel_matches_its_twin(N, H, W, C, K, kh, kw, padding, dtype, need_dx, seed):
+    # any stride-1 geometry, not only those the dispatch rule sends here: non-square kernels,
+    # kernels larger than the image, padding larger than the kernel (dx then crops)
+    pads = resolve_padding(padding, H, W, kh, kw, 1, 1)
+    pt, pb, pl, pr = pads
+    if H + pt + pb < kh or W + pl + pr < kw:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    want_out, cache = reference.conv2d_shift_add_forward(x, w, b, ((pt, pb), (pl, pr)))
+    dout = rng.standard_normal(want_out.shape).astype(dtype)
+    want = (want_out,) + reference.conv2d_shift_add_backward(dout, cache, need_dx)
+    got = direct(x, w, b, pads, dout, need_dx)
+    for name, g, r in zip(("out", "dx", "dw", "db"), got, want):
+        if r is None:
+            assert g is None
+            continue
+        assert g.dtype == dtype and g.shape == r.shape, name
+        assert relative_error(g, r) < TOL[dtype], name
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 2), H=st.integers(1, 8), W=st.integers(1, 8), C=st.integers(1, 3),
+       K=st.integers(1, 4), kh=st.integers(1, 4), kw=st.integers(1, 4), padding=PADDINGS,
+       bias=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_shift_add_twin_matches_the_im2col_twin(N, H, W, C, K, kh, kw, padding, bias, seed):
+    pt, pb, pl, pr = resolve_padding(padding, H, W, kh, kw, 1, 1)
+    if H + pt + pb < kh or W + pl + pr < kw:
+        return
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((N, H, W, C)), rng.standard_normal((kh, kw, C, K))
+    b = rng.standard_normal(K) if bias else None
+    out, cache = reference.conv2d_shift_add_forward(x, w, b, padding)
+    want_out, want_cache = reference.conv2d_forward(x, w, b, 1, padding)
+    assert relative_error(out, want_out) < 1e-13
+    dout = rng.standard_normal(out.shape)
+    for g, r in zip(reference.conv2d_shift_add_backward(dout, cache),
+                    reference.conv2d_backward(dout, want_cache)):
+        assert (g is None and r is None) or relative_error(g, r) < 1e-13
+
+
+def test_direct_path_finite_differences():
+    # LeNet's first layer in miniature, on the direct path in float64 (C * K <= 9)
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 7, 6, 1)), rng.standard_normal((3, 2, 1, 4)), np.ones(4)
+    out, cache = F.conv2d_forward(x, w, b, 1, ((1, 0), (0, 1)))
+    assert load("_direct").uses_direct_path(x.shape, w.shape, out.shape, (1, 1), x.dtype)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    f = lambda **kw: F.conv2d_forward(**{"x": x, "w": w, "b": b, **kw},
+                                      padding=((1, 0), (0, 1)))[0]
+    assert relative_error(dx, numerical_gradient(lambda v: f(x=v), x, dout)) < 1e-8
+    assert relative_error(dw, numerical_gradient(lambda v: f(w=v), w, dout)) < 1e-8
+    assert relative_error(db, numerical_gradient(lambda v: f(b=v), b, dout)) < 1e-8
+
+
+def test_shift_add_docstring_and_stride_check():
+    import doctest
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(reference.conv2d_shift_add_forward,
+                                             globs={"np": np, **vars(reference)}):
+        runner.run(test)
+    assert runner.failures == 0
+    _, cache = reference.conv2d_forward(np.ones((1, 5, 5, 1)), np.ones((2, 2, 1, 1)), None, 2)
+    with pytest.raises(ValueError, match=r"needs a stride-1 cache, got strides \(2, 2\)"):
+        reference.conv2d_shift_add_backward(np.ones((1, 2, 2, 1)), cache)
+
+
+# -- 2x2 pooling ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(2, 11), W=st.integers(2, 11), C=st.integers(1, 20),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
+def test_pool2x2_fast_path_matches_its_twin(kind, N, H, W, C, dtype, seed):
+    # odd H and W leave a row or column no window covers; C from 1 to 20 crosses both row
+    # kernels (C < 16 and C >= 16) and leaves tails shorter than a vector; small integers tie
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (N, H, W, C)).astype(dtype)
+    out, cache = getattr(F, f"{kind}_pool2d_forward")(x, 2)
+    want, want_cache = getattr(reference, f"{kind}_pool2d_2x2_forward")(x)
+    np.testing.assert_array_equal(out, want)
+    assert out.dtype == dtype
+    if kind != "avg":
+        np.testing.assert_array_equal(cache["argidx"], want_cache["argidx"])
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = getattr(F, f"{kind}_pool2d_backward")(dout, cache)
+    np.testing.assert_array_equal(dx, getattr(reference, f"{kind}_pool2d_2x2_backward")(
+        dout, want_cache))
+
+
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 2), H=st.integers(2, 9), W=st.integers(2, 9), C=st.integers(1, 4),
+       seed=st.integers(0, 2 ** 16))
+def test_pool2x2_twin_matches_the_general_twin(kind, N, H, W, C, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (N, H, W, C)).astype(np.float64)
+    out, cache = getattr(reference, f"{kind}_pool2d_2x2_forward")(x)
+    want, want_cache = getattr(reference, f"{kind}_pool2d_forward")(x, 2)
+    np.testing.assert_allclose(out, want, rtol=1e-15)
+    if kind != "avg":
+        np.testing.assert_array_equal(cache["argidx"], want_cache["argidx"])
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(getattr(reference, f"{kind}_pool2d_2x2_backward")(dout, cache),
+                               getattr(reference, f"{kind}_pool2d_backward")(dout, want_cache),
+                               rtol=1e-15)
+
+
+def test_pool2x2_twin_refuses_another_geometry():
+    _, cache = reference.max_pool2d_forward(np.ones((1, 6, 6, 1)), 3)
+    with pytest.raises(ValueError, match=r"needs the cache of a 2x2 stride-2 unpadded pooling"):
+        reference.max_pool2d_2x2_backward(np.ones((1, 2, 2, 1)), cache)
+
+
+@pytest.mark.parametrize("kind", ["max", "min", "avg"])
+def test_pool2x2_checks_x_for_nan_before_the_kernel(kind):
+    # the 2x2 kernels no longer look for NaN themselves: functional scans x first
+    x = np.zeros((2, 4, 4, 3), np.float32)
+    x[1, 3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x contains 1 NaN or infinite value"):
+        getattr(F, f"{kind}_pool2d_forward")(x, 2)
+    out, _ = getattr(F, f"{kind}_pool2d_forward")(x, 2, check_finite=False)
+    assert np.isnan(out[1, 1, 1, 1]) == (kind == "avg")   # a NaN never wins a max or a min

@@ -1,0 +1,117 @@
+"""The instruction-set variants of the vector kernels (``_kernels/_isa.h``): every variant this
+CPU can run computes the same numbers, CYTORCH_ISA forces one, and the variants contain the
+instructions they were written for (when objdump is installed)."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cytorch
+from cytorch import functional as F
+from cytorch._kernels import isa_in_use, load
+
+VARIANTS = load("_direct").isa_variants()
+
+
+@pytest.fixture
+def restore_isa():
+    yield
+    for name in ("_direct", "_pool"):
+        load(name)._select_isa("best")
+
+
+def conv_and_pool(dtype):
+    """Direct-path conv2d (forward + backward) and 2x2 max pooling on fixed random data,
+    shaped so that every block size of every variant and a tail run."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 13, 11, 2)).astype(dtype)
+    w = rng.standard_normal((3, 4, 2, 3)).astype(dtype)
+    out, cache = F.conv2d_forward(x, w, np.ones(3, dtype), 1, "same")
+    assert load("_direct").uses_direct_path(x.shape, w.shape, out.shape, (1, 1), dtype)
+    results = [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
+    p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
+    pooled, pcache = F.max_pool2d_forward(p, 2)
+    return results + [pooled, pcache["argidx"]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_variant_computes_the_same(dtype, restore_isa):
+    results = {}
+    for variant in VARIANTS:
+        assert load("_direct")._select_isa(variant) == variant
+        assert load("_pool")._select_isa(variant) == variant
+        assert isa_in_use() == {"_direct": variant, "_pool": variant}
+        results[variant] = conv_and_pool(dtype)
+    best = results[VARIANTS[0]]
+    for variant, got in results.items():
+        for g, r in zip(got, best):
+            if variant in ("avx2", "avx512"):
+                # both fuse each multiply-add and sum every lane in the same order
+                np.testing.assert_array_equal(g, r, err_msg=variant)
+            else:  # no FMA: the products are rounded first
+                np.testing.assert_allclose(g, r, rtol=1e-5 if dtype == np.float32 else 1e-13,
+                                           atol=1e-5 if dtype == np.float32 else 1e-13,
+                                           err_msg=variant)
+
+
+def test_variant_names_and_refusal(restore_isa):
+    assert VARIANTS[-1] == "default" and set(VARIANTS) <= {"avx512", "avx2", "default"}
+    with pytest.raises(ValueError, match=r"CYTORCH_ISA='sse9' is not a variant this CPU can run"):
+        load("_direct")._select_isa("sse9")
+
+
+def test_environment_variable_forces_a_variant():
+    code = ("import cytorch; from cytorch._kernels import isa_in_use; print(isa_in_use())")
+    for variant in VARIANTS:
+        env = dict(os.environ, CYTORCH_ISA=variant)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip() == str({"_direct": variant, "_pool": variant})
+
+
+def test_info_names_the_cpu_and_the_variants():
+    from cytorch.info import build_info
+    info = build_info()
+    assert info["cpu"] and info["isa"] == isa_in_use()
+    import io
+    text = io.StringIO()
+    cytorch.show_build(file=text)
+    assert f"_direct {isa_in_use()['_direct']}" in text.getvalue()
+    assert info["cpu"] in text.getvalue()
+
+
+def disassembly(module, function):
+    """The instructions of one function of a compiled module, or skip without objdump."""
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump is not installed")
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", load(module).__file__],
+                          capture_output=True, text=True, check=True).stdout
+    match = re.search(rf"^[0-9a-f]+ <{function}>:\n(.*?)(?:\n\n|\Z)", text, re.S | re.M)
+    if match is None:
+        pytest.skip(f"{function} not found (another compiler or CPU)")
+    return match.group(1)
+
+
+@pytest.mark.parametrize("function, register, fma", [
+    ("cy_lanes_dot_avx512_f", "zmm", True), ("cy_lanes_dot_avx2_f", "ymm", True),
+    ("cy_lanes_dot_avx512_d", "zmm", True), ("cy_lanes_dot_avx2_d", "ymm", True),
+    ("cy_lanes_dot_default_f", "xmm", False)])
+def test_lanes_variants_use_their_instruction_set(function, register, fma):
+    # issue 13: target_clones("avx2") compiled the AVX2 clone without a single FMA
+    code = disassembly("_direct", function)
+    fmas = re.findall(rf"vfmadd\w+\s+[^\n]*%{register}", code)
+    assert bool(fmas) == fma, f"{function}: {len(fmas)} FMA on {register}"
+    if not fma:
+        assert "vfmadd" not in code and re.search(r"mulp[sd]\s+[^\n]*%xmm", code)
+
+
+@pytest.mark.parametrize("function, register", [
+    ("cy_extreme_2x2_avx512_f", "zmm"), ("cy_extreme_2x2_avx2_f", "ymm"),
+    ("cy_extreme_2x2_default_f", "xmm")])
+def test_pool2x2_variants_compare_whole_vectors(function, register):
+    code = disassembly("_pool", function)
+    assert re.search(rf"cmp\w*ps\s+[^\n]*%{register}", code), f"{function}: no vector compare"
