@@ -172,10 +172,12 @@ def check_cache(cache, kind, what):
 
 
 # -- conv2d -------------------------------------------------------------------------------------
-def conv_args(x, w, b, strides, padding, check_finite):
+def conv_args(x, w, b, strides, padding, check_finite, dilation_rate=1):
     """Validate conv2d inputs; return ``x, w, b`` (one dtype), ``(sh, sw)``, pads, out shape.
 
-    ``pads`` is ``(top, bottom, left, right)``; the out shape ``(N, H_out, W_out, K)``.
+    ``pads`` is ``(top, bottom, left, right)``; the out shape ``(N, H_out, W_out, K)``.  A
+    kernel dilated by ``(dh, dw)`` spans ``(kh - 1) * dh + 1`` rows (columns likewise): the
+    output size and "same"/"full" padding follow from that extent, as in Keras.
     """
     x = as_batch(x, "x", check_finite=check_finite)
     w = as_float_array(w, "w", check_finite=check_finite)
@@ -197,17 +199,20 @@ def conv_args(x, w, b, strides, padding, check_finite):
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     b = None if b is None else b.astype(dtype, copy=False)
     sh, sw = as_pair(strides, "strides")
-    H_out, W_out, pads = window_output_shape(H, W, kh, kw, sh, sw, padding, what="conv2d")
+    dh, dw = as_pair(dilation_rate, "dilation_rate")
+    H_out, W_out, pads = window_output_shape(H, W, (kh - 1) * dh + 1, (kw - 1) * dw + 1,
+                                             sh, sw, padding, what="conv2d")
     return x, w, b, (sh, sw), pads, (N, H_out, W_out, K)
 
 
 _CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
 
 
-def conv_cache(x, w, b, strides, pads):
+def conv_cache(x, w, b, strides, pads, dilation=(1, 1)):
     """What conv2d backward needs: the validated x and w, the geometry, whether b exists.
     (``im2col(x)`` is not kept: backward recomputes it, so the cache costs no memory.)"""
-    return {"x": x, "w": w, "has_bias": b is not None, "strides": strides, "pads": pads}
+    return {"x": x, "w": w, "has_bias": b is not None, "strides": strides, "pads": pads,
+            "dilation": tuple(dilation)}
 
 
 def conv_dout(dout, cache, check_finite=True):
@@ -220,8 +225,10 @@ def conv_dout(dout, cache, check_finite=True):
                          f"with keys {sorted(_CONV_CACHE_KEYS)}), got {got}")
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
+    dh, dw = cache.get("dilation", (1, 1))
     N, H, W, C = x.shape
     kh, kw, _, K = w.shape
+    kh, kw = (kh - 1) * dh + 1, (kw - 1) * dw + 1    # the dilated kernel's extent
     expected = (N, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1, K)
     dout = as_float_array(dout, "dout", dtype=x.dtype, check_finite=check_finite)
     if dout.shape != expected:

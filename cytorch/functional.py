@@ -51,14 +51,16 @@ def _pad_pairs(pads):
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
-def _conv_direct(x, w, out, strides):
+def _conv_direct(x, w, out, strides, dilation):
     """Does this conv2d run the direct path (``_kernels/_direct.pyx``, twin
     ``reference.conv2d_shift_add_forward``) rather than im2col + GEMM?  The measured rule lives
-    beside the kernel: thin stride-1 layers such as LeNet's first."""
-    return _kernel("_direct").uses_direct_path(x.shape, w.shape, out.shape, strides, x.dtype)
+    beside the kernel: thin stride-1, undilated layers such as LeNet's first."""
+    return _kernel("_direct").uses_direct_path(x.shape, w.shape, out.shape, strides, x.dtype,
+                                               dilation)
 
 
-def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
+def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+                   check_finite=True):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
 
     Parameters
@@ -69,31 +71,40 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     strides : int or ``(sh, sw)``.
     padding : ``"valid"``, ``"same"``, ``"full"``, an int, ``(ph, pw)`` or
         ``((top, bottom), (left, right))``.
+    dilation_rate : int or ``(dh, dw)``: tap ``(a, b)`` of the kernel reads the input
+        ``a * dh`` rows and ``b * dw`` columns from the window's corner (atrous convolution),
+        so a kernel spans ``(kh - 1) * dh + 1`` rows with the same ``kh * kw`` weights.
     check_finite : raise ValueError on NaN/inf in the inputs (skip the scan with False).
 
     Returns
     -------
-    out : ``(N, H_out, W_out, K)`` with ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``,
+    out : ``(N, H_out, W_out, K)`` with
+        ``H_out = floor((H + P_top + P_bottom - ((kh - 1) * dh + 1)) / sh) + 1``,
         in float64 when x or w is float64, else float32.
-    cache : what ``conv2d_backward`` needs (the validated x and w, strides, padding).
+    cache : what ``conv2d_backward`` needs (the validated x and w, strides, padding,
+        dilation).
 
     >>> import numpy as np
     >>> out, cache = conv2d_forward(np.ones((2, 7, 7, 1)), np.ones((3, 3, 1, 4)), strides=2)
     >>> out.shape
     (2, 3, 3, 4)
+    >>> conv2d_forward(np.ones((2, 7, 7, 1)), np.ones((3, 3, 1, 4)), dilation_rate=2)[0].shape
+    (2, 3, 3, 4)
     """
     x, w, b, (sh, sw), pads, out_shape = checks.conv_args(x, w, b, strides, padding,
-                                                          check_finite)
+                                                          check_finite, dilation_rate)
+    dh, dw = checks.as_pair(dilation_rate, "dilation_rate")
     if _use_reference():
-        return reference.conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads), check_finite=False)
+        return reference.conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads), (dh, dw),
+                                        check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    if _conv_direct(x, w, out, (sh, sw)):
+    if _conv_direct(x, w, out, (sh, sw), (dh, dw)):
         _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                        get_num_threads())
-    return out, checks.conv_cache(x, w, b, (sh, sw), pads)
+                                        get_num_threads(), dh, dw)
+    return out, checks.conv_cache(x, w, b, (sh, sw), pads, (dh, dw))
 
 
 def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
@@ -121,15 +132,16 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
         return reference.conv2d_backward(dout, cache, need_dx, check_finite=False)
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
+    dilation = cache.get("dilation", (1, 1))
     K = w.shape[3]
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
-    if _conv_direct(x, w, dout, (sh, sw)):
+    if _conv_direct(x, w, dout, (sh, sw), dilation):
         _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
-                                         get_num_threads())
+                                         get_num_threads(), *dilation)
     return dx, dw, (db if cache["has_bias"] else None)
 
 

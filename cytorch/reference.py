@@ -29,8 +29,9 @@ from ._checks import (ShapeError, as_batch, as_float_array, as_pair, batch_norm_
 # ===============================================================================================
 # conv2d  (section owned by the conv kernel work)
 # ===============================================================================================
-def _conv_geometry(x_shape, w_shape, strides, padding):
-    """Unpack ``(sh, sw)``, ``(pt, pb, pl, pr)`` and ``(H_out, W_out)`` for an x and a w.
+def _conv_geometry(x_shape, w_shape, strides, padding, dilation=1):
+    """Unpack ``(sh, sw)``, ``(pt, pb, pl, pr)``, ``(H_out, W_out)`` and ``(dh, dw)`` for an x
+    and a w.  A kernel dilated by ``dh`` spans ``(kh - 1) * dh + 1`` rows.
 
     ``padding`` is anything ``cytorch._checks.resolve_padding`` accepts; ``cytorch.functional``
     passes it already resolved as ``((top, bottom), (left, right))``.
@@ -38,11 +39,13 @@ def _conv_geometry(x_shape, w_shape, strides, padding):
     _, H, W, _ = x_shape
     kh, kw = w_shape[:2]
     sh, sw = as_pair(strides, "strides")
-    H_out, W_out, pads = window_output_shape(H, W, kh, kw, sh, sw, padding, what="conv2d")
-    return (sh, sw), pads, (H_out, W_out)
+    dh, dw = as_pair(dilation, "dilation_rate")
+    H_out, W_out, pads = window_output_shape(H, W, (kh - 1) * dh + 1, (kw - 1) * dw + 1,
+                                             sh, sw, padding, what="conv2d")
+    return (sh, sw), pads, (H_out, W_out), (dh, dw)
 
 
-def im2col(x, kh, kw, strides=1, padding="valid"):
+def im2col(x, kh, kw, strides=1, padding="valid", dilation_rate=1):
     """Unfold every ``kh x kw`` window of ``x`` into one row of a matrix.
 
     x: ``(N, H, W, C)``  ->  cols: ``(N * H_out * W_out, kh * kw * C)``
@@ -50,7 +53,9 @@ def im2col(x, kh, kw, strides=1, padding="valid"):
     Row ``(n, i, j)`` holds the window whose top-left corner is at padded position
     ``(i * sh, j * sw)``, flattened in ``(kh, kw, C)`` order: the same order as
     ``w.reshape(kh * kw * C, K)``, so one matrix product computes every output at once.
-    Zero padding appears as zeros in the rows.
+    Zero padding appears as zeros in the rows.  With a ``dilation_rate`` ``(dh, dw)`` the
+    window's cell ``(a, b)`` is the input cell ``(i * sh + a * dh, j * sw + b * dw)``: the
+    window spreads out, the row keeps its ``kh * kw * C`` numbers.
 
     Instead of looping over the ``N * H_out * W_out`` windows, loop over the ``kh * kw`` kernel
     offsets ``(a, b)``: offset ``(a, b)`` of every window is one strided slice of the padded
@@ -65,24 +70,25 @@ def im2col(x, kh, kw, strides=1, padding="valid"):
     """
     x = as_batch(x, "x")
     kh, kw = as_pair((kh, kw), "(kh, kw)")
-    return _im2col(x, kh, kw, strides, padding)
+    return _im2col(x, kh, kw, strides, padding, dilation_rate)
 
 
-def _im2col(x, kh, kw, strides, padding):
+def _im2col(x, kh, kw, strides, padding, dilation=1):
     """``im2col`` of a validated x (what the conv twins call)."""
     N, H, W, C = x.shape
-    (sh, sw), (pt, pb, pl, pr), (H_out, W_out) = _conv_geometry(
-        x.shape, (kh, kw), strides, padding)
+    (sh, sw), (pt, pb, pl, pr), (H_out, W_out), (dh, dw) = _conv_geometry(
+        x.shape, (kh, kw), strides, padding, dilation)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     cols = np.empty((N, H_out, W_out, kh, kw, C), dtype=x.dtype)
     for a in range(kh):
         for b in range(kw):
-            # rows a, a + sh, ..., a + (H_out - 1) * sh; same for columns
-            cols[:, :, :, a, b, :] = xp[:, a:a + sh * H_out:sh, b:b + sw * W_out:sw, :]
+            # rows a*dh, a*dh + sh, ..., a*dh + (H_out - 1) * sh; same for columns
+            cols[:, :, :, a, b, :] = xp[:, a * dh:a * dh + sh * H_out:sh,
+                                        b * dw:b * dw + sw * W_out:sw, :]
     return cols.reshape(N * H_out * W_out, kh * kw * C)
 
 
-def col2im(cols, x_shape, kh, kw, strides=1, padding="valid"):
+def col2im(cols, x_shape, kh, kw, strides=1, padding="valid", dilation_rate=1):
     """The adjoint of ``im2col``: fold rows back into an ``(N, H, W, C)`` image, summing overlaps.
 
     cols: ``(N * H_out * W_out, kh * kw * C)``  ->  ``(N, H, W, C)``
@@ -100,28 +106,31 @@ def col2im(cols, x_shape, kh, kw, strides=1, padding="valid"):
         raise ShapeError(f"x_shape must be 4 positive ints (N, H, W, C), got {x_shape!r}")
     kh, kw = as_pair((kh, kw), "(kh, kw)")
     N, H, W, C = x_shape
-    _, _, (H_out, W_out) = _conv_geometry(x_shape, (kh, kw), strides, padding)
+    _, _, (H_out, W_out), _ = _conv_geometry(x_shape, (kh, kw), strides, padding,
+                                             dilation_rate)
     expected = (N * H_out * W_out, kh * kw * C)
     if cols.shape != expected:
         raise ShapeError(f"cols must have shape (N * H_out * W_out, kh * kw * C) = {expected} "
                          f"for x_shape {x_shape}, got {cols.shape}")
-    return _col2im(cols, x_shape, kh, kw, strides, padding)
+    return _col2im(cols, x_shape, kh, kw, strides, padding, dilation_rate)
 
 
-def _col2im(cols, x_shape, kh, kw, strides, padding):
+def _col2im(cols, x_shape, kh, kw, strides, padding, dilation=1):
     """``col2im`` of validated cols (what the conv twins call)."""
     N, H, W, C = x_shape
-    (sh, sw), (pt, pb, pl, pr), (H_out, W_out) = _conv_geometry(
-        x_shape, (kh, kw), strides, padding)
+    (sh, sw), (pt, pb, pl, pr), (H_out, W_out), (dh, dw) = _conv_geometry(
+        x_shape, (kh, kw), strides, padding, dilation)
     cols = cols.reshape(N, H_out, W_out, kh, kw, C)
     xp = np.zeros((N, H + pt + pb, W + pl + pr, C), dtype=cols.dtype)
     for a in range(kh):
         for b in range(kw):
-            xp[:, a:a + sh * H_out:sh, b:b + sw * W_out:sw, :] += cols[:, :, :, a, b, :]
+            xp[:, a * dh:a * dh + sh * H_out:sh,
+               b * dw:b * dw + sw * W_out:sw, :] += cols[:, :, :, a, b, :]
     return xp[:, pt:pt + H, pl:pl + W, :]
 
 
-def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
+def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+                   check_finite=True):
     """2-D convolution (cross-correlation, as in every deep-learning library) by im2col + GEMM.
 
     x: ``(N, H, W, C)``, w: ``(kh, kw, C, K)``, b: ``(K,)`` or None
@@ -129,6 +138,10 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     (same for W), and
 
         out[n, i, j, k] = b[k] + sum_{a, c, d} x_pad[n, i*sh + a, j*sw + c, d] * w[a, c, d, k]
+
+    With a ``dilation_rate`` ``(dh, dw)`` tap ``(a, c)`` reads ``x_pad[n, i*sh + a*dh,
+    j*sw + c*dw, d]`` instead, and the kernel's extent ``(kh - 1) * dh + 1`` takes kh's place
+    in the size formula (Keras's rule).
 
     In matrix form: ``out = im2col(x) @ w.reshape(kh*kw*C, K) + b``.  ``check_finite``: raise
     ValueError on NaN/inf in x, w or b.
@@ -145,15 +158,16 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
            [2., 3., 4.]])
     """
     x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = conv_args(x, w, b, strides, padding,
-                                                              check_finite)
+                                                              check_finite, dilation_rate)
+    dilation = as_pair(dilation_rate, "dilation_rate")
     kh, kw, C, K = w.shape
     pt, pb, pl, pr = pads
     padding = ((pt, pb), (pl, pr))
-    cols = _im2col(x, kh, kw, (sh, sw), padding)
+    cols = _im2col(x, kh, kw, (sh, sw), padding, dilation)
     out = cols @ w.reshape(kh * kw * C, K)
     if b is not None:
         out += b
-    return out.reshape(N, H_out, W_out, K), conv_cache(x, w, b, (sh, sw), pads)
+    return out.reshape(N, H_out, W_out, K), conv_cache(x, w, b, (sh, sw), pads, dilation)
 
 
 def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
@@ -173,23 +187,27 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     x, w = cache["x"], cache["w"]
     kh, kw, C, K = w.shape
     (pt, pb, pl, pr), strides = cache["pads"], cache["strides"]
+    dilation = cache.get("dilation", (1, 1))
     padding = ((pt, pb), (pl, pr))
     dout2 = dout.reshape(-1, K)
-    cols = _im2col(x, kh, kw, strides, padding)
+    cols = _im2col(x, kh, kw, strides, padding, dilation)
     dw = (cols.T @ dout2).reshape(w.shape)
     dx = None
     if need_dx:
-        dx = _col2im(dout2 @ w.reshape(kh * kw * C, K).T, x.shape, kh, kw, strides, padding)
+        dx = _col2im(dout2 @ w.reshape(kh * kw * C, K).T, x.shape, kh, kw, strides, padding,
+                     dilation)
     db = dout2.sum(axis=0) if cache["has_bias"] else None
     return dx, dw, db
 
 
-def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
+def conv2d_naive(x, w, b=None, strides=1, padding="valid", dilation_rate=1):
     """The convolution written as its definition, one output number at a time (slow; teaching).
 
     Same arguments and output as ``conv2d_forward`` (without the cache): for each image ``n``,
     output position ``(i, j)`` and filter ``k``, take the ``kh x kw x C`` window of the padded
-    input under the filter and sum its elementwise product with ``w[:, :, :, k]``.
+    input under the filter and sum its elementwise product with ``w[:, :, :, k]``.  A dilated
+    window takes every ``dh``-th row and ``dw``-th column of a ``(kh - 1) * dh + 1`` tall,
+    ``(kw - 1) * dw + 1`` wide patch.
 
     >>> x = np.arange(49.0).reshape(1, 7, 7, 1)
     >>> w = np.ones((3, 3, 1, 1))
@@ -199,14 +217,15 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid"):
     (1, 7, 7, 1)
     """
     x, w, b, (sh, sw), (pt, pb, pl, pr), (N, H_out, W_out, K) = conv_args(
-        x, w, b, strides, padding, check_finite=True)
-    kh, kw = w.shape[:2]
+        x, w, b, strides, padding, True, dilation_rate)
+    dh, dw = as_pair(dilation_rate, "dilation_rate")
+    kh, kw = (w.shape[0] - 1) * dh + 1, (w.shape[1] - 1) * dw + 1   # the window's extent
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     out = np.zeros((N, H_out, W_out, K), dtype=x.dtype)
     for n in range(N):
         for i in range(H_out):
             for j in range(W_out):
-                window = xp[n, i * sh:i * sh + kh, j * sw:j * sw + kw, :]
+                window = xp[n, i * sh:i * sh + kh:dh, j * sw:j * sw + kw:dw, :]
                 for k in range(K):
                     out[n, i, j, k] = np.sum(window * w[:, :, :, k])
     if b is not None:
@@ -263,9 +282,9 @@ def conv2d_shift_add_backward(dout, cache, need_dx=True, check_finite=True):
     """
     dout = conv_dout(dout, cache, check_finite)
     x, w = cache["x"], cache["w"]
-    if tuple(cache["strides"]) != (1, 1):
-        raise ValueError(f"conv2d_shift_add_backward needs a stride-1 cache, got strides "
-                         f"{cache['strides']}")
+    if tuple(cache["strides"]) != (1, 1) or tuple(cache.get("dilation", (1, 1))) != (1, 1):
+        raise ValueError(f"conv2d_shift_add_backward needs a stride-1, undilated cache, got "
+                         f"strides {cache['strides']}, dilation {cache.get('dilation', (1, 1))}")
     N, H, W, C = x.shape
     kh, kw, _, K = w.shape
     _, H_out, W_out, _ = dout.shape

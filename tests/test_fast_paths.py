@@ -105,7 +105,8 @@ def test_shift_add_docstring_and_stride_check():
         runner.run(test)
     assert runner.failures == 0
     _, cache = reference.conv2d_forward(np.ones((1, 5, 5, 1)), np.ones((2, 2, 1, 1)), None, 2)
-    with pytest.raises(ValueError, match=r"needs a stride-1 cache, got strides \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"needs a stride-1, undilated cache, got strides "
+                                         r"\(2, 2\), dilation \(1, 1\)"):
         reference.conv2d_shift_add_backward(np.ones((1, 2, 2, 1)), cache)
 
 

@@ -197,6 +197,46 @@ def test_conv2d_any_geometry_its_entry_points_accept(dtype, N, H, W, C, K, kh, k
         assert_close(got.array, want, f"conv2d_backward {name}")
 
 
+# Dilated kernels (``_conv``'s tap-by-tap unfold): windows that reach far past the image.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(x_shape=st.tuples(st.integers(1, 3), st.integers(1, 7), st.integers(1, 7),
+                         st.integers(1, 4)),
+       kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       dilation=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       strides=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       pads=st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9),
+                      st.integers(0, 9)),
+       K=st.sampled_from([1, 3, 9]), threads=st.integers(1, 2))
+def test_dilated_conv2d_stays_in_bounds(dtype, x_shape, kernel, dilation, strides, pads, K,
+                                        threads):
+    (N, H, W, C), (kh, kw), (dh, dw), (sh, sw), (pt, pb, pl, pr) = \
+        x_shape, kernel, dilation, strides, pads
+    extent = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    assume(H + pt + pb >= extent[0] and W + pl + pr >= extent[1])
+    H_out, W_out = out_hw(x_shape, extent, strides, pads)
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    want_out, cache = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                                               b.astype(np.float64), strides,
+                                               ((pt, pb), (pl, pr)), dilation)
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    want = reference.conv2d_backward(dout.astype(np.float64), cache)
+    conv = load("_conv")
+    out = guarded_output((N, H_out, W_out, K), dtype)
+    dx, dw_ = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((K,), dtype)
+    conv.conv2d_forward(x, w, b, out.array, sh, sw, pt, pl, threads, dh, dw)
+    conv.conv2d_backward(dout, x, w, dx.array, dw_.array, db.array, sh, sw, pt, pl, threads,
+                         dh, dw)
+    for name, got, r in (("out", out, want_out), ("dx", dx, want[0]), ("dw", dw_, want[1]),
+                         ("db", db, want[2])):
+        got.assert_guards_intact(f"dilated conv2d {name}")
+        assert_close(got.array, r, f"dilated conv2d {name}")
+
+
 # The direct path (``_direct.pyx``, stride 1), in every instruction-set variant this CPU runs:
 # the variants read and write different block sizes (16 numbers a block down to one vector).
 ISA_VARIANTS = load("_direct").isa_variants()

@@ -245,7 +245,7 @@ def test_config_contents_follow_keras():
                     name="c", dtype="float64")
     assert conv.get_config() == {
         "filters": 8, "kernel_size": [3, 1], "strides": [2, 1], "padding": [1, 0],
-        "activation": "relu", "use_bias": True, "kernel_initializer": "glorot_uniform",
+        "dilation_rate": [1, 1], "activation": "relu", "use_bias": True, "kernel_initializer": "glorot_uniform",
         "bias_initializer": "zeros", "seed": None, "name": "c", "dtype": "float64"}
     assert L.MaxPooling2D(3).get_config()["strides"] == [3, 3]
     assert L.Dense(4).get_config()["activation"] == "linear"

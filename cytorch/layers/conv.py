@@ -33,6 +33,12 @@ class Conv2D(ActivationMixin, Layer):
     strides : int or (int, int), default 1
     padding : "valid", "same", "full", int, (int, int) or ((top, bottom), (left, right))
         See ``cytorch._shapes``: "same" keeps ``ceil(H / sh)``, "full" pads ``kh - 1``.
+    dilation_rate : int or (int, int), default 1
+        ``(dh, dw)``: tap ``(a, b)`` reads the input ``a * dh`` rows and ``b * dw`` columns
+        from the window's corner (atrous convolution), so a 3x3 kernel with dilation 2 sees a
+        5x5 patch with 9 weights.  The kernel's extent ``(kh - 1) * dh + 1`` takes kh's place
+        in the output size and the padding, as in Keras; like Keras, strides > 1 and a
+        dilation > 1 cannot be combined.
     activation : {"relu", "tanh", "sigmoid", "softmax", "linear"} or None
         Softmax normalises over the channels of each position.
     use_bias : bool, default True
@@ -55,20 +61,30 @@ class Conv2D(ActivationMixin, Layer):
 
     context_modes = ActivationMixin.context_modes | {"input_grad"}
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
-                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 seed=None, **kwargs):
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", seed=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
-        resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"strides > 1 cannot be combined with dilation_rate > 1 (as in "
+                             f"Keras); got strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        resolve_padding(padding, *self._extent(), *self._extent(), *self.strides)  # check
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self._init_activation(activation)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer).__name__
         self.bias_initializer = initializers.get(bias_initializer).__name__
         self.seed = check_seed(seed)
+
+    def _extent(self):
+        """``(kh, kw)`` of the dilated kernel: ``(k - 1) * d + 1`` input cells per axis."""
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
+        return (kh - 1) * dh + 1, (kw - 1) * dw + 1
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -77,7 +93,7 @@ class Conv2D(ActivationMixin, Layer):
             raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
                              f"{input_shape}{hint}")
         H, W, _ = sample_shape(self, input_shape)
-        H_out, W_out, _ = window_output_shape(H, W, *self.kernel_size, *self.strides,
+        H_out, W_out, _ = window_output_shape(H, W, *self._extent(), *self.strides,
                                               self.padding, what=describe(self))
         return (H_out, W_out, self.filters)
 
@@ -96,6 +112,7 @@ class Conv2D(ActivationMixin, Layer):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,
+                                         dilation_rate=self.dilation_rate,
                                          check_finite=ctx.check_finite)
         # z is fresh from the kernel: reuse it
         act, y = self._activate(z, inplace=True, ctx=ctx)
@@ -115,7 +132,7 @@ class Conv2D(ActivationMixin, Layer):
     def get_config(self):
         return {"filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": to_list(self.padding),
-                "activation": self.activation, "use_bias": self.use_bias,
+                "dilation_rate": list(self.dilation_rate), "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer, "seed": self.seed,
                 **super().get_config()}
