@@ -11,6 +11,9 @@
 Every callback sees the model as ``self.model``; setting ``model.stop_training = True`` ends
 training after the current epoch.  ``History`` and the progress bar are added by ``fit``.
 """
+import collections
+import csv
+import inspect
 import math
 import numbers
 import os
@@ -21,7 +24,8 @@ from ._checks import check_int
 from ._progress import format_logs, format_step, format_time, progress_line
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ModelCheckpoint",
-           "ReduceLROnPlateau", "LambdaCallback"]
+           "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN",
+           "LambdaCallback"]
 
 
 class Callback:
@@ -281,6 +285,131 @@ class ReduceLROnPlateau(_Monitor):
                           f"{old:.3g} to {new:.3g}", file=sys.stderr)
             self.cooldown_left = self.cooldown
             self.wait = 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's ``learning_rate`` at the start of every epoch to
+    ``schedule(epoch, lr)`` (``epoch`` counts from 0, ``lr`` is the current rate), Keras's
+    signature; a ``schedule(epoch)`` of one argument works too.  The rate used is logged as
+    ``logs["learning_rate"]`` at the end of the epoch.
+
+    >>> def schedule(epoch, lr):           # keep the rate for 10 epochs, then decay it
+    ...     return lr if epoch < 10 else lr * math.exp(-0.1)
+    >>> callback = LearningRateScheduler(schedule)
+    """
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a function of (epoch, lr) returning the "
+                            f"learning rate, got {type(schedule).__name__}: {schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+        self._takes_lr = _accepts_two_arguments(schedule)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        lr = float(optimizer.learning_rate)
+        new = self.schedule(epoch, lr) if self._takes_lr else self.schedule(epoch)
+        if not _is_real(new) or new <= 0:
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}"
+                             f"{', ' + repr(lr) if self._takes_lr else ''}) must return a "
+                             f"positive float learning rate, got {new!r}")
+        optimizer.learning_rate = float(new)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{float(new)}.", file=sys.stderr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+def _accepts_two_arguments(fn):
+    """Whether ``fn(epoch, lr)`` is a valid call (else Keras's old ``fn(epoch)``)."""
+    try:
+        inspect.signature(fn).bind(0, 0.1)
+        return True
+    except TypeError:
+        return False
+    except ValueError:   # no signature (some builtins): assume Keras's current form
+        return True
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file, Keras's format::
+
+        epoch,accuracy,loss,val_accuracy,val_loss
+        0,0.8125,0.5231...,0.84,0.4712...
+
+    Columns are ``epoch`` (from 0) and the keys of the first epoch's logs, sorted; without
+    validation data Keras still adds ``val_`` columns, filled with ``NA``.  ``append=True``
+    continues an existing file (its header is kept).
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        path = os.fspath(filename) if isinstance(filename, (str, os.PathLike)) else None
+        if not isinstance(path, str):
+            raise TypeError(f"filename must be a str or path-like such as 'log.csv', got "
+                            f"{type(filename).__name__}: {filename!r}")
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"separator must be one character such as ',', got "
+                             f"{separator!r}")
+        self.filename = path
+        self.sep = separator
+        self.append = bool(append)
+        self.keys = None
+        self.csv_file = None
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                header = not f.readline()
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = open(self.filename, "a" if self.append else "w", newline="")
+        self._header = header
+        self.keys = None
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += [f"val_{k}" for k in self.keys]
+        if self._writer is None:
+            self._writer = csv.writer(self.csv_file, delimiter=self.sep)
+            if self._header:
+                self._writer.writerow(["epoch"] + self.keys)
+        row = collections.OrderedDict(epoch=epoch)
+        row.update((k, logs.get(k, "NA")) for k in self.keys)
+        self._writer.writerow(list(row.values()))
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self._writer = None
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as the loss is NaN or infinite: ``fit`` ends after that batch
+    (the epoch's end-of-epoch callbacks still run), or, with ``raise_error=True``, raises
+    ``RuntimeError`` at once, as in Keras."""
+
+    def __init__(self, raise_error=False):
+        self.raise_error = bool(raise_error)
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            if self.raise_error:
+                raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: "
+                                   f"{loss}. Terminating training immediately.")
+            print(f"Batch {batch}: Invalid loss, terminating training", file=sys.stderr)
+            self.model.stop_training = True
 
 
 class LambdaCallback(Callback):

@@ -31,9 +31,11 @@ import copy
 import math
 import numbers
 import sys
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -105,7 +107,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         ``(h, w)`` or ``(h, w, c)`` of one sample when X is 2-D ``(n, features)``; inferred
         when omitted (``(s, s, 1)`` for ``s*s`` features, else ``(1, features, 1)``).
     optimizer : {"adam", "sgd", "rmsprop", "adagrad"}, default="adam"
-        Optimizer name; it gets ``learning_rate`` and ``weight_decay=alpha``.
+        Optimizer name; it gets ``learning_rate`` and ``l2=alpha``.
     learning_rate : float, default=1e-2
         Step size of the optimizer.
     batch_size : int or "auto", default="auto"
@@ -115,7 +117,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Maximum number of epochs (passes over the training data).
     alpha : float, default=1e-3
         Strength of the L2 penalty: ``alpha / 2 * ||w||^2`` is added to the loss (the
-        optimizer's ``weight_decay``, biases included).  The default net's only regulariser.
+        optimizer's ``l2``, biases included).  The default net's only regulariser.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified) and stop when its
         accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs; the weights of
@@ -227,6 +229,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Warns
+        -----
+        ConvergenceWarning
+            When ``max_iter`` epochs ran without the stopping rule (``tol``,
+            ``n_iter_no_change``) ending training, as ``MLPClassifier`` warns.
         """
         self._validate_params()
         fitted = self.warm_start and hasattr(self, "model_")
@@ -247,7 +255,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             X, X_val, y_enc, y_val, sample_weight, sw_val = self._split_validation(
                 X, y_enc, sample_weight)
         with single_threaded_blas():
-            self._train(X, y_enc, sample_weight, self.max_iter, X_val, y_val, sw_val)
+            converged = self._train(X, y_enc, sample_weight, self.max_iter, X_val, y_val,
+                                    sw_val)
+        if not converged:   # as MLPClassifier: max_iter epochs ran, the stopping rule never met
+            warnings.warn(f"CNNClassifier: maximum iterations ({self.max_iter}) reached and "
+                          f"the optimization hasn't converged yet (no {self.n_iter_no_change}"
+                          f" epochs in a row without an improvement of tol={self.tol}); "
+                          f"raise max_iter or tol", ConvergenceWarning, stacklevel=2)
         return self
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -323,8 +337,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_optimizer(self):
         from . import optimizers
-        return optimizers.get(self.optimizer)(learning_rate=self.learning_rate,
-                                              weight_decay=self.alpha)
+        return optimizers.get(self.optimizer)(learning_rate=self.learning_rate, l2=self.alpha)
 
     def _split_validation(self, X, y, sample_weight):
         """Stratified hold-out of ``validation_fraction`` (plain when a class is too rare)."""
@@ -342,7 +355,9 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, X, y, sample_weight, epochs, X_val=None, y_val=None, sw_val=None,
                stop_early=True):
         """Up to ``epochs`` epochs in one ``model.fit``, so the progress bar counts them; the
-        callback applies MLPClassifier's stopping rule after each one when ``stop_early``."""
+        callback applies MLPClassifier's stopping rule after each one when ``stop_early``.
+
+        Returns False when all ``epochs`` ran without the stopping rule ending them."""
         # Weights scaled to mean 1: the loop divides a batch's sum(w_i l_i) by its size, so a
         # full batch's loss is sum(w_i l_i) / sum(w), the mean over the data with sample i
         # repeated w_i times, and mini-batches keep the scale the learning rate was chosen for.
@@ -358,6 +373,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if self._best_weights is not None:
             self.model_.set_weights(self._best_weights)
             self._best_weights = None
+        return self.model_.stop_training or len(history.epoch) < epochs
 
     def _batch_size(self, n_samples):
         """``batch_size``, with ``"auto"`` resolved as MLPClassifier does: min(200, n)."""

@@ -32,8 +32,7 @@ import numpy as np
 
 from . import graph_passes as _passes
 from .errors import ShapeError
-from .functional import as_float_array
-from .layers.base import Layer, unique_name
+from .layers.base import Layer, _check_weight, unique_name
 from .layers.context import CallContext, honours, takes_context
 from .training import TrainingMixin
 
@@ -352,27 +351,34 @@ class Model(TrainingMixin):
         return sum(layer.count_params() for layer in self.layers)
 
     def get_weights(self):
-        """``{"layer/param": array copy}`` for every parameter and state array (moving
-        statistics)."""
-        return {f"{layer.name}/{k}": v.copy()
-                for layer in self.layers for k, v in layer.weight_items()}
+        """Copies of every layer's weights, as Keras's ``model.get_weights()``: one flat list,
+        layer by layer in ``model.layers`` order, each layer's in its own order (``kernel``,
+        ``bias``; BatchNormalization's ``gamma, beta, moving_mean, moving_variance``)."""
+        return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights):
-        """Copy ``{"layer/param": array}`` into the parameters (shapes must match; real,
-        finite values).  Every value is checked before any is copied."""
-        checked = []
-        for layer in self.layers:
-            for k, p in layer.weight_items():
-                key = f"{layer.name}/{k}"
-                if key not in weights:
-                    raise KeyError(f"set_weights: no value for {key!r}")
-                value = as_float_array(weights[key], f"set_weights: {key!r}", dtype=p.dtype)
-                if value.shape != p.shape:
-                    raise ShapeError(f"set_weights: {key!r} has shape {p.shape}, "
-                                     f"got {value.shape}")
-                checked.append((p, value))
-        for p, value in checked:
-            p[...] = value
+        """Copy ``weights`` -- a list in ``get_weights()``'s order, or a dict keyed
+        ``"layer/param"`` -- into the layers.  Count and shapes must match and values be real
+        and finite; every value is checked before any is copied."""
+        targets = [(f"{layer.name}/{name}", w) for layer in self.layers
+                   for name, w in layer.weight_items()]
+        if isinstance(weights, dict):
+            missing = [key for key, _ in targets if key not in weights]
+            if missing:
+                raise KeyError(f"set_weights: no value for {missing[0]!r}")
+            values = [weights[key] for key, _ in targets]
+        elif isinstance(weights, (list, tuple)):
+            if len(weights) != len(targets):
+                raise ValueError(f"set_weights on model '{self.name}' got a list of "
+                                 f"{len(weights)} arrays, the model has {len(targets)} (as "
+                                 f"get_weights() returns them)")
+            values = weights
+        else:
+            raise TypeError(f"set_weights takes a list of arrays (as get_weights() returns), "
+                            f"got {type(weights).__name__}")
+        checked = [_check_weight(v, w, key) for v, (key, w) in zip(values, targets)]
+        for (_, target), value in zip(targets, checked):
+            target[...] = value
 
     def summary(self, print_fn=print, line_length=None):
         """Print the layer table: name and type, output shape, parameters, multiply-adds per

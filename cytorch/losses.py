@@ -9,14 +9,25 @@ i.e. the *mean over the batch* of the weighted losses, not ``sum(w l) / sum(w)``
 the scale the learning rate was tuned for when the weights average 1, and a batch whose weights
 are all 0 contributes 0 instead of 0/0.  ``loss.gradient(y, p)`` returns ``(L, dL/dp)``.
 
-Cross-entropy fused with softmax
---------------------------------
+Cross-entropy on probabilities, as Keras computes it
+----------------------------------------------------
+``from_logits=False`` (the default) reads ``p`` as probabilities.  Like Keras, the
+cross-entropies first divide each row by its sum (``q = p / sum_k p_k``; a row that does not
+sum to 1 is renormalised: ``p = [0.2, 0.2, 0.1]``, ``y = 0`` gives ``-log 0.4 = 0.916``), then
+clip ``q`` to ``[1e-7, 1 - 1e-7]``; the gradient is zero where the clip is active.  Binary
+cross-entropy clips ``p`` without renormalising.  ``from_logits=True`` reads ``y_pred`` as
+logits ``z``: ``log softmax(z) = z - logsumexp(z)`` with the max subtracted first, stable and
+never clipped -- the Keras idiom ``Dense(10)`` + ``SparseCategoricalCrossentropy(
+from_logits=True)``.
+
+Fused with the output layer
+---------------------------
 For ``p = softmax(z)`` and one-hot ``y``, ``dL/dz_i = (p_i - y_i) / N``: no division by a tiny
 ``p``, no overflow.  The training loop therefore asks an output layer with
 ``activation="softmax"`` (or ``"sigmoid"`` for binary cross-entropy) to return its logits ``z``
-(``return_logits`` in its ``CallContext``) and calls the loss with ``from_logits=True``, which computes
-``log softmax(z) = z - logsumexp(z)`` with the max subtracted first.  On probabilities (an
-output the loop cannot fuse) the cross-entropies clip ``p`` to ``[1e-7, 1 - 1e-7]`` as Keras does.
+(``return_logits`` in its ``CallContext``) and calls the loss with ``from_logits=True``.  The
+value then differs from Keras's in one way: it is not capped at ``-log(1e-7) = 16.1`` (see the
+README's "Differences from Keras").
 
 >>> import numpy as np
 >>> loss = get("sparse_categorical_crossentropy")
@@ -30,8 +41,11 @@ import numpy as np
 from .errors import ShapeError
 from .functional import as_float_array
 
+import warnings
+
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
-           "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError", "get"]
+           "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError", "get",
+           "check_output_activation"]
 
 EPSILON = 1e-7  # Keras's clip for probabilities
 
@@ -58,19 +72,33 @@ class Loss:
     """Base class: subclasses define ``per_sample(y, p, from_logits) -> (l, dl/dp)``.
 
     ``fused_activation`` names the output activation the loss can absorb (``"softmax"``,
-    ``"sigmoid"``) so the training loop may hand it logits; ``None`` for regression losses.
+    ``"sigmoid"``) so the training loop may hand it logits; ``None`` for regression losses and
+    for a cross-entropy made with ``from_logits=True`` (its input is logits already).
+    ``from_logits`` is False for every loss that does not take it.
     """
 
     name = None
-    fused_activation = None
+    from_logits = False
+    probability_activations = ()   # output activations that make probabilities for this loss
 
-    def __call__(self, y_true, y_pred, sample_weight=None, from_logits=False):
+    @property
+    def fused_activation(self):
+        return None
+
+    def __call__(self, y_true, y_pred, sample_weight=None, from_logits=None):
         """The loss value ``sum(w_i * l_i) / N``."""
         return self.gradient(y_true, y_pred, sample_weight, from_logits)[0]
 
-    def gradient(self, y_true, y_pred, sample_weight=None, from_logits=False):
+    def get_config(self):
+        """JSON-able keyword arguments that recreate the loss (what ``model.save`` stores)."""
+        return {}
+
+    def gradient(self, y_true, y_pred, sample_weight=None, from_logits=None):
         """``(L, dL/dy_pred)``; ``dL/dy_pred`` has ``y_pred``'s shape and dtype (float32 for
         integer ``y_pred``).
+
+        ``from_logits=True`` reads ``y_pred`` as logits for this call (the training loop's fused
+        path); by default the loss's own ``from_logits`` decides.
 
         Checks every array first: real numbers, no NaN or inf, matching shapes.  The training
         loop, whose data ``fit`` checked once, calls ``_gradient`` and skips the scans."""
@@ -92,7 +120,7 @@ class Loss:
         if p.ndim < 1 or len(p) == 0:
             raise ShapeError(f"y_pred must be a non-empty batch, got shape {p.shape}")
         y = self.check_targets(y_true, p)
-        losses, dp = self.per_sample(y, p, from_logits)
+        losses, dp = self.per_sample(y, p, bool(from_logits) or self.from_logits)
         N = len(p)
         if sample_weight is None:
             value = float(losses.sum()) / N
@@ -122,7 +150,30 @@ class Loss:
         raise NotImplementedError
 
     def __repr__(self):
-        return f"<loss {self.name}>"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class _CrossEntropy(Loss):
+    """``from_logits`` and ``label_smoothing``, as Keras's cross-entropies take them."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise TypeError(f"from_logits must be a bool, got {from_logits!r}")
+        self.from_logits = bool(from_logits)
+        if isinstance(label_smoothing, bool) or not isinstance(
+                label_smoothing, (int, float, np.integer, np.floating)) \
+                or not 0 <= label_smoothing <= 1:
+            raise ValueError(f"label_smoothing must be a float in [0, 1], got "
+                             f"{label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    @property
+    def fused_activation(self):
+        return None if self.from_logits else self.probability_activations[0]
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
 
 def _check_finite(a, name):
@@ -132,16 +183,39 @@ def _check_finite(a, name):
                          f"clean or impute the data first")
 
 
+def _where_divide(a, b, where):
+    """``a / b`` where ``where`` holds, 0 elsewhere (no warning for what is not computed)."""
+    a, b = np.broadcast_arrays(a, b)
+    out = np.zeros(np.broadcast_shapes(a.shape, np.shape(where)), dtype=np.result_type(a, b))
+    return np.divide(a, b, out=out, where=where)
+
+
 def _mean_rest(a):
     """Mean over every axis but the batch axis."""
     return a.reshape(len(a), -1).mean(axis=1)
 
 
-class SparseCategoricalCrossentropy(Loss):
-    """``l_i = -log p_i[y_i]`` with integer labels ``y`` of shape ``(N,)``, ``p`` ``(N, K)``."""
+class SparseCategoricalCrossentropy(_CrossEntropy):
+    """``l_i = -log q_i[y_i]`` with integer labels ``y`` of shape ``(N,)``, ``p`` ``(N, K)``.
+
+    ``q = p / sum_k p_k`` (rows renormalised, clipped to ``[1e-7, 1 - 1e-7]``), or
+    ``q = softmax(p)`` with ``from_logits=True``.
+
+    >>> loss = SparseCategoricalCrossentropy()
+    >>> round(loss([0], [[0.2, 0.2, 0.1]]), 3)         # -log(0.2 / 0.5), as in Keras
+    0.916
+    >>> round(SparseCategoricalCrossentropy(from_logits=True)([0], [[2.0, 0.0, 0.0]]), 4)
+    0.2395
+    """
 
     name = "sparse_categorical_crossentropy"
-    fused_activation = "softmax"
+    probability_activations = ("softmax",)
+
+    def __init__(self, from_logits=False):
+        super().__init__(from_logits)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
 
     def check_targets(self, y, p):
         y = np.asarray(y)
@@ -175,40 +249,65 @@ class SparseCategoricalCrossentropy(Loss):
             dp = np.exp(logp, out=logp)  # softmax, reusing the buffer
             dp[rows, y] -= 1
             return losses, dp
-        pc = np.clip(p[rows, y], EPSILON, 1 - EPSILON)
-        dp = np.zeros_like(p)
-        # d(-log p_y)/dp_y = -1/p_y (zero where the clip is active, as in Keras)
-        dp[rows, y] = np.where(pc == p[rows, y], -1 / pc, 0)
-        return -np.log(pc.astype(np.float64)), dp
+        S = p.sum(axis=1)
+        py = p[rows, y]
+        with np.errstate(invalid="ignore", divide="ignore"):   # a row summing to 0: NaN (Keras)
+            q = py / S
+        qc = np.clip(q, EPSILON, 1 - EPSILON)
+        inside = qc == q               # the gradient is 0 where the clip is active (and for NaN)
+        # l = -log(p_y / S): dl/dp_j = 1/S - [j = y] / p_y
+        one = p.dtype.type(1)
+        dp = np.repeat(_where_divide(one, S, inside)[:, None], p.shape[1], axis=1)
+        dp[rows, y] -= _where_divide(one, py, inside)
+        return -np.log(qc.astype(np.float64)), dp
 
 
-class CategoricalCrossentropy(Loss):
-    """``l_i = -sum_k y_ik log p_ik`` with one-hot (or soft) targets ``y`` of shape ``(N, K)``."""
+class CategoricalCrossentropy(_CrossEntropy):
+    """``l_i = -sum_k y_ik log q_ik`` with one-hot (or soft) targets ``y`` of shape ``(N, K)``.
+
+    ``q = p / sum_k p_k`` (rows renormalised, clipped to ``[1e-7, 1 - 1e-7]``), or
+    ``q = softmax(p)`` with ``from_logits=True``; ``label_smoothing=s`` trains against
+    ``y (1 - s) + s / K``.
+    """
 
     name = "categorical_crossentropy"
-    fused_activation = "softmax"
+    probability_activations = ("softmax",)
 
     def per_sample(self, y, p, from_logits):
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + self.label_smoothing / p.shape[-1]
         if from_logits:
             logp = log_softmax(p)
             losses = -(y * logp).sum(axis=-1, dtype=np.float64)
             dp = np.exp(logp, out=logp) * y.sum(axis=-1, keepdims=True) - y
             return losses, dp
-        pc = np.clip(p, EPSILON, 1 - EPSILON)
-        dp = np.where(pc == p, -y / pc, 0).astype(p.dtype)
-        return -(y * np.log(pc)).sum(axis=-1, dtype=np.float64), dp
+        S = p.sum(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = p / S
+        qc = np.clip(q, EPSILON, 1 - EPSILON)
+        inside = qc == q
+        # l = -sum_k y_k log q_k, q = p / S: with g_k = dl/dq_k = -y_k / q_k (0 where clipped),
+        # dl/dp_j = (g_j - sum_k g_k q_k) / S
+        g = -_where_divide(y, qc, inside)
+        dp = _where_divide(g - (g * q).sum(axis=-1, keepdims=True, where=inside), S,
+                           np.isfinite(q))
+        return -(y * np.log(qc)).sum(axis=-1, dtype=np.float64), dp.astype(p.dtype, copy=False)
 
 
-class BinaryCrossentropy(Loss):
-    """``l_i = mean_k -(y log p + (1 - y) log(1 - p))`` for targets in [0, 1].
+class BinaryCrossentropy(_CrossEntropy):
+    """``l_i = mean_k -(y log p + (1 - y) log(1 - p))`` for targets in [0, 1], ``p`` clipped to
+    ``[1e-7, 1 - 1e-7]``.
 
-    From logits ``z`` it is ``max(z, 0) - z y + log(1 + exp(-|z|))`` with gradient
-    ``sigmoid(z) - y``: stable for any ``z``."""
+    From logits ``z`` (``from_logits=True``) it is ``max(z, 0) - z y + log(1 + exp(-|z|))``
+    with gradient ``sigmoid(z) - y``: stable for any ``z``.  ``label_smoothing=s`` trains
+    against ``y (1 - s) + s / 2``."""
 
     name = "binary_crossentropy"
-    fused_activation = "sigmoid"
+    probability_activations = ("sigmoid", "softmax")
 
     def per_sample(self, y, p, from_logits):
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         M = p[0].size
         if from_logits:
             losses = np.maximum(p, 0) - p * y + np.log1p(np.exp(-np.abs(p)))
@@ -265,3 +364,34 @@ def get(identifier):
     close = difflib.get_close_matches(str(identifier), _LOSSES, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise KeyError(f"unknown loss {identifier!r}; known losses: {sorted(_LOSSES)}{hint}")
+
+
+def _activation_name(layer):
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return None
+    return act if isinstance(act, str) else \
+        getattr(act, "name", None) or getattr(act, "__name__", None)
+
+
+def check_output_activation(loss, layer):
+    """Warn when ``loss`` reads probabilities (``from_logits=False``) but ``layer``, the
+    model's output layer, has an activation that does not make them (``linear``, ``relu``, ...).
+
+    A linear output with a probability loss is the classic mistake: Keras and cytorch would
+    then clip the outputs to ``[1e-7, 1 - 1e-7]`` and train badly without a word.  Layers
+    without an ``activation`` (pooling, Flatten, plugins) are not judged.  Returns whether it
+    warned."""
+    if layer is None or loss.from_logits or not loss.probability_activations:
+        return False
+    name = _activation_name(layer)
+    if name is None or name in loss.probability_activations:
+        return False
+    wanted = " or ".join(repr(a) for a in loss.probability_activations)
+    warnings.warn(
+        f"the output layer {type(layer).__name__} '{layer.name}' has activation {name!r}, but "
+        f"the loss {type(loss).__name__}(from_logits=False) expects probabilities (activation "
+        f"{wanted}): give the layer activation={loss.probability_activations[0]!r}, or "
+        f"compile with {type(loss).__name__}(from_logits=True) if its outputs are logits",
+        UserWarning, stacklevel=3)
+    return True

@@ -1,71 +1,201 @@
 """Optimizers: turn the gradients backward filled in into parameter updates, in place.
 
-Every optimizer has Keras's defaults and keeps its state (velocities, moment estimates) per
-parameter, keyed by ``(layer name, parameter name)``, in buffers allocated on the first step and
-reused afterwards: a step allocates nothing but one scratch array per parameter shape.
+Every optimizer has Keras 3's arguments, defaults and formulas (``tests/test_keras_parity.py``
+compares one and five steps of each with Keras where it is installed).  It keeps its state
+(velocities, moment estimates: the *slots*) per parameter, keyed by ``(layer name, parameter
+name)``, in buffers allocated on the first step and reused afterwards: a step allocates nothing
+but one scratch array per parameter shape.  ``get_state``/``set_state`` expose the slots and
+the step count, so ``model.save`` can store them and a loaded model resumes exactly.
 
-``learning_rate`` is a plain attribute: callbacks such as ``ReduceLROnPlateau`` change it
-between steps.
+``learning_rate`` is a plain attribute: callbacks such as ``ReduceLROnPlateau`` and
+``LearningRateScheduler`` change it between steps.
 
-Weight decay
-------------
-``weight_decay=λ`` adds the L2 penalty ``λ/2 ||θ||²`` to the loss, i.e. ``g <- g + λ θ``
-before the update -- the classic coupled form, which is also what ``torch.optim``'s
-``weight_decay`` does for these four optimizers (Keras 3's ``weight_decay`` is the decoupled
-AdamW form instead).  It applies to every trainable parameter, biases included, as in PyTorch.
+One step, in Keras's order (``g`` the gradient, ``θ`` the parameter, ``t`` the step count from 1)
+-------------------------------------------------------------------------------------------------
+0. (cytorch only) ``l2=λ2`` adds the coupled L2 penalty's gradient: ``g <- g + λ2 θ``.
+1. Clip the gradients (at most one of): ``clipnorm`` scales each gradient to L2 norm at most
+   ``clipnorm``; ``global_clipnorm`` scales all of them together so their joint norm is at
+   most ``global_clipnorm``; ``clipvalue`` clips each value to ``[-clipvalue, clipvalue]``.
+2. Weight decay, *decoupled* (Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
+   2019) as every Keras 3 optimizer does it: ``θ <- θ - lr λ θ``, on every trainable parameter
+   (biases included), before the update and independent of the gradient.  This is not an L2
+   penalty added to the loss: with Adam the two differ (AdamW is Adam with ``λ = 0.004``).
+3. The update::
 
-Update rules (``g`` the gradient, ``t`` the step count)::
-
-    SGD       v <- m v - lr g;  θ <- θ + v                (momentum m; plain SGD when m = 0)
-              Nesterov: θ <- θ + m v - lr g               (after updating v)
-    RMSprop   s <- ρ s + (1 - ρ) g²;  θ <- θ - lr g / (sqrt(s) + ε)
-    Adagrad   a <- a + g²;  θ <- θ - lr g / (sqrt(a) + ε)  (a starts at 0.1, Keras's default)
-    Adam      m <- β1 m + (1 - β1) g;  v <- β2 v + (1 - β2) g²
+    SGD       v <- m v - lr g;  θ <- θ + v                 (momentum m; plain SGD when m = 0)
+              nesterov: θ <- θ + m v - lr g                (with the new v)
+    RMSprop   s <- ρ s + (1 - ρ) g²
+              centered: a <- ρ a + (1 - ρ) g;  d = s - a² + ε     (else d = s + ε)
+              Δ = lr g / sqrt(d);  momentum m > 0: v <- m v + Δ; θ <- θ - v   (else θ <- θ - Δ)
+    Adagrad   a <- a + g²;  θ <- θ - lr g / sqrt(a + ε)    (a starts at 0.1, Keras's default)
+    Adam      m <- m + (g - m)(1 - β1);  v <- v + (g² - v)(1 - β2)
+              amsgrad: v̂ <- max(v̂, v), used in place of v
               θ <- θ - lr sqrt(1 - β2^t) / (1 - β1^t) · m / (sqrt(v) + ε)
+    AdamW     Adam with weight_decay = 0.004 by default
+
+Note where ε sits: inside the square root for RMSprop and Adagrad (Keras), outside for Adam
+(Keras and the paper).  PyTorch puts it outside for all three, which matters when gradients
+are tiny: RMSprop's first step with lr 1e-3, g = 1e-4 is 3.2e-4 here and in Keras, 3.2e-3 in
+PyTorch.
+
+>>> import numpy as np
+>>> from cytorch import layers as L
+>>> dense = L.Dense(1, use_bias=False, dtype="float64"); dense.build((1,))
+>>> dense.set_weights([np.array([[1.0]])])
+>>> dense.grads["kernel"][...] = 1e-4
+>>> RMSprop(learning_rate=1e-3).apply_gradients([dense])
+>>> print(f"{1.0 - dense.params['kernel'][0, 0]:.4g}")   # lr g / sqrt(0.1 g² + 1e-7)
+0.0003147
 """
 import math
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "get"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "get"]
 
 
 class Optimizer:
-    """Base class: subclasses implement ``_update(key, param, grad, scratch)``."""
+    """Base class: subclasses name their per-parameter buffers in ``slots()`` and implement
+    ``_update(key, param, grad, scratch, lr)``.
+
+    Parameters (shared by every optimizer, as in Keras)
+    ----------
+    learning_rate : float > 0
+    weight_decay : float >= 0 or None
+        Decoupled weight decay ``θ <- θ - lr λ θ`` (see the module docstring); None or 0: off.
+    clipnorm, clipvalue, global_clipnorm : float > 0 or None
+        Gradient clipping, at most one of them.
+    l2 : float >= 0 or None
+        cytorch's addition, not a Keras argument: the *coupled* L2 penalty ``l2/2 ||θ||²``
+        added to the loss, i.e. ``g <- g + l2 θ`` before clipping (scikit-learn's ``alpha``,
+        ``torch.optim``'s ``weight_decay``; Keras puts it on layers as ``kernel_regularizer``).
+        ``CNNClassifier`` trains with ``l2=alpha``.
+    """
 
     name = None
 
-    def __init__(self, learning_rate=0.01, weight_decay=0.0):
+    def __init__(self, learning_rate=0.01, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, l2=None):
         self.learning_rate = _check_positive(learning_rate, "learning_rate")
-        self.weight_decay = _check_nonneg(weight_decay, "weight_decay")
+        self.weight_decay = None if weight_decay is None else \
+            _check_nonneg(weight_decay, "weight_decay")
+        self.l2 = None if l2 is None else _check_nonneg(l2, "l2")
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        for key, value in clips.items():
+            setattr(self, key, None if value is None else _check_positive(value, key))
+        given = [f"{k}={v!r}" for k, v in clips.items() if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be set, "
+                             f"got {', '.join(given)}")
         self.iterations = 0
         self._state = {}
         self._scratch = {}
 
+    # -- one step -----------------------------------------------------------------------------
     def apply_gradients(self, layers):
-        """One update of every trainable parameter of ``layers`` from its ``grads``."""
+        """One update of every trainable parameter of ``layers`` from its ``grads``.
+
+        Clipping rewrites ``layer.grads`` in place (the next backward overwrites them)."""
         self.iterations += 1
         lr = float(self.learning_rate)
-        wd = float(self.weight_decay)
-        for layer in layers:
-            if not layer.trainable:
-                continue
-            for name, param in layer.params.items():
-                grad = layer.grads[name]
-                scratch = self._scratch.get((param.shape, param.dtype))
-                if scratch is None:
-                    scratch = self._scratch[(param.shape, param.dtype)] = np.empty_like(param)
-                if wd:
-                    np.multiply(param, wd, out=scratch)
-                    grad += scratch  # the layer's grads are rewritten by the next backward
-                self._update((layer.name, name), param, grad, scratch, lr)
+        wd = float(self.weight_decay or 0.0)
+        pairs = [((layer.name, name), param, layer.grads[name])
+                 for layer in layers if layer.trainable
+                 for name, param in layer.params.items()]
+        if self.l2:
+            for _, param, grad in pairs:
+                grad += param.dtype.type(self.l2) * param   # the penalty's gradient
+        self._clip([g for _, _, g in pairs])
+        for key, param, grad in pairs:
+            scratch = self._scratch.get((param.shape, param.dtype))
+            if scratch is None:
+                scratch = self._scratch[(param.shape, param.dtype)] = np.empty_like(param)
+            if wd:
+                np.multiply(param, param.dtype.type(wd * lr), out=scratch)
+                param -= scratch                   # θ <- θ - lr λ θ, before the update
+            self._update(key, param, grad, scratch, lr)
 
-    def state_buffers(self, key, param, n):
-        """``n`` zero buffers shaped like ``param`` for ``key``, made on first use."""
+    def _clip(self, grads):
+        """Keras's gradient clipping, in place (``_clip_gradients`` in Keras 3)."""
+        if self.clipnorm:
+            for g in grads:
+                norm = math.sqrt(float(np.dot(g.ravel(), g.ravel())))
+                if norm > self.clipnorm:
+                    g *= g.dtype.type(self.clipnorm / norm)
+        elif self.global_clipnorm:
+            norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
+            if norm > self.global_clipnorm:
+                for g in grads:
+                    g *= g.dtype.type(self.global_clipnorm / norm)
+        elif self.clipvalue:
+            for g in grads:
+                np.clip(g, -self.clipvalue, self.clipvalue, out=g)
+
+    def slots(self):
+        """Names of the buffers kept per parameter, in the order ``_update`` receives them."""
+        return ()
+
+    def _initial(self, slot):
+        """The value a slot starts at (0; Adagrad's accumulator starts at 0.1)."""
+        return 0.0
+
+    def state_buffers(self, key, param):
+        """The slot buffers of ``key`` (a list in ``slots()`` order), made on first use."""
         state = self._state.get(key)
         if state is None or state[0].shape != param.shape or state[0].dtype != param.dtype:
-            state = self._state[key] = [np.zeros_like(param) for _ in range(n)]
+            state = self._state[key] = [np.full_like(param, self._initial(s))
+                                        for s in self.slots()]
         return state
+
+    def _update(self, key, param, grad, scratch, lr):
+        raise NotImplementedError
+
+    # -- state --------------------------------------------------------------------------------
+    def get_state(self):
+        """``{"iterations": int, "slots": {"layer/param/slot": array copy}}``: what a saved
+        model needs to resume training exactly (the learning rate is in ``get_config``)."""
+        names = self.slots()
+        return {"iterations": int(self.iterations),
+                "slots": {f"{layer}/{param}/{slot}": value.copy()
+                          for (layer, param), buffers in self._state.items()
+                          for slot, value in zip(names, buffers)}}
+
+    def set_state(self, state, layers):
+        """Restore ``get_state()``'s output for the parameters of ``layers``.
+
+        Each parameter needs all its slots, shaped like it, or none (it then starts fresh, as
+        for a parameter the optimizer never updated); values are copied in the parameter's
+        dtype."""
+        iterations = state.get("iterations", 0)
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
+                or iterations < 0:
+            raise ValueError(f"optimizer state: iterations must be an int >= 0, got "
+                             f"{iterations!r}")
+        saved = dict(state.get("slots", {}))
+        names = self.slots()
+        restored = {}
+        for layer in layers:
+            for pname, param in layer.params.items():
+                keys = [f"{layer.name}/{pname}/{s}" for s in names]
+                present = [k for k in keys if k in saved]
+                if not present:
+                    continue
+                if len(present) != len(keys):
+                    raise ValueError(f"optimizer state for {layer.name}/{pname} has slots "
+                                     f"{present}, {type(self).__name__} needs {keys}")
+                buffers = []
+                for k in keys:
+                    value = np.asarray(saved.pop(k))
+                    if value.shape != param.shape:
+                        raise ValueError(f"optimizer state {k!r} has shape {value.shape}, the "
+                                         f"parameter has {param.shape}")
+                    buffers.append(value.astype(param.dtype, copy=True))
+                restored[(layer.name, pname)] = buffers
+        if saved:
+            raise ValueError(f"optimizer state holds slots no parameter or option of "
+                             f"{self!r} uses: {sorted(saved)[:5]}")
+        self._state = restored
+        self.iterations = int(iterations)
 
     def reset(self):
         """Forget all state (velocities, moments, step count)."""
@@ -73,11 +203,11 @@ class Optimizer:
         self.iterations = 0
 
     def get_config(self):
-        return {"learning_rate": float(self.learning_rate),
-                "weight_decay": float(self.weight_decay)}
-
-    def _update(self, key, param, grad, scratch, lr):
-        raise NotImplementedError
+        config = {"learning_rate": float(self.learning_rate), "weight_decay": self.weight_decay}
+        for key in ("clipnorm", "clipvalue", "global_clipnorm", "l2"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        return config
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -89,18 +219,22 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.momentum = _check_unit(momentum, "momentum")
         self.nesterov = bool(nesterov)
 
+    def slots(self):
+        return ("momentum",) if self.momentum else ()
+
     def _update(self, key, param, grad, scratch, lr):
         m = self.momentum
-        np.multiply(grad, lr, out=scratch)  # lr g
+        np.multiply(grad, param.dtype.type(lr), out=scratch)  # lr g
         if m == 0:
             param -= scratch
             return
-        (v,) = self.state_buffers(key, param, 1)
+        (v,) = self.state_buffers(key, param)
         v *= m
         v -= scratch                          # v = m v - lr g
         if self.nesterov:
@@ -115,29 +249,57 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """Divide the step by a running root mean square of recent gradients."""
+    """Divide the step by a running root mean square of recent gradients (Hinton's lecture 6e),
+    ε inside the root as in Keras; ``centered`` divides by an estimate of the variance instead,
+    ``momentum`` accumulates the steps."""
 
     name = "rmsprop"
 
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, weight_decay=0.0):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.rho = _check_unit(rho, "rho")
+        self.momentum = _check_unit(momentum, "momentum")
         self.epsilon = _check_positive(epsilon, "epsilon")
+        self.centered = bool(centered)
+
+    def slots(self):
+        return ("velocity",) + (("momentum",) if self.momentum else ()) \
+            + (("average_gradient",) if self.centered else ())
 
     def _update(self, key, param, grad, scratch, lr):
-        (s,) = self.state_buffers(key, param, 1)
-        s *= self.rho
+        buffers = self.state_buffers(key, param)
+        s = buffers[0]
+        rho = self.rho
+        s *= rho
         np.multiply(grad, grad, out=scratch)
-        scratch *= 1 - self.rho
-        s += scratch
-        np.sqrt(s, out=scratch)
-        scratch += self.epsilon
+        scratch *= 1 - rho
+        s += scratch                                   # s = ρ s + (1 - ρ) g²
+        if self.centered:
+            a = buffers[-1]
+            a *= rho
+            np.multiply(grad, 1 - rho, out=scratch)
+            a += scratch                               # a = ρ a + (1 - ρ) g
+            np.multiply(a, a, out=scratch)
+            np.subtract(s, scratch, out=scratch)
+            scratch += self.epsilon                    # s - a² + ε
+        else:
+            np.add(s, self.epsilon, out=scratch)       # s + ε
+        np.sqrt(scratch, out=scratch)
         np.divide(grad, scratch, out=scratch)
-        scratch *= lr
-        param -= scratch
+        scratch *= lr                                  # Δ = lr g / sqrt(d)
+        if self.momentum:
+            v = buffers[1]
+            v *= self.momentum
+            v += scratch
+            param -= v
+        else:
+            param -= scratch
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
 
 
 class Adagrad(Optimizer):
@@ -146,23 +308,26 @@ class Adagrad(Optimizer):
     name = "adagrad"
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
-                 weight_decay=0.0):
-        super().__init__(learning_rate, weight_decay)
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.initial_accumulator_value = _check_nonneg(initial_accumulator_value,
                                                        "initial_accumulator_value")
         self.epsilon = _check_positive(epsilon, "epsilon")
 
+    def slots(self):
+        return ("accumulator",)
+
+    def _initial(self, slot):
+        return self.initial_accumulator_value
+
     def _update(self, key, param, grad, scratch, lr):
-        state = self._state.get(key)
-        if state is None or state[0].shape != param.shape:
-            state = self._state[key] = [np.full_like(param, self.initial_accumulator_value)]
-        (a,) = state
+        (a,) = self.state_buffers(key, param)
         np.multiply(grad, grad, out=scratch)
-        a += scratch
-        np.sqrt(a, out=scratch)
-        scratch += self.epsilon
+        a += scratch                                   # a = a + g²
+        np.add(a, self.epsilon, out=scratch)
+        np.sqrt(scratch, out=scratch)
         np.divide(grad, scratch, out=scratch)
-        scratch *= lr
+        scratch *= lr                                  # lr g / sqrt(a + ε)
         param -= scratch
 
     def get_config(self):
@@ -173,27 +338,36 @@ class Adagrad(Optimizer):
 
 class Adam(Optimizer):
     """Adaptive moment estimation (Kingma & Ba, 2015), with bias correction folded into the
-    step size as in the paper's section 2 and in Keras."""
+    step size as in the paper's section 2 and in Keras; ``amsgrad`` (Reddi et al., 2018)
+    divides by the largest second moment seen so far."""
 
     name = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=0.0):
-        super().__init__(learning_rate, weight_decay)
+                 amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, l2=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, l2)
         self.beta_1 = _check_unit(beta_1, "beta_1")
         self.beta_2 = _check_unit(beta_2, "beta_2")
         self.epsilon = _check_positive(epsilon, "epsilon")
+        self.amsgrad = bool(amsgrad)
+
+    def slots(self):
+        return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
 
     def _update(self, key, param, grad, scratch, lr):
         b1, b2, t = self.beta_1, self.beta_2, self.iterations
-        m, v = self.state_buffers(key, param, 2)
-        m *= b1
-        np.multiply(grad, 1 - b1, out=scratch)
-        m += scratch                                   # m = b1 m + (1 - b1) g
-        v *= b2
+        buffers = self.state_buffers(key, param)
+        m, v = buffers[0], buffers[1]
+        np.subtract(grad, m, out=scratch)
+        scratch *= 1 - b1
+        m += scratch                                   # m = m + (g - m)(1 - b1)
         np.multiply(grad, grad, out=scratch)
+        scratch -= v
         scratch *= 1 - b2
-        v += scratch                                   # v = b2 v + (1 - b2) g^2
+        v += scratch                                   # v = v + (g² - v)(1 - b2)
+        if self.amsgrad:
+            v = np.maximum(buffers[2], v, out=buffers[2])
         step = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         np.sqrt(v, out=scratch)
         scratch += self.epsilon
@@ -203,7 +377,23 @@ class Adam(Optimizer):
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019): Keras's ``AdamW``, whose
+    ``weight_decay`` defaults to 0.004."""
+
+    name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, l2=None):
+        if weight_decay is None:
+            raise ValueError("weight_decay must be a float >= 0 for AdamW (Keras's default "
+                             "is 0.004), got None; use Adam for no weight decay")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
+                         clipnorm, clipvalue, global_clipnorm, l2)
 
 
 def _is_real(value):
@@ -230,7 +420,8 @@ def _check_unit(value, name):
     return float(value)
 
 
-_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad, "adam": Adam}
+_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad, "adam": Adam,
+               "adamw": AdamW}
 
 
 def get(identifier):

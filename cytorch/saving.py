@@ -8,19 +8,24 @@ The file is a plain NumPy archive (``np.savez``) holding
   layers feed which.  The training configuration (loss, optimizer, metrics) is stored too, so a
   loaded model is compiled again;
 * ``"{layer}/{param}"``: one array per parameter, e.g. ``conv2d/kernel``, and per state array
-  (``batch_normalization/moving_mean``).
+  (``batch_normalization/moving_mean``);
+* ``"__optimizer__/iterations"`` and ``"__optimizer__/{layer}/{param}/{slot}"``: the optimizer's
+  step count and its per-parameter buffers (``momentum``, ``velocity``, ...), as a Keras
+  ``.keras`` file holds them.  With the learning rate in the stored optimizer config, a loaded
+  model resumes training exactly where the saved one stopped: 2 epochs, save, load, 2 more
+  epochs give the weights of 4 epochs in a row (without shuffling).
 
 ``load_model`` reads it with ``np.load(..., allow_pickle=False)``: a file can hold arrays and
 text, never code.  Layer names are resolved through ``cytorch.layers.get``, so a model saved
 with a plugin layer loads wherever that plugin is installed, and fails with a message naming the
 layer and the entry-point group where it is not.
 
-The optimizer's *state* (momentum buffers, Adam's moments) is not saved: a loaded model resumes
-training with fresh optimizer state, as after ``compile``.
+The file is written next to its destination and renamed into place (atomic), with the mode
+the umask gives a new file (0644 under the usual umask 022), like any file the user writes.
 """
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -30,6 +35,7 @@ FORMAT = "cytorch.model"
 VERSION = 1
 ARCH_KEY = "__architecture__"
 GROUP = "cytorch.layers"
+OPT_PREFIX = "__optimizer__/"
 
 
 def _layer_entry(layer):
@@ -77,6 +83,7 @@ def model_config(model):
     if model.loss is not None:
         config["compile"] = {
             "loss": model.loss.name,
+            "loss_config": model.loss.get_config() if hasattr(model.loss, "get_config") else {},
             "optimizer": {"class_name": model.optimizer.name,
                           "config": model.optimizer.get_config()},
             "metrics": list(model.metrics),
@@ -175,7 +182,11 @@ def model_from_config(config):
         from . import optimizers
         opt = optimizers.get(compiled["optimizer"]["class_name"])(
             **compiled["optimizer"]["config"])
-        model.compile(optimizer=opt, loss=compiled["loss"], metrics=compiled["metrics"])
+        from . import losses
+        loss = compiled["loss"]
+        if compiled.get("loss_config"):
+            loss = type(losses.get(loss))(**compiled["loss_config"])
+        model.compile(optimizer=opt, loss=loss, metrics=compiled["metrics"])
     return model
 
 
@@ -191,12 +202,17 @@ def save_model(model, path):
     for layer in model.layers:
         for k, v in layer.weight_items():   # parameters and state (moving statistics)
             arrays[f"{layer.name}/{k}"] = v
+    if model.optimizer is not None:
+        state = model.optimizer.get_state()
+        arrays[OPT_PREFIX + "iterations"] = np.array(state["iterations"], dtype=np.int64)
+        for key, value in state["slots"].items():
+            arrays[OPT_PREFIX + key] = value
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save model '{model.name}' to {path!r}: the directory "
                                 f"{folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cytorch-", suffix=".npz")
+    fd, tmp = _create_beside(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -206,6 +222,23 @@ def save_model(model, path):
             os.unlink(tmp)
         raise
     return path
+
+
+def _create_beside(folder):
+    """A new, empty temporary file in ``folder``: ``(fd, path)``.
+
+    Unlike ``tempfile.mkstemp`` (always 0600), it is created with mode 0666 and the umask
+    applied by the system, so the renamed model file gets the mode any new file of the user
+    gets (0644 under umask 022: readable by a class on a shared server).  ``O_EXCL`` keeps the
+    creation safe against a file of the same name appearing."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".cytorch-{secrets.token_hex(8)}.npz.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                           | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {folder!r}")
 
 
 def _weights(data, key, path):
@@ -249,6 +282,8 @@ def load_model(path):
                 from None
         model = model_from_config(config)
         stored = set(data.files) - {ARCH_KEY}
+        opt_keys = {k for k in stored if k.startswith(OPT_PREFIX)}
+        stored -= opt_keys
         for layer in model.layers:
             for k, p in layer.weight_items():
                 key = f"{layer.name}/{k}"
@@ -262,4 +297,22 @@ def load_model(path):
                 stored.discard(key)
         if stored:
             raise ValueError(f"{path!r} holds weights no layer uses: {sorted(stored)[:5]}")
+        if opt_keys and model.optimizer is not None:
+            _restore_optimizer(model, data, opt_keys, path)
     return model
+
+
+def _restore_optimizer(model, data, keys, path):
+    """Put the saved step count and slot buffers back into the loaded model's optimizer."""
+    iterations = OPT_PREFIX + "iterations"
+    if iterations not in keys:
+        raise ValueError(f"{path!r} has optimizer buffers but no {iterations!r}")
+    count = data[iterations]
+    if count.shape != () or count.dtype.kind not in "iu":
+        raise ValueError(f"{path!r}: {iterations!r} must be one integer, got "
+                         f"{count.dtype} array of shape {count.shape}")
+    slots = {k[len(OPT_PREFIX):]: _weights(data, k, path) for k in keys if k != iterations}
+    try:
+        model.optimizer.set_state({"iterations": int(count), "slots": slots}, model.layers)
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: {exc}") from None

@@ -73,6 +73,7 @@ class TrainingMixin:
         opt = optimizers_mod.get(optimizer)
         self.optimizer = opt() if isinstance(opt, type) else opt
         self.loss = losses_mod.get(loss)
+        losses_mod.check_output_activation(self.loss, self.layers[-1] if self.layers else None)
         if isinstance(metrics, str):
             metrics = [metrics]
         elif metrics is not None and not isinstance(metrics, (list, tuple)):
@@ -292,6 +293,8 @@ class TrainingMixin:
                         _call(callback_list, "on_batch_end", batch, logs)
                         if interrupted.flag:
                             raise KeyboardInterrupt
+                        if self.stop_training:   # as Keras: e.g. TerminateOnNaN, mid-epoch
+                            break
                     if val is not None:
                         for key, value in zip(["loss"] + ([metric] if metric else []),
                                               self._evaluate(*val, 256, fused)):

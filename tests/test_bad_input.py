@@ -815,15 +815,16 @@ def test_a_layer_that_does_not_fit_is_not_kept():
 ])
 def test_set_weights_checks_the_values(value, error, match):
     model = Sequential([L.Dense(2, name="d")], input_shape=(3,))
-    before = model.get_weights()
-    bad = {k: np.full(v.shape, value) for k, v in before.items()}
-    bad["d/bias"] = np.ones(2)   # checked first, copied only once every value is good
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(error, match=match):
-            model.set_weights(bad)
-    for k, v in model.get_weights().items():
-        np.testing.assert_array_equal(v, before[k])
+    before = model.get_weights()                  # [kernel, bias], as in Keras
+    bad_dict = {"d/kernel": np.full(before[0].shape, value), "d/bias": np.ones(2)}
+    bad_list = [bad_dict["d/kernel"], np.ones(2)]
+    for bad, target in ((bad_dict, model), (bad_list, model), (bad_list, model.layers[0])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(error, match=match):
+                target.set_weights(bad)
+        for v, b in zip(model.get_weights(), before):  # nothing copied: kernel was bad
+            np.testing.assert_array_equal(v, b)
 
 
 def test_summary_print_fn_must_be_callable():
@@ -994,7 +995,7 @@ def test_a_name_claimed_twice_blocks_only_the_models_that_use_it(monkeypatch, tm
     (lambda: registry.get(None), TypeError, r"layer name must be a str .*got NoneType"),
     (lambda: losses.get("hinge"), KeyError, r"unknown loss 'hinge'; known losses: "),
     (lambda: losses.get("mse2"), KeyError, r"unknown loss 'mse2'.*did you mean 'mse'"),
-    (lambda: optimizers.get("adamw"), KeyError, r"unknown optimizer 'adamw'.*did you mean 'adam'"),
+    (lambda: optimizers.get("adamx"), KeyError, r"unknown optimizer 'adamx'.*did you mean 'adam"),
     (lambda: cytorch.models.get("lenet"), KeyError,
      r"unknown preset 'lenet'; known presets: \['keras_mnist', 'lenet5'\]; did you mean 'lenet5'"),
     (lambda: cytorch.backend("fast"), ValueError,

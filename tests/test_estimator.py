@@ -12,6 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cytorch.estimator import CNNClassifier, auto_spec
 
+# short fits stop at max_iter on purpose here; test_keras_semantics checks the warning itself
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 # Every check, with the defaults and no excuse.  The one that needs care is
 # check_sample_weight_equivalence_on_dense_data: fitting with integer weights must equal fitting
 # on the rows repeated (weight 0: removed).  It holds because nothing random tells the two fits
@@ -307,7 +310,7 @@ def test_bad_input_messages(blobs):
     ("learning_rate", -1.0, "learning_rate must be a float > 0"),
     ("validation_fraction", 1.0, r"validation_fraction must be a float in \(0, 1\)"),
     ("layers", "lenet", "layers='lenet': unknown preset.*did you mean 'lenet5'"),
-    ("optimizer", "adamw", "optimizer='adamw': unknown optimizer"),
+    ("optimizer", "adamx", "optimizer='adamx': unknown optimizer"),
     ("input_shape", (0, 4), "input_shape must be None or a tuple"),
     ("batch_size", 2.5, 'batch_size must be an int >= 1 or "auto", got 2.5'),
     ("batch_size", "full", 'batch_size must be an int >= 1 or "auto", got \'full\''),

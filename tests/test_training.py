@@ -132,14 +132,18 @@ def test_sgd_step_is_exactly_lr_times_gradient():
         np.testing.assert_allclose(a, b - 0.5 * g, rtol=1e-12, atol=1e-15)
 
 
-def test_weight_decay_is_the_l2_gradient():
-    layer = L.Dense(2, dtype="float64", seed=0)
-    layer.build((3,))
-    w0 = layer.params["kernel"].copy()
-    layer.grads["kernel"][...] = 0
-    layer.grads["bias"][...] = 0
-    optimizers.SGD(0.1, weight_decay=0.5).apply_gradients([layer])
-    np.testing.assert_allclose(layer.params["kernel"], w0 * (1 - 0.1 * 0.5))
+def test_weight_decay_is_decoupled_as_in_keras():
+    # θ <- θ - lr λ θ before the update, whatever the gradient: with a zero gradient Adam moves
+    # the weights by exactly that (an L2 term in the gradient would feed Adam's moments)
+    for opt in (optimizers.SGD(0.1, weight_decay=0.5), optimizers.Adam(0.1, weight_decay=0.5),
+                optimizers.AdamW(0.1, weight_decay=0.5)):
+        layer = L.Dense(2, dtype="float64", seed=0)
+        layer.build((3,))
+        w0 = layer.params["kernel"].copy()
+        layer.grads["kernel"][...] = 0
+        layer.grads["bias"][...] = 0
+        opt.apply_gradients([layer])
+        np.testing.assert_allclose(layer.params["kernel"], w0 * (1 - 0.1 * 0.5), rtol=1e-12)
 
 
 # -- fit, evaluate, predict --------------------------------------------------------------------
@@ -151,7 +155,7 @@ def test_same_seed_gives_bit_identical_training():
                             L.Dropout(0.3), L.Dense(3, activation="softmax")], seed=3)
         model.compile(optimizer="adam")
         model.fit(X, y, batch_size=10, epochs=2, verbose=0, seed=5)
-        results.append(list(model.get_weights().values()))  # auto names differ
+        results.append(model.get_weights())
     assert len(results[0]) == 4
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
@@ -466,8 +470,8 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     history = model.fit(X, y, epochs=20, verbose=0, callbacks=[record, stop])
     assert len(history.epoch) == 4 and stop.stopped_epoch == 3
     best = snapshots[0][1]
-    for key, value in model.get_weights().items():
-        np.testing.assert_array_equal(value, best[key])
+    for value, saved in zip(model.get_weights(), best):
+        np.testing.assert_array_equal(value, saved)
 
 
 def test_reduce_lr_on_plateau_lowers_the_learning_rate():

@@ -42,6 +42,8 @@ import re
 import numpy as np
 
 from ..random import make_rng
+from ..errors import ShapeError
+from ..functional import as_float_array
 from ._common import check_bool, sample_shape
 
 _name_counters = {}
@@ -182,6 +184,36 @@ class Layer:
         the layer's own, not copies."""
         return list(self.params.items()) + list(getattr(self, "state", {}).items())
 
+    @property
+    def weights(self):
+        """The layer's arrays in Keras's order (``weight_items``'s arrays): the parameters
+        (``kernel``, ``bias``, ...), then the state (BatchNormalization's moving statistics)."""
+        return [w for _, w in self.weight_items()]
+
+    def get_weights(self):
+        """Copies of ``weights``, as Keras's ``layer.get_weights()``: ``[kernel, bias]`` for
+        Conv2D and Dense, ``[]`` for a layer without parameters."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Copy a list of arrays, in ``get_weights()``'s order, into the layer.
+
+        Every value is checked (count, shape, real and finite) before any is copied, and
+        converted to the layer's dtype; the list is not modified."""
+        own = self.weight_items()
+        if isinstance(weights, (str, bytes, dict)) or not hasattr(weights, "__len__"):
+            raise TypeError(f"set_weights on {type(self).__name__} '{self.name}' takes a list "
+                            f"of {len(own)} arrays (as get_weights() returns), got "
+                            f"{type(weights).__name__}")
+        if len(weights) != len(own):
+            names = ", ".join(name for name, _ in own) or "none"
+            raise ValueError(f"set_weights on {type(self).__name__} '{self.name}' got a list of "
+                             f"{len(weights)} arrays, the layer has {len(own)} ({names})")
+        checked = [_check_weight(value, target, f"{self.name}/{name}")
+                   for value, (name, target) in zip(weights, own)]
+        for (_, target), value in zip(own, checked):
+            target[...] = value
+
     def set_dtype(self, dtype):
         """Cast the parameters (and future ones) to ``dtype``; returns self."""
         self.dtype = np.dtype(dtype)
@@ -214,3 +246,11 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} '{self.name}'>"
+
+
+def _check_weight(value, target, name):
+    """``value`` as an array of ``target``'s dtype, after checking it can replace ``target``."""
+    value = as_float_array(value, f"set_weights: {name!r}", dtype=target.dtype)
+    if value.shape != target.shape:
+        raise ShapeError(f"set_weights: {name!r} has shape {target.shape}, got {value.shape}")
+    return value

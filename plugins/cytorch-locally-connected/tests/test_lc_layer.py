@@ -156,7 +156,7 @@ def test_trains_and_survives_save_and_load(tmp_path):
 
 def test_same_seed_same_model():
     a, b = _small_model(seed=3), _small_model(seed=3)
-    for pa, pb in zip(a.get_weights().values(), b.get_weights().values()):
+    for pa, pb in zip(a.get_weights(), b.get_weights()):
         assert np.array_equal(pa, pb)
 
 
