@@ -32,7 +32,8 @@ class Conv2D(ActivationMixin, Layer):
         ``(kh, kw)``; non-square kernels are fine.
     strides : int or (int, int), default 1
     padding : "valid", "same", "full", int, (int, int) or ((top, bottom), (left, right))
-        See ``cytorch._shapes``: "same" keeps ``ceil(H / sh)``, "full" pads ``kh - 1``.
+        See ``cytorch.checks.resolve_padding``: "same" keeps ``ceil(H / sh)``, "full" pads
+        ``kh - 1``.
     dilation_rate : int or (int, int), default 1
         ``(dh, dw)``: tap ``(a, b)`` reads the input ``a * dh`` rows and ``b * dw`` columns
         from the window's corner (atrous convolution), so a 3x3 kernel with dilation 2 sees a
