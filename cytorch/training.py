@@ -43,11 +43,8 @@ from . import callbacks as cbks
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from ._checks import as_array as _as_array
-from ._checks import check_int as _check_int
-from ._checks import check_sample_weight
-from ._checks import require_finite as _check_finite
-from ._config import single_threaded_blas as _one_blas_thread
+from ._checks import as_array, check_int, check_sample_weight, require_finite
+from ._config import single_threaded_blas
 from .errors import ShapeError
 from .layers.context import honours
 from .random import check_seed, make_rng
@@ -107,7 +104,7 @@ class TrainingMixin:
     def _running(self):
         """While the model runs: NumPy's BLAS on one thread; afterwards the layers drop the
         last batch's cached activations.  (The modes of the run travel in the contexts.)"""
-        with _one_blas_thread():
+        with single_threaded_blas():
             try:
                 yield
             finally:
@@ -122,7 +119,7 @@ class TrainingMixin:
         if len(xs) != n_in:
             raise ValueError(f"{name} must be a list of {n_in} arrays (one per model input), "
                              f"got {len(xs)}")
-        xs = [_as_array(a, name if n_in == 1 else f"{name}[{k}]") for k, a in enumerate(xs)]
+        xs = [as_array(a, name if n_in == 1 else f"{name}[{k}]") for k, a in enumerate(xs)]
         self._ensure_built(xs[0])
         shapes = [n.shape for n in self._inputs]
         n = None
@@ -137,16 +134,16 @@ class TrainingMixin:
                 raise ValueError(f"{label} has {len(a)} samples, {name}[0] has {n}")
             n = len(a)
             if a.dtype.kind == "f":
-                _check_finite(a, label)
+                require_finite(a, label)
         return xs
 
     def _check_y(self, y, n, name="y", x_name="x"):
-        y = _as_array(y, name)
+        y = as_array(y, name)
         if y.ndim == 0 or len(y) != n:
             raise ValueError(f"{x_name} has {n} samples but {name} has "
                              f"{'a scalar' if y.ndim == 0 else len(y)}: they must match")
         if y.dtype.kind == "f":
-            _check_finite(y, name)
+            require_finite(y, name)
         probe = np.broadcast_to(np.zeros((), self.dtype), (n,) + tuple(self.output_shape))
         try:
             return self.loss.check_targets(y, probe)
@@ -156,7 +153,6 @@ class TrainingMixin:
                 msg = msg.replace("y ", f"{name} ", 1)
             raise type(exc)(msg) from None
 
-    _check_weights = staticmethod(check_sample_weight)
 
     def _take(self, xs, idx):
         """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype."""
@@ -179,7 +175,7 @@ class TrainingMixin:
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
-        w = self._check_weights(sample_weight, n)
+        w = check_sample_weight(sample_weight, n)
         fused = self._fused()
         with self._running():
             loss, _ = self._step(self._take(xs, slice(None)), y, w, fused,
@@ -222,9 +218,9 @@ class TrainingMixin:
             seeded from ``Model(seed=)`` when given).
         """
         self._require_compiled("fit")
-        batch_size = _check_int(batch_size, "batch_size", 1)
-        epochs = _check_int(epochs, "epochs", 0)
-        initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        epochs = check_int(epochs, "epochs", 0)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
         seed = check_seed(seed, "seed")
         callbacks = _check_callbacks(callbacks)
         train, val = self._fit_data(x, y, sample_weight, class_weight, validation_split,
@@ -241,7 +237,7 @@ class TrainingMixin:
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
-        w = self._check_weights(sample_weight, n)
+        w = check_sample_weight(sample_weight, n)
         train, val = self._split_validation(xs, y, w, validation_split, validation_data)
         if class_weight is not None:   # the training samples only, as in Keras
             train = (train[0], train[1], _class_weights_to_sample_weights(class_weight,
@@ -260,7 +256,7 @@ class TrainingMixin:
             x_val = self._check_x(x_val, "x_val")
             n_val = len(x_val[0])
             return (xs, y, w), (x_val, self._check_y(y_val, n_val, "y_val", "x_val"),
-                                self._check_weights(w_val, n_val, "sample_weight_val"))
+                                check_sample_weight(w_val, n_val, "sample_weight_val"))
         if validation_split is not None and not (
                 isinstance(validation_split, numbers.Real)
                 and not isinstance(validation_split, bool) and 0 <= validation_split < 1):
@@ -370,10 +366,10 @@ class TrainingMixin:
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
-        w = self._check_weights(sample_weight, n)
+        w = check_sample_weight(sample_weight, n)
         fused = self._fused()
         with self._running():
-            logs = self._evaluate(xs, y, w, _check_int(batch_size, "batch_size", 1), fused)
+            logs = self._evaluate(xs, y, w, check_int(batch_size, "batch_size", 1), fused)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stderr)
         if return_dict:
@@ -399,7 +395,7 @@ class TrainingMixin:
         """Model outputs for ``x`` (probabilities for a softmax output), computed
         ``batch_size`` samples at a time: memory holds one batch of activations."""
         xs = self._check_x(x)
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
         n = len(xs[0])
         result = None
         contexts = self._contexts()
