@@ -73,8 +73,8 @@ def tanh_backward(dout, y):
 
 
 def sigmoid(x, out=None):
-    """1 / (1 + exp(-x)) computed as exp(min(x,0)) / (1 + exp(-|x|)): no exp of a large
-    positive number, so no overflow warning and no lost precision for large |x|."""
+    """``1 / (1 + exp(-x))`` computed as ``exp(min(x, 0)) / (1 + exp(-|x|))``: no exp of a
+    large positive number, so no overflow warning and no lost precision for large ``|x|``."""
     e = np.exp(-np.abs(x))
     return np.divide(np.where(x >= 0, 1, e), 1 + e, out=out)
 
