@@ -29,6 +29,19 @@ def skip_model():
     return Model(i, L.Dense(4, activation="softmax", dtype="float64")(x), seed=1)
 
 
+def batchnorm_model():
+    """Batch normalization in inference mode (moving statistics moved off 0 and 1)."""
+    model = cytorch.Sequential([L.Conv2D(3, 3, dtype="float64"),
+                                L.BatchNormalization(dtype="float64"),
+                                L.Activation("relu", dtype="float64"), L.Flatten(dtype="float64"),
+                                L.Dense(4, activation="softmax", dtype="float64")],
+                               input_shape=(6, 6, 1), seed=2)
+    bn = model.layers[1]
+    bn.state["moving_mean"][...] = [0.1, -0.2, 0.3]
+    bn.state["moving_variance"][...] = [0.5, 2.0, 1.5]
+    return model
+
+
 def finite_difference(model, x, classes, eps=1e-6):
     grad = np.zeros_like(x)
     rows = np.arange(len(x))
@@ -43,12 +56,13 @@ def finite_difference(model, x, classes, eps=1e-6):
 
 
 @pytest.mark.parametrize("make", [sequential, lambda: sequential("activation_layer"),
-                                  skip_model], ids=["softmax_dense", "activation", "skip"])
+                                  skip_model, batchnorm_model],
+                         ids=["softmax_dense", "activation", "skip", "batchnorm"])
 def test_input_gradient_matches_finite_differences(make):
     model = make()
     x = np.random.default_rng(0).normal(size=(3, *model.input_shape))
     before = x.copy()
-    classes = np.array([1, 0, 3])
+    classes = np.array([1, 0, 3])[:len(x)]
     grad = explain.input_gradient(model, x, classes)
     assert grad.shape == x.shape and grad.dtype == np.float64
     np.testing.assert_allclose(grad, finite_difference(model, x, classes), rtol=1e-5,

@@ -114,7 +114,7 @@ def test_plot_filters_fits_a_slide_and_says_when_it_shows_a_subset():
     wide = cytorch.Sequential([L.Conv2D(4, 3), L.Conv2D(120, 3)], input_shape=(9, 9, 1), seed=0)
     fig = viz.plot_filters(wide, 1, max_filters=12, show=False)
     width, height = fig.get_size_inches()
-    assert width <= 10 and height <= 7.5
+    assert width * fig.dpi < 1001 and height * fig.dpi < 751  # 10 x 7.5 inches: a slide
     assert len(filter_axes(fig)) == 4 * 12  # 4 input channels (rows) x 12 filters
     assert "12 of 120 filters of 3x3x4" in fig._suptitle.get_text()
 
@@ -207,7 +207,7 @@ def test_plot_activations_titles_true_and_predicted_labels_and_numbers_channels(
     input_row = [ax for ax in fig.axes if ax.get_subplotspec().rowspan.start == 0]
     assert "of" not in input_row[0].get_ylabel()  # 1 channel of 1: nothing left out
     width, height = fig.get_size_inches()
-    assert width <= 10 and height <= 7.5
+    assert width * fig.dpi < 1001 and height * fig.dpi < 751  # 10 x 7.5 inches: a slide
 
 
 def test_plot_confusion_matrix_counts_and_accuracy(tmp_path):
@@ -306,3 +306,24 @@ def test_script_without_a_display_says_where_the_png_went(capsys):
     os.remove(saved)
     viz.plot_history({"loss": [1.0, 0.5]}, show=False)
     assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="show must be True, False or None .* got 'yes'"):
+        viz.plot_history({"loss": [1.0, 0.5]}, show="yes")
+
+
+def test_script_with_a_display_shows_a_window(monkeypatch, tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from cytorch.viz import _figure
+    shown = []
+    monkeypatch.setattr(_figure, "_interactive", lambda backend: True)  # as with a GUI backend
+    monkeypatch.setattr(plt, "show", lambda block=None: shown.append(block))
+    fig = viz.plot_history({"loss": [1.0, 0.5]})
+    try:
+        assert fig.number in plt.get_fignums()  # a pyplot figure: the backend opens its window
+        assert shown == [True]                  # a script waits until the window is closed
+    finally:
+        plt.close(fig)
+    saved = viz.plot_history({"loss": [1.0, 0.5]}, path=tmp_path / "h.png")
+    assert shown == [True] and getattr(saved.canvas, "manager", None) is None  # path: file only
+    forced = viz.plot_history({"loss": [1.0, 0.5]}, path=tmp_path / "h2.png", show=True)
+    plt.close(forced)
+    assert shown == [True, True] and (tmp_path / "h2.png").exists()

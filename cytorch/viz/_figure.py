@@ -81,6 +81,9 @@ def new_figure(width, height, path=None, show=None):
     """An empty ``width x height``-inch figure.  It belongs to pyplot only when it will be
     shown in a window; otherwise it sits on its own Agg canvas and no global state knows it."""
     Figure, FigureCanvasAgg = _matplotlib()
+    # A whole number of pixels, plus a hair: matplotlib < 3.11 truncates width * dpi (1.2 * 3
+    # inches gave 359 pixels, not 360) where later versions round; both agree on this size.
+    width, height = ((round(inches * DPI) + 0.01) / DPI for inches in (width, height))
     if wants_window(path, show):
         import matplotlib.pyplot as plt
         return plt.figure(figsize=(width, height), dpi=DPI)
