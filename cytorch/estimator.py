@@ -325,8 +325,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if dtype != np.float32:
             for layer in self.model_.layers:
                 layer.set_dtype(dtype)
+        # accuracy weighted by sample_weight (Keras's weighted_metrics), as MLPClassifier
+        # scores its early-stopping validation set
         self.model_.compile(optimizer=self._make_optimizer(),
-                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                            loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
         self.history_ = {}
         self.loss_curve_ = []
         self.n_iter_ = 0

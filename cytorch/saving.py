@@ -87,6 +87,7 @@ def model_config(model):
             "optimizer": {"class_name": model.optimizer.name,
                           "config": model.optimizer.get_config()},
             "metrics": list(model.metrics),
+            "weighted_metrics": list(model.weighted_metrics),
         }
     return config
 
@@ -186,7 +187,8 @@ def model_from_config(config):
         loss = compiled["loss"]
         if compiled.get("loss_config"):
             loss = type(losses.get(loss))(**compiled["loss_config"])
-        model.compile(optimizer=opt, loss=loss, metrics=compiled["metrics"])
+        model.compile(optimizer=opt, loss=loss, metrics=compiled["metrics"],
+                      weighted_metrics=compiled.get("weighted_metrics"))
     return model
 
 

@@ -29,8 +29,8 @@ A training step also applies the model's graph passes (``cytorch.graph_passes``)
 Ctrl-C during ``fit`` finishes the current batch, prints a note and returns the ``History``:
 the model keeps the weights of the last completed step and stays usable.
 """
-import collections
 import contextlib
+import math
 import numbers
 import signal
 import sys
@@ -38,8 +38,10 @@ import threading
 
 import numpy as np
 
+from . import activations
 from . import callbacks as cbks
 from . import losses as losses_mod
+from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .errors import ShapeError
 from .layers.context import honours
@@ -57,29 +59,28 @@ class TrainingMixin:
         self.optimizer = None
         self.loss = None
         self.metrics = []
+        self.weighted_metrics = []
+        self._metric_specs = []
         self.stop_training = False
         self._shuffle_rng = None
 
     # -- configuration ------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None,
+                weighted_metrics=None):
         """Choose the optimizer (a name or an instance), the loss and the metrics.
 
-        ``metrics`` is a list that may contain ``"accuracy"`` (or ``"acc"``): argmax agreement
-        for several outputs, threshold 0.5 for one; a single name is taken as a list of one."""
+        ``metrics`` and ``weighted_metrics`` are lists of Keras metric names (``"accuracy"``,
+        ``"acc"``, ``"sparse_categorical_accuracy"``, ``"mse"``, ... see ``cytorch.metrics``);
+        a single name is taken as a list of one.  As in Keras, ``metrics`` ignore
+        ``sample_weight`` and ``class_weight``; ``weighted_metrics`` are weighted by them."""
+        specs = metrics_mod.compile_specs(metrics, weighted_metrics)  # checked before any change
         opt = optimizers_mod.get(optimizer)
         self.optimizer = opt() if isinstance(opt, type) else opt
         self.loss = losses_mod.get(loss)
         losses_mod.check_output_activation(self.loss, self.layers[-1] if self.layers else None)
-        if isinstance(metrics, str):
-            metrics = [metrics]
-        elif metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics must be a list of metric names such as ['accuracy'], "
-                            f"got {type(metrics).__name__}: {metrics!r}")
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in ("accuracy", "acc"):
-                raise KeyError(f"unknown metric {m!r}; known metrics: ['accuracy', 'acc']")
-        self.metrics = metrics
+        self.metrics = [name for _, name, weighted in specs if not weighted]
+        self.weighted_metrics = [name for _, name, weighted in specs if weighted]
+        self._metric_specs = specs
         return self
 
     def _require_compiled(self, what):
@@ -199,9 +200,11 @@ class TrainingMixin:
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
-            seed=None):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, seed=None):
         """Train for ``epochs`` passes over ``(x, y)`` in mini-batches; returns a ``History``.
+
+        The arguments are Keras's, in Keras's order (``seed`` is cytorch's own).
 
         Parameters
         ----------
@@ -209,34 +212,58 @@ class TrainingMixin:
             input is converted batch by batch to the model dtype.
         y : labels (N,) for the sparse cross-entropy, or targets shaped like the output.
         batch_size, epochs : int
+            ``epochs`` is the index of the last epoch: training runs epochs
+            ``initial_epoch .. epochs - 1``.
         verbose : 0 silent, 1 a progress line per epoch that updates while the epoch runs
             (stderr; in a Jupyter notebook an output updated in place; in a file or pipe only
             the finished line), 2 a short line when each epoch ends.
         callbacks : list of ``cytorch.callbacks.Callback``
-        validation_split : float in [0, 1): the *last* fraction of x, y (before shuffling,
-            as in Keras) is held out and evaluated after every epoch.
+        validation_split : float in [0, 1)
+            As in Keras, training uses the first ``floor(N * (1 - validation_split))`` samples
+            (before shuffling) and the rest is evaluated after every epoch (N=10, 0.25: 7 and 3).
         validation_data : ``(x_val, y_val)`` or ``(x_val, y_val, w_val)``; overrides the split.
         shuffle : bool, reshuffle the training samples every epoch.
-        sample_weight : (N,) weights; the loss is ``sum(w_i l_i) / batch size``.
+        class_weight : dict, optional
+            ``{class index: weight}``: each training sample's loss is weighted by its class's
+            weight (classes not listed: 1), as a ``sample_weight`` would; not with
+            ``sample_weight`` (as in Keras), not applied to the validation data.
+        sample_weight : (N,) weights; the loss is ``sum(w_i l_i) / batch size``.  They weigh
+            the loss and ``weighted_metrics``, not ``metrics``.
+        initial_epoch : int, the epoch to start from (to resume an earlier ``fit``).
         seed : int, optional; the shuffling order (default: the model's own generator,
             seeded from ``Model(seed=)`` when given).
         """
         self._require_compiled("fit")
         batch_size = _check_int(batch_size, "batch_size", 1)
         epochs = _check_int(epochs, "epochs", 0)
+        initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
         seed = check_seed(seed, "seed")
         callbacks = _check_callbacks(callbacks)
-        train, val = self._fit_data(x, y, sample_weight, validation_split, validation_data)
+        train, val = self._fit_data(x, y, sample_weight, class_weight, validation_split,
+                                    validation_data)
         rng = make_rng(seed) if seed is not None else self._model_rng()
-        return self._fit_loop(train, val, batch_size, epochs, verbose, callbacks,
-                              rng if shuffle else None)
+        return self._fit_loop(train, val, batch_size, range(initial_epoch, epochs), epochs,
+                              verbose, callbacks, rng if shuffle else None)
 
-    def _fit_data(self, x, y, sample_weight, validation_split, validation_data):
+    def _fit_data(self, x, y, sample_weight, class_weight, validation_split, validation_data):
         """The checked training and validation data, each ``(xs, y, w)`` (val may be None)."""
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("class_weight and sample_weight cannot be given together (as in "
+                             "Keras): multiply the class weights into sample_weight instead")
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
         w = self._check_weights(sample_weight, n)
+        train, val = self._split_validation(xs, y, w, validation_split, validation_data)
+        if class_weight is not None:   # the training samples only, as in Keras
+            train = (train[0], train[1], _class_weights_to_sample_weights(class_weight,
+                                                                          train[1]))
+        return train, val
+
+    def _split_validation(self, xs, y, w, validation_split, validation_data):
+        """``(train, val)`` from checked data: all of it and ``validation_data`` (checked),
+        or the split of it that ``validation_split`` asks for, or all of it and None."""
+        n = len(y)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or "
@@ -252,17 +279,18 @@ class TrainingMixin:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if not validation_split:
             return (xs, y, w), None
-        n_val = int(n * validation_split)
-        if n_val < 1 or n_val >= n:
+        n_train = math.floor(n * (1.0 - validation_split))   # Keras's rule, to the sample
+        if n_train in (0, n):
             raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
-                             f"{n_val} for validation and {n - n_val} for training; "
-                             "both need at least 1")
-        n -= n_val
-        return (([a[:n] for a in xs], y[:n], None if w is None else w[:n]),
-                ([a[n:] for a in xs], y[n:], None if w is None else w[n:]))
+                             f"floor({n} * (1 - {validation_split})) = {n_train} for training "
+                             f"and {n - n_train} for validation; both need at least 1")
+        return (([a[:n_train] for a in xs], y[:n_train], None if w is None else w[:n_train]),
+                ([a[n_train:] for a in xs], y[n_train:], None if w is None else w[n_train:]))
 
-    def _fit_loop(self, train, val, batch_size, epochs, verbose, callbacks, rng):
-        """The epochs of ``fit`` on checked data; ``rng`` shuffles (None: in order)."""
+    def _fit_loop(self, train, val, batch_size, epoch_range, epochs, verbose, callbacks, rng):
+        """The epochs ``epoch_range`` of ``fit`` on checked data; ``rng`` shuffles (None: in
+        order).  Each epoch's logs: the running mean of the batch losses (weighted by batch
+        size) and metrics, then ``val_*`` from an evaluation of ``val``."""
         xs, y, w = train
         n = len(y)
         steps = -(-n // batch_size)
@@ -275,20 +303,23 @@ class TrainingMixin:
             cb.set_model(self)
             cb.params = {"epochs": epochs, "steps": steps, "samples": n,
                          "batch_size": batch_size, "verbose": verbose}
-        metric = self.metrics[0] if self.metrics else None
         fused = self._fused()
         contexts = self._contexts(logits=fused, training=True)
+        metrics = self._build_metrics(y)
         self.stop_training = False
-        epoch = batch = 0
         with _Interrupt() as interrupted, self._running():
             try:
                 _call(callback_list, "on_train_begin", {})
-                for epoch in range(epochs):
+                for epoch in epoch_range:
+                    interrupted.epoch = epoch
                     _call(callback_list, "on_epoch_begin", epoch, {})
                     order = rng.permutation(n) if rng is not None else None
-                    loss_sum = correct = weight_sum = 0.0
+                    loss_sum = 0.0
                     logs = {}
+                    for metric in metrics:
+                        metric.reset()
                     for batch in range(steps):
+                        interrupted.batch = batch
                         _call(callback_list, "on_batch_begin", batch, {})
                         start, stop = batch * batch_size, min((batch + 1) * batch_size, n)
                         idx = order[start:stop] if order is not None else slice(start, stop)
@@ -296,31 +327,40 @@ class TrainingMixin:
                         wb = None if w is None else w[idx]
                         loss, out = self._step(self._take(xs, idx), yb, wb, fused, contexts)
                         loss_sum += loss * (stop - start)
-                        logs = {"loss": loss_sum / stop}
-                        if metric:
-                            c, ws = _accuracy_counts(out, yb, wb, fused)
-                            correct += c
-                            weight_sum += ws
-                            logs[metric] = correct / weight_sum if weight_sum else 0.0
+                        logs = {"loss": loss_sum / stop,
+                                **self._update_metrics(metrics, yb, out, wb, fused)}
                         _call(callback_list, "on_batch_end", batch, logs)
                         if interrupted.flag:
                             raise KeyboardInterrupt
                         if self.stop_training:   # as Keras: e.g. TerminateOnNaN, mid-epoch
                             break
                     if val is not None:
-                        for key, value in zip(["loss"] + ([metric] if metric else []),
-                                              self._evaluate(*val, 256, fused)):
-                            logs[f"val_{key}"] = value
+                        logs.update({f"val_{k}": v for k, v in self._evaluate(
+                            *val, 256, fused).items()})
                     _call(callback_list, "on_epoch_end", epoch, logs)
                     if self.stop_training:
                         break
             except KeyboardInterrupt:
-                sys.stderr.write(f"\nTraining interrupted during epoch {epoch + 1}, after batch "
-                                 f"{batch + 1}: the model keeps the weights of the last "
-                                 f"completed step.\n")
+                sys.stderr.write(f"\nTraining interrupted during epoch {interrupted.epoch + 1}, "
+                                 f"after batch {interrupted.batch + 1}: the model keeps the "
+                                 f"weights of the last completed step.\n")
                 sys.stderr.flush()
             _call(callback_list, "on_train_end", {})
         return history
+
+    def _build_metrics(self, y):
+        """Fresh ``Metric`` objects for the compiled metrics, for targets like ``y``."""
+        return metrics_mod.build(self._metric_specs, np.shape(y),
+                                 (len(y),) + tuple(self.output_shape))
+
+    def _update_metrics(self, metrics, y, out, w, fused):
+        """Add a batch to every metric; returns their results by log name.  Metrics see
+        probabilities: a fused output's logits go through its activation first."""
+        if metrics and fused:
+            out = activations.get(self._output_layer.activation).forward(out)
+        for metric in metrics:
+            metric.update(y, out, w)
+        return {metric.name: metric.result() for metric in metrics}
 
     def _model_rng(self):
         if self._shuffle_rng is None:
@@ -330,9 +370,14 @@ class TrainingMixin:
         return self._shuffle_rng
 
     # -- evaluate and predict -----------------------------------------------------------------
-    def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None):
-        """The loss on ``(x, y)`` -- a float -- or ``[loss, accuracy]`` when the model was
-        compiled with ``metrics=["accuracy"]`` (as in Keras)."""
+    def evaluate(self, x, y, batch_size=256, verbose=0, sample_weight=None,
+                 return_dict=False):
+        """The loss on ``(x, y)`` -- a float -- or, as in Keras, ``[loss, *metrics]`` when the
+        model was compiled with metrics (``metrics`` first, then ``weighted_metrics``), or
+        ``{"loss": ..., name: ...}`` with ``return_dict=True``.
+
+        ``sample_weight`` weighs the loss and the ``weighted_metrics``; the mean loss is
+        ``sum(w_i l_i) / N`` over the whole of ``x``, whatever ``batch_size``."""
         self._require_compiled("evaluate")
         xs = self._check_x(x)
         n = len(xs[0])
@@ -340,29 +385,27 @@ class TrainingMixin:
         w = self._check_weights(sample_weight, n)
         fused = self._fused()
         with self._running():
-            results = self._evaluate(xs, y, w, _check_int(batch_size, "batch_size", 1), fused)
+            logs = self._evaluate(xs, y, w, _check_int(batch_size, "batch_size", 1), fused)
         if verbose:
-            names = ["loss"] + self.metrics[:1]
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in zip(names, results)), file=sys.stderr)
-        return results if self.metrics else results[0]
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stderr)
+        if return_dict:
+            return logs
+        return list(logs.values()) if len(logs) > 1 else logs["loss"]
 
     def _evaluate(self, xs, y, w, batch_size, fused):
+        """``{"loss": ..., metric log name: ...}`` on checked data."""
         n = len(xs[0])
         contexts = self._contexts(logits=fused)
-        loss_sum = correct = weight_sum = 0.0
+        metrics = self._build_metrics(y)
+        loss_sum = 0.0
+        logs = {}
         for start in range(0, n, batch_size):
             idx = slice(start, min(start + batch_size, n))
             out = self._forward(self._take(xs, idx), training=False, contexts=contexts)
             wb = None if w is None else w[idx]
             loss_sum += self.loss._gradient(y[idx], out, wb, fused)[0] * len(out)
-            if self.metrics:
-                c, ws = _accuracy_counts(out, y[idx], wb, fused)
-                correct += c
-                weight_sum += ws
-        results = [loss_sum / n]
-        if self.metrics:
-            results.append(correct / weight_sum if weight_sum else 0.0)
-        return results
+            logs = self._update_metrics(metrics, y[idx], out, wb, fused)
+        return {"loss": loss_sum / n, **logs}
 
     def predict(self, x, batch_size=256, verbose=0):
         """Model outputs for ``x`` (probabilities for a softmax output), computed
@@ -407,11 +450,13 @@ def _one_blas_thread():
 class _Interrupt:
     """While training, the first Ctrl-C only raises a flag the loop checks after each batch
     (a second one interrupts at once).  Only the main thread can install signal handlers;
-    elsewhere a KeyboardInterrupt is simply caught by ``fit``."""
+    elsewhere a KeyboardInterrupt is simply caught by ``fit``.  ``epoch`` and ``batch`` are
+    where the loop is, for the message."""
 
     def __init__(self):
         self.flag = False
         self.previous = None
+        self.epoch = self.batch = 0
 
     def _handler(self, signum, frame):
         if self.flag:
@@ -437,18 +482,28 @@ def _call(callbacks, hook, *args):
         getattr(cb, hook)(*args)
 
 
-def _accuracy_counts(out, y, w, logits):
-    """(weighted number correct, total weight) for a batch."""
-    if out.ndim == 2 and out.shape[1] > 1:
-        pred = out.argmax(axis=1)
-        truth = y if y.ndim == 1 else y.argmax(axis=1)
-    else:
-        pred = out.reshape(len(out), -1)[:, 0] > (0 if logits else 0.5)
-        truth = np.asarray(y).reshape(len(out), -1)[:, 0] > 0.5
-    hits = pred == truth
-    if w is None:
-        return float(np.count_nonzero(hits)), float(len(hits))
-    return float(w @ hits), float(w.sum())
+def _class_weights_to_sample_weights(class_weight, y):
+    """One weight per sample from ``{class index: weight}`` (Keras's rule): the label is ``y``
+    itself, or the arg-max of a one-hot row, rounded to an int; unlisted classes weigh 1."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}, got "
+                        f"{type(class_weight).__name__}: {class_weight!r}")
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"class_weight keys must be class indices (ints), got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) \
+                or v < 0:
+            raise ValueError(f"class_weight[{k}] must be a finite number >= 0, got {v!r}")
+    labels = np.asarray(y)
+    if labels.ndim > 1:
+        labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+    if labels.ndim != 1:
+        raise ValueError(f"class_weight needs one class per sample, but the targets have "
+                         f"shape {np.shape(y)}; pass sample_weight instead")
+    labels = np.round(labels).astype(np.int64)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    per_class = np.array([float(class_weight.get(int(c), 1.0)) for c in classes])
+    return per_class[inverse.reshape(-1)]
 
 
 def _as_array(a, name):

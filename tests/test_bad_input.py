@@ -699,8 +699,9 @@ def test_model_methods_reject_bad_targets(method, y, kwargs, error, match):
     ({"batch_size": 2.5}, ValueError, r"batch_size must be an int >= 1, got 2\.5"),
     ({"epochs": -1}, ValueError, r"epochs must be an int >= 0, got -1"),
     ({"validation_split": 1.0}, ValueError, r"validation_split must be in \[0, 1\), got 1\.0"),
-    ({"validation_split": 0.05}, ValueError,
-     r"validation_split=0\.05 of 8 samples leaves 0 for validation and 8 for training"),
+    ({"validation_split": 0.9}, ValueError,   # Keras: floor(8 * 0.1) = 0 left to train on
+     r"validation_split=0\.9 of 8 samples leaves floor\(8 \* \(1 - 0\.9\)\) = 0 for "
+     r"training and 8 for validation; both need at least 1"),
     ({"validation_data": (XM,)}, ValueError,
      r"validation_data must be a tuple \(x_val, y_val\) or \(x_val, y_val, sample_weight_val\)"),
     ({"validation_data": (poke(XM, np.nan), YM)}, ValueError,
@@ -738,8 +739,10 @@ def test_training_needs_compile(method):
     ({"optimizer": 3}, r"unknown optimizer 3; known optimizers: \['adagrad', 'adam', "),
     ({"loss": "crossentropy"}, r"unknown loss 'crossentropy'; known losses: "),
     ({"loss": None}, r"unknown loss None"),
-    ({"metrics": ["auc"]}, r"unknown metric 'auc'; known metrics: \['accuracy', 'acc'\]"),
-    ({"metrics": "auc"}, r"unknown metric 'auc'; known metrics: \['accuracy', 'acc'\]"),
+    ({"metrics": ["auc"]}, r"unknown metric 'auc' in metrics; known metrics: \['acc', "
+                           r"'accuracy', 'binary_accuracy', "),
+    ({"metrics": "auc"}, r"unknown metric 'auc' in metrics; known metrics: "),
+    ({"weighted_metrics": ["mse", 3]}, r"unknown metric 3 in weighted_metrics; known "),
 ])
 def test_compile_names_unknown_names(kwargs, match):
     with pytest.raises(KeyError, match=match):

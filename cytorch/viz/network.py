@@ -254,6 +254,10 @@ def plot_saliency(model, images, labels=None, class_index=None, path=None, show=
     labels : optional, N true labels for the titles
     class_index : None (each image's predicted class), an int or N ints
     path, show : as in ``plot_history``
+
+    Returns
+    -------
+    matplotlib.figure.Figure with 2 axes per image (top: image, bottom: map)
     """
     check_show(show)
     images = _batch(images)
@@ -269,7 +273,12 @@ def plot_grad_cam(model, images, labels=None, class_index=None, layer=None, path
     """Grad-CAM heat maps (``cytorch.explain.grad_cam``): where, for the last convolution
     (or ``layer``), the evidence for class ``c`` lies.
 
-    Same layout and arguments as ``plot_saliency``; ``layer`` picks the convolution.
+    Same layout and arguments as ``plot_saliency``; ``layer`` picks the convolution (a Layer,
+    its name or its index; default: the last layer with a kernel and an image output).
+
+    Returns
+    -------
+    matplotlib.figure.Figure with 2 axes per image, titled "Grad-CAM on '<layer>'"
     """
     check_show(show)
     images = _batch(images)
