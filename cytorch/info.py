@@ -47,16 +47,25 @@ def _blas_info():
 
 
 def cpu_model():
-    """The CPU's name as the operating system reports it (``/proc/cpuinfo`` on Linux)."""
+    """The CPU's name as the operating system reports it (``/proc/cpuinfo`` on Linux), with
+    its family and model numbers: a virtual machine may call every generation "AMD EPYC"."""
     import platform
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not key.strip():
+                    break                      # the first processor is enough
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    name = fields.get("model name")
+    if name is None:
+        return platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def _isa_info():

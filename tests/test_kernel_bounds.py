@@ -157,6 +157,7 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx):
         assert_close(got.array, want, f"conv2d_backward {name}")
 
 
+@pytest.mark.parametrize("module", ["_conv", "_direct"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(N=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5), C=st.integers(1, 3),
@@ -164,11 +165,14 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx):
        sh=st.one_of(st.just(1), st.integers(1, 6)), sw=st.one_of(st.just(1), st.integers(1, 6)),
        pt=st.integers(0, 7), pl=st.integers(0, 7), H_out=st.integers(1, 7),
        W_out=st.integers(1, 7), threads=st.integers(1, 2))
-def test_conv2d_any_geometry_its_entry_points_accept(dtype, N, H, W, C, K, kh, kw, sh, sw, pt,
-                                                     pl, H_out, W_out, threads):
+def test_conv2d_any_geometry_its_entry_points_accept(module, dtype, N, H, W, C, K, kh, kw, sh,
+                                                     sw, pt, pl, H_out, W_out, threads):
     """The entry points check that the arrays agree, not that ``out`` has the size the
     padding implies: any output size and top/left padding must read zeros past the image
-    (the same numbers as a twin padded far enough), never memory outside x."""
+    (the same numbers as a twin padded far enough), never memory outside x.  The direct path
+    (``_direct``) is stride 1 only."""
+    if module == "_direct":
+        sh = sw = 1
     rng = np.random.default_rng(0)
     x = guarded_input(rng.standard_normal((N, H, W, C)).astype(dtype))
     w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
@@ -184,14 +188,15 @@ def test_conv2d_any_geometry_its_entry_points_accept(dtype, N, H, W, C, K, kh, k
     dout_full[:, :H_out, :W_out] = dout
     want_dx, want_dw, want_db = reference.conv2d_backward(dout_full, cache)
 
-    conv = load("_conv")
+    kernel = load(module)
+    geometry = (pt, pl) if module == "_direct" else (sh, sw, pt, pl)
     out = guarded_output((N, H_out, W_out, K), dtype)
-    conv.conv2d_forward(x, w, b, out.array, sh, sw, pt, pl, threads)
+    kernel.conv2d_forward(x, w, b, out.array, *geometry, threads)
     out.assert_guards_intact("conv2d_forward out")
     assert_close(out.array, full[:, :H_out, :W_out], "conv2d_forward")
     dx, dw = guarded_output(x.shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
-    conv.conv2d_backward(dout, x, w, dx.array, dw.array, db.array, sh, sw, pt, pl, threads)
+    kernel.conv2d_backward(dout, x, w, dx.array, dw.array, db.array, *geometry, threads)
     for name, got, want in (("dx", dx, want_dx), ("dw", dw, want_dw), ("db", db, want_db)):
         got.assert_guards_intact(f"conv2d_backward {name}")
         assert_close(got.array, want, f"conv2d_backward {name}")
@@ -235,6 +240,18 @@ def test_dilated_conv2d_stays_in_bounds(dtype, x_shape, kernel, dilation, stride
                          ("db", db, want[2])):
         got.assert_guards_intact(f"dilated conv2d {name}")
         assert_close(got.array, r, f"dilated conv2d {name}")
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, w, b, out: load("_conv").conv2d_forward(x, w, b, out, 1, 1, 0, 0, 1, 0, 1),
+    lambda x, w, b, out: load("_conv").conv2d_forward(x, w, b, out, 1, 1, 0, 0, 1, 1, -2),
+    lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b, out, -1, 0, 1),
+    lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b[:1], out, 0, 0, 1),
+])
+def test_conv2d_kernels_refuse_a_bad_geometry(call):
+    x, w, b = np.ones((1, 4, 4, 1)), np.ones((2, 2, 1, 2)), np.zeros(2)
+    with pytest.raises(ValueError, match=r"conv2d kernel: (bad geometry|inconsistent shapes)"):
+        call(x, w, b, np.empty((1, 3, 3, 2)))
 
 
 # The direct path (``_direct.pyx``, stride 1), in every instruction-set variant this CPU runs:

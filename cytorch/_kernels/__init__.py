@@ -12,7 +12,7 @@ MODULES = ("_conv", "_direct", "_pool", "_dropout", "_batchnorm")
 # for 300,000 rounds, about a millisecond) before they sleep.  On an idle machine that makes
 # the next region start at once; when other processes want the cores, a spinning thread holds
 # the core its teammate needs and every 2-thread region waits for the scheduler.  Measured on
-# a 2-core machine, conv2d forward + backward on 64 images, LeNet c1 / c2, median of 60 calls
+# a 2-core Intel Xeon with AVX-512 (a virtual machine), conv2d forward + backward on 64 images, LeNet c1 / c2, median of 60 calls
 # (three runs on the idle machine, one with three other busy processes):
 #
 #     policy                     idle machine                         3 other busy processes

@@ -18,7 +18,7 @@ How the work is split.  The batch is cut into a few work units of whole images (
 ``UNITS_PER_THREAD`` per thread, ``_parallel.pxd``); OpenMP threads take units dynamically and walk each in small
 groups: im2col of the group into the thread's own column buffer (sized to stay in L2 cache),
 then a single-threaded GEMM on it.  BLAS is held to one thread meanwhile.  Measured on the
-2-core machine this was written on, the alternative -- im2col parallel over images, then one
+2-core Intel Xeon (AVX-512, a virtual machine) this was written on, the alternative -- im2col parallel over images, then one
 big GEMM on OpenBLAS's own threads -- was 2-6x slower: OpenMP's idle threads spin-wait for a
 while after each parallel region and steal the cores OpenBLAS's threads need, and thin GEMMs
 (K = 6 filters) parallelise poorly anyway.  When one thread would run alone (a single image),

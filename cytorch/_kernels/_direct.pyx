@@ -246,8 +246,8 @@ cdef void _backward_lanes(const floating *dout, const floating *x, const floatin
 
 
 
-# When the direct path runs.  Measured on the 2-core AVX-512 machine this was written on, one
-# thread, forward + backward, direct path time / im2col + GEMM time (N = 32 or 64):
+# When the direct path runs.  Measured on the 2-core Intel Xeon with AVX-512 this was written
+# on, one thread, forward + backward, direct path time / im2col + GEMM time (N = 32 or 64):
 #   float32: C=1 K=4 k5 0.35   C=1 K=6 k5 (LeNet c1) 0.52   C=1 K=6 k3 0.54   C=1 K=8 k5 0.70
 #            C=3 K=6 k5 0.86   C=2 K=8 k3 0.87   C=4 K=4 k3 0.97   |   C=3 K=8 k3 1.14
 #            C=1 K=16 k5 1.15   C=6 K=6 k3 1.26   C=6 K=16 k5 (LeNet c2) 3.7
@@ -255,9 +255,21 @@ cdef void _backward_lanes(const floating *dout, const floating *x, const floatin
 #            C=3 K=6 k5 1.40
 # Two loads per multiply-add cap the direct path near half the machine's peak, while GEMM
 # gains with every filter; a vector holds half as many doubles, so the float64 limit is half
-# the float32 one.  The rule: stride 1, at most 8 filters, C * K at most 18 (float32) or 9
-# (float64), and an expanded image (C * K numbers per padded pixel) no larger than
-# LANES_BUDGET numbers, so that it stays in cache.
+# the float32 one.  The rule: stride 1, no dilation, at most 8 filters, C * K at most 18
+# (float32) or 9 (float64), and an expanded image (C * K numbers per padded pixel) no larger
+# than LANES_BUDGET numbers, so that it stays in cache.
+#
+# The rule does not depend on the instruction set.  Checked again on an AMD EPYC (Zen 5, 2
+# cores of a busy virtual machine, 2026-12-02; OpenBLAS runs its Haswell AVX2 kernels there),
+# N = 32, 28x28 images, same ratio, for the avx512 / avx2 variants of ``_lanes.h``:
+#   float32: C=1 K=4 k5 0.38/0.51   C=1 K=6 k5 0.50/0.61   C=1 K=8 k5 0.65/0.84
+#            C=3 K=6 k5 0.88/0.90   C=2 K=8 k3 0.95/1.02   C=4 K=4 k3 0.70/0.88   |
+#            C=3 K=8 k3 1.09/1.15   C=1 K=16 k5 0.99/1.40   C=6 K=6 k3 0.93/0.97
+#   float64: C=1 K=4 k5 0.48/0.66   C=1 K=6 k5 0.68/0.86   C=1 K=8 k5 0.88/1.13   |
+#            C=4 K=4 k3 0.70/0.89   C=2 K=8 k3 1.07/1.35   C=3 K=6 k5 1.18/2.07
+# The same rule is right or close to a tie everywhere except float64 C=1 K=8 on AVX2 (13 %
+# slower than GEMM) and float64 C=4 K=4 (30 % faster than GEMM but left to it): too few cases
+# to make the rule more complicated.
 cdef Py_ssize_t LANES_MAX_K = 8
 cdef Py_ssize_t LANES_MAX_CK = 18     # for float32: 16 numbers per vector
 cdef Py_ssize_t LANES_BUDGET = 1 << 20

@@ -28,8 +28,9 @@
  * Checked with ``objdump -d`` on the module built by GCC 12.2 (-O3): the avx512 variant of
  * cy_lanes_dot_f uses vfmadd...ps on zmm registers, the avx2 variant vfmadd...ps on ymm
  * registers, the default variant mulps + addps on xmm registers, and no variant reads or writes
- * its accumulators on the stack inside the term loop (``tests/test_isa.py`` repeats the check
- * when objdump is installed).
+ * its accumulators on the stack inside the term loop (the avx512 variant keeps the 2-4-1
+ * vector tail blocks' sums on the stack between calls of the loop, not inside it).
+ * ``tests/test_isa.py`` repeats the FMA part of the check when objdump is installed.
  */
 #ifndef CYTORCH_LANES_H
 #define CYTORCH_LANES_H

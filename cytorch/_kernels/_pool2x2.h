@@ -16,11 +16,12 @@
  * false, so it never takes over a window; a NaN in the first cell stays (as in the twin).
  *
  * Instruction sets (``_isa.h``): avx512 (64-byte zmm vectors, masks in k registers), avx2
- * (32-byte ymm, vcmpps/vblendvps), default (the build's baseline: SSE2 cmpps + and/andnot/or).
+ * (32-byte ymm, compare + blend), default (the build's baseline: SSE2 cmpps + and/andnot/or).
  * Checked with ``objdump -d`` on the module built by GCC 12.2 (-O3): cy_extreme_2x2_avx512_f
- * compares zmm registers (vcmpps ... %zmm, into %k), cy_extreme_2x2_avx2_f ymm registers,
- * cy_extreme_2x2_default_f uses cmpltps/cmpnleps on xmm registers; no variant branches on
- * the data.
+ * compares zmm registers into mask registers (vcmpltps ..., %zmm, %k1),
+ * cy_extreme_2x2_avx2_f ymm registers (vcmpltps + vpblendvb), cy_extreme_2x2_default_f xmm
+ * registers (cmpltps); the vector loops do not branch on the data (only the scalar tail of
+ * fewer than one vector does).  ``tests/test_isa.py`` repeats the compare check.
  */
 #ifndef CYTORCH_POOL2X2_H
 #define CYTORCH_POOL2X2_H
