@@ -33,7 +33,9 @@ __all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_f
            "window_output_shape", "output_size", "unseen", "conv_args", "conv_dout",
            "conv_cache", "pool_args", "pool_dout", "pool_cache", "global_args", "global_dout",
            "global_cache", "dropout_args", "dropout_dout", "dropout_cache", "check_cache",
-           "check_winner_index_range"]
+           "check_winner_index_range", "batch_norm_args", "batch_norm_cache",
+           "batch_norm_dout", "check_batch_stats", "depthwise_args", "depthwise_cache",
+           "depthwise_dout"]
 
 _FLOATS = (np.float32, np.float64)
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays at 4 MB
@@ -410,5 +412,57 @@ def batch_norm_dout(dout, cache, check_finite=True):
     dout = as_float_array(dout, "dout", dtype=x.dtype, check_finite=check_finite)
     if dout.shape != x.shape:
         raise ShapeError(f"dout must have the forward output's shape {x.shape}, "
+                         f"got {dout.shape}")
+    return dout
+
+
+# -- depthwise conv2d ---------------------------------------------------------------------------
+def depthwise_args(x, w, b, strides, padding, check_finite):
+    """Validate a depthwise_conv2d call; return ``x, w, b`` (one dtype), ``(sh, sw)``, pads
+    ``(top, bottom, left, right)`` and the output shape ``(N, H_out, W_out, C * dm)``."""
+    x = as_batch(x, "x", check_finite=check_finite)
+    w = as_float_array(w, "w", check_finite=check_finite)
+    if w.ndim != 4:
+        raise ShapeError(f"w must be a 4-D array (kh, kw, C, depth_multiplier), got shape "
+                         f"{w.shape}")
+    if w.size == 0:
+        raise ShapeError(f"w must not be empty, got shape {w.shape}")
+    N, H, W, C = x.shape
+    kh, kw, C_w, dm = w.shape
+    if C_w != C:
+        raise ShapeError(f"w has {C_w} channels (w.shape[2]), x has {C} (x.shape[3]): a "
+                         f"depthwise kernel holds one filter bank per input channel")
+    if b is not None:
+        b = as_float_array(b, "b", check_finite=check_finite)
+        if b.shape != (C * dm,):
+            raise ShapeError(f"b must have shape (C * depth_multiplier,) = ({C * dm},), got "
+                             f"shape {b.shape}")
+    dtype = common_dtype(x, w, b)
+    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
+    b = None if b is None else b.astype(dtype, copy=False)
+    sh, sw = as_pair(strides, "strides")
+    H_out, W_out, pads = window_output_shape(H, W, kh, kw, sh, sw, padding,
+                                             what="depthwise_conv2d")
+    return x, w, b, (sh, sw), pads, (N, H_out, W_out, C * dm)
+
+
+def depthwise_cache(x, w, b, strides, pads):
+    """What depthwise_conv2d backward needs (as conv2d's, under its own kind)."""
+    return {"kind": "depthwise_conv2d", "x": x, "w": w, "has_bias": b is not None,
+            "strides": strides, "pads": pads}
+
+
+def depthwise_dout(dout, cache, check_finite=True):
+    """Validate the ``dout`` and ``cache`` of a depthwise_conv2d backward; return dout as a
+    contiguous array of the forward pass's dtype."""
+    check_cache(cache, "depthwise_conv2d", "depthwise_conv2d")
+    x, w = cache["x"], cache["w"]
+    (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
+    N, H, W, C = x.shape
+    kh, kw, _, dm = w.shape
+    expected = (N, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1, C * dm)
+    dout = as_float_array(dout, "dout", dtype=x.dtype, check_finite=check_finite)
+    if dout.shape != expected:
+        raise ShapeError(f"dout must have the forward output's shape {expected}, "
                          f"got {dout.shape}")
     return dout

@@ -4,7 +4,7 @@
 
     cytorch train [--model lenet5|keras_mnist|auto] [--size 8|16|28|32] [--epochs N]
                   [--batch-size N] [--learning-rate LR] [--seed N] [--save PATH]
-                  [--backend compiled|reference] [--quiet]
+                  [--backend compiled|reference] [--plot DIR] [--quiet]
     cytorch layers                       # every discovered layer, its distribution and version
     cytorch summary MODEL [--input-shape H W C]     # a preset, auto, or a saved .npz
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
@@ -108,6 +108,10 @@ def build_parser():
     train.add_argument("--backend", choices=("compiled", "reference"), default="compiled",
                        help="run the compiled kernels or their NumPy twins, to see what the "
                             "Cython buys (default: %(default)s)")
+    train.add_argument("--plot", metavar="DIR",
+                       help="write the learning curves, the first convolution's filters and "
+                            "the test set's confusion matrix as PNG files into DIR (created if "
+                            "needed; needs matplotlib: pip install \"cytorch-edu[plot]\")")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)
 
@@ -164,6 +168,8 @@ def cmd_train(args, out):
     size = args.size or DEFAULT_SIZE[args.model]
     if args.save:
         _check_writable(args.save)  # before training, not a minute later
+    if args.plot:
+        _check_plot_folder(args.plot)
     cytorch.set_seed(args.seed)
     model = _user_step(lambda: _make_model(args.model, (size, size, 1), args.seed))
     X, y = load_digits(size=size)
@@ -180,8 +186,8 @@ def cmd_train(args, out):
         optimizer, "learning_rate", optimizer.learning_rate * LR_DECAY))
     with cytorch.backend(args.backend):
         start = time.perf_counter()
-        model.fit(X_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                  verbose=0 if args.quiet else 1, callbacks=[decay], seed=args.seed)
+        history = model.fit(X_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                            verbose=0 if args.quiet else 1, callbacks=[decay], seed=args.seed)
         seconds = time.perf_counter() - start
         loss, accuracy = model.evaluate(X_test, y_test)
     correct = round(accuracy * len(y_test))
@@ -195,8 +201,40 @@ def cmd_train(args, out):
     if args.save:
         _user_step(lambda: model.save(args.save))
         print(f"Saved to {args.save} (cytorch.load_model reads it back)", file=out)
+    if args.plot:
+        _plot(args.plot, model, history, X_test, y_test, out)
     return 0
 
+
+def _check_plot_folder(folder):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError('--plot needs matplotlib, which is not installed: '
+                         'pip install "cytorch-edu[plot]"') from None
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"--plot {folder}: is a file; give a folder for the PNG files")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--plot {folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--plot {folder}: the folder is not writable")
+
+
+def _plot(folder, model, history, X_test, y_test, out):
+    """The pictures of ``--plot``, through ``cytorch.viz`` (never a window: files only)."""
+    from . import viz
+    pictures = {
+        "curves.png": lambda path: viz.plot_history(history, path=path, show=False),
+        "filters.png": lambda path: viz.plot_filters(model, path=path, show=False),
+        "confusion_matrix.png": lambda path: viz.plot_confusion_matrix(
+            y_test, model.predict(X_test), path=path, show=False),
+    }
+    for name, draw in pictures.items():
+        path = os.path.join(folder, name)
+        _user_step(lambda: draw(path))
+        print(f"Wrote {path}", file=out)
 
 def _check_writable(path):
     folder = os.path.dirname(os.path.abspath(path))

@@ -56,9 +56,10 @@ __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "get"]
 
 class Optimizer:
     """Base class: subclasses name their per-parameter buffers in ``slots()`` and implement
-    ``_update(key, param, grad, scratch, lr)``.
+    ``_update(key, param, grad, scratch, lr)``.  The parameters below are shared by every
+    optimizer, as in Keras.
 
-    Parameters (shared by every optimizer, as in Keras)
+    Parameters
     ----------
     learning_rate : float > 0
     weight_decay : float >= 0 or None

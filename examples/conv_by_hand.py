@@ -1,4 +1,8 @@
-"""The course's worked examples, each computed three ways and checked against each other.
+"""
+Convolution and pooling by hand
+===============================
+
+The course's worked examples, each computed three ways and checked against each other.
 
 1. explicit Python loops, written here in a few lines, the way you would on paper;
 2. the NumPy twin in ``cytorch.reference`` (im2col + one matrix product);
@@ -8,7 +12,9 @@ Then output-size arithmetic (a 7x7 input, a 3x3 filter, strides 1, 2 and 3, padd
 the size), parameter counts (760; 280 and 910; AlexNet's 34,944) and max / average / min
 pooling of one 4x4 map.
 
-Run:  python examples/conv_by_hand.py
+Run it::
+
+    python examples/conv_by_hand.py
 """
 import numpy as np
 

@@ -1,4 +1,8 @@
-"""The main job as a script: LeNet-5 on the built-in handwritten digits.
+"""
+LeNet-5 on the handwritten digits
+=================================
+
+The main job as a script: LeNet-5 on the built-in handwritten digits.
 
 What ``cytorch train`` does, written out so each step can be read and changed:
 
@@ -9,10 +13,11 @@ What ``cytorch train`` does, written out so each step can be read and changed:
 4. train with Adam, shrinking the step size after every epoch, with a progress bar;
 5. report the test accuracy and the confusion matrix, and save the model.
 
-Run:  python examples/lenet5_digits.py [--epochs N] [--save PATH] [--quick]
+Run it::
+
+    python examples/lenet5_digits.py [--epochs N] [--save PATH] [--quick]
 """
 import argparse
-import sys
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
@@ -24,12 +29,14 @@ from cytorch.datasets import load_digits
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description='LeNet-5 on the handwritten digits')
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH", help="write the trained model (.npz)")
     parser.add_argument("--quick", action="store_true", help="1 epoch (for the tests)")
-    args = parser.parse_args(argv)
+    # parse_known_args: as a notebook (the gallery's download) it ignores the kernel's own
+    # arguments
+    args, _ = parser.parse_known_args(argv)
     epochs = 1 if args.quick else args.epochs
 
     # 1-2. data: (1797, 32, 32, 1) float32 in [0, 1], labels 0..9
@@ -70,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

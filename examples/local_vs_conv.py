@@ -1,4 +1,8 @@
-"""Weight sharing, measured: a convolution next to a locally-connected layer on the digits.
+"""
+Weight sharing, measured: Conv2D vs LocallyConnected2D
+======================================================
+
+Weight sharing, measured: a convolution next to a locally-connected layer on the digits.
 
 Both networks have the same shape -- 16 filters of 3x3, ReLU, 2x2 max pooling, a softmax
 layer -- and differ only in the first layer:
@@ -12,11 +16,13 @@ detecting everywhere.  The table shows what that buys on 1,797 digits: the param
 the accuracy on the held-out digits, and the accuracy on the same digits moved one pixel
 down and right -- a position the locally-connected filters there were never trained on.
 
-Run:  python examples/local_vs_conv.py [--epochs N] [--quick]
+Run it::
+
+    python examples/local_vs_conv.py [--epochs N] [--quick]
+
 (needs the plugin: pip install ./plugins/cytorch-locally-connected)
 """
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -45,19 +51,20 @@ def shift(images, d=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description='Weight sharing, measured: Conv2D vs LocallyConnected2D')
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="2 epochs (for the tests)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    # parse_known_args: as a notebook (the gallery's download) it ignores the kernel's own
+    # arguments
+    args, _ = parser.parse_known_args(argv)
     epochs = 2 if args.quick else args.epochs
 
     try:
         LocallyConnected2D = cytorch.layers.get("locally_connected2d")
     except (KeyError, ValueError) as exc:
-        print(f"the locally-connected plugin is not available ({exc}); install it with:\n"
-              f"    pip install ./plugins/cytorch-locally-connected", file=sys.stderr)
-        return 1
+        raise SystemExit(f"the locally-connected plugin is not available ({exc}); install it "
+                         f"with:\n    pip install ./plugins/cytorch-locally-connected") from exc
 
     X, y = load_digits(size=SIZE)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -96,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,4 +1,8 @@
-"""CNNClassifier as an ordinary scikit-learn estimator: Pipeline, GridSearchCV, cross_val_score.
+"""
+CNNClassifier in scikit-learn pipelines and searches
+====================================================
+
+CNNClassifier as an ordinary scikit-learn estimator: Pipeline, GridSearchCV, cross_val_score.
 
 scikit-learn's digits arrive as flat rows of 64 pixel counts (0..16).  A ``MinMaxScaler``
 scales them to [0, 1] -- it only knows 2-D arrays -- and ``CNNClassifier(input_shape=(8, 8, 1))``
@@ -6,7 +10,9 @@ reshapes each row back into an image before its convolutions.  The search tunes 
 and the learning rate with 3-fold cross-validation on the training part; the held-out test
 part is touched once, at the end.
 
-Run:  python examples/sklearn_pipeline.py [--quick]
+Run it::
+
+    python examples/sklearn_pipeline.py [--quick]
 """
 import argparse
 import time
@@ -29,11 +35,13 @@ WIDER = [("conv2d", {"filters": 16, "kernel_size": 3, "padding": "same", "activa
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description='CNNClassifier in scikit-learn pipelines and searches')
     parser.add_argument("--quick", action="store_true",
                         help="a third of the data and fewer epochs (for the tests)")
     parser.add_argument("--n-jobs", type=int, default=2, help="parallel fits of the search")
-    args = parser.parse_args(argv)
+    # parse_known_args: as a notebook (the gallery's download) it ignores the kernel's own
+    # arguments
+    args, _ = parser.parse_known_args(argv)
 
     X, y = load_digits(return_X_y=True)
     if args.quick:
@@ -77,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -1,18 +1,24 @@
-"""Pictures of a trained LeNet-5: its first-layer filters, one digit's activation maps through
+"""
+Pictures of a trained LeNet-5
+=============================
+
+Pictures of a trained LeNet-5: its first-layer filters, one digit's activation maps through
 every layer, and the learning curves.
 
-Trains LeNet-5 on the built-in digits (32x32, a fifth held out for validation), then writes
+Trains LeNet-5 on the built-in digits (32x32, a fifth held out for validation), then writes::
 
     OUTDIR/filters.png       the 6 learned 5x5 filters of the first convolution
     OUTDIR/activations.png   one test digit through every convolution and pooling layer
     OUTDIR/curves.png        loss and accuracy per epoch, training and validation
 
-Run:  python examples/visualize.py [OUTDIR] [--epochs N] [--quick]      (needs matplotlib)
+Run it::
+
+    python examples/visualize.py [OUTDIR] [--epochs N] [--quick]      (needs matplotlib)
+
 OUTDIR defaults to ./cytorch-pictures.
 """
 import argparse
 import os
-import sys
 
 import cytorch
 from cytorch import viz
@@ -20,13 +26,15 @@ from cytorch.datasets import load_digits
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description='Pictures of a trained LeNet-5')
     parser.add_argument("outdir", nargs="?", default="cytorch-pictures",
                         help="directory for the PNG files, created if needed (default: "
                              "%(default)s)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 epoch (for the tests)")
-    args = parser.parse_args(argv)
+    # parse_known_args: as a notebook (the gallery's download) it ignores the kernel's own
+    # arguments
+    args, _ = parser.parse_known_args(argv)
     epochs = 1 if args.quick else args.epochs
     os.makedirs(args.outdir, exist_ok=True)
 
@@ -53,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

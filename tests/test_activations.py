@@ -8,7 +8,8 @@ import pytest
 from cytorch import activations, initializers
 from cytorch._gradcheck import numerical_gradient, relative_error
 
-NAMES = ["relu", "tanh", "sigmoid", "softmax", "linear"]
+NAMES = ["relu", "tanh", "sigmoid", "softmax", "linear", "leaky_relu", "elu", "softplus", "gelu",
+         "silu", "swish"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -19,7 +20,7 @@ def test_backward_matches_finite_differences(name):
     x[np.abs(x) < 1e-3] = 0.5  # keep away from relu's kink
     dout = rng.normal(size=x.shape)
     y = act.forward(x)
-    analytic = act.backward(dout, y)
+    analytic = act.bind(x).backward(dout, y)
     numeric = numerical_gradient(act.forward, x, dout)
     assert relative_error(analytic, numeric) < 1e-8
 
@@ -30,7 +31,7 @@ def test_dtype_preserved_and_out_argument(name, dtype):
     act = activations.get(name)
     x = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
     y = act.forward(x)
-    assert y.dtype == dtype and act.backward(np.ones_like(y), y).dtype == dtype
+    assert y.dtype == dtype and act.bind(x).backward(np.ones_like(y), y).dtype == dtype
     buf = x.copy()
     assert act.forward(buf, out=buf) is buf
     np.testing.assert_allclose(buf, y, rtol=1e-6)
@@ -90,11 +91,42 @@ def test_softmax_over_last_axis_of_images():
 def test_get():
     assert activations.get(None).name == "linear"
     assert activations.get("ReLU") is activations.get("relu")
-    with pytest.raises(KeyError, match=r"unknown activation 'sigmod'; known: linear, relu, "
-                                       r"sigmoid, softmax, tanh \(did you mean 'sigmoid'\?\)"):
+    with pytest.raises(KeyError, match=r"unknown activation 'sigmod'; known: elu, gelu, "
+                                       r"leaky_relu, linear, relu, sigmoid, silu, softmax, "
+                                       r"softplus, swish, tanh \(did you mean 'sigmoid'\?\)"):
         activations.get("sigmod")
     with pytest.raises(TypeError, match="activation must be a name"):
         activations.get(3)
+
+
+def test_keras_numbers_and_the_slope_trap():
+    x = np.array([-2.0, -0.5, 0.0, 1.5])
+    np.testing.assert_allclose(activations.get("leaky_relu").forward(x), [-0.4, -0.1, 0, 1.5])
+    np.testing.assert_allclose(activations.get("elu").forward(x), np.where(x > 0, x,
+                                                                           np.expm1(x)))
+    from scipy.stats import norm
+    np.testing.assert_allclose(activations.get("gelu").forward(x), x * norm.cdf(x), rtol=1e-14)
+    np.testing.assert_allclose(activations.get("silu").forward(x), x / (1 + np.exp(-x)))
+    np.testing.assert_allclose(activations.get("softplus").forward(x), np.log1p(np.exp(x)))
+    assert activations.get("swish") is activations.get("silu")
+    from cytorch import layers as L
+    np.testing.assert_allclose(L.LeakyReLU().forward(x[None]), [[-0.6, -0.15, 0, 1.5]],
+                               rtol=1e-6)
+
+
+def test_new_activations_are_stable_at_the_extremes():
+    x = np.array([-1e4, -50.0, 0.0, 50.0, 1e4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("leaky_relu", "elu", "softplus", "gelu", "silu"):
+            act = activations.get(name)
+            y = act.forward(x)
+            dx = act.bind(x).backward(np.ones_like(x), y)
+            assert np.isfinite(y).all() and np.isfinite(dx).all(), name
+    np.testing.assert_allclose(activations.softplus(x), [0, 1.9287498479639178e-22, np.log(2),
+                                                          50, 1e4], rtol=1e-12)
+    np.testing.assert_allclose(activations.softplus_backward(1.0, activations.softplus(x)),
+                               [0, 1.9287498479639178e-22, 0.5, 1, 1], rtol=1e-12)
 
 
 # -- initializers ---------------------------------------------------------------------------------
@@ -133,3 +165,15 @@ def test_get_initializer():
     assert initializers.get("He_Uniform") is initializers.he_uniform
     with pytest.raises(KeyError, match=r"unknown initializer 'xavier'; known: glorot_normal"):
         initializers.get("xavier")
+
+
+def test_activation_layer_docstring_examples():
+    import doctest
+
+    from cytorch.layers import advanced_activations
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for obj in (advanced_activations.LeakyReLU, advanced_activations.ELU, activations):
+        module = activations if obj is activations else advanced_activations
+        for t in doctest.DocTestFinder().find(obj, globs=dict(vars(module))):
+            runner.run(t)
+    assert runner.failures == 0 and runner.tries >= 4

@@ -434,6 +434,15 @@ def _layers():
         "Input": (lambda: L.Input((5, 5, 3), name="c"), X),
         "Dense": (lambda: L.Dense(3, activation="softmax", name="c", seed=0), X.reshape(2, -1)),
         "BatchNormalization": (lambda: L.BatchNormalization(name="c"), X),
+        "LeakyReLU": (lambda: L.LeakyReLU(name="c"), X),
+        "ELU": (lambda: L.ELU(0.5, name="c"), X.reshape(2, -1)),
+        "ZeroPadding2D": (lambda: L.ZeroPadding2D(((1, 0), (2, 1)), name="c"), X),
+        "Reshape": (lambda: L.Reshape((25, -1), name="c"), X),
+        "UpSampling2D": (lambda: L.UpSampling2D(interpolation="bilinear", name="c"), X),
+        "SpatialDropout2D": (lambda: L.SpatialDropout2D(0.5, seed=0, name="c"), X),
+        "DepthwiseConv2D": (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, name="c", seed=0),
+                            X),
+        "SeparableConv2D": (lambda: L.SeparableConv2D(4, 3, name="c", seed=0), X),
     }
     if LocallyConnected2D is not None:
         made["LocallyConnected2D"] = (lambda: LocallyConnected2D(4, 3, name="c", seed=0), X)
@@ -442,7 +451,9 @@ def _layers():
 
 LAYERS = _layers()
 IMAGE_LAYERS = ["Conv2D", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
-                "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D"] + \
+                "GlobalMaxPooling2D", "GlobalAveragePooling2D", "GlobalMinPooling2D",
+                "ZeroPadding2D", "UpSampling2D", "SpatialDropout2D", "DepthwiseConv2D",
+                "SeparableConv2D"] + \
     (["LocallyConnected2D"] if LocallyConnected2D is not None else [])
 
 
@@ -489,6 +500,11 @@ def test_image_layers_need_4d_input(name):
                                        r"\(75,\)\), got 7 \(batch shape \(2, 7\)\)"),
     ("Input", X[:, :4], r"Input 'c' expects batches of shape \(N, 5, 5, 3\), got "
                         r"\(2, 4, 5, 3\)"),
+    ("DepthwiseConv2D", X[..., :2], r"DepthwiseConv2D 'c' was built for 3 channels"),
+    ("SeparableConv2D", X[..., :1], r"SeparableConv2D 'c' was built for 3 channels"),
+    ("BatchNormalization", X[..., :2], r"BatchNormalization 'c' was built for 3 channels"),
+    ("Reshape", X[:, :4], r"Reshape 'c' was built for samples of shape \(5, 5, 3\), got batch "
+                          r"shape \(2, 4, 5, 3\)"),
     ("LocallyConnected2D", X[:, :, :4], r"LocallyConnected2D 'c' was built for inputs of shape "
                                         r"\(5, 5, 3\), got \(5, 4, 3\)"),
 ])
@@ -572,7 +588,12 @@ def test_layers_leave_their_input_and_gradient_alone(name, layout, training):
                                                     r"'int32'"),
     (lambda: L.Dense(2, name=""), ValueError, r"name must be a non-empty str, got ''"),
     (lambda: L.Dropout(float("nan")), ValueError, r"rate must be a float in \[0, 1\), got nan"),
-    (lambda: L.Activation("gelu"), KeyError, r"unknown activation 'gelu'"),
+    (lambda: L.Activation("mish"), KeyError, r"unknown activation 'mish'"),
+    (lambda: L.LeakyReLU(-0.1), ValueError, r"negative_slope must be a float >= 0 \(Keras's "
+                                            r"default 0\.3\), got -0\.1"),
+    (lambda: L.LeakyReLU(None), ValueError, r"negative_slope must be a float >= 0.*got None"),
+    (lambda: L.ELU(alpha="1"), ValueError, r"alpha must be a float >= 0 \(Keras's default "
+                                           r"1\.0\), got '1'"),
     (lambda: L.Input((0, 3)), ValueError, r"every axis of shape must be a positive int, got 0"),
     (lambda: L.Input(()), ValueError, r"shape must have at least one axis"),
     (lambda: L.Concatenate(axis="a"), TypeError, r"axis must be an int, got 'a'"),

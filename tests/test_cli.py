@@ -262,3 +262,23 @@ def test_train_save_to_an_unwritable_place(capsys, tmp_path):
     assert_one_line_error(status, err, f"--save {target}: the directory .*dir does not exist")
     status, _, err = run(capsys, "train", "--save", str(tmp_path))
     assert_one_line_error(status, err, "is a directory; give a file name")
+
+
+def test_train_plot_writes_curves_filters_and_confusion_matrix(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    folder = tmp_path / "pictures" / "new"  # created
+    status, out, err = run(capsys, "train", "--model", "auto", "--size", "8", "--epochs", "2",
+                           "--batch-size", "64", "--quiet", "--plot", str(folder))
+    assert status == 0, err
+    for name in ("curves.png", "filters.png", "confusion_matrix.png"):
+        path = folder / name
+        assert f"Wrote {path}" in out
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_plot_into_a_file_is_one_line(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "file.png"
+    target.write_bytes(b"")
+    status, _, err = run(capsys, "train", "--plot", str(target))
+    assert_one_line_error(status, err, r"--plot .*file\.png: is a file; give a folder")

@@ -23,6 +23,8 @@ if keras.backend.backend() != "torch":
                 f"{keras.backend.backend()!r}", allow_module_level=True)
 
 RTOL = 1e-5
+# Keras 3.15 on NumPy 2 warns about __array__'s copy keyword on every weight it hands out
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def keras_call(layer, x, training=False, dout=None):
@@ -91,3 +93,117 @@ def test_batch_normalization_summary_counts_like_keras():
     text = model.summary(print_fn=None)
     assert f"Trainable params: {trainable}" in text and f"Non-trainable params: {frozen}" in text
     assert model.count_params() == kmodel.count_params()
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "softmax", "leaky_relu", "elu",
+                                  "gelu", "silu", "swish", "softplus"])
+def test_activation_strings_match_keras(name):
+    rng = np.random.default_rng(1)
+    x = rng.normal(scale=3, size=(4, 3, 3, 5)).astype(np.float32)
+    dout = rng.normal(size=x.shape).astype(np.float32)
+    y_k, dx_k = keras_call(keras.layers.Activation(name), x, training=True, dout=dout)
+    layer = L.Activation(name)
+    close(layer.forward(x, training=True), y_k)
+    close(layer.backward(dout), dx_k)
+    # and fused into a Dense layer, on identical weights
+    kd = keras.layers.Dense(6, activation=name)
+    kd.build((None, 5))
+    d = L.Dense(6, activation=name, seed=0)
+    d.build((5,))
+    kd.set_weights([d.params["kernel"], d.params["bias"] + 0.1])
+    d.params["bias"] += 0.1
+    v = x.reshape(-1, 5)
+    dv = rng.normal(size=(v.shape[0], 6)).astype(np.float32)
+    y_k, dx_k = keras_call(kd, v, training=True, dout=dv)
+    close(d.forward(v, training=True), y_k)
+    close(d.backward(dv), dx_k)
+
+
+@pytest.mark.parametrize("make, kmake", [
+    (lambda: L.LeakyReLU(), lambda: keras.layers.LeakyReLU()),
+    (lambda: L.LeakyReLU(negative_slope=0.05), lambda: keras.layers.LeakyReLU(0.05)),
+    (lambda: L.ELU(), lambda: keras.layers.ELU()),
+    (lambda: L.ELU(alpha=0.4), lambda: keras.layers.ELU(alpha=0.4)),
+], ids=["leaky_relu", "leaky_relu-0.05", "elu", "elu-0.4"])
+def test_activation_layers_match_keras(make, kmake):
+    rng = np.random.default_rng(2)
+    x = rng.normal(scale=2, size=(3, 4, 4, 2)).astype(np.float32)
+    dout = rng.normal(size=x.shape).astype(np.float32)
+    y_k, dx_k = keras_call(kmake(), x, training=True, dout=dout)
+    layer = make()
+    close(layer.forward(x), y_k)
+    close(layer.backward(dout), dx_k)
+
+
+def _same_weights(layer, klayer, shape):
+    """Build both for ``shape`` (no batch axis) and give Keras cytorch's weights, nudged off
+    their initial values (a zero bias would hide a bias bug)."""
+    layer.build(shape)
+    klayer.build((None,) + tuple(shape))
+    rng = np.random.default_rng(7)
+    for k in layer.params:
+        layer.params[k] += 0.1 * rng.standard_normal(layer.params[k].shape).astype(np.float32)
+    klayer.set_weights([v for _, v in layer.weight_items()])
+    assert [v.name for v in klayer.weights] == [k for k, _ in layer.weight_items()]
+
+
+@pytest.mark.parametrize("make, kmake, shape", [
+    (lambda: L.ZeroPadding2D(((1, 0), (2, 3))), lambda: keras.layers.ZeroPadding2D(((1, 0), (2, 3))),
+     (4, 5, 2)),
+    (lambda: L.ZeroPadding2D(2), lambda: keras.layers.ZeroPadding2D(2), (3, 3, 1)),
+    (lambda: L.Reshape((10, -1)), lambda: keras.layers.Reshape((10, -1)), (4, 5, 2)),
+    (lambda: L.UpSampling2D((2, 3)), lambda: keras.layers.UpSampling2D((2, 3)), (3, 4, 2)),
+    (lambda: L.UpSampling2D(2, interpolation="bilinear"),
+     lambda: keras.layers.UpSampling2D(2, interpolation="bilinear"), (3, 4, 2)),
+    (lambda: L.UpSampling2D((3, 4), interpolation="bilinear"),
+     lambda: keras.layers.UpSampling2D((3, 4), interpolation="bilinear"), (5, 2, 3)),
+    (lambda: L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", seed=0),
+     lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same",
+                                          activation="relu"), (7, 6, 3)),
+    (lambda: L.DepthwiseConv2D((2, 3), strides=2, seed=0),
+     lambda: keras.layers.DepthwiseConv2D((2, 3), strides=2), (7, 8, 2)),
+    (lambda: L.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="gelu",
+                               seed=0),
+     lambda: keras.layers.SeparableConv2D(5, 3, depth_multiplier=2, padding="same",
+                                          activation="gelu"), (6, 6, 3)),
+    (lambda: L.SeparableConv2D(4, (3, 2), strides=(2, 1), use_bias=False, seed=0),
+     lambda: keras.layers.SeparableConv2D(4, (3, 2), strides=(2, 1), use_bias=False),
+     (7, 5, 2)),
+], ids=["zero-padding", "zero-padding-int", "reshape", "up-nearest", "up-bilinear",
+        "up-bilinear-3x4", "depthwise", "depthwise-stride", "separable", "separable-nobias"])
+def test_layers_match_keras_on_identical_weights(make, kmake, shape):
+    layer, klayer = make(), kmake()
+    _same_weights(layer, klayer, shape)
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3,) + shape).astype(np.float32)
+    y = layer.forward(x, training=True)
+    dout = rng.normal(size=y.shape).astype(np.float32)
+    y_k, dx_k = keras_call(klayer, x, training=True, dout=dout)
+    close(y, y_k)
+    close(layer.backward(dout), dx_k)
+
+
+def test_spatial_dropout_matches_keras_in_inference_and_drops_maps_like_it():
+    x = np.random.default_rng(9).normal(size=(4, 3, 3, 8)).astype(np.float32)
+    close(L.SpatialDropout2D(0.5).forward(x), keras_call(keras.layers.SpatialDropout2D(0.5), x)[0])
+    y_k = keras_call(keras.layers.SpatialDropout2D(0.5, seed=1), x, training=True)[0]
+    y = L.SpatialDropout2D(0.5, seed=1).forward(x, training=True)
+    for out in (y, y_k):   # the random draws differ; the structure and the scale must not
+        kept = out[:, 0, 0, :] != 0
+        np.testing.assert_allclose(out[kept[:, None, None, :].repeat(3, 1).repeat(3, 2)],
+                                   2 * x[kept[:, None, None, :].repeat(3, 1).repeat(3, 2)],
+                                   rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["Multiply", "Subtract", "Average", "Maximum"])
+def test_merges_match_keras(name):
+    rng = np.random.default_rng(10)
+    n = 2 if name == "Subtract" else 3
+    xs = [rng.normal(size=(4, 3, 3, 2)).astype(np.float32) for _ in range(n)]
+    layer = getattr(L, name)()
+    y = layer.forward(xs, training=True)
+    dout = rng.normal(size=y.shape).astype(np.float32)
+    y_k, dxs_k = keras_call(getattr(keras.layers, name)(), xs, training=True, dout=dout)
+    close(y, y_k)
+    for dx, dx_k in zip(layer.backward(dout), dxs_k):
+        close(dx, dx_k)

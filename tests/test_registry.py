@@ -18,7 +18,11 @@ BUILTINS = {
     "avg_pool2d": "AveragePooling2D", "min_pool2d": "MinPooling2D",
     "global_max_pool2d": "GlobalMaxPooling2D", "global_avg_pool2d": "GlobalAveragePooling2D",
     "global_min_pool2d": "GlobalMinPooling2D", "add": "Add", "concatenate": "Concatenate",
-    "batch_normalization": "BatchNormalization",
+    "batch_normalization": "BatchNormalization", "leaky_relu": "LeakyReLU", "elu": "ELU",
+    "zero_padding2d": "ZeroPadding2D", "reshape": "Reshape", "up_sampling2d": "UpSampling2D",
+    "spatial_dropout2d": "SpatialDropout2D", "depthwise_conv2d": "DepthwiseConv2D",
+    "separable_conv2d": "SeparableConv2D", "multiply": "Multiply", "subtract": "Subtract",
+    "average": "Average", "maximum": "Maximum",
 }
 
 

@@ -130,4 +130,6 @@ class ActivationMixin:
         act = _LINEAR if ctx.return_logits else self._activation
         if act is _RELU and ctx.defer_relu:
             act = _LINEAR
+        if act.from_input:   # gelu, silu: backward reads z itself, so z must survive
+            return act.bind(z), act.forward(z)
         return act, act.forward(z, out=z if inplace else None)

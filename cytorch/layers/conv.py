@@ -41,7 +41,9 @@ class Conv2D(ActivationMixin, Layer):
         5x5 patch with 9 weights.  The kernel's extent ``(kh - 1) * dh + 1`` takes kh's place
         in the output size and the padding, as in Keras; like Keras, strides > 1 and a
         dilation > 1 cannot be combined.
-    activation : {"relu", "tanh", "sigmoid", "softmax", "linear"} or None
+    activation : str or None
+        A name of ``cytorch.activations.names()``: "relu", "tanh", "sigmoid", "softmax",
+        "linear", "leaky_relu" (slope 0.2), "elu", "gelu" (exact), "silu"/"swish", "softplus".
         Softmax normalises over the channels of each position.
     use_bias : bool, default True
     kernel_initializer, bias_initializer : str

@@ -94,7 +94,9 @@ class Dense(ActivationMixin, Layer):
     ----------
     units : int
         Number of output units.
-    activation : {"relu", "tanh", "sigmoid", "softmax", "linear"} or None
+    activation : str or None
+        A name of ``cytorch.activations.names()``: "relu", "tanh", "sigmoid", "softmax",
+        "linear", "leaky_relu" (slope 0.2), "elu", "gelu" (exact), "silu"/"swish", "softplus".
         Applied elementwise (softmax over the units).  ``None`` is linear.
     use_bias : bool
     kernel_initializer, bias_initializer : str
@@ -198,7 +200,8 @@ class Activation(ActivationMixin, Layer):
 
     Parameters
     ----------
-    activation : {"relu", "tanh", "sigmoid", "softmax", "linear"}
+    activation : str
+        A name of ``cytorch.activations.names()`` ("relu", "gelu", ...).
 
     Called with ``ctx.return_logits`` (an output softmax whose loss fuses it, see
     ``CallContext``), forward is the identity and backward passes the gradient through.

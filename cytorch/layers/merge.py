@@ -1,4 +1,5 @@
-"""Merge layers: ``Add`` and ``Concatenate`` join several branches of a functional ``Model``.
+"""Merge layers: ``Add``, ``Multiply``, ``Subtract``, ``Average``, ``Maximum`` and
+``Concatenate`` join several branches of a functional ``Model``.
 
 They take a list of inputs (``n_inputs = None``): ``build`` and ``compute_output_shape`` get a
 list of sample shapes, ``forward`` a list of batches, and ``backward`` returns a list of
@@ -17,7 +18,7 @@ from ._common import as_grad, as_input, cached, describe
 from .base import Layer
 from .context import DEFAULT
 
-__all__ = ["Add", "Concatenate"]
+__all__ = ["Add", "Concatenate", "Multiply", "Subtract", "Average", "Maximum"]
 
 
 class _Merge(Layer):
@@ -125,3 +126,103 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {"axis": self.axis, **super().get_config()}
+
+
+class _Elementwise(_Merge):
+    """Merges of inputs of one shape, combined value by value."""
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._check_shapes(input_shape)
+        if any(s != shapes[0] for s in shapes):
+            raise ShapeError(f"{describe(self)} combines inputs of one shape, got "
+                             f"{', '.join(map(str, shapes))}")
+        return shapes[0]
+
+
+class Multiply(_Elementwise):
+    """Elementwise product of inputs of one shape (e.g. a gate times a feature map).
+
+    ``y = x_1 * x_2 * ... * x_n``; backward: ``dx_k = dout * prod_{j != k} x_j``.
+    """
+
+    def forward(self, xs, training=False, ctx=DEFAULT):
+        xs = self._inputs(xs, ctx)
+        out = xs[0] * xs[1]
+        for x in xs[2:]:
+            out *= x
+        self._cache = (xs, out.shape)
+        return out
+
+    def backward(self, dout, ctx=DEFAULT):
+        xs, shape = cached(self)
+        dout = as_grad(self, dout, shape, ctx.check_finite)
+        grads = []
+        for k in range(len(xs)):   # products of the others (no division: an input may be 0)
+            g = dout.copy()
+            for j, x in enumerate(xs):
+                if j != k:
+                    g *= x
+            grads.append(g)
+        return grads
+
+
+class Subtract(_Elementwise):
+    """``y = x_1 - x_2`` for exactly two inputs of one shape (as Keras); backward gives
+    ``dout`` to the first and ``-dout`` to the second."""
+
+    def _check_shapes(self, input_shapes):
+        shapes = super()._check_shapes(input_shapes)
+        if len(shapes) != 2:
+            raise ShapeError(f"{describe(self)} subtracts exactly 2 inputs, got {len(shapes)}")
+        return shapes
+
+    def forward(self, xs, training=False, ctx=DEFAULT):
+        xs = self._inputs(xs, ctx)
+        out = xs[0] - xs[1]
+        self._cache = out.shape
+        return out
+
+    def backward(self, dout, ctx=DEFAULT):
+        dout = as_grad(self, dout, cached(self), ctx.check_finite)
+        return [dout, -dout]
+
+
+class Average(_Elementwise):
+    """Elementwise mean of the inputs, ``y = (x_1 + ... + x_n) / n``; every input gets
+    ``dout / n``."""
+
+    def forward(self, xs, training=False, ctx=DEFAULT):
+        xs = self._inputs(xs, ctx)
+        out = xs[0] + xs[1]
+        for x in xs[2:]:
+            out += x
+        out /= len(xs)
+        self._cache = (len(xs), out.shape)
+        return out
+
+    def backward(self, dout, ctx=DEFAULT):
+        n, shape = cached(self)
+        g = as_grad(self, dout, shape, ctx.check_finite) / n
+        return [g] * n   # one array for every input: callers add gradients into fresh arrays
+
+
+class Maximum(_Elementwise):
+    """Elementwise maximum of the inputs; the gradient goes to the input that holds the
+    maximum (on ties, to the first of them, as max pooling's ties go to the first cell)."""
+
+    def forward(self, xs, training=False, ctx=DEFAULT):
+        xs = self._inputs(xs, ctx)
+        winner = np.zeros(xs[0].shape, dtype=np.intp)
+        out = xs[0].copy()
+        for k, x in enumerate(xs[1:], start=1):
+            better = x > out          # strictly: ties keep the earlier input
+            out = np.where(better, x, out)
+            winner[better] = k
+        self._cache = (len(xs), winner)
+        return out
+
+    def backward(self, dout, ctx=DEFAULT):
+        n, winner = cached(self)
+        dout = as_grad(self, dout, winner.shape, ctx.check_finite)
+        return [np.where(winner == k, dout, 0).astype(dout.dtype, copy=False)
+                for k in range(n)]
