@@ -135,8 +135,8 @@ def leaky_relu_backward(dout, y, negative_slope=0.2):
 
 
 def elu(x, alpha=1.0, out=None):
-    """x where x > 0, else ``alpha * (exp(x) - 1)`` (``expm1`` keeps small |x| exact; only the
-    non-positive part is exponentiated, so a large x cannot overflow)."""
+    """x where x > 0, else ``alpha * (exp(x) - 1)`` (``expm1`` keeps small ``|x|`` exact; only
+    the non-positive part is exponentiated, so a large x cannot overflow)."""
     y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
     if out is None:
         return y.astype(x.dtype, copy=False)

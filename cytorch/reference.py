@@ -861,8 +861,10 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
 
 
 def depthwise_conv2d_backward(dout, cache, check_finite=True):
-    """Gradients of ``depthwise_conv2d_forward``: ``(dx, dw, db)``.  Per channel c, as for a
-    conv with one input channel (``cols`` from im2col, viewed ``(rows, kh*kw, C)``)::
+    """Gradients of ``depthwise_conv2d_forward``: ``(dx, dw, db)``.
+
+    Per channel c, as for a conv with one input channel (``cols`` from im2col, viewed
+    ``(rows, kh*kw, C)``)::
 
         dw[k, c, m] = sum_r cols[r, k, c] * dout[r, c, m]
         dx = col2im(dcols),  dcols[r, k, c] = sum_m dout[r, c, m] * w[k, c, m]

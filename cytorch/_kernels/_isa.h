@@ -24,7 +24,7 @@
 enum { CY_ISA_DEFAULT = 0, CY_ISA_AVX2 = 1, CY_ISA_AVX512 = 2 };
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
-#  if __has_attribute(target) && (defined(__clang__) || __GNUC__ >= 11)
+#  if __has_attribute(target)
 #    define CY_ISA_X86 1
 #  endif
 #endif
@@ -34,7 +34,12 @@ enum { CY_ISA_DEFAULT = 0, CY_ISA_AVX2 = 1, CY_ISA_AVX512 = 2 };
 
 #if CY_ISA_X86
 #  define CY_TARGET_AVX512 __attribute__((target("avx512f")))
-#  define CY_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
+#  if defined(__clang__) || __GNUC__ < 11
+     /* the same instructions for this code; older GCC does not know the x86-64-v3 level */
+#    define CY_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#  else
+#    define CY_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
+#  endif
 #endif
 
 /* The best variant this CPU (and its operating system: the AVX-512 registers must be saved on

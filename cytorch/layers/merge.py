@@ -188,7 +188,7 @@ class Subtract(_Elementwise):
 
 
 class Average(_Elementwise):
-    """Elementwise mean of the inputs, ``y = (x_1 + ... + x_n) / n``; every input gets
+    """Elementwise mean of the n inputs, ``y = sum_i(x_i) / n``; every input gets
     ``dout / n``."""
 
     def forward(self, xs, training=False, ctx=DEFAULT):
