@@ -27,7 +27,7 @@ print("\n".join(requirements))
 PY
 "$PYTHON" -m pip install -q -r docs-requirements.txt
 rm docs-requirements.txt
-rm -rf docs/_build
+rm -rf docs/_build docs/auto_examples  # from scratch: the gallery would reuse old runs
 "$PYTHON" -m sphinx -W --keep-going -b html -q docs "$OUT"
 echo "docs: built $OUT in $((SECONDS - start)) s"
 

@@ -29,6 +29,7 @@ _LAZY = {
     "Model": ("cytorch.graph", "Model"),
     "load_model": ("cytorch.saving", "load_model"),
     "losses": ("cytorch.losses", None),
+    "metrics": ("cytorch.metrics", None),
     "optimizers": ("cytorch.optimizers", None),
     "callbacks": ("cytorch.callbacks", None),
     "initializers": ("cytorch.initializers", None),

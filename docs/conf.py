@@ -48,6 +48,7 @@ API_SECTIONS = [
     ("cytorch", "The top level: models, layers' base class, the backend switch, seeds, threads."),
     ("cytorch.layers", "Layers (Keras names and arguments) and the layer registry."),
     ("cytorch.losses", "Losses."),
+    ("cytorch.metrics", "Metrics that ``fit`` and ``evaluate`` report, by their Keras names."),
     ("cytorch.optimizers", "Optimizers (Keras 3 formulas and defaults)."),
     ("cytorch.callbacks", "Callbacks that ``fit`` runs, and the progress line."),
     ("cytorch.initializers", "Weight initializers."),
