@@ -6,12 +6,14 @@ Glorot-uniform weights and zero biases on both sides, 5 seeds each:
 * a small CNN on 8x8 images, 15 epochs      (target: >= 0.98 test accuracy)
 * ``keras_mnist()`` on 28x28, 20 epochs      (target: >= 0.97)
 * ``lenet5()`` on 32x32, 20 epochs           (target: >= 0.97)
+* ``alexnet_small()`` and ``vgg_small()`` on 32x32, without and with BatchNormalization,
+  20 epochs                                  (target: >= 0.98)
 
 Printed per setting: mean +- std of the final test accuracy, the worst seed, the mean best
 epoch accuracy, and the first epoch at which the mean over seeds reaches the target; cytorch
 and torch must agree within one percentage point on average.
 
-    python benchmarks/bench_accuracy.py [--seeds 5] [--no-torch]
+    python benchmarks/bench_accuracy.py [--seeds 5] [--no-torch] [--only vgg_small ...]
 """
 import os
 import sys
@@ -42,6 +44,11 @@ SETTINGS = [  # name, image size, epochs, target, cytorch builder
     ("small CNN", 8, 15, 0.98, lambda seed: Sequential.from_spec(SMALL_CNN, (8, 8, 1), seed)),
     ("keras_mnist", 28, 20, 0.97, lambda seed: models.keras_mnist(seed=seed)),
     ("lenet5", 32, 20, 0.97, lambda seed: models.lenet5(seed=seed)),
+    ("alexnet_small", 32, 20, 0.98, lambda seed: models.alexnet_small(seed=seed)),
+    ("alexnet_small+bn", 32, 20, 0.98,
+     lambda seed: models.alexnet_small(seed=seed, batch_norm=True)),
+    ("vgg_small", 32, 20, 0.98, lambda seed: models.vgg_small(seed=seed)),
+    ("vgg_small+bn", 32, 20, 0.98, lambda seed: models.vgg_small(seed=seed, batch_norm=True)),
 ]
 
 
@@ -69,14 +76,46 @@ def torch_model(name):
                   nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1024, 128), nn.ReLU(),
                   nn.Linear(128, 10)]
         net = nn.Sequential(*layers)
+    elif name.startswith(("alexnet_small", "vgg_small")):
+        net = torch_preset(name)
     else:
         from bench_training import torch_net
         net = torch_net(name)
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return net
+
+
+def torch_preset(name):
+    """The same nets as ``cytorch.models.alexnet_small``/``vgg_small`` in PyTorch (NCHW).
+    BatchNorm2d with the presets' numbers: momentum 1 - 0.9 (PyTorch weighs the new value) and
+    eps 1e-3; "same" padding of the strided 5x5 conv is TensorFlow's asymmetric (1, 2)."""
+    import torch.nn as nn
+    bn = name.endswith("+bn")
+
+    def conv(c_in, c_out, k, stride=1):
+        pad = [nn.ZeroPad2d((1, 2, 1, 2))] if stride == 2 else []
+        layers = pad + [nn.Conv2d(c_in, c_out, k, stride, padding=0 if stride == 2 else k // 2,
+                                  bias=not bn)]
+        if bn:
+            layers.append(nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.1))
+        return layers + [nn.ReLU()]
+
+    if name.startswith("alexnet_small"):
+        layers = conv(1, 24, 5, 2) + [nn.MaxPool2d(3, 2)] + conv(24, 48, 3) + \
+            [nn.MaxPool2d(3, 2)] + conv(48, 64, 3) + conv(64, 64, 3) + conv(64, 48, 3) + \
+            [nn.Flatten(), nn.Linear(432, 128), nn.ReLU(), nn.Dropout(0.5),
+             nn.Linear(128, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)]
+    else:
+        layers = []
+        for c_in, c_out in ((1, 16), (16, 32), (32, 64)):
+            layers += conv(c_in, c_out, 3) + conv(c_out, c_out, 3) + [nn.MaxPool2d(2)]
+        layers += [nn.Flatten(), nn.Linear(1024, 128), nn.ReLU(), nn.Dropout(0.5),
+                   nn.Linear(128, 10)]
+    return nn.Sequential(*layers)
 
 
 def torch_curve(name, data, epochs, seed):
@@ -118,6 +157,8 @@ def describe(curves, target):
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--only", nargs="+", metavar="SETTING",
+                   help="run only these settings (e.g. vgg_small alexnet_small+bn)")
     p.add_argument("--omp-passive", action="store_true",
                    help="run with OMP_WAIT_POLICY=PASSIVE (faster on a busy machine)")
     args = p.parse_args()
@@ -129,6 +170,8 @@ def main():
     table = Table("setting", "framework", "final acc (mean +- std)", "worst", "best-epoch acc",
                   "epoch mean >= target", "time")
     for name, size, epochs, target, build in SETTINGS:
+        if args.only and name not in args.only:
+            continue
         data = split(size)
         t0 = time.perf_counter()
         ours = [cytorch_curve(build, data, epochs, s) for s in seeds]

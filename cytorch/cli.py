@@ -127,7 +127,8 @@ def build_parser():
                              description="Print the summary table (output shapes, parameters, "
                                          "multiply-adds) of a preset network or a saved model.")
     summary.add_argument("model", metavar="MODEL",
-                         help="a preset (lenet5, keras_mnist), CNNClassifier's 'auto' net (as "
+                         help="a preset (lenet5, keras_mnist, alexnet_small, vgg_small), "
+                              "CNNClassifier's 'auto' net (as "
                               "'cytorch train --model auto' builds it: 16x16x1 unless "
                               "--input-shape says otherwise), or the path of a saved .npz "
                               "model")

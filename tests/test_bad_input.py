@@ -1021,7 +1021,8 @@ def test_a_name_claimed_twice_blocks_only_the_models_that_use_it(monkeypatch, tm
     (lambda: losses.get("mse2"), KeyError, r"unknown loss 'mse2'.*did you mean 'mse'"),
     (lambda: optimizers.get("adamx"), KeyError, r"unknown optimizer 'adamx'.*did you mean 'adam"),
     (lambda: cytorch.models.get("lenet"), KeyError,
-     r"unknown preset 'lenet'; known presets: \['keras_mnist', 'lenet5'\]; did you mean 'lenet5'"),
+     r"unknown preset 'lenet'; known presets: \['alexnet_small', 'keras_mnist', 'lenet5', "
+     r"'vgg_small'\]; did you mean 'lenet5'"),
     (lambda: cytorch.backend("fast"), ValueError,
      r"backend must be one of \('compiled', 'reference'\), got 'fast'"),
     (lambda: L.Dense(2, activation="softmx"), KeyError,
