@@ -38,6 +38,7 @@ _LAZY = {
     "models": ("cytorch.models", None),
     "datasets": ("cytorch.datasets", None),
     "testing": ("cytorch.testing", None),
+    "checks": ("cytorch.checks", None),
     "viz": ("cytorch.viz", None),
     "explain": ("cytorch.explain", None),
     "course": ("cytorch.course", None),

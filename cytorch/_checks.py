@@ -9,7 +9,7 @@ ever imported here.  ``tests/test_import_contract.py`` checks that.
 What is here, by kind:
 
 * scalars: ``is_int`` / ``check_int`` (the one integer policy: a bool is not an int);
-* arrays: ``require_finite``, ``as_float_array``, ``as_batch``, ``common_dtype``,
+* arrays: ``require_finite``, ``as_array``, ``as_float_array``, ``as_batch``, ``common_dtype``,
   ``check_sample_weight``;
 * window arithmetic, from ``cytorch._shapes``: ``as_pair``, ``resolve_padding``,
   ``window_output_shape``, ``output_size``, ``unseen``;
@@ -25,15 +25,16 @@ import numbers
 
 import numpy as np
 
-from ._shapes import LIMIT, as_pair, output_size, resolve_padding, unseen, window_output_shape
+from ._shapes import (LIMIT, as_pair, is_int, output_size, resolve_padding, unseen,
+                      window_output_shape)
 from .errors import ShapeError
 
-__all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_float_array",
-           "as_batch", "common_dtype", "check_sample_weight", "as_pair", "resolve_padding",
-           "window_output_shape", "output_size", "unseen", "conv_args", "conv_dout",
-           "conv_cache", "pool_args", "pool_dout", "pool_cache", "global_args", "global_dout",
-           "global_cache", "dropout_args", "dropout_dout", "dropout_cache", "check_cache",
-           "check_winner_index_range", "batch_norm_args", "batch_norm_cache",
+__all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_array",
+           "as_float_array", "as_batch", "common_dtype", "check_sample_weight", "as_pair",
+           "resolve_padding", "window_output_shape", "output_size", "unseen", "conv_args",
+           "conv_dout", "conv_cache", "pool_args", "pool_dout", "pool_cache", "global_args",
+           "global_dout", "global_cache", "dropout_args", "dropout_dout", "dropout_cache",
+           "check_cache", "check_winner_index_range", "batch_norm_args", "batch_norm_cache",
            "batch_norm_dout", "check_batch_stats", "depthwise_args", "depthwise_cache",
            "depthwise_dout"]
 
@@ -42,11 +43,6 @@ _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays
 
 
 # -- scalars ------------------------------------------------------------------------------------
-def is_int(value):
-    """True for a Python or NumPy integer; False for a bool (``True`` is no layer size)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _bound(n):
     """How a bound reads in a message: ``2**63`` rather than 9223372036854775808."""
     if n >= 2 ** 16 and n & (n - 1) == 0:
@@ -98,6 +94,16 @@ def require_finite(a, name):
                      f"clean or impute the data first")
 
 
+def as_array(a, name):
+    """``np.asarray(a)``, with NumPy's message for a ragged sequence replaced by one naming
+    ``name``."""
+    try:
+        return np.asarray(a)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an array of numbers with equal-length rows, got a "
+                         f"ragged sequence ({exc})") from None
+
+
 def as_float_array(a, name, dtype=None, check_finite=True):
     """``a`` as a C-contiguous float32/float64 array (a copy only when needed).
 
@@ -143,7 +149,7 @@ def check_sample_weight(sample_weight, n, name="sample_weight"):
     """
     if sample_weight is None:
         return None
-    w = np.asarray(sample_weight)
+    w = as_array(sample_weight, name)
     if w.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
     if w.shape != (n,):

@@ -66,3 +66,49 @@ def set_num_threads(n):
             raise ValueError(f"num_threads must be a positive int or None, got {n!r}")
         n = int(n)
     _state["num_threads"] = n
+
+
+class single_threaded_blas:
+    """Context manager: every BLAS library in the process (NumPy's and SciPy's) runs on one
+    thread inside it; each gets its own setting back on exit.  The one BLAS-thread policy of
+    cytorch: the conv kernels, the training loop and the estimator all use it.
+
+    Why one thread.  cytorch's compiled kernels parallelise over images with OpenMP and call
+    small single-threaded GEMMs from every thread; a threaded BLAS inside each of them
+    oversubscribes the cores, and OpenMP's idle threads spin for a while after each parallel
+    region and steal the cores OpenBLAS's threads need (im2col then one big threaded GEMM was
+    2-6x slower on 2 cores).  A mini-batch's Dense products (64 x 320 @ 320 x 100) are too
+    small to gain from threads, and threads that spin-wait are ruinous when the cores are busy:
+    two epochs of the estimator on 1200 digits took 8.6 s with OpenBLAS on two threads on a
+    loaded 2-core machine, 0.4 s on one (inside ``GridSearchCV`` workers, say).  scikit-learn's
+    KMeans does the same.
+
+    Cost.  threadpoolctl finds the libraries once, on first use (``import cytorch`` has loaded
+    both NumPy's and, through the kernels, SciPy's BLAS by then); entering and leaving then
+    costs two ctypes calls per library, where ``threadpool_limits`` takes ~10 us per call, too
+    much for the small LeNet layers.  Nested use is free: an inner context finds one thread and
+    changes nothing.  Without threadpoolctl (it comes with scikit-learn) BLAS keeps its setting.
+    """
+
+    _libraries = None
+
+    def __enter__(self):
+        if single_threaded_blas._libraries is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                found = ThreadpoolController().select(user_api="blas").lib_controllers
+            except ImportError:
+                found = []
+            single_threaded_blas._libraries = found
+        self._saved = []
+        for lib in single_threaded_blas._libraries:
+            n = lib.get_num_threads()
+            if n is not None and n != 1:
+                lib.set_num_threads(1)
+                self._saved.append((lib, n))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in self._saved:
+            lib.set_num_threads(n)
+        return False

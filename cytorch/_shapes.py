@@ -23,20 +23,25 @@ from .errors import ShapeError
 LIMIT = 2 ** 31 - 1
 
 
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+def is_int(value):
+    """True for a Python or NumPy integer; False for a bool (``True`` is no layer size).
+
+    cytorch's one test of "is this an int", here at the very bottom because ``as_pair`` needs
+    it; ``cytorch._checks`` (and ``cytorch.checks``) export it with ``check_int``.
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def as_pair(value, name):
     """Return ``value`` as a pair of positive ints; accepts an int or a sequence of two."""
-    if _is_int(value):
+    if is_int(value):
         pair = (int(value), int(value))
     else:
         try:
             items = tuple(value)
         except TypeError:
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if isinstance(value, str) or len(items) != 2 or not all(_is_int(v) for v in items):
+        if isinstance(value, str) or len(items) != 2 or not all(is_int(v) for v in items):
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
         pair = (int(items[0]), int(items[1]))
     if pair[0] < 1 or pair[1] < 1:
@@ -66,13 +71,13 @@ def _pads_from_pairs(padding):
         a, b = padding
     except (TypeError, ValueError):
         return None
-    if _is_int(a) and _is_int(b):
+    if is_int(a) and is_int(b):
         return int(a), int(a), int(b), int(b)
     try:
         (pt, pb), (pl, pr) = a, b
     except (TypeError, ValueError):
         return None
-    if not all(_is_int(v) for v in (pt, pb, pl, pr)):
+    if not all(is_int(v) for v in (pt, pb, pl, pr)):
         return None
     return int(pt), int(pb), int(pl), int(pr)
 
@@ -85,7 +90,7 @@ def resolve_padding(padding, H, W, kh, kw, sh, sw):
         if mode not in ("valid", "same", "full"):
             raise ValueError(f"padding must be {expected}, got {padding!r}")
         return _axis_padding(mode, H, kh, sh) + _axis_padding(mode, W, kw, sw)
-    pads = (int(padding),) * 4 if _is_int(padding) else _pads_from_pairs(padding)
+    pads = (int(padding),) * 4 if is_int(padding) else _pads_from_pairs(padding)
     if pads is None:
         error = ValueError if hasattr(padding, "__iter__") else TypeError
         raise error(f"padding must be {expected} (ph, pw) or ((top, bottom), (left, right)) "

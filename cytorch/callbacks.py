@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from ._checks import check_int
 from ._progress import format_logs, format_step, format_time, progress_line
 
 __all__ = ["Callback", "History", "ProgressBar", "EarlyStopping", "ModelCheckpoint",
@@ -176,7 +177,7 @@ class EarlyStopping(_Monitor):
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
                  restore_best_weights=False):
         super().__init__(monitor, mode, min_delta)
-        self.patience = _check_count(patience, "patience")
+        self.patience = check_int(patience, "patience", 0)
         self.restore_best_weights = bool(restore_best_weights)
 
     def on_train_begin(self, logs=None):
@@ -247,8 +248,8 @@ class ReduceLROnPlateau(_Monitor):
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
         super().__init__(monitor, mode, min_delta)
         self.factor = float(factor)
-        self.patience = _check_count(patience, "patience")
-        self.cooldown = _check_count(cooldown, "cooldown")
+        self.patience = check_int(patience, "patience", 0)
+        self.cooldown = check_int(cooldown, "cooldown", 0)
         if not _is_real(min_lr) or min_lr < 0:
             raise ValueError(f"min_lr must be a float >= 0, got {min_lr!r}")
         self.min_lr = float(min_lr)
@@ -437,8 +438,3 @@ def _is_real(value):
         and math.isfinite(value)
 
 
-def _check_count(value, name):
-    """An epoch count: an int >= 0."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return int(value)

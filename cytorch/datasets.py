@@ -13,11 +13,12 @@ scikit-learn.
 (``train-images-idx3-ubyte.gz`` and friends, as distributed, gzipped or not).
 """
 import gzip
-import numbers
 import os
 import zlib
 
 import numpy as np
+
+from ._checks import is_int
 
 __all__ = ["load_digits", "load_mnist"]
 
@@ -61,7 +62,7 @@ def load_digits(size=8, return_X_y=True, centered=True):
     y : ndarray (1797,) int64, the digit 0..9
     """
     from sklearn import datasets
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size not in SIZES:
+    if not is_int(size) or size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     raw = datasets.load_digits()
     images = raw.images.astype(np.float64) / 16.0

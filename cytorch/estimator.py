@@ -41,26 +41,15 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
+from ._checks import check_sample_weight, is_int
+from ._config import single_threaded_blas
 from .callbacks import Callback
 from .errors import ShapeError
 
 __all__ = ["CNNClassifier", "auto_spec"]
 
 _MAX_SEED = 2**31 - 1
-
-
-def _single_threaded_blas():
-    """NumPy's BLAS on one thread while the estimator trains or predicts.
-
-    The nets are small: a ``(32, 256) @ (256, 128)`` product costs less than waking BLAS
-    threads, and threads that spin-wait are ruinous when the cores are busy (inside
-    ``GridSearchCV`` workers, say): two epochs on 1200 digits took 8.6 s with OpenBLAS on two
-    threads on a loaded 2-core machine, 0.4 s on one.  The compiled conv kernel runs its own
-    single-threaded GEMMs and parallelises over images.  scikit-learn's KMeans does the same.
-    """
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def auto_spec(input_shape):
@@ -265,7 +254,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping:
             X, X_val, y_enc, y_val, sample_weight, sw_val = self._split_validation(
                 X, y_enc, sample_weight)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             converged = self._train(X, y_enc, sample_weight, self.max_iter, X_val, y_val,
                                     sw_val)
         if not converged:   # as MLPClassifier: max_iter epochs ran, the stopping rule never met
@@ -303,7 +292,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if first:
             self._rng = check_random_state(self.random_state)
             self._start(classes, X.dtype)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             self._train(X, self._label_encoder.transform(y), sample_weight, 1,
                         stop_early=False)
         return self
@@ -419,7 +408,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities, shape ``(n, n_classes)``, columns in the order of ``classes_``."""
         check_is_fitted(self)
         X = self._validate_X(X)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             # the batch only bounds memory here: predictions do not depend on it
             return self.model_.predict(X, batch_size=max(self._batch_size(len(X)), 256))
 
@@ -438,9 +427,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         def check(name, ok, expected):
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
-
-        def is_int(v):
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
         def is_real(v):
             return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
@@ -488,7 +474,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         else:
             self._check_image_shape(image_shape)
         X = X.reshape((len(X),) + self.input_shape_)
-        return X, y, _check_weights(sample_weight, len(y))
+        return X, y, _sample_weights(sample_weight, len(y))
 
     def _validate_X(self, X):
         """X for prediction: checked like the training X, reshaped to ``(n, h, w, c)``."""
@@ -574,27 +560,18 @@ def _require_two_classes(classes, y, sample_weight):
                          "positive weight")
 
 
-def _check_weights(sample_weight, n_samples):
+def _sample_weights(sample_weight, n_samples):
     """``sample_weight`` as a float64 array of shape ``(n_samples,)``: finite, >= 0, not all 0.
 
-    Written here rather than borrowing scikit-learn's private ``_check_sample_weight``.
+    None weighs every sample 1 and a number weighs them all alike.  The array checks are
+    ``cytorch``'s own (``Model.fit`` makes the same), not scikit-learn's private
+    ``_check_sample_weight``; the result is a copy, so the caller's array is never scaled.
     """
     if sample_weight is None:
         return np.ones(n_samples)
     if isinstance(sample_weight, numbers.Real):
         sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
-    sw = np.asarray(sample_weight)
-    if sw.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}")
-    sw = np.array(sw, dtype=np.float64)  # a copy: the caller's array is never scaled
-    if sw.ndim != 1 or len(sw) != n_samples:
-        raise ValueError(f"sample_weight must have shape ({n_samples},) like y, "
-                         f"got shape {sw.shape}")
-    n_bad = n_samples - int(np.count_nonzero(np.isfinite(sw)))
-    n_neg = int(np.count_nonzero(sw < 0))
-    if n_bad or n_neg:
-        raise ValueError(f"sample_weight must be finite and non-negative, got {n_bad} NaN or "
-                         f"infinite and {n_neg} negative weight(s) of {n_samples}")
+    sw = check_sample_weight(sample_weight, n_samples)
     if not sw.any():
         raise ValueError("sample_weight is zero for every sample: at least one weight must "
                          "be positive")

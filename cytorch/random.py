@@ -4,15 +4,15 @@
 afterwards without an explicit seed is spawned from it in creation order, so the same seed and
 the same program give bit-identical training.  A layer or call given ``seed=`` uses exactly that.
 """
-import numbers
-
 import numpy as np
+
+from ._checks import is_int
 
 _root = {"seq": np.random.SeedSequence()}
 
 
 def _is_seed_int(seed):
-    return isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0
+    return is_int(seed) and seed >= 0
 
 
 def set_seed(seed):

@@ -46,7 +46,7 @@ import numpy as np
 from ._gradcheck import numerical_gradient, relative_error
 from .layers.base import Layer
 
-__all__ = ["check_layer"]
+__all__ = ["check_layer", "numerical_gradient", "relative_error"]
 
 _CONFIG_RTOL = 1e-6  # the same layer with the same weights: rounding differences at most
 

@@ -43,13 +43,14 @@ from . import callbacks as cbks
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
+from ._checks import as_array, check_int, check_sample_weight, require_finite
+from ._config import single_threaded_blas
 from .errors import ShapeError
 from .layers.context import honours
 from .random import check_seed, make_rng
 
 __all__ = ["TrainingMixin"]
 
-_FINITE_CHUNK = 1 << 22  # values scanned for NaN per step (bounded temporary memory)
 
 
 class TrainingMixin:
@@ -103,7 +104,7 @@ class TrainingMixin:
     def _running(self):
         """While the model runs: NumPy's BLAS on one thread; afterwards the layers drop the
         last batch's cached activations.  (The modes of the run travel in the contexts.)"""
-        with _one_blas_thread():
+        with single_threaded_blas():
             try:
                 yield
             finally:
@@ -118,7 +119,7 @@ class TrainingMixin:
         if len(xs) != n_in:
             raise ValueError(f"{name} must be a list of {n_in} arrays (one per model input), "
                              f"got {len(xs)}")
-        xs = [_as_array(a, name if n_in == 1 else f"{name}[{k}]") for k, a in enumerate(xs)]
+        xs = [as_array(a, name if n_in == 1 else f"{name}[{k}]") for k, a in enumerate(xs)]
         self._ensure_built(xs[0])
         shapes = [n.shape for n in self._inputs]
         n = None
@@ -133,16 +134,16 @@ class TrainingMixin:
                 raise ValueError(f"{label} has {len(a)} samples, {name}[0] has {n}")
             n = len(a)
             if a.dtype.kind == "f":
-                _check_finite(a, label)
+                require_finite(a, label)
         return xs
 
     def _check_y(self, y, n, name="y", x_name="x"):
-        y = _as_array(y, name)
+        y = as_array(y, name)
         if y.ndim == 0 or len(y) != n:
             raise ValueError(f"{x_name} has {n} samples but {name} has "
                              f"{'a scalar' if y.ndim == 0 else len(y)}: they must match")
         if y.dtype.kind == "f":
-            _check_finite(y, name)
+            require_finite(y, name)
         probe = np.broadcast_to(np.zeros((), self.dtype), (n,) + tuple(self.output_shape))
         try:
             return self.loss.check_targets(y, probe)
@@ -152,23 +153,6 @@ class TrainingMixin:
                 msg = msg.replace("y ", f"{name} ", 1)
             raise type(exc)(msg) from None
 
-    @staticmethod
-    def _check_weights(sample_weight, n, name="sample_weight"):
-        if sample_weight is None:
-            return None
-        w = _as_array(sample_weight, name)
-        if w.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
-        if w.shape != (n,):
-            raise ValueError(f"{name} must have shape ({n},), one weight per sample, "
-                             f"got shape {w.shape}")
-        w = w.astype(np.float64, copy=False)
-        n_bad = n - int(np.count_nonzero(np.isfinite(w)))
-        n_neg = int(np.count_nonzero(w < 0))
-        if n_bad or n_neg:
-            raise ValueError(f"{name} must be finite and >= 0, got {n_bad} NaN or infinite "
-                             f"and {n_neg} negative value(s) of {n}")
-        return w
 
     def _take(self, xs, idx):
         """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype."""
@@ -191,7 +175,7 @@ class TrainingMixin:
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
-        w = self._check_weights(sample_weight, n)
+        w = check_sample_weight(sample_weight, n)
         fused = self._fused()
         with self._running():
             loss, _ = self._step(self._take(xs, slice(None)), y, w, fused,
@@ -234,9 +218,9 @@ class TrainingMixin:
             seeded from ``Model(seed=)`` when given).
         """
         self._require_compiled("fit")
-        batch_size = _check_int(batch_size, "batch_size", 1)
-        epochs = _check_int(epochs, "epochs", 0)
-        initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        epochs = check_int(epochs, "epochs", 0)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
         seed = check_seed(seed, "seed")
         callbacks = _check_callbacks(callbacks)
         train, val = self._fit_data(x, y, sample_weight, class_weight, validation_split,
@@ -253,7 +237,7 @@ class TrainingMixin:
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
-        w = self._check_weights(sample_weight, n)
+        w = check_sample_weight(sample_weight, n)
         train, val = self._split_validation(xs, y, w, validation_split, validation_data)
         if class_weight is not None:   # the training samples only, as in Keras
             train = (train[0], train[1], _class_weights_to_sample_weights(class_weight,
@@ -272,7 +256,7 @@ class TrainingMixin:
             x_val = self._check_x(x_val, "x_val")
             n_val = len(x_val[0])
             return (xs, y, w), (x_val, self._check_y(y_val, n_val, "y_val", "x_val"),
-                                self._check_weights(w_val, n_val, "sample_weight_val"))
+                                check_sample_weight(w_val, n_val, "sample_weight_val"))
         if validation_split is not None and not (
                 isinstance(validation_split, numbers.Real)
                 and not isinstance(validation_split, bool) and 0 <= validation_split < 1):
@@ -382,10 +366,10 @@ class TrainingMixin:
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
-        w = self._check_weights(sample_weight, n)
+        w = check_sample_weight(sample_weight, n)
         fused = self._fused()
         with self._running():
-            logs = self._evaluate(xs, y, w, _check_int(batch_size, "batch_size", 1), fused)
+            logs = self._evaluate(xs, y, w, check_int(batch_size, "batch_size", 1), fused)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stderr)
         if return_dict:
@@ -411,7 +395,7 @@ class TrainingMixin:
         """Model outputs for ``x`` (probabilities for a softmax output), computed
         ``batch_size`` samples at a time: memory holds one batch of activations."""
         xs = self._check_x(x)
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
         n = len(xs[0])
         result = None
         contexts = self._contexts()
@@ -425,26 +409,6 @@ class TrainingMixin:
         return result
 
 
-_controller = []
-
-
-def _one_blas_thread():
-    """Run NumPy's BLAS on one thread while a model runs.
-
-    A mini-batch's matrix products in Dense layers (64 x 320 @ 320 x 100) are far too small to
-    gain from threads: waking them costs more than the product, and on a busy machine threaded
-    BLAS made an epoch several times slower.  The convolution kernels parallelise over images
-    with OpenMP themselves.  Without threadpoolctl (it comes with scikit-learn) nothing changes.
-    """
-    if not _controller:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _controller.append(ThreadpoolController())
-        except ImportError:
-            _controller.append(None)
-    if _controller[0] is None:
-        return contextlib.nullcontext()
-    return _controller[0].limit(limits=1, user_api="blas")
 
 
 class _Interrupt:
@@ -506,16 +470,6 @@ def _class_weights_to_sample_weights(class_weight, y):
     return per_class[inverse.reshape(-1)]
 
 
-def _as_array(a, name):
-    """``np.asarray(a)``, with NumPy's message for a ragged sequence replaced by one naming
-    ``name``."""
-    try:
-        return np.asarray(a)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an array of numbers with equal-length rows, got a "
-                         f"ragged sequence ({exc})") from None
-
-
 def _check_callbacks(callbacks):
     """``callbacks`` as a new list of ``Callback`` instances."""
     if callbacks is None:
@@ -549,20 +503,3 @@ def _check_sample_shape(a, shape, name):
                              f"{tuple(shape)}")
         raise ShapeError(f"{name} must have samples of shape {tuple(shape)} (the model's "
                          f"input shape), got shape {a.shape}")
-
-
-def _check_finite(a, name):
-    flat = a.reshape(-1)
-    for start in range(0, flat.size, _FINITE_CHUNK):
-        chunk = flat[start:start + _FINITE_CHUNK]
-        if not np.isfinite(chunk).all():
-            bad = int(flat.size - sum(np.count_nonzero(np.isfinite(flat[s:s + _FINITE_CHUNK]))
-                                      for s in range(0, flat.size, _FINITE_CHUNK)))
-            raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
-                             f"clean or impute the data first")
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)

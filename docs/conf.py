@@ -59,6 +59,7 @@ API_SECTIONS = [
                            "kernel (or its twin)."),
     ("cytorch.reference", "The NumPy twin of every compiled kernel, written to be read."),
     ("cytorch.testing", "The conformance checks every layer passes."),
+    ("cytorch.checks", "The input checks layers use, for plugin authors."),
     ("cytorch.registry", "Layer discovery through the ``cytorch.layers`` entry-point group."),
     ("cytorch.viz", "Pictures (needs matplotlib)."),
     ("cytorch.explain", "What a trained network looks at: gradients, saliency, Grad-CAM."),

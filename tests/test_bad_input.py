@@ -716,8 +716,8 @@ def test_model_methods_reject_bad_targets(method, y, kwargs, error, match):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"batch_size": 0}, ValueError, r"batch_size must be an int >= 1, got 0"),
-    ({"batch_size": 2.5}, ValueError, r"batch_size must be an int >= 1, got 2\.5"),
+    ({"batch_size": 0}, ValueError, r"batch_size must be a positive int, got 0"),
+    ({"batch_size": 2.5}, ValueError, r"batch_size must be a positive int, got 2\.5"),
     ({"epochs": -1}, ValueError, r"epochs must be an int >= 0, got -1"),
     ({"validation_split": 1.0}, ValueError, r"validation_split must be in \[0, 1\), got 1\.0"),
     ({"validation_split": 0.9}, ValueError,   # Keras: floor(8 * 0.1) = 0 left to train on
@@ -1192,9 +1192,9 @@ def test_estimator_leaves_its_data_alone(layout):
 @pytest.mark.parametrize("sample_weight, error, match", [
     (np.ones(24, complex), TypeError, r"sample_weight must hold real numbers, got dtype complex"),
     (1j, TypeError, r"sample_weight must hold real numbers, got dtype complex"),
-    (np.full(24, np.nan), ValueError, r"sample_weight must be finite and non-negative, got 24 "
-                                      r"NaN or infinite and 0 negative weight\(s\) of 24"),
-    (np.r_[-1.0, np.ones(23)], ValueError, r"got 0 NaN or infinite and 1 negative weight"),
+    (np.full(24, np.nan), ValueError, r"sample_weight must be finite and >= 0, got 24 "
+                                      r"NaN or infinite and 0 negative value\(s\) of 24"),
+    (np.r_[-1.0, np.ones(23)], ValueError, r"got 0 NaN or infinite and 1 negative value"),
 ], ids=["complex", "complex scalar", "all NaN", "negative"])
 def test_estimator_sample_weight(sample_weight, error, match):
     X3, y = RNG.random((24, 4, 4)), np.arange(24) % 3

@@ -289,8 +289,8 @@ def test_bad_input_messages(blobs):
         clf.fit(X[:, 0], y)
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         clf.fit(X, y + 0.5)
-    with pytest.raises(ValueError, match=r"sample_weight must have shape \(120,\) like y, "
-                                         r"got shape \(119,\)"):
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(120,\), one weight "
+                                         r"per sample, got shape \(119,\)"):
         clf.fit(X, y, sample_weight=np.ones(119))
     with pytest.raises(ValueError, match="at least 2 classes"):
         clf.fit(X, np.zeros(len(X)))

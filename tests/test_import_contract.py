@@ -7,6 +7,7 @@ From the bottom up:
     _checks                       validators, per-family checks, cache builders
     reference                     the NumPy twins: NumPy and _checks, nothing else
     functional                    the front door: _checks, reference, _kernels, _config
+    checks                        public: _checks's validators and the layers' input checks
 
 None of them imports anything above (layers, graph, training, estimator, ...), not even inside
 a function, so each can be read and tested on its own.  (import-linter's "layers" contract
@@ -34,6 +35,9 @@ ALLOWED = {
     "cytorch.reference": {"cytorch._checks"},
     "cytorch.functional": {"cytorch._checks", "cytorch.reference", "cytorch._kernels",
                            "cytorch._kernels.*", "cytorch._config"},
+    # the public face of _checks for layer authors: light, so a plugin importing it pulls in
+    # nothing else
+    "cytorch.checks": {"cytorch._checks", "cytorch.errors"},
 }
 # third-party modules the twins may use: they are read by students next to the kernels
 REFERENCE_THIRD_PARTY = {"numpy"}

@@ -226,16 +226,16 @@ def test_x_and_y_lengths_must_match():
 def test_kernels_skip_their_nan_scan_inside_fit_only(monkeypatch):
     # fit checked x once: its layers run with check_finite=False in their contexts; a layer
     # called on its own (here from a callback, during fit) still scans its input
-    from cytorch.layers import _common
+    from cytorch import checks   # where the layers' as_input lives
     X, y = blobs(20)
     model = small_model().compile(optimizer="adam")
     scans = []
-    as_float_array = _common.as_float_array
+    as_float_array = checks.as_float_array
 
     def spy(x, name, dtype=None, check_finite=True):
         scans.append(check_finite)
         return as_float_array(x, name, dtype=dtype, check_finite=check_finite)
-    monkeypatch.setattr(_common, "as_float_array", spy)
+    monkeypatch.setattr(checks, "as_float_array", spy)
     bad = X[:2].reshape(2, -1).copy()
     bad[0, 0] = np.nan
 

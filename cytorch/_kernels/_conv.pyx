@@ -41,6 +41,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
+from .._config import single_threaded_blas
 from ._blas cimport gemm
 from ._parallel cimport unit_count, unit_start, unit_threads
 
@@ -298,39 +299,6 @@ cdef void _backward_images(const floating *dout, const floating *x, const floati
 
 
 # -- Python entry points -------------------------------------------------------------------------
-class _SingleThreadedBLAS:
-    """Context manager holding every BLAS library in the process (scipy's, which the kernels
-    call, and numpy's) to one thread, then restoring each one's setting.
-
-    threadpoolctl finds the libraries once; entering and leaving then costs two ctypes calls
-    per library (``threadpool_limits`` itself takes ~10 us per call, too much for the small
-    LeNet layers).  Without threadpoolctl (it comes with scikit-learn) BLAS keeps its setting.
-    """
-
-    libraries = None
-
-    def __enter__(self):
-        if _SingleThreadedBLAS.libraries is None:
-            try:
-                from threadpoolctl import ThreadpoolController
-                found = ThreadpoolController().select(user_api="blas").lib_controllers
-            except ImportError:
-                found = []
-            _SingleThreadedBLAS.libraries = found
-        self.saved = []
-        for lib in _SingleThreadedBLAS.libraries:
-            n = lib.get_num_threads()
-            if n is not None and n != 1:
-                lib.set_num_threads(1)
-                self.saved.append((lib, n))
-        return self
-
-    def __exit__(self, *exc):
-        for lib, n in self.saved:
-            lib.set_num_threads(n)
-        return False
-
-
 def _check_shapes(x, w, b, out, int sh, int sw, int pt, int pl, int dil_h=1, int dil_w=1):
     """Raise ValueError unless the arrays agree (the last guard before code without checks)."""
     N, H, W, C = x.shape[:4]
@@ -387,7 +355,7 @@ def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
     T, U, starts = _units(N, num_threads)
     cdef Py_ssize_t group = max(1, min((N + U - 1) // U, GROUP_BUDGET // (P * R)))
     cols = np.empty(T * group * P * R, dtype=dtype)
-    blas = nullcontext() if (T == 1 and num_threads > 1) else _SingleThreadedBLAS()
+    blas = nullcontext() if (T == 1 and num_threads > 1) else single_threaded_blas()
     return T, U, group, starts, group * P * R, cols, blas
 
 

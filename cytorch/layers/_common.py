@@ -1,20 +1,20 @@
-"""Small helpers shared by the built-in layers: input checks and the ``activation=`` argument."""
+"""Small helpers shared by the built-in layers and the ``activation=`` argument.
+
+The input checks (``as_input``, ``as_grad``, ``describe``, ``check_bool``) are public, in
+``cytorch.checks``, so that plugins check their input exactly as the built-ins do.
+"""
 import numbers
 
 import numpy as np
 
 from .. import activations, random
+from .._checks import is_int
+from ..checks import as_grad, as_input, check_bool, describe  # noqa: F401  (the layers' helpers)
 from ..errors import ShapeError
-from ..functional import as_float_array
 from .context import DEFAULT
 
 _LINEAR = activations.get("linear")
 _RELU = activations.get("relu")
-
-
-def describe(layer):
-    """``Conv2D 'conv2d_1'``: how messages name a layer."""
-    return f"{type(layer).__name__} '{layer.name}'"
 
 
 def to_list(value):
@@ -22,13 +22,6 @@ def to_list(value):
     if isinstance(value, (tuple, list)):
         return [to_list(v) for v in value]
     return value
-
-
-def check_bool(value, name):
-    """``value`` if it is a bool (Python's or NumPy's), else TypeError: ``"no"`` is not False."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def check_seed(seed):
@@ -42,45 +35,10 @@ def sample_shape(layer, input_shape):
     """The shape of one sample (no batch axis) as a tuple of ints, checked: every axis >= 1,
     so no layer builds empty weights."""
     shape = tuple(input_shape)
-    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1
-               for d in shape):
+    if not all(is_int(d) and d >= 1 for d in shape):
         raise ShapeError(f"{describe(layer)} needs a sample shape of positive ints (no batch "
                          f"axis), got {shape}")
     return tuple(int(d) for d in shape)
-
-
-def as_input(layer, x, rank=None, check_finite=True, hint=""):
-    """``x`` as a C-contiguous array of the layer's dtype, built on first use, checked.
-
-    Checks the rank (``rank`` counts the batch axis) and, once a layer with parameters is built,
-    the trailing axis (channels or features) its parameters were made for.  ``check_finite``
-    comes from the call's context (a model turns it off after checking its input once);
-    checking here, before any kernel, lets the message name the layer.
-    """
-    # Inside fit/predict, batches arrive checked, C-contiguous and in the layer's dtype: then
-    # there is nothing to convert or scan, and the call is skipped (it runs once per batch).
-    if check_finite or type(x) is not np.ndarray or x.dtype != layer.dtype \
-            or not x.flags.c_contiguous:
-        x = as_float_array(x, f"the input of {describe(layer)}", dtype=layer.dtype,
-                           check_finite=check_finite)
-    if rank is not None and x.ndim != rank:
-        raise ShapeError(f"{describe(layer)} expects {rank}-D input "
-                         f"{_LAYOUTS.get(rank, '')}, got shape {x.shape}{hint}")
-    if x.ndim == 0 or x.size == 0:   # checked before build: no layer is built for a 0 axis
-        raise ShapeError(f"{describe(layer)} got an empty batch: shape {x.shape} (every axis "
-                         f"must be at least 1)")
-    if not layer.built:
-        layer.build(x.shape[1:])
-    elif (layer.params or getattr(layer, "state", None)) and layer.n_inputs == 1 \
-            and x.shape[-1] != layer.input_shape[-1]:
-        what = "channels" if x.ndim == 4 else "features"
-        raise ShapeError(f"{describe(layer)} was built for {layer.input_shape[-1]} {what} "
-                         f"(input shape {layer.input_shape}), got {x.shape[-1]} "
-                         f"(batch shape {x.shape})")
-    return x
-
-
-_LAYOUTS = {4: "(N, H, W, C) channels-last", 2: "(N, features)"}
 
 
 def cached(layer):
@@ -88,21 +46,6 @@ def cached(layer):
     if layer._cache is None:
         raise RuntimeError(f"{describe(layer)}: call forward(x, training=True) before backward")
     return layer._cache
-
-
-def as_grad(layer, dout, shape, check_finite=True):
-    """``dout`` as a C-contiguous array of the layer's dtype and of the forward output's
-    ``shape``, checked like an input (real numbers; no NaN/inf when ``check_finite``)."""
-    # Inside fit the gradients come from the layers above, already of the layer's dtype and
-    # contiguous, and check_finite is off: then there is nothing to do (once per batch)
-    if check_finite or type(dout) is not np.ndarray or dout.dtype != layer.dtype \
-            or not dout.flags.c_contiguous:
-        dout = as_float_array(dout, f"the gradient passed to {describe(layer)}.backward",
-                              dtype=layer.dtype, check_finite=check_finite)
-    if dout.shape != shape:
-        raise ShapeError(f"{describe(layer)}: the gradient passed to backward must have the "
-                         f"forward output's shape {shape}, got {dout.shape}")
-    return dout
 
 
 class ActivationMixin:

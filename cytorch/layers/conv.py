@@ -1,9 +1,7 @@
 """``Conv2D``: a bank of K learnable filters slid over a channels-last image."""
-import numbers
-
 from .. import functional as F
 from .. import initializers
-from .._shapes import as_pair, resolve_padding, window_output_shape
+from .._checks import as_pair, check_int, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
@@ -34,7 +32,8 @@ class Conv2D(ActivationMixin, Layer):
         ``(kh, kw)``; non-square kernels are fine.
     strides : int or (int, int), default 1
     padding : "valid", "same", "full", int, (int, int) or ((top, bottom), (left, right))
-        See ``cytorch._shapes``: "same" keeps ``ceil(H / sh)``, "full" pads ``kh - 1``.
+        See ``cytorch.checks.resolve_padding``: "same" keeps ``ceil(H / sh)``, "full" pads
+        ``kh - 1``.
     dilation_rate : int or (int, int), default 1
         ``(dh, dw)``: tap ``(a, b)`` reads the input ``a * dh`` rows and ``b * dw`` columns
         from the window's corner (atrous convolution), so a 3x3 kernel with dilation 2 sees a
@@ -69,10 +68,7 @@ class Conv2D(ActivationMixin, Layer):
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool) \
-                or filters < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = check_int(filters, "filters", 1)
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import initializers
+from .._checks import check_int
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape)
@@ -17,12 +18,6 @@ from .base import Layer
 from .context import DEFAULT
 
 __all__ = ["Input", "Dense", "Flatten", "Activation", "Dropout"]
-
-
-def _positive_int(value, name):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class Input(Layer):
@@ -46,7 +41,7 @@ class Input(Layer):
         if isinstance(shape, numbers.Integral):
             shape = (shape,)
         try:
-            shape = tuple(_positive_int(s, "every axis of shape") for s in shape)
+            shape = tuple(check_int(s, "every axis of shape", 1) for s in shape)
         except TypeError:
             raise TypeError(f"shape must be a tuple of positive ints such as (28, 28, 1), "
                             f"got {shape!r}") from None
@@ -120,7 +115,7 @@ class Dense(ActivationMixin, Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.units = _positive_int(units, "units")
+        self.units = check_int(units, "units", 1)
         self._init_activation(activation)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer).__name__

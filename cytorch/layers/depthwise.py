@@ -8,13 +8,12 @@ convolution splits that in two: a depthwise step filters each channel on its own
 """
 from .. import functional as F
 from .. import initializers
-from .._shapes import as_pair, resolve_padding, window_output_shape
+from .._checks import as_pair, check_int, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
 from .base import Layer
 from .context import DEFAULT
-from .core import _positive_int
 
 __all__ = ["DepthwiseConv2D", "SeparableConv2D"]
 
@@ -30,7 +29,7 @@ class _Depthwise(ActivationMixin, Layer):
         self.strides = as_pair(strides, "strides")
         resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
         self.padding = padding.lower() if isinstance(padding, str) else padding
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
+        self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", 1)
         self._init_activation(activation)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.depthwise_initializer = initializers.get(depthwise_initializer).__name__
@@ -158,7 +157,7 @@ class SeparableConv2D(_Depthwise):
                  pointwise_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.filters = _positive_int(filters, "filters")
+        self.filters = check_int(filters, "filters", 1)
         self._init_window(kernel_size, strides, padding, depth_multiplier, activation,
                           use_bias, depthwise_initializer, bias_initializer, seed)
         self.pointwise_initializer = initializers.get(pointwise_initializer).__name__

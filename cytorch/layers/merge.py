@@ -9,10 +9,9 @@ gradients, one per input::
     x = Conv2D(4, 3, padding="same")(i)
     y = Add()([x, Conv2D(4, 1)(i)])          # a residual (skip) connection
 """
-import numbers
-
 import numpy as np
 
+from .._checks import is_int
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, describe
 from .base import Layer
@@ -88,7 +87,7 @@ class Concatenate(_Merge):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+        if not is_int(axis):
             raise TypeError(f"axis must be an int, got {axis!r}")
         self.axis = int(axis)
 

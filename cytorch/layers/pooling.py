@@ -11,7 +11,7 @@ real cells count).  The global versions reduce the whole map: ``(N, H, W, C) -> 
 """
 from .. import activations
 from .. import functional as F
-from .._shapes import as_pair, resolve_padding, window_output_shape
+from .._checks import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
 from ._common import as_grad, as_input, cached, check_bool, describe, sample_shape, to_list
 from .base import Layer

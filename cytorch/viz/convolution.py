@@ -3,6 +3,7 @@ import numbers
 
 import numpy as np
 
+from .._checks import check_int
 from ._figure import check_show, finish, new_figure
 from .results import bare
 
@@ -33,7 +34,7 @@ def convolve_by_hand(image, kernel, stride=1):
     [[4, 3, 4], [2, 4, 3], [2, 3, 4]]
     """
     image, kernel = _matrix(image, "image"), _matrix(kernel, "kernel")
-    stride = _check_stride(stride)
+    stride = check_int(stride, "stride", 1)
     (H, W), (kh, kw) = image.shape, kernel.shape
     if kh > H or kw > W:
         raise ValueError(f"the {kh}x{kw} kernel does not fit in the {H}x{W} image")
@@ -44,12 +45,6 @@ def convolve_by_hand(image, kernel, stride=1):
             window = image[i * stride:i * stride + kh, j * stride:j * stride + kw]
             out[i, j] = (window * kernel).sum()
     return out
-
-
-def _check_stride(stride):
-    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"stride must be a positive int, got {stride!r}")
-    return int(stride)
 
 
 def _number(v):

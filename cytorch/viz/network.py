@@ -5,7 +5,8 @@ import numpy as np
 
 from .. import explain
 from ._figure import check_show, finish, new_figure
-from .results import _check_count, bare
+from .._checks import check_int
+from .results import bare
 
 __all__ = ["plot_filters", "plot_activations", "plot_saliency", "plot_grad_cam"]
 
@@ -78,7 +79,7 @@ def plot_filters(model, layer=None, path=None, max_filters=64, show=None):
     matplotlib.figure.Figure
     """
     check_show(show)
-    max_filters = _check_count(max_filters, "max_filters")
+    max_filters = check_int(max_filters, "max_filters", 1)
     target = _conv_with_kernel(model, layer)
     kernel = target.params.get("kernel")
     if kernel is None or kernel.ndim != 4:
@@ -155,7 +156,7 @@ def plot_activations(model, x, path=None, max_maps=8, label=None, show=None):
     matplotlib.figure.Figure
     """
     check_show(show)
-    max_maps = _check_count(max_maps, "max_maps")
+    max_maps = check_int(max_maps, "max_maps", 1)
     x = _image(x)
     outputs = explain.layer_outputs(model, x)
     rows = [("input", x[0])]

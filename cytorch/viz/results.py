@@ -1,18 +1,10 @@
 """Pictures of how training went: learning curves, the confusion matrix, the digits it got wrong."""
-import numbers
-
 import numpy as np
 
+from .._checks import check_int
 from ._figure import check_show, finish, new_figure
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_misclassified"]
-
-
-def _check_count(value, name):
-    """``value`` as a positive int (how many filters, maps or images to draw)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def bare(ax):
@@ -149,7 +141,7 @@ def plot_misclassified(images, y_true, y_pred, max_images=16, path=None, show=No
     matplotlib.figure.Figure (one axes per image drawn)
     """
     check_show(show)
-    max_images = _check_count(max_images, "max_images")
+    max_images = check_int(max_images, "max_images", 1)
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]

@@ -16,9 +16,8 @@ import contextlib
 import numpy as np
 
 from cytorch import get_backend, get_num_threads
-from cytorch._shapes import as_pair, window_output_shape
+from cytorch.checks import as_batch, as_float_array, as_pair, common_dtype, window_output_shape
 from cytorch.errors import NotBuiltError, ShapeError
-from cytorch.functional import as_batch, as_float_array, common_dtype
 
 from . import reference
 
@@ -88,7 +87,7 @@ def locally_connected2d_forward(x, w, b, kernel_size, strides=1, padding="valid"
     w : array (H_out, W_out, kh * kw * C, K), one filter bank per output position
     b : array (H_out, W_out, K) or None
     kernel_size, strides : int or pair (kh, kw), (sh, sw)
-    padding : "valid", "same", "full", an int or a pair (see ``cytorch._shapes``)
+    padding : "valid", "same", "full", an int or a pair (see ``cytorch.checks.resolve_padding``)
     check_finite : bool, reject NaN and inf in ``x``, ``w`` and ``b``
 
     Returns

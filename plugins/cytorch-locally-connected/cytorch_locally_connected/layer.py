@@ -1,11 +1,9 @@
 """``LocallyConnected2D``: a convolution without weight sharing."""
-import numbers
-
 import numpy as np
 from cytorch import Layer, activations, initializers
-from cytorch._shapes import as_pair, resolve_padding, window_output_shape
+from cytorch.checks import (as_grad, as_input, as_pair, check_int, describe, resolve_padding,
+                            window_output_shape)
 from cytorch.errors import ShapeError
-from cytorch.functional import as_float_array
 from cytorch.layers import CallContext
 
 from . import functional as F
@@ -47,7 +45,7 @@ class LocallyConnected2D(Layer):
         Window ``(kh, kw)``; non-square windows are fine.
     strides : int or (int, int), default 1
     padding : "valid", "same", "full", int, (int, int) or ((top, bottom), (left, right))
-        As for ``Conv2D`` (see ``cytorch._shapes``).
+        As for ``Conv2D`` (see ``cytorch.checks.resolve_padding``).
     activation : {"relu", "tanh", "sigmoid", "softmax", "linear"} or None
     use_bias : bool, default True
     kernel_initializer, bias_initializer : str
@@ -75,10 +73,7 @@ class LocallyConnected2D(Layer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, numbers.Integral) or isinstance(filters, bool) \
-                or filters < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = check_int(filters, "filters", 1)
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
         resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
@@ -93,18 +88,15 @@ class LocallyConnected2D(Layer):
     #: the modes of the CallContext this layer acts on (besides check_finite)
     context_modes = frozenset({"return_logits"})
 
-    def _describe(self):
-        return f"{type(self).__name__} '{self.name}'"
-
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
             hint = "; add a channel axis for grayscale images" if len(input_shape) == 2 else ""
-            raise ShapeError(f"{self._describe()} expects samples of shape (H, W, C), got "
+            raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
                              f"{input_shape}{hint}")
         H, W, _ = input_shape
         H_out, W_out, _ = window_output_shape(H, W, *self.kernel_size, *self.strides,
-                                              self.padding, what=self._describe())
+                                              self.padding, what=describe(self))
         return (H_out, W_out, self.filters)
 
     def build(self, input_shape):
@@ -124,17 +116,9 @@ class LocallyConnected2D(Layer):
 
     def _as_input(self, x, check_finite):
         """``x`` as a batch of the layer's dtype and of exactly the built (H, W, C)."""
-        x = as_float_array(x, f"the input of {self._describe()}", dtype=self.dtype,
-                           check_finite=check_finite)
-        if x.ndim != 4:
-            raise ShapeError(f"{self._describe()} expects 4-D input (N, H, W, C) "
-                             f"channels-last, got shape {x.shape}")
-        if x.size == 0:
-            raise ShapeError(f"{self._describe()} got an empty batch: shape {x.shape}")
-        if not self.built:
-            self.build(x.shape[1:])
-        elif x.shape[1:] != self.input_shape:
-            raise ShapeError(f"{self._describe()} was built for inputs of shape "
+        x = as_input(self, x, rank=4, check_finite=check_finite)   # dtype, NaN, rank, build
+        if x.shape[1:] != self.input_shape:
+            raise ShapeError(f"{describe(self)} was built for inputs of shape "
                              f"{self.input_shape}, got {x.shape[1:]} (batch shape {x.shape}); "
                              f"its weights belong to output positions, so unlike Conv2D it "
                              f"cannot take another image size")
@@ -152,14 +136,10 @@ class LocallyConnected2D(Layer):
 
     def backward(self, dout, ctx=_DEFAULT):
         if self._cache is None:
-            raise RuntimeError(f"{self._describe()}: call forward(x, training=True) before "
+            raise RuntimeError(f"{describe(self)}: call forward(x, training=True) before "
                                f"backward")
         lc_cache, act, y = self._cache
-        dout = as_float_array(dout, f"the gradient passed to {self._describe()}.backward",
-                              dtype=self.dtype, check_finite=False)   # the kernel checks it
-        if dout.shape != y.shape:
-            raise ShapeError(f"{self._describe()}: the gradient passed to backward must have "
-                             f"the forward output's shape {y.shape}, got {dout.shape}")
+        dout = as_grad(self, dout, y.shape, check_finite=False)   # the kernel checks it
         dx, dw, db = F.locally_connected2d_backward(act.backward(dout, y), lc_cache)
         self.grads["kernel"] = dw
         if self.use_bias:

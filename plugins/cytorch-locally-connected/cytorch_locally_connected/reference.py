@@ -39,7 +39,7 @@ exactly the ``conv2d`` formulas (``dw`` of the shared kernel is the sum of the `
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cytorch._shapes import as_pair, resolve_padding, window_output_shape
+from cytorch.checks import as_pair, resolve_padding, window_output_shape
 
 
 def _windows(x, kernel_size, strides, padding):
@@ -71,7 +71,7 @@ def locally_connected2d_forward(x, w, b, kernel_size, strides=1, padding="valid"
     w : ndarray (H_out, W_out, kh * kw * C, K)
     b : ndarray (H_out, W_out, K) or None
     kernel_size, strides : int or pair
-    padding : "valid", "same", "full", an int or a pair (see ``cytorch._shapes``)
+    padding : "valid", "same", "full", an int or a pair (see ``cytorch.checks.resolve_padding``)
 
     Returns
     -------

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
-from cytorch._shapes import resolve_padding
+from cytorch.checks import resolve_padding
 from cytorch_locally_connected import _lc, reference
 
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True)

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import cytorch
-from cytorch._gradcheck import numerical_gradient, relative_error
-from cytorch._shapes import as_pair, window_output_shape
+from cytorch.checks import as_pair, window_output_shape
 from cytorch.errors import ShapeError
+from cytorch.testing import numerical_gradient, relative_error
 from cytorch_locally_connected import _lc, reference
 from cytorch_locally_connected.functional import (locally_connected2d_backward,
                                                   locally_connected2d_forward)

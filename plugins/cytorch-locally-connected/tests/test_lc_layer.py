@@ -8,9 +8,8 @@ import pytest
 import cytorch
 from cytorch import layers as L
 from cytorch.layers import CallContext
-from cytorch._gradcheck import numerical_gradient, relative_error
 from cytorch.errors import ShapeError
-from cytorch.testing import check_layer
+from cytorch.testing import check_layer, numerical_gradient, relative_error
 from cytorch_locally_connected import LocallyConnected2D
 
 
