@@ -75,6 +75,18 @@ class Optimizer:
 
     name = None
 
+    def __new__(cls, *args, **kwargs):
+        # Keras 2's names, still in many tutorials (the course's ``RMSprop(lr=0.0001)``): a
+        # message that says what to type instead of Python's "unexpected keyword argument"
+        if "lr" in kwargs:
+            raise TypeError(f"{cls.__name__}() takes learning_rate=, not lr= (Keras 2's name, "
+                            f"gone in Keras 3): {cls.__name__}(learning_rate={kwargs['lr']!r})")
+        if "decay" in kwargs:
+            raise TypeError(f"{cls.__name__}() has no decay= (Keras 2's learning-rate decay, "
+                            f"gone in Keras 3): use callbacks.LearningRateScheduler, e.g. "
+                            f"LearningRateScheduler(lambda epoch, lr: lr / (1 + decay))")
+        return super().__new__(cls)
+
     def __init__(self, learning_rate=0.01, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, l2=None):
         self.learning_rate = _check_positive(learning_rate, "learning_rate")

@@ -73,6 +73,18 @@ def test_clipping_options():
         optimizers.Adam(clipnorm=1.0, clipvalue=1.0)
 
 
+def test_keras_2_argument_names_get_a_teaching_message():
+    with pytest.raises(TypeError, match=r"RMSprop\(\) takes learning_rate=, not lr= .*"
+                                        r"RMSprop\(learning_rate=0.0001\)"):
+        optimizers.RMSprop(lr=0.0001)                       # the course's Keras 2 recipe
+    with pytest.raises(TypeError, match=r"SGD\(\) has no decay= .*LearningRateScheduler"):
+        optimizers.SGD(0.1, decay=1e-6)
+    import copy
+    import pickle
+    opt = optimizers.Adam(0.01)
+    assert pickle.loads(pickle.dumps(opt)).learning_rate == copy.deepcopy(opt).learning_rate
+
+
 def test_optimizer_state_round_trips():
     for opt in (optimizers.Adam(amsgrad=True), optimizers.RMSprop(momentum=0.9, centered=True),
                 optimizers.Adagrad(), optimizers.SGD(momentum=0.5)):
