@@ -43,3 +43,20 @@ def relative_error(a, b, floor=1e-12):
     if a.size == 0:
         return 0.0
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), floor))
+
+
+def rounding_error(got, want, scale):
+    """``||got - want|| / ||scale||``: the error measured against the size of the terms.
+
+    ``scale`` holds, for each value, the sum of the absolute values of the terms that produced
+    it (the same computation on ``|inputs|``).  Floating-point rounding is proportional to that
+    sum, not to the result: a gradient such as ``db = sum(dout)`` can cancel to almost nothing,
+    and then ``relative_error`` reports float32's ordinary rounding as a large error."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f"shapes differ: {got.shape} vs {want.shape}")
+    if got.size == 0:
+        return 0.0
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(scale), 1e-300))
+
