@@ -105,9 +105,10 @@ def test_shift_add_twin_applies_the_same_epilogue(activation):
 
 # -- fused == unfused, bit for bit --------------------------------------------------------------
 # (x shape, w shape, strides, padding): LeNet's two layers (direct path, then GEMM), a strided
-# and a "same" GEMM case with several image groups per thread
+# and a "same" GEMM case with several image groups per thread, a Winograd case (3x3, C >= 16)
 CASES = [((9, 28, 28, 1), (5, 5, 1, 6), 1, "valid"), ((9, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),
-         ((5, 9, 9, 7), (3, 3, 7, 5), 2, "same"), ((3, 40, 40, 8), (3, 3, 8, 4), 1, "same")]
+         ((5, 9, 9, 7), (3, 3, 7, 5), 2, "same"), ((3, 40, 40, 8), (3, 3, 8, 4), 1, "same"),
+         ((2, 12, 12, 16), (3, 3, 16, 8), 1, "same")]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
