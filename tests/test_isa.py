@@ -20,7 +20,7 @@ VARIANTS = load("_direct").isa_variants()
 @pytest.fixture
 def restore_isa():
     yield
-    for name in ("_direct", "_pool"):
+    for name in ("_direct", "_pool", "_optim"):
         load(name)._select_isa("best")
 
 
@@ -44,7 +44,8 @@ def test_every_variant_computes_the_same(dtype, restore_isa):
     for variant in VARIANTS:
         assert load("_direct")._select_isa(variant) == variant
         assert load("_pool")._select_isa(variant) == variant
-        assert isa_in_use() == {"_direct": variant, "_pool": variant}
+        assert load("_optim")._select_isa(variant) == variant
+        assert isa_in_use() == {"_direct": variant, "_pool": variant, "_optim": variant}
         results[variant] = conv_and_pool(dtype)
     best = results[VARIANTS[0]]
     for variant, got in results.items():
@@ -70,7 +71,7 @@ def test_environment_variable_forces_a_variant():
         env = dict(os.environ, CYTORCH_ISA=variant)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True).stdout
-        assert out.strip() == str({"_direct": variant, "_pool": variant})
+        assert out.strip() == str({"_direct": variant, "_pool": variant, "_optim": variant})
 
 
 def test_info_names_the_cpu_and_the_variants():
@@ -115,3 +116,16 @@ def test_lanes_variants_use_their_instruction_set(function, register, fma):
 def test_pool2x2_variants_compare_whole_vectors(function, register):
     code = disassembly("_pool", function)
     assert re.search(rf"cmp\w*ps\s+[^\n]*%{register}", code), f"{function}: no vector compare"
+
+
+@pytest.mark.parametrize("function, register", [
+    ("cy_optim_step_avx512_f", "zmm"), ("cy_optim_step_avx2_f", "ymm"),
+    ("cy_optim_step_default_f", "xmm"), ("cy_optim_step_avx512_d", "zmm"),
+    ("cy_optim_step_avx2_d", "ymm"), ("cy_optim_step_default_d", "xmm")])
+def test_optim_variants_take_whole_vector_roots_without_fma(function, register):
+    # the step's square roots and divisions in the variant's vectors, and no fused multiply-add:
+    # it would round once where the NumPy twin rounds twice (setup.py: -ffp-contract=off)
+    code = disassembly("_optim", function)
+    assert re.search(rf"sqrtp[sd]\s+[^\n]*%{register}", code), f"{function}: no vector sqrt"
+    assert re.search(rf"divp[sd]\s+[^\n]*%{register}", code), f"{function}: no vector division"
+    assert "vfmadd" not in code and "vfmsub" not in code and "vfnmadd" not in code
