@@ -537,3 +537,81 @@ def test_cytorch_export_imports_without_onnx_and_says_what_to_install():
                          check=True, cwd=os.path.dirname(__file__)).stdout
     assert 'exporting to ONNX needs the onnx package: pip install "cytorch-edu[onnx]"' in out
     assert not os.path.exists(os.path.join(os.path.dirname(__file__), "never.onnx"))
+
+
+# -- the command line: cytorch export MODEL.npz OUTPUT.onnx [--opset N] ---------------------------
+def cli(capsys, *argv):
+    from cytorch.cli import main
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(status, err, pattern):
+    import re
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("cytorch: error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = randomize_state(models.alexnet_small(seed=0, batch_norm=True))
+    return model, model.save(tmp_path / "alexnet.npz")
+
+
+def test_cli_export_writes_what_onnxruntime_runs_like_the_saved_model(capsys, saved, tmp_path):
+    model, npz = saved
+    status, out, err = cli(capsys, "export", npz, tmp_path / "alexnet.onnx")
+    assert status == 0 and err == ""
+    assert out.startswith(f"Wrote {tmp_path / 'alexnet.onnx'}: ONNX opset 17, input 'input' "
+                          f"(batch, 32, 32, 1) float32 channels-last, output 'output' (batch, "
+                          f"10), 23 layers, 177,346 parameters.\n")
+    assert "Netron" in out and "onnxruntime" in out
+    x = images((32, 32, 1))
+    got = ort.InferenceSession(str(tmp_path / "alexnet.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, cytorch.load_model(npz).predict(x), atol=TOLERANCE, rtol=0)
+
+
+def test_cli_export_with_an_opset(capsys, saved, tmp_path):
+    _, npz = saved
+    status, out, _ = cli(capsys, "export", npz, tmp_path / "m.onnx", "--opset", "13")
+    assert status == 0 and "ONNX opset 13" in out
+    assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version == 13
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["export"], "the following arguments are required: MODEL, OUTPUT"),
+    (["export", "{npz}", "{dir}/m.onnx", "--opset", "12"], r"opset must be an int from 13 to "
+                                                          r"\d+ .*got 12"),
+    (["export", "{npz}", "{dir}/m.onnx", "--opset", "x"], r"argument --opset: expected a "
+                                                         r"positive integer, got 'x'"),
+    (["export", "{dir}/nope.npz", "{dir}/m.onnx"], r"no such model file: .*nope.npz"),
+    (["export", "{npz}", "{npz}"], r"OUTPUT .*alexnet.npz is the model file itself"),
+    (["export", "{npz}", "{dir}/missing/m.onnx"], r"cannot write .*the directory .*missing.* "
+                                                 r"does not exist"),
+    (["export", "{npz}", "{dir}"], r"it is a directory; give a file name"),
+])
+def test_cli_export_mistakes_are_one_line_and_write_nothing(capsys, saved, tmp_path, argv,
+                                                            pattern):
+    _, npz = saved
+    argv = [a.format(npz=npz, dir=tmp_path) for a in argv]
+    status, _, err = cli(capsys, *argv)
+    one_line_error(status, err, pattern)
+    assert sorted(os.listdir(tmp_path)) == ["alexnet.npz"]
+
+
+def test_cli_export_without_onnx_says_what_to_install(capsys, saved, tmp_path, monkeypatch):
+    _, npz = saved
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    status, _, err = cli(capsys, "export", npz, tmp_path / "m.onnx")
+    one_line_error(status, err, r'exporting to ONNX needs the onnx package: pip install '
+                                r'"cytorch-edu\[onnx\]"')
+    assert sorted(os.listdir(tmp_path)) == ["alexnet.npz"]
+
+
+def test_cli_help_lists_export(capsys):
+    status, out, _ = cli(capsys, "--help")
+    assert status == 0 and "export" in out
+    status, out, _ = cli(capsys, "export", "--help")
+    assert status == 0 and "--opset" in out and "channels-last" in out

@@ -162,9 +162,9 @@ def _check_extra(converters):
 def _as_model(model):
     """The cytorch ``Model`` to export: ``model`` itself, or a fitted ``CNNClassifier``'s
     ``model_``; built, or an ``ExportError`` saying what to do."""
+    from ..estimator import CNNClassifier
     from ..graph import Model
-    if not isinstance(model, Model) and hasattr(model, "partial_fit") \
-            and type(model).__name__ == "CNNClassifier":
+    if isinstance(model, CNNClassifier):
         fitted = getattr(model, "model_", None)
         if fitted is None:
             raise ExportError("this CNNClassifier is not fitted yet: call fit(X, y) before "
