@@ -59,6 +59,19 @@ def _conv_direct(x, w, out, strides, dilation):
                                                dilation)
 
 
+def _conv_fast_path(x, w, out, strides, dilation):
+    """The compiled module of the stride-1 fast path this conv2d runs, or None for im2col +
+    GEMM (``_conv``): ``"_direct"`` (thin layers such as LeNet's first) or ``"_blocked"``
+    (register-blocked small GEMMs, such as LeNet's second); both have the twin
+    ``reference.conv2d_shift_add_forward``, and each measured rule lives beside its kernel."""
+    if _conv_direct(x, w, out, strides, dilation):
+        return "_direct"
+    if _kernel("_blocked").uses_blocked_path(x.shape, w.shape, out.shape, strides, x.dtype,
+                                             dilation):
+        return "_blocked"
+    return None
+
+
 def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
                    check_finite=True):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
@@ -99,8 +112,9 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
                                         check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    if _conv_direct(x, w, out, (sh, sw), (dh, dw)):
-        _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+    path = _conv_fast_path(x, w, out, (sh, sw), (dh, dw))
+    if path is not None:
+        _kernel(path).conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw)
@@ -137,8 +151,9 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
-    if _conv_direct(x, w, dout, (sh, sw), dilation):
-        _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
+    path = _conv_fast_path(x, w, dout, (sh, sw), dilation)
+    if path is not None:
+        _kernel(path).conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation)
