@@ -59,13 +59,23 @@ def _conv_direct(x, w, out, strides, dilation):
                                                dilation)
 
 
+def _conv_winograd(x, w, out, strides, dilation):
+    """Does this conv2d run Winograd's F(2x2, 3x3) (``_kernels/_winograd.pyx``, twin
+    ``reference.conv2d_winograd_forward``)?  3x3, stride 1, undilated, with the channel counts
+    the measured rule beside the kernel names (asked after the direct path's rule)."""
+    return _kernel("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, strides,
+                                                   x.dtype, dilation)
+
+
 def _conv_fast_path(x, w, out, strides, dilation):
     """The compiled module of the stride-1 fast path this conv2d runs, or None for im2col +
-    GEMM (``_conv``): ``"_direct"`` (thin layers such as LeNet's first) or ``"_blocked"``
-    (register-blocked small GEMMs, such as LeNet's second); both have the twin
-    ``reference.conv2d_shift_add_forward``, and each measured rule lives beside its kernel."""
+    GEMM (``_conv``): ``"_direct"`` (thin layers such as LeNet's first), ``"_winograd"``
+    (3x3 layers with many channels) or ``"_blocked"`` (register-blocked small GEMMs, such as
+    LeNet's second), asked in this order; each measured rule lives beside its kernel."""
     if _conv_direct(x, w, out, strides, dilation):
         return "_direct"
+    if _conv_winograd(x, w, out, strides, dilation):
+        return "_winograd"
     if _kernel("_blocked").uses_blocked_path(x.shape, w.shape, out.shape, strides, x.dtype,
                                              dilation):
         return "_blocked"

@@ -42,7 +42,22 @@ def conv_and_pool(dtype):
     results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
     p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
     pooled, pcache = F.max_pool2d_forward(p, 2)
-    return results + [pooled, pcache["argidx"]]
+    return results + [pooled, pcache["argidx"]] + winograd(dtype)
+
+
+def winograd(dtype):
+    """Winograd conv2d forward + backward: 21 channels (vector blocks and a tail in every
+    variant), ragged edges, "same" padding."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 9, 7, 21)).astype(dtype)
+    w = rng.standard_normal((3, 3, 21, 19)).astype(dtype)
+    old = load("_winograd")._set_mode("always")
+    try:
+        out, cache = F.conv2d_forward(x, w, np.ones(19, dtype), 1, "same")
+        assert load("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, (1, 1), dtype)
+        return [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
+    finally:
+        load("_winograd")._set_mode(old)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -55,8 +70,10 @@ def test_every_variant_computes_the_same(dtype, restore_isa):
         results[variant] = conv_and_pool(dtype)
     best = results[VARIANTS[0]]
     for variant, got in results.items():
-        for g, r in zip(got, best):
-            if variant in ("avx2", "avx512"):
+        for i, (g, r) in enumerate(zip(got, best)):
+            if variant in ("avx2", "avx512") or i >= len(got) - 4:
+                # the Winograd transforms (the last 4 results) only add and subtract, in one
+                # order: every variant, the default too, gives the same bits
                 # both fuse each multiply-add and sum every lane in the same order
                 np.testing.assert_array_equal(g, r, err_msg=variant)
             else:  # no FMA: the products are rounded first (errors scale with the sums)
@@ -142,6 +159,17 @@ def test_blocked_variants_use_their_instruction_set(kernel, variant, register, f
         assert ("vfmadd" in text) == fma, text
         assert re.search(rf"(fmadd|mul)\w*p[sd]\s+[^\n]*%{register}", text), text
         assert "(%rsp)" not in text, f"stack in a hot loop:\n{text}"   # (rbp: a plain register)
+
+
+@pytest.mark.parametrize("function, register", [
+    ("cy_wino_input_avx512_f", "zmm"), ("cy_wino_input_avx2_f", "ymm"),
+    ("cy_wino_output_avx512_d", "zmm"), ("cy_wino_output_adjoint_avx2_d", "ymm"),
+    ("cy_wino_input_default_f", "xmm")])
+def test_winograd_transforms_use_their_vectors(function, register):
+    # the loops over channels are vectorised by GCC (``#pragma GCC ivdep``): check it did
+    code = disassembly("_winograd", function)
+    assert re.search(rf"(v?subp[sd]|v?addp[sd])\s+[^\n]*%{register}", code), \
+        f"{function}: no vector add/sub on {register}"
 
 
 @pytest.mark.parametrize("function, register", [
