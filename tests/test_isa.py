@@ -34,6 +34,9 @@ def conv_and_pool(dtype):
     out, cache = F.conv2d_forward(x, w, np.ones(3, dtype), 1, "same")
     assert load("_direct").uses_direct_path(x.shape, w.shape, out.shape, (1, 1), dtype)
     results = [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
+    for activation in F.CONV2D_ACTIVATIONS[1:]:     # the fused epilogues
+        y, cache = F.conv2d_forward(x, w, np.ones(3, dtype), 1, "same", activation=activation)
+        results += [y, *F.conv2d_backward(rng.standard_normal(y.shape).astype(dtype), cache)]
     # the blocked path (LeNet c2-like, channels over two dx tiles, filters over a vector and a
     # part, rows over several pixel tiles): every tile size of every variant
     x = rng.standard_normal((3, 14, 29, 7)).astype(dtype)
@@ -41,9 +44,6 @@ def conv_and_pool(dtype):
     out, cache = F.conv2d_forward(x, w, np.ones(13, dtype), 1, ((2, 1), (0, 3)))
     assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
     results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
-    for activation in F.CONV2D_ACTIVATIONS[1:]:     # the fused epilogues
-        y, cache = F.conv2d_forward(x, w, np.ones(3, dtype), 1, "same", activation=activation)
-        results += [y, *F.conv2d_backward(rng.standard_normal(y.shape).astype(dtype), cache)]
     p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
     pooled, pcache = F.max_pool2d_forward(p, 2)
     return results + [pooled, pcache["argidx"]] + winograd(dtype)
