@@ -139,9 +139,12 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     if path == "_direct":
         _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
                                           activation)
-    elif path is not None:             # Winograd, blocked
-        _kernel(path).conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
-        reference.conv2d_activate(out, activation)   # not fused into these kernels yet
+    elif path == "_winograd":
+        _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
+                                            get_num_threads(), activation)
+    elif path == "_blocked":
+        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+        reference.conv2d_activate(out, activation)   # not fused into this kernel yet
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
@@ -187,9 +190,12 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     if path == "_direct":
         _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
                                            activation, y)
-    elif path is not None:             # Winograd, blocked
+    elif path == "_winograd":
+        _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl,
+                                             get_num_threads(), activation, y)
+    elif path == "_blocked":
         dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
-        _kernel(path).conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
+        _kernel("_blocked").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation, activation, y)
