@@ -76,9 +76,9 @@ def test_every_variant_computes_the_same(dtype, restore_isa):
     for variant, got in results.items():
         for i, (g, r) in enumerate(zip(got, best)):
             if variant in ("avx2", "avx512") or i >= len(got) - 4:
-                # the Winograd transforms (the last 4 results) only add and subtract, in one
-                # order: every variant, the default too, gives the same bits
-                # both fuse each multiply-add and sum every lane in the same order
+                # avx2 and avx512 both fuse each multiply-add and sum every lane in the same
+                # order; the Winograd transforms (the last 4 results) only add and subtract, in
+                # one order: every variant, the default too, gives the same bits
                 np.testing.assert_array_equal(g, r, err_msg=variant)
             else:  # no FMA: the products are rounded first (errors scale with the sums)
                 tol = 1e-5 if dtype == np.float32 else 1e-13
