@@ -113,7 +113,8 @@ def main():
     p = h.parser(__doc__.splitlines()[0])
     p.add_argument("--activation", choices=[a for a in F.CONV2D_ACTIVATIONS if a != "linear"],
                    help="conv2d + this activation, applied by the kernel (the fused epilogue); "
-                        "adds the column 'unfused' (the activation in passes of its own); conv cases only")
+                        "adds the column 'unfused' (the activation in passes of its own); "
+                        "conv cases only")
     p.add_argument("--case", default="", help="only the cases whose name contains this text")
     args = p.parse_args()
     act = args.activation
