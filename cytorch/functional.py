@@ -54,8 +54,8 @@ def _alloc(workspace, name, shape, dtype):
     ``workspace`` (the ``workspace=`` argument of the forward and backward functions that
     produce large arrays) is an object whose ``get(name, shape, dtype)`` returns a
     C-contiguous, writable array of ``shape`` and ``dtype``: a layer passes its own
-    (``cytorch.Layer.workspace``) during ``fit``, so that each batch writes into the arrays of
-    the one before instead of allocating new ones.  The result then lives only until the
+    (``Layer._buffers``, a ``cytorch.layers.base.Workspace``) during ``fit``, so that each
+    batch writes into the arrays of the one before instead of allocating new ones.  The result then lives only until the
     workspace hands the same buffer out again; it must not alias any input of the call."""
     if workspace is None:
         return np.empty(shape, dtype=dtype)
