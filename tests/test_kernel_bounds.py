@@ -22,7 +22,7 @@ import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
 from cytorch import reference
-from cytorch._kernels import EPILOGUES, load
+from cytorch._kernels import EPILOGUES, ISA_MODULES, load
 from cytorch._shapes import resolve_padding
 
 GUARD = 32                        # elements of guard on each side of every array
@@ -171,7 +171,7 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx, activation
         assert_close(got.array, want, f"conv2d_backward {name}")
 
 
-@pytest.mark.parametrize("module", ["_conv", "_direct", "_winograd"])
+@pytest.mark.parametrize("module", ["_conv", "_direct", "_winograd", "_blocked"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(N=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5), C=st.integers(1, 3),
@@ -183,8 +183,9 @@ def test_conv2d_any_geometry_its_entry_points_accept(module, dtype, N, H, W, C, 
                                                      sw, pt, pl, H_out, W_out, threads):
     """The entry points check that the arrays agree, not that ``out`` has the size the
     padding implies: any output size and top/left padding must read zeros past the image
-    (the same numbers as a twin padded far enough), never memory outside x.  The direct path
-    (``_direct``) is stride 1 only, Winograd (``_winograd``) 3x3 stride 1 only."""
+    (the same numbers as a twin padded far enough), never memory outside x.  The direct and
+    blocked paths (``_direct``, ``_blocked``) are stride 1 only, Winograd (``_winograd``) 3x3
+    stride 1 only."""
     if module != "_conv":
         sh = sw = 1
     if module == "_winograd":
@@ -263,6 +264,8 @@ def test_dilated_conv2d_stays_in_bounds(dtype, x_shape, kernel, dilation, stride
     lambda x, w, b, out: load("_conv").conv2d_forward(x, w, b, out, 1, 1, 0, 0, 1, 1, -2),
     lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b, out, -1, 0, 1),
     lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b[:1], out, 0, 0, 1),
+    lambda x, w, b, out: load("_blocked").conv2d_forward(x, w, b, out, 0, -1, 1),
+    lambda x, w, b, out: load("_blocked").conv2d_forward(x[:, :, :, :0], w, b, out, 0, 0, 1),
     lambda x, w, b, out: load("_winograd").conv2d_forward(x, w, b, out, 0, -1, 1),
     lambda x, w, b, out: load("_winograd").conv2d_forward(x, w, b, out, 0, 0, 1),  # 2x2 w
     lambda x, w, b, out: load("_winograd").conv2d_forward(x[..., :0], w, b, out, 0, 0, 1),
@@ -281,12 +284,12 @@ ISA_VARIANTS = load("_direct").isa_variants()
 @contextlib.contextmanager
 def running(variant):
     """Run the vector kernels in instruction-set variant ``variant``, then the best again."""
-    for module in ("_direct", "_winograd", "_pool"):
+    for module in ISA_MODULES:
         load(module)._select_isa(variant)
     try:
         yield
     finally:
-        for module in ("_direct", "_winograd", "_pool"):
+        for module in ISA_MODULES:
             load(module)._select_isa("best")
 
 
@@ -329,6 +332,46 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
         assert_close(got.array, want, f"direct conv2d_backward {name}")
 
 
+# The blocked path (``_blocked.pyx``, stride 1): tiles of every size, filters padded to whole
+# vectors (K = 17, 33), more channels than a dx tile (geometries draw C up to 4; the example
+# has 7).
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 5, 8, 16, 17, 33]),
+       need_dx=st.booleans(), threads=st.integers(1, 2))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=17, need_dx=True, threads=2)
+@example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2)
+def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads):
+    x_shape, (kh, kw), _, pads = geometry
+    N, H, W, C = x_shape
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
+    padding = (pads[:2], pads[2:])
+    want_out, cache = reference.conv2d_shift_add_forward(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    want_dx, want_dw, want_db = reference.conv2d_shift_add_backward(dout.astype(np.float64),
+                                                                    cache)
+    direct = load("_blocked")
+    out = guarded_output((N, H_out, W_out, K), dtype)
+    dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((K,), dtype)
+    with running(isa_variant):
+        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
+                               pads[0], pads[2], threads)
+    out.assert_guards_intact("blocked conv2d_forward out")
+    assert_close(out.array, want_out, "blocked conv2d_forward")
+    results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
+    for name, got, want in results:
+        got.assert_guards_intact(f"blocked conv2d_backward {name}")
+        assert_close(got.array, want, f"blocked conv2d_backward {name}")
+
+
 # Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant: tiles past the
 # ragged bottom and right edges, padding larger than the kernel (dx then crops: negative
 # padding for the turned-around kernel), channel counts around the vector widths.
@@ -337,10 +380,11 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
 @SETTINGS
 @given(geometry=geometries(stride_one=True, window=(3, 3)),
        C=st.sampled_from([1, 2, 5, 8, 17]), K=st.sampled_from([1, 3, 4, 9, 16, 19]),
-       need_dx=st.booleans(), threads=st.integers(1, 2))
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
 @with_corners([c for c in CORNERS if c[1] == (3, 3) and c[2] == (1, 1)], C=1, K=6,
-              need_dx=True, threads=2)
-def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads):
+              need_dx=True, threads=2, activation="relu")
+def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads,
+                                         activation):
     x_shape, _, _, pads = geometry
     x_shape = x_shape[:3] + (C,)
     N, H, W, _ = x_shape
@@ -351,8 +395,12 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
     H_out, W_out = out_hw(x_shape, (3, 3), (1, 1), pads)
     padding = (pads[:2], pads[2:])
     want_out, cache = reference.conv2d_winograd_forward(
-        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    # y, what relu's derivative reads, guarded too: the twin's, rounded to dtype
+    y = guarded_input(want_out.astype(dtype)) if activation == "relu" else None
+    if y is not None:
+        cache["y"] = y.astype(np.float64)
     want_dx, want_dw, want_db = reference.conv2d_winograd_backward(dout.astype(np.float64),
                                                                    cache)
     winograd = load("_winograd")
@@ -360,15 +408,65 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     with running(isa_variant):
-        winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
         winograd.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
-                                 pads[0], pads[2], threads)
+                                 pads[0], pads[2], threads, activation, y)
     out.assert_guards_intact("winograd conv2d_forward out")
     assert_close(out.array, want_out, "winograd conv2d_forward")
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for name, got, want in results:
         got.assert_guards_intact(f"winograd conv2d_backward {name}")
         assert_close(got.array, want, f"winograd conv2d_backward {name}")
+
+
+# The depthwise kernel (``_depthwise.pyx``) in every instruction-set variant: any stride,
+# dilation and padding (windows entirely in the padding), lanes C * dm from 1 to 36 around the
+# vector widths, windows of more than 9 taps (several tap tiles).
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(), dm=st.sampled_from([1, 2, 3, 9]),
+       dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)), need_dx=st.booleans(),
+       threads=st.integers(1, 2))
+@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2)
+def test_depthwise_conv2d_stays_in_bounds(isa_variant, dtype, geometry, dm, dilation, need_dx,
+                                          threads):
+    x_shape, (kh, kw), (sh, sw), pads = geometry
+    (N, H, W, C), (dh, dw) = x_shape, dilation
+    ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    assume(H + pads[0] + pads[1] >= ext_h and W + pads[2] + pads[3] >= ext_w)
+    H_out, W_out = out_hw(x_shape, (ext_h, ext_w), (sh, sw), pads)
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, dm)).astype(dtype))
+    b = guarded_input(rng.standard_normal(C * dm).astype(dtype))
+    dout = guarded_input(rng.standard_normal((N, H_out, W_out, C * dm)).astype(dtype))
+    want = [[], [], []]                        # the one-channel conv2d twin, per channel
+    for c in range(C):
+        o, cache = reference.conv2d_forward(x[..., c:c + 1].astype(np.float64),
+                                            w[:, :, c:c + 1].astype(np.float64), None,
+                                            (sh, sw), (pads[:2], pads[2:]), dilation)
+        dx_c, dw_c, _ = reference.conv2d_backward(
+            dout[..., c * dm:(c + 1) * dm].astype(np.float64), cache)
+        for i, v in enumerate((o, dx_c, dw_c)):
+            want[i].append(v)
+    want_out = np.concatenate(want[0], axis=3) + b
+    want_dx, want_dw = np.concatenate(want[1], axis=3), np.concatenate(want[2], axis=2)
+    want_db = dout.astype(np.float64).reshape(-1, C * dm).sum(axis=0)
+    D = load("_depthwise")
+    out = guarded_output((N, H_out, W_out, C * dm), dtype)
+    dx, dw_ = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((C * dm,), dtype)
+    with running(isa_variant):
+        D.depthwise_conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads, dh, dw)
+        D.depthwise_conv2d_backward(dout, x, w, dx.array if need_dx else None, dw_.array,
+                                    db.array, sh, sw, pads[0], pads[2], threads, dh, dw)
+    out.assert_guards_intact("depthwise forward out")
+    assert_close(out.array, want_out, "depthwise forward")
+    results = [("dw", dw_, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
+    for name, got, r in results:
+        got.assert_guards_intact(f"depthwise backward {name}")
+        assert_close(got.array, r, f"depthwise backward {name}")
 
 
 # The 2x2 fast path of pooling (``_pool2x2.h`` for max/min): rows of every length around the
