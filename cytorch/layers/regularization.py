@@ -35,6 +35,8 @@ class SpatialDropout2D(Dropout):
     (array([2., 0., 2., 0., 0., 0.], dtype=float32), True)
     """
 
+    context_modes = frozenset()   # Dropout's reuse_buffers is for its kernel's workspace
+
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
         if not training or self.rate == 0:
