@@ -10,8 +10,11 @@ GFLOP/s (``3 * 2 * N * H_out * W_out * K * kh * kw * C`` flops: forward, dW and 
 GEMM each) as a share of a 2048x2048 sgemm measured in the same run.  The last two columns
 compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
 when other processes keep the cores busy and every 2-thread timing waits for a free core.
-``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers) or ``gemm``
-(im2col + GEMM).  cytorch runs OpenMP with the wait policy printed in the header (a short
+``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers),
+``winograd`` (F(2x2, 3x3) for 3x3 stride-1 layers with 16 or more input channels) or ``gemm``
+(im2col + GEMM); GFLOP/s always count the direct convolution's multiply-adds, so Winograd,
+which does fewer, can pass 100 % of sgemm.
+cytorch runs OpenMP with the wait policy printed in the header (a short
 spin, GOMP_SPINCOUNT=10000, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT was set before the run).
 """
 import os
@@ -97,8 +100,11 @@ def main():
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
-        path = "direct" if cytorch._kernels.load("_direct").uses_direct_path(
-            x.shape, w.shape, out.shape, (s, s), out.dtype) else "gemm"
+        path = ("direct" if cytorch._kernels.load("_direct").uses_direct_path(
+                    x.shape, w.shape, out.shape, (s, s), out.dtype)
+                else "winograd" if cytorch._kernels.load("_winograd").uses_winograd_path(
+                    x.shape, w.shape, out.shape, (s, s), out.dtype)
+                else "gemm")
         rows.append((name, path, times, flops / times["compiled"] / 1e9))
         print(f"  measured {name}", flush=True)
 

@@ -59,6 +59,14 @@ def _conv_direct(x, w, out, strides, dilation):
                                                dilation)
 
 
+def _conv_winograd(x, w, out, strides, dilation):
+    """Does this conv2d run Winograd's F(2x2, 3x3) (``_kernels/_winograd.pyx``, twin
+    ``reference.conv2d_winograd_forward``)?  3x3, stride 1, undilated, with the channel counts
+    the measured rule beside the kernel names (asked after the direct path's rule)."""
+    return _kernel("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, strides,
+                                                   x.dtype, dilation)
+
+
 def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
                    check_finite=True):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
@@ -101,6 +109,9 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
     if _conv_direct(x, w, out, (sh, sw), (dh, dw)):
         _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+    elif _conv_winograd(x, w, out, (sh, sw), (dh, dw)):
+        _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
+                                            get_num_threads())
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw)
@@ -139,6 +150,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     db = np.empty(K, dtype=x.dtype)
     if _conv_direct(x, w, dout, (sh, sw), dilation):
         _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
+    elif _conv_winograd(x, w, dout, (sh, sw), dilation):
+        _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation)

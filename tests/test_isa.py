@@ -17,10 +17,13 @@ from cytorch._kernels import ISA_MODULES, isa_in_use, load
 VARIANTS = load("_direct").isa_variants()
 
 
+MODULES = ISA_MODULES      # _direct, _winograd, _pool, _activation
+
+
 @pytest.fixture
 def restore_isa():
     yield
-    for name in ISA_MODULES:
+    for name in MODULES:
         load(name)._select_isa("best")
 
 
@@ -35,22 +38,38 @@ def conv_and_pool(dtype):
     results = [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
     p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
     pooled, pcache = F.max_pool2d_forward(p, 2)
-    return results + [pooled, pcache["argidx"]]
+    return results + [pooled, pcache["argidx"]] + winograd(dtype)
+
+
+def winograd(dtype):
+    """Winograd conv2d forward + backward: 21 channels (vector blocks and a tail in every
+    variant), ragged edges, "same" padding."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 9, 7, 21)).astype(dtype)
+    w = rng.standard_normal((3, 3, 21, 19)).astype(dtype)
+    old = load("_winograd")._set_mode("always")
+    try:
+        out, cache = F.conv2d_forward(x, w, np.ones(19, dtype), 1, "same")
+        assert load("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, (1, 1), dtype)
+        return [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
+    finally:
+        load("_winograd")._set_mode(old)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_variant_computes_the_same(dtype, restore_isa):
     results = {}
     for variant in VARIANTS:
-        assert load("_direct")._select_isa(variant) == variant
-        assert load("_pool")._select_isa(variant) == variant
-        assert load("_activation")._select_isa(variant) == variant
-        assert isa_in_use() == {"_direct": variant, "_pool": variant, "_activation": variant}
+        for name in MODULES:
+            assert load(name)._select_isa(variant) == variant
+        assert isa_in_use() == dict.fromkeys(MODULES, variant)
         results[variant] = conv_and_pool(dtype)
     best = results[VARIANTS[0]]
     for variant, got in results.items():
-        for g, r in zip(got, best):
-            if variant in ("avx2", "avx512"):
+        for i, (g, r) in enumerate(zip(got, best)):
+            if variant in ("avx2", "avx512") or i >= len(got) - 4:
+                # the Winograd transforms (the last 4 results) only add and subtract, in one
+                # order: every variant, the default too, gives the same bits
                 # both fuse each multiply-add and sum every lane in the same order
                 np.testing.assert_array_equal(g, r, err_msg=variant)
             else:  # no FMA: the products are rounded first
@@ -71,8 +90,7 @@ def test_environment_variable_forces_a_variant():
         env = dict(os.environ, CYTORCH_ISA=variant)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True).stdout
-        assert out.strip() == str({"_direct": variant, "_pool": variant,
-                                   "_activation": variant})
+        assert out.strip() == str(dict.fromkeys(MODULES, variant))
 
 
 def test_info_names_the_cpu_and_the_variants():
@@ -109,6 +127,17 @@ def test_lanes_variants_use_their_instruction_set(function, register, fma):
     assert bool(fmas) == fma, f"{function}: {len(fmas)} FMA on {register}"
     if not fma:
         assert "vfmadd" not in code and re.search(r"mulp[sd]\s+[^\n]*%xmm", code)
+
+
+@pytest.mark.parametrize("function, register", [
+    ("cy_wino_input_avx512_f", "zmm"), ("cy_wino_input_avx2_f", "ymm"),
+    ("cy_wino_output_avx512_d", "zmm"), ("cy_wino_output_adjoint_avx2_d", "ymm"),
+    ("cy_wino_input_default_f", "xmm")])
+def test_winograd_transforms_use_their_vectors(function, register):
+    # the loops over channels are vectorised by GCC (``#pragma GCC ivdep``): check it did
+    code = disassembly("_winograd", function)
+    assert re.search(rf"(v?subp[sd]|v?addp[sd])\s+[^\n]*%{register}", code), \
+        f"{function}: no vector add/sub on {register}"
 
 
 @pytest.mark.parametrize("function, register", [

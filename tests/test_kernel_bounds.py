@@ -75,14 +75,15 @@ PADDINGS = st.one_of(
 
 
 @st.composite
-def geometries(draw, window_inside_padding=False, stride_one=False):
+def geometries(draw, window_inside_padding=False, stride_one=False, window=None):
     """``(x_shape, (kh, kw), (sh, sw), pads)`` with an output of at least 1x1.
 
     ``window_inside_padding``: every pad smaller than the window, as pooling requires;
-    ``stride_one``: strides (1, 1), as conv2d's direct path requires."""
+    ``stride_one``: strides (1, 1), as conv2d's direct path requires; ``window``: this
+    ``(kh, kw)`` only (Winograd's 3x3)."""
     N, H, W, C = (draw(st.integers(1, 3)), draw(st.integers(1, 7)), draw(st.integers(1, 7)),
                   draw(st.integers(1, 4)))
-    kh, kw = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kh, kw = window or (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
     stride = st.just(1) if stride_one else st.one_of(st.just(1), st.integers(1, 12))
     sh, sw = draw(stride), draw(stride)
     pads = resolve_padding(draw(PADDINGS), H, W, kh, kw, sh, sw)
@@ -157,7 +158,7 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx):
         assert_close(got.array, want, f"conv2d_backward {name}")
 
 
-@pytest.mark.parametrize("module", ["_conv", "_direct"])
+@pytest.mark.parametrize("module", ["_conv", "_direct", "_winograd"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(N=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5), C=st.integers(1, 3),
@@ -170,9 +171,11 @@ def test_conv2d_any_geometry_its_entry_points_accept(module, dtype, N, H, W, C, 
     """The entry points check that the arrays agree, not that ``out`` has the size the
     padding implies: any output size and top/left padding must read zeros past the image
     (the same numbers as a twin padded far enough), never memory outside x.  The direct path
-    (``_direct``) is stride 1 only."""
-    if module == "_direct":
+    (``_direct``) is stride 1 only, Winograd (``_winograd``) 3x3 stride 1 only."""
+    if module != "_conv":
         sh = sw = 1
+    if module == "_winograd":
+        kh = kw = 3
     rng = np.random.default_rng(0)
     x = guarded_input(rng.standard_normal((N, H, W, C)).astype(dtype))
     w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
@@ -189,7 +192,7 @@ def test_conv2d_any_geometry_its_entry_points_accept(module, dtype, N, H, W, C, 
     want_dx, want_dw, want_db = reference.conv2d_backward(dout_full, cache)
 
     kernel = load(module)
-    geometry = (pt, pl) if module == "_direct" else (sh, sw, pt, pl)
+    geometry = (sh, sw, pt, pl) if module == "_conv" else (pt, pl)
     out = guarded_output((N, H_out, W_out, K), dtype)
     kernel.conv2d_forward(x, w, b, out.array, *geometry, threads)
     out.assert_guards_intact("conv2d_forward out")
@@ -247,6 +250,9 @@ def test_dilated_conv2d_stays_in_bounds(dtype, x_shape, kernel, dilation, stride
     lambda x, w, b, out: load("_conv").conv2d_forward(x, w, b, out, 1, 1, 0, 0, 1, 1, -2),
     lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b, out, -1, 0, 1),
     lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b[:1], out, 0, 0, 1),
+    lambda x, w, b, out: load("_winograd").conv2d_forward(x, w, b, out, 0, -1, 1),
+    lambda x, w, b, out: load("_winograd").conv2d_forward(x, w, b, out, 0, 0, 1),  # 2x2 w
+    lambda x, w, b, out: load("_winograd").conv2d_forward(x[..., :0], w, b, out, 0, 0, 1),
 ])
 def test_conv2d_kernels_refuse_a_bad_geometry(call):
     x, w, b = np.ones((1, 4, 4, 1)), np.ones((2, 2, 1, 2)), np.zeros(2)
@@ -305,6 +311,48 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
     for name, got, want in results:
         got.assert_guards_intact(f"direct conv2d_backward {name}")
         assert_close(got.array, want, f"direct conv2d_backward {name}")
+
+
+# Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant: tiles past the
+# ragged bottom and right edges, padding larger than the kernel (dx then crops: negative
+# padding for the turned-around kernel), channel counts around the vector widths.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(stride_one=True, window=(3, 3)),
+       C=st.sampled_from([1, 2, 5, 8, 17]), K=st.sampled_from([1, 3, 4, 9, 16, 19]),
+       need_dx=st.booleans(), threads=st.integers(1, 2))
+@with_corners([c for c in CORNERS if c[1] == (3, 3) and c[2] == (1, 1)], C=1, K=6,
+              need_dx=True, threads=2)
+def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads):
+    x_shape, _, _, pads = geometry
+    x_shape = x_shape[:3] + (C,)
+    N, H, W, _ = x_shape
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((3, 3, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    H_out, W_out = out_hw(x_shape, (3, 3), (1, 1), pads)
+    padding = (pads[:2], pads[2:])
+    want_out, cache = reference.conv2d_winograd_forward(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    want_dx, want_dw, want_db = reference.conv2d_winograd_backward(dout.astype(np.float64),
+                                                                   cache)
+    winograd = load("_winograd")
+    out = guarded_output((N, H_out, W_out, K), dtype)
+    dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((K,), dtype)
+    with running(isa_variant):
+        winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        winograd.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
+                                 pads[0], pads[2], threads)
+    out.assert_guards_intact("winograd conv2d_forward out")
+    assert_close(out.array, want_out, "winograd conv2d_forward")
+    results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
+    for name, got, want in results:
+        got.assert_guards_intact(f"winograd conv2d_backward {name}")
+        assert_close(got.array, want, f"winograd conv2d_backward {name}")
 
 
 # The 2x2 fast path of pooling (``_pool2x2.h`` for max/min): rows of every length around the

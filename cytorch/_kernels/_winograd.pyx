@@ -1,0 +1,415 @@
+# cython: language_level=3
+"""conv2d forward and backward by Winograd's F(2x2, 3x3), for 3x3 stride-1 layers with enough
+channels such as VGG's (its NumPy twins, which explain the method step by step:
+``cytorch.reference.conv2d_winograd_forward`` / ``_backward``; Lavin and Gray, CVPR 2016).
+
+Layout contract, shared with the twins and with ``_conv.pyx``:
+
+* ``x``: ``(N, H, W, C)`` channels-last, C-contiguous; ``w``: ``(3, 3, C, K)``; ``b``: ``(K,)``;
+* stride 1, dilation 1; padding arrives resolved as top and left (``pt``, ``pl``); the output
+  shape ``(N, H_out, W_out, K)`` implies the rest, and a cell outside the image reads as zero;
+* output tile ``(ti, tj)`` is outputs ``2*ti .. 2*ti + 1`` by ``2*tj .. 2*tj + 1``; its 4x4
+  input patch starts at input row ``2*ti - pt`` and column ``2*tj - pl``.
+
+Per group of tiles (a thread's share of its images, sized to stay in cache):
+
+    V[i, j] (tiles, C) = (B^T d B)[i, j]     input transform, C++-free C in ``_winograd.h``
+    M[i, j] (tiles, K) = V[i, j] @ U[i, j]   16 GEMMs through cython_blas, U = G g G^T
+    out tile           = A^T M A + b         output transform (``_winograd.h``)
+
+Backward: dx is the same computation on dout with the kernel turned around (``w[::-1, ::-1]``
+with C and K swapped, padding ``2 - pt`` and ``2 - pl``); dW is its adjoint, ``dW = G^T dU G``
+with ``dU[i, j] = sum over tiles V[i, j]^T @ (A dY A^T)[i, j]`` (16 GEMMs per group, added
+into a partial sum per work unit); db sums dout.  Partial sums are added in unit order, so the
+result does not depend on which thread ran what.
+
+The transforms are compiled for AVX-512, AVX2 + FMA and the build's baseline (``_winograd.h``,
+``_isa.h``); ``isa()`` says which variant this process runs.  ``cytorch.functional`` validates
+every argument; the entry points re-check that the shapes agree, and every cell a transform
+reads or writes is either inside its array or a scratch run of the right length, so no call
+can read or write out of bounds.
+"""
+import os
+from contextlib import nullcontext
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+import numpy as np
+
+from .._config import single_threaded_blas
+from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from ._blas cimport gemm
+from ._conv import _check_like, _check_shapes, _units
+
+cdef extern from "_winograd.h" nogil:
+    int cy_isa_best()
+    int cy_wino_select(int isa)
+    void cy_wino_input_f(const float *const *p, float *V, Py_ssize_t vs,
+                         Py_ssize_t C) noexcept
+    void cy_wino_input_d(const double *const *p, double *V, Py_ssize_t vs,
+                         Py_ssize_t C) noexcept
+    void cy_wino_output_f(const float *M, Py_ssize_t ms, const float *bias, float *const *y,
+                          Py_ssize_t K) noexcept
+    void cy_wino_output_d(const double *M, Py_ssize_t ms, const double *bias,
+                          double *const *y, Py_ssize_t K) noexcept
+    void cy_wino_output_adjoint_f(const float *const *y, float *dM, Py_ssize_t ms,
+                                  Py_ssize_t K) noexcept
+    void cy_wino_output_adjoint_d(const double *const *y, double *dM, Py_ssize_t ms,
+                                  Py_ssize_t K) noexcept
+
+
+# -- which instruction set (see _kernels/__init__.py) -------------------------------------------
+def isa_variants():
+    """The variants of the transforms this CPU can run, best first."""
+    return variants_up_to(cy_isa_best())
+
+
+def _select_isa(name):
+    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
+    it.  Private: for the tests and CYTORCH_ISA."""
+    global _isa
+    _isa = ISA_NAMES[cy_wino_select(isa_index(name, cy_isa_best()))]
+    return _isa
+
+
+def isa():
+    """The variant of the transforms this process runs: "avx512", "avx2" or "default"."""
+    return _isa
+
+
+_select_isa(requested_isa())
+
+
+# -- when the Winograd path runs -----------------------------------------------------------------
+# Measured with ``benchmarks/bench_winograd_rule.py`` on an AMD EPYC (Zen 5, family 26, 2 cores
+# of a busy virtual machine, 2026-12-02; OpenBLAS runs its Haswell AVX2 kernels there), avx512
+# variant of the transforms, float32, 32 images 16x16, "same", forward + backward on one thread:
+# Winograd time / the time of the path taken otherwise (im2col + GEMM; the direct path for
+# C, K <= 4, where the direct rule comes first and both columns are the same path):
+#     C \ K     4     8    16    32    64   128
+#     4      1.00  1.33  1.36  1.35  2.44  1.90
+#     8      0.93  1.07  0.88  0.90  0.98  1.06
+#     16     0.68  0.65  0.81  0.71  0.88  1.01
+#     32     0.58  0.61  0.58  0.40  0.51  0.72
+#     64     0.56  0.54  0.59  0.44  0.62  0.71
+#     128    0.42  0.43  0.58  0.68  0.84  0.60
+# The GEMMs of Winograd are (tiles x C) @ (C x K): with few input channels each is too thin to
+# pay for the transforms, while im2col's GEMM has 9 C.  Rule: at least 16 input channels.
+# (Two-thread timings on this loaded machine were too noisy to add anything.)
+WINOGRAD_MIN_C = 16
+
+# CYTORCH_WINOGRAD (private, read at import; ``_set_mode`` for the tests): "auto" runs the
+# measured rule, "always" every 3x3 stride-1 undilated conv, "never" none.
+_MODES = ("auto", "always", "never")
+
+
+def _set_mode(mode):
+    """Choose when the Winograd path runs ("auto", "always" or "never"); returns the mode that
+    was in force, so a test can put it back."""
+    global _mode
+    if mode not in _MODES:
+        raise ValueError(f"CYTORCH_WINOGRAD={mode!r} is not one of {list(_MODES)}")
+    old, _mode = _mode, mode
+    return old
+
+
+_mode = "auto"
+_set_mode(os.environ.get("CYTORCH_WINOGRAD", "").strip().lower() or "auto")
+
+
+def mode():
+    """When the Winograd path runs: "auto" (the measured rule), "always" or "never"."""
+    return _mode
+
+
+def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
+    """True when ``cytorch.functional`` runs conv2d with these shapes (``(N, H, W, C)``,
+    ``(3, 3, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype on this path."""
+    if _mode == "never" or tuple(w_shape[:2]) != (3, 3) or tuple(strides) != (1, 1) \
+            or tuple(dilation) != (1, 1):
+        return False
+    if _mode == "always":
+        return True
+    return x_shape[3] >= WINOGRAD_MIN_C
+
+
+# -- the kernel ---------------------------------------------------------------------------------
+# Numbers (V and M together) of one thread's group of tiles: 2 MiB in float32 for VGG-ish
+# layers keeps both in the L2 cache, and a group of a few hundred tiles gives each GEMM enough
+# rows to run near BLAS's speed.  Set by measurement (see the module's tests and the bench).
+cdef Py_ssize_t GROUP_BUDGET = 1 << 17
+
+
+cdef struct Wino:
+    # one stride-1 3x3 correlation of an image (H, W, Ci) -> (Ho, Wo, Ko); output (o, ow) reads
+    # input row o + a - pt and column ow + b - pl for taps a, b < 3 (outside: zero)
+    Py_ssize_t H, W, Ci, Ho, Wo, Ko, pt, pl
+    Py_ssize_t th, tw, tiles   # output tiles per image: ceil(Ho / 2) x ceil(Wo / 2)
+
+
+cdef inline void input_transform(const floating **p, floating *V, Py_ssize_t vs,
+                                 Py_ssize_t C) noexcept nogil:
+    if floating is float:
+        cy_wino_input_f(<const float *const *>p, V, vs, C)
+    else:
+        cy_wino_input_d(<const double *const *>p, V, vs, C)
+
+
+cdef inline void output_transform(const floating *M, Py_ssize_t ms, const floating *bias,
+                                  floating **y, Py_ssize_t K) noexcept nogil:
+    if floating is float:
+        cy_wino_output_f(M, ms, bias, <float *const *>y, K)
+    else:
+        cy_wino_output_d(M, ms, bias, <double *const *>y, K)
+
+
+cdef inline void output_adjoint(const floating **y, floating *dM, Py_ssize_t ms,
+                                Py_ssize_t K) noexcept nogil:
+    if floating is float:
+        cy_wino_output_adjoint_f(<const float *const *>y, dM, ms, K)
+    else:
+        cy_wino_output_adjoint_d(<const double *const *>y, dM, ms, K)
+
+
+cdef void _transform_inputs(const floating *x, floating *V, const floating *zeros,
+                            Py_ssize_t s_lo, Py_ssize_t nt, const Wino *g) noexcept nogil:
+    """V (16, nt, Ci) for tiles s_lo <= s < s_lo + nt (numbered over the whole batch)."""
+    cdef const floating *p[16]
+    cdef Py_ssize_t t, s, n, r, ti, tj, i, j, ih, iw
+    for t in range(nt):
+        s = s_lo + t
+        n = s // g.tiles
+        r = s - n * g.tiles
+        ti = r // g.tw
+        tj = r - ti * g.tw
+        for i in range(4):
+            ih = 2 * ti + i - g.pt
+            for j in range(4):
+                iw = 2 * tj + j - g.pl
+                if 0 <= ih < g.H and 0 <= iw < g.W:
+                    p[4 * i + j] = x + ((n * g.H + ih) * g.W + iw) * g.Ci
+                else:             # padding, or past a ragged edge
+                    p[4 * i + j] = zeros
+        input_transform(p, V + t * g.Ci, nt * g.Ci, g.Ci)
+
+
+cdef inline Py_ssize_t _tile_outputs(floating *base, floating *sink, floating **y,
+                                     Py_ssize_t s, const Wino *g) noexcept nogil:
+    """The 4 output cells of tile s in ``y`` (``sink`` for those past a ragged edge)."""
+    cdef Py_ssize_t n = s // g.tiles, r, ti, tj, p, q, oh, ow
+    r = s - n * g.tiles
+    ti = r // g.tw
+    tj = r - ti * g.tw
+    for p in range(2):
+        oh = 2 * ti + p
+        for q in range(2):
+            ow = 2 * tj + q
+            if oh < g.Ho and ow < g.Wo:
+                y[2 * p + q] = base + ((n * g.Ho + oh) * g.Wo + ow) * g.Ko
+            else:
+                y[2 * p + q] = sink
+    return n
+
+
+cdef void _correlate_tiles(const floating *x, const floating *U, const floating *bias,
+                           floating *out, floating *V, floating *M, floating *sink,
+                           const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
+                           Py_ssize_t group, const Wino *g) noexcept nogil:
+    """Output tiles s_lo <= s < s_hi, ``group`` at a time: transform, 16 GEMMs, transform."""
+    cdef floating *y[4]
+    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko
+    while s < s_hi:
+        nt = min(group, s_hi - s)
+        _transform_inputs(x, V, zeros, s, nt, g)
+        for xi in range(16):
+            gemm(ord('n'), ord('n'), <int>nt, <int>Ko, <int>Ci, <floating>1.0,
+                 V + xi * nt * Ci, <int>Ci, U + xi * Ci * Ko, <int>Ko, <floating>0.0,
+                 M + xi * nt * Ko, <int>Ko)
+        for t in range(nt):
+            _tile_outputs(out, sink, y, s + t, g)
+            output_transform(M + t * Ko, nt * Ko, bias, y, Ko)
+        s += nt
+
+
+cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, double *db,
+                    floating *V, floating *M, const floating *zeros, Py_ssize_t s_lo,
+                    Py_ssize_t s_hi, Py_ssize_t group, const Wino *g) noexcept nogil:
+    """dU (16, Ci, Ko) = sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per position (the
+    unit's partial sum: the first group overwrites it), and db += dout over those tiles."""
+    cdef const floating *y[4]
+    cdef floating *yw[4]
+    cdef Py_ssize_t s = s_lo, nt, t, xi, q, k, Ci = g.Ci, Ko = g.Ko
+    cdef floating beta = 0
+    while s < s_hi:
+        nt = min(group, s_hi - s)
+        _transform_inputs(x, V, zeros, s, nt, g)
+        for t in range(nt):
+            # dY past a ragged edge is zero: those outputs were thrown away
+            _tile_outputs(<floating *>dout, <floating *>zeros, yw, s + t, g)
+            for q in range(4):
+                y[q] = yw[q]
+                if yw[q] != zeros:
+                    for k in range(Ko):
+                        db[k] += yw[q][k]
+            output_adjoint(y, M + t * Ko, nt * Ko, Ko)
+        for xi in range(16):
+            gemm(ord('t'), ord('n'), <int>Ci, <int>Ko, <int>nt, <floating>1.0,
+                 V + xi * nt * Ci, <int>Ci, M + xi * nt * Ko, <int>Ko, beta,
+                 dU + xi * Ci * Ko, <int>Ko)
+        beta = 1
+        s += nt
+
+
+cdef double[:, ::1] _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+
+def _filter_transform(const floating[:, :, :, ::1] w, bint turn):
+    """U (16, C, K) = G g G^T for every (c, k), computed in double and rounded once; with
+    ``turn`` the kernel of dx instead: (16, K, C) from ``w[::-1, ::-1]`` with C and K swapped."""
+    cdef Py_ssize_t C = w.shape[2], K = w.shape[3], c, k, i, j, a, b
+    dtype = np.float32 if floating is float else np.float64
+    U = np.empty((16, K, C) if turn else (16, C, K), dtype=dtype)
+    cdef floating[:, :, ::1] Uv = U
+    cdef double tmp[4][3]
+    cdef double s
+    with nogil:
+        for c in range(C):
+            for k in range(K):
+                for i in range(4):           # tmp = G g (4 x 3)
+                    for b in range(3):
+                        s = 0
+                        for a in range(3):
+                            s = s + _G[i, a] * (w[2 - a, 2 - b, c, k] if turn else w[a, b, c, k])
+                        tmp[i][b] = s
+                for i in range(4):           # U = tmp G^T (4 x 4)
+                    for j in range(4):
+                        s = 0
+                        for b in range(3):
+                            s = s + tmp[i][b] * _G[j, b]
+                        if turn:
+                            Uv[4 * i + j, k, c] = <floating>s
+                        else:
+                            Uv[4 * i + j, c, k] = <floating>s
+    return U
+
+
+def _group(Py_ssize_t Ci, Py_ssize_t Ko, Py_ssize_t tiles_per_unit):
+    return max(1, min(tiles_per_unit, GROUP_BUDGET // (16 * (Ci + Ko))))
+
+
+cdef Wino _wino(Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ci, Py_ssize_t Ho, Py_ssize_t Wo,
+                Py_ssize_t Ko, Py_ssize_t pt, Py_ssize_t pl):
+    cdef Wino g
+    g.H, g.W, g.Ci, g.Ho, g.Wo, g.Ko, g.pt, g.pl = H, W, Ci, Ho, Wo, Ko, pt, pl
+    g.th, g.tw = (Ho + 1) // 2, (Wo + 1) // 2
+    g.tiles = g.th * g.tw
+    return g
+
+
+cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
+                const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
+                Py_ssize_t pl, int num_threads):
+    """out = the 3x3 correlation of x with the filter whose transform is U, plus bias."""
+    dtype = np.float32 if floating is float else np.float64
+    cdef Wino g = _wino(x.shape[1], x.shape[2], x.shape[3], out.shape[1], out.shape[2],
+                        out.shape[3], pt, pl)
+    cdef Py_ssize_t N = x.shape[0], T, U_, u, group, Ci = g.Ci, Ko = g.Ko
+    cdef Py_ssize_t[::1] starts
+    T, U_, starts = _units(N, num_threads)
+    group = _group(Ci, Ko, (N + U_ - 1) // U_ * g.tiles)
+    cdef floating[:, ::1] V = np.empty((T, 16 * group * Ci), dtype=dtype)
+    cdef floating[:, ::1] M = np.empty((T, 16 * group * Ko), dtype=dtype)
+    cdef floating[:, ::1] sink = np.empty((T, Ko), dtype=dtype)
+    cdef floating[::1] zeros = np.zeros(Ci, dtype=dtype)
+    blas = nullcontext() if (T == 1 and num_threads > 1) else single_threaded_blas()
+    with blas:
+        with nogil:
+            for u in prange(U_, schedule="dynamic", num_threads=T):
+                _correlate_tiles(&x[0, 0, 0, 0], &U[0, 0, 0], &bias[0], &out[0, 0, 0, 0],
+                                 &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
+                                 &zeros[0], starts[u] * g.tiles, starts[u + 1] * g.tiles,
+                                 group, &g)
+
+
+def _check_3x3(w):
+    if w.shape[0] != 3 or w.shape[1] != 3:
+        raise ValueError(f"conv2d kernel: bad geometry for Winograd F(2x2, 3x3): w must be "
+                         f"(3, 3, C, K), got {tuple(w.shape[:4])}")
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                   const floating[::1] b, floating[:, :, :, ::1] out, int pt, int pl,
+                   int num_threads):
+    """Fill ``out`` (N, H_out, W_out, K) with the 3x3 stride-1 correlation of x and w, plus b.
+
+    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size.
+    """
+    _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    _check_3x3(w)
+    cdef floating[:, :, ::1] U = _filter_transform(w, False)
+    _correlate(x, U, b, out, pt, pl, num_threads)
+
+
+def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
+                    const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
+                    floating[:, :, :, ::1] dw, floating[::1] db, int pt, int pl,
+                    int num_threads):
+    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from ``dout``
+    (N, H_out, W_out, K); db is accumulated in double precision."""
+    _check_shapes(x, w, db, dout, 1, 1, pt, pl)
+    _check_3x3(w)
+    if dx is not None:
+        _check_like(dx, x, "dx", "x")
+    _check_like(dw, w, "dw", "w")
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[3], K = w.shape[3]
+    cdef floating[:, :, ::1] U2
+    cdef floating[::1] no_bias
+    if dx is not None:   # dx: dout correlated with the kernel turned around
+        U2 = _filter_transform(w, True)
+        no_bias = np.zeros(C, dtype=dtype)
+        _correlate(dout, U2, no_bias, dx, 2 - pt, 2 - pl, num_threads)
+    cdef Wino g = _wino(x.shape[1], x.shape[2], C, dout.shape[1], dout.shape[2], K, pt, pl)
+    cdef Py_ssize_t T, U_, u, group, i, j, a, b_, c, k, idx
+    cdef Py_ssize_t[::1] starts
+    T, U_, starts = _units(N, num_threads)
+    group = _group(C, K, (N + U_ - 1) // U_ * g.tiles)
+    cdef floating[:, ::1] V = np.empty((T, 16 * group * C), dtype=dtype)
+    cdef floating[:, ::1] M = np.empty((T, 16 * group * K), dtype=dtype)
+    cdef floating[::1] zeros = np.zeros(max(C, K), dtype=dtype)
+    # one partial dU and db per unit (not per thread), added in unit order
+    cdef floating[:, ::1] dU = np.empty((U_, 16 * C * K), dtype=dtype)
+    cdef double[:, ::1] db_part = np.zeros((U_, K), dtype=np.float64)
+    blas = nullcontext() if (T == 1 and num_threads > 1) else single_threaded_blas()
+    with blas:
+        with nogil:
+            for u in prange(U_, schedule="dynamic", num_threads=T):
+                _dw_tiles(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], &dU[u, 0], &db_part[u, 0],
+                          &V[threadid(), 0], &M[threadid(), 0], &zeros[0],
+                          starts[u] * g.tiles, starts[u + 1] * g.tiles, group, &g)
+    # dw = G^T (sum over units of dU) G, per (c, k), in double
+    cdef double[:, ::1] total = np.asarray(dU, dtype=np.float64).sum(axis=0).reshape(16, C * K)
+    cdef double s
+    with nogil:
+        for idx in range(C * K):
+            c = idx // K
+            k = idx - c * K
+            for a in range(3):
+                for b_ in range(3):
+                    s = 0
+                    for i in range(4):
+                        for j in range(4):
+                            s = s + _G[i, a] * total[4 * i + j, idx] * _G[j, b_]
+                    dw[a, b_, c, k] = <floating>s
+        for k in range(K):
+            s = 0
+            for u in range(U_):
+                s = s + db_part[u, k]
+            db[k] = <floating>s
+
+
+def _set_group_budget(Py_ssize_t budget):
+    """Private, for tuning: the numbers of V and M one thread's group of tiles may hold."""
+    global GROUP_BUDGET
+    GROUP_BUDGET = budget
