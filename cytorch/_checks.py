@@ -36,7 +36,7 @@ __all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_a
            "global_dout", "global_cache", "dropout_args", "dropout_dout", "dropout_cache",
            "check_cache", "check_winner_index_range", "batch_norm_args", "batch_norm_cache",
            "batch_norm_dout", "check_batch_stats", "depthwise_args", "depthwise_cache",
-           "depthwise_dout"]
+           "depthwise_dout", "CONV_ACTIVATIONS", "conv_activation"]
 
 _FLOATS = (np.float32, np.float64)
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays at 4 MB
@@ -209,12 +209,29 @@ def conv_args(x, w, b, strides, padding, check_finite, dilation_rate=1):
 
 _CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
 
+# The activations conv2d applies to its output itself (``activation=``): in the compiled
+# kernels, in the pass that writes the output (``cytorch._kernels.EPILOGUES``, the same names).
+CONV_ACTIVATIONS = ("linear", "relu")
 
-def conv_cache(x, w, b, strides, pads, dilation=(1, 1)):
-    """What conv2d backward needs: the validated x and w, the geometry, whether b exists.
+
+def conv_activation(activation):
+    """conv2d's ``activation=`` as a name of ``CONV_ACTIVATIONS`` (None means "linear")."""
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str) and activation.lower() in CONV_ACTIVATIONS:
+        return activation.lower()
+    raise ValueError(f"activation must be None or one of {', '.join(CONV_ACTIVATIONS)} (the "
+                     f"activations conv2d applies itself; apply any other to its output), "
+                     f"got {activation!r}")
+
+
+def conv_cache(x, w, b, strides, pads, dilation=(1, 1), activation="linear", y=None):
+    """What conv2d backward needs: the validated x and w, the geometry, whether b exists, and
+    the activation with its output ``y`` (what its derivative reads; None for "linear").
     (``im2col(x)`` is not kept: backward recomputes it, so the cache costs no memory.)"""
     return {"x": x, "w": w, "has_bias": b is not None, "strides": strides, "pads": pads,
-            "dilation": tuple(dilation)}
+            "dilation": tuple(dilation), "activation": activation,
+            "y": None if activation == "linear" else y}
 
 
 def conv_dout(dout, cache, check_finite=True):
@@ -236,6 +253,14 @@ def conv_dout(dout, cache, check_finite=True):
     if dout.shape != expected:
         raise ShapeError(f"dout must have the forward output's shape {expected}, "
                          f"got {dout.shape}")
+    activation = cache.get("activation", "linear")
+    y = cache.get("y")
+    if activation != "linear" and (not isinstance(y, np.ndarray) or y.shape != expected
+                                   or y.dtype != x.dtype or not y.flags.c_contiguous):
+        raise ValueError(f"conv2d_backward: the cache's activation {activation!r} needs its "
+                         f"forward output y, a C-contiguous {x.dtype} array of shape "
+                         f"{expected}; got {type(y).__name__} "
+                         f"{getattr(y, 'shape', '')}")
     return dout
 
 

@@ -67,9 +67,13 @@ def _conv_winograd(x, w, out, strides, dilation):
                                                    x.dtype, dilation)
 
 
-def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+#: the activations ``conv2d_forward`` applies itself, in the pass that writes its output
+CONV2D_ACTIVATIONS = checks.CONV_ACTIVATIONS
+
+
+def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, activation=None,
                    check_finite=True):
-    """2-D convolution of a channels-last batch: ``out[n, i, j, k] = b[k] + sum x_pad * w``.
+    """2-D convolution of a channels-last batch: ``out[n, i, j, k] = f(b[k] + sum x_pad * w)``.
 
     Parameters
     ----------
@@ -82,6 +86,11 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
     dilation_rate : int or ``(dh, dw)``: tap ``(a, b)`` of the kernel reads the input
         ``a * dh`` rows and ``b * dw`` columns from the window's corner (atrous convolution),
         so a kernel spans ``(kh - 1) * dh + 1`` rows with the same ``kh * kw`` weights.
+    activation : None (or "linear") or a name of ``CONV2D_ACTIVATIONS``: f, applied by the
+        kernel as it writes each block of the output, while it is in cache ("conv, then + bias,
+        then f" without a second pass over the output); backward then applies its derivative
+        in its first pass over dout.  Same numbers as applying ``cytorch.activations`` to the
+        output afterwards.
     check_finite : raise ValueError on NaN/inf in the inputs (skip the scan with False).
 
     Returns
@@ -90,7 +99,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
         ``H_out = floor((H + P_top + P_bottom - ((kh - 1) * dh + 1)) / sh) + 1``,
         in float64 when x or w is float64, else float32.
     cache : what ``conv2d_backward`` needs (the validated x and w, strides, padding,
-        dilation).
+        dilation; with an activation, ``out`` itself, which its derivative reads: change out
+        in place and the gradients change with it).
 
     >>> import numpy as np
     >>> out, cache = conv2d_forward(np.ones((2, 7, 7, 1)), np.ones((3, 3, 1, 4)), strides=2)
@@ -98,33 +108,42 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
     (2, 3, 3, 4)
     >>> conv2d_forward(np.ones((2, 7, 7, 1)), np.ones((3, 3, 1, 4)), dilation_rate=2)[0].shape
     (2, 3, 3, 4)
+    >>> conv2d_forward(np.ones((1, 3, 3, 1)), -np.ones((3, 3, 1, 2)), activation="relu")[0]
+    array([[[[0., 0.]]]])
     """
     x, w, b, (sh, sw), pads, out_shape = checks.conv_args(x, w, b, strides, padding,
                                                           check_finite, dilation_rate)
+    activation = checks.conv_activation(activation)
     dh, dw = checks.as_pair(dilation_rate, "dilation_rate")
     if _use_reference():
         return reference.conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads), (dh, dw),
-                                        check_finite=False)
+                                        activation, check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
     if _conv_direct(x, w, out, (sh, sw), (dh, dw)):
-        _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+        _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
+                                          activation)
     elif _conv_winograd(x, w, out, (sh, sw), (dh, dw)):
         _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
                                             get_num_threads())
+        reference.conv2d_activate(out, activation)   # not fused into Winograd's kernel yet
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                        get_num_threads(), dh, dw)
-    return out, checks.conv_cache(x, w, b, (sh, sw), pads, (dh, dw))
+                                        get_num_threads(), dh, dw, activation)
+    return out, checks.conv_cache(x, w, b, (sh, sw), pads, (dh, dw), activation, out)
 
 
 def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     """Gradients of ``conv2d_forward``: ``(dx, dw, db)`` for ``dout = dL/dout``.
 
     ``dout`` has the forward output's shape ``(N, H_out, W_out, K)``.  With
+    ``dz = dout * f'(z)`` (the forward pass's activation f; dout itself without one),
     ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)``::
 
-        dw = cols^T @ dout        dx = col2im(dout @ W^T)        db = dout.sum((0, 1, 2))
+        dw = cols^T @ dz          dx = col2im(dz @ W^T)          db = dz.sum((0, 1, 2))
+
+    The kernels compute dz in the same pass that sums db, one block at a time, never as a
+    separate array of dout's size.
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
     (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes
@@ -148,13 +167,16 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
+    activation, y = cache.get("activation", "linear"), cache.get("y")
     if _conv_direct(x, w, dout, (sh, sw), dilation):
-        _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
+        _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
+                                           activation, y)
     elif _conv_winograd(x, w, dout, (sh, sw), dilation):
-        _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads())
+        dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
+        _kernel("_winograd").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
-                                         get_num_threads(), *dilation)
+                                         get_num_threads(), *dilation, activation, y)
     return dx, dw, (db if cache["has_bias"] else None)
 
 

@@ -20,7 +20,8 @@ nothing else from cytorch: it can be read, and run, on its own.
 import numpy as np
 
 from ._checks import (ShapeError, as_batch, as_float_array, as_pair, batch_norm_args,
-                      batch_norm_cache, batch_norm_dout, check_batch_stats, conv_args, conv_cache,
+                      batch_norm_cache, batch_norm_dout, check_batch_stats, conv_activation,
+                      conv_args, conv_cache,
                       depthwise_args, depthwise_cache, depthwise_dout,
                       conv_dout, dropout_args, dropout_cache, dropout_dout, global_args,
                       global_cache, global_dout, pool_args, pool_cache, pool_dout,
@@ -130,7 +131,37 @@ def _col2im(cols, x_shape, kh, kw, strides, padding, dilation=1):
     return xp[:, pt:pt + H, pl:pl + W, :]
 
 
-def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+# -- the epilogue: the activation of a conv's output ---------------------------------------------
+# ``conv2d_forward(..., activation="relu")`` is "conv, then + bias, then f" in one call.  The
+# compiled kernels apply f in the same pass that writes each block of output (while it is in
+# cache) instead of in a second pass over the whole array, and their backward multiplies dout by
+# f' in its first pass over dout (the one that sums db).  As in ``cytorch.activations``, f' is
+# written through the output y = f(z), so the cache keeps y and no copy of z.
+
+def conv2d_activate(z, activation):
+    """f(z), computed in z's own memory (returns z): the last step of ``conv2d_forward``.
+
+        linear   y = z
+        relu     y = max(z, 0)
+    """
+    if activation == "relu":
+        np.maximum(z, 0, out=z)
+    return z
+
+
+def conv2d_activation_backward(dout, y, activation):
+    """``dz = dout * f'(z)`` from the forward output ``y = f(z)``: the first step of
+    ``conv2d_backward``.
+
+        linear   dz = dout
+        relu     dz = dout * [y > 0]          (the kink at 0 gets gradient 0)
+    """
+    if activation == "relu":
+        return dout * (y > 0)
+    return dout
+
+
+def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, activation=None,
                    check_finite=True):
     """2-D convolution (cross-correlation, as in every deep-learning library) by im2col + GEMM.
 
@@ -138,14 +169,15 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
     -> out: ``(N, H_out, W_out, K)`` with ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``
     (same for W), and
 
-        out[n, i, j, k] = b[k] + sum_{a, c, d} x_pad[n, i*sh + a, j*sw + c, d] * w[a, c, d, k]
+        out[n, i, j, k] = f(b[k] + sum_{a, c, d} x_pad[n, i*sh + a, j*sw + c, d] * w[a, c, d, k])
 
     With a ``dilation_rate`` ``(dh, dw)`` tap ``(a, c)`` reads ``x_pad[n, i*sh + a*dh,
     j*sw + c*dw, d]`` instead, and the kernel's extent ``(kh - 1) * dh + 1`` takes kh's place
     in the size formula (Keras's rule).
 
-    In matrix form: ``out = im2col(x) @ w.reshape(kh*kw*C, K) + b``.  ``check_finite``: raise
-    ValueError on NaN/inf in x, w or b.
+    In matrix form: ``out = f(im2col(x) @ w.reshape(kh*kw*C, K) + b)``: conv, then + bias, then
+    the ``activation`` f (None or "linear": none; see ``conv2d_activate``).  ``check_finite``:
+    raise ValueError on NaN/inf in x, w or b.
 
     The course's worked example, a 5x5 binary image and an "X" filter:
 
@@ -160,6 +192,7 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
     """
     x, w, b, (sh, sw), pads, (N, H_out, W_out, K) = conv_args(x, w, b, strides, padding,
                                                               check_finite, dilation_rate)
+    activation = conv_activation(activation)
     dilation = as_pair(dilation_rate, "dilation_rate")
     kh, kw, C, K = w.shape
     pt, pb, pl, pr = pads
@@ -168,23 +201,27 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
     out = cols @ w.reshape(kh * kw * C, K)
     if b is not None:
         out += b
-    return out.reshape(N, H_out, W_out, K), conv_cache(x, w, b, (sh, sw), pads, dilation)
+    out = conv2d_activate(out, activation).reshape(N, H_out, W_out, K)
+    return out, conv_cache(x, w, b, (sh, sw), pads, dilation, activation, out)
 
 
 def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     """Gradients of ``conv2d_forward`` given ``dout = dL/dout`` of shape ``(N, H_out, W_out, K)``.
 
-    With ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)`` (and dout as ``(rows, K)``):
+    First through the activation, ``dz = dout * f'(z)`` (``conv2d_activation_backward``; dout
+    itself when there is none); then, with ``cols = im2col(x)`` and ``W = w.reshape(kh*kw*C, K)``
+    (and dz as ``(rows, K)``):
 
-        dW = cols^T @ dout              -> reshaped to (kh, kw, C, K)
-        dx = col2im(dout @ W^T)         -> (N, H, W, C)   (None with ``need_dx=False``)
-        db = sum of dout over N, H_out, W_out   (None when the forward pass had no bias)
+        dW = cols^T @ dz                -> reshaped to (kh, kw, C, K)
+        dx = col2im(dz @ W^T)           -> (N, H, W, C)   (None with ``need_dx=False``)
+        db = sum of dz over N, H_out, W_out     (None when the forward pass had no bias)
 
     ``cols`` is recomputed here rather than kept from the forward pass: the cache then holds
     only ``x`` and ``w``, which the caller keeps alive anyway, and is the same for both twins.
     ``check_finite``: raise ValueError on NaN/inf in dout.
     """
     dout = conv_dout(dout, cache, check_finite)
+    dout = conv2d_activation_backward(dout, cache.get("y"), cache.get("activation", "linear"))
     x, w = cache["x"], cache["w"]
     kh, kw, C, K = w.shape
     (pt, pb, pl, pr), strides = cache["pads"], cache["strides"]
@@ -234,7 +271,7 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid", dilation_rate=1):
     return out
 
 
-def conv2d_shift_add_forward(x, w, b=None, padding="valid", check_finite=True):
+def conv2d_shift_add_forward(x, w, b=None, padding="valid", activation=None, check_finite=True):
     """Stride-1 convolution as a sum of shifted images: the twin of the direct path
     (``cytorch/_kernels/_direct.pyx``), which LeNet's first layer runs.
 
@@ -246,7 +283,8 @@ def conv2d_shift_add_forward(x, w, b=None, padding="valid", check_finite=True):
         out = b + sum_{a < kh, b < kw}  x_pad[:, a:a + H_out, b:b + W_out, :] @ w[a, b]
 
     No column matrix: kh * kw small products over the whole image instead of one big one.
-    The compiled kernel adds the same terms, lane by lane in vector registers.
+    The compiled kernel adds the same terms, lane by lane in vector registers, and applies the
+    ``activation`` (``conv2d_activate``) as it writes each output row.
 
     >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
     >>> out, _ = conv2d_shift_add_forward(x, np.ones((2, 2, 1, 1)))
@@ -256,6 +294,7 @@ def conv2d_shift_add_forward(x, w, b=None, padding="valid", check_finite=True):
            [42., 46., 50.]])
     """
     x, w, b, _, pads, (N, H_out, W_out, K) = conv_args(x, w, b, 1, padding, check_finite)
+    activation = conv_activation(activation)
     kh, kw = w.shape[:2]
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -265,7 +304,8 @@ def conv2d_shift_add_forward(x, w, b=None, padding="valid", check_finite=True):
             out += xp[:, a:a + H_out, c:c + W_out, :] @ w[a, c]
     if b is not None:
         out += b
-    return out, conv_cache(x, w, b, (1, 1), pads)
+    out = conv2d_activate(out, activation)
+    return out, conv_cache(x, w, b, (1, 1), pads, activation=activation, y=out)
 
 
 def conv2d_shift_add_backward(dout, cache, need_dx=True, check_finite=True):
@@ -277,11 +317,13 @@ def conv2d_shift_add_backward(dout, cache, need_dx=True, check_finite=True):
         dx_pad[:, a:a + H_out, b:b + W_out, :] += dout @ w[a, b]^T     (then crop the padding)
         db = dout summed over (n, i, j)
 
+    (dout there is ``dz``, the gradient through the activation, ``conv2d_activation_backward``).
     ``dx`` is None with ``need_dx=False``, ``db`` None when the forward pass had no bias;
     ``check_finite``: raise ValueError on NaN/inf in dout.  The compiled kernel computes dx as
     the correlation of dout with the kernel turned around; the sums are the same.
     """
     dout = conv_dout(dout, cache, check_finite)
+    dout = conv2d_activation_backward(dout, cache.get("y"), cache.get("activation", "linear"))
     x, w = cache["x"], cache["w"]
     if tuple(cache["strides"]) != (1, 1) or tuple(cache.get("dilation", (1, 1))) != (1, 1):
         raise ValueError(f"conv2d_shift_add_backward needs a stride-1, undilated cache, got "

@@ -28,14 +28,18 @@ def restore_isa():
 
 
 def conv_and_pool(dtype):
-    """Direct-path conv2d (forward + backward) and 2x2 max pooling on fixed random data,
-    shaped so that every block size of every variant and a tail run."""
+    """Direct-path conv2d (forward + backward, plain and with each fused activation) and 2x2
+    max pooling on fixed random data, shaped so that every block size of every variant and a
+    tail run."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 13, 11, 2)).astype(dtype)
     w = rng.standard_normal((3, 4, 2, 3)).astype(dtype)
     out, cache = F.conv2d_forward(x, w, np.ones(3, dtype), 1, "same")
     assert load("_direct").uses_direct_path(x.shape, w.shape, out.shape, (1, 1), dtype)
     results = [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
+    for activation in F.CONV2D_ACTIVATIONS[1:]:     # the fused epilogues
+        y, cache = F.conv2d_forward(x, w, np.ones(3, dtype), 1, "same", activation=activation)
+        results += [y, *F.conv2d_backward(rng.standard_normal(y.shape).astype(dtype), cache)]
     p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
     pooled, pcache = F.max_pool2d_forward(p, 2)
     return results + [pooled, pcache["argidx"]] + winograd(dtype)

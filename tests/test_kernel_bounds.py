@@ -22,7 +22,7 @@ import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
 from cytorch import reference
-from cytorch._kernels import ISA_MODULES, load
+from cytorch._kernels import EPILOGUES, ISA_MODULES, load
 from cytorch._shapes import resolve_padding
 
 GUARD = 32                        # elements of guard on each side of every array
@@ -122,13 +122,23 @@ def with_corners(corners, **other_arguments):
 
 
 # -- conv2d -------------------------------------------------------------------------------------
-# ``_conv`` is im2col + GEMM for any geometry (the direct path, ``_direct``, is tested below).
+# ``_conv`` is im2col + GEMM for any geometry (the direct path, ``_direct``, is tested below),
+# with each fused activation: backward then also reads y, the forward output (NaN-guarded).
+def twin_backward(dout, cache, y, backward=reference.conv2d_backward):
+    """The twin's gradients (float64) through the activation at the kernel's own y (a value
+    within rounding of relu's kink then takes the same side in both)."""
+    if cache["activation"] != "linear":
+        cache = {**cache, "y": y.astype(np.float64)}
+    return backward(dout.astype(np.float64), cache)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
 @SETTINGS
-@given(geometry=geometries(), K=st.sampled_from([1, 2, 3, 4, 8, 9]), need_dx=st.booleans())
-@with_corners(CORNERS, K=4, need_dx=True)
-def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx):
+@given(geometry=geometries(), K=st.sampled_from([1, 2, 3, 4, 8, 9]), need_dx=st.booleans(),
+       activation=st.sampled_from(EPILOGUES))
+@with_corners(CORNERS, K=4, need_dx=True, activation=EPILOGUES[-1])
+def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx, activation):
     x_shape, (kh, kw), (sh, sw), pads = geometry
     N, H, W, C = x_shape
     rng = np.random.default_rng(0)
@@ -138,20 +148,23 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx):
     H_out, W_out = out_hw(x_shape, (kh, kw), (sh, sw), pads)
     padding = (pads[:2], pads[2:])
     want_out, cache = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
-                                               b.astype(np.float64), (sh, sw), padding)
+                                               b.astype(np.float64), (sh, sw), padding,
+                                               activation=activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    want_dx, want_dw, want_db = reference.conv2d_backward(dout.astype(np.float64), cache)
 
     conv = load("_conv")
     out = guarded_output((N, H_out, W_out, K), dtype)
-    conv.conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads)
+    conv.conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads, 1, 1,
+                        activation)
     out.assert_guards_intact("conv2d_forward out")
     assert_close(out.array, want_out, "conv2d_forward")
 
+    y = guarded_input(out.array.copy())
+    want_dx, want_dw, want_db = twin_backward(dout, cache, y)
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     conv.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array, sh, sw,
-                         pads[0], pads[2], threads)
+                         pads[0], pads[2], threads, 1, 1, activation, y)
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for name, got, want in results:
         got.assert_guards_intact(f"conv2d_backward {name}")
@@ -281,9 +294,11 @@ def running(variant):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 2, 3, 4, 6, 8, 9]),
-       need_dx=st.booleans(), threads=st.integers(1, 2))
-@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=6, need_dx=True, threads=2)
-def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads):
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=6, need_dx=True, threads=2,
+              activation=EPILOGUES[-1])
+def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
+                                       activation):
     x_shape, (kh, kw), _, pads = geometry
     N, H, W, C = x_shape
     rng = np.random.default_rng(0)
@@ -293,20 +308,21 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
     H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
     padding = (pads[:2], pads[2:])
     want_out, cache = reference.conv2d_shift_add_forward(
-        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    want_dx, want_dw, want_db = reference.conv2d_shift_add_backward(dout.astype(np.float64),
-                                                                    cache)
     direct = load("_direct")
     out = guarded_output((N, H_out, W_out, K), dtype)
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     with running(isa_variant):
-        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
+        y = guarded_input(out.array.copy())
         direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
-                               pads[0], pads[2], threads)
+                               pads[0], pads[2], threads, activation, y)
     out.assert_guards_intact("direct conv2d_forward out")
     assert_close(out.array, want_out, "direct conv2d_forward")
+    want_dx, want_dw, want_db = twin_backward(dout, cache, y,
+                                              reference.conv2d_shift_add_backward)
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for name, got, want in results:
         got.assert_guards_intact(f"direct conv2d_backward {name}")

@@ -91,6 +91,12 @@ def isa_index(name, best):
     return ISA_NAMES.index(name)
 
 
+# The activations the conv kernels apply in their epilogue (``_epilogue.pxd``: in the pass that
+# writes the output, and their derivative in the first pass of backward), by code: the index
+# of the name.  ``cytorch._checks.CONV_ACTIVATIONS`` lists the same names for the front door.
+EPILOGUES = ("linear", "relu")
+
+
 def isa_in_use():
     """``{module: variant}`` for the modules with instruction-set variants (loaded ones)."""
     return {name: load(name).isa() for name in ISA_MODULES}

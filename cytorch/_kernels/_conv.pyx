@@ -42,7 +42,9 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from .._config import single_threaded_blas
+from . import EPILOGUES
 from ._blas cimport gemm
+from ._epilogue cimport ACT_LINEAR, apply_activation, derivative_db
 from ._parallel cimport unit_count, unit_start, unit_threads
 
 # Elements of one thread's column buffer (128 KiB in float32): groups of images this small keep
@@ -249,8 +251,13 @@ cdef inline void _fold(const floating *cols, floating *dxn, const Geom *g) noexc
 
 cdef void _forward_images(const floating *x, const floating *w, const floating *b,
                           floating *out, floating *cols, Py_ssize_t n_lo, Py_ssize_t n_hi,
-                          Py_ssize_t group, const Geom *g) noexcept nogil:
-    """out[n] = im2col(x[n]) @ W + b for images n_lo <= n < n_hi, ``group`` images per GEMM."""
+                          Py_ssize_t group, int act, const Geom *g) noexcept nogil:
+    """out[n] = f(im2col(x[n]) @ W + b) for images n_lo <= n < n_hi, ``group`` images per GEMM.
+
+    The GEMM starts from the bias (beta = 1 on rows filled with b: OpenBLAS would otherwise
+    zero C in a pass of its own, and a bias added afterwards would round differently where it
+    splits a long R into blocks), and the activation f (``_epilogue.pxd``) runs on each group's
+    output right after the GEMM that wrote it, while it is in cache."""
     cdef Py_ssize_t n = n_lo, nb, i, r, k, K = g.K
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.P * K
     cdef floating *outp
@@ -259,42 +266,44 @@ cdef void _forward_images(const floating *x, const floating *w, const floating *
         for i in range(nb):
             _unfold(x + (n + i) * x_step, cols + i * g.P * g.R, g)
         outp = out + n * out_step
-        for r in range(nb * g.P):   # start from the bias, then GEMM adds cols @ W (beta = 1)
+        for r in range(nb * g.P):
             for k in range(K):
                 outp[r * K + k] = b[k]
         gemm(ord('n'), ord('n'), <int>(nb * g.P), <int>K, <int>g.R, <floating>1.0,
              cols, <int>g.R, w, <int>K, <floating>1.0, outp, <int>K)
+        apply_activation(outp, outp, nb * g.P * K, act)
         n += nb
 
 
-cdef void _backward_images(const floating *dout, const floating *x, const floating *w,
-                           floating *dx, floating *dw_part, double *db_part, floating *cols,
-                           Py_ssize_t n_lo, Py_ssize_t n_hi, Py_ssize_t group,
-                           const Geom *g) noexcept nogil:
-    """For images n_lo <= n < n_hi (one work unit): dx[n] = col2im(dout[n] @ W^T), and the
-    unit's partial sums dw_part = sum cols^T @ dout[n] and db_part = sum of dout[n] rows."""
-    cdef Py_ssize_t n = n_lo, nb, i, r, k, K = g.K
+cdef void _backward_images(const floating *dout, const floating *y, const floating *x,
+                           const floating *w, floating *dx, floating *dw_part, double *db_part,
+                           floating *cols, floating *dz, Py_ssize_t n_lo, Py_ssize_t n_hi,
+                           Py_ssize_t group, int act, const Geom *g) noexcept nogil:
+    """For images n_lo <= n < n_hi (one work unit): dx[n] = col2im(dz[n] @ W^T), and the
+    unit's partial sums dw_part = sum cols^T @ dz[n] and db_part = sum of dz[n] rows, where
+    dz = dout * f'(y) is computed group by group into the thread's buffer ``dz`` in the pass
+    that sums db (with f linear, dz is dout itself and the buffer is not used)."""
+    cdef Py_ssize_t n = n_lo, nb, i, K = g.K
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.P * K
-    cdef const floating *doutp
+    cdef const floating *dzp
     cdef floating beta = 0
     while n < n_hi:
         nb = min(group, n_hi - n)
-        doutp = dout + n * out_step
+        derivative_db(dz, dout + n * out_step, y + n * out_step if act != ACT_LINEAR else NULL,
+                      nb * g.P, K, act, db_part)
+        dzp = dz if act != ACT_LINEAR else dout + n * out_step
         for i in range(nb):
             _unfold(x + (n + i) * x_step, cols + i * g.P * g.R, g)
-        # dW (R x K) += cols^T (R x rows) @ dout (rows x K)
+        # dW (R x K) += cols^T (R x rows) @ dz (rows x K)
         gemm(ord('t'), ord('n'), <int>g.R, <int>K, <int>(nb * g.P), <floating>1.0,
-             cols, <int>g.R, doutp, <int>K, beta, dw_part, <int>K)
+             cols, <int>g.R, dzp, <int>K, beta, dw_part, <int>K)
         beta = 1
         if dx != NULL:
-            # dcols (rows x R) = dout (rows x K) @ W^T (K x R), into the same buffer
+            # dcols (rows x R) = dz (rows x K) @ W^T (K x R), into the same buffer
             gemm(ord('n'), ord('t'), <int>(nb * g.P), <int>g.R, <int>K, <floating>1.0,
-                 doutp, <int>K, w, <int>K, <floating>0.0, cols, <int>g.R)
+                 dzp, <int>K, w, <int>K, <floating>0.0, cols, <int>g.R)
             for i in range(nb):
                 _fold(cols + i * g.P * g.R, dx + (n + i) * x_step, g)
-        for r in range(nb * g.P):
-            for k in range(K):
-                db_part[k] += doutp[r * K + k]
         n += nb
 
 
@@ -319,6 +328,22 @@ def _check_like(a, b, name_a, name_b):
     if tuple(a.shape[:4]) != tuple(b.shape[:4]):
         raise ValueError(f"conv2d kernel: {name_a} {tuple(a.shape[:4])} must have the shape "
                          f"of {name_b} {tuple(b.shape[:4])}")
+
+
+def _activation_code(activation, y=None, dout=None):
+    """The ``_epilogue.pxd`` code of ``activation`` (a name of ``EPILOGUES``); in backward, also
+    check that the forward output ``y`` exists when the derivative reads it and has dout's
+    shape."""
+    if activation not in EPILOGUES:
+        raise ValueError(f"conv2d kernel: activation must be one of {EPILOGUES}, "
+                         f"got {activation!r}")
+    code = EPILOGUES.index(activation)
+    if dout is not None and code != ACT_LINEAR:
+        if y is None:
+            raise ValueError(f"conv2d kernel: the derivative of {activation!r} needs y, the "
+                             f"forward output")
+        _check_like(y, dout, "y", "dout")
+    return code
 
 
 cdef Geom _geom(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t H_out,
@@ -362,13 +387,14 @@ def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out,
                    int sh, int sw, int pt, int pl, int num_threads, int dil_h=1,
-                   int dil_w=1):
-    """Fill ``out`` (N, H_out, W_out, K) with ``im2col(x) @ w.reshape(-1, K) + b``.
+                   int dil_w=1, activation="linear"):
+    """Fill ``out`` (N, H_out, W_out, K) with ``f(im2col(x) @ w.reshape(-1, K) + b)``.
 
     ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
-    ``dil_h``/``dil_w`` the dilation.
+    ``dil_h``/``dil_w`` the dilation; ``activation`` f, a name of ``EPILOGUES``.
     """
     _check_shapes(x, w, b, out, sh, sw, pt, pl, dil_h, dil_w)
+    cdef int act = _activation_code(activation)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl, dil_h,
                         dil_w)
     cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u
@@ -385,21 +411,23 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         with nogil:
             for u in prange(U, schedule="dynamic", num_threads=T):
                 _forward_images(xp, wp, bp, outp, colsp + threadid() * buf, starts[u],
-                                starts[u + 1], group, &g)
+                                starts[u + 1], group, act, &g)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                     floating[:, :, :, ::1] dw, floating[::1] db,
                     int sh, int sw, int pt, int pl, int num_threads, int dil_h=1,
-                    int dil_w=1):
+                    int dil_w=1, activation="linear", const floating[:, :, :, ::1] y=None):
     """Fill ``dx`` (like x), ``dw`` (like w) and ``db`` (K,) from ``dout`` (N, H_out, W_out, K).
 
-    ``dW = cols^T @ dout``, ``dx = col2im(dout @ W^T)``, ``db`` = dout summed over N, H_out,
+    With ``dz = dout * f'(y)`` (``y`` the forward output, read when the activation f is not
+    linear): ``dW = cols^T @ dz``, ``dx = col2im(dz @ W^T)``, ``db`` = dz summed over N, H_out,
     W_out (accumulated in double precision).  ``dx=None`` skips dx (a network's first layer
     never needs it).
     """
     _check_shapes(x, w, db, dout, sh, sw, pt, pl, dil_h, dil_w)
+    cdef int act = _activation_code(activation, y, dout)
     if dx is not None:
         _check_like(dx, x, "dx", "x")
     _check_like(dw, w, "dw", "w")
@@ -410,11 +438,16 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
     T, U, group, starts, buf, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
+    # each thread's dz for one group of images (not needed when f is linear)
+    cdef floating[::1] dz = np.empty(T * group * g.P * g.K if act != ACT_LINEAR else 1,
+                                     dtype=dtype)
+    cdef Py_ssize_t dz_buf = group * g.P * g.K if act != ACT_LINEAR else 0
     # one partial dW and db per unit (not per thread), summed in unit order: the result does
     # not depend on which thread ran which unit
     cdef floating[:, ::1] dw_part = np.empty((U, g.R * g.K), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U, g.K), dtype=np.float64)
     cdef const floating *doutp = &dout[0, 0, 0, 0]
+    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0] if dx is not None else NULL
@@ -425,8 +458,9 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     with blas:
         with nogil:
             for u in prange(U, schedule="dynamic", num_threads=T):
-                _backward_images(doutp, xp, wp, dxp, &dw_part[u, 0], &db_part[u, 0],
-                                 colsp + threadid() * buf, starts[u], starts[u + 1], group, &g)
+                _backward_images(doutp, yp, xp, wp, dxp, &dw_part[u, 0], &db_part[u, 0],
+                                 colsp + threadid() * buf, &dz[0] + threadid() * dz_buf,
+                                 starts[u], starts[u + 1], group, act, &g)
             # every unit has at least one image, so every partial sum is initialised
             for i in range(g.R * g.K):
                 acc = 0

@@ -31,7 +31,8 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
-from ._conv import _check_like, _check_shapes, _units
+from ._conv import _activation_code, _check_like, _check_shapes, _units
+from ._epilogue cimport ACT_LINEAR, apply_activation, derivative_db
 
 cdef extern from "_lanes.h" nogil:
     enum:
@@ -189,14 +190,15 @@ cdef void _tap_offsets(Py_ssize_t *off, const Lanes *g) noexcept nogil:
 
 
 cdef void _lanes_image(const floating *xe, const floating *wt, const floating *init,
-                       floating *outn, floating *acc, const Py_ssize_t *off,
+                       floating *outn, floating *acc, const Py_ssize_t *off, int act,
                        const Lanes *g) noexcept nogil:
-    """outn (Ho, Wo * Ko) = init + the correlation of one expanded image ``xe`` with ``wt``."""
+    """outn (Ho, Wo * Ko) = f(init + the correlation of one expanded image ``xe`` with
+    ``wt``): the activation f (``_epilogue.pxd``) is applied as the rows are written out."""
     cdef Py_ssize_t o
     memcpy(acc, init, g.Lv * sizeof(floating))
     lanes_dot(acc, xe, 0, off, wt, g.qs, g.P, g.T, g.Lv)
     for o in range(g.Ho):     # keep lanes ow < Wo of each row
-        memcpy(outn + o * g.Wo * g.Ko, acc + o * g.row, g.Wo * g.Ko * sizeof(floating))
+        apply_activation(outn + o * g.Wo * g.Ko, acc + o * g.row, g.Wo * g.Ko, act)
 
 
 cdef void _lanes_dw(const floating *xe, const floating *d, floating *dwl,
@@ -215,34 +217,37 @@ cdef void _lanes_dw(const floating *xe, const floating *d, floating *dwl,
 
 cdef void _forward_lanes(const floating *x, const floating *wt, const floating *btile,
                          floating *out, floating *xe, floating *acc, const Py_ssize_t *off,
-                         Py_ssize_t n_lo, Py_ssize_t n_hi, const Lanes *g) noexcept nogil:
+                         Py_ssize_t n_lo, Py_ssize_t n_hi, int act,
+                         const Lanes *g) noexcept nogil:
     cdef Py_ssize_t n
     for n in range(n_lo, n_hi):
         _expand(x + n * g.Hi * g.Wi * g.Ci, xe, g)
-        _lanes_image(xe, wt, btile, out + n * g.Ho * g.Wo * g.Ko, acc, off, g)
+        _lanes_image(xe, wt, btile, out + n * g.Ho * g.Wo * g.Ko, acc, off, act, g)
 
 
-cdef void _backward_lanes(const floating *dout, const floating *x, const floating *wt2,
-                          const floating *zeros, floating *dx, floating *dwl, double *db_part,
-                          floating *xe, floating *d, floating *acc, const Py_ssize_t *rowoff,
-                          const Py_ssize_t *off2, Py_ssize_t n_lo, Py_ssize_t n_hi,
+cdef void _backward_lanes(const floating *dout, const floating *y, const floating *x,
+                          const floating *wt2, const floating *zeros, floating *dx,
+                          floating *dwl, double *db_part, floating *xe, floating *d,
+                          floating *dz, floating *acc, const Py_ssize_t *rowoff,
+                          const Py_ssize_t *off2, Py_ssize_t n_lo, Py_ssize_t n_hi, int act,
                           const Lanes *g, const Lanes *gx) noexcept nogil:
     """One work unit: dx[n] for its images (unless dx is NULL), and its partial sums of the
-    dW lanes and of db."""
-    cdef Py_ssize_t n, o, j, k, per_row = g.Wo * g.Ko
-    cdef const floating *doutn
+    dW lanes and of db, from dz = dout * f'(y) (computed into ``dz`` with db, in the first pass
+    over each image's dout; dout itself when f is linear)."""
+    cdef Py_ssize_t n, o, per_row = g.Wo * g.Ko, per_image = g.Ho * g.Wo * g.Ko
+    cdef const floating *dzn
     for n in range(n_lo, n_hi):
-        doutn = dout + n * g.Ho * per_row
+        derivative_db(dz, dout + n * per_image, y + n * per_image if act != ACT_LINEAR else NULL,
+                      g.Ho * g.Wo, g.Ko, act, db_part)
+        dzn = dz if act != ACT_LINEAR else dout + n * per_image
         for o in range(g.Ho):          # d: rows padded to Lr lanes (the slack stays zero)
-            memcpy(d + o * g.Lr, doutn + o * per_row, per_row * sizeof(floating))
-        for j in range(g.Ho * g.Wo):
-            for k in range(g.Ko):
-                db_part[k] += doutn[j * g.Ko + k]
+            memcpy(d + o * g.Lr, dzn + o * per_row, per_row * sizeof(floating))
         _expand(x + n * g.Hi * g.Wi * g.Ci, xe, g)
         _lanes_dw(xe, d, dwl, rowoff, g)
         if dx != NULL:
-            _expand(doutn, xe, gx)
-            _lanes_image(xe, wt2, zeros, dx + n * gx.Ho * gx.Wo * gx.Ko, acc, off2, gx)
+            _expand(dzn, xe, gx)
+            _lanes_image(xe, wt2, zeros, dx + n * gx.Ho * gx.Wo * gx.Ko, acc, off2, ACT_LINEAR,
+                         gx)
 
 
 
@@ -287,7 +292,7 @@ def uses_direct_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1
 
 cdef _forward_lanes_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                         const floating[::1] b, floating[:, :, :, ::1] out, const Geom *g,
-                        int num_threads):
+                        int num_threads, int act):
     """conv2d_forward by the direct path (see "the direct path" above)."""
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t N = x.shape[0], K = g.K, T, U, t, j, u
@@ -311,13 +316,14 @@ cdef _forward_lanes_all(const floating[:, :, :, ::1] x, const floating[:, :, :, 
         for u in prange(U, schedule="dynamic", num_threads=T):
             _forward_lanes(&x[0, 0, 0, 0], &wt[0, 0], &btile[0], &out[0, 0, 0, 0],
                            &xe[threadid(), 0], &acc[threadid(), 0], &off[0], starts[u],
-                           starts[u + 1], &lg)
+                           starts[u + 1], act, &lg)
 
 
 cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                          const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
-                         floating[:, :, :, ::1] dw, floating[::1] db, const Geom *g,
-                         int num_threads):
+                         floating[:, :, :, ::1] dw, floating[::1] db,
+                         const floating[:, :, :, ::1] y, const Geom *g, int num_threads,
+                         int act):
     """conv2d_backward by the direct path.  dx is the stride-1 correlation of dout with the
     kernel turned around, ``w2[a', b', k, c] = w[kh-1-a', kw-1-b', c, k]``, padded by
     ``kh-1-pt`` on top and ``kw-1-pl`` on the left (negative: cropped)."""
@@ -337,6 +343,10 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
     cdef floating[:, ::1] xe = np.empty(
         (T, max(lg.Ci * lg.plane, gx.Ci * gx.plane if need_dx else 0)), dtype=dtype)
     cdef floating[:, ::1] d = np.zeros((T, lg.Ho * lg.Lr), dtype=dtype)
+    # each thread's dz = dout * f'(y) for one image (not needed when f is linear)
+    cdef floating[:, ::1] dz = np.empty((T, lg.Ho * lg.Wo * K if act != ACT_LINEAR else 1),
+                                        dtype=dtype)
+    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     cdef floating[:, ::1] acc = np.empty((T, gx.Lv), dtype=dtype)
     # one partial sum of the dW lanes and of db per unit (not per thread), added in unit order:
     # the result does not depend on which thread ran which unit
@@ -358,10 +368,10 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
                                             + j % C) * K + k]
             _tap_offsets(&off2[0], &gx)
         for u in prange(U, schedule="dynamic", num_threads=T):
-            _backward_lanes(&dout[0, 0, 0, 0], &x[0, 0, 0, 0], &wt2[0, 0], &zeros[0], dxp,
+            _backward_lanes(&dout[0, 0, 0, 0], yp, &x[0, 0, 0, 0], &wt2[0, 0], &zeros[0], dxp,
                             &dwl[u, 0], &db_part[u, 0], &xe[threadid(), 0], &d[threadid(), 0],
-                            &acc[threadid(), 0], &rowoff[0], &off2[0], starts[u], starts[u + 1],
-                            &lg, &gx)
+                            &dz[threadid(), 0], &acc[threadid(), 0], &rowoff[0], &off2[0],
+                            starts[u], starts[u + 1], act, &lg, &gx)
         # dW[t, k]: lanes ow * K + k of tap t, summed over the units and the output columns
         for t in range(lg.T):
             for k in range(K):
@@ -379,28 +389,32 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out, int pt, int pl,
-                   int num_threads):
-    """Fill ``out`` (N, H_out, W_out, K) with the stride-1 correlation of x and w, plus b.
+                   int num_threads, activation="linear"):
+    """Fill ``out`` (N, H_out, W_out, K) with f(the stride-1 correlation of x and w, plus b).
 
-    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size.
+    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
+    ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
     """
     _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    cdef int act = _activation_code(activation)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], pt, pl)
-    _forward_lanes_all(x, w, b, out, &g, num_threads)
+    _forward_lanes_all(x, w, b, out, &g, num_threads, act)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                     floating[:, :, :, ::1] dw, floating[::1] db, int pt, int pl,
-                    int num_threads):
-    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from ``dout``
-    (N, H_out, W_out, K); db is accumulated in double precision."""
+                    int num_threads, activation="linear", const floating[:, :, :, ::1] y=None):
+    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from
+    ``dz = dout * f'(y)`` (N, H_out, W_out, K), ``y`` the forward output (read when the
+    activation f is not linear); db is accumulated in double precision."""
     _check_shapes(x, w, db, dout, 1, 1, pt, pl)
+    cdef int act = _activation_code(activation, y, dout)
     if dx is not None:
         _check_like(dx, x, "dx", "x")
     _check_like(dw, w, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], pt, pl)
-    _backward_lanes_all(dout, x, w, dx, dw, db, &g, num_threads)
+    _backward_lanes_all(dout, x, w, dx, dw, db, y, &g, num_threads, act)
 
 
 cdef Geom _geom(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t H_out,

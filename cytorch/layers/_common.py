@@ -65,14 +65,28 @@ class ActivationMixin:
         self._activation = activations.get(activation)
         self.activation = self._activation.name
 
+    def _call_activation(self, ctx):
+        """The activation this call applies: the layer's, or linear under
+        ``ctx.return_logits`` (or ``ctx.defer_relu`` for a ReLU)."""
+        act = _LINEAR if ctx.return_logits else self._activation
+        if act is _RELU and ctx.defer_relu:
+            act = _LINEAR
+        return act
+
+    def _kernel_activation(self, ctx, names):
+        """The name of the activation this call applies when a kernel can apply it itself
+        (it is one of ``names``, with the parameters of its name), else None: the layer then
+        calls ``_activate`` on the kernel's output."""
+        act = self._call_activation(ctx)
+        known = activations.get(act.name)  # the registry's function of that name
+        return act.name if act.name in names and act is known else None
+
     def _activate(self, z, inplace, ctx=DEFAULT):
         """Apply the activation (or not, under ``ctx.return_logits`` or ``ctx.defer_relu``);
         returns (function, y), the function being what backward differentiates.
 
         ``inplace``: ``z`` is a temporary the layer owns and may be overwritten."""
-        act = _LINEAR if ctx.return_logits else self._activation
-        if act is _RELU and ctx.defer_relu:
-            act = _LINEAR
+        act = self._call_activation(ctx)
         if act.from_input:   # gelu, silu: backward reads z itself, so z must survive
             return act.bind(z), act.forward(z)
         return act, act.forward(z, out=z if inplace else None)

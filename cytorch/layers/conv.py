@@ -113,18 +113,25 @@ class Conv2D(ActivationMixin, Layer):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        # relu (and linear) the kernel applies itself, as it writes the output; any other
+        # activation runs on the kernel's output afterwards
+        fused = self._kernel_activation(ctx, F.CONV2D_ACTIVATIONS)
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,
-                                         dilation_rate=self.dilation_rate,
+                                         dilation_rate=self.dilation_rate, activation=fused,
                                          check_finite=ctx.check_finite)
-        # z is fresh from the kernel: reuse it
-        act, y = self._activate(z, inplace=True, ctx=ctx)
+        if fused is not None:
+            act, y = None, z
+        else:   # z is fresh from the kernel: reuse it
+            act, y = self._activate(z, inplace=True, ctx=ctx)
         self._cache = (conv_cache, act, y)
         return y
 
     def backward(self, dout, ctx=DEFAULT):
         conv_cache, act, y = cached(self)
-        dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
+        dz = as_grad(self, dout, y.shape, ctx.check_finite)
+        if act is not None:   # else the kernel applies the derivative (the cache knows f)
+            dz = act.backward(dz, y)
         dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=ctx.input_grad,
                                        check_finite=False)   # as_grad checked dout
         self.grads["kernel"] = dw
