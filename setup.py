@@ -64,6 +64,12 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# Flags of single modules.  ``_optim`` must round every operation as its NumPy twin does, so
+# that both give the same bits: no fused multiply-add (GCC contracts ``a * b + c`` by default),
+# and sqrt without errno, so that it compiles to the (correctly rounded) vector instruction.
+MODULE_FLAGS = {"_optim": ["-ffp-contract=off", "-fno-math-errno"]}
+
+
 def extensions():
     only = [m.strip() for m in os.environ.get("CYTORCH_BUILD_ONLY", "").split(",") if m.strip()]
     if sys.platform == "win32":
@@ -83,7 +89,8 @@ def extensions():
             depends=sorted(glob.glob(os.path.join("cytorch", "_kernels", "*.h"))),
             include_dirs=[np.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            extra_compile_args=list(opt),
+            extra_compile_args=list(opt) + (MODULE_FLAGS.get(name, [])
+                                             if sys.platform != "win32" else []),
             extra_link_args=[],
         ))
     return exts

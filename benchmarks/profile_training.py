@@ -15,9 +15,11 @@ the gathering of each batch.  Printed per epoch (median of the timed epochs), la
 * ``loop``: the rest (graph traversal, callbacks, the training loop itself).
 
     python benchmarks/profile_training.py lenet5 --repeat 5
+    python benchmarks/profile_training.py lenet5 --twin-optimizer   # the step in NumPy
 """
 import argparse
 import collections
+import contextlib
 import os
 import statistics
 import sys
@@ -27,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_training import BATCH, KERNELS, N_IMAGES, cytorch_epoch, data  # noqa: E402
 from _harness import Table, fmt_time, header  # noqa: E402
 
+import cytorch  # noqa: E402
 from cytorch import activations, functional as F, models  # noqa: E402
 from cytorch.activations import ActivationFunction  # noqa: E402
 from cytorch.layers import Conv2D  # noqa: E402
@@ -56,8 +59,9 @@ class Timers:
         return timed
 
 
-def instrument(model, timers):
-    """Wrap the kernels, layers, activations, loss, optimizer and batch gathering of ``model``."""
+def instrument(model, timers, twin_optimizer=False):
+    """Wrap the kernels, layers, activations, loss, optimizer and batch gathering of ``model``
+    (with ``twin_optimizer``, the optimizer step runs its NumPy twin)."""
     for name in KERNELS:
         if hasattr(F, name):
             setattr(F, name, timers.wrap(getattr(F, name), f"kernel   {name}"))
@@ -82,7 +86,12 @@ def instrument(model, timers):
             # applied instead, which changes no number; no preset has such a layer)
             layer._activation = timed[act.name]
     model.loss.gradient = timers.wrap(model.loss.gradient, "loss")
-    model.optimizer.apply_gradients = timers.wrap(model.optimizer.apply_gradients, "optimizer")
+    apply_gradients = model.optimizer.apply_gradients
+
+    def step(layers):
+        with cytorch.backend("reference") if twin_optimizer else contextlib.nullcontext():
+            apply_gradients(layers)
+    model.optimizer.apply_gradients = timers.wrap(step, "optimizer")
     model._take = timers.wrap(model._take, "batch")
 
 
@@ -90,13 +99,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("net", choices=sorted(PRESETS))
     p.add_argument("--repeat", type=int, default=5, help="timed epochs (median shown)")
+    p.add_argument("--twin-optimizer", action="store_true",
+                   help="run the optimizer step through its NumPy twin (the compiled step's "
+                        "before)")
     args = p.parse_args()
-    header(f"where one epoch of {args.net} goes (batch 64, 4,096 images, Adam 1e-3)")
+    header(f"where one epoch of {args.net} goes (batch 64, 4,096 images, Adam 1e-3"
+           + (", the optimizer step in NumPy)" if args.twin_optimizer else ")"))
     preset, size = PRESETS[args.net]
     X, y = data(size)
     model, run = cytorch_epoch(preset, X, y)
     timers = Timers()
-    instrument(model, timers)
+    instrument(model, timers, args.twin_optimizer)
     run()  # warm-up with the timers in place
     epochs = collections.defaultdict(list)
     for _ in range(args.repeat):

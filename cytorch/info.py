@@ -8,7 +8,7 @@ compiled modules:
   _conv     loaded  .../cytorch/_kernels/_conv.cpython-311-x86_64-linux-gnu.so
   ...
 CPU: AMD EPYC
-vector kernels (instruction-set variant in use): _direct avx512, _winograd avx512, _pool avx512
+vector kernels (instruction-set variant in use): _direct avx512, _winograd avx512, _pool avx512, ...
 BLAS (threadpoolctl):
   openblas 0.3.30  2 threads  pthreads  Haswell  .../libscipy_openblas-....so
 
@@ -82,7 +82,7 @@ def build_info():
     path, error), ``blas`` (one dict per BLAS library threadpoolctl finds, or None when
     threadpoolctl is missing), ``cpu`` (the CPU's name) and ``isa`` (which instruction-set
     variant each vector kernel runs, e.g. ``{"_direct": "avx512", "_winograd": "avx512",
-    "_pool": "avx512"}``)."""
+    "_pool": "avx512", "_optim": "avx512"}``)."""
     from . import __version__
     modules = [_module_info(name) for name in MODULES]
     openmp = openmp_threads = None

@@ -3,9 +3,12 @@
 Every optimizer has Keras 3's arguments, defaults and formulas (``tests/test_keras_parity.py``
 compares one and five steps of each with Keras where it is installed).  It keeps its state
 (velocities, moment estimates: the *slots*) per parameter, keyed by ``(layer name, parameter
-name)``, in buffers allocated on the first step and reused afterwards: a step allocates nothing
-but one scratch array per parameter shape.  ``get_state``/``set_state`` expose the slots and
-the step count, so ``model.save`` can store them and a loaded model resumes exactly.
+name)``, in buffers allocated on the first step and reused afterwards.  Under the compiled
+backend a step is one pass over each parameter in ``cytorch/_kernels/_optim.pyx`` and
+allocates nothing; the ``_update`` methods below are its NumPy twin (``cytorch.backend(
+"reference")``), one operation per line, with the same bits.  ``get_state``/``set_state``
+expose the slots and the step count, so ``model.save`` can store them and a loaded model
+resumes exactly.
 
 ``learning_rate`` is a plain attribute: callbacks such as ``ReduceLROnPlateau`` and
 ``LearningRateScheduler`` change it between steps.
@@ -50,6 +53,9 @@ PyTorch.
 import math
 
 import numpy as np
+
+from . import _kernels
+from ._config import get_backend, get_num_threads
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "get"]
 
@@ -108,13 +114,26 @@ class Optimizer:
     def apply_gradients(self, layers):
         """One update of every trainable parameter of ``layers`` from its ``grads``.
 
-        Clipping rewrites ``layer.grads`` in place (the next backward overwrites them)."""
+        Clipping (and ``l2``) rewrites ``layer.grads`` in place (the next backward overwrites
+        them).  Under the compiled backend the step runs in ``_kernels/_optim.pyx``: one pass
+        over each parameter, no temporary arrays, the same bits as the NumPy steps below
+        (``_update``), which run under ``cytorch.backend("reference")`` and for parameters
+        the kernel does not take (not C-contiguous float32/float64 with a gradient of the same
+        dtype and shape), and for a subclass that defines its own ``_update``."""
         self.iterations += 1
         lr = float(self.learning_rate)
-        wd = float(self.weight_decay or 0.0)
         pairs = [((layer.name, name), param, layer.grads[name])
                  for layer in layers if layer.trainable
                  for name, param in layer.params.items()]
+        if get_backend() == "compiled" and _has_kernel(type(self)) \
+                and all(_fits_kernel(p, g) for _, p, g in pairs):
+            self._apply_compiled(pairs, lr)
+        else:
+            self._apply_twin(pairs, lr)
+
+    def _apply_twin(self, pairs, lr):
+        """The step in NumPy, one whole-array operation at a time (the readable twin)."""
+        wd = float(self.weight_decay or 0.0)
         if self.l2:
             for _, param, grad in pairs:
                 grad += param.dtype.type(self.l2) * param   # the penalty's gradient
@@ -128,19 +147,52 @@ class Optimizer:
                 param -= scratch                   # θ <- θ - lr λ θ, before the update
             self._update(key, param, grad, scratch, lr)
 
-    def _clip(self, grads):
-        """Keras's gradient clipping, in place (``_clip_gradients`` in Keras 3)."""
+    def _apply_compiled(self, pairs, lr):
+        """The same step through the compiled kernel: per parameter one pass that adds the
+        L2 penalty, clips, decays and updates (a clipping norm needs the whole gradient first:
+        it is taken as the twin takes it, after the penalty was added)."""
+        kernel = _kernels.load("_optim")
+        # (asking for the thread count costs microseconds; small parameters run on one)
+        threads = get_num_threads() if any(p.size >= kernel.MIN_PARALLEL_WORK
+                                           for _, p, _ in pairs) else 1
+        l2 = float(self.l2 or 0.0)
+        if l2 and (self.clipnorm or self.global_clipnorm):
+            for _, param, grad in pairs:
+                kernel.add_scaled(grad, param, l2)
+            l2 = 0.0
+        scales = self._norm_scales([g for _, _, g in pairs])
+        decay = float(self.weight_decay or 0.0) * lr
+        for (key, param, grad), scale in zip(pairs, scales):
+            if self.clipvalue:
+                prologue = (l2, kernel.CLIP_VALUE, self.clipvalue, decay)
+            elif scale is not None:
+                prologue = (l2, kernel.CLIP_SCALE, scale, decay)
+            else:
+                prologue = (l2, kernel.CLIP_NONE, 0.0, decay)
+            self._kernel_update(kernel, param, grad, self.state_buffers(key, param), lr,
+                                prologue, threads)
+
+    def _norm_scales(self, grads):
+        """Per gradient, the factor ``clipnorm`` or ``global_clipnorm`` scales it by, or None
+        when it is short enough (Keras's ``_clip_gradients``)."""
         if self.clipnorm:
+            scales = []
             for g in grads:
                 norm = math.sqrt(float(np.dot(g.ravel(), g.ravel())))
-                if norm > self.clipnorm:
-                    g *= g.dtype.type(self.clipnorm / norm)
-        elif self.global_clipnorm:
+                scales.append(self.clipnorm / norm if norm > self.clipnorm else None)
+            return scales
+        if self.global_clipnorm:
             norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
-            if norm > self.global_clipnorm:
-                for g in grads:
-                    g *= g.dtype.type(self.global_clipnorm / norm)
-        elif self.clipvalue:
+            return [self.global_clipnorm / norm if norm > self.global_clipnorm else None] \
+                * len(grads)
+        return [None] * len(grads)
+
+    def _clip(self, grads):
+        """Keras's gradient clipping, in place."""
+        for g, scale in zip(grads, self._norm_scales(grads)):
+            if scale is not None:
+                g *= g.dtype.type(scale)
+        if self.clipvalue:
             for g in grads:
                 np.clip(g, -self.clipvalue, self.clipvalue, out=g)
 
@@ -154,6 +206,8 @@ class Optimizer:
 
     def state_buffers(self, key, param):
         """The slot buffers of ``key`` (a list in ``slots()`` order), made on first use."""
+        if not self.slots():
+            return []
         state = self._state.get(key)
         if state is None or state[0].shape != param.shape or state[0].dtype != param.dtype:
             state = self._state[key] = [np.full_like(param, self._initial(s))
@@ -161,6 +215,12 @@ class Optimizer:
         return state
 
     def _update(self, key, param, grad, scratch, lr):
+        """The twin: update ``param`` in place with NumPy (``scratch`` is free to use)."""
+        raise NotImplementedError
+
+    def _kernel_update(self, kernel, param, grad, slots, lr, prologue, threads):
+        """The compiled step: the parameter, its gradient and slots, and the prologue
+        ``(l2, clip mode, clip argument, lr * weight_decay)`` for ``kernel`` (``_optim``)."""
         raise NotImplementedError
 
     # -- state --------------------------------------------------------------------------------
@@ -202,7 +262,8 @@ class Optimizer:
                     if value.shape != param.shape:
                         raise ValueError(f"optimizer state {k!r} has shape {value.shape}, the "
                                          f"parameter has {param.shape}")
-                    buffers.append(value.astype(param.dtype, copy=True))
+                    # C order: the compiled step takes C-contiguous buffers
+                    buffers.append(np.array(value, dtype=param.dtype, order="C"))
                 restored[(layer.name, pname)] = buffers
         if saved:
             raise ValueError(f"optimizer state holds slots no parameter or option of "
@@ -257,6 +318,10 @@ class SGD(Optimizer):
         else:
             param += v
 
+    def _kernel_update(self, kernel, param, grad, slots, lr, prologue, threads):
+        kernel.sgd(param, grad, slots[0] if slots else None, lr, self.momentum, self.nesterov,
+                   prologue, threads)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -310,6 +375,11 @@ class RMSprop(Optimizer):
         else:
             param -= scratch
 
+    def _kernel_update(self, kernel, param, grad, slots, lr, prologue, threads):
+        kernel.rmsprop(param, grad, slots[0], slots[1] if self.momentum else None,
+                       slots[-1] if self.centered else None, self.rho, self.epsilon, lr,
+                       self.momentum, self.centered, prologue, threads)
+
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
@@ -343,6 +413,9 @@ class Adagrad(Optimizer):
         scratch *= lr                                  # lr g / sqrt(a + ε)
         param -= scratch
 
+    def _kernel_update(self, kernel, param, grad, slots, lr, prologue, threads):
+        kernel.adagrad(param, grad, slots[0], self.epsilon, lr, prologue, threads)
+
     def get_config(self):
         return {**super().get_config(),
                 "initial_accumulator_value": self.initial_accumulator_value,
@@ -369,7 +442,7 @@ class Adam(Optimizer):
         return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())
 
     def _update(self, key, param, grad, scratch, lr):
-        b1, b2, t = self.beta_1, self.beta_2, self.iterations
+        b1, b2 = self.beta_1, self.beta_2
         buffers = self.state_buffers(key, param)
         m, v = buffers[0], buffers[1]
         np.subtract(grad, m, out=scratch)
@@ -381,12 +454,21 @@ class Adam(Optimizer):
         v += scratch                                   # v = v + (g² - v)(1 - b2)
         if self.amsgrad:
             v = np.maximum(buffers[2], v, out=buffers[2])
-        step = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         np.sqrt(v, out=scratch)
         scratch += self.epsilon
         np.divide(m, scratch, out=scratch)
-        scratch *= step
+        scratch *= self._step_size(lr)
         param -= scratch
+
+    def _step_size(self, lr):
+        """``lr sqrt(1 - β2^t) / (1 - β1^t)``: the bias corrections folded into the step."""
+        b1, b2, t = self.beta_1, self.beta_2, self.iterations
+        return lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+
+    def _kernel_update(self, kernel, param, grad, slots, lr, prologue, threads):
+        kernel.adam(param, grad, slots[0], slots[1], slots[2] if self.amsgrad else None,
+                    self.beta_1, self.beta_2, self.epsilon, self._step_size(lr), self.amsgrad,
+                    prologue, threads)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -407,6 +489,31 @@ class AdamW(Adam):
                              "is 0.004), got None; use Adam for no weight decay")
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
                          clipnorm, clipvalue, global_clipnorm, l2)
+
+
+def _has_kernel(cls):
+    """Does ``cls`` step through the kernel: do its ``_update`` (the twin) and
+    ``_kernel_update`` come from the same class?  A subclass that writes its own ``_update``
+    runs it, under either backend."""
+    known = _HAS_KERNEL.get(cls)
+    if known is None:
+        owner = next(k for k in cls.__mro__ if "_update" in vars(k))
+        known = _HAS_KERNEL[cls] = "_kernel_update" in vars(owner) and owner is not Optimizer
+    return known
+
+
+_HAS_KERNEL = {}   # class -> _has_kernel(class)
+
+
+def _fits_kernel(param, grad):
+    """Can the compiled step take this parameter: float32/float64, C-contiguous, writable,
+    with a gradient of the same dtype and shape?  (The twin takes anything NumPy does.)"""
+    return param.dtype in _KERNEL_DTYPES and grad.dtype == param.dtype \
+        and grad.shape == param.shape and param.flags.c_contiguous \
+        and grad.flags.c_contiguous and param.flags.writeable and grad.flags.writeable
+
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _is_real(value):

@@ -17,7 +17,7 @@ from cytorch._kernels import ISA_MODULES, isa_in_use, load
 VARIANTS = load("_direct").isa_variants()
 
 
-MODULES = ISA_MODULES      # _direct, _winograd, _pool, _activation
+MODULES = ISA_MODULES      # _direct, _winograd, _pool, _optim, _activation
 
 
 @pytest.fixture
@@ -150,6 +150,19 @@ def test_winograd_transforms_use_their_vectors(function, register):
 def test_pool2x2_variants_compare_whole_vectors(function, register):
     code = disassembly("_pool", function)
     assert re.search(rf"cmp\w*ps\s+[^\n]*%{register}", code), f"{function}: no vector compare"
+
+
+@pytest.mark.parametrize("function, register", [
+    ("cy_optim_step_avx512_f", "zmm"), ("cy_optim_step_avx2_f", "ymm"),
+    ("cy_optim_step_default_f", "xmm"), ("cy_optim_step_avx512_d", "zmm"),
+    ("cy_optim_step_avx2_d", "ymm"), ("cy_optim_step_default_d", "xmm")])
+def test_optim_variants_take_whole_vector_roots_without_fma(function, register):
+    # the step's square roots and divisions in the variant's vectors, and no fused multiply-add:
+    # it would round once where the NumPy twin rounds twice (setup.py: -ffp-contract=off)
+    code = disassembly("_optim", function)
+    assert re.search(rf"sqrtp[sd]\s+[^\n]*%{register}", code), f"{function}: no vector sqrt"
+    assert re.search(rf"divp[sd]\s+[^\n]*%{register}", code), f"{function}: no vector division"
+    assert "vfmadd" not in code and "vfmsub" not in code and "vfnmadd" not in code
 
 
 # -- the element functions of _mathfn.h (module _activation) ------------------------------------
