@@ -42,6 +42,7 @@ _LAZY = {
     "viz": ("cytorch.viz", None),
     "explain": ("cytorch.explain", None),
     "course": ("cytorch.course", None),
+    "export": ("cytorch.export", None),
     "CNNClassifier": ("cytorch.estimator", "CNNClassifier"),
     "show_build": ("cytorch.info", "show_build"),
 }

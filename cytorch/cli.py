@@ -7,6 +7,7 @@
                   [--backend compiled|reference] [--plot DIR] [--quiet]
     cytorch layers                       # every discovered layer, its distribution and version
     cytorch summary MODEL [--input-shape H W C]     # a preset, auto, or a saved .npz
+    cytorch export MODEL.npz OUTPUT.onnx [--opset N]  # a saved model as an ONNX file
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
     cytorch new-plugin NAME [--class-name CLASS] [--directory DIR]
                                          # a ready layer-plugin distribution, from the template
@@ -137,6 +138,22 @@ def build_parser():
     summary.add_argument("--input-shape", nargs=3, type=_positive_int, metavar=("H", "W", "C"),
                          help="build the preset for this input shape instead of its own")
     summary.set_defaults(run=cmd_summary)
+
+    export = sub.add_parser(
+        "export", help="write a saved model as an ONNX file (onnxruntime, Netron)",
+        description="Write a model saved with model.save (.npz) as a standard ONNX file that "
+                    "onnxruntime runs with the same predictions and Netron draws.  Its input "
+                    "'input' is a float32 batch (batch, H, W, C), channels-last as cytorch "
+                    "takes it; its output 'output' is what model.predict returns.  Needs the "
+                    "onnx package: pip install \"cytorch-edu[onnx]\".")
+    export.add_argument("model", metavar="MODEL", help="the saved model (.npz)")
+    export.add_argument("output", metavar="OUTPUT",
+                        help="the ONNX file to write (.onnx); written beside and renamed into "
+                             "place, so a failed export leaves nothing behind")
+    export.add_argument("--opset", type=_positive_int, default=None, metavar="N",
+                        help="ONNX operator set (default: 17; from 13 to the newest the "
+                             "installed onnx knows)")
+    export.set_defaults(run=cmd_export)
 
     info = sub.add_parser("info", help="show the build: compiled modules, BLAS, threads, OpenMP",
                           description="Show which compiled kernel modules are loaded and from "
@@ -319,6 +336,29 @@ def cmd_summary(args, out):
     return 0
 
 
+# -- export -------------------------------------------------------------------------------------
+def cmd_export(args, out):
+    from . import export
+    if not os.path.isfile(args.model):
+        raise UsageError(f"no such model file: {args.model}")
+    if os.path.abspath(args.output) == os.path.abspath(args.model) or (
+            os.path.exists(args.output) and os.path.samefile(args.output, args.model)):
+        raise UsageError(f"OUTPUT {args.output} is the model file itself: give another name, "
+                         f"such as {os.path.splitext(args.output)[0]}.onnx")
+    model = _user_step(lambda: _load_saved(args.model))
+    opset = export.DEFAULT_OPSET if args.opset is None else args.opset
+    try:
+        path = _user_step(lambda: export.to_onnx(model, args.output, opset=opset))
+    except ImportError as exc:   # the onnx package is missing: say what to install
+        raise UsageError(str(exc).split(";")[0]) from exc
+    shape = ", ".join(map(str, model.input_shape))
+    print(f"Wrote {path}: ONNX opset {opset}, input 'input' (batch, {shape}) float32 "
+          f"channels-last, output 'output' (batch, {', '.join(map(str, model.output_shape))}), "
+          f"{len(model.layers)} layers, {model.count_params():,} parameters.\n"
+          f"Open it in Netron (https://netron.app) or run it with onnxruntime.", file=out)
+    return 0
+
+
 # -- info ---------------------------------------------------------------------------------------
 def cmd_info(args, out):
     from . import info
@@ -369,8 +409,8 @@ def main(argv=None):
             raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see '{where} "
                              f"--help')")
         if args.command is None:
-            raise UsageError("missing COMMAND: one of train, layers, summary, info, new-plugin "
-                             f"(see '{PROG} --help')")
+            raise UsageError("missing COMMAND: one of train, layers, summary, info, new-plugin, "
+                             f"export (see '{PROG} --help')")
         return args.run(args, out)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -12,3 +12,9 @@ class ShapeError(ValueError):
 
 class NotBuiltError(ImportError):
     """The compiled kernels are missing: cytorch never falls back to slow Python silently."""
+
+
+class ExportError(ValueError):
+    """A model cannot be exported (``cytorch.export``): a layer without an ONNX converter, a
+    converter plugin that failed to load, or a model that is not built yet.  The message names
+    the layer and the distribution that provides it."""

@@ -89,31 +89,41 @@ def _distribution_of(ep):
         return getattr(dist, "name", None) or UNKNOWN_DISTRIBUTION, None
 
 
-def _load(ep, label):
-    """(class, None) or (None, error message) for one entry point."""
+def _check_layer_class(ep, obj):
+    """None if ``obj``, loaded from ``ep``, is a ``cytorch.Layer`` subclass, else why not."""
     from .layers.base import Layer
+    if not (isinstance(obj, type) and issubclass(obj, Layer)):
+        what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        return (f"{ep.value} is not a cytorch.Layer subclass (got "
+                f"{'class ' if isinstance(obj, type) else 'a '}{what}); "
+                f"entry points of {GROUP!r} must name Layer subclasses")
+    return None
+
+
+def _load(ep, check):
+    """(object, None) or (None, error message) for one entry point; ``check(ep, obj)`` says
+    what is wrong with the object loaded, or None."""
     try:
         obj = ep.load()
     except Exception as exc:  # any import-time failure of a third-party module
         return None, f"{type(exc).__name__}: {exc}"
-    if not (isinstance(obj, type) and issubclass(obj, Layer)):
-        what = obj.__name__ if isinstance(obj, type) else type(obj).__name__
-        return None, (f"{ep.value} is not a cytorch.Layer subclass (got "
-                      f"{'class ' if isinstance(obj, type) else 'a '}{what}); "
-                      f"entry points of {GROUP!r} must name Layer subclasses")
-    return obj, None
+    error = check(ep, obj)
+    return (None, error) if error is not None else (obj, None)
 
 
 class Registry:
     """The entry points of ``group``, found and loaded once (see the module docstring).
 
     ``entry_points`` is a callable returning entry points; by default this module's
-    ``_entry_points`` (looked up at call time, so tests may monkeypatch it).
+    ``_entry_points`` (looked up at call time, so tests may monkeypatch it).  ``check(ep,
+    obj)`` returns why a loaded object is unfit for the group, or None (by default: it must be
+    a ``Layer`` subclass); ``cytorch.export`` reuses this class for its converter group.
     """
 
-    def __init__(self, entry_points=None, group=GROUP):
+    def __init__(self, entry_points=None, group=GROUP, check=None):
         self._entry_points = entry_points
         self.group = group
+        self._check = check or _check_layer_class
         self._entries = None
 
     def refresh(self):
@@ -144,7 +154,7 @@ class Registry:
         entries = []
         for (name, distribution), (ep, version) in sorted(found.items()):  # 2. loaded
             label = f"{distribution}[{name}]"
-            cls, error = _load(ep, label)
+            cls, error = _load(ep, self._check)
             if error is not None:
                 warnings.warn(f"skipping {self.group} plugin {label} ({ep.value}): {error}",
                               PluginWarning, stacklevel=2)

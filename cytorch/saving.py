@@ -259,15 +259,16 @@ def save_model(model, path):
     return path
 
 
-def _create_beside(folder):
-    """A new, empty temporary file in ``folder``: ``(fd, path)``.
+def _create_beside(folder, suffix=".npz.tmp"):
+    """A new, empty temporary file in ``folder``: ``(fd, path)`` (``cytorch.export`` writes
+    its ``.onnx`` files through it too).
 
     Unlike ``tempfile.mkstemp`` (always 0600), it is created with mode 0666 and the umask
     applied by the system, so the renamed model file gets the mode any new file of the user
     gets (0644 under umask 022: readable by a class on a shared server).  ``O_EXCL`` keeps the
     creation safe against a file of the same name appearing."""
     for _ in range(100):
-        tmp = os.path.join(folder, f".cytorch-{secrets.token_hex(8)}.npz.tmp")
+        tmp = os.path.join(folder, f".cytorch-{secrets.token_hex(8)}{suffix}")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                            | getattr(os, "O_BINARY", 0), 0o666), tmp

@@ -61,6 +61,8 @@ API_SECTIONS = [
     ("cytorch.testing", "The conformance checks every layer passes."),
     ("cytorch.checks", "The input checks layers use, for plugin authors."),
     ("cytorch.registry", "Layer discovery through the ``cytorch.layers`` entry-point group."),
+    ("cytorch.export", "ONNX export (needs the ``onnx`` extra): ``to_onnx`` and the converters' "
+                       "API for plugins."),
     ("cytorch.viz", "Pictures (needs matplotlib)."),
     ("cytorch.explain", "What a trained network looks at: gradients, saliency, Grad-CAM."),
     ("cytorch.course", "The notebooks' exercises."),
