@@ -125,8 +125,7 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
                                           activation)
     elif _conv_winograd(x, w, out, (sh, sw), (dh, dw)):
         _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
-                                            get_num_threads())
-        reference.conv2d_activate(out, activation)   # not fused into Winograd's kernel yet
+                                            get_num_threads(), activation)
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
@@ -172,8 +171,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
         _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
                                            activation, y)
     elif _conv_winograd(x, w, dout, (sh, sw), dilation):
-        dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
-        _kernel("_winograd").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
+        _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl,
+                                             get_num_threads(), activation, y)
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation, activation, y)

@@ -401,10 +401,11 @@ def _winograd_correlate(x, w, pt, pl, H_out, W_out):
     return Y.reshape(N, 2 * th, 2 * tw, K)[:, :H_out, :W_out]   # ragged edge: drop the extra
 
 
-def conv2d_winograd_forward(x, w, b=None, padding="valid", check_finite=True):
+def conv2d_winograd_forward(x, w, b=None, padding="valid", activation=None, check_finite=True):
     """3x3 stride-1 convolution by Winograd's F(2x2, 3x3): the twin of the Winograd path
     (``cytorch/_kernels/_winograd.pyx``).  Arguments, output and cache as
-    ``conv2d_shift_add_forward``; ``w`` must be ``(3, 3, C, K)``.
+    ``conv2d_shift_add_forward``; ``w`` must be ``(3, 3, C, K)``.  The compiled kernel applies
+    the ``activation`` (``conv2d_activate``) to each output tile as it writes it.
 
     **One dimension first.**  Two outputs of a 3-tap correlation, ``y0 = d0 g0 + d1 g1 + d2 g2``
     and ``y1 = d1 g0 + d2 g1 + d3 g2``, take 6 multiplications.  Winograd's F(2, 3) needs 4::
@@ -454,13 +455,15 @@ def conv2d_winograd_forward(x, w, b=None, padding="valid", check_finite=True):
     True
     """
     x, w, b, _, pads, (N, H_out, W_out, K) = conv_args(x, w, b, 1, padding, check_finite)
+    activation = conv_activation(activation)
     if w.shape[:2] != (3, 3):
         raise ShapeError(f"conv2d_winograd_forward computes 3x3 kernels, got a "
                          f"{w.shape[0]}x{w.shape[1]} kernel (w of shape {w.shape})")
     out = _winograd_correlate(x, w, pads[0], pads[2], H_out, W_out)
     if b is not None:
         out = out + b
-    return np.ascontiguousarray(out), conv_cache(x, w, b, (1, 1), pads)
+    out = conv2d_activate(np.ascontiguousarray(out), activation)
+    return out, conv_cache(x, w, b, (1, 1), pads, activation=activation, y=out)
 
 
 def conv2d_winograd_backward(dout, cache, need_dx=True, check_finite=True):
@@ -481,8 +484,11 @@ def conv2d_winograd_backward(dout, cache, need_dx=True, check_finite=True):
       2x2), the other way to get dw, would need its own transforms and tiles; the adjoint
       reuses the forward pass's input transform.)
     * ``db`` sums dout over ``(n, i, j)``.
+
+    (dout there is ``dz``, the gradient through the activation, ``conv2d_activation_backward``.)
     """
     dout = conv_dout(dout, cache, check_finite)
+    dout = conv2d_activation_backward(dout, cache.get("y"), cache.get("activation", "linear"))
     x, w = cache["x"], cache["w"]
     if (tuple(cache["strides"]) != (1, 1) or tuple(cache.get("dilation", (1, 1))) != (1, 1)
             or w.shape[:2] != (3, 3)):

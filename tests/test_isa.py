@@ -46,14 +46,14 @@ def conv_and_pool(dtype):
 
 
 def winograd(dtype):
-    """Winograd conv2d forward + backward: 21 channels (vector blocks and a tail in every
-    variant), ragged edges, "same" padding."""
+    """Winograd conv2d forward + backward with relu fused: 21 channels (vector blocks and a
+    tail in every variant), ragged edges, "same" padding."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 9, 7, 21)).astype(dtype)
     w = rng.standard_normal((3, 3, 21, 19)).astype(dtype)
     old = load("_winograd")._set_mode("always")
     try:
-        out, cache = F.conv2d_forward(x, w, np.ones(19, dtype), 1, "same")
+        out, cache = F.conv2d_forward(x, w, np.ones(19, dtype), 1, "same", activation="relu")
         assert load("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, (1, 1), dtype)
         return [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
     finally:

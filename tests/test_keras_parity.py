@@ -200,6 +200,12 @@ def _layer_pairs():
                       L.Conv2D(5, kernel, strides=strides, padding=padding, activation="relu"),
                       keras.layers.Conv2D(5, kernel, strides=strides, padding=padding,
                                           activation="relu"), (9, 8, 3)))
+    # 3x3 stride 1 with >= 16 input channels: the Winograd path (odd sizes: ragged tiles)
+    for filters, padding, shape in [(16, "same", (9, 8, 16)), (6, "valid", (7, 9, 20))]:
+        pairs.append((f"Conv2D-winograd-{filters}-{padding}",
+                      L.Conv2D(filters, 3, padding=padding, activation="relu"),
+                      keras.layers.Conv2D(filters, 3, padding=padding, activation="relu"),
+                      shape))
     for k, (kernel, dilation, padding) in enumerate([
             ((3, 3), 2, "valid"), ((3, 2), (2, 3), "same"), ((2, 2), (1, 2), "same")]):
         pairs.append((f"Conv2D-{kernel}-dilation{dilation}-{padding}",

@@ -337,10 +337,11 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
 @SETTINGS
 @given(geometry=geometries(stride_one=True, window=(3, 3)),
        C=st.sampled_from([1, 2, 5, 8, 17]), K=st.sampled_from([1, 3, 4, 9, 16, 19]),
-       need_dx=st.booleans(), threads=st.integers(1, 2))
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
 @with_corners([c for c in CORNERS if c[1] == (3, 3) and c[2] == (1, 1)], C=1, K=6,
-              need_dx=True, threads=2)
-def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads):
+              need_dx=True, threads=2, activation="relu")
+def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads,
+                                         activation):
     x_shape, _, _, pads = geometry
     x_shape = x_shape[:3] + (C,)
     N, H, W, _ = x_shape
@@ -351,8 +352,12 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
     H_out, W_out = out_hw(x_shape, (3, 3), (1, 1), pads)
     padding = (pads[:2], pads[2:])
     want_out, cache = reference.conv2d_winograd_forward(
-        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    # y, what relu's derivative reads, guarded too: the twin's, rounded to dtype
+    y = guarded_input(want_out.astype(dtype)) if activation == "relu" else None
+    if y is not None:
+        cache["y"] = y.astype(np.float64)
     want_dx, want_dw, want_db = reference.conv2d_winograd_backward(dout.astype(np.float64),
                                                                    cache)
     winograd = load("_winograd")
@@ -360,9 +365,9 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     with running(isa_variant):
-        winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
         winograd.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
-                                 pads[0], pads[2], threads)
+                                 pads[0], pads[2], threads, activation, y)
     out.assert_guards_intact("winograd conv2d_forward out")
     assert_close(out.array, want_out, "winograd conv2d_forward")
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx

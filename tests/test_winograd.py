@@ -14,7 +14,7 @@ import cytorch
 from cytorch import functional as F
 from cytorch import reference
 from cytorch._gradcheck import numerical_gradient, relative_error, rounding_error
-from cytorch._kernels import load
+from cytorch._kernels import EPILOGUES, load
 from cytorch._shapes import resolve_padding
 
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -33,19 +33,20 @@ def winograd_mode(mode):
         load("_winograd")._set_mode(old)
 
 
-def conv(x, w, b, padding, dout, need_dx=True):
+def conv(x, w, b, padding, dout, need_dx=True, activation=None):
     """out, dx, dw, db through ``cytorch.functional`` (whichever path the mode picks)."""
-    out, cache = F.conv2d_forward(x, w, b, 1, padding)
+    out, cache = F.conv2d_forward(x, w, b, 1, padding, activation=activation)
     return (out,) + F.conv2d_backward(dout, cache, need_dx)
 
 
-def twin(x, w, b, padding, dout, need_dx=True):
-    out, cache = reference.conv2d_winograd_forward(x, w, b, padding)
+def twin(x, w, b, padding, dout, need_dx=True, activation=None):
+    out, cache = reference.conv2d_winograd_forward(x, w, b, padding, activation)
     return (out,) + reference.conv2d_winograd_backward(dout, cache, need_dx)
 
 
 def scales(x, w, b, padding, dout, need_dx=True):
-    """The same sums over |terms| in float64 (by im2col): what rounding is proportional to."""
+    """The same sums over |terms| in float64 (by im2col): what rounding is proportional to
+    (relu only drops terms, so the linear scale serves it too)."""
     a = [None if v is None else np.abs(v).astype(np.float64) for v in (x, w, b, dout)]
     out, cache = reference.conv2d_forward(*a[:3], 1, padding)
     return (out,) + reference.conv2d_backward(a[3], cache, need_dx)
@@ -71,9 +72,10 @@ def random_case(rng, N, H, W, C, K, bias, dtype):
 @settings(max_examples=80, deadline=None)
 @given(N=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11), C=st.integers(1, 20),
        K=st.integers(1, 20), padding=PADDINGS, bias=st.booleans(), need_dx=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
-def test_compiled_matches_twin_and_gemm_path(N, H, W, C, K, padding, bias,
-                                             need_dx, dtype, seed):
+       activation=st.sampled_from(EPILOGUES), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 16))
+def test_compiled_matches_twin_and_gemm_path(N, H, W, C, K, padding, bias, need_dx, activation,
+                                             dtype, seed):
     # odd H and W (ragged tiles), C or K = 1, a batch of one, padding larger than the kernel
     # (dx then crops: the turned-around kernel gets a negative padding)
     pt, pb, pl, pr = resolve_padding(padding, H, W, 3, 3, 1, 1)
@@ -85,11 +87,24 @@ def test_compiled_matches_twin_and_gemm_path(N, H, W, C, K, padding, bias,
     dout = rng.standard_normal(out_shape).astype(dtype)
     scale = scales(x, w, b, padding, dout, need_dx)
     with winograd_mode("always"):
-        got = conv(x, w, b, padding, dout, need_dx)
+        got = conv(x, w, b, padding, dout, need_dx, activation)
         assert load("_winograd").uses_winograd_path(x.shape, w.shape, out_shape, (1, 1), dtype)
-    assert_agree(got, twin(x, w, b, padding, dout, need_dx), scale, dtype, "compiled vs twin")
+    if activation == "relu":
+        # relu's derivative switches at 0: take the kernel's own output as the twin's y, so
+        # an output within rounding of 0 cannot fall on different sides
+        _, cache = reference.conv2d_winograd_forward(x, w, b, padding, activation)
+        cache["y"] = got[0]
+        want = (twin(x, w, b, padding, dout, need_dx, activation)[0],
+                *reference.conv2d_winograd_backward(dout, cache, need_dx))
+    else:
+        want = twin(x, w, b, padding, dout, need_dx, activation)
+    assert_agree(got, want, scale, dtype, "compiled vs twin")
     with winograd_mode("never"):
-        other = conv(x, w, b, padding, dout, need_dx)
+        other = conv(x, w, b, padding, dout, need_dx, activation)
+        if activation == "relu":
+            _, cache = F.conv2d_forward(x, w, b, 1, padding, activation=activation)
+            cache["y"] = got[0]
+            other = other[:1] + F.conv2d_backward(dout, cache, need_dx)
     assert_agree(got, other, scale, dtype, "compiled vs the other paths")
 
 
@@ -129,25 +144,30 @@ def test_threads_agree_and_runs_are_deterministic(threads):
 
 
 # -- gradients: finite differences in float64 ----------------------------------------------------
-@pytest.mark.parametrize("padding", ["same", "valid", ((2, 0), (0, 3))])
-def test_finite_differences(padding):
+@pytest.mark.parametrize("padding, activation", [("same", None), ("valid", "relu"),
+                                                 (((2, 0), (0, 3)), None)])
+def test_finite_differences(padding, activation):
     rng = np.random.default_rng(0)
     x, w, b = random_case(rng, 2, 5, 6, 3, 4, True, np.float64)   # odd H: ragged tiles
     with winograd_mode("always"):
-        out, cache = F.conv2d_forward(x, w, b, 1, padding)
+        out, cache = F.conv2d_forward(x, w, b, 1, padding, activation=activation)
+        if activation == "relu":   # no output near relu's kink, where a step of eps crosses it
+            assert np.abs(F.conv2d_forward(x, w, b, 1, padding)[0]).min() > 1e-4
         assert load("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, (1, 1),
                                                     x.dtype)
         dout = rng.standard_normal(out.shape)
         dx, dw, db = F.conv2d_backward(dout, cache)
-        f = lambda **kw: F.conv2d_forward(**{"x": x, "w": w, "b": b, **kw}, padding=padding)[0]
+        f = lambda **kw: F.conv2d_forward(**{"x": x, "w": w, "b": b, **kw}, padding=padding,
+                                          activation=activation)[0]
         assert relative_error(dx, numerical_gradient(lambda v: f(x=v), x, dout)) < 1e-8
         assert relative_error(dw, numerical_gradient(lambda v: f(w=v), w, dout)) < 1e-8
         assert relative_error(db, numerical_gradient(lambda v: f(b=v), b, dout)) < 1e-8
     # and the twin's own gradients
     tdx, tdw, tdb = reference.conv2d_winograd_backward(
-        dout, reference.conv2d_winograd_forward(x, w, b, padding)[1])
+        dout, reference.conv2d_winograd_forward(x, w, b, padding, activation)[1])
     g = lambda **kw: reference.conv2d_winograd_forward(**{"x": x, "w": w, "b": b, **kw},
-                                                       padding=padding)[0]
+                                                       padding=padding,
+                                                       activation=activation)[0]
     assert relative_error(tdx, numerical_gradient(lambda v: g(x=v), x, dout)) < 1e-8
     assert relative_error(tdw, numerical_gradient(lambda v: g(w=v), w, dout)) < 1e-8
 

@@ -40,7 +40,8 @@ import numpy as np
 from .._config import single_threaded_blas
 from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
 from ._blas cimport gemm
-from ._conv import _check_like, _check_shapes, _units
+from ._conv import _activation_code, _check_like, _check_shapes, _units
+from ._epilogue cimport ACT_LINEAR, apply_activation, derivative_db
 
 cdef extern from "_winograd.h" nogil:
     int cy_isa_best()
@@ -221,10 +222,11 @@ cdef inline Py_ssize_t _tile_outputs(floating *base, floating *sink, floating **
 cdef void _correlate_tiles(const floating *x, const floating *U, const floating *bias,
                            floating *out, floating *V, floating *M, floating *sink,
                            const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
-                           Py_ssize_t group, const Wino *g) noexcept nogil:
-    """Output tiles s_lo <= s < s_hi, ``group`` at a time: transform, 16 GEMMs, transform."""
+                           Py_ssize_t group, const Wino *g, int act) noexcept nogil:
+    """Output tiles s_lo <= s < s_hi, ``group`` at a time: transform, 16 GEMMs, transform,
+    then the activation f (``_epilogue.pxd``) on each output cell while it is in cache."""
     cdef floating *y[4]
-    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko
+    cdef Py_ssize_t s = s_lo, nt, t, q, xi, Ci = g.Ci, Ko = g.Ko
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
@@ -235,6 +237,9 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
         for t in range(nt):
             _tile_outputs(out, sink, y, s + t, g)
             output_transform(M + t * Ko, nt * Ko, bias, y, Ko)
+            if act != ACT_LINEAR:
+                for q in range(4):
+                    apply_activation(y[q], y[q], Ko, act)
         s += nt
 
 
@@ -259,15 +264,6 @@ cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, float
                  dU + xi * Ci * Ko, <int>Ko)
         beta = 1
         s += nt
-
-
-cdef void _sum_rows(const floating *d, Py_ssize_t rows, Py_ssize_t K,
-                    double *acc) noexcept nogil:
-    """acc[k] += d[r, k] summed over r < rows, in double (db's share of a work unit)."""
-    cdef Py_ssize_t r, k
-    for r in range(rows):
-        for k in range(K):
-            acc[k] += d[r * K + k]
 
 
 cdef double[:, ::1] _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -318,8 +314,8 @@ cdef Wino _wino(Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ci, Py_ssize_t Ho, Py_ssi
 
 cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                 const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
-                Py_ssize_t pl, int num_threads):
-    """out = the 3x3 correlation of x with the filter whose transform is U, plus bias."""
+                Py_ssize_t pl, int num_threads, int act):
+    """out = f(the 3x3 correlation of x with the filter whose transform is U, plus bias)."""
     dtype = np.float32 if floating is float else np.float64
     cdef Wino g = _wino(x.shape[1], x.shape[2], x.shape[3], out.shape[1], out.shape[2],
                         out.shape[3], pt, pl)
@@ -338,7 +334,7 @@ cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                 _correlate_tiles(&x[0, 0, 0, 0], &U[0, 0, 0], &bias[0], &out[0, 0, 0, 0],
                                  &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
                                  &zeros[0], starts[u] * g.tiles, starts[u + 1] * g.tiles,
-                                 group, &g)
+                                 group, &g, act)
 
 
 def _check_3x3(w):
@@ -349,44 +345,54 @@ def _check_3x3(w):
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out, int pt, int pl,
-                   int num_threads):
-    """Fill ``out`` (N, H_out, W_out, K) with the 3x3 stride-1 correlation of x and w, plus b.
-
-    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size.
+                   int num_threads, activation="linear"):
+    """Fill ``out`` (N, H_out, W_out, K) with f(the 3x3 stride-1 correlation of x and w, plus
+    b).  ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
+    ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
     """
     _check_shapes(x, w, b, out, 1, 1, pt, pl)
     _check_3x3(w)
+    cdef int act = _activation_code(activation)
     cdef floating[:, :, ::1] U = _filter_transform(w, False)
-    _correlate(x, U, b, out, pt, pl, num_threads)
+    _correlate(x, U, b, out, pt, pl, num_threads, act)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                     floating[:, :, :, ::1] dw, floating[::1] db, int pt, int pl,
-                    int num_threads):
-    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from ``dout``
-    (N, H_out, W_out, K); db is accumulated in double precision."""
+                    int num_threads, activation="linear", const floating[:, :, :, ::1] y=None):
+    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from
+    ``dz = dout * f'(y)`` (N, H_out, W_out, K), ``y`` the forward output (read when the
+    activation f is not linear); db is accumulated in double precision.
+
+    First, per work unit: dz and db (one pass over dout, ``_epilogue.pxd``), then the unit's
+    share of dU; then dx, the correlation of dz with the kernel turned around."""
     _check_shapes(x, w, db, dout, 1, 1, pt, pl)
     _check_3x3(w)
+    cdef int act = _activation_code(activation, y, dout)
     if dx is not None:
         _check_like(dx, x, "dx", "x")
     _check_like(dw, w, "dw", "w")
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t N = x.shape[0], C = x.shape[3], K = w.shape[3]
-    cdef floating[:, :, ::1] U2
-    cdef floating[::1] no_bias
-    if dx is not None:   # dx: dout correlated with the kernel turned around
-        U2 = _filter_transform(w, True)
-        no_bias = np.zeros(C, dtype=dtype)
-        _correlate(dout, U2, no_bias, dx, 2 - pt, 2 - pl, num_threads)
     cdef Wino g = _wino(x.shape[1], x.shape[2], C, dout.shape[1], dout.shape[2], K, pt, pl)
-    cdef Py_ssize_t T, U_, u, group, i, j, a, b_, c, k, idx
+    cdef Py_ssize_t T, U_, u, group, i, j, a, b_, c, k, idx, per_image = g.Ho * g.Wo * K
     cdef Py_ssize_t[::1] starts
     T, U_, starts = _units(N, num_threads)
     group = _group(C, K, (N + U_ - 1) // U_ * g.tiles, DW_GROUP_BUDGET)
     cdef floating[:, ::1] V = np.empty((T, 16 * group * C), dtype=dtype)
     cdef floating[:, ::1] M = np.empty((T, 16 * group * K), dtype=dtype)
     cdef floating[::1] zeros = np.zeros(max(C, K), dtype=dtype)
+    # dz = dout * f'(y), read by both passes (dout itself when f is linear)
+    cdef const floating[:, :, :, ::1] dz = dout
+    cdef floating[:, :, :, ::1] dz_buffer
+    cdef floating *dzw = NULL
+    if act != ACT_LINEAR:
+        dz_buffer = np.empty((N, g.Ho, g.Wo, K), dtype=dtype)
+        dz, dzw = dz_buffer, &dz_buffer[0, 0, 0, 0]
+    cdef const floating *dzp = &dz[0, 0, 0, 0]
+    cdef const floating *doutp = &dout[0, 0, 0, 0]
+    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     # one partial dU and db per unit (not per thread), added in unit order
     cdef floating[:, ::1] dU = np.empty((U_, 16 * C * K), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U_, K), dtype=np.float64)
@@ -394,11 +400,20 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     with blas:
         with nogil:
             for u in prange(U_, schedule="dynamic", num_threads=T):
-                _dw_tiles(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], &dU[u, 0], &V[threadid(), 0],
+                # dz and db of the unit's images (dz written only when f is not linear)
+                derivative_db(dzw + starts[u] * per_image if dzw != NULL else NULL,
+                              doutp + starts[u] * per_image,
+                              yp + starts[u] * per_image if yp != NULL else NULL,
+                              (starts[u + 1] - starts[u]) * g.Ho * g.Wo, K, act, &db_part[u, 0])
+                _dw_tiles(&x[0, 0, 0, 0], dzp, &dU[u, 0], &V[threadid(), 0],
                           &M[threadid(), 0], &zeros[0], starts[u] * g.tiles,
                           starts[u + 1] * g.tiles, group, &g)
-                _sum_rows(&dout[0, 0, 0, 0] + starts[u] * g.Ho * g.Wo * K,
-                          (starts[u + 1] - starts[u]) * g.Ho * g.Wo, K, &db_part[u, 0])
+    cdef floating[:, :, ::1] U2
+    cdef floating[::1] no_bias
+    if dx is not None:   # dx: dz correlated with the kernel turned around
+        U2 = _filter_transform(w, True)
+        no_bias = np.zeros(C, dtype=dtype)
+        _correlate(dz, U2, no_bias, dx, 2 - pt, 2 - pl, num_threads, ACT_LINEAR)
     # dw = G^T (sum over units of dU) G, per (c, k), in double
     cdef double[:, ::1] total = np.asarray(dU, dtype=np.float64).sum(axis=0).reshape(16, C * K)
     cdef double s
