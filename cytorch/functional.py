@@ -43,6 +43,27 @@ def _kernel(name):
     return _kernels.load(name)
 
 
+def _alloc(workspace, name, shape, dtype):
+    """A new array, or the ``workspace``'s buffer ``name`` of that shape and dtype.
+
+    ``workspace`` (the ``workspace=`` argument of the forward and backward functions that
+    produce large arrays) is an object whose ``get(name, shape, dtype)`` returns a
+    C-contiguous, writable array of ``shape`` and ``dtype``: a layer passes its own
+    (``cytorch.Layer.workspace``) during ``fit``, so that each batch writes into the arrays of
+    the one before instead of allocating new ones.  The result then lives only until the
+    workspace hands the same buffer out again; it must not alias any input of the call."""
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    buf = workspace.get(name, shape, dtype)
+    if not isinstance(buf, np.ndarray) or buf.shape != tuple(shape) or buf.dtype != dtype \
+            or not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"workspace.get({name!r}, {tuple(shape)}, {np.dtype(dtype)}) must "
+                         f"return a C-contiguous, writable array of that shape and dtype, got "
+                         f"{type(buf).__name__} {getattr(buf, 'shape', '')} "
+                         f"{getattr(buf, 'dtype', '')}")
+    return buf
+
+
 def _pad_pairs(pads):
     """``(top, bottom, left, right)`` as the ``((top, bottom), (left, right))`` twins take."""
     return (pads[0], pads[1]), (pads[2], pads[3])
@@ -72,7 +93,7 @@ CONV2D_ACTIVATIONS = checks.CONV_ACTIVATIONS
 
 
 def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, activation=None,
-                   check_finite=True):
+                   check_finite=True, workspace=None):
     """2-D convolution of a channels-last batch: ``out[n, i, j, k] = f(b[k] + sum x_pad * w)``.
 
     Parameters
@@ -118,7 +139,7 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     if _use_reference():
         return reference.conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads), (dh, dw),
                                         activation, check_finite=False)
-    out = np.empty(out_shape, dtype=x.dtype)
+    out = _alloc(workspace, "conv2d_out", out_shape, x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
     if _conv_direct(x, w, out, (sh, sw), (dh, dw)):
         _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
@@ -132,7 +153,7 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     return out, checks.conv_cache(x, w, b, (sh, sw), pads, (dh, dw), activation, out)
 
 
-def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
+def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None):
     """Gradients of ``conv2d_forward``: ``(dx, dw, db)`` for ``dout = dL/dout``.
 
     ``dout`` has the forward output's shape ``(N, H_out, W_out, K)``.  With
@@ -163,7 +184,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
     (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
     dilation = cache.get("dilation", (1, 1))
     K = w.shape[3]
-    dx = np.empty_like(x) if need_dx else None  # the kernel writes every value
+    # the kernel writes every value
+    dx = _alloc(workspace, "conv2d_dx", x.shape, x.dtype) if need_dx else None
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
     activation, y = cache.get("activation", "linear"), cache.get("y")
@@ -186,7 +208,7 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
 # Max and min pooling share one kernel; the caches are ``checks.pool_cache`` dicts, which the
 # twins build too.
 
-def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
+def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite, workspace=None):
     what = f"{kind}_pool2d"
     x, pool, strides, pads, out_shape = checks.pool_args(x, pool_size, strides, padding,
                                                          check_finite, what)
@@ -194,8 +216,8 @@ def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
         return getattr(reference, what + "_forward")(x, pool, strides, _pad_pairs(pads),
                                                      check_finite=False)
     (ph, pw), (sh, sw), (pt, pb, pl, pr) = pool, strides, pads
-    out = np.empty(out_shape, dtype=x.dtype)
-    argidx = None if kind == "avg" else np.empty(out_shape, dtype=np.int32)
+    out = _alloc(workspace, "pool2d_out", out_shape, x.dtype)
+    argidx = None if kind == "avg" else _alloc(workspace, "pool2d_argidx", out_shape, np.int32)
     if kind == "avg":
         _kernel("_pool").avg_pool2d_forward(x, out, ph, pw, sh, sw, pt, pl, get_num_threads())
     else:
@@ -204,7 +226,7 @@ def _pool2d_forward(kind, x, pool_size, strides, padding, check_finite):
     return out, checks.pool_cache(kind, x, pool, strides, pads, argidx)
 
 
-def _pool2d_backward(kind, dout, cache, check_finite):
+def _pool2d_backward(kind, dout, cache, check_finite, workspace=None):
     what = f"{kind}_pool2d"
     dout = checks.pool_dout(kind, dout, cache, check_finite)
     if _use_reference():
@@ -212,7 +234,7 @@ def _pool2d_backward(kind, dout, cache, check_finite):
     N, H, W, C = cache["x_shape"]
     (ph, pw), (sh, sw) = cache["pool_size"], cache["strides"]
     pt, _, pl, _ = cache["pads"]
-    dx = np.empty((N, H, W, C), dtype=dout.dtype)   # the kernels write every cell
+    dx = _alloc(workspace, "pool2d_dx", (N, H, W, C), dout.dtype)  # the kernels write every cell
     if kind == "avg":
         _kernel("_pool").avg_pool2d_backward(dout, dx, ph, pw, sh, sw, pt, pl,
                                              get_num_threads())
@@ -222,7 +244,8 @@ def _pool2d_backward(kind, dout, cache, check_finite):
     return dx
 
 
-def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True,
+                       workspace=None):
     """Max pooling of a channels-last batch: the largest value of every window, per channel.
 
     Parameters
@@ -247,19 +270,20 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[6., 8.],
            [3., 4.]], dtype=float32)
     """
-    return _pool2d_forward("max", x, pool_size, strides, padding, check_finite)
+    return _pool2d_forward("max", x, pool_size, strides, padding, check_finite, workspace)
 
 
-def max_pool2d_backward(dout, cache, check_finite=True):
+def max_pool2d_backward(dout, cache, check_finite=True, workspace=None):
     """Gradient of ``max_pool2d_forward``: dout ``(N, H_out, W_out, C)`` -> dx ``(N, H, W, C)``.
 
     ``dx[n, ih, iw, c]`` is the sum of ``dout[n, i, j, c]`` over the windows ``(i, j)`` whose
     winner is ``(ih, iw)`` (overlapping windows can share a winner); 0 for every other cell.
     """
-    return _pool2d_backward("max", dout, cache, check_finite)
+    return _pool2d_backward("max", dout, cache, check_finite, workspace)
 
 
-def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True,
+                       workspace=None):
     """Min pooling: the smallest value of every window; arguments, shapes and cache as
     ``max_pool2d_forward`` (the two share one kernel).
 
@@ -268,15 +292,16 @@ def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[1., 2.],
            [1., 0.]], dtype=float32)
     """
-    return _pool2d_forward("min", x, pool_size, strides, padding, check_finite)
+    return _pool2d_forward("min", x, pool_size, strides, padding, check_finite, workspace)
 
 
-def min_pool2d_backward(dout, cache, check_finite=True):
+def min_pool2d_backward(dout, cache, check_finite=True, workspace=None):
     """Gradient of ``min_pool2d_forward``: dout goes to each window's smallest cell."""
-    return _pool2d_backward("min", dout, cache, check_finite)
+    return _pool2d_backward("min", dout, cache, check_finite, workspace)
 
 
-def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True,
+                       workspace=None):
     """Average pooling: the mean of the real (unpadded) cells of every window.
 
     Arguments and output shape as ``max_pool2d_forward``;
@@ -287,13 +312,13 @@ def avg_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[3.25, 5.25],
            [2.  , 2.  ]], dtype=float32)
     """
-    return _pool2d_forward("avg", x, pool_size, strides, padding, check_finite)
+    return _pool2d_forward("avg", x, pool_size, strides, padding, check_finite, workspace)
 
 
-def avg_pool2d_backward(dout, cache, check_finite=True):
+def avg_pool2d_backward(dout, cache, check_finite=True, workspace=None):
     """Gradient of ``avg_pool2d_forward``: every real cell of window ``(i, j)`` receives
     ``dout[n, i, j, c] / count[i, j]``, summed over the windows that contain it."""
-    return _pool2d_backward("avg", dout, cache, check_finite)
+    return _pool2d_backward("avg", dout, cache, check_finite, workspace)
 
 
 def _global_forward(kind, x, check_finite):

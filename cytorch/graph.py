@@ -266,8 +266,9 @@ class Model(TrainingMixin):
 
         Every run skips the layers' NaN scans (the model checks its input once).  ``logits``:
         the output layer returns its pre-activation (for a loss that fuses it).  ``training``
-        (a gradient step): layers reading only model inputs skip dL/dx, and the passes named
-        in ``graph_passes`` add their modes.  A layer is asked only for the modes it honours
+        (a gradient step): layers reading only model inputs skip dL/dx, every layer may reuse
+        its buffers (nothing of a step outlives it), and the passes named in ``graph_passes``
+        add their modes.  A layer is asked only for the modes it honours
         (lists in ``context_modes``, with a forward and backward that take ``ctx``)."""
         passes = tuple(self.graph_passes) if training else ()
         key = (bool(logits), bool(training), passes)
@@ -278,6 +279,7 @@ class Model(TrainingMixin):
                 modes[self._outputs[0].id]["return_logits"] = True
             if training:
                 for node in self._order:
+                    modes[node.id]["reuse_buffers"] = True
                     if all(i.is_source for i in node.inputs):
                         modes[node.id]["input_grad"] = False
                 for name in passes:

@@ -46,6 +46,7 @@ from . import optimizers as optimizers_mod
 from ._checks import as_array, check_int, check_sample_weight, require_finite
 from ._config import single_threaded_blas
 from .errors import ShapeError
+from .layers.base import Workspace
 from .layers.context import honours
 from .random import check_seed, make_rng
 
@@ -103,13 +104,17 @@ class TrainingMixin:
     @contextlib.contextmanager
     def _running(self):
         """While the model runs: NumPy's BLAS on one thread; afterwards the layers drop the
-        last batch's cached activations.  (The modes of the run travel in the contexts.)"""
+        last batch's cached activations and the buffers they reused between training steps
+        (nothing the caller receives may share memory with a buffer written again).  (The
+        modes of the run travel in the contexts.)"""
         with single_threaded_blas():
             try:
                 yield
             finally:
                 for layer in self.layers:
                     layer._cache = None
+                    if getattr(layer, "_workspace", None) is not None:
+                        layer._workspace = None
 
     # -- validation ---------------------------------------------------------------------------
     def _check_x(self, x, name="x"):
@@ -154,10 +159,25 @@ class TrainingMixin:
             raise type(exc)(msg) from None
 
 
-    def _take(self, xs, idx):
-        """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype."""
+    def _take(self, xs, idx, workspace=None):
+        """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype.
+
+        With a ``Workspace`` (the training loop's), a shuffled batch is gathered into the
+        buffer the previous batch of its size used: a view of a slice of a contiguous input
+        in the model dtype needs no copy at all, so only the shuffled case needs one."""
         dtype = self.dtype
-        return [np.ascontiguousarray(a[idx], dtype=dtype) for a in xs]
+        if workspace is None or isinstance(idx, slice):
+            return [np.ascontiguousarray(a[idx], dtype=dtype) for a in xs]
+        batch = []
+        for k, a in enumerate(xs):
+            buf = workspace.get(f"x{k}", (len(idx),) + a.shape[1:], dtype)
+            if a.dtype == dtype:
+                # mode="clip": with the default "raise", np.take gathers into a temporary
+                np.take(a, idx, axis=0, out=buf, mode="clip")
+            else:   # uint8 images, float64 input: gathered, then converted in place
+                buf[...] = a[idx]
+            batch.append(buf)
+        return batch
 
     # -- one step -----------------------------------------------------------------------------
     def _step(self, xb, yb, wb, fused, contexts):
@@ -290,6 +310,7 @@ class TrainingMixin:
         fused = self._fused()
         contexts = self._contexts(logits=fused, training=True)
         metrics = self._build_metrics(y)
+        batches = Workspace()   # the shuffled batches' buffers (the layers keep their own)
         self.stop_training = False
         with _Interrupt() as interrupted, self._running():
             try:
@@ -309,7 +330,8 @@ class TrainingMixin:
                         idx = order[start:stop] if order is not None else slice(start, stop)
                         yb = y[idx]
                         wb = None if w is None else w[idx]
-                        loss, out = self._step(self._take(xs, idx), yb, wb, fused, contexts)
+                        loss, out = self._step(self._take(xs, idx, batches), yb, wb, fused,
+                                               contexts)
                         loss_sum += loss * (stop - start)
                         logs = {"loss": loss_sum / stop,
                                 **self._update_metrics(metrics, yb, out, wb, fused)}

@@ -113,6 +113,7 @@ class Layer:
         self.output_shape = None
         self._rng = None
         self._cache = None  # whatever forward keeps for backward; never pickled
+        self._workspace = None  # buffers reused between training steps (``_buffers``)
 
     @property
     def rng(self):
@@ -224,6 +225,16 @@ class Layer:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return self
 
+    def _buffers(self, ctx):
+        """The layer's ``Workspace`` when ``ctx.reuse_buffers`` (a training step), else None;
+        passed as ``workspace=`` to the ``cytorch.functional`` calls that make large arrays."""
+        if not ctx.reuse_buffers:
+            return None
+        workspace = getattr(self, "_workspace", None)   # (a plugin may skip Layer.__init__)
+        if workspace is None:
+            workspace = self._workspace = Workspace()
+        return workspace
+
     def zero_grads(self):
         for g in self.grads.values():
             g.fill(0)
@@ -232,6 +243,7 @@ class Layer:
         # Pickles carry configuration and weights only: no cached batch, no gradients.
         state = self.__dict__.copy()
         state["_cache"] = None
+        state["_workspace"] = None
         state["grads"] = {}
         return state
 
@@ -246,6 +258,36 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} '{self.name}'>"
+
+
+class Workspace:
+    """Buffers a layer reuses from one training step to the next: ``get(name, shape, dtype)``
+    returns the same array for the same arguments until ``clear()``.
+
+    During ``fit`` the built-in convolution and pooling layers write their outputs, the
+    max-pooling winners and dL/dx into these instead of new arrays, so a steady-state batch
+    allocates none of its large arrays (``tests/test_memory.py``).  A batch of another size
+    (an epoch's last, smaller one) gets buffers of its own.  The model clears every layer's
+    workspace when the call that used it returns (``fit``, ``train_on_batch``), so nothing a
+    user receives afterwards shares memory with a buffer that will be written again."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, shape, dtype):
+        key = (name, tuple(shape), np.dtype(dtype))
+        array = self._arrays.get(key)
+        if array is None:
+            array = self._arrays[key] = np.empty(key[1], dtype=key[2])
+        return array
+
+    def clear(self):
+        self._arrays.clear()
+
+    @property
+    def nbytes(self):
+        """Bytes held."""
+        return sum(a.nbytes for a in self._arrays.values())
 
 
 def _check_weight(value, target, name):

@@ -43,6 +43,11 @@ class CallContext:
     input_grad : bool, default True
         Whether backward must return dL/dx; False for a layer that reads only model inputs,
         whose gradient nobody uses (``Conv2D`` then skips computing it and returns None).
+    reuse_buffers : bool, default False
+        The layer may write what it returns (its output, dL/dx) into buffers it keeps and
+        hands out again at its next call of the same shape (``Layer._buffers``): a training
+        step of ``fit``, whose arrays nobody keeps past the step.  Never for a call whose
+        result a user receives (``predict``, a layer called on its own).
 
     >>> CallContext(return_logits=True).check_finite
     True
@@ -53,6 +58,7 @@ class CallContext:
     defer_relu: bool = False
     apply_relu: bool = False
     input_grad: bool = True
+    reuse_buffers: bool = False
 
     def replace(self, **changes):
         """A copy with ``changes`` (the context itself never changes)."""

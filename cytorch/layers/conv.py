@@ -62,7 +62,7 @@ class Conv2D(ActivationMixin, Layer):
     ((1, 32, 32, 10), 760)
     """
 
-    context_modes = ActivationMixin.context_modes | {"input_grad"}
+    context_modes = ActivationMixin.context_modes | {"input_grad", "reuse_buffers"}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -119,7 +119,8 @@ class Conv2D(ActivationMixin, Layer):
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,
                                          dilation_rate=self.dilation_rate, activation=fused,
-                                         check_finite=ctx.check_finite)
+                                         check_finite=ctx.check_finite,
+                                         workspace=self._buffers(ctx))
         if fused is not None:
             act, y = None, z
         else:   # z is fresh from the kernel: reuse it
@@ -133,7 +134,8 @@ class Conv2D(ActivationMixin, Layer):
         if act is not None:   # else the kernel applies the derivative (the cache knows f)
             dz = act.backward(dz, y)
         dx, dw, db = F.conv2d_backward(dz, conv_cache, need_dx=ctx.input_grad,
-                                       check_finite=False)   # as_grad checked dout
+                                       check_finite=False,   # as_grad checked dout
+                                       workspace=self._buffers(ctx))
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db

@@ -9,6 +9,8 @@ Backward routes ``dout`` to the winning cell of each window (max/min; ties go to
 cell in row-major order) or spreads it evenly over the window (average; with padding only the
 real cells count).  The global versions reduce the whole map: ``(N, H, W, C) -> (N, C)``.
 """
+import numpy as np
+
 from .. import activations
 from .. import functional as F
 from .._checks import as_pair, resolve_padding, window_output_shape
@@ -32,6 +34,7 @@ def _check_image_shape(layer, input_shape):
 class _Pooling2D(Layer):
     """Shared by the three windowed pools; subclasses name their pair of kernels."""
 
+    context_modes = frozenset({"reuse_buffers"})
     _forward_kernel = None   # e.g. F.max_pool2d_forward, looked up at call time
     _backward_kernel = None
 
@@ -60,15 +63,17 @@ class _Pooling2D(Layer):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        workspace = self._buffers(ctx)
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-            check_finite=ctx.check_finite)
+            check_finite=ctx.check_finite, workspace=workspace)
         relu_mask = None
         if ctx.apply_relu:  # the graph pass relu_after_pooling (max and min only)
             # max(relu(z)) = relu(max(z)): ReLU commutes with max and min (it is monotone), so
             # pooling the pre-activations and applying ReLU to the result gives the same values
             activations.relu(out, out=out)
-            relu_mask = out > 0
+            relu_mask = np.greater(out, 0, out=None if workspace is None else
+                                   workspace.get("relu_mask", out.shape, bool))
         self._cache = (cache, out.shape, relu_mask)
         return out
 
@@ -82,8 +87,11 @@ class _Pooling2D(Layer):
             # winner may differ from that of pooling relu(z), but its mask is 0.  Where windows
             # overlap, a sum of masked terms replaces a masked sum: with a mask of 0s and 1s
             # that is the same number, up to the sign of a zero.)
-            dout = dout * relu_mask
-        return getattr(F, self._backward_kernel)(dout, cache, check_finite=False)  # as_grad did
+            workspace = self._buffers(ctx)
+            dout = np.multiply(dout, relu_mask, out=None if workspace is None else
+                               workspace.get("masked_dout", dout.shape, dout.dtype))
+        return getattr(F, self._backward_kernel)(dout, cache, check_finite=False,  # as_grad did
+                                                 workspace=self._buffers(ctx))
 
     def get_config(self):
         return {"pool_size": list(self.pool_size), "strides": list(self.strides),
@@ -102,7 +110,7 @@ class MaxPooling2D(_Pooling2D):
     _forward_kernel = "max_pool2d_forward"
     _backward_kernel = "max_pool2d_backward"
     routes_to_winner = True
-    context_modes = frozenset({"apply_relu"})
+    context_modes = frozenset({"apply_relu", "reuse_buffers"})
 
 
 class AveragePooling2D(_Pooling2D):
@@ -131,7 +139,7 @@ class MinPooling2D(_Pooling2D):
     _forward_kernel = "min_pool2d_forward"
     _backward_kernel = "min_pool2d_backward"
     routes_to_winner = True
-    context_modes = frozenset({"apply_relu"})
+    context_modes = frozenset({"apply_relu", "reuse_buffers"})
 
 
 MaxPool2D = MaxPooling2D
