@@ -206,7 +206,8 @@ class ActivationFunction(NamedTuple):
     """A named pair ``forward(x, out=None) -> y`` and ``backward(dout, y) -> dx``.
 
     With ``from_input=True`` (gelu, silu) backward is ``backward(dout, x)``: the derivative
-    needs the input.  ``bind(x)`` then gives the function a layer calls as usual,
+    needs the input.  ``alpha`` is the parameter of ``leaky_relu_function``/``elu_function``
+    (None: the string's default), for the layers' fused kernels.  ``bind(x)`` then gives the function a layer calls as usual,
     ``backward(dout, y)``, with that x remembered.
     """
 
@@ -214,6 +215,7 @@ class ActivationFunction(NamedTuple):
     forward: Callable
     backward: Callable
     from_input: bool = False
+    alpha: float = None     # elu's alpha or leaky_relu's slope when not the string's default
 
     def bind(self, x):
         """This function with its backward reading ``x`` (for ``from_input`` functions; the
@@ -236,13 +238,14 @@ def leaky_relu_function(negative_slope):
     return ActivationFunction("leaky_relu",
                               functools.partial(leaky_relu, negative_slope=negative_slope),
                               functools.partial(leaky_relu_backward,
-                                                negative_slope=negative_slope))
+                                                negative_slope=negative_slope),
+                              alpha=negative_slope)
 
 
 def elu_function(alpha):
     """``elu`` with another ``alpha`` (the ``ELU`` layer's; >= 0)."""
     return ActivationFunction("elu", functools.partial(elu, alpha=alpha),
-                              functools.partial(elu_backward, alpha=alpha))
+                              functools.partial(elu_backward, alpha=alpha), alpha=alpha)
 
 
 _ACTIVATIONS = {

@@ -1196,3 +1196,35 @@ def activation_backward(name, dout, y, alpha=None):
     array([1.  , 0.75])
     """
     return _ACTIVATION_BACKWARD[name](dout, y, _activation_alpha(name, alpha))
+
+
+# ===============================================================================================
+# dense  (twin of _kernels/_activation.pyx's dense_forward/_backward: GEMM + fused epilogue)
+# ===============================================================================================
+def dense_forward(x, w, b=None, activation="linear", alpha=None):
+    """``y = f(x @ w + b)``: x (N, n_in), w (n_in, units), b (units,) or None, y (N, units).
+
+    >>> dense_forward(np.ones((2, 3)), np.ones((3, 2)), np.array([0.0, -3.0]), "relu")
+    array([[3., 0.],
+           [3., 0.]])
+    """
+    z = x @ w
+    if b is not None:
+        z += b
+    if activation == "linear":
+        return z
+    return activation_forward(activation, z, out=z, alpha=alpha)
+
+
+def dense_backward(dout, x, w, y, activation="linear", alpha=None, use_bias=True,
+                   need_dx=True):
+    """Gradients of ``dense_forward``, with ``dz = dout * f'(y)`` (silu: y is the
+    pre-activation x @ w + b)::
+
+        dw = x.T @ dz        db = dz.sum(axis=0)        dx = dz @ w.T
+
+    Returns ``(dx, dw, db)``; ``db`` is None without a bias, ``dx`` None when not needed.
+    """
+    dz = dout if activation == "linear" else activation_backward(activation, dout, y, alpha)
+    dx = dz @ w.T if need_dx else None
+    return dx, x.T @ dz, dz.sum(axis=0) if use_bias else None

@@ -44,10 +44,14 @@
  * f(-0) = -0 (tanh, expm1, elu, silu; relu gives +0.0 as np.maximum(x, 0) does), +-inf give
  * the limits.
  *
- * Row functions: ``cy_act_forward_f/_d(code, x, y, n, alpha)`` (y = f(x), y may be x) and
+ * Row functions: ``cy_act_forward_f/_d(code, x, y, n, alpha)`` (y = f(x), y may be x),
  * ``cy_act_backward_f/_d(code, dout, y, dx, n, alpha)`` (dx = dout * f'(y), the derivative
  * written through the output y; for CY_ACT_SILU, whose derivative needs the input, pass x as
- * ``y``) are compiled in three variants (``_isa.h``: avx512, avx2 = x86-64-v3, default) and
+ * ``y``), and the layer epilogues ``cy_bias_act_forward_f/_d(code, z, bias, rows, cols,
+ * alpha)`` (z := f(z + bias), bias per column) and ``cy_bias_act_backward_f/_d(code, dout, y,
+ * dz, rows, cols, alpha, db)`` (dz = dout * f'(y) and db += its column sums, in float64), for a
+ * rows x cols output such as Dense's (N, units) or a channels-last conv's (N*H*W, K), are
+ * compiled in three variants (``_isa.h``: avx512, avx2 = x86-64-v3, default) and
  * picked by ``cy_mathfn_select(isa)``, which each module including this header calls at import.
  * A module with its own loops (the conv epilogues) can instead call the element functions
  * inside its own ``CY_TARGET_*`` functions.
@@ -373,6 +377,46 @@ static TARGET void cy_act_backward_##NAME##_##S(int code, const T *dout, const T
     }                                                                                        \
 }
 
+/* The epilogues of a layer whose output is rows x cols, row-major, bias per column (Dense:
+   N x units; a channels-last conv: N*H_out*W_out x K).  Blocks of about CY_EPILOGUE_BLOCK
+   values, so that a block is still in L1 when the second loop over it runs:
+     forward   z := f(z + bias)                 (bias may be NULL)
+     backward  dz := dout * f'(y), db += the column sums of dz, in float64 (db may be NULL)
+   For a small cols the bias / column-sum loop is short and scalar; the activation loop, over
+   the whole block, is the vector one. */
+#define CY_EPILOGUE_BLOCK 2048
+#define CY_EPILOGUES(NAME, T, S, TARGET)                                                     \
+static TARGET void cy_bias_act_forward_##NAME##_##S(int code, T *z, const T *bias,          \
+                                                   Py_ssize_t rows, Py_ssize_t cols, T alpha) \
+{                                                                                            \
+    Py_ssize_t rb = cols < CY_EPILOGUE_BLOCK ? CY_EPILOGUE_BLOCK / cols : 1, r0, r1, i, j;   \
+    for (r0 = 0; r0 < rows; r0 = r1) {                                                       \
+        r1 = r0 + rb < rows ? r0 + rb : rows;                                                \
+        if (bias)                                                                            \
+            for (i = r0; i < r1; i++)                                                        \
+                for (j = 0; j < cols; j++)                                                   \
+                    z[i * cols + j] += bias[j];                                              \
+        if (code != CY_ACT_LINEAR)                                                           \
+            cy_act_forward_##NAME##_##S(code, z + r0 * cols, z + r0 * cols,                  \
+                                        (r1 - r0) * cols, alpha);                            \
+    }                                                                                        \
+}                                                                                            \
+static TARGET void cy_bias_act_backward_##NAME##_##S(int code, const T *dout, const T *y,   \
+                                                    T *dz, Py_ssize_t rows, Py_ssize_t cols, \
+                                                    T alpha, double *db)                     \
+{                                                                                            \
+    Py_ssize_t rb = cols < CY_EPILOGUE_BLOCK ? CY_EPILOGUE_BLOCK / cols : 1, r0, r1, i, j;   \
+    for (r0 = 0; r0 < rows; r0 = r1) {                                                       \
+        r1 = r0 + rb < rows ? r0 + rb : rows;                                                \
+        cy_act_backward_##NAME##_##S(code, dout + r0 * cols, y + r0 * cols, dz + r0 * cols,  \
+                                     (r1 - r0) * cols, alpha);                               \
+        if (db)                                                                              \
+            for (i = r0; i < r1; i++)                                                        \
+                for (j = 0; j < cols; j++)                                                   \
+                    db[j] += dz[i * cols + j];                                               \
+    }                                                                                        \
+}
+
 #define CY_NO_TARGET_MATHFN
 CY_ACT_ROWS(default, float, f, CY_NO_TARGET_MATHFN)
 CY_ACT_ROWS(default, double, d, CY_NO_TARGET_MATHFN)
@@ -382,6 +426,14 @@ CY_ACT_ROWS(avx2, double, d, CY_TARGET_AVX2)
 CY_ACT_ROWS(avx512, float, f, CY_TARGET_AVX512)
 CY_ACT_ROWS(avx512, double, d, CY_TARGET_AVX512)
 #endif
+CY_EPILOGUES(default, float, f, CY_NO_TARGET_MATHFN)
+CY_EPILOGUES(default, double, d, CY_NO_TARGET_MATHFN)
+#if CY_ISA_X86
+CY_EPILOGUES(avx2, float, f, CY_TARGET_AVX2)
+CY_EPILOGUES(avx2, double, d, CY_TARGET_AVX2)
+CY_EPILOGUES(avx512, float, f, CY_TARGET_AVX512)
+CY_EPILOGUES(avx512, double, d, CY_TARGET_AVX512)
+#endif
 
 typedef void (*cy_act_forward_f_t)(int, const float *, float *, Py_ssize_t, float);
 typedef void (*cy_act_forward_d_t)(int, const double *, double *, Py_ssize_t, double);
@@ -389,6 +441,18 @@ typedef void (*cy_act_backward_f_t)(int, const float *, const float *, float *, 
                                     float);
 typedef void (*cy_act_backward_d_t)(int, const double *, const double *, double *, Py_ssize_t,
                                     double);
+typedef void (*cy_bias_act_forward_f_t)(int, float *, const float *, Py_ssize_t, Py_ssize_t,
+                                        float);
+typedef void (*cy_bias_act_forward_d_t)(int, double *, const double *, Py_ssize_t, Py_ssize_t,
+                                        double);
+typedef void (*cy_bias_act_backward_f_t)(int, const float *, const float *, float *,
+                                         Py_ssize_t, Py_ssize_t, float, double *);
+typedef void (*cy_bias_act_backward_d_t)(int, const double *, const double *, double *,
+                                         Py_ssize_t, Py_ssize_t, double, double *);
+static cy_bias_act_forward_f_t cy_bias_act_forward_f = cy_bias_act_forward_default_f;
+static cy_bias_act_forward_d_t cy_bias_act_forward_d = cy_bias_act_forward_default_d;
+static cy_bias_act_backward_f_t cy_bias_act_backward_f = cy_bias_act_backward_default_f;
+static cy_bias_act_backward_d_t cy_bias_act_backward_d = cy_bias_act_backward_default_d;
 static cy_act_forward_f_t cy_act_forward_f = cy_act_forward_default_f;
 static cy_act_forward_d_t cy_act_forward_d = cy_act_forward_default_d;
 static cy_act_backward_f_t cy_act_backward_f = cy_act_backward_default_f;
@@ -401,7 +465,11 @@ static int cy_mathfn_select(int isa)
     cy_act_forward_f = cy_act_forward_##NAME##_f;                                            \
     cy_act_forward_d = cy_act_forward_##NAME##_d;                                            \
     cy_act_backward_f = cy_act_backward_##NAME##_f;                                          \
-    cy_act_backward_d = cy_act_backward_##NAME##_d;
+    cy_act_backward_d = cy_act_backward_##NAME##_d;                                          \
+    cy_bias_act_forward_f = cy_bias_act_forward_##NAME##_f;                                  \
+    cy_bias_act_forward_d = cy_bias_act_forward_##NAME##_d;                                  \
+    cy_bias_act_backward_f = cy_bias_act_backward_##NAME##_f;                                \
+    cy_bias_act_backward_d = cy_bias_act_backward_##NAME##_d;
     CY_MATHFN_USE(default)
 #if CY_ISA_X86
     if (isa == CY_ISA_AVX512) {
