@@ -11,7 +11,8 @@ GEMM each) as a share of a 2048x2048 sgemm measured in the same run.  The last t
 compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
 when other processes keep the cores busy and every 2-thread timing waits for a free core.
 ``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers),
-``winograd`` (F(2x2, 3x3) for 3x3 stride-1 layers with 16 or more input channels) or ``gemm``
+``winograd`` (F(2x2, 3x3) for 3x3 stride-1 layers with 16 or more input channels), ``blocked``
+(register-blocked small GEMMs, other stride-1 layers such as LeNet's second) or ``gemm``
 (im2col + GEMM); GFLOP/s always count the direct convolution's multiply-adds, so Winograd,
 which does fewer, can pass 100 % of sgemm.
 cytorch runs OpenMP with the wait policy printed in the header (a short
@@ -100,11 +101,8 @@ def main():
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
-        path = ("direct" if cytorch._kernels.load("_direct").uses_direct_path(
-                    x.shape, w.shape, out.shape, (s, s), out.dtype)
-                else "winograd" if cytorch._kernels.load("_winograd").uses_winograd_path(
-                    x.shape, w.shape, out.shape, (s, s), out.dtype)
-                else "gemm")
+        path = {"_direct": "direct", "_winograd": "winograd", "_blocked": "blocked",
+                None: "gemm"}[F._conv_fast_path(x, w, out, (s, s), (1, 1))]
         rows.append((name, path, times, flops / times["compiled"] / 1e9))
         print(f"  measured {name}", flush=True)
 

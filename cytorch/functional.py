@@ -88,6 +88,21 @@ def _conv_winograd(x, w, out, strides, dilation):
                                                    x.dtype, dilation)
 
 
+def _conv_fast_path(x, w, out, strides, dilation):
+    """The compiled module of the stride-1 fast path this conv2d runs, or None for im2col +
+    GEMM (``_conv``): ``"_direct"`` (thin layers such as LeNet's first), ``"_winograd"``
+    (3x3 layers with many channels) or ``"_blocked"`` (register-blocked small GEMMs, such as
+    LeNet's second), asked in this order; each measured rule lives beside its kernel."""
+    if _conv_direct(x, w, out, strides, dilation):
+        return "_direct"
+    if _conv_winograd(x, w, out, strides, dilation):
+        return "_winograd"
+    if _kernel("_blocked").uses_blocked_path(x.shape, w.shape, out.shape, strides, x.dtype,
+                                             dilation):
+        return "_blocked"
+    return None
+
+
 #: the activations ``conv2d_forward`` applies itself, in the pass that writes its output
 CONV2D_ACTIVATIONS = checks.CONV_ACTIVATIONS
 
@@ -141,12 +156,16 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
                                         activation, check_finite=False)
     out = _alloc(workspace, "conv2d_out", out_shape, x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    if _conv_direct(x, w, out, (sh, sw), (dh, dw)):
+    path = _conv_fast_path(x, w, out, (sh, sw), (dh, dw))
+    if path == "_direct":
         _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
                                           activation)
-    elif _conv_winograd(x, w, out, (sh, sw), (dh, dw)):
+    elif path == "_winograd":
         _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
                                             get_num_threads(), activation)
+    elif path == "_blocked":
+        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
+        reference.conv2d_activate(out, activation)   # not fused into this kernel yet
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
@@ -189,12 +208,16 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
     activation, y = cache.get("activation", "linear"), cache.get("y")
-    if _conv_direct(x, w, dout, (sh, sw), dilation):
+    path = _conv_fast_path(x, w, dout, (sh, sw), dilation)
+    if path == "_direct":
         _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
                                            activation, y)
-    elif _conv_winograd(x, w, dout, (sh, sw), dilation):
+    elif path == "_winograd":
         _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl,
                                              get_num_threads(), activation, y)
+    elif path == "_blocked":
+        dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
+        _kernel("_blocked").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation, activation, y)

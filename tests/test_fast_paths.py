@@ -1,5 +1,6 @@
-"""The fast paths against their own twins: conv2d's direct path (``_kernels/_direct.pyx``)
-against ``reference.conv2d_shift_add_forward`` / ``_backward``, and 2x2 pooling (the row
+"""The fast paths against their own twins: conv2d's direct and blocked paths
+(``_kernels/_direct.pyx``, ``_kernels/_blocked.pyx``) against
+``reference.conv2d_shift_add_forward`` / ``_backward``, and 2x2 pooling (the row
 kernels of ``_pool.pyx`` and ``_pool2x2.h``) against ``reference.*_pool2d_2x2_*``; the twins
 against the general twins and finite differences."""
 import numpy as np
@@ -20,13 +21,13 @@ PADDINGS = st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 
 
 
 # -- conv2d: the direct path --------------------------------------------------------------------
-def direct(x, w, b, pads, dout, need_dx=True, threads=2):
-    """The compiled direct path called as functional calls it: out, dx, dw, db."""
+def direct(x, w, b, pads, dout, need_dx=True, threads=2, module="_direct"):
+    """The compiled direct (or blocked) path called as functional calls it: out, dx, dw, db."""
     N, H, W, C = x.shape
     kh, kw, _, K = w.shape
     pt, pb, pl, pr = pads
     out = np.empty((N, H + pt + pb - kh + 1, W + pl + pr - kw + 1, K), x.dtype)
-    kernel = load("_direct")
+    kernel = load(module)
     kernel.conv2d_forward(x, w, b, out, pt, pl, threads)
     dx = np.empty_like(x) if need_dx else None
     dw, db = np.empty_like(w), np.empty(K, x.dtype)
@@ -42,6 +43,25 @@ def direct(x, w, b, pads, dout, need_dx=True, threads=2):
 def test_direct_kernel_matches_its_twin(N, H, W, C, K, kh, kw, padding, dtype, need_dx, seed):
     # any stride-1 geometry, not only those the dispatch rule sends here: non-square kernels,
     # kernels larger than the image, padding larger than the kernel (dx then crops)
+    check_against_the_twin("_direct", N, H, W, C, K, kh, kw, padding, dtype, need_dx, seed)
+
+
+@settings(max_examples=80, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 30), C=st.integers(1, 9),
+       K=st.integers(1, 40), kh=st.integers(1, 6), kw=st.integers(1, 6), padding=PADDINGS,
+       dtype=st.sampled_from([np.float32, np.float64]), need_dx=st.booleans(),
+       seed=st.integers(0, 2 ** 16), threads=st.integers(1, 3))
+def test_blocked_kernel_matches_its_twin(N, H, W, C, K, kh, kw, padding, dtype, need_dx, seed,
+                                         threads):
+    # rows wider than a tile (W up to 30: several pixel tiles per row), filters over several
+    # vectors and not a whole number of them (K up to 40), more channels than a dx tile (C > 6),
+    # kernel rows longer than a dW tile (kw * C > 24)
+    check_against_the_twin("_blocked", N, H, W, C, K, kh, kw, padding, dtype, need_dx, seed,
+                           threads)
+
+
+def check_against_the_twin(module, N, H, W, C, K, kh, kw, padding, dtype, need_dx, seed,
+                           threads=2):
     pads = resolve_padding(padding, H, W, kh, kw, 1, 1)
     pt, pb, pl, pr = pads
     if H + pt + pb < kh or W + pl + pr < kw:
@@ -53,7 +73,7 @@ def test_direct_kernel_matches_its_twin(N, H, W, C, K, kh, kw, padding, dtype, n
     want_out, cache = reference.conv2d_shift_add_forward(x, w, b, ((pt, pb), (pl, pr)))
     dout = rng.standard_normal(want_out.shape).astype(dtype)
     want = (want_out,) + reference.conv2d_shift_add_backward(dout, cache, need_dx)
-    got = direct(x, w, b, pads, dout, need_dx)
+    got = direct(x, w, b, pads, dout, need_dx, threads, module)
     # the same sums over |terms|, in float64: the size rounding errors are proportional to
     # (dw and db are sums over the batch that can cancel to almost nothing)
     a64 = [np.abs(v).astype(np.float64) for v in (x, w, b, dout)]
@@ -97,6 +117,31 @@ def test_direct_path_finite_differences():
     dx, dw, db = F.conv2d_backward(dout, cache)
     f = lambda **kw: F.conv2d_forward(**{"x": x, "w": w, "b": b, **kw},
                                       padding=((1, 0), (0, 1)))[0]
+    assert relative_error(dx, numerical_gradient(lambda v: f(x=v), x, dout)) < 1e-8
+    assert relative_error(dw, numerical_gradient(lambda v: f(w=v), w, dout)) < 1e-8
+    assert relative_error(db, numerical_gradient(lambda v: f(b=v), b, dout)) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_path_runs_lenet_c2(dtype):
+    # LeNet's second layer (6 -> 16 channels, 5x5) runs the blocked path in every variant
+    x, w = np.ones((1, 14, 14, 6), dtype), np.ones((5, 5, 6, 16), dtype)
+    out, _ = F.conv2d_forward(x, w)
+    assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
+    assert (out == 150).all()
+    assert F._conv_fast_path(x, w, out[:, :5, :5], (2, 2), (1, 1)) is None
+
+
+def test_blocked_path_finite_differences():
+    # channels over two dx tiles (7 > 6), filters over a vector and a half, odd padding
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((2, 6, 7, 7)), rng.standard_normal((3, 2, 7, 12)), np.ones(12)
+    pad = ((1, 0), (0, 1))
+    out, cache = F.conv2d_forward(x, w, b, 1, pad)
+    assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    f = lambda **kw: F.conv2d_forward(**{"x": x, "w": w, "b": b, **kw}, padding=pad)[0]
     assert relative_error(dx, numerical_gradient(lambda v: f(x=v), x, dout)) < 1e-8
     assert relative_error(dw, numerical_gradient(lambda v: f(w=v), w, dout)) < 1e-8
     assert relative_error(db, numerical_gradient(lambda v: f(b=v), b, dout)) < 1e-8

@@ -171,7 +171,7 @@ def test_conv2d_stays_in_bounds(dtype, threads, geometry, K, need_dx, activation
         assert_close(got.array, want, f"conv2d_backward {name}")
 
 
-@pytest.mark.parametrize("module", ["_conv", "_direct", "_winograd"])
+@pytest.mark.parametrize("module", ["_conv", "_direct", "_winograd", "_blocked"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(N=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5), C=st.integers(1, 3),
@@ -183,8 +183,9 @@ def test_conv2d_any_geometry_its_entry_points_accept(module, dtype, N, H, W, C, 
                                                      sw, pt, pl, H_out, W_out, threads):
     """The entry points check that the arrays agree, not that ``out`` has the size the
     padding implies: any output size and top/left padding must read zeros past the image
-    (the same numbers as a twin padded far enough), never memory outside x.  The direct path
-    (``_direct``) is stride 1 only, Winograd (``_winograd``) 3x3 stride 1 only."""
+    (the same numbers as a twin padded far enough), never memory outside x.  The direct and
+    blocked paths (``_direct``, ``_blocked``) are stride 1 only, Winograd (``_winograd``) 3x3
+    stride 1 only."""
     if module != "_conv":
         sh = sw = 1
     if module == "_winograd":
@@ -263,6 +264,8 @@ def test_dilated_conv2d_stays_in_bounds(dtype, x_shape, kernel, dilation, stride
     lambda x, w, b, out: load("_conv").conv2d_forward(x, w, b, out, 1, 1, 0, 0, 1, 1, -2),
     lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b, out, -1, 0, 1),
     lambda x, w, b, out: load("_direct").conv2d_forward(x, w, b[:1], out, 0, 0, 1),
+    lambda x, w, b, out: load("_blocked").conv2d_forward(x, w, b, out, 0, -1, 1),
+    lambda x, w, b, out: load("_blocked").conv2d_forward(x[:, :, :, :0], w, b, out, 0, 0, 1),
     lambda x, w, b, out: load("_winograd").conv2d_forward(x, w, b, out, 0, -1, 1),
     lambda x, w, b, out: load("_winograd").conv2d_forward(x, w, b, out, 0, 0, 1),  # 2x2 w
     lambda x, w, b, out: load("_winograd").conv2d_forward(x[..., :0], w, b, out, 0, 0, 1),
@@ -327,6 +330,46 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
     for name, got, want in results:
         got.assert_guards_intact(f"direct conv2d_backward {name}")
         assert_close(got.array, want, f"direct conv2d_backward {name}")
+
+
+# The blocked path (``_blocked.pyx``, stride 1): tiles of every size, filters padded to whole
+# vectors (K = 17, 33), more channels than a dx tile (geometries draw C up to 4; the example
+# has 7).
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 5, 8, 16, 17, 33]),
+       need_dx=st.booleans(), threads=st.integers(1, 2))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=17, need_dx=True, threads=2)
+@example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2)
+def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads):
+    x_shape, (kh, kw), _, pads = geometry
+    N, H, W, C = x_shape
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
+    padding = (pads[:2], pads[2:])
+    want_out, cache = reference.conv2d_shift_add_forward(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
+    want_dx, want_dw, want_db = reference.conv2d_shift_add_backward(dout.astype(np.float64),
+                                                                    cache)
+    direct = load("_blocked")
+    out = guarded_output((N, H_out, W_out, K), dtype)
+    dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((K,), dtype)
+    with running(isa_variant):
+        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
+                               pads[0], pads[2], threads)
+    out.assert_guards_intact("blocked conv2d_forward out")
+    assert_close(out.array, want_out, "blocked conv2d_forward")
+    results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
+    for name, got, want in results:
+        got.assert_guards_intact(f"blocked conv2d_backward {name}")
+        assert_close(got.array, want, f"blocked conv2d_backward {name}")
 
 
 # Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant: tiles past the

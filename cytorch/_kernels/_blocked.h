@@ -1,0 +1,285 @@
+/* cytorch/_kernels/_blocked.h -- the register-blocked micro-kernels of conv2d's blocked path
+ * (``_blocked.pyx``), for stride-1 layers like LeNet's second (K = 16 filters over C * kh * kw =
+ * 150 taps), where OpenBLAS's GEMM spends more time packing a 16-column matrix than multiplying.
+ *
+ * Each micro-kernel keeps a small tile of outputs in vector registers while it runs through the
+ * whole sum, then stores the tile once: a small GEMM whose operands are read straight out of the
+ * (padded) image, with no im2col matrix.  One operand is read as vectors, the other one number at
+ * a time and broadcast to every lane (``vector * scalar``; AVX-512 folds the broadcast into the
+ * FMA's memory operand).  The three products of a conv layer:
+ *
+ *   fwd:  acc[p][k] = init[k] + sum_t  xr[off[t] + p] * w[t, k]
+ *         p: pb neighbouring output pixels of one row (broadcast), k: kb vectors of filters,
+ *         t = (a, b, c) the taps, xr the image stored row-planar (row, channel, column)
+ *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
+ *         t: tb neighbouring taps (b, c) of one kernel row (broadcast, NHWC image), k: kb
+ *         vectors of filters
+ *   dx:   acc[c][j] = sum_t  w2[t, c] * src[off[t] + j]
+ *         c: cb input channels (broadcast weights), j: JB vectors of input pixels of the
+ *         gradient image stored planar (channel, row, column); dx is the correlation of dout
+ *         with the kernel turned around
+ *
+ * Every lane adds its terms one after the other in one chain (no even/odd split), in the same
+ * order in every variant: the AVX2 and AVX-512 variants, which both fuse each multiply-add,
+ * compute the same bits; the default variant (SSE2 on x86-64, no FMA) rounds each product
+ * first.  Enough independent accumulators (>= 8) hide the FMA latency.
+ *
+ * Instruction sets (``_isa.h``) and register blocking: ACC accumulators, the rest of the
+ * register file for one row of weights (fwd, dw: kb <= 2 vectors) or JB vectors of pixels (dx)
+ * and one broadcast:
+ *
+ *     variant   vectors       registers   ACC   fwd pb x kb    dw tb x kb     dx cb x JB
+ *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 4
+ *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
+ *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
+ *
+ * The tile sizes are compile-time constants (a switch over every size up to the limit, each
+ * case fully unrolled), so the accumulators are registers, not an array on the stack.
+ * Checked with ``objdump -d`` on the module built by GCC 12.2 (-O3): every innermost loop of
+ * cy_blk_avx512_* multiplies-adds with vfmadd...ps/pd on zmm registers (the AVX-512 forward and
+ * dW tiles with the broadcast folded in: vfmadd231ps (%r..){1to16}), of cy_blk_avx2_* with
+ * vfmadd on ymm registers, of cy_blk_default_* with mulps + addps on xmm, and none reads or
+ * writes the stack (the few stack references are in the outer pixel-row loops of dW, 254 in
+ * the 36 avx512 dW tiles, and in the prologues).  ``tests/test_isa.py`` repeats the check.
+ */
+#ifndef CYTORCH_BLOCKED_H
+#define CYTORCH_BLOCKED_H
+
+#include <Python.h>
+#include "_isa.h"
+
+#if defined(__GNUC__)
+#define CY_BLK_INLINE static inline __attribute__((always_inline))
+#define CY_BLK_UNROLL _Pragma("GCC unroll 32")
+#else
+#define CY_BLK_INLINE static __forceinline
+#define CY_BLK_UNROLL
+#endif
+#ifndef CY_TARGET_AVX2
+#define CY_TARGET_AVX2
+#define CY_TARGET_AVX512
+#endif
+
+/* the cases 1..n of a switch over a tile size, each calling M(NAME, size) */
+#define CY_BLK_CASES6(M, NAME) case 1: M(NAME, 1); break; case 2: M(NAME, 2); break;         \
+    case 3: M(NAME, 3); break; case 4: M(NAME, 4); break; case 5: M(NAME, 5); break;        \
+    case 6: M(NAME, 6); break;
+#define CY_BLK_CASES12(M, NAME) CY_BLK_CASES6(M, NAME) case 7: M(NAME, 7); break;            \
+    case 8: M(NAME, 8); break; case 9: M(NAME, 9); break; case 10: M(NAME, 10); break;      \
+    case 11: M(NAME, 11); break; case 12: M(NAME, 12); break;
+#define CY_BLK_CASES24(M, NAME) CY_BLK_CASES12(M, NAME) case 13: M(NAME, 13); break;         \
+    case 14: M(NAME, 14); break; case 15: M(NAME, 15); break; case 16: M(NAME, 16); break;  \
+    case 17: M(NAME, 17); break; case 18: M(NAME, 18); break; case 19: M(NAME, 19); break;  \
+    case 20: M(NAME, 20); break; case 21: M(NAME, 21); break; case 22: M(NAME, 22); break;  \
+    case 23: M(NAME, 23); break; case 24: M(NAME, 24); break;
+
+#define CY_BLK_FWD1(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 1)
+#define CY_BLK_FWD2(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 2)
+#define CY_BLK_DW1(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
+#define CY_BLK_DW2(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
+#define CY_BLK_DX(NAME, n) NAME##_dx_tile(dst, ldd, src, off, w2, ldw, nt, n)
+
+#if defined(__GNUC__)
+/* vectors of VB bytes: GCC/Clang vector extensions; "v * s" broadcasts the scalar s */
+#define CY_BLK_VEC(NAME, T, VB)                                                              \
+typedef T NAME##_v __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
+#define CY_BLK_ZERO(NAME) ((NAME##_v){0})
+#else
+/* other compilers: a struct of lanes and loops (same order of summation per lane) */
+#define CY_BLK_VEC(NAME, T, VB)                                                              \
+typedef struct { T e[VB / sizeof(T)]; } NAME##_v;
+#define CY_BLK_ZERO(NAME) (NAME##_zero())
+#endif
+
+/* One variant: NAME, element type T, vector bytes VB, accumulators ACC, CASES_ACC and
+   CASES_HALF the switch cases up to ACC and ACC / 2, JB pixel vectors per dx tile. */
+#define CY_BLOCKED(NAME, T, VB, ACC, CASES_ACC, CASES_HALF, JB, TARGET)                      \
+CY_BLK_VEC(NAME, T, VB)                                                                      \
+enum { NAME##_V = VB / sizeof(T) };                                                          \
+                                                                                             \
+/* acc += v * s, lane by lane (one FMA where the variant has it) */                          \
+CY_BLK_INLINE TARGET void NAME##_fma(NAME##_v *acc, NAME##_v v, T s)                         \
+{                                                                                            \
+    CY_BLK_FMA_BODY(NAME)                                                                    \
+}                                                                                            \
+CY_BLK_INLINE TARGET NAME##_v NAME##_load(const T *p) { return *(const NAME##_v *)p; }       \
+CY_BLK_INLINE TARGET void NAME##_store(T *p, NAME##_v v) { *(NAME##_v *)p = v; }             \
+CY_BLK_ZERO_FN(NAME, T)                                                                      \
+                                                                                             \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_fwd_tile(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssize_t *off, const T *w,      \
+                Py_ssize_t ldw, const T *init, Py_ssize_t nt, const int pb, const int kb)    \
+{                                                                                            \
+    NAME##_v acc[ACC];                                                                       \
+    Py_ssize_t t;                                                                            \
+    int p, k;                                                                                \
+    CY_BLK_UNROLL for (p = 0; p < pb; p++)                                                   \
+        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
+            acc[p * kb + k] = NAME##_load(init + k * NAME##_V);                              \
+    for (t = 0; t < nt; t++) {                                                               \
+        const T *xo = xr + off[t];                                                           \
+        NAME##_v w0 = NAME##_load(w + t * ldw);                                              \
+        NAME##_v w1 = kb > 1 ? NAME##_load(w + t * ldw + NAME##_V) : w0;                     \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                             \
+            NAME##_fma(&acc[p * kb], w0, xo[p]);                                             \
+            if (kb > 1)                                                                      \
+                NAME##_fma(&acc[p * kb + 1], w1, xo[p]);                                     \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (p = 0; p < pb; p++)                                                   \
+        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
+            NAME##_store(dst + p * ldd + k * NAME##_V, acc[p * kb + k]);                     \
+}                                                                                            \
+                                                                                             \
+/* dst (pb rows of ldd) = init + sum over the nt taps; 1 <= pb <= ACC / kb, kb in {1, 2} */   \
+static TARGET void NAME##_fwd(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssize_t *off,    \
+                              const T *w, Py_ssize_t ldw, const T *init, Py_ssize_t nt,      \
+                              int pb, int kb)                                                \
+{                                                                                            \
+    if (kb == 2) {                                                                           \
+        switch (pb) { CASES_HALF(CY_BLK_FWD2, NAME) }                                        \
+    } else {                                                                                 \
+        switch (pb) { CASES_ACC(CY_BLK_FWD1, NAME) }                                         \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_dw_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xrow, Py_ssize_t xpix,      \
+               const T *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, const int tb,       \
+               const int kb)                                                                 \
+{                                                                                            \
+    NAME##_v acc[ACC];                                                                       \
+    Py_ssize_t oh, ow;                                                                       \
+    int t, k;                                                                                \
+    CY_BLK_UNROLL for (t = 0; t < tb; t++)                                                   \
+        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
+            acc[t * kb + k] = NAME##_load(acc_io + t * lda + k * NAME##_V);                  \
+    for (oh = 0; oh < Ho; oh++) {                                                            \
+        const T *xp = x + oh * xrow;                                                         \
+        const T *dp = d + oh * Wo * ldd;                                                     \
+        for (ow = 0; ow < Wo; ow++, xp += xpix, dp += ldd) {                                 \
+            NAME##_v d0 = NAME##_load(dp);                                                   \
+            NAME##_v d1 = kb > 1 ? NAME##_load(dp + NAME##_V) : d0;                          \
+            CY_BLK_UNROLL for (t = 0; t < tb; t++) {                                         \
+                NAME##_fma(&acc[t * kb], d0, xp[t]);                                         \
+                if (kb > 1)                                                                  \
+                    NAME##_fma(&acc[t * kb + 1], d1, xp[t]);                                 \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (t = 0; t < tb; t++)                                                   \
+        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
+            NAME##_store(acc_io + t * lda + k * NAME##_V, acc[t * kb + k]);                  \
+}                                                                                            \
+                                                                                             \
+/* acc_io (tb rows of lda) += the products over every output pixel; 1 <= tb <= ACC / kb */   \
+static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xrow,          \
+                             Py_ssize_t xpix, const T *d, Py_ssize_t ldd, Py_ssize_t Ho,     \
+                             Py_ssize_t Wo, int tb, int kb)                                  \
+{                                                                                            \
+    if (kb == 2) {                                                                           \
+        switch (tb) { CASES_HALF(CY_BLK_DW2, NAME) }                                         \
+    } else {                                                                                 \
+        switch (tb) { CASES_ACC(CY_BLK_DW1, NAME) }                                          \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_dx_tile(T *dst, Py_ssize_t ldd, const T *src, const Py_ssize_t *off, const T *w2,     \
+               Py_ssize_t ldw, Py_ssize_t nt, const int cb)                                  \
+{                                                                                            \
+    NAME##_v acc[6 * JB], v[JB];                                                             \
+    Py_ssize_t t;                                                                            \
+    int c, j;                                                                                \
+    CY_BLK_UNROLL for (c = 0; c < cb * JB; c++)                                              \
+        acc[c] = CY_BLK_ZERO(NAME);                                                          \
+    for (t = 0; t < nt; t++) {                                                               \
+        const T *s = src + off[t];                                                           \
+        const T *wt = w2 + t * ldw;                                                          \
+        CY_BLK_UNROLL for (j = 0; j < JB; j++)                                               \
+            v[j] = NAME##_load(s + j * NAME##_V);                                            \
+        CY_BLK_UNROLL for (c = 0; c < cb; c++)                                               \
+            CY_BLK_UNROLL for (j = 0; j < JB; j++)                                           \
+                NAME##_fma(&acc[c * JB + j], v[j], wt[c]);                                   \
+    }                                                                                        \
+    CY_BLK_UNROLL for (c = 0; c < cb; c++)                                                   \
+        CY_BLK_UNROLL for (j = 0; j < JB; j++)                                               \
+            NAME##_store(dst + c * ldd + j * NAME##_V, acc[c * JB + j]);                     \
+}                                                                                            \
+                                                                                             \
+/* dst (cb rows of ldd, JB vectors each) = sum over the nt taps; 1 <= cb <= 6 */             \
+static TARGET void NAME##_dx(T *dst, Py_ssize_t ldd, const T *src, const Py_ssize_t *off,    \
+                             const T *w2, Py_ssize_t ldw, Py_ssize_t nt, int cb)             \
+{                                                                                            \
+    switch (cb) { CY_BLK_CASES6(CY_BLK_DX, NAME) }                                           \
+}
+
+#if defined(__GNUC__)
+#define CY_BLK_FMA_BODY(NAME) *acc += v * s;
+#define CY_BLK_ZERO_FN(NAME, T)
+#else
+#define CY_BLK_FMA_BODY(NAME)                                                                \
+    int i;                                                                                   \
+    for (i = 0; i < NAME##_V; i++)                                                           \
+        acc->e[i] += v.e[i] * s;
+#define CY_BLK_ZERO_FN(NAME, T)                                                              \
+static NAME##_v NAME##_zero(void) { NAME##_v z; int i;                                       \
+    for (i = 0; i < NAME##_V; i++) z.e[i] = 0; return z; }
+#endif
+
+#define CY_NO_TARGET_BLK
+CY_BLOCKED(cy_blk_default_f, float, 16, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_NO_TARGET_BLK)
+CY_BLOCKED(cy_blk_default_d, double, 16, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_NO_TARGET_BLK)
+#if CY_ISA_X86
+CY_BLOCKED(cy_blk_avx2_f, float, 32, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_TARGET_AVX2)
+CY_BLOCKED(cy_blk_avx2_d, double, 32, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_TARGET_AVX2)
+CY_BLOCKED(cy_blk_avx512_f, float, 64, 24, CY_BLK_CASES24, CY_BLK_CASES12, 4, CY_TARGET_AVX512)
+CY_BLOCKED(cy_blk_avx512_d, double, 64, 24, CY_BLK_CASES24, CY_BLK_CASES12, 4, CY_TARGET_AVX512)
+#endif
+
+/* The variant in use (cy_blk_select), as a table of its three kernels and its tile limits. */
+#define CY_BLK_TABLE(T, S)                                                                   \
+typedef struct {                                                                             \
+    void (*fwd)(T *, Py_ssize_t, const T *, const Py_ssize_t *, const T *, Py_ssize_t,       \
+                const T *, Py_ssize_t, int, int);                                            \
+    void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,    \
+               Py_ssize_t, Py_ssize_t, int, int);                                            \
+    void (*dx)(T *, Py_ssize_t, const T *, const Py_ssize_t *, const T *, Py_ssize_t,        \
+               Py_ssize_t, int);                                                             \
+} cy_blk_kernels_##S;                                                                        \
+static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
+                                        cy_blk_default_##S##_dx};
+CY_BLK_TABLE(float, f)
+CY_BLK_TABLE(double, d)
+
+/* lanes per vector (floats), accumulators and pixel vectors per dx tile of the variant in use */
+static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
+
+#define CY_BLK_USE(VARIANT, VB, ACC, JB)                                                     \
+    do {                                                                                     \
+        cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
+        cy_blk_f.dx = VARIANT##_f_dx;                                                        \
+        cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
+        cy_blk_d.dx = VARIANT##_d_dx;                                                        \
+        cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
+    } while (0)
+
+/* Use variant ``isa`` (a CY_ISA_* value this CPU supports: the caller checks); returns it. */
+static int cy_blk_select(int isa)
+{
+#if CY_ISA_X86
+    if (isa == CY_ISA_AVX512) {
+        CY_BLK_USE(cy_blk_avx512, 64, 24, 4);
+        return isa;
+    }
+    if (isa == CY_ISA_AVX2) {
+        CY_BLK_USE(cy_blk_avx2, 32, 12, 2);
+        return isa;
+    }
+#endif
+    (void)isa;
+    CY_BLK_USE(cy_blk_default, 16, 12, 2);
+    return CY_ISA_DEFAULT;
+}
+
+#endif

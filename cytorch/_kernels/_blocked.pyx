@@ -1,0 +1,440 @@
+# cython: language_level=3
+"""conv2d forward and backward by the blocked path: register-blocked small GEMMs read straight
+out of the padded image, for stride-1 layers with a few tens of filters such as LeNet's second
+(its NumPy twins: ``cytorch.reference.conv2d_shift_add_forward`` / ``_backward``, which add the
+same products tap by tap).
+
+Layout contract, shared with the twins, ``_direct.pyx`` and ``_conv.pyx``:
+
+* ``x``: ``(N, H, W, C)`` channels-last, C-contiguous; ``w``: ``(kh, kw, C, K)``; ``b``: ``(K,)``;
+* stride 1, dilation 1; padding arrives resolved: ``pt`` and ``pl`` (top and left), the
+  bottom/right padding is implied by the output shape ``(N, H_out, W_out, K)``, and a window
+  row or column outside the image reads as zero;
+* ``out[n, i, j, k] = b[k] + sum_{a, b, c} x[n, i + a - pt, j + b - pl, c] * w[a, b, c, k]``.
+
+Why another path.  im2col + GEMM (``_conv.pyx``) copies every window into a column matrix, then
+hands OpenBLAS a GEMM with n = K = 16 columns, which it packs and runs at a fraction of its
+speed; the direct path (``_direct.pyx``) repeats every pixel K times across the vector lanes,
+which pays only for a handful of filters.  Here each product of the layer is a small GEMM whose
+operands are read where they lie (the micro-kernels of ``_blocked.h``):
+
+    forward   out[p, k]  = b[k] + sum_t x_t[p] * w[t, k]           t = (a, b, c) the taps
+    dW        dw[t, k]  += sum_p x_t[p] * dout[p, k]               p the output pixels
+    dx        dx[c, q]   = sum_s w2[s, c] * dout_s[q]              s = (a', b', k), q the pixels
+
+``x_t[p]`` is pixel p of the image shifted by tap t, read from a zero-padded copy of the image
+(one per thread and image, so no window needs a bounds check); dx is the correlation of the
+zero-padded dout with the kernel turned around (``w2[a', b', k, c] = w[kh-1-a', kw-1-b', c,
+k]``).  Forward and dW hold a tile of (pixels or taps) x (one or two vectors of filters) in
+registers, dx a tile of (up to 6 channels) x (vectors of pixels), which uses every lane when
+C = 6.  K is padded with zero filters to whole vectors.
+
+Threads: the batch is cut into work units of whole images (``_conv._units``, after the policy
+in ``_parallel.pxd``).  dW and db are summed per unit and the units added in unit order, so the
+result does not depend on which thread ran what.  ``cytorch.functional`` validates every
+argument; the entry points re-check that the shapes agree (cheap) so that no call can read or
+write out of bounds.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.string cimport memset
+
+import numpy as np
+
+from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from ._conv import _check_like, _check_shapes, _units
+
+cdef extern from "_blocked.h" nogil:
+    ctypedef struct cy_blk_kernels_f:
+        void (*fwd)(float *dst, Py_ssize_t ldd, const float *xr, const Py_ssize_t *off,
+                 const float *w, Py_ssize_t ldw, const float *init, Py_ssize_t nt, int pb,
+                 int kb) noexcept nogil
+        void (*dw)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow, Py_ssize_t xpix,
+                const float *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int tb,
+                int kb) noexcept nogil
+        void (*dx)(float *dst, Py_ssize_t ldd, const float *src, const Py_ssize_t *off,
+                const float *w2, Py_ssize_t ldw, Py_ssize_t nt, int cb) noexcept nogil
+    ctypedef struct cy_blk_kernels_d:
+        void (*fwd)(double *dst, Py_ssize_t ldd, const double *xr, const Py_ssize_t *off,
+                 const double *w, Py_ssize_t ldw, const double *init, Py_ssize_t nt, int pb,
+                 int kb) noexcept nogil
+        void (*dw)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
+                Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
+                Py_ssize_t Wo, int tb, int kb) noexcept nogil
+        void (*dx)(double *dst, Py_ssize_t ldd, const double *src, const Py_ssize_t *off,
+                const double *w2, Py_ssize_t ldw, Py_ssize_t nt, int cb) noexcept nogil
+    cy_blk_kernels_f cy_blk_f
+    cy_blk_kernels_d cy_blk_d
+    int cy_blk_lanes, cy_blk_acc, cy_blk_jb
+    int cy_isa_best()
+    int cy_blk_select(int isa)
+
+
+# -- which instruction set (see _kernels/__init__.py) -------------------------------------------
+def isa_variants():
+    """The variants of the micro-kernels this CPU can run, best first."""
+    return variants_up_to(cy_isa_best())
+
+
+def _select_isa(name):
+    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
+    it.  Private: for the tests and CYTORCH_ISA."""
+    global _isa
+    _isa = ISA_NAMES[cy_blk_select(isa_index(name, cy_isa_best()))]
+    return _isa
+
+
+def isa():
+    """The variant of the micro-kernels this process runs: "avx512", "avx2" or "default"."""
+    return _isa
+
+
+_select_isa(requested_isa())
+
+
+# -- the geometry of one call --------------------------------------------------------------------
+cdef struct Plan:
+    Py_ssize_t H, W, C, K, kh, kw, pt, pl, Ho, Wo
+    Py_ssize_t V          # numbers per vector of the variant in use
+    Py_ssize_t Kp         # K rounded up to whole vectors (zero filters in the padding)
+    Py_ssize_t Hp, Wp     # the padded image: Ho + kh - 1 rows of Wo + kw - 1 pixels
+    Py_ssize_t T          # taps kh * kw * C
+    # dx: dout padded to Hq x Wq = (H + kh - 1) x (W + kw - 1), planar (K, Hq, Wq); the dx
+    # tile covers the lanes q = ih * Wq + iw (iw >= W is thrown away) rounded up to Lq
+    Py_ssize_t qt, ql, Hq, Wq, plane, Lq, dsize
+
+
+cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_ssize_t Wo,
+                int pt, int pl, Py_ssize_t itemsize) noexcept:
+    cdef Plan g
+    g.H, g.W, g.C = x_shape[1], x_shape[2], x_shape[3]
+    g.kh, g.kw, g.K = w_shape[0], w_shape[1], w_shape[3]
+    g.pt, g.pl, g.Ho, g.Wo = pt, pl, Ho, Wo
+    g.V = cy_blk_lanes * 4 // itemsize
+    g.Kp = _cdiv(g.K, g.V) * g.V
+    g.Hp, g.Wp, g.T = Ho + g.kh - 1, Wo + g.kw - 1, g.kh * g.kw * g.C
+    g.qt, g.ql = g.kh - 1 - pt, g.kw - 1 - pl
+    g.Hq, g.Wq = g.H + g.kh - 1, g.W + g.kw - 1
+    g.plane = g.Hq * g.Wq
+    g.Lq = _cdiv(g.H * g.Wq, cy_blk_jb * g.V) * cy_blk_jb * g.V
+    # the last tap reads (K-1) * plane + (kh-1) * Wq + kw-1 + Lq - 1 < K * plane + Lq - H*Wq + kw
+    g.dsize = g.K * g.plane + g.Lq - g.H * g.Wq + g.kw
+    return g
+
+
+cdef inline void _blocks(Py_ssize_t n, Py_ssize_t most, Py_ssize_t *count,
+                         Py_ssize_t *size) noexcept nogil:
+    """Cut n into count blocks of at most ``most``, as even as can be (size = the largest)."""
+    count[0] = _cdiv(n, most)
+    size[0] = _cdiv(n, count[0])
+
+
+cdef inline void _pad_rows(const floating *xn, floating *xq, const Plan *g) noexcept nogil:
+    """Image ``xn`` (H, W, C) zero-padded and stored row-planar: ``xq[i, c, s] =
+    xn[i - pt, s - pl, c]`` for i < Hp, s < Wp."""
+    cdef Py_ssize_t i, s, c, C = g.C
+    cdef Py_ssize_t i_lo = max(0, -g.pt), i_hi = min(g.H, g.Hp - g.pt)
+    cdef Py_ssize_t s_lo = 0, s_hi = min(g.W, g.Wp - g.pl)
+    cdef const floating *src
+    cdef floating *dst
+    memset(xq, 0, g.Hp * C * g.Wp * sizeof(floating))
+    for i in range(i_lo, i_hi):
+        src = xn + i * g.W * C
+        dst = xq + (i + g.pt) * C * g.Wp + g.pl
+        for s in range(s_lo, s_hi):
+            for c in range(C):
+                dst[c * g.Wp + s] = src[s * C + c]
+
+
+cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noexcept nogil:
+    """Image ``xn`` (H, W, C) zero-padded, channels-last: ``xp[i, s, c] = xn[i - pt, s - pl,
+    c]`` for i < Hp, s < Wp."""
+    cdef Py_ssize_t i, j, C = g.C
+    cdef Py_ssize_t i_hi = min(g.H, g.Hp - g.pt), n = min(g.W, g.Wp - g.pl) * C
+    cdef const floating *src
+    cdef floating *dst
+    memset(xp, 0, g.Hp * g.Wp * C * sizeof(floating))
+    for i in range(i_hi):
+        src = xn + i * g.W * C
+        dst = xp + ((i + g.pt) * g.Wp + g.pl) * C
+        for j in range(n):
+            dst[j] = src[j]
+
+
+cdef inline void _pad_planar(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
+    """dout of one image (Ho, Wo, K) zero-padded by (qt, ql) and stored planar:
+    ``dq[k, i, s] = dn[i - qt, s - ql, k]`` for i < Hq, s < Wq (qt, ql < 0 crop)."""
+    cdef Py_ssize_t i, s, k, K = g.K
+    cdef Py_ssize_t i_lo = max(0, -g.qt), i_hi = min(g.Ho, g.Hq - g.qt)
+    cdef Py_ssize_t s_lo = max(0, -g.ql), s_hi = min(g.Wo, g.Wq - g.ql)
+    cdef const floating *src
+    cdef floating *dst
+    memset(dq, 0, g.dsize * sizeof(floating))
+    for i in range(i_lo, i_hi):
+        src = dn + i * g.Wo * K
+        dst = dq + (i + g.qt) * g.Wq + g.ql
+        for s in range(s_lo, s_hi):
+            for k in range(K):
+                dst[k * g.plane + s] = src[s * K + k]
+
+
+# -- forward ---------------------------------------------------------------------------------------
+cdef inline void _fwd_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
+                           const Py_ssize_t *off, const floating *w, Py_ssize_t ldw,
+                           const floating *init, Py_ssize_t nt, int pb,
+                           int kb) noexcept nogil:
+    if floating is float:
+        cy_blk_f.fwd(dst, ldd, xr, off, w, ldw, init, nt, pb, kb)
+    else:
+        cy_blk_d.fwd(dst, ldd, xr, off, w, ldw, init, nt, pb, kb)
+
+
+cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
+                         const Py_ssize_t *off, floating *outn, floating *xq, floating *tile,
+                         const Plan *g) noexcept nogil:
+    """outn (Ho, Wo, K) for one image: tiles of pb pixels of a row x kb vectors of filters."""
+    cdef Py_ssize_t oh, ow, p, k, kv, nb, pb, kb, nv = g.Kp // g.V, K = g.K
+    cdef bint direct = g.K == g.Kp          # tiles go straight into out
+    _pad_rows(xn, xq, g)
+    for oh in range(g.Ho):
+        kv = 0
+        while kv < nv:
+            kb = 2 if nv - kv >= 2 else 1
+            _blocks(g.Wo, cy_blk_acc // kb, &nb, &pb)
+            ow = 0
+            while ow < g.Wo:
+                pb = min(pb, g.Wo - ow)
+                if direct:
+                    _fwd_tile(outn + (oh * g.Wo + ow) * K + kv * g.V, K,
+                              xq + oh * g.C * g.Wp + ow, off, wk + kv * g.V, g.Kp,
+                              bk + kv * g.V, g.T, <int>pb, <int>kb)
+                else:
+                    _fwd_tile(tile, g.Kp, xq + oh * g.C * g.Wp + ow, off, wk + kv * g.V,
+                              g.Kp, bk + kv * g.V, g.T, <int>pb, <int>kb)
+                    for p in range(pb):
+                        for k in range(kv * g.V, min(K, (kv + kb) * g.V)):
+                            outn[(oh * g.Wo + ow + p) * K + k] = tile[p * g.Kp + k - kv * g.V]
+                ow += pb
+            kv += kb
+
+
+cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                  const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
+                  int num_threads):
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t N = x.shape[0], T, U, t, k, a, bb, c, u
+    cdef Py_ssize_t[::1] starts
+    T, U, starts = _units(N, num_threads)
+    cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
+    cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
+    cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
+    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp), dtype=dtype)
+    cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
+    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
+    with nogil:
+        for t in range(g.T):                    # tap t = (a, b, c), w's own order
+            for k in range(g.K):
+                wk[t, k] = w[t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C, k]
+            a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
+            off[t] = (a * g.C + c) * g.Wp + bb
+        for k in range(g.K):
+            bk[k] = b[k]
+        for u in prange(U, schedule="dynamic", num_threads=T):
+            for n in range(starts[u], starts[u + 1]):
+                _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
+                               &out[0, 0, 0, 0] + n * out_step, &xq[threadid(), 0],
+                               &tile[threadid(), 0], g)
+
+
+# -- backward --------------------------------------------------------------------------------------
+cdef inline void _dw_tile(floating *acc, Py_ssize_t lda, const floating *x, Py_ssize_t xrow,
+                          Py_ssize_t xpix, const floating *d, Py_ssize_t ldd, Py_ssize_t Ho,
+                          Py_ssize_t Wo, int tb, int kb) noexcept nogil:
+    if floating is float:
+        cy_blk_f.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb)
+    else:
+        cy_blk_d.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb)
+
+
+cdef inline void _dx_tile(floating *dst, Py_ssize_t ldd, const floating *src,
+                          const Py_ssize_t *off, const floating *w2, Py_ssize_t ldw,
+                          Py_ssize_t nt, int cb) noexcept nogil:
+    if floating is float:
+        cy_blk_f.dx(dst, ldd, src, off, w2, ldw, nt, cb)
+    else:
+        cy_blk_d.dx(dst, ldd, src, off, w2, ldw, nt, cb)
+
+
+cdef void _backward_image(const floating *dn, const floating *xn, const floating *w2,
+                          const Py_ssize_t *off2, floating *dxn, floating *dwl, double *db_part,
+                          floating *xp, floating *dpad, floating *dq, floating *dxt,
+                          const Plan *g) noexcept nogil:
+    """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL."""
+    cdef Py_ssize_t a, j, kv, nb, tb, kb, cb, c, q, ih, iw, k, i
+    cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
+    cdef const floating *d = dn
+    for i in range(P):
+        for k in range(K):
+            db_part[k] += dn[i * K + k]
+    # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel
+    if K != g.Kp:                       # rows of whole vectors, zero filters in the padding
+        for i in range(P):
+            for k in range(g.Kp):
+                dpad[i * g.Kp + k] = dn[i * K + k] if k < K else 0
+        d = dpad
+    _pad_nhwc(xn, xp, g)
+    kv = 0
+    while kv < nv:
+        kb = 2 if nv - kv >= 2 else 1
+        _blocks(span, cy_blk_acc // kb, &nb, &tb)
+        for a in range(g.kh):
+            j = 0
+            while j < span:
+                tb = min(tb, span - j)
+                _dw_tile(dwl + (a * span + j) * g.Kp + kv * g.V, g.Kp,
+                         xp + a * g.Wp * g.C + j, g.Wp * g.C, g.C, d + kv * g.V, g.Kp,
+                         g.Ho, g.Wo, <int>tb, <int>kb)
+                j += tb
+        kv += kb
+    if dxn == NULL:
+        return
+    # dx: tiles of cb channels x JB vectors of pixels q = ih * Wq + iw, planar, then NHWC
+    _pad_planar(dn, dq, g)
+    _blocks(g.C, 6, &nb, &cb)
+    q = 0
+    while q < g.Lq:
+        c = 0
+        while c < g.C:
+            cb = min(cb, g.C - c)
+            _dx_tile(dxt + c * g.Lq + q, g.Lq, dq + q, off2, w2 + c, g.C, g.kh * g.kw * K,
+                     <int>cb)
+            c += cb
+        q += cy_blk_jb * g.V
+    for ih in range(g.H):
+        for iw in range(g.W):
+            for c in range(g.C):
+                dxn[(ih * g.W + iw) * g.C + c] = dxt[c * g.Lq + ih * g.Wq + iw]
+
+
+cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
+                   const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
+                   floating[:, :, :, ::1] dw, floating[::1] db, const Plan *g,
+                   int num_threads):
+    dtype = np.float32 if floating is float else np.float64
+    cdef bint need_dx = dx is not None
+    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, s, t, k, u, a, bb, c, n
+    cdef Py_ssize_t[::1] starts
+    T, U, starts = _units(N, num_threads)
+    cdef Py_ssize_t S = g.kh * g.kw * K                    # taps (a', b', k) of w2
+    cdef floating[:, ::1] w2 = np.empty((S, C), dtype=dtype)
+    cdef Py_ssize_t[::1] off2 = np.empty(S, dtype=np.intp)
+    cdef floating[:, ::1] xp = np.empty((T, g.Hp * g.Wp * C), dtype=dtype)
+    cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Kp if K != g.Kp else 1),
+                                          dtype=dtype)
+    cdef floating[:, ::1] dq = np.empty((T, g.dsize if need_dx else 1), dtype=dtype)
+    cdef floating[:, ::1] dxt = np.empty((T, C * g.Lq if need_dx else 1), dtype=dtype)
+    # one partial sum of dW and db per unit (not per thread), added in unit order
+    cdef floating[:, ::1] dwl = np.zeros((U, g.T * g.Kp), dtype=dtype)
+    cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
+    cdef Py_ssize_t x_step = g.H * g.W * C, d_step = g.Ho * g.Wo * K
+    cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
+    cdef floating acc
+    cdef double dacc
+    with nogil:
+        for s in range(S):         # tap (a', b', k) of w2 reads w[kh-1-a', kw-1-b', c, k]
+            a, bb, k = s // (g.kw * K), (s // K) % g.kw, s % K
+            for c in range(C):
+                w2[s, c] = w[g.kh - 1 - a, g.kw - 1 - bb, c, k]
+            off2[s] = k * g.plane + a * g.Wq + bb
+        for u in prange(U, schedule="dynamic", num_threads=T):
+            for n in range(starts[u], starts[u + 1]):
+                _backward_image(&dout[0, 0, 0, 0] + n * d_step, &x[0, 0, 0, 0] + n * x_step,
+                                &w2[0, 0], &off2[0],
+                                dxp + n * x_step if need_dx else NULL, &dwl[u, 0],
+                                &db_part[u, 0], &xp[threadid(), 0], &dpad[threadid(), 0],
+                                &dq[threadid(), 0], &dxt[threadid(), 0], g)
+        for t in range(g.T):
+            for k in range(K):
+                acc = 0
+                for u in range(U):
+                    acc = acc + dwl[u, t * g.Kp + k]
+                dw[t // (g.kw * C), (t // C) % g.kw, t % C, k] = acc
+        for k in range(K):
+            dacc = 0
+            for u in range(U):
+                dacc = dacc + db_part[u, k]
+            db[k] = <floating>dacc
+
+
+# -- when this path runs ---------------------------------------------------------------------------
+# Measured on an AMD EPYC (Zen 5, family 26; 2 cores of a busy virtual machine, 2026-12-02;
+# OpenBLAS runs its Haswell AVX2 kernels there), one thread, N = 32 (16 for the last three),
+# "same" padding, forward + backward, blocked path time / im2col + GEMM time, for the avx512 /
+# avx2 variants:
+#   float32: C=1 K=4 k5 28x28 0.43/0.48   C=1 K=6 k5 0.42/0.52   C=1 K=16 k5 0.87/1.06
+#            C=3 K=8 k3 0.43/0.41   C=3 K=16 k3 0.33/0.59   C=6 K=16 k5 14x14 (LeNet c2) 0.33/0.54
+#            C=16 K=16 k5 0.36/0.31   C=6 K=32 k3 0.45/0.71   C=16 K=32 k3 0.43/0.82
+#            C=32 K=32 k3 0.17/1.19   C=6 K=64 k3 1.02/1.31   C=32 K=64 k3 0.43/1.50
+#            C=32 K=64 k3 32x32 (VGG-ish) 0.51/0.93   C=64 K=64 k3 16x16 0.31/0.93
+#            C=64 K=128 k3 0.49/0.94
+#   float64: C=1 K=4 k5 0.37/0.40   C=1 K=6 k5 0.38/0.55   C=3 K=16 k3 0.30/0.53
+#            C=6 K=16 k5 0.20/0.64   C=16 K=16 k5 0.09/1.21   C=6 K=32 k3 0.54/0.91
+#            C=16 K=32 k3 0.14/1.12   C=32 K=64 k3 32x32 0.58/1.08   C=64 K=128 k3 0.46/1.09
+# (the thin layers the direct path takes first: blocked / direct 1.27/1.17 for C=1 K=4 and
+# 1.02/0.89 for LeNet c1 in float32, so that rule stands).  With 32 registers the avx512 tiles
+# win up to 128 filters; with 16 (avx2, and the default variant, which follows it unmeasured)
+# the tiles are half as large and GEMM catches up sooner, at half as many filters in float64
+# (a vector holds half as many numbers).  The rule: stride 1, no dilation, and K <= 128
+# (avx512) or K <= 32 and C * K <= 512 in float32, K <= 16 and C * K <= 96 in float64 (the
+# other variants); the padded copies one thread keeps (dout padded and planar for dx) within
+# BLOCKED_BUDGET numbers.
+cdef Py_ssize_t BLOCKED_BUDGET = 1 << 21
+
+
+def uses_blocked_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
+    """True when ``cytorch.functional`` runs conv2d with these shapes (``(N, H, W, C)``,
+    ``(kh, kw, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype on this path
+    (the direct path of ``_direct.pyx`` is asked first).  The rule depends on the variant in
+    use (``isa()``)."""
+    cdef Py_ssize_t C = x_shape[3], kh = w_shape[0], kw = w_shape[1], K = w_shape[3]
+    if tuple(strides) != (1, 1) or tuple(dilation) != (1, 1):
+        return False
+    if K * (x_shape[1] + kh - 1) * (x_shape[2] + kw - 1) > BLOCKED_BUDGET:
+        return False
+    if _isa == "avx512":
+        return K <= 128
+    if np.dtype(dtype) == np.float32:
+        return K <= 32 and C * K <= 512
+    return K <= 16 and C * K <= 96
+
+
+# -- entry points ---------------------------------------------------------------------------------
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                   const floating[::1] b, floating[:, :, :, ::1] out, int pt, int pl,
+                   int num_threads):
+    """Fill ``out`` (N, H_out, W_out, K) with the stride-1 correlation of x and w, plus b.
+
+    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size.
+    """
+    _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    cdef Plan g = _plan(x.shape, w.shape, out.shape[1], out.shape[2], pt, pl, sizeof(floating))
+    _forward_all(x, w, b, out, &g, num_threads)
+
+
+def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
+                    const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
+                    floating[:, :, :, ::1] dw, floating[::1] db, int pt, int pl,
+                    int num_threads):
+    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from ``dout``
+    (N, H_out, W_out, K); db is accumulated in double precision."""
+    _check_shapes(x, w, db, dout, 1, 1, pt, pl)
+    if dx is not None:
+        _check_like(dx, x, "dx", "x")
+    _check_like(dw, w, "dw", "w")
+    cdef Plan g = _plan(x.shape, w.shape, dout.shape[1], dout.shape[2], pt, pl,
+                        sizeof(floating))
+    _backward_all(dout, x, w, dx, dw, db, &g, num_threads)
