@@ -11,6 +11,7 @@ CYTORCH_BUILD_ONLY=a,b   build only these modules (e.g. ``_conv,_pool``), for qu
 """
 import glob
 import os
+import shlex
 import sys
 import tempfile
 
@@ -46,8 +47,11 @@ class BuildExt(build_ext):
                 f.write(OPENMP_TEST)
             try:
                 objects = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-                self.compiler.link_executable(objects, os.path.join(tmp, "omp_test"),
-                                              extra_postargs=lflags)
+                # LDFLAGS too: the shared modules get them, a test program does not by itself
+                # (with CFLAGS=-fsanitize=address alone its link fails, and OpenMP was lost)
+                self.compiler.link_executable(
+                    objects, os.path.join(tmp, "omp_test"),
+                    extra_postargs=lflags + shlex.split(os.environ.get("LDFLAGS", "")))
             except Exception:  # any compile or link failure means: no OpenMP here
                 return False
         return True

@@ -1,4 +1,5 @@
-"""conv2d forward+backward: compiled kernel vs its NumPy twin vs PyTorch CPU, in one process.
+"""conv2d (and depthwise conv2d) forward+backward: compiled kernel vs its NumPy twin vs PyTorch
+CPU, in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_kernels.py [--quick]
 
@@ -14,7 +15,9 @@ when other processes keep the cores busy and every 2-thread timing waits for a f
 ``winograd`` (F(2x2, 3x3) for 3x3 stride-1 layers with 16 or more input channels), ``blocked``
 (register-blocked small GEMMs, other stride-1 layers such as LeNet's second) or ``gemm``
 (im2col + GEMM); GFLOP/s always count the direct convolution's multiply-adds, so Winograd,
-which does fewer, can pass 100 % of sgemm.
+which does fewer, can pass 100 % of sgemm.  The depthwise rows (``path`` depthwise:
+``_depthwise.pyx``) compare with torch's ``conv2d(..., groups=C)`` and count
+``3 * 2 * N * H_out * W_out * C * dm * kh * kw`` flops.
 cytorch runs OpenMP with the wait policy printed in the header (a short
 spin, GOMP_SPINCOUNT=10000, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT was set before the run).
 """
@@ -36,6 +39,36 @@ CASES = [
     ("VGG-ish   32x32x32x32->64 k3 same", 32, 32, 32, 32, 64, 3, 1, "same"),
     ("AlexNet   8x227x227x3->96 k11 s4", 8, 227, 227, 3, 96, 11, 4, "valid"),
 ]
+# name, N, H, W, C, depth multiplier, k, stride, padding (MobileNet's 3x3 depthwise layers)
+DEPTHWISE_CASES = [
+    ("Depthwise 32x56x56x32 k3 same", 32, 56, 56, 32, 1, 3, 1, "same"),
+    ("Depthwise 32x28x28x64 k3 s2 same", 32, 28, 28, 64, 1, 3, 2, "same"),
+]
+
+
+def depthwise_step(x, w, b, stride, padding, dout):
+    def step():
+        out, cache = F.depthwise_conv2d_forward(x, w, b, stride, padding)
+        return F.depthwise_conv2d_backward(dout, cache)
+    return step
+
+
+def torch_depthwise_step(x, w, b, stride, padding, dout):
+    import torch
+    import torch.nn.functional as TF
+    C, dm = w.shape[2:]
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    # (kh, kw, C, dm) -> (C * dm, 1, kh, kw): output channel c * dm + m, as cytorch and Keras
+    wt = torch.from_numpy(w.transpose(2, 3, 0, 1).reshape(C * dm, 1, *w.shape[:2]).copy())
+    wt.requires_grad_()
+    bt = torch.from_numpy(b.copy()).requires_grad_()
+    dt = torch.from_numpy(dout.transpose(0, 3, 1, 2).copy())
+    pad = w.shape[0] // 2 if padding == "same" else 0   # odd kernels: symmetric
+
+    def step():
+        xt.grad = wt.grad = bt.grad = None
+        TF.conv2d(xt, wt, bt, stride=stride, padding=pad, groups=C).backward(dt)
+    return step
 
 
 def cytorch_step(x, w, b, stride, padding, dout):
@@ -64,20 +97,24 @@ def torch_step(x, w, b, stride, padding, dout):
 def main():
     args = h.parser(__doc__.splitlines()[0]).parse_args()
     repeat = args.repeat or (2 if args.quick else 10)
-    h.header("conv2d forward+backward")
+    h.header("conv2d and depthwise conv2d forward+backward")
     peak = h.sgemm_gflops(repeat=3)
     torch = None if args.no_torch else h.try_import_torch()
     rng = np.random.default_rng(0)
     rows = []
-    for name, N, H, W, C, K, k, s, pad in CASES:
+    cases = [("conv",) + case for case in CASES] \
+        + [("depthwise",) + case for case in DEPTHWISE_CASES]
+    for kind, name, N, H, W, C, K, k, s, pad in cases:
         if args.quick:
             N = max(1, N // 4)
+        # (K is the depth multiplier of a depthwise case)
         x = rng.standard_normal((N, H, W, C), dtype=np.float32)
         w = rng.standard_normal((k, k, C, K), dtype=np.float32) * 0.1
-        b = rng.standard_normal(K, dtype=np.float32)
-        out, _ = F.conv2d_forward(x, w, b, s, pad)
+        forward = F.conv2d_forward if kind == "conv" else F.depthwise_conv2d_forward
+        b = rng.standard_normal(K if kind == "conv" else C * K, dtype=np.float32)
+        out, _ = forward(x, w, b, s, pad)
         dout = rng.standard_normal(out.shape, dtype=np.float32)
-        step = cytorch_step(x, w, b, s, pad, dout)
+        step = (cytorch_step if kind == "conv" else depthwise_step)(x, w, b, s, pad, dout)
 
         def twin(step=step):
             with cytorch.backend("reference"):
@@ -93,7 +130,8 @@ def main():
         twin_time = h.timeit(twin, repeat=max(2, repeat // 4)).best
         fns = {"compiled": step, "compiled 1t": one_thread}
         if torch is not None:
-            t_step = torch_step(x, w, b, s, pad, dout)
+            t_step = (torch_step if kind == "conv" else torch_depthwise_step)(x, w, b, s, pad,
+                                                                              dout)
             fns["torch 1t"] = h.with_torch_threads(1, t_step)
             fns["torch 2t"] = h.with_torch_threads(2, t_step)
         times = {name: t.best for name, t in h.interleaved(fns, repeat=repeat).items()}
@@ -101,8 +139,11 @@ def main():
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
-        path = {"_direct": "direct", "_winograd": "winograd", "_blocked": "blocked",
-                None: "gemm"}[F._conv_fast_path(x, w, out, (s, s), (1, 1))]
+        if kind == "depthwise":
+            path = "depthwise"
+        else:
+            path = {"_direct": "direct", "_winograd": "winograd", "_blocked": "blocked",
+                    None: "gemm"}[F._conv_fast_path(x, w, out, (s, s), (1, 1))]
         rows.append((name, path, times, flops / times["compiled"] / 1e9))
         print(f"  measured {name}", flush=True)
 

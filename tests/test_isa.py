@@ -145,7 +145,22 @@ def test_blocked_variants_use_their_instruction_set(kernel, variant, register, f
     # issue 13: an AVX2 clone without FMA and with ~600 stack references.  Every innermost loop
     # (a backward jump, no other jump inside) of the micro-kernels multiplies-adds on the
     # variant's registers and keeps its accumulators there: no stack reference in the loop.
-    code = disassembly("_blocked", f"cy_blk_{variant}_{kernel}")
+    check_hot_loops("_blocked", f"cy_blk_{variant}_{kernel}", register, fma)
+
+
+@pytest.mark.parametrize("kernel", ["fwd", "dw", "dx"])
+@pytest.mark.parametrize("variant, register, fma", [
+    ("avx512_f", "zmm", True), ("avx2_f", "ymm", True), ("avx512_d", "zmm", True),
+    ("avx2_d", "ymm", True), ("default_f", "xmm", False)])
+def test_depthwise_variants_use_their_instruction_set(kernel, variant, register, fma):
+    # (dx adds into memory: its loop loads and stores, but never the stack)
+    check_hot_loops("_depthwise", f"cy_dw_{variant}_{kernel}", register, fma)
+
+
+def check_hot_loops(module, function, register, fma):
+    """Every innermost loop of ``function`` that multiplies vectors does it on ``register``
+    (with FMA when ``fma``) and never touches the stack."""
+    code = disassembly(module, function)
     lines = [line for line in code.splitlines() if ":" in line]
     addresses = [int(line.split(":")[0], 16) for line in lines]
     loops = []
@@ -157,7 +172,7 @@ def test_blocked_variants_use_their_instruction_set(kernel, variant, register, f
             if not any(re.search(r"\bj\w+\s", text) for text in body[:-1]):
                 loops.append(body)
     hot = [body for body in loops if any(re.search(r"(mul|fmadd)\w*p[sd]", t) for t in body)]
-    assert hot, f"{variant} {kernel}: no vector loop found"
+    assert hot, f"{function}: no vector loop found"
     for body in hot:
         text = "\n".join(body)
         assert ("vfmadd" in text) == fma, text

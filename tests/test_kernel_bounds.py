@@ -419,6 +419,56 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
         assert_close(got.array, want, f"winograd conv2d_backward {name}")
 
 
+# The depthwise kernel (``_depthwise.pyx``) in every instruction-set variant: any stride,
+# dilation and padding (windows entirely in the padding), lanes C * dm from 1 to 36 around the
+# vector widths, windows of more than 9 taps (several tap tiles).
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(), dm=st.sampled_from([1, 2, 3, 9]),
+       dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)), need_dx=st.booleans(),
+       threads=st.integers(1, 2))
+@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2)
+def test_depthwise_conv2d_stays_in_bounds(isa_variant, dtype, geometry, dm, dilation, need_dx,
+                                          threads):
+    x_shape, (kh, kw), (sh, sw), pads = geometry
+    (N, H, W, C), (dh, dw) = x_shape, dilation
+    ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    assume(H + pads[0] + pads[1] >= ext_h and W + pads[2] + pads[3] >= ext_w)
+    H_out, W_out = out_hw(x_shape, (ext_h, ext_w), (sh, sw), pads)
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, dm)).astype(dtype))
+    b = guarded_input(rng.standard_normal(C * dm).astype(dtype))
+    dout = guarded_input(rng.standard_normal((N, H_out, W_out, C * dm)).astype(dtype))
+    want = [[], [], []]                        # the one-channel conv2d twin, per channel
+    for c in range(C):
+        o, cache = reference.conv2d_forward(x[..., c:c + 1].astype(np.float64),
+                                            w[:, :, c:c + 1].astype(np.float64), None,
+                                            (sh, sw), (pads[:2], pads[2:]), dilation)
+        dx_c, dw_c, _ = reference.conv2d_backward(
+            dout[..., c * dm:(c + 1) * dm].astype(np.float64), cache)
+        for i, v in enumerate((o, dx_c, dw_c)):
+            want[i].append(v)
+    want_out = np.concatenate(want[0], axis=3) + b
+    want_dx, want_dw = np.concatenate(want[1], axis=3), np.concatenate(want[2], axis=2)
+    want_db = dout.astype(np.float64).reshape(-1, C * dm).sum(axis=0)
+    D = load("_depthwise")
+    out = guarded_output((N, H_out, W_out, C * dm), dtype)
+    dx, dw_ = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
+    db = guarded_output((C * dm,), dtype)
+    with running(isa_variant):
+        D.depthwise_conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads, dh, dw)
+        D.depthwise_conv2d_backward(dout, x, w, dx.array if need_dx else None, dw_.array,
+                                    db.array, sh, sw, pads[0], pads[2], threads, dh, dw)
+    out.assert_guards_intact("depthwise forward out")
+    assert_close(out.array, want_out, "depthwise forward")
+    results = [("dw", dw_, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
+    for name, got, r in results:
+        got.assert_guards_intact(f"depthwise backward {name}")
+        assert_close(got.array, r, f"depthwise backward {name}")
+
+
 # The 2x2 fast path of pooling (``_pool2x2.h`` for max/min): rows of every length around the
 # vector widths, C below and above 16 (the two row kernels), odd H and W.  The guards of x
 # hold a value that would win (max: +1e30, min: -1e30; avg: NaN), so a read past either end

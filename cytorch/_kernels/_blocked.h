@@ -14,10 +14,11 @@
  *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
  *         t: tb neighbouring taps (b, c) of one kernel row (broadcast, NHWC image), k: kb
  *         vectors of filters
- *   dx:   acc[c][j] = sum_t  w2[t, c] * src[off[t] + j]
- *         c: cb input channels (broadcast weights), j: JB vectors of input pixels of the
- *         gradient image stored planar (channel, row, column); dx is the correlation of dout
- *         with the kernel turned around
+ *   dx:   acc[t][j] = sum_k  w[t, k] * d[k, j],  then  dx[off[t] + j] += acc[t][j]
+ *         t: tb taps (broadcast weights), j: JB vectors of output pixels of dout stored planar
+ *         (filter, row, column of a row as wide as the padded image, zero past the output);
+ *         each tap's column of dout @ W^T is added straight into the planar padded dx, where
+ *         tap (a, b, c) of every output pixel is one contiguous run (col2im in one add)
  *
  * Every lane adds its terms one after the other in one chain (no even/odd split), in the same
  * order in every variant: the AVX2 and AVX-512 variants, which both fuse each multiply-add,
@@ -28,7 +29,7 @@
  * register file for one row of weights (fwd, dw: kb <= 2 vectors) or JB vectors of pixels (dx)
  * and one broadcast:
  *
- *     variant   vectors       registers   ACC   fwd pb x kb    dw tb x kb     dx cb x JB
+ *     variant   vectors       registers   ACC   fwd pb x kb    dw tb x kb     dx tb x JB
  *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 4
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
@@ -77,7 +78,7 @@
 #define CY_BLK_FWD2(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 2)
 #define CY_BLK_DW1(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
 #define CY_BLK_DW2(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
-#define CY_BLK_DX(NAME, n) NAME##_dx_tile(dst, ldd, src, off, w2, ldw, nt, n)
+#define CY_BLK_DX(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n)
 
 #if defined(__GNUC__)
 /* vectors of VB bytes: GCC/Clang vector extensions; "v * s" broadcasts the scalar s */
@@ -105,6 +106,7 @@ CY_BLK_INLINE TARGET void NAME##_fma(NAME##_v *acc, NAME##_v v, T s)            
 CY_BLK_INLINE TARGET NAME##_v NAME##_load(const T *p) { return *(const NAME##_v *)p; }       \
 CY_BLK_INLINE TARGET void NAME##_store(T *p, NAME##_v v) { *(NAME##_v *)p = v; }             \
 CY_BLK_ZERO_FN(NAME, T)                                                                      \
+CY_BLK_ADD_FN(NAME, T, TARGET)                                                               \
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_fwd_tile(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssize_t *off, const T *w,      \
@@ -185,38 +187,43 @@ static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t x
 }                                                                                            \
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
-NAME##_dx_tile(T *dst, Py_ssize_t ldd, const T *src, const Py_ssize_t *off, const T *w2,     \
-               Py_ssize_t ldw, Py_ssize_t nt, const int cb)                                  \
+NAME##_dx_tile(T *dst, const Py_ssize_t *off, const T *wt, Py_ssize_t ldw, const T *src,     \
+               Py_ssize_t lds, Py_ssize_t nk, const int tb)                                  \
 {                                                                                            \
     NAME##_v acc[6 * JB], v[JB];                                                             \
-    Py_ssize_t t;                                                                            \
-    int c, j;                                                                                \
-    CY_BLK_UNROLL for (c = 0; c < cb * JB; c++)                                              \
-        acc[c] = CY_BLK_ZERO(NAME);                                                          \
-    for (t = 0; t < nt; t++) {                                                               \
-        const T *s = src + off[t];                                                           \
-        const T *wt = w2 + t * ldw;                                                          \
+    Py_ssize_t k;                                                                            \
+    int t, j;                                                                                \
+    CY_BLK_UNROLL for (t = 0; t < tb * JB; t++)                                              \
+        acc[t] = CY_BLK_ZERO(NAME);                                                          \
+    for (k = 0; k < nk; k++) {                                                               \
+        const T *s = src + k * lds;                                                          \
+        const T *w = wt + k * ldw;                                                           \
         CY_BLK_UNROLL for (j = 0; j < JB; j++)                                               \
             v[j] = NAME##_load(s + j * NAME##_V);                                            \
-        CY_BLK_UNROLL for (c = 0; c < cb; c++)                                               \
+        CY_BLK_UNROLL for (t = 0; t < tb; t++)                                               \
             CY_BLK_UNROLL for (j = 0; j < JB; j++)                                           \
-                NAME##_fma(&acc[c * JB + j], v[j], wt[c]);                                   \
+                NAME##_fma(&acc[t * JB + j], v[j], w[t]);                                    \
     }                                                                                        \
-    CY_BLK_UNROLL for (c = 0; c < cb; c++)                                                   \
+    CY_BLK_UNROLL for (t = 0; t < tb; t++) {                                                 \
+        T *d = dst + off[t];                                                                 \
         CY_BLK_UNROLL for (j = 0; j < JB; j++)                                               \
-            NAME##_store(dst + c * ldd + j * NAME##_V, acc[c * JB + j]);                     \
+            NAME##_store(d + j * NAME##_V,                                                   \
+                         NAME##_add(NAME##_load(d + j * NAME##_V), acc[t * JB + j]));         \
+    }                                                                                        \
 }                                                                                            \
                                                                                              \
-/* dst (cb rows of ldd, JB vectors each) = sum over the nt taps; 1 <= cb <= 6 */             \
-static TARGET void NAME##_dx(T *dst, Py_ssize_t ldd, const T *src, const Py_ssize_t *off,    \
-                             const T *w2, Py_ssize_t ldw, Py_ssize_t nt, int cb)             \
+/* dst[off[t] + (JB vectors)] += sum over the nk filters of src[k] * wt[k, t], t < tb <= 6 */ \
+static TARGET void NAME##_dx(T *dst, const Py_ssize_t *off, const T *wt, Py_ssize_t ldw,     \
+                             const T *src, Py_ssize_t lds, Py_ssize_t nk, int tb)            \
 {                                                                                            \
-    switch (cb) { CY_BLK_CASES6(CY_BLK_DX, NAME) }                                           \
+    switch (tb) { CY_BLK_CASES6(CY_BLK_DX, NAME) }                                           \
 }
 
 #if defined(__GNUC__)
 #define CY_BLK_FMA_BODY(NAME) *acc += v * s;
 #define CY_BLK_ZERO_FN(NAME, T)
+#define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
+CY_BLK_INLINE TARGET NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { return a + b; }
 #else
 #define CY_BLK_FMA_BODY(NAME)                                                                \
     int i;                                                                                   \
@@ -225,6 +232,9 @@ static TARGET void NAME##_dx(T *dst, Py_ssize_t ldd, const T *src, const Py_ssiz
 #define CY_BLK_ZERO_FN(NAME, T)                                                              \
 static NAME##_v NAME##_zero(void) { NAME##_v z; int i;                                       \
     for (i = 0; i < NAME##_V; i++) z.e[i] = 0; return z; }
+#define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
+static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                                  \
+    for (i = 0; i < NAME##_V; i++) a.e[i] += b.e[i]; return a; }
 #endif
 
 #define CY_NO_TARGET_BLK
@@ -244,7 +254,7 @@ typedef struct {                                                                
                 const T *, Py_ssize_t, int, int);                                            \
     void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,    \
                Py_ssize_t, Py_ssize_t, int, int);                                            \
-    void (*dx)(T *, Py_ssize_t, const T *, const Py_ssize_t *, const T *, Py_ssize_t,        \
+    void (*dx)(T *, const Py_ssize_t *, const T *, Py_ssize_t, const T *, Py_ssize_t,        \
                Py_ssize_t, int);                                                             \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \

@@ -20,14 +20,15 @@ operands are read where they lie (the micro-kernels of ``_blocked.h``):
 
     forward   out[p, k]  = b[k] + sum_t x_t[p] * w[t, k]           t = (a, b, c) the taps
     dW        dw[t, k]  += sum_p x_t[p] * dout[p, k]               p the output pixels
-    dx        dx[c, q]   = sum_s w2[s, c] * dout_s[q]              s = (a', b', k), q the pixels
+    dx        dx_t[p]   += sum_k dout[p, k] * w[t, k]              added where tap t read x_t[p]
 
 ``x_t[p]`` is pixel p of the image shifted by tap t, read from a zero-padded copy of the image
-(one per thread and image, so no window needs a bounds check); dx is the correlation of the
-zero-padded dout with the kernel turned around (``w2[a', b', k, c] = w[kh-1-a', kw-1-b', c,
-k]``).  Forward and dW hold a tile of (pixels or taps) x (one or two vectors of filters) in
-registers, dx a tile of (up to 6 channels) x (vectors of pixels), which uses every lane when
-C = 6.  K is padded with zero filters to whole vectors.
+(one per thread and image, so no window needs a bounds check).  Forward and dW hold a tile of
+(pixels or taps) x (one or two vectors of filters) in registers; dx a tile of (up to 6 taps) x
+(vectors of output pixels), whose sums over the K filters are added straight into a planar
+padded dx: with dout stored planar in rows as wide as the padded image (zero past the output),
+tap (a, b, c) of every output pixel lands in one contiguous run of channel c's plane, so
+col2im is one vector add per tap and tile.  K is padded with zero filters to whole vectors.
 
 Threads: the batch is cut into work units of whole images (``_conv._units``, after the policy
 in ``_parallel.pxd``).  dW and db are summed per unit and the units added in unit order, so the
@@ -52,8 +53,8 @@ cdef extern from "_blocked.h" nogil:
         void (*dw)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow, Py_ssize_t xpix,
                 const float *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int tb,
                 int kb) noexcept nogil
-        void (*dx)(float *dst, Py_ssize_t ldd, const float *src, const Py_ssize_t *off,
-                const float *w2, Py_ssize_t ldw, Py_ssize_t nt, int cb) noexcept nogil
+        void (*dx)(float *dst, const Py_ssize_t *off, const float *wt, Py_ssize_t ldw,
+                   const float *src, Py_ssize_t lds, Py_ssize_t nk, int tb) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, const double *xr, const Py_ssize_t *off,
                  const double *w, Py_ssize_t ldw, const double *init, Py_ssize_t nt, int pb,
@@ -61,8 +62,8 @@ cdef extern from "_blocked.h" nogil:
         void (*dw)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
                 Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
                 Py_ssize_t Wo, int tb, int kb) noexcept nogil
-        void (*dx)(double *dst, Py_ssize_t ldd, const double *src, const Py_ssize_t *off,
-                const double *w2, Py_ssize_t ldw, Py_ssize_t nt, int cb) noexcept nogil
+        void (*dx)(double *dst, const Py_ssize_t *off, const double *wt, Py_ssize_t ldw,
+                   const double *src, Py_ssize_t lds, Py_ssize_t nk, int tb) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -99,9 +100,9 @@ cdef struct Plan:
     Py_ssize_t Kp         # K rounded up to whole vectors (zero filters in the padding)
     Py_ssize_t Hp, Wp     # the padded image: Ho + kh - 1 rows of Wo + kw - 1 pixels
     Py_ssize_t T          # taps kh * kw * C
-    # dx: dout padded to Hq x Wq = (H + kh - 1) x (W + kw - 1), planar (K, Hq, Wq); the dx
-    # tile covers the lanes q = ih * Wq + iw (iw >= W is thrown away) rounded up to Lq
-    Py_ssize_t qt, ql, Hq, Wq, plane, Lq, dsize
+    # dx: dout planar, each output row Wp wide (zero past Wo), Lr lanes per filter (Ho * Wp
+    # rounded up to whole tiles); dx planar over the padded image, ``planex`` per channel
+    Py_ssize_t Lr, planex
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -117,12 +118,9 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     g.V = cy_blk_lanes * 4 // itemsize
     g.Kp = _cdiv(g.K, g.V) * g.V
     g.Hp, g.Wp, g.T = Ho + g.kh - 1, Wo + g.kw - 1, g.kh * g.kw * g.C
-    g.qt, g.ql = g.kh - 1 - pt, g.kw - 1 - pl
-    g.Hq, g.Wq = g.H + g.kh - 1, g.W + g.kw - 1
-    g.plane = g.Hq * g.Wq
-    g.Lq = _cdiv(g.H * g.Wq, cy_blk_jb * g.V) * cy_blk_jb * g.V
-    # the last tap reads (K-1) * plane + (kh-1) * Wq + kw-1 + Lq - 1 < K * plane + Lq - H*Wq + kw
-    g.dsize = g.K * g.plane + g.Lq - g.H * g.Wq + g.kw
+    g.Lr = _cdiv(Ho * g.Wp, cy_blk_jb * g.V) * cy_blk_jb * g.V
+    # tap (a, b) of the lanes j < Lr writes a * Wp + b + j < (kh-1) * Wp + kw - 1 + Lr
+    g.planex = (g.kh - 1) * g.Wp + g.kw - 1 + g.Lr
     return g
 
 
@@ -165,21 +163,17 @@ cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noex
             dst[j] = src[j]
 
 
-cdef inline void _pad_planar(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
-    """dout of one image (Ho, Wo, K) zero-padded by (qt, ql) and stored planar:
-    ``dq[k, i, s] = dn[i - qt, s - ql, k]`` for i < Hq, s < Wq (qt, ql < 0 crop)."""
-    cdef Py_ssize_t i, s, k, K = g.K
-    cdef Py_ssize_t i_lo = max(0, -g.qt), i_hi = min(g.Ho, g.Hq - g.qt)
-    cdef Py_ssize_t s_lo = max(0, -g.ql), s_hi = min(g.Wo, g.Wq - g.ql)
+cdef inline void _planar_dout(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
+    """dout of one image (Ho, Wo, K) stored planar with rows Wp wide: ``dq[k, oh * Wp + ow] =
+    dn[oh, ow, k]`` for ow < Wo, zero for Wo <= ow < Wp and past Ho * Wp (Lr lanes a filter)."""
+    cdef Py_ssize_t oh, ow, k, K = g.K
     cdef const floating *src
-    cdef floating *dst
-    memset(dq, 0, g.dsize * sizeof(floating))
-    for i in range(i_lo, i_hi):
-        src = dn + i * g.Wo * K
-        dst = dq + (i + g.qt) * g.Wq + g.ql
-        for s in range(s_lo, s_hi):
+    memset(dq, 0, K * g.Lr * sizeof(floating))
+    for oh in range(g.Ho):
+        for ow in range(g.Wo):
+            src = dn + (oh * g.Wo + ow) * K
             for k in range(K):
-                dst[k * g.plane + s] = src[s * K + k]
+                dq[k * g.Lr + oh * g.Wp + ow] = src[k]
 
 
 # -- forward ---------------------------------------------------------------------------------------
@@ -260,21 +254,21 @@ cdef inline void _dw_tile(floating *acc, Py_ssize_t lda, const floating *x, Py_s
         cy_blk_d.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb)
 
 
-cdef inline void _dx_tile(floating *dst, Py_ssize_t ldd, const floating *src,
-                          const Py_ssize_t *off, const floating *w2, Py_ssize_t ldw,
-                          Py_ssize_t nt, int cb) noexcept nogil:
+cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *wt,
+                          Py_ssize_t ldw, const floating *src, Py_ssize_t lds, Py_ssize_t nk,
+                          int tb) noexcept nogil:
     if floating is float:
-        cy_blk_f.dx(dst, ldd, src, off, w2, ldw, nt, cb)
+        cy_blk_f.dx(dst, off, wt, ldw, src, lds, nk, tb)
     else:
-        cy_blk_d.dx(dst, ldd, src, off, w2, ldw, nt, cb)
+        cy_blk_d.dx(dst, off, wt, ldw, src, lds, nk, tb)
 
 
-cdef void _backward_image(const floating *dn, const floating *xn, const floating *w2,
-                          const Py_ssize_t *off2, floating *dxn, floating *dwl, double *db_part,
+cdef void _backward_image(const floating *dn, const floating *xn, const floating *wt,
+                          const Py_ssize_t *offx, floating *dxn, floating *dwl, double *db_part,
                           floating *xp, floating *dpad, floating *dq, floating *dxt,
                           const Plan *g) noexcept nogil:
     """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL."""
-    cdef Py_ssize_t a, j, kv, nb, tb, kb, cb, c, q, ih, iw, k, i
+    cdef Py_ssize_t a, j, kv, nb, tb, kb, c, q, ih, iw, k, i
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     cdef const floating *d = dn
     for i in range(P):
@@ -302,22 +296,28 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
         kv += kb
     if dxn == NULL:
         return
-    # dx: tiles of cb channels x JB vectors of pixels q = ih * Wq + iw, planar, then NHWC
-    _pad_planar(dn, dq, g)
-    _blocks(g.C, 6, &nb, &cb)
-    q = 0
-    while q < g.Lq:
-        c = 0
-        while c < g.C:
-            cb = min(cb, g.C - c)
-            _dx_tile(dxt + c * g.Lq + q, g.Lq, dq + q, off2, w2 + c, g.C, g.kh * g.kw * K,
-                     <int>cb)
-            c += cb
-        q += cy_blk_jb * g.V
-    for ih in range(g.H):
-        for iw in range(g.W):
+    # dx: tiles of tb taps x JB vectors of output pixels: each tap's share of dout @ W^T, added
+    # where the tap reads in the planar padded dx (col2im in the same pass), then NHWC
+    _planar_dout(dn, dq, g)
+    memset(dxt, 0, g.C * g.planex * sizeof(floating))
+    # (taps outside, pixels inside: every dx cell then receives its taps' sums in tap order,
+    # in every variant, whatever the width of its pixel tiles)
+    _blocks(g.T, 6, &nb, &tb)
+    j = 0
+    while j < g.T:
+        tb = min(tb, g.T - j)
+        q = 0
+        while q < g.Lr:
+            _dx_tile(dxt + q, offx + j, wt + j, g.T, dq + q, g.Lr, K, <int>tb)
+            q += cy_blk_jb * g.V
+        j += tb
+    # (rows and columns past the padded image, which no window reaches, stay zero)
+    memset(dxn, 0, g.H * g.W * g.C * sizeof(floating))
+    for ih in range(min(g.H, g.Hp - g.pt)):
+        for iw in range(min(g.W, g.Wp - g.pl)):
             for c in range(g.C):
-                dxn[(ih * g.W + iw) * g.C + c] = dxt[c * g.Lq + ih * g.Wq + iw]
+                dxn[(ih * g.W + iw) * g.C + c] = dxt[c * g.planex + (ih + g.pt) * g.Wp
+                                                     + iw + g.pl]
 
 
 cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
@@ -326,17 +326,16 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                    int num_threads):
     dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
-    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, s, t, k, u, a, bb, c, n
+    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, u, a, bb, c, n
     cdef Py_ssize_t[::1] starts
     T, U, starts = _units(N, num_threads)
-    cdef Py_ssize_t S = g.kh * g.kw * K                    # taps (a', b', k) of w2
-    cdef floating[:, ::1] w2 = np.empty((S, C), dtype=dtype)
-    cdef Py_ssize_t[::1] off2 = np.empty(S, dtype=np.intp)
+    cdef floating[:, ::1] wt = np.empty((K, g.T), dtype=dtype)     # W^T: (K, taps)
+    cdef Py_ssize_t[::1] offx = np.empty(g.T, dtype=np.intp)
     cdef floating[:, ::1] xp = np.empty((T, g.Hp * g.Wp * C), dtype=dtype)
     cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Kp if K != g.Kp else 1),
                                           dtype=dtype)
-    cdef floating[:, ::1] dq = np.empty((T, g.dsize if need_dx else 1), dtype=dtype)
-    cdef floating[:, ::1] dxt = np.empty((T, C * g.Lq if need_dx else 1), dtype=dtype)
+    cdef floating[:, ::1] dq = np.empty((T, K * g.Lr if need_dx else 1), dtype=dtype)
+    cdef floating[:, ::1] dxt = np.empty((T, C * g.planex if need_dx else 1), dtype=dtype)
     # one partial sum of dW and db per unit (not per thread), added in unit order
     cdef floating[:, ::1] dwl = np.zeros((U, g.T * g.Kp), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
@@ -345,15 +344,15 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     cdef floating acc
     cdef double dacc
     with nogil:
-        for s in range(S):         # tap (a', b', k) of w2 reads w[kh-1-a', kw-1-b', c, k]
-            a, bb, k = s // (g.kw * K), (s // K) % g.kw, s % K
-            for c in range(C):
-                w2[s, c] = w[g.kh - 1 - a, g.kw - 1 - bb, c, k]
-            off2[s] = k * g.plane + a * g.Wq + bb
+        for t in range(g.T):       # tap t = (a, b, c) writes channel c's plane at (a, b)
+            a, bb, c = t // (g.kw * C), (t // C) % g.kw, t % C
+            for k in range(K):
+                wt[k, t] = w[a, bb, c, k]
+            offx[t] = c * g.planex + a * g.Wp + bb
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
                 _backward_image(&dout[0, 0, 0, 0] + n * d_step, &x[0, 0, 0, 0] + n * x_step,
-                                &w2[0, 0], &off2[0],
+                                &wt[0, 0], &offx[0],
                                 dxp + n * x_step if need_dx else NULL, &dwl[u, 0],
                                 &db_part[u, 0], &xp[threadid(), 0], &dpad[threadid(), 0],
                                 &dq[threadid(), 0], &dxt[threadid(), 0], g)
@@ -390,8 +389,8 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
 # the tiles are half as large and GEMM catches up sooner, at half as many filters in float64
 # (a vector holds half as many numbers).  The rule: stride 1, no dilation, and K <= 128
 # (avx512) or K <= 32 and C * K <= 512 in float32, K <= 16 and C * K <= 96 in float64 (the
-# other variants); the padded copies one thread keeps (dout padded and planar for dx) within
-# BLOCKED_BUDGET numbers.
+# other variants); the planar copies one thread keeps for dx (dout and dx over the padded
+# image) within BLOCKED_BUDGET numbers.
 cdef Py_ssize_t BLOCKED_BUDGET = 1 << 21
 
 
@@ -403,7 +402,7 @@ def uses_blocked_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 
     cdef Py_ssize_t C = x_shape[3], kh = w_shape[0], kw = w_shape[1], K = w_shape[3]
     if tuple(strides) != (1, 1) or tuple(dilation) != (1, 1):
         return False
-    if K * (x_shape[1] + kh - 1) * (x_shape[2] + kw - 1) > BLOCKED_BUDGET:
+    if (C + K) * (out_shape[1] + kh - 1) * (out_shape[2] + kw - 1) > BLOCKED_BUDGET:
         return False
     if _isa == "avx512":
         return K <= 128

@@ -67,8 +67,8 @@ class DepthwiseConv2D(_Depthwise):
     output channel ``c * dm + m`` being channel c filtered by ``kernel[:, :, c, m]`` (Keras's
     order), plus ``bias (C * dm,)``; ``H_out`` as for ``Conv2D``.  ``kh*kw*C*dm + C*dm``
     parameters: a 3x3 depthwise layer on 32 channels has 320, a 3x3 ``Conv2D(32)`` 9,248.
-    Runs the compiled conv2d kernel once per channel (``cytorch.functional``), with a NumPy twin
-    in ``cytorch.reference``.
+    Runs the compiled depthwise kernel (``cytorch.functional``; every channel in one pass, the
+    channels in the vector lanes), with a NumPy twin in ``cytorch.reference``.
 
     Parameters
     ----------

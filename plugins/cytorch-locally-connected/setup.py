@@ -7,6 +7,7 @@ CYTORCH_DEBUG_CYTHON=1   bounds checks, wraparound and initialisation checks bac
 CYTORCH_NO_OPENMP=1      build without OpenMP even when the compiler has it.
 """
 import os
+import shlex
 import sys
 import tempfile
 
@@ -42,8 +43,11 @@ class BuildExt(build_ext):
                 f.write(OPENMP_TEST)
             try:
                 objects = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-                self.compiler.link_executable(objects, os.path.join(tmp, "omp_test"),
-                                              extra_postargs=lflags)
+                # LDFLAGS too: the shared modules get them, a test program does not by itself
+                # (with CFLAGS=-fsanitize=address alone its link fails, and OpenMP was lost)
+                self.compiler.link_executable(
+                    objects, os.path.join(tmp, "omp_test"),
+                    extra_postargs=lflags + shlex.split(os.environ.get("LDFLAGS", "")))
             except Exception:  # any compile or link failure means: no OpenMP here
                 return False
         return True

@@ -1,0 +1,165 @@
+"""The compiled depthwise kernel (``_kernels/_depthwise.pyx``) against its twins: the depthwise
+twin ``reference.depthwise_conv2d_*`` for what the layers use, and a one-channel conv2d twin
+per channel for the dilations only the kernel takes; in every instruction-set variant, both
+dtypes.  (Through ``cytorch.functional`` the kernel is also tested in test_new_layers.py,
+test_layers.py and the Keras comparisons; bounds in test_kernel_bounds.py.)"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from cytorch import functional as F, reference as R
+from cytorch._gradcheck import numerical_gradient, relative_error, rounding_error
+from cytorch._kernels import load
+from cytorch._shapes import resolve_padding
+
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+VARIANTS = load("_depthwise").isa_variants()
+
+
+def twin(x, w, b, strides, pads, dilation, dout):
+    """out, dx, dw, db by the one-channel conv2d twin, channel by channel."""
+    dm = w.shape[3]
+    padding = (pads[:2], pads[2:])
+    outs, dxs, dws = [], [], []
+    for c in range(x.shape[3]):
+        out, cache = R.conv2d_forward(x[..., c:c + 1], w[:, :, c:c + 1, :], None, strides,
+                                      padding, dilation)
+        dx, dw, _ = R.conv2d_backward(dout[..., c * dm:(c + 1) * dm], cache)
+        outs.append(out)
+        dxs.append(dx)
+        dws.append(dw)
+    out = np.concatenate(outs, axis=3) + b
+    return out, np.concatenate(dxs, axis=3), np.concatenate(dws, axis=2), \
+        dout.reshape(-1, dout.shape[3]).sum(axis=0)
+
+
+def kernel(x, w, b, strides, pads, dilation, dout, threads, need_dx=True):
+    D = load("_depthwise")
+    out = np.empty(dout.shape, x.dtype)
+    D.depthwise_conv2d_forward(x, w, b, out, *strides, pads[0], pads[2], threads, *dilation)
+    dx = np.empty_like(x) if need_dx else None
+    dw, db = np.empty_like(w), np.empty(b.shape, x.dtype)
+    D.depthwise_conv2d_backward(dout, x, w, dx, dw, db, *strides, pads[0], pads[2], threads,
+                                *dilation)
+    return out, dx, dw, db
+
+
+@pytest.fixture
+def restore_isa():
+    yield
+    load("_depthwise")._select_isa("best")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11), C=st.integers(1, 9),
+       dm=st.integers(1, 5), kh=st.integers(1, 5), kw=st.integers(1, 5),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 2), dw=st.integers(1, 2),
+       padding=st.sampled_from(["valid", "same", "full", 2, ((0, 3), (1, 0))]),
+       dtype=st.sampled_from([np.float32, np.float64]), need_dx=st.booleans(),
+       threads=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
+def test_depthwise_kernel_matches_its_twins(variant, N, H, W, C, dm, kh, kw, sh, sw, dh, dw,
+                                            padding, dtype, need_dx, threads, seed):
+    # C * dm from 1 to 45 lanes: less than a vector, whole vectors and a tail; 5x5 windows are
+    # three tiles of taps (9 + 9 + 7); strides and dilations move whole vectors
+    ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    pads = resolve_padding(padding, H, W, ext_h, ext_w, sh, sw)
+    if H + pads[0] + pads[1] < ext_h or W + pads[2] + pads[3] < ext_w:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    w = rng.standard_normal((kh, kw, C, dm)).astype(dtype)
+    b = rng.standard_normal(C * dm).astype(dtype)
+    H_out = (H + pads[0] + pads[1] - ext_h) // sh + 1
+    W_out = (W + pads[2] + pads[3] - ext_w) // sw + 1
+    dout = rng.standard_normal((N, H_out, W_out, C * dm)).astype(dtype)
+    load("_depthwise")._select_isa(variant)
+    try:
+        got = kernel(x, w, b, (sh, sw), pads, (dh, dw), dout, threads, need_dx)
+    finally:
+        load("_depthwise")._select_isa("best")
+    f64 = [v.astype(np.float64) for v in (x, w, b, dout)]
+    want = twin(*f64[:3], (sh, sw), pads, (dh, dw), f64[3])
+    scale = twin(*[np.abs(v) for v in f64[:3]], (sh, sw), pads, (dh, dw), np.abs(f64[3]))
+    if (dh, dw) == (1, 1):     # the layers' twin agrees with the per-channel one
+        out_r, cache = R.depthwise_conv2d_forward(*f64[:3], (sh, sw), (pads[:2], pads[2:]))
+        np.testing.assert_allclose(out_r, want[0], rtol=1e-12, atol=1e-12)
+        for r, s in zip(R.depthwise_conv2d_backward(f64[3], cache), want[1:]):
+            np.testing.assert_allclose(r, s, rtol=1e-12, atol=1e-12)
+    for name, g, r, s in zip(("out", "dx", "dw", "db"), got, want, scale):
+        if g is None:
+            assert name == "dx" and not need_dx
+            continue
+        assert g.dtype == dtype and g.shape == r.shape, name
+        assert rounding_error(g, r, s) < TOL[dtype], name
+
+
+def test_depthwise_variants_agree(restore_isa):
+    # AVX2 and AVX-512 both fuse each multiply-add and add every lane's terms in one order
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 13, 11, 7)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 7, 3)).astype(np.float32)
+    b = rng.standard_normal(21).astype(np.float32)
+    dout = rng.standard_normal((3, 7, 11, 21)).astype(np.float32)
+    results = {}
+    for variant in VARIANTS:
+        load("_depthwise")._select_isa(variant)
+        results[variant] = kernel(x, w, b, (2, 1), (1, 2, 1, 1), (1, 1), dout, 2)
+    for variant, got in results.items():
+        for g, r in zip(got, results[VARIANTS[0]]):
+            if variant in ("avx2", "avx512"):
+                np.testing.assert_array_equal(g, r, err_msg=variant)
+            else:
+                np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * np.abs(r).max())
+
+
+def test_depthwise_kernel_finite_differences():
+    # float64 through the front door: depth multiplier 3, stride (2, 1), asymmetric padding
+    rng = np.random.default_rng(4)
+    x, w, b = rng.normal(size=(2, 7, 6, 5)), rng.normal(size=(3, 4, 5, 3)), rng.normal(size=15)
+    pad = ((1, 0), (2, 1))
+    out, cache = F.depthwise_conv2d_forward(x, w, b, (2, 1), pad)
+    dout = rng.normal(size=out.shape)
+    dx, dw, db = F.depthwise_conv2d_backward(dout, cache)
+
+    def f(x=x, w=w, b=b):
+        return F.depthwise_conv2d_forward(x, w, b, (2, 1), pad)[0]
+    assert relative_error(dx, numerical_gradient(lambda v: f(x=v), x, dout)) < 1e-8
+    assert relative_error(dw, numerical_gradient(lambda v: f(w=v), w, dout)) < 1e-8
+    assert relative_error(db, numerical_gradient(lambda v: f(b=v), b, dout)) < 1e-8
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_depthwise_runs_are_bit_identical(threads):
+    # per-unit partial sums of dW and db, added in unit order: the same bits on every run of
+    # a thread count, whichever thread ran which unit; and the same numbers to rounding across
+    # thread counts
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 8, 8, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 6, 2)).astype(np.float32)
+    b = np.zeros(12, np.float32)
+    dout = rng.standard_normal((9, 8, 8, 12)).astype(np.float32)
+    first = kernel(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout, threads)
+    for _ in range(3):
+        for g, r in zip(kernel(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout, threads), first):
+            np.testing.assert_array_equal(g, r)
+    for g, r in zip(kernel(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout, 1), first):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * np.abs(r).max())
+
+
+@pytest.mark.parametrize("call", [
+    lambda D, x, w, b, out: D.depthwise_conv2d_forward(x, w, b, out, 0, 1, 0, 0, 1),
+    lambda D, x, w, b, out: D.depthwise_conv2d_forward(x, w, b, out, 1, 1, -1, 0, 1),
+    lambda D, x, w, b, out: D.depthwise_conv2d_forward(x, w, b, out, 1, 1, 0, 0, 1, 0, 1),
+    lambda D, x, w, b, out: D.depthwise_conv2d_forward(x, w, b[:1], out, 1, 1, 0, 0, 1),
+    lambda D, x, w, b, out: D.depthwise_conv2d_forward(x[..., :1].copy(), w, b, out, 1, 1, 0, 0,
+                                                       1),
+    lambda D, x, w, b, out: D.depthwise_conv2d_backward(out, x, w, x[:, :1].copy(), w.copy(),
+                                                        b.copy(),
+                                                        1, 1, 0, 0, 1),
+])
+def test_depthwise_kernel_refuses_a_bad_geometry(call):
+    x, w, b = np.ones((1, 4, 4, 2)), np.ones((2, 2, 2, 2)), np.zeros(4)
+    with pytest.raises(ValueError, match=r"depthwise_conv2d kernel: (bad geometry|inconsistent "
+                                         r"shapes|dx \(1, 1, 4, 2\) must have the shape)"):
+        call(load("_depthwise"), x, w, b, np.empty((1, 3, 3, 4)))
