@@ -15,6 +15,11 @@ Forward/backward come in pairs::
 Every forward and backward takes ``check_finite=True``: NaN or inf in its arrays (``dout`` for
 a backward) raise ValueError.  A caller that has scanned them already passes False, so a
 training step scans each array once.
+
+The ones that make large arrays (conv2d, windowed pooling, dropout) also take
+``workspace=None``: an object whose ``get(name, shape, dtype)`` returns the array to write
+into (``_alloc``), so that a layer in ``fit`` writes each batch into the arrays of the one
+before instead of allocating new ones.  Without it every call returns arrays of its own.
 """
 import numpy as np
 
@@ -49,8 +54,8 @@ def _alloc(workspace, name, shape, dtype):
     ``workspace`` (the ``workspace=`` argument of the forward and backward functions that
     produce large arrays) is an object whose ``get(name, shape, dtype)`` returns a
     C-contiguous, writable array of ``shape`` and ``dtype``: a layer passes its own
-    (``cytorch.Layer.workspace``) during ``fit``, so that each batch writes into the arrays of
-    the one before instead of allocating new ones.  The result then lives only until the
+    (``Layer._buffers``, a ``cytorch.layers.base.Workspace``) during ``fit``, so that each
+    batch writes into the arrays of the one before instead of allocating new ones.  The result then lives only until the
     workspace hands the same buffer out again; it must not alias any input of the call."""
     if workspace is None:
         return np.empty(shape, dtype=dtype)
@@ -421,7 +426,7 @@ def global_avg_pool2d_backward(dout, cache, check_finite=True):
     return _global_backward("avg", dout, cache, check_finite)
 
 
-def dropout_forward(x, rate, seed, training=True, check_finite=True):
+def dropout_forward(x, rate, seed, training=True, check_finite=True, workspace=None):
     """Inverted dropout: zero each unit with probability ``rate``, scale the rest by
     ``1 / (1 - rate)`` so that ``E[out] = x``.
 
@@ -447,8 +452,8 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     x, rate, seed = checks.dropout_args(x, rate, seed, check_finite)
     if _use_reference() or not training:   # inference is a copy: the twin's one line
         return reference.dropout_forward(x, rate, seed, training=training, check_finite=False)
-    out = np.empty_like(x)
-    mask = np.empty(x.shape, dtype=np.uint8)
+    out = _alloc(workspace, "dropout_out", x.shape, x.dtype)
+    mask = _alloc(workspace, "dropout_mask", x.shape, np.uint8)
     scale = 1.0 / (1.0 - rate)
     _kernel("_dropout").dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1), seed,
                                         reference.dropout_threshold(rate), scale,
@@ -456,7 +461,7 @@ def dropout_forward(x, rate, seed, training=True, check_finite=True):
     return out, checks.dropout_cache(x, mask, scale)
 
 
-def dropout_backward(dout, cache, check_finite=True):
+def dropout_backward(dout, cache, check_finite=True, workspace=None):
     """Gradient of ``dropout_forward``: ``dx = dout * mask / (1 - rate)`` (a copy of dout
     when the forward pass was not training).  ``check_finite=False`` skips the NaN/inf scan
     of ``dout``."""
@@ -464,7 +469,7 @@ def dropout_backward(dout, cache, check_finite=True):
     mask = cache["mask"]
     if _use_reference() or mask is None:   # not training: a copy, the twin's one line
         return reference.dropout_backward(dout, cache, check_finite=False)
-    dx = np.empty_like(dout)
+    dx = _alloc(workspace, "dropout_dx", dout.shape, dout.dtype)
     _kernel("_dropout").dropout_backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1),
                                          cache["scale"], get_num_threads())
     return dx

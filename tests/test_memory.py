@@ -13,13 +13,13 @@ from cytorch.layers.base import Layer, Workspace
 
 
 def small_net():
-    """Conv + max pool (ReLU moved after it by the graph pass) + conv + average pool + Dense:
-    every layer kind that reuses buffers, and the fused loss."""
+    """Conv + max pool (ReLU moved after it by the graph pass) + conv + average pool + dropout
+    + Dense: every layer kind that reuses buffers, and the fused loss."""
     cytorch.set_seed(0)
     model = cytorch.Sequential([
         L.Input((20, 20, 1)), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2),
         L.Conv2D(12, 3, activation="tanh"), L.AveragePooling2D(2), L.Flatten(),
-        L.Dense(10, activation="softmax")])
+        L.Dropout(0.25), L.Dense(10, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -157,6 +157,9 @@ def test_a_layer_called_on_its_own_returns_fresh_arrays():
     assert not np.shares_memory(a, b)
     p, q = pool.forward(a), pool.forward(a)
     assert not np.shares_memory(p, q) and not np.shares_memory(pool.backward(p), pool.backward(q))
+    drop = L.Dropout(0.5, seed=0)
+    d, e = drop.forward(a, training=True), drop.forward(a, training=True)
+    assert not np.shares_memory(d, e) and not np.shares_memory(drop.backward(d), drop.backward(e))
 
 
 def test_functional_writes_into_the_workspace_and_checks_it():
@@ -171,6 +174,12 @@ def test_functional_writes_into_the_workspace_and_checks_it():
     assert dx is ws.get("conv2d_dx", x.shape, np.float32)
     pooled, pcache = F.max_pool2d_forward(x, 2, workspace=ws)
     assert pcache["argidx"] is ws.get("pool2d_argidx", pooled.shape, np.int32)
+    dropped, dcache = F.dropout_forward(x, 0.5, 3, workspace=ws)
+    assert dropped is ws.get("dropout_out", x.shape, np.float32)
+    assert dcache["mask"] is ws.get("dropout_mask", x.shape, np.uint8)
+    np.testing.assert_array_equal(dropped, F.dropout_forward(x, 0.5, 3)[0])
+    assert F.dropout_backward(dropped, dcache, workspace=ws) is ws.get("dropout_dx", x.shape,
+                                                                       np.float32)
 
     class Wrong:
         def get(self, name, shape, dtype):

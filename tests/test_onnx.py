@@ -282,6 +282,18 @@ def test_a_fitted_cnnclassifier_exports_its_model_with_predict_probas_columns(tm
     assert (clf.classes_[got.argmax(axis=1)] == clf.predict(X[200:260])).all()
 
 
+def test_a_cnnclassifier_fitted_on_flat_rows_takes_its_input_shape():
+    X, y = cytorch.datasets.load_digits()
+    X_flat = X.reshape(len(X), -1)                       # (n, 64): CNNClassifier makes 8x8x1
+    clf = cytorch.CNNClassifier(max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X_flat[:100], y[:100])
+    got = session(export.to_onnx_model(clf)).run(
+        None, {"input": X_flat[100:130].reshape(-1, *clf.input_shape_)})[0]
+    np.testing.assert_allclose(got, clf.predict_proba(X_flat[100:130]), atol=TOLERANCE, rtol=0)
+
+
 def test_an_unfitted_cnnclassifier_says_so():
     with pytest.raises(ExportError, match=r"CNNClassifier is not fitted yet: call fit"):
         export.to_onnx_model(cytorch.CNNClassifier())
@@ -365,18 +377,28 @@ def test_paths_that_cannot_be_written_say_why_and_leave_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root may write into a read-only directory")
-def test_a_read_only_directory_says_so(tmp_path):
+def test_a_read_only_directory_says_so(tmp_path, monkeypatch):
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
+    if os.access(folder, os.W_OK):     # root writes anywhere: pretend, as for a user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == str(
+            folder) and mode & os.W_OK else real(p, mode, **kw))
     try:
-        with pytest.raises(PermissionError, match=r"is not writable"):
+        with pytest.raises(PermissionError, match=r"cannot write .*m.onnx.*: the directory "
+                                                  r".*ro.* is not writable"):
             export.to_onnx(models.lenet5(seed=0), folder / "m.onnx")
         assert os.listdir(folder) == []
     finally:
         folder.chmod(0o700)
+
+
+def test_a_file_in_place_of_the_directory_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"notes.txt.* is a file, not a directory"):
+        export.to_onnx(models.lenet5(seed=0), tmp_path / "notes.txt" / "m.onnx")
+    assert os.listdir(tmp_path) == ["notes.txt"]
 
 
 def test_a_failing_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
@@ -417,8 +439,9 @@ def test_an_unregistered_layer_names_itself_and_how_to_add_a_converter(tmp_path)
     with pytest.raises(ExportError, match=r"(?s)no ONNX converter for Scale 'scale': "
                                           r"test_onnx.Scale is not registered in the "
                                           r"'cytorch.layers' entry-point group.*converter\(layer"
-                                          r", inputs, graph\).*\[project.entry-points."
-                                          r"\"cytorch.onnx\"\].*converters=\{Scale: converter\}"):
+                                          r", inputs, graph\).*pass it for this export: "
+                                          r"to_onnx\(model, path, converters=\{Scale: "
+                                          r"converter\}\); or publish the layer"):
         export.to_onnx(scale_model(), tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
 

@@ -102,14 +102,19 @@ def _layer_origin(cls):
 
 
 def _how_to_add(cls, name, distribution):
-    key = name or cls.__name__.lower()
-    where = f"{distribution}'s pyproject.toml or your own" if distribution else "your"
-    return (f"to export it, write a function converter(layer, inputs, graph) -> output name "
-            f"(see cytorch.export.graph) and register it in {where} pyproject.toml as\n"
+    write = ("write a function converter(layer, inputs, graph) -> output name (see "
+             "cytorch.export.graph)")
+    one_export = f"to_onnx(model, path, converters={{{cls.__name__}: converter}})"
+    guide = "the plugin guide's section 'ONNX export' shows one"
+    if name is None:
+        return (f"to export it, {write} and pass it for this export: {one_export}; or "
+                f"publish the layer in the 'cytorch.layers' group and its converter under the "
+                f"same name in the {GROUP!r} group ({guide})")
+    return (f"to export it, {write} and register it under the layer's name in "
+            f"{distribution}'s pyproject.toml or your own:\n"
             f'    [project.entry-points."cytorch.onnx"]\n'
-            f'    {key} = "your_module:converter"\n'
-            f"or pass it for one export: to_onnx(model, path, converters={{{cls.__name__}: "
-            f"converter}}) (the plugin guide's section 'ONNX export' shows one)")
+            f'    {name} = "your_module:converter"\n'
+            f"or pass it for one export: {one_export} ({guide})")
 
 
 def _converter_for(layer, extra):
@@ -271,8 +276,10 @@ def to_onnx(model, path, opset=DEFAULT_OPSET, converters=None):
     Parameters
     ----------
     model : Sequential, Model or fitted CNNClassifier
-        Built (it has weights); a ``CNNClassifier`` exports its ``model_``, whose output is
-        ``predict_proba``'s columns in ``classes_`` order.
+        Built (it has weights); a ``CNNClassifier`` exports its ``model_``: the file takes
+        ``(batch, *clf.input_shape_)`` images (reshape flat rows as the estimator does,
+        ``X.reshape(-1, *clf.input_shape_)``) and returns ``predict_proba``, its columns in
+        ``clf.classes_`` order.
     path : str or path-like
         The file to write (``.onnx`` by convention).  It is written next to its destination
         and renamed into place: a failed export leaves no file behind, not even a partial one.
@@ -289,7 +296,7 @@ def to_onnx(model, path, opset=DEFAULT_OPSET, converters=None):
 
     Raises ``ExportError`` for a model that is not built or a layer without a converter,
     ``ValueError`` for a bad ``opset``, ``FileNotFoundError`` / ``PermissionError`` /
-    ``IsADirectoryError`` when ``path`` cannot be written, and ``ImportError`` when the
+    ``IsADirectoryError`` / ``NotADirectoryError`` when ``path`` cannot be written, and ``ImportError`` when the
     ``onnx`` package is missing.
 
     Open the file in Netron (https://netron.app) to see the graph; run it with onnxruntime::
@@ -328,6 +335,9 @@ def _check_destination(path):
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot write {path!r}: it is a directory; give a file name "
                                 f"such as {os.path.join(path, 'model.onnx')!r}")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"cannot write {path!r}: {folder!r} is a file, not a "
+                                 f"directory")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path!r}: the directory {folder!r} does not "
                                 f"exist")

@@ -18,7 +18,7 @@ result back.  Because the twins are remembered, a stack of conv, activation and 
 stays channels-first: the exported graph transposes once after the input and once before
 ``Flatten``, and every ``Transpose`` nobody reads is dropped when the graph is finished.
 
-A converter for a learnable per-channel scale (the ``Scale`` layer of the plugin guide)::
+A converter for a learnable per-channel scale (the README's ``Scale`` plugin layer)::
 
     def scale_to_onnx(layer, inputs, graph):
         gamma = graph.constant(layer.params["gamma"], "gamma")   # broadcasts over the last axis

@@ -264,8 +264,8 @@ class Workspace:
     """Buffers a layer reuses from one training step to the next: ``get(name, shape, dtype)``
     returns the same array for the same arguments until ``clear()``.
 
-    During ``fit`` the built-in convolution and pooling layers write their outputs, the
-    max-pooling winners and dL/dx into these instead of new arrays, so a steady-state batch
+    During ``fit`` the built-in convolution, pooling and dropout layers write their outputs, the
+    max-pooling winners, the dropout masks and dL/dx into these instead of new arrays, so a steady-state batch
     allocates none of its large arrays (``tests/test_memory.py``).  A batch of another size
     (an epoch's last, smaller one) gets buffers of its own.  The model clears every layer's
     workspace when the call that used it returns (``fit``, ``train_on_batch``), so nothing a

@@ -277,6 +277,8 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.seed = check_seed(seed)
 
+    context_modes = frozenset({"reuse_buffers"})
+
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, check_finite=ctx.check_finite)
         if not training or self.rate == 0:
@@ -284,7 +286,8 @@ class Dropout(Layer):
             return x
         seed = int(self.rng.integers(2**63))
         out, cache = F.dropout_forward(x, self.rate, seed, training=True,
-                                       check_finite=ctx.check_finite)
+                                       check_finite=ctx.check_finite,
+                                       workspace=self._buffers(ctx))
         self._cache = ("mask", x.shape, cache)
         return out
 
@@ -293,7 +296,8 @@ class Dropout(Layer):
         dout = as_grad(self, dout, shape, ctx.check_finite)
         if kind == "identity":
             return dout
-        return F.dropout_backward(dout, kernel_cache[0], check_finite=False)  # as_grad did
+        return F.dropout_backward(dout, kernel_cache[0], check_finite=False,  # as_grad did
+                                  workspace=self._buffers(ctx))
 
     def get_config(self):
         return {"rate": self.rate, "seed": self.seed, **super().get_config()}
