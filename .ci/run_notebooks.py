@@ -1,6 +1,7 @@
 """Execute notebooks with nbclient, each in a fresh kernel of this Python; exit 1 if any cell
-raised, or if a course notebook (not one in solutions/) shows no picture: the pictures must
-display inline in a fresh kernel.  Outputs are not written back: the notebooks stay stored
+raised or wrote to stderr (a warning a student would see in red: fix its cause, or catch it
+and explain it where it is the lesson), or if a course notebook (not one in solutions/) shows
+no picture: the pictures must display inline in a fresh kernel.  Outputs are not written back: the notebooks stay stored
 without outputs.
 
     python .ci/run_notebooks.py NOTEBOOK...
@@ -35,8 +36,12 @@ def run(path):
     except nbclient.exceptions.CellExecutionError as exc:
         error = str(exc)
     seconds = time.perf_counter() - start
-    pictures = sum("image/png" in out.get("data", {})
-                   for cell in nb.cells for out in cell.get("outputs", []))
+    outputs = [out for cell in nb.cells for out in cell.get("outputs", [])]
+    pictures = sum("image/png" in out.get("data", {}) for out in outputs)
+    stderr = "".join(out.get("text", "") for out in outputs
+                     if out.get("output_type") == "stream" and out.get("name") == "stderr")
+    if error is None and stderr:
+        error = f"{path} wrote to stderr:\n{stderr}"
     return error, seconds, pictures
 
 

@@ -7,7 +7,7 @@ Compiled Cython kernels (conv2d, pooling, dropout) each have a readable NumPy tw
 >>> from cytorch import layers as L
 >>> model = cytorch.Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3), L.Flatten(), L.Dense(10)])
 """
-from ._config import backend, get_backend, get_num_threads, set_num_threads
+from ._config import backend, get_backend, get_num_threads, set_num_threads, single_threaded_blas
 from .errors import NotBuiltError, ShapeError
 from .random import set_seed
 
@@ -64,5 +64,5 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["backend", "get_backend", "get_num_threads", "set_num_threads", "ShapeError",
-           "NotBuiltError", "set_seed", *_LAZY]
+__all__ = ["backend", "get_backend", "get_num_threads", "set_num_threads",
+           "single_threaded_blas", "ShapeError", "NotBuiltError", "set_seed", *_LAZY]

@@ -174,6 +174,39 @@ def check_cache(cache, kind, what):
 
 
 # -- conv2d -------------------------------------------------------------------------------------
+def _conv_operands(x, w, b, check_finite, depthwise=False):
+    """Check and convert the operands of conv2d (``w`` is ``(kh, kw, C, K)``, ``b`` is
+    ``(K,)``) or, with ``depthwise``, of depthwise_conv2d (``w`` is
+    ``(kh, kw, C, depth_multiplier)``, ``b`` is ``(C * depth_multiplier,)``): ``x`` a finite
+    batch, ``w`` a non-empty 4-D kernel over x's channels; return ``x, w, b`` in one dtype."""
+    x = as_batch(x, "x", check_finite=check_finite)
+    w = as_float_array(w, "w", check_finite=check_finite)
+    last = "depth_multiplier" if depthwise else "K"
+    if w.ndim != 4:
+        raise ShapeError(f"w must be a 4-D array (kh, kw, C, {last}), got shape {w.shape}")
+    if w.size == 0:
+        raise ShapeError(f"w must not be empty, got shape {w.shape}")
+    C = x.shape[3]
+    C_w, M = w.shape[2:]
+    if C_w != C and depthwise:
+        raise ShapeError(f"w has {C_w} channels (w.shape[2]), x has {C} (x.shape[3]): a "
+                         f"depthwise kernel holds one filter bank per input channel")
+    if C_w != C:
+        raise ShapeError(f"w expects {C_w} input channels (w.shape[2]), "
+                         f"x has {C} (x.shape[3])")
+    if b is not None:
+        b = as_float_array(b, "b", check_finite=check_finite)
+        if depthwise and b.shape != (C * M,):
+            raise ShapeError(f"b must have shape (C * depth_multiplier,) = ({C * M},), got "
+                             f"shape {b.shape}")
+        if not depthwise and b.shape != (M,):
+            raise ShapeError(f"b must have shape (K,) = ({M},) to match w's {M} filters "
+                             f"(w.shape[3]), got shape {b.shape}")
+    dtype = common_dtype(x, w, b)
+    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
+    return x, w, None if b is None else b.astype(dtype, copy=False)
+
+
 def conv_args(x, w, b, strides, padding, check_finite, dilation_rate=1):
     """Validate conv2d inputs; return ``x, w, b`` (one dtype), ``(sh, sw)``, pads, out shape.
 
@@ -181,25 +214,9 @@ def conv_args(x, w, b, strides, padding, check_finite, dilation_rate=1):
     kernel dilated by ``(dh, dw)`` spans ``(kh - 1) * dh + 1`` rows (columns likewise): the
     output size and "same"/"full" padding follow from that extent, as in Keras.
     """
-    x = as_batch(x, "x", check_finite=check_finite)
-    w = as_float_array(w, "w", check_finite=check_finite)
-    if w.ndim != 4:
-        raise ShapeError(f"w must be a 4-D array (kh, kw, C, K), got shape {w.shape}")
-    if w.size == 0:
-        raise ShapeError(f"w must not be empty, got shape {w.shape}")
+    x, w, b = _conv_operands(x, w, b, check_finite)
     N, H, W, C = x.shape
-    kh, kw, C_w, K = w.shape
-    if C_w != C:
-        raise ShapeError(f"w expects {C_w} input channels (w.shape[2]), "
-                         f"x has {C} (x.shape[3])")
-    if b is not None:
-        b = as_float_array(b, "b", check_finite=check_finite)
-        if b.shape != (K,):
-            raise ShapeError(f"b must have shape (K,) = ({K},) to match w's {K} filters "
-                             f"(w.shape[3]), got shape {b.shape}")
-    dtype = common_dtype(x, w, b)
-    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    b = None if b is None else b.astype(dtype, copy=False)
+    kh, kw, _, K = w.shape
     sh, sw = as_pair(strides, "strides")
     dh, dw = as_pair(dilation_rate, "dilation_rate")
     H_out, W_out, pads = window_output_shape(H, W, (kh - 1) * dh + 1, (kw - 1) * dw + 1,
@@ -451,26 +468,9 @@ def batch_norm_dout(dout, cache, check_finite=True):
 def depthwise_args(x, w, b, strides, padding, check_finite):
     """Validate a depthwise_conv2d call; return ``x, w, b`` (one dtype), ``(sh, sw)``, pads
     ``(top, bottom, left, right)`` and the output shape ``(N, H_out, W_out, C * dm)``."""
-    x = as_batch(x, "x", check_finite=check_finite)
-    w = as_float_array(w, "w", check_finite=check_finite)
-    if w.ndim != 4:
-        raise ShapeError(f"w must be a 4-D array (kh, kw, C, depth_multiplier), got shape "
-                         f"{w.shape}")
-    if w.size == 0:
-        raise ShapeError(f"w must not be empty, got shape {w.shape}")
+    x, w, b = _conv_operands(x, w, b, check_finite, depthwise=True)
     N, H, W, C = x.shape
-    kh, kw, C_w, dm = w.shape
-    if C_w != C:
-        raise ShapeError(f"w has {C_w} channels (w.shape[2]), x has {C} (x.shape[3]): a "
-                         f"depthwise kernel holds one filter bank per input channel")
-    if b is not None:
-        b = as_float_array(b, "b", check_finite=check_finite)
-        if b.shape != (C * dm,):
-            raise ShapeError(f"b must have shape (C * depth_multiplier,) = ({C * dm},), got "
-                             f"shape {b.shape}")
-    dtype = common_dtype(x, w, b)
-    x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    b = None if b is None else b.astype(dtype, copy=False)
+    kh, kw, _, dm = w.shape
     sh, sw = as_pair(strides, "strides")
     H_out, W_out, pads = window_output_shape(H, W, kh, kw, sh, sw, padding,
                                              what="depthwise_conv2d")

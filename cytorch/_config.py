@@ -71,7 +71,11 @@ def set_num_threads(n):
 class single_threaded_blas:
     """Context manager: every BLAS library in the process (NumPy's and SciPy's) runs on one
     thread inside it; each gets its own setting back on exit.  The one BLAS-thread policy of
-    cytorch: the conv kernels, the training loop and the estimator all use it.
+    cytorch: the conv kernels, the training loop and the estimator all use it, and so should a
+    plugin's compiled kernel that calls GEMM from its own OpenMP threads::
+
+        with cytorch.single_threaded_blas():
+            out = my_kernel.forward(x, w, num_threads=cytorch.get_num_threads())
 
     Why one thread.  cytorch's compiled kernels parallelise over images with OpenMP and call
     small single-threaded GEMMs from every thread; a threaded BLAS inside each of them

@@ -86,25 +86,32 @@ def _conv_block(filters, kernel_size, batch_norm, **kwargs):
 
 
 def alexnet_small_spec(num_classes=10, batch_norm=False):
-    """AlexNet's ideas (Krizhevsky, Sutskever & Hinton, 2012) scaled to 32x32x1: a large
-    strided first filter, then "same" 3x3 convolutions, overlapping 3x3 max pooling with stride
-    2, and two dropout-regularised dense layers; 5 conv + 3 dense weight layers, like AlexNet.
+    """AlexNet's ideas (Krizhevsky, Sutskever & Hinton, 2012) scaled to 32x32x1: a large first
+    filter, then "same" 3x3 convolutions, overlapping 3x3 max pooling with stride 2 after the
+    first, second and fifth convolution, and two dropout-regularised dense layers; 5 conv +
+    3 dense weight layers, like AlexNet.
 
-    32x32x1 -> conv 24@5x5 /2 -> 16x16x24 -> pool 3/2 -> 7x7x24 -> conv 48@3x3 -> pool 3/2 ->
-    3x3x48 -> conv 64@3x3 -> conv 64@3x3 -> conv 48@3x3 -> 3x3x48 -> dense 128 -> dropout 0.5
-    -> dense 128 -> dropout 0.5 -> dense num_classes softmax.  (AlexNet's third pooling would
-    leave a 1x1 map here: the 8x8 digits upsampled to 32x32 have little to spare.)
+    32x32x1 -> conv 24@5x5 -> pool 3/2 -> 15x15x24 -> conv 48@3x3 -> pool 3/2 -> 7x7x48 ->
+    conv 64@3x3 -> conv 64@3x3 -> conv 48@3x3 -> pool 3/2 -> 3x3x48 -> dense 128 ->
+    dropout 0.5 -> dense 128 -> dropout 0.5 -> dense num_classes softmax.
+
+    The first convolution has stride 1, not AlexNet's 4: an 8x8 digit upsampled into a 20x20
+    box has no pixels to spare.  With a stride-2 first layer (and so no third pooling) the net
+    fitted the training digits (99-100 %) but its final test accuracy over 6 seeds (20 epochs)
+    was 0.971 +- 0.012 (worst 0.947); 0.978 with the cosine schedule of ``alexnet_small``, and
+    no better with dropout 0.3 (0.975) or none (0.973), 2x2 pooling (0.976) or the digits
+    stretched over the whole 32x32 (0.974): the 20-pixel digit covered only about 2x2 cells of
+    the final 3x3 map.  Stride 1 costs about 4-5x the time per epoch (2-core Zen 5, loaded).
 
     176,602 parameters for 10 classes (624 + 10,416 + 27,712 + 36,928 + 27,696 + 55,424 +
     16,512 + 1,290); with ``batch_norm=True`` (conv without bias, then BatchNormalization,
     then ReLU) 177,346, of which 496 are the non-trainable moving statistics.
     """
-    spec = _conv_block(24, 5, batch_norm, strides=2)
-    spec += [("max_pool2d", {"pool_size": 3, "strides": 2})]
-    spec += _conv_block(48, 3, batch_norm)
-    spec += [("max_pool2d", {"pool_size": 3, "strides": 2})]
+    pool = [("max_pool2d", {"pool_size": 3, "strides": 2})]
+    spec = _conv_block(24, 5, batch_norm) + pool
+    spec += _conv_block(48, 3, batch_norm) + pool
     spec += _conv_block(64, 3, batch_norm) + _conv_block(64, 3, batch_norm)
-    spec += _conv_block(48, 3, batch_norm)
+    spec += _conv_block(48, 3, batch_norm) + pool
     spec += [("flatten", {}),
              ("dense", {"units": 128, "activation": "relu"}),
              ("dropout", {"rate": 0.5}),
@@ -140,7 +147,27 @@ def vgg_small_spec(num_classes=10, batch_norm=False):
 def alexnet_small(input_shape=(32, 32, 1), num_classes=10, seed=None, batch_norm=False,
                   name="alexnet_small"):
     """AlexNet's ideas at 32x32x1 (see ``alexnet_small_spec``): 176,602 parameters, or
-    177,346 with ``batch_norm=True`` (496 of them non-trainable)."""
+    177,346 with ``batch_norm=True`` (496 of them non-trainable).
+
+    Recommended training: Adam at 1e-3, batch 32, 30 epochs (20 with ``batch_norm=True``),
+    the learning rate decayed to 0 along half a cosine (``benchmarks/bench_accuracy.py``).
+    With a constant rate the test accuracy swings by several points from one epoch to the next
+    (the two dropout layers), so the last epoch is a lottery; the decay lets it settle.
+
+    >>> import math
+    >>> from cytorch import callbacks, models
+    >>> model = models.alexnet_small(seed=0).compile(optimizer="adam", metrics=["accuracy"])
+    >>> decay = callbacks.LearningRateScheduler(
+    ...     lambda epoch: 1e-3 * 0.5 * (1 + math.cos(math.pi * epoch / 30)))
+    >>> # model.fit(X, y, batch_size=32, epochs=30, callbacks=[decay])
+
+    Measured on the 32x32 digits (``load_digits(32)``, stratified 80/20 split), final-epoch test
+    accuracy over seeds 0-4, mean +- std (worst): 0.9850 +- 0.0038 (0.9806) after 30 epochs;
+    0.9806 +- 0.0051 (0.9722) after 20 (seeds 0-5); PyTorch with the same net, initialisation
+    and schedule 0.9839 +- 0.0051 (0.9778) after 30 epochs, 0.9761 +- 0.0029 (0.9722) after 20.
+    With ``batch_norm=True``, 20 epochs: 0.9953 +- 0.0026 (0.9917, seeds 0-5); PyTorch
+    0.9972 +- 0.0023 (0.9944, seeds 0-2).
+    """
     return Sequential.from_spec(alexnet_small_spec(num_classes, batch_norm),
                                 input_shape=input_shape, seed=seed, name=name)
 

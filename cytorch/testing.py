@@ -38,15 +38,25 @@ generator seeded with ``seed``, so the finite differences see one fixed mask.  A
 ``state`` (BatchNormalization's moving statistics) is copied with its weights into every copy
 the checks make; training-mode calls may update it, and the float32 copy starts from the state
 the float64 copy has reached.
+
+For a compiled kernel, compare it with its NumPy twin in both dtypes; in float32 measure the
+difference with ``rounding_error(got, want, scale)``, where ``scale`` is the twin run in
+float64 on the absolute values of every input (and of ``dout``): rounding is proportional to
+the sum of |terms|, and a result that cancels to almost nothing (``db = sum(dout)``) makes
+``relative_error`` report ordinary float32 rounding as a failure::
+
+    got, want = kernel(x, w), twin(x, w)
+    scale = twin(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64))
+    assert rounding_error(got, want, scale) < 2e-5   # float32; 1e-12 in float64
 """
 import json
 
 import numpy as np
 
-from ._gradcheck import numerical_gradient, relative_error
+from ._gradcheck import numerical_gradient, relative_error, rounding_error
 from .layers.base import Layer
 
-__all__ = ["check_layer", "numerical_gradient", "relative_error"]
+__all__ = ["check_layer", "numerical_gradient", "relative_error", "rounding_error"]
 
 _CONFIG_RTOL = 1e-6  # the same layer with the same weights: rounding differences at most
 

@@ -13,6 +13,24 @@ import pytest
 os.environ["MPLBACKEND"] = "Agg"
 
 
+def keras_on_torch():
+    """``(keras, torch)``: Keras 3 on its torch backend, the optional oracle of the
+    ``test_keras_*`` modules (never a dependency; CI does not have it).  Call it at module
+    level: it skips the whole calling module when either cannot be imported, or when Keras was
+    already loaded with another backend (``KERAS_BACKEND`` chosen before Keras's import)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+        import torch
+    except Exception as exc:   # not installed, or a backend that cannot load here
+        pytest.skip(f"Keras 3 with the torch backend is not available ({exc})",
+                    allow_module_level=True)
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"these comparisons use Keras's torch backend, not "
+                    f"{keras.backend.backend()!r}", allow_module_level=True)
+    return keras, torch
+
+
 def site_dirs():
     """The site-packages folders of the environment running the tests, in ``sys.path`` order:
     the venv's own when pytest runs in a venv, the interpreter's otherwise (plus the user site

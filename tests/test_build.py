@@ -104,6 +104,24 @@ def test_num_threads_setting():
         cytorch.set_num_threads(0)
 
 
+def test_single_threaded_blas_is_public_and_restores_each_library():
+    # the one BLAS-thread policy, for plugins too (the locally-connected plugin uses it)
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not controller.lib_controllers:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    assert "single_threaded_blas" in cytorch.__all__
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = [lib.get_num_threads() for lib in controller.lib_controllers]
+        with cytorch.single_threaded_blas():
+            assert [lib.get_num_threads() for lib in controller.lib_controllers] == \
+                [1] * len(before)
+            with cytorch.single_threaded_blas():   # nested: still one, and no change on exit
+                pass
+            assert all(lib.get_num_threads() == 1 for lib in controller.lib_controllers)
+        assert [lib.get_num_threads() for lib in controller.lib_controllers] == before
+
+
 def test_import_fails_loudly_without_the_compiled_kernels():
     # a fresh interpreter where the _conv extension cannot be imported (None in sys.modules
     # makes ``import`` raise ImportError, as a missing .so would)

@@ -13,24 +13,27 @@ from cytorch.errors import ShapeError
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-def run(x, w, b=None, strides=1, padding="valid", dout=None, backend="compiled"):
+def run(x, w, b=None, strides=1, padding="valid", dout=None, backend="compiled", dilation=1):
     """Forward and backward on one backend: out, dx, dw, db (dout random unless given)."""
     with cytorch.backend(backend):
-        out, cache = F.conv2d_forward(x, w, b, strides, padding)
+        out, cache = F.conv2d_forward(x, w, b, strides, padding, dilation)
         if dout is None:
             dout = np.random.default_rng(1).standard_normal(out.shape).astype(out.dtype)
         dx, dw, db = F.conv2d_backward(dout, cache)
     return out, dx, dw, db
 
 
-def assert_twins_agree(x, w, b, strides, padding, dtype):
-    got = run(x, w, b, strides, padding)
-    want = run(x, w, b, strides, padding, backend="reference")
+def assert_twins_agree(x, w, b, strides, padding, dtype, dilation=1):
+    """The compiled conv2d (forward and backward) against its twin (tests/test_dilation.py
+    uses it too)."""
+    got = run(x, w, b, strides, padding, dilation=dilation)
+    want = run(x, w, b, strides, padding, backend="reference", dilation=dilation)
     # the same sums over |terms|, in float64: the size rounding errors are proportional to
+    # (db = sum(dout) can cancel to almost nothing)
     dout = np.abs(np.random.default_rng(1).standard_normal(got[0].shape))
     scale = run(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
                 None if b is None else np.abs(b).astype(np.float64), strides, padding,
-                dout=dout, backend="reference")
+                dout=dout, backend="reference", dilation=dilation)
     for name, g, r, s in zip(("out", "dx", "dw", "db"), got, want, scale):
         if r is None:
             assert g is None, name

@@ -2,24 +2,14 @@
 validation_split, metrics vs weighted_metrics and their names, class_weight, initial_epoch,
 evaluate's list and dict.  Keras is an optional test oracle: without it every test here skips
 (tests/test_fit_conventions.py checks the same conventions without it)."""
-import os
-
 import numpy as np
 import pytest
 
+from conftest import keras_on_torch
 from cytorch import Sequential, optimizers
 from cytorch import layers as L
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-try:
-    import keras
-    import torch  # noqa: F401 (the backend Keras runs on here)
-except Exception as exc:   # not installed, or a backend that cannot load here
-    pytest.skip(f"Keras 3 with the torch backend is not available ({exc})",
-                allow_module_level=True)
-if keras.backend.backend() != "torch":
-    pytest.skip(f"these comparisons use Keras's torch backend, not "
-                f"{keras.backend.backend()!r}", allow_module_level=True)
+keras, _ = keras_on_torch()
 
 RTOL = 1e-5
 

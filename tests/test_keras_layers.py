@@ -3,24 +3,14 @@ gradients, and BatchNormalization's moving statistics after a few training steps
 
 Keras 3 (with the torch backend) is an optional test oracle: without it every test here skips.
 """
-import os
-
 import numpy as np
 import pytest
 
+from conftest import keras_on_torch
 from cytorch import layers as L
 from cytorch._gradcheck import relative_error
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-try:
-    import keras
-    import torch
-except Exception as exc:   # not installed, or a backend that cannot load here
-    pytest.skip(f"Keras 3 with the torch backend is not available ({exc})",
-                allow_module_level=True)
-if keras.backend.backend() != "torch":
-    pytest.skip(f"these comparisons use Keras's torch backend, not "
-                f"{keras.backend.backend()!r}", allow_module_level=True)
+keras, torch = keras_on_torch()
 
 RTOL = 1e-5
 # Keras 3.15 on NumPy 2 warns about __array__'s copy keyword on every weight it hands out

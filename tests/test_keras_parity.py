@@ -12,22 +12,15 @@ Two traps of the oracle itself: torch 2.13's oneDNN returns wrong float32 weight
 strided 1x1 convolutions in Keras's layout (the gradient test turns oneDNN off), and Keras's
 torch backend computes float64 matmuls in float32 (everything here is float32).
 """
-import os
-
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-if "keras" not in __import__("sys").modules:
-    os.environ["KERAS_BACKEND"] = "torch"
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":
-    pytest.skip(f"keras runs on {keras.backend.backend()!r}, these tests need its torch backend",
-                allow_module_level=True)
+import cytorch
+from conftest import keras_on_torch
+from cytorch import layers as L
+from cytorch import losses, optimizers
 
-import cytorch  # noqa: E402
-from cytorch import layers as L  # noqa: E402
-from cytorch import losses, optimizers  # noqa: E402
+keras, torch = keras_on_torch()
 
 
 # the oracle's own noise: Keras converting torch tensors for NumPy 2, torch's oneDNN switch

@@ -1,17 +1,15 @@
 """``SpatialDropout2D``: dropout of whole feature maps."""
-import numbers
-
 import numpy as np
 
 from .. import functional as F
-from ._common import as_grad, as_input, cached, check_seed
-from .base import Layer
+from ._common import as_grad, as_input, cached
 from .context import DEFAULT
+from .core import Dropout
 
 __all__ = ["SpatialDropout2D"]
 
 
-class SpatialDropout2D(Layer):
+class SpatialDropout2D(Dropout):
     """Drop whole channels: in training, each feature map ``x[n, :, :, c]`` is zeroed with
     probability ``rate`` and the kept ones are scaled by ``1 / (1 - rate)`` (Keras's
     ``SpatialDropout2D``: dropout with noise shape ``(N, 1, 1, C)``).
@@ -24,6 +22,8 @@ class SpatialDropout2D(Layer):
     seed drawn from the layer's generator per call); backward is ``dx = dout * mask / (1 -
     rate)``, broadcast over H and W.
 
+    A ``Dropout`` subclass, as in Keras: the same arguments (checked there) and config.
+
     Parameters
     ----------
     rate : float in [0, 1)
@@ -35,12 +35,7 @@ class SpatialDropout2D(Layer):
     (array([2., 0., 2., 0., 0., 0.], dtype=float32), True)
     """
 
-    def __init__(self, rate, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-            raise ValueError(f"rate must be a float in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-        self.seed = check_seed(seed)
+    context_modes = frozenset()   # Dropout's reuse_buffers is for its kernel's workspace
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
@@ -58,6 +53,3 @@ class SpatialDropout2D(Layer):
         shape, mask = cached(self)
         dout = as_grad(self, dout, shape, ctx.check_finite)
         return dout if mask is None else dout * mask
-
-    def get_config(self):
-        return {"rate": self.rate, "seed": self.seed, **super().get_config()}

@@ -11,11 +11,9 @@ dtype, finiteness, shape arithmetic) before compiled code runs; inputs are never
 Shapes: ``x (N, H, W, C)``, ``w (H_out, W_out, kh*kw*C, K)``, ``b (H_out, W_out, K)`` or None,
 ``out (N, H_out, W_out, K)`` with ``H_out = floor((H + P_top + P_bottom - kh) / sh) + 1``.
 """
-import contextlib
-
 import numpy as np
 
-from cytorch import get_backend, get_num_threads
+from cytorch import get_backend, get_num_threads, single_threaded_blas
 from cytorch.checks import as_batch, as_float_array, as_pair, common_dtype, window_output_shape
 from cytorch.errors import NotBuiltError, ShapeError
 
@@ -27,9 +25,6 @@ _GRAIN = 1 << 20       # multiply-adds worth waking one more thread for (~0.1 ms
 BUILD_HINT = ("build it with `python -m pip install -e ./plugins/cytorch-locally-connected "
               "--no-build-isolation` (or `python setup.py build_ext --inplace` in that folder), "
               "or run the NumPy twin with cytorch.backend('reference')")
-
-
-_state = {"blas": None}
 
 
 def _kernel():
@@ -51,30 +46,6 @@ def _threads(macs):
     gets one thread per ``_GRAIN`` multiply-adds (at most ``cytorch.get_num_threads()``):
     small calls, which cannot gain much, cannot lose much either."""
     return int(max(1, min(get_num_threads(), macs // _GRAIN)))
-
-
-def _one_blas_thread(macs):
-    """A context in which BLAS runs single-threaded (for calls big enough to matter).
-
-    The kernel splits its work over ``cytorch.get_num_threads()`` OpenMP threads, and each of
-    them calls GEMM; a threaded BLAS inside every one of those oversubscribes the cores
-    (measured: twice slower on 2 cores for 576x64 windows), and with one thread asked for,
-    BLAS should not add more.  threadpoolctl (a scikit-learn dependency) sets the limit; the
-    controller is made once, after the kernel loaded its BLAS, because scanning the loaded
-    libraries costs about a millisecond.  Calls below ``_GRAIN`` skip it (it costs ~20 us):
-    they run on one OpenMP thread, and their GEMMs are mostly too small for BLAS to thread.
-    """
-    if macs < _GRAIN:
-        return contextlib.nullcontext()
-    if _state["blas"] is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _state["blas"] = ThreadpoolController()
-        except ImportError:
-            _state["blas"] = False
-    if _state["blas"] is False:
-        return contextlib.nullcontext()
-    return _state["blas"].limit(limits=1, user_api="blas")
 
 
 def locally_connected2d_forward(x, w, b, kernel_size, strides=1, padding="valid",
@@ -141,7 +112,7 @@ def locally_connected2d_forward(x, w, b, kernel_size, strides=1, padding="valid"
     pt, _, pl, _ = pads
     kernel = _kernel()
     macs = N * H_out * W_out * P * K
-    with _one_blas_thread(macs):
+    with single_threaded_blas():   # the kernel's OpenMP threads each call GEMM
         out = kernel.forward(x, w, b, kh, kw, sh, sw, pt, pl, _threads(macs))
     return out, dict(meta, backend="compiled", x=x, w=w, has_bias=b is not None)
 
@@ -171,6 +142,6 @@ def locally_connected2d_backward(dout, cache):
     pt, _, pl, _ = cache["pads"]
     kernel = _kernel()
     macs = dout.size * cache["w"].shape[2]             # per GEMM: N * H_out * W_out * K * P
-    with _one_blas_thread(macs):
+    with single_threaded_blas():   # the kernel's OpenMP threads each call GEMM
         return kernel.backward(dout, cache["x"], cache["w"], cache["has_bias"],
                                kh, kw, sh, sw, pt, pl, _threads(macs))
