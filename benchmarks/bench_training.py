@@ -9,8 +9,8 @@ them all alike.  Printed: images/s and the time ratio cytorch/torch (< 1: cytorc
 of the best epochs and of the median ones.
 
 Then the share of a cytorch epoch spent *outside* the compiled kernels (everything that is not
-a ``cytorch.functional`` kernel call: Python, the Dense layers' NumPy matmuls, activations,
-the loss, the optimizer), measured by wrapping the kernel functions with timers, in every round
+a ``cytorch.functional`` kernel call, Dense's fused GEMM + epilogue included: Python,
+activations outside a fused kernel, the loss, the optimizer), measured by wrapping the kernel functions with timers, in every round
 (the median round is shown).
 
 Finally, in a fresh process, the peak RSS while ``keras_mnist().predict`` runs over 60,000
@@ -43,7 +43,8 @@ N_IMAGES = 4096
 BATCH = 64
 
 KERNELS = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
-           "avg_pool2d_forward", "avg_pool2d_backward", "dropout_forward", "dropout_backward"]
+           "avg_pool2d_forward", "avg_pool2d_backward", "dropout_forward", "dropout_backward",
+           "dense_forward", "dense_backward"]
 
 
 def data(size, n=N_IMAGES):

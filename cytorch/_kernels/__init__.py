@@ -7,7 +7,7 @@ import importlib
 import os
 
 MODULES = ("_conv", "_direct", "_winograd", "_blocked", "_depthwise", "_pool", "_dropout",
-           "_batchnorm", "_optim")
+           "_batchnorm", "_optim", "_activation")
 
 # OpenMP's wait policy.  After each parallel region libgomp's idle threads spin (by default
 # for 300,000 rounds, about a millisecond) before they sleep.  On an idle machine that makes
@@ -63,12 +63,14 @@ def openmp_wait_policy():
 
 # Instruction sets.  The vector loops of ``_direct`` (``_lanes.h``), ``_winograd``
 # (``_winograd.h``), ``_blocked`` (``_blocked.h``), ``_depthwise`` (``_depthwise.h``), ``_pool``
-# (``_pool2x2.h``) and ``_optim`` (``_optim.h``) exist in three variants, indexed as the CY_ISA_* values of ``_isa.h``; each
+# (``_pool2x2.h``), ``_optim`` (``_optim.h``) and ``_activation`` (``_mathfn.h``) exist in three
+# variants, indexed as the CY_ISA_* values of ``_isa.h``; each
 # module runs the best its CPU has.  The private environment variable CYTORCH_ISA (read when
 # the modules are imported) forces one, so that the tests can compare every variant present:
 #     CYTORCH_ISA=default|avx2|avx512 python -m pytest tests/test_isa.py
 ISA_NAMES = ("default", "avx2", "avx512")
-ISA_MODULES = ("_direct", "_winograd", "_blocked", "_depthwise", "_pool", "_optim")
+ISA_MODULES = ("_direct", "_winograd", "_blocked", "_depthwise", "_pool", "_optim",
+               "_activation")
 
 
 def requested_isa():

@@ -17,6 +17,11 @@ from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, ch
 from .base import Layer
 from .context import DEFAULT
 
+# Dense applies these in the pass that writes its output (and their derivative in the pass
+# that reads dout); softmax (fused with the loss or applied on the logits) and the
+# activations whose derivative needs the input (gelu, silu) run after it.
+_FUSED = F.FUSED_ACTIVATIONS
+
 __all__ = ["Input", "Dense", "Flatten", "Activation", "Dropout"]
 
 
@@ -85,6 +90,11 @@ class Dense(ActivationMixin, Layer):
 
         dkernel = x.T @ dz        dbias = dz.sum(axis=0)        dx = dz @ kernel.T
 
+    Compiled (``cytorch.functional.dense_forward``/``dense_backward``), the products run in
+    BLAS, and bias + activation (relu, tanh, sigmoid, leaky_relu, elu, softplus) are applied in
+    one pass over the output while it is in cache; backward computes dz and dbias (summed in
+    float64) in one pass over dout.
+
     Parameters
     ----------
     units : int
@@ -143,21 +153,30 @@ class Dense(ActivationMixin, Layer):
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=2, check_finite=ctx.check_finite,
                      hint=": put Flatten() before a Dense layer")
-        z = x @ self.params["kernel"]
-        if self.use_bias:
-            z += self.params["bias"]
-        act, y = self._activate(z, inplace=True, ctx=ctx)
-        self._cache = (x, act, y)
+        act = self._call_activation(ctx)
+        fused = act.name in _FUSED and not act.from_input
+        # fused: the product in BLAS, bias and activation in one pass over its output
+        y = F.dense_forward(x, self.params["kernel"], self.params.get("bias"),
+                            act.name if fused else "linear", act.alpha, check_finite=False)
+        if not fused:   # softmax, gelu, silu: NumPy on the pre-activation
+            act, y = self._activate(y, inplace=True, ctx=ctx)
+        self._cache = (x, act, y, fused)
         return y
 
     def backward(self, dout, ctx=DEFAULT):
-        x, act, y = cached(self)
+        x, act, y, fused = cached(self)
         dout = as_grad(self, dout, y.shape, ctx.check_finite)
-        dz = act.backward(dout, y)
-        self.grads["kernel"] = x.T @ dz
+        if fused:       # dz = dout * f'(y) and db in one pass, then two GEMMs
+            dx, dw, db = F.dense_backward(dout, x, self.params["kernel"], y, act.name,
+                                          act.alpha, self.use_bias, check_finite=False)
+        else:
+            dx, dw, db = F.dense_backward(act.backward(dout, y), x, self.params["kernel"],
+                                          None, "linear", use_bias=self.use_bias,
+                                          check_finite=False)
+        self.grads["kernel"] = dw
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)
-        return dz @ self.params["kernel"].T
+            self.grads["bias"] = db
+        return dx
 
     def get_config(self):
         return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
