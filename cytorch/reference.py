@@ -1179,7 +1179,7 @@ def activation_forward(name, x, out=None, alpha=None):
     reduction but never adds the 1 (so small x keep their digits).  tanh is then
     ``e / (e + 2)`` with ``e = expm1(2|x|)`` in float64 (exact near 0, where
     ``1 - 2/(exp(2x) + 1)`` would cancel to nothing), and in float32 Cephes' odd polynomial
-    below |x| = 0.625, ``1 - 2/(exp(2|x|) + 1)`` above (where the subtraction is harmless).
+    below ``|x| = 0.625``, ``1 - 2/(exp(2|x|) + 1)`` above (where the subtraction is harmless).
 
     >>> activation_forward("tanh", np.array([-1.0, 0.0, 20.0]))
     array([-0.76159416,  0.        ,  1.        ])

@@ -42,7 +42,7 @@ the float64 copy has reached.
 For a compiled kernel, compare it with its NumPy twin in both dtypes; in float32 measure the
 difference with ``rounding_error(got, want, scale)``, where ``scale`` is the twin run in
 float64 on the absolute values of every input (and of ``dout``): rounding is proportional to
-the sum of |terms|, and a result that cancels to almost nothing (``db = sum(dout)``) makes
+the sum of ``|terms|``, and a result that cancels to almost nothing (``db = sum(dout)``) makes
 ``relative_error`` report ordinary float32 rounding as a failure::
 
     got, want = kernel(x, w), twin(x, w)
