@@ -1,4 +1,5 @@
-"""Training: ``compile``, ``fit``, ``train_on_batch``, ``evaluate`` and ``predict``.
+"""Training: ``compile``, ``fit``, ``evaluate``, ``predict`` and Keras's ``train_on_batch``,
+``test_on_batch`` and ``predict_on_batch``.
 
 ``Model`` and ``Sequential`` inherit these methods.  One training step is::
 
@@ -189,18 +190,87 @@ class TrainingMixin:
         self.optimizer.apply_gradients(self.layers)
         return loss, out
 
-    def train_on_batch(self, x, y, sample_weight=None):
-        """One gradient step on ``(x, y)``; returns the batch loss (before the step)."""
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One gradient step on the batch ``(x, y)``, as Keras 3's ``train_on_batch``.
+
+        The whole of ``x`` is one batch.  Returns what ``evaluate`` returns, measured on this
+        batch in the forward pass that computed the step's gradient (so with the weights from
+        *before* the step): the loss -- a float -- when the model was compiled without
+        metrics, else ``[loss, *metrics]`` (``metrics`` first, then ``weighted_metrics``), or
+        ``{"loss": ..., name: ...}`` with ``return_dict=True``.  As in Keras 3 the metrics
+        start afresh at every call: nothing carries over from ``fit``, ``evaluate`` or an
+        earlier call.
+
+        Parameters
+        ----------
+        x : array (N, H, W, C) (or a list of arrays for several inputs)
+        y : labels (N,) for the sparse cross-entropy, or targets shaped like the output;
+            required (Keras's ``None`` is for losses without targets, which cytorch has not).
+        sample_weight : (N,) weights; the loss is ``sum(w_i l_i) / N``.
+        class_weight : dict ``{class index: weight}``, as in ``fit`` (classes not listed
+            weigh 1); not with ``sample_weight``.  A key must be a class of the model's
+            output: ``0 .. K - 1`` for K output units, 0 and 1 for a single one.
+        return_dict : bool
+
+        Examples
+        --------
+        >>> model.compile(optimizer="sgd", metrics=["accuracy"])    # doctest: +SKIP
+        >>> loss, accuracy = model.train_on_batch(x[:32], y[:32])     # doctest: +SKIP
+        """
         self._require_compiled("train_on_batch")
+        xs, y, w = self._batch_data(x, y, sample_weight, class_weight)
+        fused = self._fused()
+        metrics = self._build_metrics(y)
+        with self._running():
+            loss, out = self._step(self._take(xs, slice(None)), y, w, fused,
+                                   self._contexts(logits=fused, training=True))
+            logs = {"loss": float(loss), **self._update_metrics(metrics, y, out, w, fused)}
+        return _keras_result(logs, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss and metrics of the batch ``(x, y)`` in inference mode, as Keras 3's
+        ``test_on_batch``: ``evaluate(x, y, batch_size=len(x), sample_weight=sample_weight,
+        return_dict=return_dict)`` -- a float without metrics, else ``[loss, *metrics]``, or
+        a dict with ``return_dict=True``.  Nothing is trained."""
+        self._require_compiled("test_on_batch")
+        xs, y, w = self._batch_data(x, y, sample_weight, None)
+        fused = self._fused()
+        with self._running():
+            logs = self._evaluate(xs, y, w, len(y), fused)
+        return _keras_result(logs, return_dict)
+
+    def predict_on_batch(self, x):
+        """Model outputs for ``x`` computed as one batch, as Keras 3's ``predict_on_batch``:
+        ``predict(x, batch_size=len(x))``, a NumPy array."""
+        xs = self._check_x(x)
+        with self._running():
+            batch = self._take(xs, slice(None))   # x itself when already contiguous float32
+            out = self._forward(batch, training=False, contexts=self._contexts())
+        # (a model of reshapes only can return a view of x: the caller gets its own array)
+        return out.copy() if any(np.shares_memory(out, a) for a in batch) else out
+
+    def _batch_data(self, x, y, sample_weight, class_weight):
+        """The checked ``(xs, y, w)`` of a ``*_on_batch`` call; class weights become sample
+        weights as in ``fit``."""
+        if y is None:
+            raise ValueError("y is required: the targets of the batch x (cytorch's losses all "
+                             "compare the output with targets)")
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("class_weight and sample_weight cannot be given together (as in "
+                             "Keras): multiply the class weights into sample_weight instead")
         xs = self._check_x(x)
         n = len(xs[0])
         y = self._check_y(y, n)
         w = check_sample_weight(sample_weight, n)
-        fused = self._fused()
-        with self._running():
-            loss, _ = self._step(self._take(xs, slice(None)), y, w, fused,
-                                 self._contexts(logits=fused, training=True))
-        return loss
+        if class_weight is not None:
+            w = _class_weights_to_sample_weights(class_weight, y, self._n_classes())
+        return xs, y, w
+
+    def _n_classes(self):
+        """The classes the output can name: its units, or 2 for a single unit (binary)."""
+        units = int(self.output_shape[-1]) if len(self.output_shape) else 1
+        return units if units > 1 else 2
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None,
@@ -260,8 +330,8 @@ class TrainingMixin:
         w = check_sample_weight(sample_weight, n)
         train, val = self._split_validation(xs, y, w, validation_split, validation_data)
         if class_weight is not None:   # the training samples only, as in Keras
-            train = (train[0], train[1], _class_weights_to_sample_weights(class_weight,
-                                                                          train[1]))
+            train = (train[0], train[1], _class_weights_to_sample_weights(
+                class_weight, train[1], self._n_classes()))
         return train, val
 
     def _split_validation(self, xs, y, w, validation_split, validation_data):
@@ -394,9 +464,7 @@ class TrainingMixin:
             logs = self._evaluate(xs, y, w, check_int(batch_size, "batch_size", 1), fused)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), file=sys.stderr)
-        if return_dict:
-            return logs
-        return list(logs.values()) if len(logs) > 1 else logs["loss"]
+        return _keras_result(logs, return_dict)
 
     def _evaluate(self, xs, y, w, batch_size, fused):
         """``{"loss": ..., metric log name: ...}`` on checked data."""
@@ -468,9 +536,19 @@ def _call(callbacks, hook, *args):
         getattr(cb, hook)(*args)
 
 
-def _class_weights_to_sample_weights(class_weight, y):
+def _keras_result(logs, return_dict):
+    """What Keras's ``evaluate`` and ``*_on_batch`` return for ``{"loss": ..., name: ...}``:
+    the dict, or the loss alone when there is no metric, or the list of values."""
+    if return_dict:
+        return logs
+    return list(logs.values()) if len(logs) > 1 else logs["loss"]
+
+
+def _class_weights_to_sample_weights(class_weight, y, n_classes):
     """One weight per sample from ``{class index: weight}`` (Keras's rule): the label is ``y``
-    itself, or the arg-max of a one-hot row, rounded to an int; unlisted classes weigh 1."""
+    itself, or the arg-max of a one-hot row, rounded to an int; unlisted classes weigh 1.
+    Keys must be classes ``0 .. n_classes - 1`` of the model's output (Keras ignores others,
+    which hides a typo or a key from another data set)."""
     if not isinstance(class_weight, dict):
         raise TypeError(f"class_weight must be a dict {{class index: weight}}, got "
                         f"{type(class_weight).__name__}: {class_weight!r}")
@@ -480,6 +558,11 @@ def _class_weights_to_sample_weights(class_weight, y):
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) \
                 or v < 0:
             raise ValueError(f"class_weight[{k}] must be a finite number >= 0, got {v!r}")
+    unknown = sorted(int(k) for k in class_weight if not 0 <= k < n_classes)
+    if unknown:
+        raise ValueError(f"class_weight has key(s) {', '.join(map(str, unknown))} for classes "
+                         f"the model does not output: its output has {n_classes} classes, "
+                         f"keys must be in [0, {n_classes - 1}]")
     labels = np.asarray(y)
     if labels.ndim > 1:
         labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
