@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as h  # noqa: E402
 
 import cytorch  # noqa: E402
-from cytorch import functional as F  # noqa: E402
+from cytorch import activations, functional as F  # noqa: E402
 
 # name, N, H, W, C, K, k, stride, padding
 CASES = [
@@ -37,14 +37,27 @@ CASES = [
 ]
 
 
-def cytorch_step(x, w, b, stride, padding, dout):
+def cytorch_step(x, w, b, stride, padding, dout, activation=None):
+    """conv2d (+ its activation, applied by the kernel: the fused epilogue) forward+backward."""
     def step():
-        out, cache = F.conv2d_forward(x, w, b, stride, padding)
+        out, cache = F.conv2d_forward(x, w, b, stride, padding, activation=activation)
         return F.conv2d_backward(dout, cache)
     return step
 
 
-def torch_step(x, w, b, stride, padding, dout):
+def unfused_step(x, w, b, stride, padding, dout, activation):
+    """The same with the activation in passes of its own (``cytorch.activations`` on the
+    conv's output and on dout), as a layer did before the epilogue."""
+    act = activations.get(activation)
+
+    def step():
+        z, cache = F.conv2d_forward(x, w, b, stride, padding)
+        y = act.forward(z, out=z)
+        return F.conv2d_backward(act.backward(dout, y), cache)
+    return step
+
+
+def torch_step(x, w, b, stride, padding, dout, activation=None):
     import torch
     import torch.nn.functional as TF
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
@@ -56,19 +69,29 @@ def torch_step(x, w, b, stride, padding, dout):
     def step():
         xt.grad = wt.grad = bt.grad = None
         out = TF.conv2d(xt, wt, bt, stride=stride, padding=pad)
+        if activation is not None:
+            out = getattr(torch, activation)(out)
         out.backward(dt)
     return step
 
 
 def main():
-    args = h.parser(__doc__.splitlines()[0]).parse_args()
+    p = h.parser(__doc__.splitlines()[0])
+    p.add_argument("--activation", choices=[a for a in F.CONV2D_ACTIVATIONS if a != "linear"],
+                   help="conv2d + this activation, applied by the kernel (the fused epilogue); "
+                        "adds the column 'unfused' (the activation in passes of its own)")
+    p.add_argument("--case", default="", help="only the cases whose name contains this text")
+    args = p.parse_args()
+    act = args.activation
     repeat = args.repeat or (2 if args.quick else 10)
-    h.header("conv2d forward+backward")
+    h.header("conv2d forward+backward" + (f" with {act}" if act else ""))
     peak = h.sgemm_gflops(repeat=3)
     torch = None if args.no_torch else h.try_import_torch()
     rng = np.random.default_rng(0)
     rows = []
     for name, N, H, W, C, K, k, s, pad in CASES:
+        if args.case not in name:
+            continue
         if args.quick:
             N = max(1, N // 4)
         x = rng.standard_normal((N, H, W, C), dtype=np.float32)
@@ -76,7 +99,7 @@ def main():
         b = rng.standard_normal(K, dtype=np.float32)
         out, _ = F.conv2d_forward(x, w, b, s, pad)
         dout = rng.standard_normal(out.shape, dtype=np.float32)
-        step = cytorch_step(x, w, b, s, pad, dout)
+        step = cytorch_step(x, w, b, s, pad, dout, act)
 
         def twin(step=step):
             with cytorch.backend("reference"):
@@ -91,8 +114,18 @@ def main():
         # busy-wait after each call and would slow whatever ran next in an interleaved round.
         twin_time = h.timeit(twin, repeat=max(2, repeat // 4)).best
         fns = {"compiled": step, "compiled 1t": one_thread}
+        if act:
+            fns["unfused"] = unfused_step(x, w, b, s, pad, dout, act)
+
+            def unfused_one_thread(step=fns["unfused"]):
+                cytorch.set_num_threads(1)
+                try:
+                    step()
+                finally:
+                    cytorch.set_num_threads(None)
+            fns["unfused 1t"] = unfused_one_thread
         if torch is not None:
-            t_step = torch_step(x, w, b, s, pad, dout)
+            t_step = torch_step(x, w, b, s, pad, dout, act)
             fns["torch 1t"] = h.with_torch_threads(1, t_step)
             fns["torch 2t"] = h.with_torch_threads(2, t_step)
         times = {name: t.best for name, t in h.interleaved(fns, repeat=repeat).items()}
@@ -119,6 +152,16 @@ def main():
                   h.fmt_time(t["compiled 1t"]), h.fmt_ratio(t["compiled 1t"], t.get("torch 1t")))
     print()
     table.print()
+    if act:
+        fused = h.Table("case", f"fused {act}", "unfused", "fused/unfused", "fused 1t",
+                        "unfused 1t", "1t/1t")
+        for name, path, t, gflops in rows:
+            fused.add(name, h.fmt_time(t["compiled"]), h.fmt_time(t["unfused"]),
+                      h.fmt_ratio(t["compiled"], t["unfused"]), h.fmt_time(t["compiled 1t"]),
+                      h.fmt_time(t["unfused 1t"]),
+                      h.fmt_ratio(t["compiled 1t"], t["unfused 1t"]))
+        print()
+        fused.print()
     print(f"\nsgemm 2048x2048 float32 (best seen in this run): {peak:.1f} GFLOP/s")
     print(f"peak RSS: {h.peak_rss_mib():.0f} MiB")
     print(h.load_line())

@@ -42,16 +42,18 @@ cdef inline void apply_activation(floating *dst, const floating *src, Py_ssize_t
 cdef inline void derivative_db(floating *dz, const floating *dout, const floating *y,
                                Py_ssize_t rows, Py_ssize_t K, int act,
                                double *db) noexcept nogil:
-    """dz (rows, K) = dout * f'(y), and db[k] += the column sums of dz (in double), in one pass.
-    With ``act`` linear dz is not written (the caller reads dout itself); db still is."""
-    cdef Py_ssize_t r, k
-    cdef floating v
+    """dz (rows, K) = dout * f'(y), then db[k] += the column sums of dz (in double), while the
+    block is in cache.  With ``act`` linear dz is not written (the caller reads dout itself).
+
+    Two loops, not one: the elementwise one vectorises over the whole contiguous block, which
+    a loop that also adds each value into db[k] does not (measured on LeNet's layers, one
+    thread: the single loop cost 3-4x the NumPy pass it replaced)."""
+    cdef Py_ssize_t r, k, i, n = rows * K
+    cdef const floating *src = dout
+    if act == ACT_RELU:
+        for i in range(n):
+            dz[i] = dout[i] * <floating>(y[i] > <floating>0)
+        src = dz
     for r in range(rows):
-        if act == ACT_RELU:
-            for k in range(K):
-                v = dout[r * K + k] * <floating>(y[r * K + k] > 0)
-                dz[r * K + k] = v
-                db[k] += v
-        else:
-            for k in range(K):
-                db[k] += dout[r * K + k]
+        for k in range(K):
+            db[k] += src[r * K + k]
