@@ -36,6 +36,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import functional as F
+
 __all__ = ["ActivationFunction", "relu", "relu_backward", "tanh", "tanh_backward", "sigmoid",
            "sigmoid_backward", "softmax", "softmax_backward", "linear", "linear_backward",
            "leaky_relu", "leaky_relu_backward", "elu", "elu_backward", "softplus",
@@ -45,43 +47,56 @@ __all__ = ["ActivationFunction", "relu", "relu_backward", "tanh", "tanh_backward
 
 # Each forward takes ``out=`` so a layer may overwrite a temporary it owns (the pre-activation
 # it just computed) instead of allocating a second array of the same size.
+#
+# The elementwise ones run through ``cytorch.functional.activation_forward/_backward``: compiled
+# (``_kernels/_mathfn.h``: vectorised exp/tanh/sigmoid, one pass per call) on the compiled
+# backend, the NumPy formulas of ``cytorch.reference.activation_forward`` (the twins, which
+# also explain how the compiled exp is computed) under ``cytorch.backend("reference")``.  The
+# arrays are the layers' own, scanned already: no second NaN scan here.
+
+def _forward(name, x, out, alpha=None):
+    return F.activation_forward(name, x, out=out, alpha=alpha, check_finite=False)
+
+
+def _backward(name, dout, y, alpha=None):
+    return F.activation_backward(name, dout, y, alpha=alpha, check_finite=False)
+
 
 def relu(x, out=None):
     """max(x, 0), elementwise."""
-    return np.maximum(x, 0, out=out)
+    return _forward("relu", x, out)
 
 
 def relu_backward(dout, y):
     """dout where the unit was active (y > 0), else 0; the kink at 0 gets gradient 0."""
-    return dout * (y > 0)
+    return _backward("relu", dout, y)
 
 
 def tanh(x, out=None):
-    return np.tanh(x, out=out)
+    """tanh(x); compiled as ``e / (e + 2)``, ``e = expm1(2|x|)`` (float64) or Cephes' tanhf
+    (float32: within 1e-7 of the float64 value), see ``reference.activation_forward``."""
+    return _forward("tanh", x, out)
 
 
 def tanh_backward(dout, y):
     """d tanh(x)/dx = 1 - tanh(x)**2, so dx = dout * (1 - y*y).
 
-    Computed in place in one new array, not three temporaries: on a conv layer's output
-    (LeNet-5's first one is 1.2 MB per batch of 64) that halves the time.  The operations,
-    and so the rounding, are those of the one-line formula."""
-    dx = np.multiply(y, y, dtype=np.result_type(dout, y))
-    np.subtract(1, dx, out=dx)
-    dx *= dout
-    return dx
+    One pass, no temporaries (compiled) or one new array (the twin): on a conv layer's output
+    (LeNet-5's first one is 1.2 MB per batch of 64) three temporaries would double the time.
+    The compiled pass may fuse ``1 - y*y`` into one multiply-add (AVX2/AVX-512), which rounds
+    once instead of twice: the last bit can differ from the twin's."""
+    return _backward("tanh", dout, y)
 
 
 def sigmoid(x, out=None):
     """``1 / (1 + exp(-x))`` computed as ``exp(min(x, 0)) / (1 + exp(-|x|))``: no exp of a
     large positive number, so no overflow warning and no lost precision for large ``|x|``."""
-    e = np.exp(-np.abs(x))
-    return np.divide(np.where(x >= 0, 1, e), 1 + e, out=out)
+    return _forward("sigmoid", x, out)
 
 
 def sigmoid_backward(dout, y):
     """d sigmoid(x)/dx = y (1 - y)."""
-    return dout * y * (1 - y)
+    return _backward("sigmoid", dout, y)
 
 
 def softmax(x, out=None):
@@ -121,45 +136,37 @@ def linear_backward(dout, y):
 
 def leaky_relu(x, negative_slope=0.2, out=None):
     """x where x > 0, else ``negative_slope * x`` (Keras's string "leaky_relu": slope 0.2)."""
-    y = np.where(x > 0, x, x * negative_slope)
-    if out is None:
-        return y.astype(x.dtype, copy=False)
-    np.copyto(out, y)
-    return out
+    return _forward("leaky_relu", x, out, negative_slope)
 
 
 def leaky_relu_backward(dout, y, negative_slope=0.2):
     """dout where the unit is positive, else ``negative_slope * dout``; for a slope >= 0 the
     sign of y is the sign of x, so y suffices."""
-    return dout * np.where(y > 0, 1, negative_slope).astype(y.dtype, copy=False)
+    return _backward("leaky_relu", dout, y, negative_slope)
 
 
 def elu(x, alpha=1.0, out=None):
     """x where x > 0, else ``alpha * (exp(x) - 1)`` (``expm1`` keeps small ``|x|`` exact; only
     the non-positive part is exponentiated, so a large x cannot overflow)."""
-    y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
-    if out is None:
-        return y.astype(x.dtype, copy=False)
-    np.copyto(out, y)
-    return out
+    return _forward("elu", x, out, alpha)
 
 
 def elu_backward(dout, y, alpha=1.0):
     """d elu/dx = 1 for x > 0, else ``alpha * exp(x) = y + alpha`` (for alpha >= 0, y > 0
     exactly where x > 0)."""
-    return dout * np.where(y > 0, 1, y + alpha).astype(y.dtype, copy=False)
+    return _backward("elu", dout, y, alpha)
 
 
 def softplus(x, out=None):
-    """log(1 + exp(x)), computed as ``logaddexp(0, x)``: no overflow for large x, no lost
-    digits for very negative x."""
-    return np.logaddexp(0, x, out=out)
+    """log(1 + exp(x)), computed as ``logaddexp(0, x)`` (compiled: ``max(x, 0) +
+    log1p(exp(-|x|))``): no overflow for large x, no lost digits for very negative x."""
+    return _forward("softplus", x, out)
 
 
 def softplus_backward(dout, y):
     """d softplus/dx = sigmoid(x) = 1 - exp(-y), written ``-expm1(-y)`` to stay exact when y
     is tiny (very negative x)."""
-    return dout * -np.expm1(-y)
+    return _backward("softplus", dout, y)
 
 
 _SQRT_HALF = np.sqrt(0.5)
@@ -187,14 +194,12 @@ def gelu_backward(dout, x):
 
 def silu(x, out=None):
     """SiLU (Keras's "silu", also "swish"): ``x * sigmoid(x)``."""
-    s = sigmoid(x)
-    return np.multiply(x, s, out=out)
+    return _forward("silu", x, out)
 
 
 def silu_backward(dout, x):
     """d silu/dx = s + x * s * (1 - s) = s * (1 + x * (1 - s)), s = sigmoid(x) (needs x)."""
-    s = sigmoid(x)
-    return dout * (s * (1 + x * (1 - s)))
+    return _backward("silu", dout, x)
 
 
 class ActivationFunction(NamedTuple):

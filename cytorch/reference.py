@@ -1085,3 +1085,108 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
     dx = _col2im(dcols.reshape(-1, kh * kw * C), x.shape, kh, kw, strides, padding)
     db = d3.reshape(-1, C * dm).sum(axis=0) if cache["has_bias"] else None
     return dx, dw, db
+
+
+# ===============================================================================================
+# elementwise activations  (twin of _kernels/_activation.pyx; its C is _kernels/_mathfn.h)
+# ===============================================================================================
+# Each derivative is written through the output y = f(x) (a layer keeps only y), except silu's,
+# which needs x.  ``alpha`` is elu's alpha (default 1) or leaky_relu's slope (default 0.2, the
+# Keras string's).  ``out=`` lets a layer overwrite a temporary it owns.
+
+def _sigmoid(x, out=None):
+    # exp(min(x, 0)) / (1 + exp(-|x|)): only exp of a number <= 0, so no overflow
+    e = np.exp(-np.abs(x))
+    return np.divide(np.where(x >= 0, 1, e), 1 + e, out=out)
+
+
+def _into(y, x, out):
+    """``y`` in x's dtype, written into ``out`` when one is given."""
+    if out is None:
+        return y.astype(x.dtype, copy=False)
+    np.copyto(out, y)
+    return out
+
+
+_ACTIVATION_FORWARD = {
+    "relu": lambda x, a, out: np.maximum(x, 0, out=out),
+    "tanh": lambda x, a, out: np.tanh(x, out=out),
+    "sigmoid": lambda x, a, out: _sigmoid(x, out),
+    "leaky_relu": lambda x, a, out: _into(np.where(x > 0, x, x * a), x, out),
+    # expm1 keeps small |x| exact; only the non-positive part is exponentiated
+    "elu": lambda x, a, out: _into(np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))), x, out),
+    # log(1 + exp(x)) = logaddexp(0, x): no overflow for large x, no lost digits for small
+    "softplus": lambda x, a, out: np.logaddexp(0, x, out=out),
+    "silu": lambda x, a, out: np.multiply(x, _sigmoid(x), out=out),
+    "exp": lambda x, a, out: np.exp(x, out=out),
+    "expm1": lambda x, a, out: np.expm1(x, out=out),
+}
+
+
+def _tanh_backward(dout, y):
+    # 1 - y*y in one new array (three temporaries would double the time on a conv output)
+    dx = np.asarray(np.multiply(y, y, dtype=np.result_type(dout, y)))   # (0-d: an array)
+    np.subtract(1, dx, out=dx)
+    dx *= dout
+    return dx
+
+
+def _silu_backward(dout, x):
+    s = _sigmoid(x)
+    return dout * (s * (1 + x * (1 - s)))
+
+
+_ACTIVATION_BACKWARD = {            # dx from dout and y (silu: and x)
+    "relu": lambda dout, y, a: dout * (y > 0),
+    "tanh": lambda dout, y, a: _tanh_backward(dout, y),
+    "sigmoid": lambda dout, y, a: dout * y * (1 - y),
+    "leaky_relu": lambda dout, y, a: dout * np.where(y > 0, 1, a).astype(y.dtype, copy=False),
+    "elu": lambda dout, y, a: dout * np.where(y > 0, 1, y + a).astype(y.dtype, copy=False),
+    # sigmoid(x) = 1 - exp(-y), written -expm1(-y) to stay exact when y is tiny
+    "softplus": lambda dout, y, a: dout * -np.expm1(-y),
+    "silu": lambda dout, x, a: _silu_backward(dout, x),
+}
+ACTIVATION_ALPHA = {"elu": 1.0, "leaky_relu": 0.2}     # Keras 3's defaults for the strings
+# The functions whose backward reads the input x instead of the output y.
+ACTIVATION_FROM_INPUT = frozenset({"silu"})
+
+
+def _activation_alpha(name, alpha):
+    return ACTIVATION_ALPHA.get(name, 0.0) if alpha is None else alpha
+
+
+def activation_forward(name, x, out=None, alpha=None):
+    """``y = f(x)`` elementwise for ``name`` in relu, tanh, sigmoid, leaky_relu, elu, softplus,
+    silu (and the plain exp and expm1); ``out`` may be ``x``.
+
+    These are the NumPy formulas (see ``cytorch.activations`` for each one's definition and
+    derivative).  The compiled twin (``_kernels/_mathfn.h``) has no NumPy to call, so it
+    computes exp itself, the classic way (Cody and Waite, 1980)::
+
+        x = n ln2 + r,   n = round(x / ln2),   |r| <= ln2 / 2
+        exp(x) = 2**n * exp(r)     2**n: integer arithmetic on the exponent bits
+        exp(r) = 1 + r + r**2/2! + ... + r**13/13!      (float64; float32 uses Cephes'
+                                                         degree-6 minimax polynomial)
+
+    Reducing to a short interval is what makes a short polynomial enough: there the series'
+    first omitted term, 0.35**14/14!, is below float64's rounding.  ``expm1`` keeps the
+    reduction but never adds the 1 (so small x keep their digits).  tanh is then
+    ``e / (e + 2)`` with ``e = expm1(2|x|)`` in float64 (exact near 0, where
+    ``1 - 2/(exp(2x) + 1)`` would cancel to nothing), and in float32 Cephes' odd polynomial
+    below |x| = 0.625, ``1 - 2/(exp(2|x|) + 1)`` above (where the subtraction is harmless).
+
+    >>> activation_forward("tanh", np.array([-1.0, 0.0, 20.0]))
+    array([-0.76159416,  0.        ,  1.        ])
+    """
+    return _ACTIVATION_FORWARD[name](x, _activation_alpha(name, alpha), out)
+
+
+def activation_backward(name, dout, y, alpha=None):
+    """``dx = dout * f'(x)``, the derivative written through ``y = f(x)`` (silu: pass x as
+    ``y``): tanh ``1 - y**2``, sigmoid ``y (1 - y)``, relu ``[y > 0]``, leaky_relu
+    ``1 or alpha``, elu ``1 or y + alpha``, softplus ``1 - exp(-y)``.
+
+    >>> activation_backward("tanh", np.ones(2), np.array([0.0, 0.5]))
+    array([1.  , 0.75])
+    """
+    return _ACTIVATION_BACKWARD[name](dout, y, _activation_alpha(name, alpha))

@@ -12,12 +12,12 @@ import pytest
 
 import cytorch
 from cytorch import functional as F
-from cytorch._kernels import isa_in_use, load
+from cytorch._kernels import ISA_MODULES, isa_in_use, load
 
 VARIANTS = load("_direct").isa_variants()
 
 
-MODULES = ("_direct", "_winograd", "_pool")
+MODULES = ISA_MODULES      # _direct, _winograd, _pool, _activation
 
 
 @pytest.fixture
@@ -150,3 +150,70 @@ def test_winograd_transforms_use_their_vectors(function, register):
 def test_pool2x2_variants_compare_whole_vectors(function, register):
     code = disassembly("_pool", function)
     assert re.search(rf"cmp\w*ps\s+[^\n]*%{register}", code), f"{function}: no vector compare"
+
+
+# -- the element functions of _mathfn.h (module _activation) ------------------------------------
+def activation_inputs(dtype):
+    """A strided sample of every float32 bit pattern (all signs, exponents, subnormals, inf,
+    NaN) and, for float64, of every float32 exponent widened plus random digits."""
+    bits = np.arange(0, 2**32, 9973, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    if dtype == np.float64:
+        rng = np.random.default_rng(0)
+        with np.errstate(invalid="ignore"):    # (NaN payloads)
+            x = x.astype(np.float64) * (1 + rng.uniform(-0.5, 0.5, x.size))
+    return np.concatenate([x, np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype)])
+
+
+ACTIVATIONS = [("tanh", 0.0), ("sigmoid", 0.0), ("exp", 0.0), ("expm1", 0.0), ("elu", 1.0),
+               ("softplus", 0.0), ("silu", 0.0), ("relu", 0.0), ("leaky_relu", 0.2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, alpha", ACTIVATIONS)
+def test_every_variant_computes_the_same_activation(dtype, name, alpha, restore_isa):
+    kernel = load("_activation")
+    x = activation_inputs(dtype)
+    dout = np.random.default_rng(1).standard_normal(x.size).astype(dtype)
+    results = {}
+    for variant in VARIANTS:
+        assert kernel._select_isa(variant) == variant
+        y = np.empty_like(x)
+        kernel.forward(name, x, y, alpha)
+        got = [y]
+        if name not in kernel.NO_BACKWARD:
+            dx = np.empty_like(x)
+            kernel.backward(name, dout, x if name in kernel.FROM_INPUT else y, dx, alpha)
+            got.append(dx)
+        results[variant] = got
+    best = results[VARIANTS[0]]
+    for variant, got in results.items():
+        for what, g, r in zip(("forward", "backward"), got, best):
+            if variant in ("avx2", "avx512"):
+                # the same operations, the same multiply-adds fused
+                np.testing.assert_array_equal(g, r, err_msg=f"{variant} {what}")
+            else:
+                # no FMA: products rounded first, so the last bits may differ; in backward
+                # relative to |dout| (1 - y*y cancels near |y| = 1, where its product with
+                # dout is small anyway)
+                eps = np.finfo(dtype).eps
+                atol = 8 * eps * np.abs(dout) if what == "backward" else np.finfo(dtype).tiny
+                with np.errstate(invalid="ignore"):
+                    close = np.isclose(g, r, rtol=4 * eps, atol=0, equal_nan=True)
+                    close |= np.abs(g - r) <= atol
+                assert close.all(), (f"{variant} {what}: {np.count_nonzero(~close)} values "
+                                     f"differ, e.g. x={x[~close][:3]}: {g[~close][:3]} vs "
+                                     f"{r[~close][:3]}")
+
+
+@pytest.mark.parametrize("function, register", [
+    ("cy_act_forward_avx512_f", "zmm"), ("cy_act_forward_avx2_f", "ymm"),
+    ("cy_act_forward_avx512_d", "zmm"), ("cy_act_forward_avx2_d", "ymm"),
+    ("cy_act_forward_default_f", "xmm")])
+def test_activation_variants_use_their_vectors(function, register):
+    # the element functions are written branch-free so that these loops vectorise: a select
+    # left as a branch would make GCC keep the loop scalar ("control flow in loop")
+    code = disassembly("_activation", function)
+    assert re.search(rf"divp[sd]\s+[^\n]*%{register}", code), f"{function}: no vector division"
+    if register != "xmm":
+        assert re.search(rf"vfmadd\w+\s+[^\n]*%{register}", code), f"{function}: no FMA"

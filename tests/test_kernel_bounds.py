@@ -22,7 +22,7 @@ import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
 from cytorch import reference
-from cytorch._kernels import EPILOGUES, load
+from cytorch._kernels import EPILOGUES, ISA_MODULES, load
 from cytorch._shapes import resolve_padding
 
 GUARD = 32                        # elements of guard on each side of every array
@@ -281,12 +281,12 @@ ISA_VARIANTS = load("_direct").isa_variants()
 @contextlib.contextmanager
 def running(variant):
     """Run the vector kernels in instruction-set variant ``variant``, then the best again."""
-    for module in ("_direct", "_winograd", "_pool"):
+    for module in ISA_MODULES:
         load(module)._select_isa(variant)
     try:
         yield
     finally:
-        for module in ("_direct", "_winograd", "_pool"):
+        for module in ISA_MODULES:
             load(module)._select_isa("best")
 
 
@@ -555,3 +555,32 @@ def test_threaded_pool2d_stays_in_bounds(kind, window, strides, pads):
     dx.assert_guards_intact("dx")
     assert_close(out.array, want_out, f"{kind}_pool2d_forward")
     assert_close(dx.array, want_dx, f"{kind}_pool2d_backward")
+
+
+# -- elementwise activations (``_mathfn.h``) ------------------------------------------------------
+# Lengths around every vector width (4, 8, 16 lanes, the 2x-unrolled loops) and the parallel
+# chunk (8192 values), and one long enough for two threads.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus",
+                                  "silu", "exp", "expm1"])
+def test_activations_stay_in_bounds(isa_variant, dtype, name):
+    A = load("_activation")
+    rng = np.random.default_rng(0)
+    for n in [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 8191, 8193, (1 << 16) + 7]:
+        values = rng.uniform(-5, 5, n).astype(dtype)
+        x, dout = guarded_input(values), guarded_input(rng.standard_normal(n).astype(dtype))
+        y, dx = guarded_output((n,), dtype), guarded_output((n,), dtype)
+        with running(isa_variant):
+            A.forward(name, x, y.array, 0.5, 2)
+            if name not in A.NO_BACKWARD:
+                A.backward(name, dout, x if name in A.FROM_INPUT else y.array, dx.array, 0.5, 2)
+        y.assert_guards_intact(f"{name} forward y, n={n}")
+        want = reference.activation_forward(name, values.astype(np.float64), alpha=0.5)
+        assert_close(y.array, want, f"{name} forward, n={n}")
+        if name not in A.NO_BACKWARD:
+            dx.assert_guards_intact(f"{name} backward dx, n={n}")
+            arg = values if name in A.FROM_INPUT else y.array
+            want = reference.activation_backward(name, dout.astype(np.float64),
+                                                 arg.astype(np.float64), alpha=0.5)
+            assert_close(dx.array, want, f"{name} backward, n={n}")

@@ -6,7 +6,7 @@ ImportError that says how to build the extensions.
 import importlib
 import os
 
-MODULES = ("_conv", "_direct", "_winograd", "_pool", "_dropout", "_batchnorm")
+MODULES = ("_conv", "_direct", "_winograd", "_pool", "_dropout", "_batchnorm", "_activation")
 
 # OpenMP's wait policy.  After each parallel region libgomp's idle threads spin (by default
 # for 300,000 rounds, about a millisecond) before they sleep.  On an idle machine that makes
@@ -61,12 +61,13 @@ def openmp_wait_policy():
 
 
 # Instruction sets.  The vector loops of ``_direct`` (``_lanes.h``), ``_winograd``
-# (``_winograd.h``) and ``_pool`` (``_pool2x2.h``) exist in three variants, indexed as the CY_ISA_* values of ``_isa.h``; each
+# (``_winograd.h``), ``_pool`` (``_pool2x2.h``) and ``_activation`` (``_mathfn.h``) exist in
+# three variants, indexed as the CY_ISA_* values of ``_isa.h``; each
 # module runs the best its CPU has.  The private environment variable CYTORCH_ISA (read when
 # the modules are imported) forces one, so that the tests can compare every variant present:
 #     CYTORCH_ISA=default|avx2|avx512 python -m pytest tests/test_isa.py
 ISA_NAMES = ("default", "avx2", "avx512")
-ISA_MODULES = ("_direct", "_winograd", "_pool")
+ISA_MODULES = ("_direct", "_winograd", "_pool", "_activation")
 
 
 def requested_isa():
