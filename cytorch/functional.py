@@ -89,8 +89,9 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     activation : None (or "linear") or a name of ``CONV2D_ACTIVATIONS``: f, applied by the
         kernel as it writes each block of the output, while it is in cache ("conv, then + bias,
         then f" without a second pass over the output); backward then applies its derivative
-        in its first pass over dout.  Same numbers as applying ``cytorch.activations`` to the
-        output afterwards.
+        in its first pass over dout.  The numbers of ``cytorch.activations`` applied to the
+        output afterwards (to the last bit, which tanh's derivative and float64 sigmoid and
+        softplus can round differently at the end of a block).
     check_finite : raise ValueError on NaN/inf in the inputs (skip the scan with False).
 
     Returns
@@ -126,7 +127,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     elif _conv_winograd(x, w, out, (sh, sw), (dh, dw)):
         _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
                                             get_num_threads())
-        reference.conv2d_activate(out, activation)   # not fused into Winograd's kernel yet
+        if activation != "linear":   # not fused into Winograd's kernel yet: a pass of its own
+            activation_forward(activation, out, out=out, check_finite=False)
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
@@ -172,7 +174,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
         _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
                                            activation, y)
     elif _conv_winograd(x, w, dout, (sh, sw), dilation):
-        dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
+        dz = dout if activation == "linear" else \
+            activation_backward(activation, dout, y, check_finite=False)   # (not fused yet)
         _kernel("_winograd").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,

@@ -26,6 +26,8 @@ PADDINGS = st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 
 def test_front_door_and_kernels_know_the_same_activations():
     assert F.CONV2D_ACTIVATIONS == EPILOGUES
     assert EPILOGUES[0] == "linear" and set(EPILOGUES) <= set(activations.names())
+    # the epilogue's codes are the element functions' (_mathfn.h) codes
+    assert all(load("_activation").CODES[name] == code for code, name in enumerate(EPILOGUES))
 
 
 def kernel_call(module, x, w, b, strides, pads, dout, activation, threads, dilation=(1, 1)):
@@ -111,6 +113,24 @@ CASES = [((9, 28, 28, 1), (5, 5, 1, 6), 1, "valid"), ((9, 14, 14, 6), (5, 5, 6, 
          ((2, 12, 12, 16), (3, 3, 16, 8), 1, "same")]
 
 
+# The element functions of ``_mathfn.h`` round a few multiply-adds differently in a loop's
+# vector body and in its remainder (GCC contracts them into FMAs in one and not the other), so
+# where a block of the epilogue ends changes the last bit of some values -- measured on this
+# AMD EPYC (AVX-512), splitting a 1,000-value call in two at 6 places: tanh' 39 (float32) and
+# 22 (float64) values, sigmoid and softplus forward 3 and 7 (float64 only), none for the
+# others.  Those compare to a few ulp; everything else bit for bit.
+POSITION_DEPENDENT = {("tanh", np.float32), ("tanh", np.float64), ("sigmoid", np.float64),
+                      ("softplus", np.float64)}
+
+
+def assert_same(got, want, exact, what):
+    if exact:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    else:   # a few ulp of dz, summed: norm-wise, far below the twins' tolerance
+        tol = 1e-6 if got.dtype == np.float32 else 1e-14
+        assert relative_error(got, want) < tol, what
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", FUSED)
@@ -121,36 +141,41 @@ def test_fused_equals_activation_applied_afterwards(xs, ws, strides, padding, ac
     x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[3]).astype(dtype)
     act = activations.get(activation)
+    exact = (activation, dtype) not in POSITION_DEPENDENT
     cytorch.set_num_threads(threads)
     try:
         z, plain = F.conv2d_forward(x, w, b, strides, padding)
         y, fused = F.conv2d_forward(x, w, b, strides, padding, activation=activation)
-        np.testing.assert_array_equal(y, act.forward(z.copy()))
+        assert_same(y, act.forward(z.copy()), exact, "out")
         dout = rng.standard_normal(y.shape).astype(dtype)
         want = F.conv2d_backward(act.backward(dout, y), plain)
         got = F.conv2d_backward(dout, fused)
-        for g, r in zip(got, want):
-            np.testing.assert_array_equal(g, r)
+        for name, g, r in zip(("dx", "dw", "db"), got, want):
+            assert_same(g, r, exact, name)
         dx, dw, db = F.conv2d_backward(dout, fused, need_dx=False)
         assert dx is None
-        np.testing.assert_array_equal(dw, want[1])
-        np.testing.assert_array_equal(db, want[2])
+        np.testing.assert_array_equal(dw, got[1])
+        np.testing.assert_array_equal(db, got[2])
     finally:
         cytorch.set_num_threads(None)
 
 
-def test_relu_treats_signed_zeros_and_nan_like_numpy():
-    # a 1x1 kernel of 1 and no bias copies x: every special value reaches the epilogue as z
-    z = np.array([-0.0, 0.0, -1.5, 2.5, np.nan, -np.inf, np.inf], dtype=np.float32)
-    x = np.tile(z, (1, 5, 1))[..., None]                 # (1, 5, 7, 1)
-    for padding, module in (("valid", "_direct"), ("valid", "_conv")):
-        out = np.empty((1, 5, 7, 1), np.float32)
-        args = (0, 0, 1, "relu") if module == "_direct" else (1, 1, 0, 0, 1, 1, 1, "relu")
+@pytest.mark.parametrize("activation", FUSED)
+def test_special_values_as_cytorch_activations(activation):
+    # a 1x1 kernel of 1 and a zero bias copy x (but -0.0, which 0 + -0.0 makes +0.0): every
+    # special value reaches the epilogue as z
+    z = np.array([0.0, -1.5, 2.5, np.nan, -np.inf, np.inf, 1e-40, -1e-40, -100.0, 100.0],
+                 dtype=np.float32)
+    x = np.tile(z, (1, 5, 1))[..., None]                 # (1, 5, 10, 1)
+    want = activations.get(activation).forward(x.copy())
+    for module in ("_direct", "_conv"):
+        out = np.empty((1, 5, 10, 1), np.float32)
+        args = (0, 0, 1, activation) if module == "_direct" else (1, 1, 0, 0, 1, 1, 1,
+                                                                    activation)
         load(module).conv2d_forward(x, np.ones((1, 1, 1, 1), np.float32),
                                     np.zeros(1, np.float32), out, *args)
-        want = np.maximum(x, 0)
         np.testing.assert_array_equal(out, want, err_msg=module)
-        assert not np.signbit(out[np.isfinite(out)]).any(), module
+        assert (np.signbit(out) == np.signbit(want)).all(), module
 
 
 # -- finite differences (float64) through the fused backward -------------------------------------
@@ -173,8 +198,9 @@ def test_fused_gradients_match_finite_differences(backend, activation, shape, ws
 
     with cytorch.backend(backend):
         out, cache = F.conv2d_forward(x, w, b, strides, padding, activation=activation)
-        # away from relu's kink, so no step of the differences crosses it
-        assert np.abs(f(x, w, b) - out).max() == 0 and (out[out != 0] > 1e-4).all()
+        # every z away from 0 (relu's and leaky_relu's kink), so no step of the differences
+        # crosses it
+        assert np.abs(F.conv2d_forward(x, w, b, strides, padding)[0]).min() > 1e-4
         dout = rng.standard_normal(out.shape)
         dx, dw, db = F.conv2d_backward(dout, cache)
         assert relative_error(dx, numerical_gradient(lambda v: f(v, w, b), x, dout)) < 1e-7

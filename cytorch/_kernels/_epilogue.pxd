@@ -4,55 +4,77 @@
 # first reads dout, which also sums db.  Twins: ``cytorch.reference.conv2d_forward`` and
 # ``conv2d_backward`` with ``activation=`` ("conv, then + bias, then f").
 #
-# Inline functions only (as ``_parallel.pxd``): each module compiles its own copy, and the
-# loops are plain C that GCC vectorises for the build's baseline (SSE2 on x86-64); an epilogue
-# touches every output number once, in cache, so it is cheap next to the convolution itself.
+# The element functions are those of ``cytorch.activations`` on the compiled backend: the row
+# functions of ``_mathfn.h`` (vectorised exp/tanh/sigmoid, branch-free selects), in the
+# instruction-set variant the module selected with ``select_isa`` -- so a fused layer computes
+# the same bits as the kernel's linear output followed by ``cytorch.activations``.  Every
+# derivative is written through the output y = f(z), so backward keeps no copy of z:
 #
-# Every derivative is written through the output y = f(z), so backward needs no copy of z:
+#     linear   y = z                                   dz = dout
+#     relu     y = max(z, 0)                           dz = dout * [y > 0]
+#     tanh     y = tanh(z)                             dz = dout * (1 - y * y)
+#     sigmoid  y = 1 / (1 + exp(-z))                   dz = dout * y * (1 - y)
+#     elu      y = z if z > 0 else exp(z) - 1          dz = dout * (1 if y > 0 else y + 1)
+#     leaky_relu  y = z if z > 0 else 0.2 z            dz = dout * (1 if y > 0 else 0.2)
+#     softplus y = log(1 + exp(z))                     dz = dout * (1 - exp(-y))
 #
-#     linear   y = z                 dz = dout
-#     relu     y = max(z, 0)         dz = dout * [y > 0]
-#
-# The operations are those of ``cytorch.activations`` in the same order, so the fused and the
-# unfused paths give the same bits: ``relu`` is ``0 if z <= 0 else z`` (NaN stays NaN and -0.0
-# becomes +0.0, like ``np.maximum(z, 0)``), and its derivative multiplies dout by 1 or 0 (like
-# ``dout * (y > 0)``: -0.0 where dout < 0, NaN where dout is inf).
+# (Keras's strings: elu's alpha 1, leaky_relu's slope 0.2.)  gelu and silu need z itself for
+# their derivative and stay outside the kernels.
 from cython cimport floating
+from libc.string cimport memcpy
 
-# The activation codes: the index of each name in ``cytorch._kernels.EPILOGUES``.
+cdef extern from "_mathfn.h" nogil:
+    int cy_isa_best()
+    int cy_mathfn_select(int isa)
+    void cy_act_forward_f(int code, const float *x, float *y, Py_ssize_t n,
+                          float alpha) noexcept
+    void cy_act_forward_d(int code, const double *x, double *y, Py_ssize_t n,
+                          double alpha) noexcept
+    void cy_act_backward_f(int code, const float *dout, const float *y, float *dx,
+                           Py_ssize_t n, float alpha) noexcept
+    void cy_act_backward_d(int code, const double *dout, const double *y, double *dx,
+                           Py_ssize_t n, double alpha) noexcept
+    enum:
+        CY_ACT_LINEAR, CY_ACT_ELU, CY_ACT_LEAKY_RELU
+
+# ``cytorch._kernels.EPILOGUES`` lists the names in the order of these codes.
 cdef enum:
-    ACT_LINEAR = 0
-    ACT_RELU = 1
+    ACT_LINEAR = CY_ACT_LINEAR
+
+
+cdef inline double act_alpha(int act) noexcept nogil:
+    """The parameter of the activation's Keras string: elu's alpha, leaky_relu's slope."""
+    if act == CY_ACT_ELU:
+        return 1.0
+    if act == CY_ACT_LEAKY_RELU:
+        return 0.2
+    return 0.0
 
 
 cdef inline void apply_activation(floating *dst, const floating *src, Py_ssize_t n,
                                   int act) noexcept nogil:
     """dst[i] = f(src[i]) for i < n; dst may be src (in place)."""
-    cdef Py_ssize_t i
-    cdef floating v
-    if act == ACT_RELU:
-        for i in range(n):
-            v = src[i]
-            dst[i] = 0 if v <= 0 else v
-    elif dst != src:
-        for i in range(n):
-            dst[i] = src[i]
+    if act == ACT_LINEAR:
+        if dst != src:
+            memcpy(dst, src, n * sizeof(floating))
+    elif floating is float:
+        cy_act_forward_f(act, src, dst, n, <float>act_alpha(act))
+    else:
+        cy_act_forward_d(act, src, dst, n, act_alpha(act))
 
 
 cdef inline void derivative_db(floating *dz, const floating *dout, const floating *y,
                                Py_ssize_t rows, Py_ssize_t K, int act,
                                double *db) noexcept nogil:
     """dz (rows, K) = dout * f'(y), then db[k] += the column sums of dz (in double), while the
-    block is in cache.  With ``act`` linear dz is not written (the caller reads dout itself).
-
-    Two loops, not one: the elementwise one vectorises over the whole contiguous block, which
-    a loop that also adds each value into db[k] does not (measured on LeNet's layers, one
-    thread: the single loop cost 3-4x the NumPy pass it replaced)."""
-    cdef Py_ssize_t r, k, i, n = rows * K
+    block is in cache.  With ``act`` linear dz is not written (the caller reads dout itself)."""
+    cdef Py_ssize_t r, k
     cdef const floating *src = dout
-    if act == ACT_RELU:
-        for i in range(n):
-            dz[i] = dout[i] * <floating>(y[i] > <floating>0)
+    if act != ACT_LINEAR:
+        if floating is float:
+            cy_act_backward_f(act, dout, y, dz, rows * K, <float>act_alpha(act))
+        else:
+            cy_act_backward_d(act, dout, y, dz, rows * K, act_alpha(act))
         src = dz
     for r in range(rows):
         for k in range(K):
