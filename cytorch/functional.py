@@ -144,8 +144,9 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True):
 
         dw = cols^T @ dz          dx = col2im(dz @ W^T)          db = dz.sum((0, 1, 2))
 
-    The kernels compute dz in the same pass that sums db, one block at a time, never as a
-    separate array of dout's size.
+    The direct and im2col kernels compute dz in the same pass that sums db, one block at a
+    time, never as a separate array of dout's size (the Winograd path, not fused yet, applies
+    the activation and its derivative in passes of their own).
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
     (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes
