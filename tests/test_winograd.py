@@ -184,6 +184,8 @@ def test_float32_accuracy_on_the_vgg_layer():
     ((32, 32, 32, 32), (3, 2, 32, 64), (1, 1), (1, 1), np.float32, False),
     ((64, 28, 28, 1), (3, 3, 1, 6), (1, 1), (1, 1), np.float32, False),      # thin: direct
     ((8, 16, 16, 8), (3, 3, 8, 64), (1, 1), (1, 1), np.float32, False),      # C < 16
+    ((8, 16, 16, 8), (3, 3, 8, 64), (1, 1), (1, 1), np.float64, True),       # float64: C >= 8
+    ((8, 16, 16, 4), (3, 3, 4, 64), (1, 1), (1, 1), np.float64, False),
     ((8, 16, 16, 16), (3, 3, 16, 4), (1, 1), (1, 1), np.float32, True),
 ])
 def test_dispatch_rule(x_shape, w_shape, strides, dilation, dtype, expected):

@@ -40,8 +40,9 @@
  * the result is rounded once, so they are correctly rounded but for rare double-rounding
  * ties, and subnormal inputs and outputs need no special case (they are normal doubles).
  *
- * NaN propagates (every clip is written ``x > c ? c : x``, false for NaN), -0.0 stays -0.0
- * where f(-0) = -0 (tanh, expm1, elu, silu, relu), +-inf give the limits.
+ * NaN propagates (every clip is a select on ``x > c``, false for NaN), -0.0 stays -0.0 where
+ * f(-0) = -0 (tanh, expm1, elu, silu; relu gives +0.0 as np.maximum(x, 0) does), +-inf give
+ * the limits.
  *
  * Row functions: ``cy_act_forward_f/_d(code, x, y, n, alpha)`` (y = f(x), y may be x) and
  * ``cy_act_backward_f/_d(code, dout, y, dx, n, alpha)`` (dx = dout * f'(y), the derivative
@@ -237,7 +238,8 @@ CY_MF double cy_softplus_d(double x) { return cy_softplus_impl(x, 0); }
 CY_MF double cy_elu_d(double x, double alpha)
 { return cy_sel_d(x > 0.0, x, alpha * cy_expm1_impl(x, 0)); }
 CY_MF double cy_leaky_relu_d(double x, double slope) { return cy_sel_d(x > 0.0, x, x * slope); }
-CY_MF double cy_relu_d(double x) { return cy_sel_d(x < 0.0, 0.0, x); }    /* NaN and -0.0 stay */
+/* relu as np.maximum(x, 0): NaN stays NaN, -0.0 becomes +0.0 */
+CY_MF double cy_relu_d(double x) { return cy_sel_d(x <= 0.0, 0.0, x); }
 
 /* float32 exp, tanh and sigmoid in float arithmetic (twice the lanes of a float64 evaluation):
    Cody-Waite reduction with ln2 = C1 + C2 (C1 has 9 bits, so n * C1 is exact) and the minimax
@@ -275,15 +277,30 @@ CY_MF float cy_exp_f(float x)
 
 CY_MF float cy_tanh_f(float x)
 {
-    float a = __builtin_fabsf(x), z = a * a, p, e;
-    p = -5.70498872745e-3f;
+    float a = __builtin_fabsf(x), z = a * a, p, t, n, r, e;
+    cy_bits32 s, m;
+    p = -5.70498872745e-3f;                   /* |x| <= 0.625: an odd polynomial */
     p = p * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
-    p = p * z * a + a;                        /* |x| <= 0.625 */
-    e = cy_exp_f(2.0f * cy_sel_f(a > 20.0f, 20.0f, a));
-    e = 1.0f - 2.0f / (e + 1.0f);             /* |x| > 0.625 */
+    p = p * z * a + a;
+    /* |x| > 0.625: 1 - 2 / (exp(2|x|) + 1), tanh being 1 in float above |x| = 9.1; with 2|x|
+       clipped to 40 (n <= 58) one power of two suffices and exp needs no other clip */
+    t = cy_sel_f(a > 20.0f, 40.0f, a + a);
+    n = (t * 1.44269504088896341f + CY_ROUND_F) - CY_ROUND_F;
+    r = (t - n * 0.693359375f) - n * -2.12194440e-4f;
+    e = 1.9875691500e-4f;
+    e = e * r + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * (r * r) + r + 1.0f;
+    m.f = CY_ROUND_F;
+    s.f = n + CY_ROUND_F;
+    s.u = (s.u - m.u + 127u) << 23;
+    e = 1.0f - 2.0f / (e * s.f + 1.0f);
     return __builtin_copysignf(cy_sel_f(a > 0.625f, e, p), x);
 }
 
@@ -301,7 +318,7 @@ CY_MF float cy_softplus_f(float x) { return (float)cy_softplus_impl(x, 1); }
 CY_MF float cy_elu_f(float x, float alpha)
 { return cy_sel_f(x > 0.0f, x, (float)((double)alpha * cy_expm1_impl(x, 1))); }
 CY_MF float cy_leaky_relu_f(float x, float slope) { return cy_sel_f(x > 0.0f, x, x * slope); }
-CY_MF float cy_relu_f(float x) { return cy_sel_f(x < 0.0f, 0.0f, x); }
+CY_MF float cy_relu_f(float x) { return cy_sel_f(x <= 0.0f, 0.0f, x); }
 
 /* -- derivatives through the output y (silu: through the input x) ------------------------
    The twins' formulas and operation order (cytorch.activations), in the array's own type. */

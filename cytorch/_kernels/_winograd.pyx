@@ -82,22 +82,27 @@ _select_isa(requested_isa())
 
 
 # -- when the Winograd path runs -----------------------------------------------------------------
-# Measured with ``benchmarks/bench_winograd_rule.py`` on an AMD EPYC (Zen 5, family 26, 2 cores
-# of a busy virtual machine, 2026-12-02; OpenBLAS runs its Haswell AVX2 kernels there), avx512
-# variant of the transforms, float32, 32 images 16x16, "same", forward + backward on one thread:
-# Winograd time / the time of the path taken otherwise (im2col + GEMM; the direct path for
-# C, K <= 4, where the direct rule comes first and both columns are the same path):
-#     C \ K     4     8    16    32    64   128
-#     4      1.00  1.33  1.36  1.35  2.44  1.90
-#     8      0.93  1.07  0.88  0.90  0.98  1.06
-#     16     0.68  0.65  0.81  0.71  0.88  1.01
-#     32     0.58  0.61  0.58  0.40  0.51  0.72
-#     64     0.56  0.54  0.59  0.44  0.62  0.71
-#     128    0.42  0.43  0.58  0.68  0.84  0.60
+# Measured with ``benchmarks/bench_winograd_rule.py --one-thread`` on an AMD EPYC (Zen 5, family
+# 26, 2 cores of a busy virtual machine, 2026-12-02), 32 images 16x16, "same", forward +
+# backward on one thread, process CPU time: Winograd time / the time of the path taken
+# otherwise (im2col + GEMM; for C, K <= 4 the direct rule comes first and both are the direct
+# path).  Two set-ups: the avx512 transforms with OpenBLAS's own choice of kernels
+# (SkylakeX, AVX-512), and the avx2 transforms with OpenBLAS held to its Haswell (AVX2)
+# kernels, as on a CPU without AVX-512:
+#     float32     avx512 + SkylakeX BLAS                 avx2 + Haswell BLAS
+#     C \ K  4    8    16   32   64   128      4    8    16   32   64   128
+#     4     1.00 1.41 1.40 1.21 1.77 1.22     1.00 1.21 1.27 1.33 2.27 1.61
+#     8     1.13 1.26 0.80 0.86 0.75 1.33     0.83 1.12 0.92 0.94 1.03 1.43
+#     16    0.90 0.70 0.91 0.49 0.59 0.82     0.64 0.68 0.93 0.74 0.82 0.90
+#     32    0.62 0.53 0.43 0.62 0.49 0.63     0.57 0.57 0.57 0.79 0.70 0.73
+#     64    0.80 0.30 0.35 0.46 0.53 0.53     0.76 0.52 0.55 0.53 0.66 0.64
+#     128   0.32 0.45 0.35 0.39 0.46 0.71     0.53 0.70 0.56 0.57 0.58 0.67
+#     float64 (avx512 + SkylakeX BLAS), C = 8: 0.64 1.00 0.67 0.80 0.77 0.97; C >= 16: <= 0.79
 # The GEMMs of Winograd are (tiles x C) @ (C x K): with few input channels each is too thin to
-# pay for the transforms, while im2col's GEMM has 9 C.  Rule: at least 16 input channels.
-# (Two-thread timings on this loaded machine were too noisy to add anything.)
-WINOGRAD_MIN_C = 16
+# pay for the transforms, while im2col's GEMM has 9 C.  Rule: at least 16 input channels in
+# float32, 8 in float64 (where GEMM is slower per number and the transforms matter less), the
+# same with both instruction sets.
+WINOGRAD_MIN_C = {4: 16, 8: 8}     # itemsize -> input channels
 
 # CYTORCH_WINOGRAD (private, read at import; ``_set_mode`` for the tests): "auto" runs the
 # measured rule, "always" every 3x3 stride-1 undilated conv, "never" none.
@@ -131,14 +136,15 @@ def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1,
         return False
     if _mode == "always":
         return True
-    return x_shape[3] >= WINOGRAD_MIN_C
+    return x_shape[3] >= WINOGRAD_MIN_C.get(np.dtype(dtype).itemsize, 16)
 
 
 # -- the kernel ---------------------------------------------------------------------------------
 # Numbers (V and M together) of one thread's group of tiles: 2 MiB in float32 for VGG-ish
 # layers keeps both in the L2 cache, and a group of a few hundred tiles gives each GEMM enough
 # rows to run near BLAS's speed.  Set by measurement (see the module's tests and the bench).
-cdef Py_ssize_t GROUP_BUDGET = 1 << 17
+cdef Py_ssize_t GROUP_BUDGET = 1 << 18
+cdef Py_ssize_t DW_GROUP_BUDGET = 1 << 18
 
 
 cdef struct Wino:
@@ -232,33 +238,36 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
         s += nt
 
 
-cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, double *db,
-                    floating *V, floating *M, const floating *zeros, Py_ssize_t s_lo,
-                    Py_ssize_t s_hi, Py_ssize_t group, const Wino *g) noexcept nogil:
+cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, floating *V,
+                    floating *M, const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
+                    Py_ssize_t group, const Wino *g) noexcept nogil:
     """dU (16, Ci, Ko) = sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per position (the
-    unit's partial sum: the first group overwrites it), and db += dout over those tiles."""
-    cdef const floating *y[4]
-    cdef floating *yw[4]
-    cdef Py_ssize_t s = s_lo, nt, t, xi, q, k, Ci = g.Ci, Ko = g.Ko
+    unit's partial sum: the first group overwrites it)."""
+    cdef floating *y[4]
+    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko
     cdef floating beta = 0
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
         for t in range(nt):
             # dY past a ragged edge is zero: those outputs were thrown away
-            _tile_outputs(<floating *>dout, <floating *>zeros, yw, s + t, g)
-            for q in range(4):
-                y[q] = yw[q]
-                if yw[q] != zeros:
-                    for k in range(Ko):
-                        db[k] += yw[q][k]
-            output_adjoint(y, M + t * Ko, nt * Ko, Ko)
+            _tile_outputs(<floating *>dout, <floating *>zeros, y, s + t, g)
+            output_adjoint(<const floating **>y, M + t * Ko, nt * Ko, Ko)
         for xi in range(16):
             gemm(ord('t'), ord('n'), <int>Ci, <int>Ko, <int>nt, <floating>1.0,
                  V + xi * nt * Ci, <int>Ci, M + xi * nt * Ko, <int>Ko, beta,
                  dU + xi * Ci * Ko, <int>Ko)
         beta = 1
         s += nt
+
+
+cdef void _sum_rows(const floating *d, Py_ssize_t rows, Py_ssize_t K,
+                    double *acc) noexcept nogil:
+    """acc[k] += d[r, k] summed over r < rows, in double (db's share of a work unit)."""
+    cdef Py_ssize_t r, k
+    for r in range(rows):
+        for k in range(K):
+            acc[k] += d[r * K + k]
 
 
 cdef double[:, ::1] _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -294,8 +303,8 @@ def _filter_transform(const floating[:, :, :, ::1] w, bint turn):
     return U
 
 
-def _group(Py_ssize_t Ci, Py_ssize_t Ko, Py_ssize_t tiles_per_unit):
-    return max(1, min(tiles_per_unit, GROUP_BUDGET // (16 * (Ci + Ko))))
+def _group(Py_ssize_t Ci, Py_ssize_t Ko, Py_ssize_t tiles_per_unit, Py_ssize_t budget):
+    return max(1, min(tiles_per_unit, budget // (16 * (Ci + Ko))))
 
 
 cdef Wino _wino(Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ci, Py_ssize_t Ho, Py_ssize_t Wo,
@@ -317,7 +326,7 @@ cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     cdef Py_ssize_t N = x.shape[0], T, U_, u, group, Ci = g.Ci, Ko = g.Ko
     cdef Py_ssize_t[::1] starts
     T, U_, starts = _units(N, num_threads)
-    group = _group(Ci, Ko, (N + U_ - 1) // U_ * g.tiles)
+    group = _group(Ci, Ko, (N + U_ - 1) // U_ * g.tiles, GROUP_BUDGET)
     cdef floating[:, ::1] V = np.empty((T, 16 * group * Ci), dtype=dtype)
     cdef floating[:, ::1] M = np.empty((T, 16 * group * Ko), dtype=dtype)
     cdef floating[:, ::1] sink = np.empty((T, Ko), dtype=dtype)
@@ -374,7 +383,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef Py_ssize_t T, U_, u, group, i, j, a, b_, c, k, idx
     cdef Py_ssize_t[::1] starts
     T, U_, starts = _units(N, num_threads)
-    group = _group(C, K, (N + U_ - 1) // U_ * g.tiles)
+    group = _group(C, K, (N + U_ - 1) // U_ * g.tiles, DW_GROUP_BUDGET)
     cdef floating[:, ::1] V = np.empty((T, 16 * group * C), dtype=dtype)
     cdef floating[:, ::1] M = np.empty((T, 16 * group * K), dtype=dtype)
     cdef floating[::1] zeros = np.zeros(max(C, K), dtype=dtype)
@@ -385,9 +394,11 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     with blas:
         with nogil:
             for u in prange(U_, schedule="dynamic", num_threads=T):
-                _dw_tiles(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], &dU[u, 0], &db_part[u, 0],
-                          &V[threadid(), 0], &M[threadid(), 0], &zeros[0],
-                          starts[u] * g.tiles, starts[u + 1] * g.tiles, group, &g)
+                _dw_tiles(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], &dU[u, 0], &V[threadid(), 0],
+                          &M[threadid(), 0], &zeros[0], starts[u] * g.tiles,
+                          starts[u + 1] * g.tiles, group, &g)
+                _sum_rows(&dout[0, 0, 0, 0] + starts[u] * g.Ho * g.Wo * K,
+                          (starts[u + 1] - starts[u]) * g.Ho * g.Wo, K, &db_part[u, 0])
     # dw = G^T (sum over units of dU) G, per (c, k), in double
     cdef double[:, ::1] total = np.asarray(dU, dtype=np.float64).sum(axis=0).reshape(16, C * K)
     cdef double s
@@ -409,7 +420,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
             db[k] = <floating>s
 
 
-def _set_group_budget(Py_ssize_t budget):
+def _set_group_budget(Py_ssize_t budget, Py_ssize_t dw_budget):
     """Private, for tuning: the numbers of V and M one thread's group of tiles may hold."""
-    global GROUP_BUDGET
-    GROUP_BUDGET = budget
+    global GROUP_BUDGET, DW_GROUP_BUDGET
+    GROUP_BUDGET, DW_GROUP_BUDGET = budget, dw_budget
