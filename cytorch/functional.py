@@ -569,10 +569,11 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # ===============================================================================================
 # depthwise conv2d  (section owned by the layers work)
 # ===============================================================================================
-# The compiled kernel (``_kernels/_depthwise.pyx``) keeps the channels in the vector lanes: each
-# image is copied once, padded, with every input channel repeated depth_multiplier times, and a
-# window tap is then a whole vector whatever the stride.  (It replaced a loop that ran the
-# one-channel conv2d kernel per channel: 30-100x slower on MobileNet-like layers.)
+# The compiled kernel (``_kernels/_depthwise.pyx``) keeps the channels in the vector lanes, so a
+# window tap is a whole vector whatever the stride or dilation; windows are clipped at the image's
+# edges (no padded copy), and x is copied only when depth_multiplier > 1 or C is not a whole
+# number of vectors.  (It replaced a loop that ran the one-channel conv2d kernel per channel:
+# 30-100x slower on MobileNet-like layers.)
 
 def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
     """Depthwise 2-D convolution: each input channel convolved with its own filters.
