@@ -567,12 +567,14 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # ===============================================================================================
 # depthwise conv2d  (section owned by the layers work)
 # ===============================================================================================
-# The compiled kernel (``_kernels/_depthwise.pyx``) keeps the channels in the vector lanes: each
-# image is copied once, padded, with every input channel repeated depth_multiplier times, and a
-# window tap is then a whole vector whatever the stride.  (It replaced a loop that ran the
-# one-channel conv2d kernel per channel: 30-100x slower on MobileNet-like layers.)
+# The compiled kernel (``_kernels/_depthwise.pyx``) keeps the channels in the vector lanes, so a
+# window tap is a whole vector whatever the stride or dilation; windows are clipped at the image's
+# edges (no padded copy), and x is copied only when depth_multiplier > 1 or C is not a whole
+# number of vectors.  (It replaced a loop that ran the one-channel conv2d kernel per channel:
+# 30-100x slower on MobileNet-like layers.)
 
-def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
+def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+                             check_finite=True):
     """Depthwise 2-D convolution: each input channel convolved with its own filters.
 
     Parameters
@@ -580,7 +582,8 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
     x : array ``(N, H, W, C)``.
     w : array ``(kh, kw, C, dm)``: ``dm`` (depth_multiplier) filters per input channel.
     b : array ``(C * dm,)`` or None.
-    strides, padding : as ``conv2d_forward``.
+    strides, padding, dilation_rate : as ``conv2d_forward`` (a dilated kernel spans
+        ``(kh - 1) * dh + 1`` rows; strides and dilation may be combined here).
 
     Returns
     -------
@@ -591,17 +594,21 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
     >>> out, _ = depthwise_conv2d_forward(np.ones((1, 5, 5, 3)), np.ones((3, 3, 3, 2)))
     >>> out.shape
     (1, 3, 3, 6)
+    >>> depthwise_conv2d_forward(np.ones((1, 5, 5, 3)), np.ones((3, 3, 3, 2)),
+    ...                          dilation_rate=2)[0].shape
+    (1, 1, 1, 6)
     """
     x, w, b, (sh, sw), pads, out_shape = checks.depthwise_args(x, w, b, strides, padding,
-                                                               check_finite)
+                                                               check_finite, dilation_rate)
+    dh, dw = checks.as_pair(dilation_rate, "dilation_rate")
     if _use_reference():
         return reference.depthwise_conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads),
-                                                  check_finite=False)
+                                                  (dh, dw), check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(out_shape[3], dtype=x.dtype)
     _kernel("_depthwise").depthwise_conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                                   get_num_threads())
-    return out, checks.depthwise_cache(x, w, b, (sh, sw), pads)
+                                                   get_num_threads(), dh, dw)
+    return out, checks.depthwise_cache(x, w, b, (sh, sw), pads, (dh, dw))
 
 
 def depthwise_conv2d_backward(dout, cache, check_finite=True):
@@ -613,10 +620,11 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
         return reference.depthwise_conv2d_backward(dout, cache, check_finite=False)
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, _, pl, _) = cache["strides"], cache["pads"]
+    dilation = cache.get("dilation", (1, 1))
     dx, dw = np.empty_like(x), np.empty_like(w)     # the kernel writes every value
     db = np.empty(dout.shape[3], dtype=x.dtype)
     _kernel("_depthwise").depthwise_conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
-                                                    get_num_threads())
+                                                    get_num_threads(), *dilation)
     db = db if cache["has_bias"] else None
     return dx, dw, db
 

@@ -423,18 +423,23 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
 
 
 # The depthwise kernel (``_depthwise.pyx``) in every instruction-set variant: any stride,
-# dilation and padding (windows entirely in the padding), lanes C * dm from 1 to 36 around the
-# vector widths, windows of more than 9 taps (several tap tiles).
+# dilation and padding (windows entirely in the padding, windows clipped on every side), lanes
+# C * dm from 1 to 36 around the vector widths, and C = 8, 16, 32 with dm = 1, where the loops
+# read x and write dx in place (no copy: the channels are whole vectors), windows of more than
+# 9 taps (several tap tiles).
 @pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(geometry=geometries(), dm=st.sampled_from([1, 2, 3, 9]),
        dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)), need_dx=st.booleans(),
-       threads=st.integers(1, 2))
-@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2)
+       threads=st.integers(1, 2), channels=st.sampled_from([None, None, 8, 16, 32]))
+@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2, channels=None)
+@with_corners(CORNERS, dm=1, dilation=(2, 1), need_dx=True, threads=2, channels=16)
 def test_depthwise_conv2d_stays_in_bounds(isa_variant, dtype, geometry, dm, dilation, need_dx,
-                                          threads):
+                                          threads, channels):
     x_shape, (kh, kw), (sh, sw), pads = geometry
+    if channels is not None:
+        x_shape, dm = x_shape[:3] + (channels,), 1
     (N, H, W, C), (dh, dw) = x_shape, dilation
     ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     assume(H + pads[0] + pads[1] >= ext_h and W + pads[2] + pads[3] >= ext_w)
