@@ -116,8 +116,10 @@ def torch_step(x, w, b, stride, padding, dout, activation=None):
     def step():
         xt.grad = wt.grad = bt.grad = None
         out = TF.conv2d(xt, wt, bt, stride=stride, padding=pad)
-        if activation is not None:
-            out = getattr(torch, activation)(out)
+        if activation is not None:   # with the parameters of Keras's strings
+            f = {"elu": lambda v: TF.elu(v, 1.0), "leaky_relu": lambda v: TF.leaky_relu(v, 0.2),
+                 "softplus": TF.softplus}.get(activation) or getattr(torch, activation)
+            out = f(out)
         out.backward(dt)
     return step
 

@@ -228,7 +228,7 @@ _CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
 
 # The activations conv2d applies to its output itself (``activation=``): in the compiled
 # kernels, in the pass that writes the output (``cytorch._kernels.EPILOGUES``, the same names).
-CONV_ACTIVATIONS = ("linear", "relu")
+CONV_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "elu", "leaky_relu", "softplus")
 
 
 def conv_activation(activation):
@@ -238,8 +238,8 @@ def conv_activation(activation):
     if isinstance(activation, str) and activation.lower() in CONV_ACTIVATIONS:
         return activation.lower()
     raise ValueError(f"activation must be None or one of {', '.join(CONV_ACTIVATIONS)} (the "
-                     f"activations conv2d applies itself; apply any other to its output), "
-                     f"got {activation!r}")
+                     f"activations conv2d applies itself, with the parameters of Keras's "
+                     f"strings; apply any other to its output), got {activation!r}")
 
 
 def conv_cache(x, w, b, strides, pads, dilation=(1, 1), activation="linear", y=None):

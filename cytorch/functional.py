@@ -130,8 +130,10 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     activation : None (or "linear") or a name of ``CONV2D_ACTIVATIONS``: f, applied by the
         kernel as it writes each block of the output, while it is in cache ("conv, then + bias,
         then f" without a second pass over the output); backward then applies its derivative
-        in its first pass over dout.  Same numbers as applying ``cytorch.activations`` to the
-        output afterwards.
+        in its first pass over dout.  Every path (direct, Winograd, blocked, im2col + GEMM)
+        fuses it.  The numbers of ``cytorch.activations`` applied to the output afterwards (to
+        the last bit, which tanh's derivative and float64 sigmoid and softplus can round
+        differently at the end of a block).
     check_finite : raise ValueError on NaN/inf in the inputs (skip the scan with False).
 
     Returns
@@ -169,8 +171,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
         _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
                                             get_num_threads(), activation)
     elif path == "_blocked":
-        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
-        reference.conv2d_activate(out, activation)   # not fused into this kernel yet
+        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
+                                           activation)
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
@@ -187,7 +189,7 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
         dw = cols^T @ dz          dx = col2im(dz @ W^T)          db = dz.sum((0, 1, 2))
 
     The kernels compute dz in the same pass that sums db, one block at a time, never as a
-    separate array of dout's size.
+    separate array of dout's size (but on the Winograd path, whose dx pass reads dz again).
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
     (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes
@@ -221,8 +223,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
         _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl,
                                              get_num_threads(), activation, y)
     elif path == "_blocked":
-        dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
-        _kernel("_blocked").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
+        _kernel("_blocked").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
+                                            activation, y)
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation, activation, y)

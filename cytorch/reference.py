@@ -140,24 +140,19 @@ def _col2im(cols, x_shape, kh, kw, strides, padding, dilation=1):
 
 def conv2d_activate(z, activation):
     """f(z), computed in z's own memory (returns z): the last step of ``conv2d_forward``.
-
-        linear   y = z
-        relu     y = max(z, 0)
-    """
-    if activation == "relu":
-        np.maximum(z, 0, out=z)
+    f is ``activation_forward(activation, ...)`` (relu, tanh, sigmoid, elu, leaky_relu,
+    softplus with the parameters of Keras's strings), or nothing for "linear"."""
+    if activation != "linear":
+        activation_forward(activation, z, out=z)
     return z
 
 
 def conv2d_activation_backward(dout, y, activation):
     """``dz = dout * f'(z)`` from the forward output ``y = f(z)``: the first step of
-    ``conv2d_backward``.
-
-        linear   dz = dout
-        relu     dz = dout * [y > 0]          (the kink at 0 gets gradient 0)
-    """
-    if activation == "relu":
-        return dout * (y > 0)
+    ``conv2d_backward`` (``activation_backward``: relu ``[y > 0]``, tanh ``1 - y**2``, sigmoid
+    ``y (1 - y)``, ...; dout itself for "linear")."""
+    if activation != "linear":
+        return activation_backward(activation, dout, y)
     return dout
 
 
