@@ -7,7 +7,7 @@
                   [--backend compiled|reference] [--plot DIR] [--quiet]
     cytorch layers                       # every discovered layer: distribution, version, onnx
     cytorch summary MODEL [--input-shape H W C]     # a preset, auto, or a saved .npz
-    cytorch export MODEL.npz OUTPUT.onnx [--opset N]  # a saved model as an ONNX file
+    cytorch export MODEL.npz OUTPUT.onnx [--opset N] [--fold-batchnorm]  # as ONNX
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
     cytorch new-plugin NAME [--class-name CLASS] [--directory DIR]
                                          # a ready layer-plugin distribution, from the template
@@ -155,6 +155,10 @@ def build_parser():
     export.add_argument("--opset", type=_positive_int, default=None, metavar="N",
                         help="ONNX operator set (default: 17; from 13 to the newest the "
                              "installed onnx knows)")
+    export.add_argument("--fold-batchnorm", action="store_true",
+                        help="fold each BatchNormalization that follows a Conv2D or Dense "
+                             "without activation into its weights (outputs then differ from "
+                             "cytorch's by float32 rounding)")
     export.set_defaults(run=cmd_export)
 
     info = sub.add_parser("info", help="show the build: compiled modules, BLAS, threads, OpenMP",
@@ -364,7 +368,8 @@ def cmd_export(args, out):
     model = _user_step(lambda: _load_saved(args.model))
     opset = export.DEFAULT_OPSET if args.opset is None else args.opset
     try:
-        path = _user_step(lambda: export.to_onnx(model, args.output, opset=opset))
+        path = _user_step(lambda: export.to_onnx(model, args.output, opset=opset,
+                                                 fold_batchnorm=args.fold_batchnorm))
     except ImportError as exc:   # the onnx package is missing: say what to install
         raise UsageError(str(exc).split(";")[0]) from exc
     shape = ", ".join(map(str, model.input_shape))
