@@ -5,9 +5,9 @@
     cytorch train [--model lenet5|keras_mnist|auto] [--size 8|16|28|32] [--epochs N]
                   [--batch-size N] [--learning-rate LR] [--seed N] [--save PATH]
                   [--backend compiled|reference] [--plot DIR] [--quiet]
-    cytorch layers                       # every discovered layer, its distribution and version
+    cytorch layers                       # every discovered layer: distribution, version, onnx
     cytorch summary MODEL [--input-shape H W C]     # a preset, auto, or a saved .npz
-    cytorch export MODEL.npz OUTPUT.onnx [--opset N]  # a saved model as an ONNX file
+    cytorch export MODEL.npz OUTPUT.onnx [--opset N] [--fold-batchnorm]  # as ONNX
     cytorch info                         # compiled modules, BLAS, threads, OpenMP
     cytorch new-plugin NAME [--class-name CLASS] [--directory DIR]
                                          # a ready layer-plugin distribution, from the template
@@ -122,8 +122,10 @@ def build_parser():
                                            "entry-point group",
                             description="List every layer registered in the 'cytorch.layers' "
                                         "entry-point group (built-ins and plugins), with its "
-                                        "distribution and version, and plugins that failed "
-                                        "to load with their error.")
+                                        "distribution, its version and whether an ONNX "
+                                        "converter is registered for it in the 'cytorch.onnx' "
+                                        "group (yes, no, failed to load, or conflict), and "
+                                        "plugins that failed to load with their error.")
     layers.set_defaults(run=cmd_layers)
 
     summary = sub.add_parser("summary", help="print the layer table of a preset or saved model",
@@ -153,6 +155,10 @@ def build_parser():
     export.add_argument("--opset", type=_positive_int, default=None, metavar="N",
                         help="ONNX operator set (default: 17; from 13 to the newest the "
                              "installed onnx knows)")
+    export.add_argument("--fold-batchnorm", action="store_true",
+                        help="fold each BatchNormalization that follows a Conv2D or Dense "
+                             "without activation into its weights (outputs then differ from "
+                             "cytorch's by float32 rounding)")
     export.set_defaults(run=cmd_export)
 
     info = sub.add_parser("info", help="show the build: compiled modules, BLAS, threads, OpenMP",
@@ -291,22 +297,36 @@ def cmd_layers(args, out):
         # a broken plugin is listed below with its error: no need to warn about it as well
         warnings.simplefilter("ignore", registry.PluginWarning)
         entries = registry.discover()
+        converters = _onnx_converters()
     loaded = [e for e in entries if e.cls is not None]
     failed = [e for e in entries if e.cls is None]
     rows = [(e.name, e.cls.__name__, e.distribution, e.version or "?",
+             converters.get(e.name, "no"),
              f"  (also claimed by {', '.join(e.conflict)})" if e.conflict else "")
             for e in loaded]
-    header = ("name", "class", "distribution", "version", "")
-    widths = [max(len(r[k]) for r in rows + [header]) for k in range(4)]
+    header = ("name", "class", "distribution", "version", "onnx", "")
+    widths = [max(len(r[k]) for r in rows + [header]) for k in range(5)]
     print(f"{len(loaded)} layer(s) in entry-point group {registry.GROUP!r}:", file=out)
     for row in [header] + rows:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-              + row[4], file=out)
+              + row[5], file=out)
+    print("onnx: 'yes' if the 'cytorch.onnx' group has the layer's converter "
+          "(cytorch.export.to_onnx)", file=out)
     if failed:
         print(f"\n{len(failed)} plugin(s) failed to load:", file=out)
         for e in failed:
             print(f"  {e.label} {e.version or ''} ({e.value}): {e.error}", file=out)
     return 0
+
+
+def _onnx_converters():
+    """``{layer name: "yes" | "failed" | "conflict"}`` from the 'cytorch.onnx' entry-point
+    group (finding the converters needs no onnx package); a name not listed has none."""
+    from . import export
+    status = {}
+    for e in export._registry.discover():
+        status[e.name] = "conflict" if e.conflict else "yes" if e.cls is not None else "failed"
+    return status
 
 
 # -- summary ------------------------------------------------------------------------------------
@@ -348,7 +368,8 @@ def cmd_export(args, out):
     model = _user_step(lambda: _load_saved(args.model))
     opset = export.DEFAULT_OPSET if args.opset is None else args.opset
     try:
-        path = _user_step(lambda: export.to_onnx(model, args.output, opset=opset))
+        path = _user_step(lambda: export.to_onnx(model, args.output, opset=opset,
+                                                 fold_batchnorm=args.fold_batchnorm))
     except ImportError as exc:   # the onnx package is missing: say what to install
         raise UsageError(str(exc).split(";")[0]) from exc
     shape = ", ".join(map(str, model.input_shape))

@@ -300,7 +300,9 @@ class TrainingMixin:
         class_weight : dict, optional
             ``{class index: weight}``: each training sample's loss is weighted by its class's
             weight (classes not listed: 1), as a ``sample_weight`` would; not with
-            ``sample_weight`` (as in Keras), not applied to the validation data.
+            ``sample_weight`` (as in Keras), not applied to the validation data.  A key must
+            be a class of the output (``0 .. K - 1`` for K units, 0 and 1 for a single one):
+            Keras ignores other keys, cytorch names them.
         sample_weight : (N,) weights; the loss is ``sum(w_i l_i) / batch size``.  They weigh
             the loss and ``weighted_metrics``, not ``metrics``.
         initial_epoch : int, the epoch to start from (to resume an earlier ``fit``).

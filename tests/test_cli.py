@@ -130,10 +130,12 @@ def test_layers_lists_every_entry_with_distribution_and_version(capsys):
     version = importlib.metadata.version("cytorch-edu")
     for name, cls in (("conv2d", "Conv2D"), ("max_pool2d", "MaxPooling2D"),
                       ("dense", "Dense"), ("global_avg_pool2d", "GlobalAveragePooling2D")):
-        assert re.search(rf"^\s+{name}\s+{cls}\s+cytorch-edu\s+{re.escape(version)}$", out,
-                         re.M), name
+        assert re.search(rf"^\s+{name}\s+{cls}\s+cytorch-edu\s+{re.escape(version)}\s+yes$",
+                         out, re.M), name
     n = len([e for e in registry.discover() if e.cls is not None])
     assert out.startswith(f"{n} layer(s) in entry-point group 'cytorch.layers':")
+    assert "onnx: 'yes' if the 'cytorch.onnx' group has the layer's converter" in out
+    assert re.search(r"^\s+name\s+class\s+distribution\s+version\s+onnx$", out, re.M)
     assert "failed to load" not in out
 
 
@@ -167,8 +169,36 @@ def test_layers_flags_a_name_claimed_twice(capsys, monkeypatch):
         monkeypatch.undo()
         registry.refresh()
     assert status == 0
-    assert re.search(r"^\s+conv2d\s+Conv2D\s+cytorch-edu\s+\S+\s+\(also claimed by "
+    assert re.search(r"^\s+conv2d\s+Conv2D\s+cytorch-edu\s+\S+\s+yes\s+\(also claimed by "
                      r"<unknown distribution>\)$", out, re.M)
+
+
+def test_layers_shows_which_layers_have_an_onnx_converter(capsys, monkeypatch):
+    from cytorch import export
+    real_layers, real_converters = registry._entry_points, export._entry_points
+    group = registry.GROUP
+    extra_layers = [importlib.metadata.EntryPoint(name=name, value="cytorch.layers.core:Flatten",
+                                                  group=group)
+                    for name in ("plain_flatten", "broken_flatten")]
+    extra_converters = [importlib.metadata.EntryPoint(name=name, value=value, group=export.GROUP)
+                        for name, value in (("broken_flatten", "no_such_module:convert"),
+                                            ("flatten", "cytorch.export.converters:flatten"))]
+    monkeypatch.setattr(registry, "_entry_points", lambda: list(real_layers()) + extra_layers)
+    monkeypatch.setattr(export, "_entry_points", lambda: list(real_converters()) + extra_converters)
+    registry.refresh()
+    export.refresh()
+    try:
+        status, out, _ = run(capsys, "layers")
+    finally:
+        monkeypatch.undo()
+        registry.refresh()
+        export.refresh()
+    assert status == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:] if line.strip()}
+    assert rows["conv2d"][-1] == "yes"
+    assert rows["plain_flatten"][-1] == "no"           # a layer without a converter
+    assert rows["broken_flatten"][-1] == "failed"       # a converter that cannot be imported
+    assert rows["flatten"][-1] == "conflict"            # claimed by a second distribution
 
 
 # -- info ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
   folder) are refused before anything is written.
 """
 import ast
+import re
 import subprocess
 import sys
 
@@ -21,8 +22,22 @@ try:
 except ModuleNotFoundError:     # Python 3.10: tomli comes with the test extra
     import tomli as tomllib
 
-EXPECTED_FILES = ["README.md", "cytorch_my_gain/__init__.py", "cytorch_my_gain/my_gain.py",
-                  "pyproject.toml", "tests/conftest.py", "tests/test_my_gain.py"]
+EXPECTED_FILES = ["README.md", "cytorch_my_gain/__init__.py", "cytorch_my_gain/export.py",
+                  "cytorch_my_gain/my_gain.py", "pyproject.toml", "tests/conftest.py",
+                  "tests/test_my_gain.py", "tests/test_my_gain_onnx.py"]
+
+
+def have_onnxruntime(python=sys.executable, env=None):
+    """Whether ``python`` imports onnx and onnxruntime: the generated ONNX test runs, or its
+    file is skipped."""
+    return subprocess.run([python, "-c", "import onnx, onnxruntime"], capture_output=True,
+                          env=env, timeout=120).returncode == 0
+
+
+def assert_generated_tests_passed(out, onnx_runs):
+    """The generated tests' summary: 4 tests, plus the 2 of the ONNX file or its skip."""
+    summary = "6 passed" if onnx_runs else "4 passed, 1 skipped"
+    assert re.search(rf"^{summary} in ", out, re.M), out
 
 
 def files_of(folder):
@@ -60,7 +75,8 @@ def test_unusable_names_are_refused(name, class_name, message):
 def test_the_template_is_package_data_with_every_file():
     relative = sorted(path for path, _ in plugin_kit.template_files())
     assert relative == ["README.md", "pyproject.toml", "tests/conftest.py",
-                        "tests/test_{{module}}.py", "{{package}}/__init__.py",
+                        "tests/test_{{module}}.py", "tests/test_{{module}}_onnx.py",
+                        "{{package}}/__init__.py", "{{package}}/export.py",
                         "{{package}}/{{module}}.py"]
 
 
@@ -79,7 +95,11 @@ def test_new_plugin_changes_every_name(tmp_path):
     project = tomllib.loads(text["pyproject.toml"])
     assert project["project"]["name"] == "cytorch-my-gain"
     assert project["project"]["entry-points"] == {
-        "cytorch.layers": {"my_gain": "cytorch_my_gain:MyGain"}}
+        "cytorch.layers": {"my_gain": "cytorch_my_gain:MyGain"},
+        "cytorch.onnx": {"my_gain": "cytorch_my_gain.export:my_gain_to_onnx"}}
+    assert "def my_gain_to_onnx(layer, inputs, graph):" in text["cytorch_my_gain/export.py"]
+    assert "from cytorch_my_gain.export import my_gain_to_onnx" in text[
+        "tests/test_my_gain_onnx.py"]
     assert project["tool"]["setuptools"]["packages"] == ["cytorch_my_gain"]
     assert "class MyGain(Layer):" in text["cytorch_my_gain/my_gain.py"]
     assert "from .my_gain import MyGain" in text["cytorch_my_gain/__init__.py"]
@@ -142,7 +162,7 @@ def test_generated_tests_pass_before_installing(tmp_path):
     # tests/conftest.py puts the folder on sys.path; the discovery test writes the metadata
     path = plugin_kit.new_plugin("my-gain", tmp_path, class_name="Amplifier")
     out = run_pytest(sys.executable, path)
-    assert "4 passed" in out, out
+    assert_generated_tests_passed(out, have_onnxruntime())
 
 
 @pytest.mark.slow
@@ -157,8 +177,8 @@ def test_generated_plugin_installs_and_its_tests_pass(venv, tmp_path):
                                  "print(m.version('cytorch-my-gain'))")
     finally:
         venv.pip("uninstall", "-y", "cytorch-my-gain")
-    assert "4 passed" in out, out
-    assert ["my_gain", "MyGain", "cytorch-my-gain", "0.1.0"] in [
+    assert_generated_tests_passed(out, have_onnxruntime(venv.python, venv.env))
+    assert ["my_gain", "MyGain", "cytorch-my-gain", "0.1.0", "yes"] in [
         line.split() for line in listing.splitlines()]
     assert version.strip() == "0.1.0"
     # and the environment running these tests never saw it

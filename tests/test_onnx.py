@@ -642,3 +642,101 @@ def test_cli_help_lists_export(capsys):
     assert status == 0 and "export" in out
     status, out, _ = cli(capsys, "export", "--help")
     assert status == 0 and "--opset" in out and "channels-last" in out
+
+
+# -- fold_batchnorm -----------------------------------------------------------------------------
+def bn_nodes(proto, model):
+    """The nodes of ``proto`` that the model's BatchNormalization layers wrote (node names
+    start with their layer's name)."""
+    names = [layer.name for layer in model.layers if isinstance(layer, L.BatchNormalization)]
+    return [n for n in proto.graph.node if any(n.name.startswith(f"{name}/") for name in names)]
+
+
+def conv_bn_dense_bn_model(use_bias):
+    """Conv2D -> BN -> relu -> pool -> Flatten -> Dense -> BN -> softmax, with trained-looking
+    batch-normalization statistics and biases."""
+    model = cytorch.Sequential([
+        L.Input((9, 9, 2)), L.Conv2D(5, 3, use_bias=use_bias, padding="same"),
+        L.BatchNormalization(), L.Activation("relu"), L.MaxPooling2D(2), L.Flatten(),
+        L.Dense(4, use_bias=use_bias), L.BatchNormalization(epsilon=0.01),
+        L.Activation("softmax")], seed=0)
+    randomize_state(model)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if "bias" in layer.params and not isinstance(layer, L.BatchNormalization):
+            layer.params["bias"][...] = rng.normal(0, 1, layer.params["bias"].shape)
+    return model
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_fold_batchnorm_leaves_no_batchnorm_node_and_cytorchs_numbers(use_bias):
+    model = conv_bn_dense_bn_model(use_bias)
+    x = images((9, 9, 2))
+    before = model.get_weights()
+    unfolded = export.to_onnx_model(model)
+    folded = export.to_onnx_model(model, fold_batchnorm=True)
+    assert len(bn_nodes(unfolded, model)) == 6        # Sub, Mul, Add per BatchNormalization
+    assert bn_nodes(folded, model) == []
+    assert [n.op_type for n in folded.graph.node].count("Sub") == 0
+    assert len(folded.graph.node) == len(unfolded.graph.node) - 6
+    want = model.predict(x)
+    got = session(folded).run(None, {export.INPUT_NAME: x})[0]
+    # float32 rounding (the folded weights are rounded once and summed in another order):
+    # within the 1e-5 every export test asks for
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+    assert_same_predictions(model, x)                  # the default: unfolded, as before
+    for a, b in zip(model.get_weights(), before):      # the model is not modified
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fold_batchnorm_on_the_batch_norm_presets_within_float32_rounding():
+    for model in (models.vgg_small(seed=0, batch_norm=True),
+                  models.alexnet_small(seed=0, batch_norm=True)):
+        randomize_state(model)
+        x = images((32, 32, 1), n=4)
+        proto = export.to_onnx_model(model, fold_batchnorm=True)
+        assert bn_nodes(proto, model) == []
+        got = session(proto).run(None, {export.INPUT_NAME: x})[0]
+        np.testing.assert_allclose(got, model.predict(x), atol=TOLERANCE, rtol=0)
+        assert len(proto.graph.node) < len(export.to_onnx_model(model).graph.node)
+
+
+@pytest.mark.parametrize("build", [
+    # the batch normalization reads an activation's output, not the convolution's
+    lambda: cytorch.Sequential([L.Input((6, 6, 2)), L.Conv2D(3, 3, activation="relu"),
+                                L.BatchNormalization()]),
+    # the convolution's output has a second reader
+    lambda: (lambda i: (lambda c: cytorch.Model(i, L.Add()([c, L.BatchNormalization()(c)])))(
+        L.Conv2D(3, 3, padding="same")(i)))(L.Input((6, 6, 3))),
+    # batch normalization after a pooling layer
+    lambda: cytorch.Sequential([L.Input((6, 6, 2)), L.MaxPooling2D(2),
+                                L.BatchNormalization()]),
+], ids=["after-activation", "shared-output", "after-pooling"])
+def test_a_batchnorm_that_cannot_be_folded_stays(build):
+    model = randomize_state(build())
+    x = images(model.input_shape)
+    proto = export.to_onnx_model(model, fold_batchnorm=True)
+    assert sorted(n.op_type for n in bn_nodes(proto, model) if n.op_type != "Transpose") == [
+        "Add", "Mul", "Sub"]
+    got = session(proto).run(None, {export.INPUT_NAME: x})[0]
+    np.testing.assert_allclose(got, model.predict(x), atol=TOLERANCE, rtol=0)
+
+
+def test_fold_batchnorm_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="fold_batchnorm must be True or False, got 'yes'"):
+        export.to_onnx(models.lenet5(seed=0), tmp_path / "m.onnx", fold_batchnorm="yes")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_export_fold_batchnorm(tmp_path):
+    model = conv_bn_dense_bn_model(True)
+    model.save(tmp_path / "m.npz")
+    result = subprocess.run([sys.executable, "-m", "cytorch", "export", str(tmp_path / "m.npz"),
+                             str(tmp_path / "m.onnx"), "--fold-batchnorm"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert bn_nodes(proto, model) == []
+    x = images((9, 9, 2))
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model.predict(x), atol=TOLERANCE, rtol=0)

@@ -180,7 +180,7 @@ def test_plugin_failing_on_import_is_skipped_with_a_warning(venv, plugin_dirs):
     assert report["trained"] == ["Shift", "Flatten", "Dense"]
     assert report["conv2d"] == "cytorch.layers.conv"
     rows = [line.split() for line in listing.splitlines()]
-    assert ["throwaway_shift", "Shift", "cytorch-throwaway-good", "1.2.3"] in rows
+    assert ["throwaway_shift", "Shift", "cytorch-throwaway-good", "1.2.3", "no"] in rows
     assert ("cytorch-throwaway-broken[throwaway_broken] 1.2.3 (cytorch_throwaway_broken:"
             "Anything): RuntimeError: this plugin is broken on purpose") in listing
 

@@ -23,6 +23,7 @@ converter stops the export with an ``ExportError`` that names it and its distrib
 This module imports without the ``onnx`` package; exporting needs it
 (``pip install "cytorch-edu[onnx]"``).  Running the file needs ``onnxruntime``.
 """
+import copy
 import importlib.metadata
 import os
 
@@ -196,7 +197,7 @@ def _check_opset(opset, onnx):
 
 
 # -- the conversion -----------------------------------------------------------------------------
-def to_onnx_model(model, opset=DEFAULT_OPSET, converters=None):
+def to_onnx_model(model, opset=DEFAULT_OPSET, converters=None, fold_batchnorm=False):
     """The ONNX ``ModelProto`` of ``model`` (see ``to_onnx``), checked by
     ``onnx.checker.check_model``, without writing a file."""
     onnx = _import_onnx()
@@ -204,6 +205,10 @@ def to_onnx_model(model, opset=DEFAULT_OPSET, converters=None):
     model = _as_model(model)
     opset = _check_opset(opset, onnx)
     extra = _check_extra(converters)
+    if not isinstance(fold_batchnorm, (bool, np.bool_)):
+        raise TypeError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
+    folds = _foldable_batchnorms(model) if fold_batchnorm else {}
+    folded_into = {source.id: node.layer for node, source in folds.values()}
     graph = OnnxGraph(opset, np.float32)
     values, graph_inputs = {}, []
     for node in model._inputs:
@@ -213,6 +218,11 @@ def to_onnx_model(model, opset=DEFAULT_OPSET, converters=None):
                                                           ["batch", *node.shape]))
     for node in model._order:
         layer = node.layer
+        if node.id in folds:        # its transform is in the weights of the layer before it
+            values[node.id] = values[node.inputs[0].id]
+            continue
+        if node.id in folded_into:
+            layer = _with_batchnorm_folded_in(layer, folded_into[node.id])
         convert = _converter_for(layer, extra)
         graph.scope = layer.name
         inputs = [values[n.id] for n in node.inputs]
@@ -250,6 +260,52 @@ def to_onnx_model(model, opset=DEFAULT_OPSET, converters=None):
     return proto
 
 
+def _foldable_batchnorms(model):
+    """``{BatchNormalization node id: (that node, the Conv2D or Dense node it reads)}`` for
+    every batch normalization that can be folded into the layer before it: that layer has no
+    activation (``"linear"``) and nothing else reads its output, which is not a model output
+    either."""
+    from .. import activations
+    from ..layers.conv import Conv2D
+    from ..layers.core import Dense
+    from ..layers.normalization import BatchNormalization
+    readers = {}
+    for node in model._order:
+        for source in node.inputs:
+            readers.setdefault(source.id, []).append(node)
+    outputs = {node.id for node in model._outputs}
+    folds = {}
+    for node in model._order:
+        if type(node.layer) is not BatchNormalization or len(node.inputs) != 1:
+            continue
+        source = node.inputs[0]
+        if type(source.layer) not in (Conv2D, Dense) or source.id in outputs \
+                or readers.get(source.id) != [node] \
+                or activations.get(source.layer.activation).name != "linear":
+            continue
+        folds[node.id] = (node, source)
+    return folds
+
+
+def _with_batchnorm_folded_in(layer, bn):
+    """A shallow copy of the Conv2D or Dense ``layer`` whose weights also do ``bn``'s
+    inference transform ``(z - moving_mean) * a + beta``, ``a = gamma / sqrt(moving_variance
+    + epsilon)``: ``kernel * a`` (``a`` along the last axis, the output channels) and bias
+    ``(bias - moving_mean) * a + beta``, computed in float64 (the graph stores them in
+    float32).  ``layer`` itself is not modified."""
+    mean = bn.state["moving_mean"].astype(np.float64)
+    a = 1.0 / np.sqrt(bn.state["moving_variance"].astype(np.float64) + bn.epsilon)
+    if "gamma" in bn.params:
+        a = a * bn.params["gamma"].astype(np.float64)
+    shift = bn.params["beta"].astype(np.float64) if "beta" in bn.params else 0.0
+    bias = layer.params["bias"].astype(np.float64) if layer.use_bias else 0.0
+    folded = copy.copy(layer)
+    folded.params = {"kernel": layer.params["kernel"].astype(np.float64) * a,
+                     "bias": (bias - mean) * a + shift}
+    folded.use_bias = True
+    return folded
+
+
 def _name_output(graph, value, graph_inputs):
     """Call the model's output value ``OUTPUT_NAME``: rename it where it is made and read, or
     copy it with ``Identity`` when it is a graph input or a weight (a model of Dropouts)."""
@@ -270,7 +326,7 @@ def _identity(value):
 
 
 # -- writing ------------------------------------------------------------------------------------
-def to_onnx(model, path, opset=DEFAULT_OPSET, converters=None):
+def to_onnx(model, path, opset=DEFAULT_OPSET, converters=None, fold_batchnorm=False):
     """Write ``model`` to ``path`` as an ONNX file; returns ``path``.
 
     Parameters
@@ -289,6 +345,19 @@ def to_onnx(model, path, opset=DEFAULT_OPSET, converters=None):
     converters : dict, optional
         ``{layer class, class name or layer name: converter}`` for this export only, before
         the ``cytorch.onnx`` entry-point group (a layer defined in a script, say).
+    fold_batchnorm : bool, default False
+        Opt-in.  Fold every ``BatchNormalization`` that directly follows a ``Conv2D`` or
+        ``Dense`` without activation (and is the only reader of its output) into that layer's
+        weights, as deployment tools do: at inference batch normalization is
+        ``(z - moving_mean) * a + beta`` with ``a = gamma / sqrt(moving_variance +
+        epsilon)``, so the layer's kernel becomes ``kernel * a`` (per output channel) and its
+        bias ``(bias - moving_mean) * a + beta``, computed in float64.  The file then has no
+        batch-normalization nodes and one multiply-add less per value.  Its outputs differ
+        from ``model.predict`` by float32 rounding (the folded weights are rounded once, and
+        the sums run in another order), which is why the default keeps batch normalization
+        as nodes of its own that compute cytorch's numbers in cytorch's order.
+        Other batch normalizations (after an activation, a pooling, a merge ...) stay as
+        they are.
 
     The graph takes a float32 ``(batch, H, W, C)`` input called ``"input"`` (channels-last,
     the batch size free) and returns ``"output"``, what ``model.predict`` returns; a float64
@@ -310,7 +379,7 @@ def to_onnx(model, path, opset=DEFAULT_OPSET, converters=None):
                         f"{type(path).__name__}: {path!r}")
     path = os.fspath(path)
     _check_destination(path)
-    data = to_onnx_model(model, opset, converters).SerializeToString()
+    data = to_onnx_model(model, opset, converters, fold_batchnorm).SerializeToString()
     from ..saving import _create_beside
     folder = os.path.dirname(os.path.abspath(path))
     try:
