@@ -5,15 +5,16 @@
  * input channel c (repeated depth_multiplier times), so that output channel j, its weights
  * w[a, b, c, m] and its bias are all lane j.  Every term is then a vector product of two whole
  * vectors, whatever the stride or dilation (those only move the pixel a vector is loaded from).
- * Vectors below are V lanes starting at lane j.  The image is never padded: the caller clips
- * each window to the taps that fall inside the image (a rectangle of taps, smaller only at the
- * edges), so every pointer these loops form points into the image.
+ * Vectors below are V lanes; each call walks nv vectors of lanes, one after the other.  The
+ * image is never padded: the caller clips each window to the taps that fall inside the image (a
+ * rectangle of taps, smaller only at the edges), so every pointer these loops form points into
+ * the image.
  *
  *   fwd:  out[p] = init + sum_{a < na, b < nb} x[p * xs + a * xa + b * xb] * w[a * lwa + b * ldw]
  *         for p < pb pixels of a row (the window's taps, clipped at the edges)
  *   dw:   acc[t] += sum over the ni x nq pixels (i, q) of x[i * xr + q * xs + off[t]] * d[i, q]
  *   dx:   dx[i * xr + q * xs + off[t]] += d[i, q] * w[t]  for every pixel (i, q) (scatter:
- *         the same loop for any stride)
+ *         the same loop for any stride; at stride 1 the caller uses fwd instead, gathering)
  *
  * (``off[t]``: where tap t lies from the window's corner; ``xs`` the step between neighbouring
  * output pixels, stride * lanes; ``xr`` between output rows; d[i, q] = d + i * ldr + q * ldd.)

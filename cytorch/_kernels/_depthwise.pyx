@@ -23,8 +23,10 @@ is ever padded: where a window overhangs the image, only the taps inside it are 
 rectangle is clipped; a padded cell would add zero).  The output pixels whose whole window is
 inside the image, the *interior*, run in tiles of 8 pixels (forward) or 9 taps (dW, dx;
 ``_depthwise.h``); the few along the edges run with their clipped windows (forward) or tap by
-tap over the strips where that tap is inside (dW, dx).  (A first version copied every image
-into a zero-padded buffer: at stride 2 the copy cost more than the convolution.)  Compared
+tap over the strips where that tap is inside (dW, dx).  At stride 1 dx is itself a forward
+correlation (of dout with the flipped taps, ``_transposed``): each dx pixel gathers its terms
+in registers.  (A first version copied every image into a zero-padded buffer: at stride 2 the
+copy cost more than the convolution.)  Compared
 with running a one-channel conv2d per channel (what ``cytorch.functional`` did before), no
 channel is copied out of the batch, and every vector lane works.
 
