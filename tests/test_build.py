@@ -91,6 +91,26 @@ def test_unknown_backend_is_rejected():
     assert cytorch.get_backend() == "compiled"
 
 
+def test_num_threads_environment_is_read_once_and_again_after_set_num_threads_none(monkeypatch):
+    # every kernel call asks get_num_threads(): the environment is read at the first call and
+    # after set_num_threads(None), not at every call
+    try:
+        monkeypatch.setenv("CYTORCH_NUM_THREADS", "3")
+        cytorch.set_num_threads(None)
+        assert cytorch.get_num_threads() == 3
+        monkeypatch.setenv("CYTORCH_NUM_THREADS", "5")
+        assert cytorch.get_num_threads() == 3   # cached
+        cytorch.set_num_threads(None)
+        assert cytorch.get_num_threads() == 5
+        monkeypatch.delenv("CYTORCH_NUM_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        cytorch.set_num_threads(None)
+        assert cytorch.get_num_threads() == 2
+    finally:
+        monkeypatch.undo()
+        cytorch.set_num_threads(None)
+
+
 def test_num_threads_setting():
     default = cytorch.get_num_threads()
     try:
