@@ -2,6 +2,7 @@
 CPU, in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_kernels.py [--quick]
+        [--case TEXT] [--depthwise-variants]
 
 Columns: time of one forward+backward pass (best of k) for the compiled kernel (all cores), the
 NumPy twin, torch at 1 and 2 threads; ``cy/torch`` is compiled over torch's better thread count
@@ -31,6 +32,7 @@ import _harness as h  # noqa: E402
 
 import cytorch  # noqa: E402
 from cytorch import activations, functional as F  # noqa: E402
+from cytorch._kernels import load  # noqa: E402
 
 # name, N, H, W, C, K, k, stride, padding
 CASES = [
@@ -71,6 +73,17 @@ def torch_depthwise_step(x, w, b, stride, padding, dout):
     return step
 
 
+def with_depthwise_variant(variant, step):
+    """``step`` with the depthwise kernel's ``variant`` of its inner loops (then the best)."""
+    def run():
+        load("_depthwise")._select_isa(variant)
+        try:
+            return step()
+        finally:
+            load("_depthwise")._select_isa("best")
+    return run
+
+
 def cytorch_step(x, w, b, stride, padding, dout, activation=None):
     """conv2d (+ its activation, applied by the kernel: the fused epilogue) forward+backward."""
     def step():
@@ -103,8 +116,10 @@ def torch_step(x, w, b, stride, padding, dout, activation=None):
     def step():
         xt.grad = wt.grad = bt.grad = None
         out = TF.conv2d(xt, wt, bt, stride=stride, padding=pad)
-        if activation is not None:
-            out = getattr(torch, activation)(out)
+        if activation is not None:   # with the parameters of Keras's strings
+            f = {"elu": lambda v: TF.elu(v, 1.0), "leaky_relu": lambda v: TF.leaky_relu(v, 0.2),
+                 "softplus": TF.softplus}.get(activation) or getattr(torch, activation)
+            out = f(out)
         out.backward(dt)
     return step
 
@@ -116,6 +131,9 @@ def main():
                         "adds the column 'unfused' (the activation in passes of its own); "
                         "conv cases only")
     p.add_argument("--case", default="", help="only the cases whose name contains this text")
+    p.add_argument("--depthwise-variants", action="store_true",
+                   help="a depthwise row for every instruction-set variant of its kernel this "
+                        "CPU runs (avx512, avx2, default), against the same torch timings")
     args = p.parse_args()
     act = args.activation
     repeat = args.repeat or (2 if args.quick else 10)
@@ -141,20 +159,28 @@ def main():
         dout = rng.standard_normal(out.shape, dtype=np.float32)
         step = (cytorch_step(x, w, b, s, pad, dout, act) if kind == "conv"
                 else depthwise_step(x, w, b, s, pad, dout))
+        variants = {"": step}
+        if kind == "depthwise" and args.depthwise_variants:
+            variants = {f" [{v}]": with_depthwise_variant(v, step)
+                        for v in load("_depthwise").isa_variants()}
 
         def twin(step=step):
             with cytorch.backend("reference"):
                 step()
-        def one_thread(step=step):
-            cytorch.set_num_threads(1)
-            try:
-                step()
-            finally:
-                cytorch.set_num_threads(None)
+        def one_thread(step):
+            def run():
+                cytorch.set_num_threads(1)
+                try:
+                    step()
+                finally:
+                    cytorch.set_num_threads(None)
+            return run
         # The twin runs on its own first: its matmuls use NumPy's OpenBLAS threads, which
         # busy-wait after each call and would slow whatever ran next in an interleaved round.
         twin_time = h.timeit(twin, repeat=max(2, repeat // 4)).best
-        fns = {"compiled": step, "compiled 1t": one_thread}
+        fns = {}
+        for v, v_step in variants.items():
+            fns["compiled" + v], fns["compiled 1t" + v] = v_step, one_thread(v_step)
         if act:
             fns["unfused"] = unfused_step(x, w, b, s, pad, dout, act)
 
@@ -180,7 +206,10 @@ def main():
         else:
             path = {"_direct": "direct", "_winograd": "winograd", "_blocked": "blocked",
                     None: "gemm"}[F._conv_fast_path(x, w, out, (s, s), (1, 1))]
-        rows.append((name, path, times, flops / times["compiled"] / 1e9))
+        for v in variants:
+            t = {**times, "compiled": times["compiled" + v],
+                 "compiled 1t": times["compiled 1t" + v]}
+            rows.append((name + v, path, t, flops / t["compiled"] / 1e9))
         print(f"  measured {name}", flush=True)
 
     table = h.Table("case", "path", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",

@@ -228,7 +228,7 @@ _CONV_CACHE_KEYS = {"x", "w", "strides", "pads", "has_bias"}
 
 # The activations conv2d applies to its output itself (``activation=``): in the compiled
 # kernels, in the pass that writes the output (``cytorch._kernels.EPILOGUES``, the same names).
-CONV_ACTIVATIONS = ("linear", "relu")
+CONV_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "elu", "leaky_relu", "softplus")
 
 
 def conv_activation(activation):
@@ -238,8 +238,8 @@ def conv_activation(activation):
     if isinstance(activation, str) and activation.lower() in CONV_ACTIVATIONS:
         return activation.lower()
     raise ValueError(f"activation must be None or one of {', '.join(CONV_ACTIVATIONS)} (the "
-                     f"activations conv2d applies itself; apply any other to its output), "
-                     f"got {activation!r}")
+                     f"activations conv2d applies itself, with the parameters of Keras's "
+                     f"strings; apply any other to its output), got {activation!r}")
 
 
 def conv_cache(x, w, b, strides, pads, dilation=(1, 1), activation="linear", y=None):
@@ -465,22 +465,24 @@ def batch_norm_dout(dout, cache, check_finite=True):
 
 
 # -- depthwise conv2d ---------------------------------------------------------------------------
-def depthwise_args(x, w, b, strides, padding, check_finite):
+def depthwise_args(x, w, b, strides, padding, check_finite, dilation_rate=1):
     """Validate a depthwise_conv2d call; return ``x, w, b`` (one dtype), ``(sh, sw)``, pads
-    ``(top, bottom, left, right)`` and the output shape ``(N, H_out, W_out, C * dm)``."""
+    ``(top, bottom, left, right)`` and the output shape ``(N, H_out, W_out, C * dm)``.  A
+    kernel dilated by ``(dh, dw)`` spans ``(kh - 1) * dh + 1`` rows, as in conv2d."""
     x, w, b = _conv_operands(x, w, b, check_finite, depthwise=True)
     N, H, W, C = x.shape
     kh, kw, _, dm = w.shape
     sh, sw = as_pair(strides, "strides")
-    H_out, W_out, pads = window_output_shape(H, W, kh, kw, sh, sw, padding,
-                                             what="depthwise_conv2d")
+    dh, dw = as_pair(dilation_rate, "dilation_rate")
+    H_out, W_out, pads = window_output_shape(H, W, (kh - 1) * dh + 1, (kw - 1) * dw + 1,
+                                             sh, sw, padding, what="depthwise_conv2d")
     return x, w, b, (sh, sw), pads, (N, H_out, W_out, C * dm)
 
 
-def depthwise_cache(x, w, b, strides, pads):
+def depthwise_cache(x, w, b, strides, pads, dilation=(1, 1)):
     """What depthwise_conv2d backward needs (as conv2d's, under its own kind)."""
     return {"kind": "depthwise_conv2d", "x": x, "w": w, "has_bias": b is not None,
-            "strides": strides, "pads": pads}
+            "strides": strides, "pads": pads, "dilation": tuple(dilation)}
 
 
 def depthwise_dout(dout, cache, check_finite=True):
@@ -489,8 +491,10 @@ def depthwise_dout(dout, cache, check_finite=True):
     check_cache(cache, "depthwise_conv2d", "depthwise_conv2d")
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, pb, pl, pr) = cache["strides"], cache["pads"]
+    dh, dw = cache.get("dilation", (1, 1))
     N, H, W, C = x.shape
     kh, kw, _, dm = w.shape
+    kh, kw = (kh - 1) * dh + 1, (kw - 1) * dw + 1    # the dilated kernel's extent
     expected = (N, (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1, C * dm)
     dout = as_float_array(dout, "dout", dtype=x.dtype, check_finite=check_finite)
     if dout.shape != expected:

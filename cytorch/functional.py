@@ -130,8 +130,10 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
     activation : None (or "linear") or a name of ``CONV2D_ACTIVATIONS``: f, applied by the
         kernel as it writes each block of the output, while it is in cache ("conv, then + bias,
         then f" without a second pass over the output); backward then applies its derivative
-        in its first pass over dout.  Same numbers as applying ``cytorch.activations`` to the
-        output afterwards.
+        in its first pass over dout.  Every path (direct, Winograd, blocked, im2col + GEMM)
+        fuses it.  The numbers of ``cytorch.activations`` applied to the output afterwards (to
+        the last bit, which tanh's derivative and float64 sigmoid and softplus can round
+        differently at the end of a block).
     check_finite : raise ValueError on NaN/inf in the inputs (skip the scan with False).
 
     Returns
@@ -169,8 +171,8 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
         _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
                                             get_num_threads(), activation)
     elif path == "_blocked":
-        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads())
-        reference.conv2d_activate(out, activation)   # not fused into this kernel yet
+        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
+                                           activation)
     else:
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
@@ -187,7 +189,7 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
         dw = cols^T @ dz          dx = col2im(dz @ W^T)          db = dz.sum((0, 1, 2))
 
     The kernels compute dz in the same pass that sums db, one block at a time, never as a
-    separate array of dout's size.
+    separate array of dout's size (but on the Winograd path, whose dx pass reads dz again).
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
     (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes
@@ -221,8 +223,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
         _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl,
                                              get_num_threads(), activation, y)
     elif path == "_blocked":
-        dz = reference.conv2d_activation_backward(dout, y, activation)   # (not fused yet)
-        _kernel("_blocked").conv2d_backward(dz, x, w, dx, dw, db, pt, pl, get_num_threads())
+        _kernel("_blocked").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
+                                            activation, y)
     else:
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation, activation, y)
@@ -567,12 +569,14 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # ===============================================================================================
 # depthwise conv2d  (section owned by the layers work)
 # ===============================================================================================
-# The compiled kernel (``_kernels/_depthwise.pyx``) keeps the channels in the vector lanes: each
-# image is copied once, padded, with every input channel repeated depth_multiplier times, and a
-# window tap is then a whole vector whatever the stride.  (It replaced a loop that ran the
-# one-channel conv2d kernel per channel: 30-100x slower on MobileNet-like layers.)
+# The compiled kernel (``_kernels/_depthwise.pyx``) keeps the channels in the vector lanes, so a
+# window tap is a whole vector whatever the stride or dilation; windows are clipped at the image's
+# edges (no padded copy), and x is copied only when depth_multiplier > 1 or C is not a whole
+# number of vectors.  (It replaced a loop that ran the one-channel conv2d kernel per channel:
+# 30-100x slower on MobileNet-like layers.)
 
-def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
+def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+                             check_finite=True):
     """Depthwise 2-D convolution: each input channel convolved with its own filters.
 
     Parameters
@@ -580,7 +584,8 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
     x : array ``(N, H, W, C)``.
     w : array ``(kh, kw, C, dm)``: ``dm`` (depth_multiplier) filters per input channel.
     b : array ``(C * dm,)`` or None.
-    strides, padding : as ``conv2d_forward``.
+    strides, padding, dilation_rate : as ``conv2d_forward`` (a dilated kernel spans
+        ``(kh - 1) * dh + 1`` rows; strides and dilation may be combined here).
 
     Returns
     -------
@@ -591,17 +596,21 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
     >>> out, _ = depthwise_conv2d_forward(np.ones((1, 5, 5, 3)), np.ones((3, 3, 3, 2)))
     >>> out.shape
     (1, 3, 3, 6)
+    >>> depthwise_conv2d_forward(np.ones((1, 5, 5, 3)), np.ones((3, 3, 3, 2)),
+    ...                          dilation_rate=2)[0].shape
+    (1, 1, 1, 6)
     """
     x, w, b, (sh, sw), pads, out_shape = checks.depthwise_args(x, w, b, strides, padding,
-                                                               check_finite)
+                                                               check_finite, dilation_rate)
+    dh, dw = checks.as_pair(dilation_rate, "dilation_rate")
     if _use_reference():
         return reference.depthwise_conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads),
-                                                  check_finite=False)
+                                                  (dh, dw), check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(out_shape[3], dtype=x.dtype)
     _kernel("_depthwise").depthwise_conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                                   get_num_threads())
-    return out, checks.depthwise_cache(x, w, b, (sh, sw), pads)
+                                                   get_num_threads(), dh, dw)
+    return out, checks.depthwise_cache(x, w, b, (sh, sw), pads, (dh, dw))
 
 
 def depthwise_conv2d_backward(dout, cache, check_finite=True):
@@ -613,10 +622,11 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
         return reference.depthwise_conv2d_backward(dout, cache, check_finite=False)
     x, w = cache["x"], cache["w"]
     (sh, sw), (pt, _, pl, _) = cache["strides"], cache["pads"]
+    dilation = cache.get("dilation", (1, 1))
     dx, dw = np.empty_like(x), np.empty_like(w)     # the kernel writes every value
     db = np.empty(dout.shape[3], dtype=x.dtype)
     _kernel("_depthwise").depthwise_conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
-                                                    get_num_threads())
+                                                    get_num_threads(), *dilation)
     db = db if cache["has_bias"] else None
     return dx, dw, db
 

@@ -140,24 +140,19 @@ def _col2im(cols, x_shape, kh, kw, strides, padding, dilation=1):
 
 def conv2d_activate(z, activation):
     """f(z), computed in z's own memory (returns z): the last step of ``conv2d_forward``.
-
-        linear   y = z
-        relu     y = max(z, 0)
-    """
-    if activation == "relu":
-        np.maximum(z, 0, out=z)
+    f is ``activation_forward(activation, ...)`` (relu, tanh, sigmoid, elu, leaky_relu,
+    softplus with the parameters of Keras's strings), or nothing for "linear"."""
+    if activation != "linear":
+        activation_forward(activation, z, out=z)
     return z
 
 
 def conv2d_activation_backward(dout, y, activation):
     """``dz = dout * f'(z)`` from the forward output ``y = f(z)``: the first step of
-    ``conv2d_backward``.
-
-        linear   dz = dout
-        relu     dz = dout * [y > 0]          (the kink at 0 gets gradient 0)
-    """
-    if activation == "relu":
-        return dout * (y > 0)
+    ``conv2d_backward`` (``activation_backward``: relu ``[y > 0]``, tanh ``1 - y**2``, sigmoid
+    ``y (1 - y)``, ...; dout itself for "linear")."""
+    if activation != "linear":
+        return activation_backward(activation, dout, y)
     return dout
 
 
@@ -1039,7 +1034,8 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # ===============================================================================================
 # depthwise conv2d  (section owned by the layers work)
 # ===============================================================================================
-def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_finite=True):
+def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+                             check_finite=True):
     """Depthwise 2-D convolution: every input channel is convolved with its own
     ``depth_multiplier`` filters, and channels never mix (MobileNet's first half of a
     separable convolution).
@@ -1047,7 +1043,11 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
     x: ``(N, H, W, C)``, w: ``(kh, kw, C, dm)``, b: ``(C * dm,)`` or None
     -> out: ``(N, H_out, W_out, C * dm)``, output channel ``c * dm + m`` being
 
-        out[n, i, j, c*dm + m] = b[c*dm + m] + sum_{a, d} x_pad[n, i*sh + a, j*sw + d, c] * w[a, d, c, m]
+        out[n, i, j, c*dm + m] = b[c*dm + m]
+                                 + sum_{a, d} x_pad[n, i*sh + a*dh, j*sw + d*dw, c] * w[a, d, c, m]
+
+    (``(dh, dw)`` the ``dilation_rate``: a dilated 3x3 window spreads its 9 taps over
+    ``(3 - 1) * dh + 1`` rows, and that extent takes kh's place in the output size.)
 
     With im2col's ``(kh, kw, C)`` rows viewed as ``(kh*kw, C)``, that is one small product per
     channel: ``out[r, c, m] = sum_k cols[r, k, c] * w[k, c, m]`` (an einsum).  A standard conv
@@ -1057,23 +1057,27 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", check_fin
     >>> w = np.ones((2, 2, 2, 1)); w[..., 1, 0] = -1      # sum channel 0, minus-sum channel 1
     >>> depthwise_conv2d_forward(x, w)[0].ravel()
     array([ 12., -16.])
+    >>> x = np.arange(25.0).reshape(1, 5, 5, 1)           # dilation 2: the 3x3 grid of even cells
+    >>> depthwise_conv2d_forward(x, np.ones((3, 3, 1, 1)), dilation_rate=2)[0].ravel()
+    array([108.])
     """
     x, w, b, strides, pads, (N, H_out, W_out, K) = depthwise_args(x, w, b, strides, padding,
-                                                                 check_finite)
+                                                                 check_finite, dilation_rate)
+    dilation = as_pair(dilation_rate, "dilation_rate")
     kh, kw, C, dm = w.shape
     padding = ((pads[0], pads[1]), (pads[2], pads[3]))
-    cols = _im2col(x, kh, kw, strides, padding).reshape(-1, kh * kw, C)
+    cols = _im2col(x, kh, kw, strides, padding, dilation).reshape(-1, kh * kw, C)
     out = np.einsum("rkc,kcm->rcm", cols, w.reshape(kh * kw, C, dm)).reshape(N, H_out, W_out, K)
     if b is not None:
         out += b
-    return out, depthwise_cache(x, w, b, strides, pads)
+    return out, depthwise_cache(x, w, b, strides, pads, dilation)
 
 
 def depthwise_conv2d_backward(dout, cache, check_finite=True):
     """Gradients of ``depthwise_conv2d_forward``: ``(dx, dw, db)``.
 
     Per channel c, as for a conv with one input channel (``cols`` from im2col, viewed
-    ``(rows, kh*kw, C)``)::
+    ``(rows, kh*kw, C)``, dilated like the forward pass)::
 
         dw[k, c, m] = sum_r cols[r, k, c] * dout[r, c, m]
         dx = col2im(dcols),  dcols[r, k, c] = sum_m dout[r, c, m] * w[k, c, m]
@@ -1083,12 +1087,13 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
     x, w = cache["x"], cache["w"]
     kh, kw, C, dm = w.shape
     pads, strides = cache["pads"], cache["strides"]
+    dilation = cache.get("dilation", (1, 1))
     padding = ((pads[0], pads[1]), (pads[2], pads[3]))
     d3 = dout.reshape(-1, C, dm)
-    cols = _im2col(x, kh, kw, strides, padding).reshape(-1, kh * kw, C)
+    cols = _im2col(x, kh, kw, strides, padding, dilation).reshape(-1, kh * kw, C)
     dw = np.einsum("rkc,rcm->kcm", cols, d3).reshape(w.shape)
     dcols = np.einsum("rcm,kcm->rkc", d3, w.reshape(kh * kw, C, dm))
-    dx = _col2im(dcols.reshape(-1, kh * kw * C), x.shape, kh, kw, strides, padding)
+    dx = _col2im(dcols.reshape(-1, kh * kw * C), x.shape, kh, kw, strides, padding, dilation)
     db = d3.reshape(-1, C * dm).sum(axis=0) if cache["has_bias"] else None
     return dx, dw, db
 

@@ -52,7 +52,8 @@ def restore_isa():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @settings(max_examples=40, deadline=None)
-@given(N=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11), C=st.integers(1, 9),
+@given(N=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11),
+       C=st.one_of(st.integers(1, 9), st.sampled_from([16, 24, 32])),
        dm=st.integers(1, 5), kh=st.integers(1, 5), kw=st.integers(1, 5),
        sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 2), dw=st.integers(1, 2),
        padding=st.sampled_from(["valid", "same", "full", 2, ((0, 3), (1, 0))]),
@@ -60,8 +61,10 @@ def restore_isa():
        threads=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
 def test_depthwise_kernel_matches_its_twins(variant, N, H, W, C, dm, kh, kw, sh, sw, dh, dw,
                                             padding, dtype, need_dx, threads, seed):
-    # C * dm from 1 to 45 lanes: less than a vector, whole vectors and a tail; 5x5 windows are
-    # three tiles of taps (9 + 9 + 7); strides and dilations move whole vectors
+    # C * dm from 1 to 45 lanes (and 16 to 160): less than a vector, whole vectors and a tail;
+    # dm = 1 with whole vectors of channels reads x and writes dx in place, the others work on
+    # a copy; 5x5 windows are three tiles of taps (9 + 9 + 7); strides and dilations move whole
+    # vectors; padding clips windows on every side (or leaves some entirely outside)
     ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     pads = resolve_padding(padding, H, W, ext_h, ext_w, sh, sw)
     if H + pads[0] + pads[1] < ext_h or W + pads[2] + pads[3] < ext_w:

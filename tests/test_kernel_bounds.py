@@ -339,10 +339,13 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 5, 8, 16, 17, 33]),
-       need_dx=st.booleans(), threads=st.integers(1, 2))
-@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=17, need_dx=True, threads=2)
-@example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2)
-def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads):
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=17, need_dx=True, threads=2,
+              activation=EPILOGUES[-1])
+@example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2,
+         activation="tanh")
+def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
+                                        activation):
     x_shape, (kh, kw), _, pads = geometry
     N, H, W, C = x_shape
     rng = np.random.default_rng(0)
@@ -352,20 +355,21 @@ def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx
     H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
     padding = (pads[:2], pads[2:])
     want_out, cache = reference.conv2d_shift_add_forward(
-        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding)
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    want_dx, want_dw, want_db = reference.conv2d_shift_add_backward(dout.astype(np.float64),
-                                                                    cache)
     direct = load("_blocked")
     out = guarded_output((N, H_out, W_out, K), dtype)
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     with running(isa_variant):
-        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads)
+        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
+        y = guarded_input(out.array.copy())
         direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
-                               pads[0], pads[2], threads)
+                               pads[0], pads[2], threads, activation, y)
     out.assert_guards_intact("blocked conv2d_forward out")
     assert_close(out.array, want_out, "blocked conv2d_forward")
+    want_dx, want_dw, want_db = twin_backward(dout, cache, y,
+                                              reference.conv2d_shift_add_backward)
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for name, got, want in results:
         got.assert_guards_intact(f"blocked conv2d_backward {name}")
@@ -397,22 +401,20 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
     want_out, cache = reference.conv2d_winograd_forward(
         x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    # y, what relu's derivative reads, guarded too: the twin's, rounded to dtype
-    y = guarded_input(want_out.astype(dtype)) if activation == "relu" else None
-    if y is not None:
-        cache["y"] = y.astype(np.float64)
-    want_dx, want_dw, want_db = reference.conv2d_winograd_backward(dout.astype(np.float64),
-                                                                   cache)
     winograd = load("_winograd")
     out = guarded_output((N, H_out, W_out, K), dtype)
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     with running(isa_variant):
         winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
+        # y, what the derivative reads, guarded too
+        y = guarded_input(out.array.copy())
         winograd.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
                                  pads[0], pads[2], threads, activation, y)
     out.assert_guards_intact("winograd conv2d_forward out")
     assert_close(out.array, want_out, "winograd conv2d_forward")
+    want_dx, want_dw, want_db = twin_backward(dout, cache, y,
+                                              reference.conv2d_winograd_backward)
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for name, got, want in results:
         got.assert_guards_intact(f"winograd conv2d_backward {name}")
@@ -420,18 +422,23 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
 
 
 # The depthwise kernel (``_depthwise.pyx``) in every instruction-set variant: any stride,
-# dilation and padding (windows entirely in the padding), lanes C * dm from 1 to 36 around the
-# vector widths, windows of more than 9 taps (several tap tiles).
+# dilation and padding (windows entirely in the padding, windows clipped on every side), lanes
+# C * dm from 1 to 36 around the vector widths, and C = 8, 16, 32 with dm = 1, where the loops
+# read x and write dx in place (no copy: the channels are whole vectors), windows of more than
+# 9 taps (several tap tiles).
 @pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(geometry=geometries(), dm=st.sampled_from([1, 2, 3, 9]),
        dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)), need_dx=st.booleans(),
-       threads=st.integers(1, 2))
-@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2)
+       threads=st.integers(1, 2), channels=st.sampled_from([None, None, 8, 16, 32]))
+@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2, channels=None)
+@with_corners(CORNERS, dm=1, dilation=(2, 1), need_dx=True, threads=2, channels=16)
 def test_depthwise_conv2d_stays_in_bounds(isa_variant, dtype, geometry, dm, dilation, need_dx,
-                                          threads):
+                                          threads, channels):
     x_shape, (kh, kw), (sh, sw), pads = geometry
+    if channels is not None:
+        x_shape, dm = x_shape[:3] + (channels,), 1
     (N, H, W, C), (dh, dw) = x_shape, dilation
     ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     assume(H + pads[0] + pads[1] >= ext_h and W + pads[2] + pads[3] >= ext_w)

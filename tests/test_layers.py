@@ -85,6 +85,13 @@ CASES = {
                                                       activation="tanh", seed=0), (4, 4, 3)),
     "separable-stride-nobias": (lambda: L.SeparableConv2D(2, (3, 2), strides=2, use_bias=False,
                                                           seed=0), (5, 5, 2)),
+    "depthwise-dilated-same-dm2": (
+        lambda: L.DepthwiseConv2D(3, dilation_rate=(2, 1), depth_multiplier=2, padding="same",
+                                  seed=0), (6, 5, 3)),
+    "depthwise-dilated-stride": (
+        lambda: L.DepthwiseConv2D((2, 3), strides=(2, 1), dilation_rate=2, seed=0), (7, 7, 2)),
+    "separable-dilated-tanh": (lambda: L.SeparableConv2D(3, 3, dilation_rate=2, padding="same",
+                                                         activation="tanh", seed=0), (6, 6, 2)),
     "multiply-three": (lambda: L.Multiply(), [(3, 3, 2)] * 3),
     "subtract": (lambda: L.Subtract(), [(4,), (4,)]),
     "average": (lambda: L.Average(), [(2, 2, 2)] * 2),

@@ -195,10 +195,14 @@ WINDOWS = [
     {"kernel_size": 3, "padding": ((0, 2), (3, 1)), "strides": (1, 2)},
     {"kernel_size": 1, "use_bias": False},
 ]
+DILATED = [
+    {"kernel_size": 3, "dilation_rate": (2, 3), "padding": "same"},
+    {"kernel_size": (2, 3), "dilation_rate": 2, "padding": ((1, 0), (2, 2))},
+    {"kernel_size": (3, 2), "dilation_rate": (1, 4), "padding": "valid", "use_bias": False}]
 CONVOLUTIONS = [(layer, kwargs) for layer in ("conv2d", "depthwise", "separable")
-                for kwargs in WINDOWS] + [   # only Conv2D takes a dilation_rate
-    ("conv2d", {"kernel_size": 3, "dilation_rate": (2, 3), "padding": "same"}),
-    ("conv2d", {"kernel_size": (2, 3), "dilation_rate": 2, "padding": ((1, 0), (2, 2))})]
+                for kwargs in WINDOWS + DILATED] + [   # Conv2D refuses a stride with a dilation
+    (layer, {"kernel_size": 3, "strides": (2, 1), "dilation_rate": (2, 3), "padding": "same"})
+    for layer in ("depthwise", "separable")]
 
 
 @pytest.mark.parametrize("layer, kwargs", CONVOLUTIONS)

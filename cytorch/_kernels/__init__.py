@@ -70,7 +70,7 @@ def openmp_wait_policy():
 #     CYTORCH_ISA=default|avx2|avx512 python -m pytest tests/test_isa.py
 ISA_NAMES = ("default", "avx2", "avx512")
 ISA_MODULES = ("_direct", "_winograd", "_blocked", "_depthwise", "_pool", "_optim",
-               "_activation")
+               "_activation", "_conv")
 
 
 def requested_isa():
@@ -96,8 +96,9 @@ def isa_index(name, best):
 
 # The activations the conv kernels apply in their epilogue (``_epilogue.pxd``: in the pass that
 # writes the output, and their derivative in the first pass of backward), by code: the index
-# of the name.  ``cytorch._checks.CONV_ACTIVATIONS`` lists the same names for the front door.
-EPILOGUES = ("linear", "relu")
+# of the name, which is its CY_ACT_* code in ``_mathfn.h``.  ``cytorch._checks.CONV_ACTIVATIONS``
+# lists the same names for the front door.
+EPILOGUES = ("linear", "relu", "tanh", "sigmoid", "elu", "leaky_relu", "softplus")
 
 
 def isa_in_use():

@@ -43,7 +43,8 @@ from libc.string cimport memset
 import numpy as np
 
 from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
-from ._conv import _check_like, _check_shapes, _units
+from ._conv import _activation_code, _check_like, _check_shapes, _units
+from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_blocked.h" nogil:
     ctypedef struct cy_blk_kernels_f:
@@ -81,7 +82,9 @@ def _select_isa(name):
     """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
     it.  Private: for the tests and CYTORCH_ISA."""
     global _isa
-    _isa = ISA_NAMES[cy_blk_select(isa_index(name, cy_isa_best()))]
+    index = isa_index(name, cy_isa_best())
+    cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
+    _isa = ISA_NAMES[cy_blk_select(index)]
     return _isa
 
 
@@ -189,8 +192,11 @@ cdef inline void _fwd_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
 
 cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
                          const Py_ssize_t *off, floating *outn, floating *xq, floating *tile,
-                         const Plan *g) noexcept nogil:
-    """outn (Ho, Wo, K) for one image: tiles of pb pixels of a row x kb vectors of filters."""
+                         int act, const Plan *g) noexcept nogil:
+    """outn (Ho, Wo, K) for one image: tiles of pb pixels of a row x kb vectors of filters;
+    then the activation f (``_epilogue.pxd``) on the image, while it is in cache (in one call,
+    as ``_direct.pyx`` does: the element functions may round the last bit differently at the
+    end of a call, so calls over rows would differ from the unfused layer more often)."""
     cdef Py_ssize_t oh, ow, p, k, kv, nb, pb, kb, nv = g.Kp // g.V, K = g.K
     cdef bint direct = g.K == g.Kp          # tiles go straight into out
     _pad_rows(xn, xq, g)
@@ -214,11 +220,12 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
                             outn[(oh * g.Wo + ow + p) * K + k] = tile[p * g.Kp + k - kv * g.V]
                 ow += pb
             kv += kb
+    apply_activation(outn, outn, g.Ho * g.Wo * K, act)
 
 
 cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                   const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
-                  int num_threads):
+                  int num_threads, int act):
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t N = x.shape[0], T, U, t, k, a, bb, c, u
     cdef Py_ssize_t[::1] starts
@@ -241,7 +248,7 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
             for n in range(starts[u], starts[u + 1]):
                 _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
                                &out[0, 0, 0, 0] + n * out_step, &xq[threadid(), 0],
-                               &tile[threadid(), 0], g)
+                               &tile[threadid(), 0], act, g)
 
 
 # -- backward --------------------------------------------------------------------------------------
@@ -263,17 +270,19 @@ cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *
         cy_blk_d.dx(dst, off, wt, ldw, src, lds, nk, tb)
 
 
-cdef void _backward_image(const floating *dn, const floating *xn, const floating *wt,
-                          const Py_ssize_t *offx, floating *dxn, floating *dwl, double *db_part,
-                          floating *xp, floating *dpad, floating *dq, floating *dxt,
+cdef void _backward_image(const floating *dn, const floating *yn, const floating *xn,
+                          const floating *wt, const Py_ssize_t *offx, floating *dxn,
+                          floating *dwl, double *db_part, floating *xp, floating *dpad,
+                          floating *dq, floating *dxt, floating *dzn, int act,
                           const Plan *g) noexcept nogil:
-    """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL."""
+    """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL, from
+    dz = dout * f'(y) (into dzn, unless f is linear: then dout itself)."""
     cdef Py_ssize_t a, j, kv, nb, tb, kb, c, q, ih, iw, k, i
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
+    derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
+    if act != ACT_LINEAR:
+        dn = dzn
     cdef const floating *d = dn
-    for i in range(P):
-        for k in range(K):
-            db_part[k] += dn[i * K + k]
     # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel
     if K != g.Kp:                       # rows of whole vectors, zero filters in the padding
         for i in range(P):
@@ -323,7 +332,7 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
 cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                    const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                    floating[:, :, :, ::1] dw, floating[::1] db, const Plan *g,
-                   int num_threads):
+                   int num_threads, int act, const floating[:, :, :, ::1] y):
     dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
     cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, u, a, bb, c, n
@@ -336,6 +345,10 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                                           dtype=dtype)
     cdef floating[:, ::1] dq = np.empty((T, K * g.Lr if need_dx else 1), dtype=dtype)
     cdef floating[:, ::1] dxt = np.empty((T, C * g.planex if need_dx else 1), dtype=dtype)
+    # dz = dout * f'(y) of one image, when f is not linear
+    cdef floating[:, ::1] dz = np.empty((T, g.Ho * g.Wo * K if act != ACT_LINEAR else 1),
+                                        dtype=dtype)
+    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     # one partial sum of dW and db per unit (not per thread), added in unit order
     cdef floating[:, ::1] dwl = np.zeros((U, g.T * g.Kp), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
@@ -351,11 +364,13 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
             offx[t] = c * g.planex + a * g.Wp + bb
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
-                _backward_image(&dout[0, 0, 0, 0] + n * d_step, &x[0, 0, 0, 0] + n * x_step,
-                                &wt[0, 0], &offx[0],
+                _backward_image(&dout[0, 0, 0, 0] + n * d_step,
+                                yp + n * d_step if yp != NULL else NULL,
+                                &x[0, 0, 0, 0] + n * x_step, &wt[0, 0], &offx[0],
                                 dxp + n * x_step if need_dx else NULL, &dwl[u, 0],
                                 &db_part[u, 0], &xp[threadid(), 0], &dpad[threadid(), 0],
-                                &dq[threadid(), 0], &dxt[threadid(), 0], g)
+                                &dq[threadid(), 0], &dxt[threadid(), 0], &dz[threadid(), 0],
+                                act, g)
         for t in range(g.T):
             for k in range(K):
                 acc = 0
@@ -414,26 +429,30 @@ def uses_blocked_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 
 # -- entry points ---------------------------------------------------------------------------------
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out, int pt, int pl,
-                   int num_threads):
-    """Fill ``out`` (N, H_out, W_out, K) with the stride-1 correlation of x and w, plus b.
+                   int num_threads, activation="linear"):
+    """Fill ``out`` (N, H_out, W_out, K) with f(the stride-1 correlation of x and w, plus b).
 
-    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size.
+    ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
+    ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
     """
     _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    cdef int act = _activation_code(activation)
     cdef Plan g = _plan(x.shape, w.shape, out.shape[1], out.shape[2], pt, pl, sizeof(floating))
-    _forward_all(x, w, b, out, &g, num_threads)
+    _forward_all(x, w, b, out, &g, num_threads, act)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                     floating[:, :, :, ::1] dw, floating[::1] db, int pt, int pl,
-                    int num_threads):
-    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from ``dout``
-    (N, H_out, W_out, K); db is accumulated in double precision."""
+                    int num_threads, activation="linear", const floating[:, :, :, ::1] y=None):
+    """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from
+    ``dz = dout * f'(y)`` (N, H_out, W_out, K), ``y`` the forward output (read when the
+    activation f is not linear); db is accumulated in double precision."""
     _check_shapes(x, w, db, dout, 1, 1, pt, pl)
+    cdef int act = _activation_code(activation, y, dout)
     if dx is not None:
         _check_like(dx, x, "dx", "x")
     _check_like(dw, w, "dw", "w")
     cdef Plan g = _plan(x.shape, w.shape, dout.shape[1], dout.shape[2], pt, pl,
                         sizeof(floating))
-    _backward_all(dout, x, w, dx, dw, db, &g, num_threads)
+    _backward_all(dout, x, w, dx, dw, db, &g, num_threads, act, y)

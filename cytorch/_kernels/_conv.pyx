@@ -30,6 +30,12 @@ for ``dW += cols^T @ dout``, then ``dcols = dout @ W^T`` for col2im.  Each unit 
 ``dW`` and ``db``; the partial sums are added in unit order at the end, so the result does not
 depend on which thread ran what (bit-identical runs, no atomics).
 
+The fused epilogue (``_epilogue.pxd``): with an ``activation``, forward applies it to each
+group's output right after the GEMM that wrote it (the output starts from the bias), and
+backward computes ``dz = dout * f'(y)`` group by group into a small per-thread buffer in the
+pass that sums db, before both GEMMs read it: no pass over a full-size array outside the
+kernel, in either direction.
+
 ``cytorch.functional`` validates every argument; the entry points here re-check that the shapes
 agree (cheap) so that no call can read or write out of bounds.
 """
@@ -42,10 +48,34 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from .._config import single_threaded_blas
-from . import EPILOGUES
+from . import EPILOGUES, ISA_NAMES, isa_index, requested_isa, variants_up_to
 from ._blas cimport gemm
-from ._epilogue cimport ACT_LINEAR, apply_activation, derivative_db
+from ._epilogue cimport (ACT_LINEAR, apply_activation, cy_isa_best, cy_mathfn_select,
+                         derivative_db)
 from ._parallel cimport unit_count, unit_start, unit_threads
+
+# -- which instruction set the fused epilogue runs (see _kernels/__init__.py) -------------------
+# (The GEMMs are OpenBLAS's, which picks its own kernels; the im2col loops are plain C.)
+def isa_variants():
+    """The variants of the epilogue's element functions this CPU can run, best first."""
+    return variants_up_to(cy_isa_best())
+
+
+def _select_isa(name):
+    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
+    it.  Private: for the tests and CYTORCH_ISA."""
+    global _isa
+    _isa = ISA_NAMES[cy_mathfn_select(isa_index(name, cy_isa_best()))]
+    return _isa
+
+
+def isa():
+    """The variant of the epilogue's element functions this process runs."""
+    return _isa
+
+
+_select_isa(requested_isa())
+
 
 # Elements of one thread's column buffer (128 KiB in float32): groups of images this small keep
 # the GEMM operands in L2 cache.  A single image larger than this gets a buffer of its own size.

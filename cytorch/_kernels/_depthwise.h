@@ -1,18 +1,24 @@
 /* cytorch/_kernels/_depthwise.h -- the inner loops of the depthwise convolution
  * (``_depthwise.pyx``; twins ``cytorch.reference.depthwise_conv2d_forward`` / ``_backward``).
  *
- * Channels-last with the channels in the vector lanes: lane j = c * dm + m of a padded pixel
- * holds input channel c (repeated depth_multiplier times), so that output channel j, its
- * weights w[a, b, c, m] and its bias are all lane j.  Every term is then a vector product of two
- * whole vectors, whatever the stride or dilation (those only move the pixel a vector is loaded
- * from).  Vectors below are V lanes starting at lane j; ``off[t]`` is where tap t = (a, b) of
- * the window lies from the window's corner, ``xs`` the step between neighbouring output pixels
- * (stride * lanes), ``xr`` between output rows.
+ * Channels-last with the channels in the vector lanes: lane j = c * dm + m of a pixel holds
+ * input channel c (repeated depth_multiplier times), so that output channel j, its weights
+ * w[a, b, c, m] and its bias are all lane j.  Every term is then a vector product of two whole
+ * vectors, whatever the stride or dilation (those only move the pixel a vector is loaded from).
+ * Vectors below are V lanes starting at lane j.  The image is never padded: the caller clips
+ * each window to the taps that fall inside the image (a rectangle of taps, smaller only at the
+ * edges), so every pointer these loops form points into the image.
  *
- *   fwd:  out[p] = init + sum_t x[p * xs + off[t]] * w[t]           p < pb pixels of a row
- *   dw:   acc[t] += sum over the pixels (i, q) of x[i * xr + q * xs + off[t]] * d[i, q]
+ *   fwd:  out[p] = init + sum_{a < na, b < nb} x[p * xs + a * xa + b * xb] * w[a * lwa + b * ldw]
+ *         for p < pb pixels of a row (the window's taps, clipped at the edges)
+ *   dw:   acc[t] += sum over the ni x nq pixels (i, q) of x[i * xr + q * xs + off[t]] * d[i, q]
  *   dx:   dx[i * xr + q * xs + off[t]] += d[i, q] * w[t]  for every pixel (i, q) (scatter:
- *         the same loop for any stride; then the caller sums the m lanes of each channel)
+ *         the same loop for any stride)
+ *
+ * (``off[t]``: where tap t lies from the window's corner; ``xs`` the step between neighbouring
+ * output pixels, stride * lanes; ``xr`` between output rows; d[i, q] = d + i * ldr + q * ldd.)
+ * dw and dx run on the interior, where every tap of every window is inside the image, and once
+ * per tap (tb = 1) on the strips along the edges where that tap is.
  *
  * Each lane adds its terms one after the other, in the same order in every variant: the AVX2
  * and AVX-512 variants (both FMA) compute the same bits, the default one (SSE2, no FMA) rounds
@@ -63,9 +69,9 @@ static void NAME##_fma(NAME##_v *a, NAME##_v u, NAME##_v v)                     
     case 6: M(NAME, 6); break; case 7: M(NAME, 7); break; case 8: M(NAME, 8); break;
 #define CY_DW_CASES9(M, NAME) CY_DW_CASES8(M, NAME) case 9: M(NAME, 9); break;
 
-#define CY_DW_FWD(NAME, n) NAME##_fwd_tile(out, ldo, x, xs, off, w, ldw, init, nt, n)
-#define CY_DW_DW(NAME, n) NAME##_dw_tile(acc_io, lda, x, xr, xs, off, d, ldd, ni, nq, n)
-#define CY_DW_DX(NAME, n) NAME##_dx_tile(dx, xr, xs, off, d, ldd, w, ldw, ni, nq, n)
+#define CY_DW_FWD(NAME, n) NAME##_fwd_tile(out, ldo, x, xs, xa, xb, na, nb, w, lwa, ldw, init, n)
+#define CY_DW_DW(NAME, n) NAME##_dw_tile(acc_io, lda, x, xr, xs, off, d, ldr, ldd, ni, nq, n)
+#define CY_DW_DX(NAME, n) NAME##_dx_tile(dx, xr, xs, off, d, ldr, ldd, w, ldw, ni, nq, n)
 
 #define CY_DEPTHWISE(NAME, T, VB, TARGET)                                                    \
 CY_DW_VEC(NAME, T, VB)                                                                       \
@@ -75,36 +81,41 @@ CY_DW_INLINE TARGET NAME##_v NAME##_load(const T *p) { return *(const NAME##_v *
 CY_DW_INLINE TARGET void NAME##_store(T *p, NAME##_v v) { *(NAME##_v *)p = v; }              \
                                                                                              \
 CY_DW_INLINE TARGET void                                                                     \
-NAME##_fwd_tile(T *out, Py_ssize_t ldo, const T *x, Py_ssize_t xs, const Py_ssize_t *off,    \
-                const T *w, Py_ssize_t ldw, const T *init, Py_ssize_t nt, const int pb)      \
+NAME##_fwd_tile(T *out, Py_ssize_t ldo, const T *x, Py_ssize_t xs, Py_ssize_t xa,            \
+                Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb, const T *w, Py_ssize_t lwa,     \
+                Py_ssize_t ldw, const T *init, const int pb)                                 \
 {                                                                                            \
     NAME##_v acc[8];                                                                         \
-    Py_ssize_t t;                                                                            \
+    Py_ssize_t a, b;                                                                         \
     int p;                                                                                   \
     CY_DW_UNROLL for (p = 0; p < pb; p++)                                                    \
         acc[p] = NAME##_load(init);                                                          \
-    for (t = 0; t < nt; t++) {                                                               \
-        const T *xt = x + off[t];                                                            \
-        NAME##_v wt = NAME##_load(w + t * ldw);                                              \
-        CY_DW_UNROLL for (p = 0; p < pb; p++)                                                \
-            CY_DW_FMA(NAME, acc[p], NAME##_load(xt + p * xs), wt);                           \
+    for (a = 0; a < na; a++) {                                                               \
+        const T *xt = x + a * xa;                                                            \
+        const T *wa = w + a * lwa;                                                           \
+        for (b = 0; b < nb; b++, xt += xb) {                                                 \
+            NAME##_v wt = NAME##_load(wa + b * ldw);                                         \
+            CY_DW_UNROLL for (p = 0; p < pb; p++)                                            \
+                CY_DW_FMA(NAME, acc[p], NAME##_load(xt + p * xs), wt);                       \
+        }                                                                                    \
     }                                                                                        \
     CY_DW_UNROLL for (p = 0; p < pb; p++)                                                    \
         NAME##_store(out + p * ldo, acc[p]);                                                 \
 }                                                                                            \
                                                                                              \
-/* out (pb pixels, ldo apart) = init + the nt taps; 1 <= pb <= 8 */                          \
+/* out (pb pixels, ldo apart) = init + the na x nb taps; 1 <= pb <= 8, na or nb may be 0 */  \
 static TARGET void NAME##_fwd(T *out, Py_ssize_t ldo, const T *x, Py_ssize_t xs,             \
-                              const Py_ssize_t *off, const T *w, Py_ssize_t ldw,             \
-                              const T *init, Py_ssize_t nt, int pb)                          \
+                              Py_ssize_t xa, Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb,    \
+                              const T *w, Py_ssize_t lwa, Py_ssize_t ldw, const T *init,     \
+                              int pb)                                                        \
 {                                                                                            \
     switch (pb) { CY_DW_CASES8(CY_DW_FWD, NAME) }                                            \
 }                                                                                            \
                                                                                              \
 CY_DW_INLINE TARGET void                                                                     \
 NAME##_dw_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xr, Py_ssize_t xs,          \
-               const Py_ssize_t *off, const T *d, Py_ssize_t ldd, Py_ssize_t ni,             \
-               Py_ssize_t nq, const int tb)                                                  \
+               const Py_ssize_t *off, const T *d, Py_ssize_t ldr, Py_ssize_t ldd,            \
+               Py_ssize_t ni, Py_ssize_t nq, const int tb)                                   \
 {                                                                                            \
     NAME##_v acc[9];                                                                         \
     Py_ssize_t i, q, o[9];                                                                   \
@@ -115,7 +126,7 @@ NAME##_dw_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xr, Py_ssize_t 
     }                                                                                        \
     for (i = 0; i < ni; i++) {                                                               \
         const T *xi = x + i * xr;                                                            \
-        const T *di = d + i * nq * ldd;                                                      \
+        const T *di = d + i * ldr;                                                           \
         for (q = 0; q < nq; q++, xi += xs, di += ldd) {                                      \
             NAME##_v dv = NAME##_load(di);                                                   \
             CY_DW_UNROLL for (t = 0; t < tb; t++)                                            \
@@ -129,15 +140,16 @@ NAME##_dw_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xr, Py_ssize_t 
 /* acc_io (tb taps, lda apart) += the products over the ni x nq output pixels; tb <= 9 */    \
 static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xr,           \
                              Py_ssize_t xs, const Py_ssize_t *off, const T *d,               \
-                             Py_ssize_t ldd, Py_ssize_t ni, Py_ssize_t nq, int tb)           \
+                             Py_ssize_t ldr, Py_ssize_t ldd, Py_ssize_t ni, Py_ssize_t nq,   \
+                             int tb)                                                         \
 {                                                                                            \
     switch (tb) { CY_DW_CASES9(CY_DW_DW, NAME) }                                             \
 }                                                                                            \
                                                                                              \
 CY_DW_INLINE TARGET void                                                                     \
 NAME##_dx_tile(T *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off, const T *d,       \
-               Py_ssize_t ldd, const T *w, Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq,     \
-               const int tb)                                                                 \
+               Py_ssize_t ldr, Py_ssize_t ldd, const T *w, Py_ssize_t ldw, Py_ssize_t ni,    \
+               Py_ssize_t nq, const int tb)                                                  \
 {                                                                                            \
     NAME##_v wt[9];                                                                          \
     Py_ssize_t i, q, o[9];                                                                   \
@@ -148,7 +160,7 @@ NAME##_dx_tile(T *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off, const
     }                                                                                        \
     for (i = 0; i < ni; i++) {                                                               \
         T *xi = dx + i * xr;                                                                 \
-        const T *di = d + i * nq * ldd;                                                      \
+        const T *di = d + i * ldr;                                                           \
         for (q = 0; q < nq; q++, xi += xs, di += ldd) {                                      \
             NAME##_v dv = NAME##_load(di);                                                   \
             CY_DW_UNROLL for (t = 0; t < tb; t++) {                                          \
@@ -160,10 +172,10 @@ NAME##_dx_tile(T *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off, const
     }                                                                                        \
 }                                                                                            \
                                                                                              \
-/* dx (padded, expanded) += every pixel's dout times the tb taps' weights; tb <= 9 */        \
+/* dx (expanded) += every pixel's dout times the tb taps' weights; tb <= 9 */                \
 static TARGET void NAME##_dx(T *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,     \
-                             const T *d, Py_ssize_t ldd, const T *w, Py_ssize_t ldw,         \
-                             Py_ssize_t ni, Py_ssize_t nq, int tb)                           \
+                             const T *d, Py_ssize_t ldr, Py_ssize_t ldd, const T *w,         \
+                             Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb)           \
 {                                                                                            \
     switch (tb) { CY_DW_CASES9(CY_DW_DX, NAME) }                                             \
 }
@@ -179,15 +191,16 @@ CY_DEPTHWISE(cy_dw_avx512_d, double, 64, CY_TARGET_AVX512)
 
 #define CY_DW_TABLE(T, S)                                                                    \
 typedef struct {                                                                             \
-    void (*fwd)(T *, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *, const T *,      \
-                Py_ssize_t, const T *, Py_ssize_t, int);                                     \
-    void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const Py_ssize_t *,      \
-               const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int);                          \
-    void (*dx)(T *, Py_ssize_t, Py_ssize_t, const Py_ssize_t *, const T *, Py_ssize_t,      \
-               const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int);                          \
+    void (*fwd)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
+                Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, int);              \
+    void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const Py_ssize_t *,       \
+               const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int);              \
+    void (*dx)(T *, Py_ssize_t, Py_ssize_t, const Py_ssize_t *, const T *, Py_ssize_t,       \
+               Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int);              \
 } cy_dw_kernels_##S;                                                                         \
-static cy_dw_kernels_##S cy_dw_##S = {cy_dw_default_##S##_fwd, cy_dw_default_##S##_dw,      \
+static cy_dw_kernels_##S cy_dw_##S = {cy_dw_default_##S##_fwd, cy_dw_default_##S##_dw,       \
                                       cy_dw_default_##S##_dx};
+
 CY_DW_TABLE(float, f)
 CY_DW_TABLE(double, d)
 

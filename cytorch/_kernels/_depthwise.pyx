@@ -15,14 +15,18 @@ Layout contract, shared with the twins:
   sums dout.
 
 How.  Output channel ``j = c*dm + m`` depends on input channel c only, so the channels go in
-the vector lanes: each image is copied once, zero-padded, with every input channel repeated
-dm times (``xe[row, col, j] = x[row - pt, col - pl, j // dm]``; a plain padded copy when
-dm = 1), and a window tap is then a whole vector, for any stride and dilation.  The inner loops
-(``_depthwise.h``) hold up to 8 output pixels (forward) or 9 taps (dW, dx) in vector
-registers; dx adds every output pixel's contribution into a padded copy (the same loop for
-every stride), and the dm lanes of each channel are summed at the end.  Compared with running
-a one-channel conv2d per channel (what ``cytorch.functional`` did before), no channel is
-copied out of the batch, and every vector lane works.
+the vector lanes, and a window tap is then a whole vector, for any stride and dilation.  When
+the lanes are the channels (dm = 1 and C a whole number of vectors) the loops read x and write
+dx where they are; otherwise each image is first copied with every input channel repeated dm
+times (``xe[row, col, c*dm + m] = x[row, col, c]``, zero lanes up to a whole vector).  Nothing
+is ever padded: where a window overhangs the image, only the taps inside it are added (the tap
+rectangle is clipped; a padded cell would add zero).  The output pixels whose whole window is
+inside the image, the *interior*, run in tiles of 8 pixels (forward) or 9 taps (dW, dx;
+``_depthwise.h``); the few along the edges run with their clipped windows (forward) or tap by
+tap over the strips where that tap is inside (dW, dx).  (A first version copied every image
+into a zero-padded buffer: at stride 2 the copy cost more than the convolution.)  Compared
+with running a one-channel conv2d per channel (what ``cytorch.functional`` did before), no
+channel is copied out of the batch, and every vector lane works.
 
 Threads: the batch is cut into work units of whole images (``_conv._units``); dW and db are
 summed per unit and the units added in unit order, so the result does not depend on which
@@ -40,25 +44,26 @@ from ._conv import _units
 
 cdef extern from "_depthwise.h" nogil:
     ctypedef struct cy_dw_kernels_f:
-        void (*fwd)(float *out, Py_ssize_t ldo, const float *x, Py_ssize_t xs,
-                    const Py_ssize_t *off, const float *w, Py_ssize_t ldw, const float *init,
-                    Py_ssize_t nt, int pb) noexcept nogil
+        void (*fwd)(float *out, Py_ssize_t ldo, const float *x, Py_ssize_t xs, Py_ssize_t xa,
+                    Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb, const float *w,
+                    Py_ssize_t lwa, Py_ssize_t ldw, const float *init, int pb) noexcept nogil
         void (*dw)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xr, Py_ssize_t xs,
-                   const Py_ssize_t *off, const float *d, Py_ssize_t ldd, Py_ssize_t ni,
-                   Py_ssize_t nq, int tb) noexcept nogil
-        void (*dx)(float *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,
-                   const float *d, Py_ssize_t ldd, const float *w, Py_ssize_t ldw,
+                   const Py_ssize_t *off, const float *d, Py_ssize_t ldr, Py_ssize_t ldd,
                    Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+        void (*dx)(float *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,
+                   const float *d, Py_ssize_t ldr, Py_ssize_t ldd, const float *w,
+                   Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
     ctypedef struct cy_dw_kernels_d:
         void (*fwd)(double *out, Py_ssize_t ldo, const double *x, Py_ssize_t xs,
-                    const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
-                    const double *init, Py_ssize_t nt, int pb) noexcept nogil
+                    Py_ssize_t xa, Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb,
+                    const double *w, Py_ssize_t lwa, Py_ssize_t ldw, const double *init,
+                    int pb) noexcept nogil
         void (*dw)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xr,
-                   Py_ssize_t xs, const Py_ssize_t *off, const double *d, Py_ssize_t ldd,
-                   Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+                   Py_ssize_t xs, const Py_ssize_t *off, const double *d, Py_ssize_t ldr,
+                   Py_ssize_t ldd, Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
         void (*dx)(double *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,
-                   const double *d, Py_ssize_t ldd, const double *w, Py_ssize_t ldw,
-                   Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+                   const double *d, Py_ssize_t ldr, Py_ssize_t ldd, const double *w,
+                   Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
     cy_dw_kernels_f cy_dw_f
     cy_dw_kernels_d cy_dw_d
     int cy_dw_bytes
@@ -97,84 +102,209 @@ cdef struct Geom:
     Py_ssize_t H, W, C, dm, kh, kw, sh, sw, dh, dw, pt, pl, Ho, Wo
     Py_ssize_t L, Lp   # lanes C * dm, and rounded up to whole vectors
     Py_ssize_t V       # numbers per vector of the variant in use
-    Py_ssize_t Hp, Wp  # the padded extent the windows read: (Ho - 1) * sh + (kh - 1) * dh + 1
     Py_ssize_t T       # taps kh * kw
+    bint copy_x        # the lanes are not x's channels: work on a copy of each image (xe)
+    Py_ssize_t oh0, oh1, ow0, ow1   # the interior: rows [oh0, oh1) x columns [ow0, ow1)
+
+
+cdef struct Rect:
+    Py_ssize_t r0, r1, c0, c1      # output rows [r0, r1) x columns [c0, c1)
+
+
+cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b       # a >= 0, b > 0
+
+
+cdef inline void _taps(Py_ssize_t o, Py_ssize_t s, Py_ssize_t p, Py_ssize_t d, Py_ssize_t n,
+                       Py_ssize_t k, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """Along one axis: the taps [lo, hi) of output o's window that fall inside the image,
+    ``0 <= o*s - p + tap*d < n`` (lo == hi: none)."""
+    cdef Py_ssize_t start = o * s - p
+    lo[0] = 0 if start >= 0 else min(_ceil_div(-start, d), k)
+    hi[0] = 0 if start > n - 1 else min((n - 1 - start) // d + 1, k)
+    hi[0] = max(hi[0], lo[0])
+
+
+cdef inline void _outputs(Py_ssize_t tap, Py_ssize_t s, Py_ssize_t p, Py_ssize_t d,
+                          Py_ssize_t n, Py_ssize_t O, Py_ssize_t *lo,
+                          Py_ssize_t *hi) noexcept nogil:
+    """Along one axis: the outputs [lo, hi) whose window has ``tap`` inside the image."""
+    cdef Py_ssize_t e = tap * d - p              # where the tap of output 0 lies
+    lo[0] = 0 if e >= 0 else min(_ceil_div(-e, s), O)
+    hi[0] = 0 if e > n - 1 else min((n - 1 - e) // s + 1, O)
+    hi[0] = max(hi[0], lo[0])
 
 
 cdef Geom _geom(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_ssize_t Wo,
                 int sh, int sw, int pt, int pl, int dh, int dw, Py_ssize_t itemsize):
     cdef Geom g
+    cdef Py_ssize_t unused
     g.H, g.W, g.C = x_shape[1], x_shape[2], x_shape[3]
     g.kh, g.kw, g.dm = w_shape[0], w_shape[1], w_shape[3]
     g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.Ho, g.Wo = sh, sw, dh, dw, pt, pl, Ho, Wo
     g.V = cy_dw_bytes // itemsize
     g.L = g.C * g.dm
     g.Lp = (g.L + g.V - 1) // g.V * g.V
-    g.Hp = (Ho - 1) * sh + (g.kh - 1) * dh + 1
-    g.Wp = (Wo - 1) * sw + (g.kw - 1) * dw + 1
     g.T = g.kh * g.kw
+    g.copy_x = g.dm != 1 or g.L != g.Lp
+    # every tap is inside from the first output where tap 0 is to the last where the last is
+    _outputs(0, sh, pt, dh, g.H, Ho, &g.oh0, &unused)
+    _outputs(g.kh - 1, sh, pt, dh, g.H, Ho, &unused, &g.oh1)
+    _outputs(0, sw, pl, dw, g.W, Wo, &g.ow0, &unused)
+    _outputs(g.kw - 1, sw, pl, dw, g.W, Wo, &unused, &g.ow1)
+    g.oh1, g.ow1 = max(g.oh1, g.oh0), max(g.ow1, g.ow0)
     return g
 
 
+cdef int _edge_strips(const Geom *g, Py_ssize_t a, Py_ssize_t b, Rect *rects) noexcept nogil:
+    """The output pixels outside the interior whose window has tap (a, b) inside the image,
+    as up to 4 rectangles (above, below, left and right of the interior); returns how many."""
+    cdef Py_ssize_t r0, r1, c0, c1, n = 0, k
+    _outputs(a, g.sh, g.pt, g.dh, g.H, g.Ho, &r0, &r1)
+    _outputs(b, g.sw, g.pl, g.dw, g.W, g.Wo, &c0, &c1)
+    rects[0] = Rect(r0, min(r1, g.oh0), c0, c1)
+    rects[1] = Rect(max(r0, g.oh1), r1, c0, c1)
+    rects[2] = Rect(max(r0, g.oh0), min(r1, g.oh1), c0, min(c1, g.ow0))
+    rects[3] = Rect(max(r0, g.oh0), min(r1, g.oh1), max(c0, g.ow1), c1)
+    for k in range(4):
+        if rects[k].r0 < rects[k].r1 and rects[k].c0 < rects[k].c1:
+            rects[n] = rects[k]
+            n += 1
+    return n
+
+
 cdef void _expand(const floating *xn, floating *xe, const Geom *g) noexcept nogil:
-    """``xe[i, s, c*dm + m] = xn[i - pt, s - pl, c]`` over the padded extent (zero outside the
-    image and in the lanes past C * dm)."""
-    cdef Py_ssize_t i, s, c, m, C = g.C, dm = g.dm
-    cdef Py_ssize_t i_hi = min(g.H, g.Hp - g.pt), s_hi = min(g.W, g.Wp - g.pl)
+    """``xe[i, s, c*dm + m] = xn[i, s, c]``, zero in the lanes past C * dm."""
+    cdef Py_ssize_t p, c, m, k, C = g.C, dm = g.dm, Lp = g.Lp
     cdef const floating *src
     cdef floating *dst
-    memset(xe, 0, g.Hp * g.Wp * g.Lp * sizeof(floating))
-    for i in range(i_hi):
-        for s in range(s_hi):
-            src = xn + (i * g.W + s) * C
-            dst = xe + ((i + g.pt) * g.Wp + s + g.pl) * g.Lp
-            if dm == 1:
-                for c in range(C):
-                    dst[c] = src[c]
-            else:
-                for c in range(C):
-                    for m in range(dm):
-                        dst[c * dm + m] = src[c]
+    for p in range(g.H * g.W):
+        src = xn + p * C
+        dst = xe + p * Lp
+        for c in range(C):
+            for m in range(dm):
+                dst[c * dm + m] = src[c]
+        for k in range(g.L, Lp):
+            dst[k] = 0
 
 
 cdef void _forward_image(const floating *xn, const floating *wp, const floating *bp,
-                         const Py_ssize_t *off, floating *outn, floating *xe, floating *row,
+                         floating *outn, floating *xe, floating *row,
                          const Geom *g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, j, p, k, pb, L = g.L, Lp = g.Lp
-    cdef bint direct = L == Lp              # whole vectors go straight into out
+    cdef Py_ssize_t oh, ow, j, k, pb, a0, a1, b0, b1, L = g.L, Lp = g.Lp
+    cdef Py_ssize_t xs = g.sw * Lp, xa = g.dh * g.W * Lp, xb = g.dw * Lp, lwa = g.kw * Lp
+    cdef bint whole = L == Lp               # whole vectors go straight into out
+    cdef const floating *src = xn
+    cdef const floating *xw
     cdef floating *dst
-    _expand(xn, xe, g)
+    if g.copy_x:
+        _expand(xn, xe, g)
+        src = xe
     for oh in range(g.Ho):
+        _taps(oh, g.sh, g.pt, g.dh, g.H, g.kh, &a0, &a1)
         j = 0
         while j < Lp:
             ow = 0
             while ow < g.Wo:
-                pb = min(<Py_ssize_t>PIXELS, g.Wo - ow)
-                dst = outn + (oh * g.Wo + ow) * L + j if direct else row + ow * Lp + j
+                if g.ow0 <= ow < g.ow1:         # interior columns: the whole row of taps
+                    pb, b0, b1 = min(<Py_ssize_t>PIXELS, g.ow1 - ow), 0, g.kw
+                else:                           # an edge pixel: its taps inside the image
+                    pb = 1
+                    _taps(ow, g.sw, g.pl, g.dw, g.W, g.kw, &b0, &b1)
+                xw = src                        # (not read when no tap is inside)
+                if a0 < a1 and b0 < b1:
+                    xw = src + ((oh * g.sh - g.pt + a0 * g.dh) * g.W
+                                + ow * g.sw - g.pl + b0 * g.dw) * Lp + j
+                dst = outn + (oh * g.Wo + ow) * L + j if whole else row + ow * Lp + j
                 if floating is float:
-                    cy_dw_f.fwd(dst, L if direct else Lp,
-                                xe + (oh * g.sh * g.Wp + ow * g.sw) * Lp + j, g.sw * Lp, off,
-                                wp + j, Lp, bp + j, g.T, <int>pb)
+                    cy_dw_f.fwd(dst, L if whole else Lp, xw, xs, xa, xb, a1 - a0, b1 - b0,
+                                wp + (a0 * g.kw + b0) * Lp + j, lwa, Lp, bp + j, <int>pb)
                 else:
-                    cy_dw_d.fwd(dst, L if direct else Lp,
-                                xe + (oh * g.sh * g.Wp + ow * g.sw) * Lp + j, g.sw * Lp, off,
-                                wp + j, Lp, bp + j, g.T, <int>pb)
+                    cy_dw_d.fwd(dst, L if whole else Lp, xw, xs, xa, xb, a1 - a0, b1 - b0,
+                                wp + (a0 * g.kw + b0) * Lp + j, lwa, Lp, bp + j, <int>pb)
                 ow += pb
             j += g.V
-        if not direct:
+        if not whole:
             for ow in range(g.Wo):
                 for k in range(L):
                     outn[(oh * g.Wo + ow) * L + k] = row[ow * Lp + k]
+
+
+cdef void _dw_lanes(const floating *src, const floating *d, const Py_ssize_t *off,
+                    floating *dwl, Py_ssize_t j, const Geom *g) noexcept nogil:
+    """dW lanes [j, j + V): the interior in tiles of taps, then each tap over its strips."""
+    cdef Py_ssize_t t, tb, k, n, Lp = g.Lp, zero = 0
+    cdef Py_ssize_t xr = g.sh * g.W * Lp, xs = g.sw * Lp, ldr = g.Wo * Lp
+    cdef const floating *xi = src + ((g.oh0 * g.sh - g.pt) * g.W + g.ow0 * g.sw - g.pl) * Lp + j
+    cdef const floating *di = d + (g.oh0 * g.Wo + g.ow0) * Lp + j
+    cdef Rect rects[4]
+    if g.oh0 < g.oh1 and g.ow0 < g.ow1:
+        t = 0
+        while t < g.T:
+            tb = min(<Py_ssize_t>TAPS, g.T - t)
+            if floating is float:
+                cy_dw_f.dw(dwl + t * Lp + j, Lp, xi, xr, xs, off + t, di, ldr, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+            else:
+                cy_dw_d.dw(dwl + t * Lp + j, Lp, xi, xr, xs, off + t, di, ldr, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+            t += tb
+    for t in range(g.T):
+        n = _edge_strips(g, t // g.kw, t % g.kw, rects)
+        for k in range(n):
+            xi = src + ((rects[k].r0 * g.sh - g.pt + (t // g.kw) * g.dh) * g.W
+                        + rects[k].c0 * g.sw - g.pl + (t % g.kw) * g.dw) * Lp + j
+            di = d + (rects[k].r0 * g.Wo + rects[k].c0) * Lp + j
+            if floating is float:
+                cy_dw_f.dw(dwl + t * Lp + j, Lp, xi, xr, xs, &zero, di, ldr, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+            else:
+                cy_dw_d.dw(dwl + t * Lp + j, Lp, xi, xr, xs, &zero, di, ldr, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+
+
+cdef void _dx_lanes(const floating *d, const floating *wp, const Py_ssize_t *off,
+                    floating *dst, Py_ssize_t j, const Geom *g) noexcept nogil:
+    """dx lanes [j, j + V) (dst: like src, zeroed): the interior in tiles of taps, then each
+    tap over its strips."""
+    cdef Py_ssize_t t, tb, k, n, Lp = g.Lp, zero = 0
+    cdef Py_ssize_t xr = g.sh * g.W * Lp, xs = g.sw * Lp, ldr = g.Wo * Lp
+    cdef floating *xi = dst + ((g.oh0 * g.sh - g.pt) * g.W + g.ow0 * g.sw - g.pl) * Lp + j
+    cdef const floating *di = d + (g.oh0 * g.Wo + g.ow0) * Lp + j
+    cdef Rect rects[4]
+    if g.oh0 < g.oh1 and g.ow0 < g.ow1:
+        t = 0
+        while t < g.T:
+            tb = min(<Py_ssize_t>TAPS, g.T - t)
+            if floating is float:
+                cy_dw_f.dx(xi, xr, xs, off + t, di, ldr, Lp, wp + t * Lp + j, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+            else:
+                cy_dw_d.dx(xi, xr, xs, off + t, di, ldr, Lp, wp + t * Lp + j, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+            t += tb
+    for t in range(g.T):
+        n = _edge_strips(g, t // g.kw, t % g.kw, rects)
+        for k in range(n):
+            xi = dst + ((rects[k].r0 * g.sh - g.pt + (t // g.kw) * g.dh) * g.W
+                        + rects[k].c0 * g.sw - g.pl + (t % g.kw) * g.dw) * Lp + j
+            di = d + (rects[k].r0 * g.Wo + rects[k].c0) * Lp + j
+            if floating is float:
+                cy_dw_f.dx(xi, xr, xs, &zero, di, ldr, Lp, wp + t * Lp + j, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+            else:
+                cy_dw_d.dx(xi, xr, xs, &zero, di, ldr, Lp, wp + t * Lp + j, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
 
 
 cdef void _backward_image(const floating *dn, const floating *xn, const floating *wp,
                           const Py_ssize_t *off, floating *dxn, floating *dwl, double *db_part,
                           floating *xe, floating *dpad, const Geom *g) noexcept nogil:
     """One image: its share of the dW lanes dwl (T, Lp) and of db, and dxn unless NULL."""
-    cdef Py_ssize_t i, s, c, m, j, t, tb, k, L = g.L, Lp = g.Lp, P = g.Ho * g.Wo
-    cdef Py_ssize_t xr = g.sh * g.Wp * Lp, xs = g.sw * Lp
+    cdef Py_ssize_t i, c, m, j, k, L = g.L, Lp = g.Lp, P = g.Ho * g.Wo
     cdef const floating *d = dn
-    cdef const floating *src
+    cdef const floating *src = xn
+    cdef floating *dst = dxn
     cdef floating acc
     for i in range(P):
         for k in range(L):
@@ -184,59 +314,43 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
             for k in range(Lp):
                 dpad[i * Lp + k] = dn[i * L + k] if k < L else 0
         d = dpad
-    _expand(xn, xe, g)
+    if g.copy_x:
+        _expand(xn, xe, g)
+        src = xe
     j = 0
     while j < Lp:
-        t = 0
-        while t < g.T:
-            tb = min(<Py_ssize_t>TAPS, g.T - t)
-            if floating is float:
-                cy_dw_f.dw(dwl + t * Lp + j, Lp, xe + j, xr, xs, off + t, d + j, Lp, g.Ho,
-                           g.Wo, <int>tb)
-            else:
-                cy_dw_d.dw(dwl + t * Lp + j, Lp, xe + j, xr, xs, off + t, d + j, Lp, g.Ho,
-                           g.Wo, <int>tb)
-            t += tb
+        _dw_lanes(src, d, off, dwl, j, g)
         j += g.V
     if dxn == NULL:
         return
-    # dx: every output pixel adds dout times the window's weights into the padded copy (xe is
-    # reused for it), then the dm lanes of each channel are summed and the padding dropped
-    memset(xe, 0, g.Hp * g.Wp * Lp * sizeof(floating))
+    # dx: every output pixel adds dout times its window's weights where the window read x
+    # (into dx itself, or into xe, reused, whose dm lanes per channel are summed at the end)
+    if g.copy_x:
+        dst = xe
+    memset(dst, 0, g.H * g.W * Lp * sizeof(floating))
     j = 0
     while j < Lp:
-        t = 0
-        while t < g.T:
-            tb = min(<Py_ssize_t>TAPS, g.T - t)
-            if floating is float:
-                cy_dw_f.dx(xe + j, xr, xs, off + t, d + j, Lp, wp + t * Lp + j, Lp, g.Ho, g.Wo,
-                           <int>tb)
-            else:
-                cy_dw_d.dx(xe + j, xr, xs, off + t, d + j, Lp, wp + t * Lp + j, Lp, g.Ho, g.Wo,
-                           <int>tb)
-            t += tb
+        _dx_lanes(d, wp, off, dst, j, g)
         j += g.V
-    memset(dxn, 0, g.H * g.W * g.C * sizeof(floating))
-    for i in range(min(g.H, g.Hp - g.pt)):
-        for s in range(min(g.W, g.Wp - g.pl)):
-            src = xe + ((i + g.pt) * g.Wp + s + g.pl) * Lp
+    if g.copy_x:
+        for i in range(g.H * g.W):
             for c in range(g.C):
                 acc = 0
                 for m in range(g.dm):
-                    acc = acc + src[c * g.dm + m]
-                dxn[(i * g.W + s) * g.C + c] = acc
+                    acc = acc + xe[i * Lp + c * g.dm + m]
+                dxn[i * g.C + c] = acc
 
 
 cdef _packed(const floating[:, :, :, ::1] w, const Geom *g, floating[:, ::1] wp,
              Py_ssize_t[::1] off):
     """wp (T, Lp): w as (kh * kw, C * dm) with zero lanes; off[t]: tap t = (a, b) from the
-    window's corner in the padded copy."""
+    window's corner in an image of Lp lanes per pixel."""
     cdef Py_ssize_t t, j
     cdef const floating *w0 = &w[0, 0, 0, 0]
     for t in range(g.T):
         for j in range(g.L):
             wp[t, j] = w0[t * g.L + j]
-        off[t] = ((t // g.kw) * g.dh * g.Wp + (t % g.kw) * g.dw) * g.Lp
+        off[t] = ((t // g.kw) * g.dh * g.W + (t % g.kw) * g.dw) * g.Lp
 
 
 def _check(x, w, b, out, int sh, int sw, int pt, int pl, int dh, int dw):
@@ -281,13 +395,13 @@ def depthwise_conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :
     _packed(w, &g, wp, off)
     for n in range(g.L):
         bp[n] = b[n]
-    cdef floating[:, ::1] xe = np.empty((T, g.Hp * g.Wp * g.Lp), dtype=dtype)
-    cdef floating[:, ::1] row = np.empty((T, g.Wo * g.Lp), dtype=dtype)
+    cdef floating[:, ::1] xe = np.empty((T, g.H * g.W * g.Lp if g.copy_x else 1), dtype=dtype)
+    cdef floating[:, ::1] row = np.empty((T, g.Wo * g.Lp if g.L != g.Lp else 1), dtype=dtype)
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.L
     with nogil:
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
-                _forward_image(&x[0, 0, 0, 0] + n * x_step, &wp[0, 0], &bp[0], &off[0],
+                _forward_image(&x[0, 0, 0, 0] + n * x_step, &wp[0, 0], &bp[0],
                                &out[0, 0, 0, 0] + n * out_step, &xe[threadid(), 0],
                                &row[threadid(), 0], &g)
 
@@ -311,7 +425,7 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] dout, const floating[
     cdef floating[:, ::1] wp = np.zeros((g.T, g.Lp), dtype=dtype)
     cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
     _packed(w, &g, wp, off)
-    cdef floating[:, ::1] xe = np.empty((T, g.Hp * g.Wp * g.Lp), dtype=dtype)
+    cdef floating[:, ::1] xe = np.empty((T, g.H * g.W * g.Lp if g.copy_x else 1), dtype=dtype)
     cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Lp if g.L != g.Lp else 1),
                                           dtype=dtype)
     # one partial sum of dW and db per unit (not per thread), added in unit order

@@ -17,6 +17,10 @@ The inner loop is C with vector extensions in ``_lanes.h``, compiled for AVX-512
 and the build's baseline; ``isa()`` says which variant this process runs (chosen at import:
 the best the CPU has, or the one the private environment variable CYTORCH_ISA names).
 
+With an ``activation`` (the fused epilogue, ``_epilogue.pxd``) forward applies it as it copies
+each output row out of the lanes, and backward multiplies each image's dout by its derivative
+(into a per-thread buffer, in the pass that sums db) before the dW and dx passes read it.
+
 Threads: the batch is cut into work units of whole images (``_conv._units``, after the policy
 in ``_parallel.pxd``); each thread expands one image at a time into its own buffer.  Partial
 sums of dW and db are kept per unit and added in unit order, so the result does not depend on
@@ -32,7 +36,7 @@ import numpy as np
 
 from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
 from ._conv import _activation_code, _check_like, _check_shapes, _units
-from ._epilogue cimport ACT_LINEAR, apply_activation, derivative_db
+from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_lanes.h" nogil:
     enum:
@@ -67,7 +71,9 @@ def _select_isa(name):
     """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
     it.  Private: for the tests and CYTORCH_ISA."""
     global _isa
-    _isa = ISA_NAMES[cy_lanes_select(isa_index(name, cy_isa_best()))]
+    index = isa_index(name, cy_isa_best())
+    cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
+    _isa = ISA_NAMES[cy_lanes_select(index)]
     return _isa
 
 

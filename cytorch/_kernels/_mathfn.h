@@ -49,9 +49,10 @@
  * written through the output y; for CY_ACT_SILU, whose derivative needs the input, pass x as
  * ``y``), and the layer epilogues ``cy_bias_act_forward_f/_d(code, z, bias, rows, cols,
  * alpha)`` (z := f(z + bias), bias per column) and ``cy_bias_act_backward_f/_d(code, dout, y,
- * dz, rows, cols, alpha, db)`` (dz = dout * f'(y) and db += its column sums, in float64), for a
- * rows x cols output such as Dense's (N, units) or a channels-last conv's (N*H*W, K), are
- * compiled in three variants (``_isa.h``: avx512, avx2 = x86-64-v3, default) and
+ * dz, rows, cols, alpha, db)`` (dz = dout * f'(y) and db += its column sums, in float64) and
+ * ``cy_col_sums_f/_d(src, rows, cols, db)`` (the column sums alone), for a rows x cols
+ * output such as Dense's (N, units) or a channels-last conv's (N*H*W, K), are compiled in
+ * three variants (``_isa.h``: avx512, avx2 = x86-64-v3, default) and
  * picked by ``cy_mathfn_select(isa)``, which each module including this header calls at import.
  * A module with its own loops (the conv epilogues) can instead call the element functions
  * inside its own ``CY_TARGET_*`` functions.
@@ -377,13 +378,59 @@ static TARGET void cy_act_backward_##NAME##_##S(int code, const T *dout, const T
     }                                                                                        \
 }
 
+/* Column sums, the db of a layer: db[j] += sum over r of src[r * cols + j], in float64, for a
+   rows x cols block (row-major).  A loop over j alone is as long as cols (16 filters: two
+   vectors of doubles, 6: not even one), and a loop over r strides through memory, so the block
+   is read as a matrix of wider rows instead: m = lcm(cols, 8) / cols of its rows at a time, m cols
+   numbers (whole vectors of doubles in every variant), summed column by column into acc as
+   vectors; the rows left over (fewer than m) go into the first columns of acc, and acc is
+   folded into db.  (8 columns and more are wide enough already: m = 1, acc is db.)  Each
+   db[j] is then the same sums in the same order in every variant and every position of the
+   block -- the additions are of exact float64 values, lane by lane -- so db depends only on
+   how the caller cuts the batch into blocks. */
+#define CY_COLS_WIDE 8
+#define CY_COLS_ACC (8 * CY_COLS_WIDE)     /* the widest acc: lcm(cols, 8) <= 8 * cols */
+#define CY_COL_SUMS(NAME, T, S, TARGET)                                                      \
+static TARGET void cy_col_sums_rows_##NAME##_##S(const T *restrict src, Py_ssize_t rows,    \
+                                                 Py_ssize_t cols, double *restrict acc)      \
+{                                                                                            \
+    Py_ssize_t r, j;                                                                         \
+    for (r = 0; r < rows; r++)                                                               \
+        for (j = 0; j < cols; j++)                                                           \
+            acc[j] += src[r * cols + j];                                                     \
+}                                                                                            \
+static TARGET void cy_col_sums_##NAME##_##S(const T *src, Py_ssize_t rows, Py_ssize_t cols,  \
+                                            double *db)                                      \
+{                                                                                            \
+    double acc[CY_COLS_ACC];                                                                 \
+    Py_ssize_t m = 1, wide, full, i, j;                                                      \
+    if (cols >= CY_COLS_WIDE) {                                                              \
+        cy_col_sums_rows_##NAME##_##S(src, rows, cols, db);                                  \
+        return;                                                                              \
+    }                                                                                        \
+    while ((m * cols) % CY_COLS_WIDE)                                                        \
+        m++;                                                                                 \
+    wide = m * cols;                                                                         \
+    full = rows / m;                                                                         \
+    for (j = 0; j < wide; j++)                                                               \
+        acc[j] = 0;                                                                          \
+    cy_col_sums_rows_##NAME##_##S(src, full, wide, acc);                                     \
+    cy_col_sums_rows_##NAME##_##S(src + full * wide, 1, (rows - full * m) * cols, acc);      \
+    for (i = 0; i < m; i++)                                                                  \
+        for (j = 0; j < cols; j++)                                                           \
+            db[j] += acc[i * cols + j];                                                      \
+}
+
 /* The epilogues of a layer whose output is rows x cols, row-major, bias per column (Dense:
    N x units; a channels-last conv: N*H_out*W_out x K).  Blocks of about CY_EPILOGUE_BLOCK
    values, so that a block is still in L1 when the second loop over it runs:
      forward   z := f(z + bias)                 (bias may be NULL)
-     backward  dz := dout * f'(y), db += the column sums of dz, in float64 (db may be NULL)
-   For a small cols the bias / column-sum loop is short and scalar; the activation loop, over
-   the whole block, is the vector one. */
+     backward  dz := dout * f'(y), db += the column sums of dz, in float64 (db may be NULL;
+               the blocks are whole multiples of the column sums' m rows).  With CY_ACT_LINEAR
+               dz may be NULL: then db sums dout itself, in the same blocks, so that a
+               fused and an unfused layer get the same bits.
+   For a small cols the bias loop is short and scalar; the activation loop, over the whole
+   block, and the column sums are the vector ones. */
 #define CY_EPILOGUE_BLOCK 2048
 #define CY_EPILOGUES(NAME, T, S, TARGET)                                                     \
 static TARGET void cy_bias_act_forward_##NAME##_##S(int code, T *z, const T *bias,          \
@@ -405,15 +452,20 @@ static TARGET void cy_bias_act_backward_##NAME##_##S(int code, const T *dout, co
                                                     T *dz, Py_ssize_t rows, Py_ssize_t cols, \
                                                     T alpha, double *db)                     \
 {                                                                                            \
-    Py_ssize_t rb = cols < CY_EPILOGUE_BLOCK ? CY_EPILOGUE_BLOCK / cols : 1, r0, r1, i, j;   \
+    Py_ssize_t rb = cols < CY_EPILOGUE_BLOCK ? CY_EPILOGUE_BLOCK / cols : 1, r0, r1;         \
+    if (cols < CY_COLS_WIDE)        /* whole multiples of the column sums' m (which divides 8) */ \
+        rb = (rb + CY_COLS_WIDE - 1) / CY_COLS_WIDE * CY_COLS_WIDE;                          \
     for (r0 = 0; r0 < rows; r0 = r1) {                                                       \
         r1 = r0 + rb < rows ? r0 + rb : rows;                                                \
+        if (dz == NULL) {       /* CY_ACT_LINEAR: db of dout itself, in the same blocks */   \
+            if (db)                                                                          \
+                cy_col_sums_##NAME##_##S(dout + r0 * cols, r1 - r0, cols, db);               \
+            continue;                                                                        \
+        }                                                                                    \
         cy_act_backward_##NAME##_##S(code, dout + r0 * cols, y + r0 * cols, dz + r0 * cols,  \
                                      (r1 - r0) * cols, alpha);                               \
         if (db)                                                                              \
-            for (i = r0; i < r1; i++)                                                        \
-                for (j = 0; j < cols; j++)                                                   \
-                    db[j] += dz[i * cols + j];                                               \
+            cy_col_sums_##NAME##_##S(dz + r0 * cols, r1 - r0, cols, db);                     \
     }                                                                                        \
 }
 
@@ -425,6 +477,14 @@ CY_ACT_ROWS(avx2, float, f, CY_TARGET_AVX2)
 CY_ACT_ROWS(avx2, double, d, CY_TARGET_AVX2)
 CY_ACT_ROWS(avx512, float, f, CY_TARGET_AVX512)
 CY_ACT_ROWS(avx512, double, d, CY_TARGET_AVX512)
+#endif
+CY_COL_SUMS(default, float, f, CY_NO_TARGET_MATHFN)
+CY_COL_SUMS(default, double, d, CY_NO_TARGET_MATHFN)
+#if CY_ISA_X86
+CY_COL_SUMS(avx2, float, f, CY_TARGET_AVX2)
+CY_COL_SUMS(avx2, double, d, CY_TARGET_AVX2)
+CY_COL_SUMS(avx512, float, f, CY_TARGET_AVX512)
+CY_COL_SUMS(avx512, double, d, CY_TARGET_AVX512)
 #endif
 CY_EPILOGUES(default, float, f, CY_NO_TARGET_MATHFN)
 CY_EPILOGUES(default, double, d, CY_NO_TARGET_MATHFN)
@@ -449,6 +509,10 @@ typedef void (*cy_bias_act_backward_f_t)(int, const float *, const float *, floa
                                          Py_ssize_t, Py_ssize_t, float, double *);
 typedef void (*cy_bias_act_backward_d_t)(int, const double *, const double *, double *,
                                          Py_ssize_t, Py_ssize_t, double, double *);
+typedef void (*cy_col_sums_f_t)(const float *, Py_ssize_t, Py_ssize_t, double *);
+typedef void (*cy_col_sums_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *);
+static cy_col_sums_f_t cy_col_sums_f = cy_col_sums_default_f;
+static cy_col_sums_d_t cy_col_sums_d = cy_col_sums_default_d;
 static cy_bias_act_forward_f_t cy_bias_act_forward_f = cy_bias_act_forward_default_f;
 static cy_bias_act_forward_d_t cy_bias_act_forward_d = cy_bias_act_forward_default_d;
 static cy_bias_act_backward_f_t cy_bias_act_backward_f = cy_bias_act_backward_default_f;
@@ -466,6 +530,8 @@ static int cy_mathfn_select(int isa)
     cy_act_forward_d = cy_act_forward_##NAME##_d;                                            \
     cy_act_backward_f = cy_act_backward_##NAME##_f;                                          \
     cy_act_backward_d = cy_act_backward_##NAME##_d;                                          \
+    cy_col_sums_f = cy_col_sums_##NAME##_f;                                                  \
+    cy_col_sums_d = cy_col_sums_##NAME##_d;                                                  \
     cy_bias_act_forward_f = cy_bias_act_forward_##NAME##_f;                                  \
     cy_bias_act_forward_d = cy_bias_act_forward_##NAME##_d;                                  \
     cy_bias_act_backward_f = cy_bias_act_backward_##NAME##_f;                                \

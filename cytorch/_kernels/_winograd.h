@@ -10,7 +10,6 @@
  *   cy_wino_input    V[i][j] = (B^T d B)[i][j]   d: 4x4 cells of C numbers -> 16 runs of C
  *   cy_wino_output   Y = A^T M A (+ bias)        M: 16 runs of K -> 2x2 cells of K numbers
  *   cy_wino_output_adjoint  dM = A dY A^T        dY: 2x2 cells of K -> 16 runs of K
- *   cy_wino_relu_grad       dz = dout * [y > 0]  relu's derivative, before the backward passes
  *
  * B^T and A^T hold only 0 and +-1: every transform is additions and subtractions in a fixed
  * order, without a multiplication to fuse, so every variant below gives the same bits.
@@ -120,21 +119,7 @@ static TARGET void NAME(const T *const *y, T *dM, Py_ssize_t ms, Py_ssize_t K)  
     }                                                                                        \
 }
 
-/* dz[i] = dout[i] * [y[i] > 0] for i < n: relu's derivative, the same operations (and bits) as
- * NumPy's ``dout * (y > 0)`` and ``_epilogue.pxd``'s derivative_db, in a loop of its own so that
- * GCC vectorises it (a compare, a mask to 1.0 or 0.0, a multiply). */
-#define CY_WINO_RELU_GRAD(NAME, T, TARGET)                                                    \
-static TARGET void NAME(T *dz, const T *dout, const T *y, Py_ssize_t n)                      \
-{                                                                                            \
-    Py_ssize_t i;                                                                            \
-    CY_WINO_IVDEP                                                                            \
-    for (i = 0; i < n; i++)                                                                  \
-        dz[i] = dout[i] * (T)(y[i] > 0);                                                     \
-}
-
 #define CY_WINO_VARIANT(ISA, TARGET)                                                          \
-CY_WINO_RELU_GRAD(cy_wino_relu_grad_##ISA##_f, float, TARGET)                                \
-CY_WINO_RELU_GRAD(cy_wino_relu_grad_##ISA##_d, double, TARGET)                               \
 CY_WINO_INPUT(cy_wino_input_##ISA##_f, float, TARGET)                                        \
 CY_WINO_INPUT(cy_wino_input_##ISA##_d, double, TARGET)                                       \
 CY_WINO_OUTPUT(cy_wino_output_##ISA##_f, float, TARGET)                                      \
@@ -159,11 +144,6 @@ typedef void (*cy_wino_output_d_t)(const double *, Py_ssize_t, const double *,
 typedef void (*cy_wino_adjoint_f_t)(const float *const *, float *, Py_ssize_t, Py_ssize_t);
 typedef void (*cy_wino_adjoint_d_t)(const double *const *, double *, Py_ssize_t, Py_ssize_t);
 
-typedef void (*cy_wino_relu_grad_f_t)(float *, const float *, const float *, Py_ssize_t);
-typedef void (*cy_wino_relu_grad_d_t)(double *, const double *, const double *, Py_ssize_t);
-
-static cy_wino_relu_grad_f_t cy_wino_relu_grad_f = cy_wino_relu_grad_default_f;
-static cy_wino_relu_grad_d_t cy_wino_relu_grad_d = cy_wino_relu_grad_default_d;
 static cy_wino_input_f_t cy_wino_input_f = cy_wino_input_default_f;
 static cy_wino_input_d_t cy_wino_input_d = cy_wino_input_default_d;
 static cy_wino_output_f_t cy_wino_output_f = cy_wino_output_default_f;
@@ -173,8 +153,6 @@ static cy_wino_adjoint_d_t cy_wino_output_adjoint_d = cy_wino_output_adjoint_def
 
 #define CY_WINO_USE(ISA)                                                                      \
     do {                                                                                     \
-        cy_wino_relu_grad_f = cy_wino_relu_grad_##ISA##_f;                                   \
-        cy_wino_relu_grad_d = cy_wino_relu_grad_##ISA##_d;                                   \
         cy_wino_input_f = cy_wino_input_##ISA##_f;                                           \
         cy_wino_input_d = cy_wino_input_##ISA##_d;                                           \
         cy_wino_output_f = cy_wino_output_##ISA##_f;                                         \

@@ -41,7 +41,7 @@ from .._config import single_threaded_blas
 from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
 from ._blas cimport gemm
 from ._conv import _activation_code, _check_like, _check_shapes, _units
-from ._epilogue cimport ACT_LINEAR, ACT_RELU, apply_activation
+from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_winograd.h" nogil:
     int cy_isa_best()
@@ -58,10 +58,6 @@ cdef extern from "_winograd.h" nogil:
                                   Py_ssize_t K) noexcept
     void cy_wino_output_adjoint_d(const double *const *y, double *dM, Py_ssize_t ms,
                                   Py_ssize_t K) noexcept
-    void cy_wino_relu_grad_f(float *dz, const float *dout, const float *y,
-                             Py_ssize_t n) noexcept
-    void cy_wino_relu_grad_d(double *dz, const double *dout, const double *y,
-                             Py_ssize_t n) noexcept
 
 
 # -- which instruction set (see _kernels/__init__.py) -------------------------------------------
@@ -74,7 +70,9 @@ def _select_isa(name):
     """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
     it.  Private: for the tests and CYTORCH_ISA."""
     global _isa
-    _isa = ISA_NAMES[cy_wino_select(isa_index(name, cy_isa_best()))]
+    index = isa_index(name, cy_isa_best())
+    cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
+    _isa = ISA_NAMES[cy_wino_select(index)]
     return _isa
 
 
@@ -183,23 +181,6 @@ cdef inline void output_adjoint(const floating **y, floating *dM, Py_ssize_t ms,
         cy_wino_output_adjoint_d(<const double *const *>y, dM, ms, K)
 
 
-cdef inline void relu_grad(floating *dz, const floating *dout, const floating *y,
-                           Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        cy_wino_relu_grad_f(dz, dout, y, n)
-    else:
-        cy_wino_relu_grad_d(dz, dout, y, n)
-
-
-cdef void _sum_rows(const floating *d, Py_ssize_t rows, Py_ssize_t K,
-                    double *acc) noexcept nogil:
-    """acc[k] += d[r, k] summed over r < rows, in double (db's share of a work unit)."""
-    cdef Py_ssize_t r, k
-    for r in range(rows):
-        for k in range(K):
-            acc[k] += d[r * K + k]
-
-
 cdef void _transform_inputs(const floating *x, floating *V, const floating *zeros,
                             Py_ssize_t s_lo, Py_ssize_t nt, const Wino *g) noexcept nogil:
     """V (16, nt, Ci) for tiles s_lo <= s < s_lo + nt (numbered over the whole batch)."""
@@ -240,14 +221,26 @@ cdef inline Py_ssize_t _tile_outputs(floating *base, floating *sink, floating **
     return n
 
 
+cdef inline Py_ssize_t _row_start(Py_ssize_t q, const Wino *g) noexcept nogil:
+    """Where the output rows of tile row q (numbered over the whole batch) begin in out."""
+    return ((q // g.th) * g.Ho + 2 * (q % g.th)) * g.Wo * g.Ko
+
+
 cdef void _correlate_tiles(const floating *x, const floating *U, const floating *bias,
                            floating *out, floating *V, floating *M, floating *sink,
                            const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
                            Py_ssize_t group, const Wino *g, int act) noexcept nogil:
-    """Output tiles s_lo <= s < s_hi, ``group`` at a time: transform, 16 GEMMs, transform,
-    then the activation f (``_epilogue.pxd``) on each output cell while it is in cache."""
+    """Output tiles s_lo <= s < s_hi (whole images), ``group`` at a time: transform, 16 GEMMs,
+    transform; then the activation f (``_epilogue.pxd``) on the output rows the group
+    completed, while they are in cache.  (Tiles run row by row, so the rows completed so far
+    are one run of out: one call per group rather than one per 2x2 cell of K numbers, which
+    would be all loop tail and call.)"""
     cdef floating *y[4]
-    cdef Py_ssize_t s = s_lo, nt, t, q, xi, Ci = g.Ci, Ko = g.Ko
+    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko
+    cdef Py_ssize_t done, upto                   # tile rows activated so far, and now
+    if s_lo >= s_hi:                             # (no tiles: nothing to write, no g.tw)
+        return
+    done = s_lo // g.tw
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
@@ -258,10 +251,12 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
         for t in range(nt):
             _tile_outputs(out, sink, y, s + t, g)
             output_transform(M + t * Ko, nt * Ko, bias, y, Ko)
-            if act != ACT_LINEAR:
-                for q in range(4):
-                    apply_activation(y[q], y[q], Ko, act)
         s += nt
+        upto = s // g.tw
+        if act != ACT_LINEAR and upto > done:
+            apply_activation(out + _row_start(done, g), out + _row_start(done, g),
+                             _row_start(upto, g) - _row_start(done, g), act)
+            done = upto
 
 
 cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, floating *V,
@@ -408,7 +403,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef const floating[:, :, :, ::1] dz = dout
     cdef floating[:, :, :, ::1] dz_buffer
     cdef floating *dzw = NULL
-    if act == ACT_RELU:       # (the only other activation EPILOGUES names today)
+    if act != ACT_LINEAR:
         dz_buffer = np.empty((N, g.Ho, g.Wo, K), dtype=dtype)
         dz, dzw = dz_buffer, &dz_buffer[0, 0, 0, 0]
     cdef const floating *dzp = &dz[0, 0, 0, 0]
@@ -421,17 +416,11 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     with blas:
         with nogil:
             for u in prange(U_, schedule="dynamic", num_threads=T):
-                # dz (when f is relu) and db of the unit's images, in two vectorised loops.
-                # (``_epilogue.pxd``'s derivative_db does both in one loop, which GCC 12 left
-                # scalar here: VGG-ish forward + backward with relu, one thread, took 26.6 ms
-                # with it, 18.9 ms this way, 18.5 ms with NumPy's relu and dout * (y > 0)
-                # around the linear kernel, 12.6 ms without relu; AMD EPYC Zen 5, avx512.)
-                if dzw != NULL:
-                    relu_grad(dzw + starts[u] * per_image, doutp + starts[u] * per_image,
-                              yp + starts[u] * per_image,
-                              (starts[u + 1] - starts[u]) * per_image)
-                _sum_rows(dzp + starts[u] * per_image, (starts[u + 1] - starts[u]) * g.Ho * g.Wo,
-                          K, &db_part[u, 0])
+                # dz (when f is not linear) and db of the unit's images (``_epilogue.pxd``)
+                derivative_db(dzw + starts[u] * per_image if dzw != NULL else NULL,
+                              doutp + starts[u] * per_image,
+                              yp + starts[u] * per_image if yp != NULL else NULL,
+                              (starts[u + 1] - starts[u]) * g.Ho * g.Wo, K, act, &db_part[u, 0])
                 _dw_tiles(&x[0, 0, 0, 0], dzp, &dU[u, 0], &V[threadid(), 0],
                           &M[threadid(), 0], &zeros[0], starts[u] * g.tiles,
                           starts[u + 1] * g.tiles, group, &g)

@@ -122,8 +122,8 @@ def conv2d(layer, inputs, graph):
 def _depthwise(layer, graph, x, key):
     """The depthwise step: a grouped ``Conv`` (one group per input channel); kernel
     ``(kh, kw, C, dm)`` becomes ``(C * dm, 1, kh, kw)``, output channel ``c * dm + m`` as in
-    cytorch and Keras."""
-    kh, kw = layer.kernel_size
+    cytorch and Keras; explicit pads, strides and dilations."""
+    (kh, kw), (dh, dw) = layer.kernel_size, layer.dilation_rate
     w = layer.params[key]
     C, dm = w.shape[2], w.shape[3]
     kernel = graph.constant(w.transpose(2, 3, 0, 1).reshape(C * dm, 1, kh, kw), "depthwise")
@@ -131,7 +131,8 @@ def _depthwise(layer, graph, x, key):
     if key == "kernel" and layer.use_bias:   # DepthwiseConv2D's own bias
         args.append(graph.constant(layer.params["bias"], "bias"))
     return graph.node("Conv", args, group=C, kernel_shape=[kh, kw],
-                      strides=list(layer.strides), pads=_pads(layer, kh, kw))
+                      strides=list(layer.strides), dilations=[dh, dw],
+                      pads=_pads(layer, (kh - 1) * dh + 1, (kw - 1) * dw + 1))
 
 
 def depthwise_conv2d(layer, inputs, graph):

@@ -113,8 +113,9 @@ class Conv2D(ActivationMixin, Layer):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
-        # relu (and linear) the kernel applies itself, as it writes the output; any other
-        # activation runs on the kernel's output afterwards
+        # the kernel applies the activation itself as it writes the output when it can
+        # (F.CONV2D_ACTIVATIONS: relu, tanh, sigmoid, ...); gelu, silu, softmax and custom
+        # functions run on the kernel's output afterwards
         fused = self._kernel_activation(ctx, F.CONV2D_ACTIVATIONS)
         z, conv_cache = F.conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                          strides=self.strides, padding=self.padding,

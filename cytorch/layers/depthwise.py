@@ -23,11 +23,15 @@ class _Depthwise(ActivationMixin, Layer):
 
     _depthwise_key = "kernel"
 
-    def _init_window(self, kernel_size, strides, padding, depth_multiplier, activation,
-                     use_bias, depthwise_initializer, bias_initializer, seed):
+    def _init_window(self, kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                     activation, use_bias, depthwise_initializer, bias_initializer, seed):
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
-        resolve_padding(padding, *self.kernel_size, *self.kernel_size, *self.strides)  # check
+        # Keras 3's depthwise layers (unlike its Conv2D) take a stride > 1 with a dilation > 1:
+        # their docstring calls the pair incompatible, but only the TensorFlow backend refuses
+        # it; the torch and JAX backends compute it, and so does cytorch, with their numbers
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        resolve_padding(padding, *self._extent(), *self._extent(), *self.strides)  # check
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", 1)
         self._init_activation(activation)
@@ -36,13 +40,18 @@ class _Depthwise(ActivationMixin, Layer):
         self.bias_initializer = initializers.get(bias_initializer).__name__
         self.seed = check_seed(seed)
 
+    def _extent(self):
+        """``(kh, kw)`` of the dilated window: ``(k - 1) * d + 1`` input cells per axis."""
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
+        return (kh - 1) * dh + 1, (kw - 1) * dw + 1
+
     def _spatial(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
             raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
                              f"{input_shape}")
         H, W, C = sample_shape(self, input_shape)
-        H_out, W_out, _ = window_output_shape(H, W, *self.kernel_size, *self.strides,
+        H_out, W_out, _ = window_output_shape(H, W, *self._extent(), *self.strides,
                                               self.padding, what=describe(self))
         return H_out, W_out, C
 
@@ -54,8 +63,8 @@ class _Depthwise(ActivationMixin, Layer):
     def _window_config(self):
         return {"kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": to_list(self.padding), "depth_multiplier": self.depth_multiplier,
-                "activation": self.activation, "use_bias": self.use_bias,
-                "depthwise_initializer": self.depthwise_initializer,
+                "dilation_rate": list(self.dilation_rate), "activation": self.activation,
+                "use_bias": self.use_bias, "depthwise_initializer": self.depthwise_initializer,
                 "bias_initializer": self.bias_initializer, "seed": self.seed}
 
 
@@ -65,7 +74,9 @@ class DepthwiseConv2D(_Depthwise):
 
     ``x (N, H, W, C)`` and ``kernel (kh, kw, C, dm)`` give ``y (N, H_out, W_out, C * dm)``,
     output channel ``c * dm + m`` being channel c filtered by ``kernel[:, :, c, m]`` (Keras's
-    order), plus ``bias (C * dm,)``; ``H_out`` as for ``Conv2D``.  ``kh*kw*C*dm + C*dm``
+    order), plus ``bias (C * dm,)``; ``H_out`` as for ``Conv2D`` (with a ``dilation_rate``
+    ``(dh, dw)`` the window's taps are ``dh`` rows and ``dw`` columns apart: a 3x3 window
+    with dilation 2 covers 5x5 input cells with 9 weights).  ``kh*kw*C*dm + C*dm``
     parameters: a 3x3 depthwise layer on 32 channels has 320, a 3x3 ``Conv2D(32)`` 9,248.
     Runs the compiled depthwise kernel (``cytorch.functional``; every channel in one pass, the
     channels in the vector lanes), with a NumPy twin in ``cytorch.reference``.
@@ -74,6 +85,10 @@ class DepthwiseConv2D(_Depthwise):
     ----------
     kernel_size, strides, padding : as ``Conv2D``
     depth_multiplier : int, default 1
+    dilation_rate : int or (int, int), default 1
+        As ``Conv2D``'s (Keras's argument): the window's extent ``(k - 1) * d + 1`` takes k's
+        place in the output size and the padding.  Unlike ``Conv2D``, strides > 1 may be
+        combined with a dilation > 1, as Keras 3's layer computes it.
     activation, use_bias : as ``Conv2D``
     depthwise_initializer, bias_initializer : str, default "glorot_uniform", "zeros"
     seed : int, optional
@@ -82,14 +97,17 @@ class DepthwiseConv2D(_Depthwise):
     >>> layer = DepthwiseConv2D(3, depth_multiplier=2, padding="same", seed=0)
     >>> layer.forward(np.zeros((1, 8, 8, 4))).shape, layer.count_params()
     ((1, 8, 8, 8), 80)
+    >>> DepthwiseConv2D(3, dilation_rate=2, seed=0).forward(np.zeros((1, 8, 8, 4))).shape
+    (1, 4, 4, 4)
     """
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
-                 activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
-                 bias_initializer="zeros", seed=None, **kwargs):
+                 dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
+                 **kwargs):
         super().__init__(**kwargs)
-        self._init_window(kernel_size, strides, padding, depth_multiplier, activation,
-                          use_bias, depthwise_initializer, bias_initializer, seed)
+        self._init_window(kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                          activation, use_bias, depthwise_initializer, bias_initializer, seed)
 
     def compute_output_shape(self, input_shape):
         H_out, W_out, C = self._spatial(input_shape)
@@ -106,7 +124,8 @@ class DepthwiseConv2D(_Depthwise):
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
         z, cache = F.depthwise_conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
-                                              self.strides, self.padding, check_finite=False)
+                                              self.strides, self.padding, self.dilation_rate,
+                                              check_finite=False)
         act, y = self._activate(z, inplace=True, ctx=ctx)
         self._cache = (cache, act, y)
         return y
@@ -131,8 +150,8 @@ class SeparableConv2D(_Depthwise):
         y = activation(z @ pointwise_kernel + bias)         (N, H_out, W_out, filters)
 
     with ``depthwise_kernel (kh, kw, C, dm)``, ``pointwise_kernel (1, 1, C * dm, filters)``
-    and ``bias (filters,)`` (Keras's names and shapes; the strides and padding belong to the
-    depthwise step).  ``kh*kw*C*dm + C*dm*filters + filters`` parameters.
+    and ``bias (filters,)`` (Keras's names and shapes; the strides, padding and dilation belong
+    to the depthwise step).  ``kh*kw*C*dm + C*dm*filters + filters`` parameters.
 
     Backward runs the two steps' gradients in reverse: the pointwise conv's (dz,
     dpointwise, dbias), then the depthwise conv's (dx, ddepthwise).
@@ -140,7 +159,8 @@ class SeparableConv2D(_Depthwise):
     Parameters
     ----------
     filters : int
-    kernel_size, strides, padding, depth_multiplier, activation, use_bias : as above
+    kernel_size, strides, padding, dilation_rate, depth_multiplier, activation, use_bias :
+        as above (Keras's order: ``dilation_rate`` comes before ``depth_multiplier`` here)
     depthwise_initializer, pointwise_initializer, bias_initializer : str
     seed : int, optional
 
@@ -152,14 +172,14 @@ class SeparableConv2D(_Depthwise):
 
     _depthwise_key = "depthwise_kernel"
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", depth_multiplier=1,
-                 activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
-                 pointwise_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
-                 **kwargs):
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
+                 depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", seed=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
-        self._init_window(kernel_size, strides, padding, depth_multiplier, activation,
-                          use_bias, depthwise_initializer, bias_initializer, seed)
+        self._init_window(kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                          activation, use_bias, depthwise_initializer, bias_initializer, seed)
         self.pointwise_initializer = initializers.get(pointwise_initializer).__name__
 
     def compute_output_shape(self, input_shape):
@@ -187,7 +207,7 @@ class SeparableConv2D(_Depthwise):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
         z1, depthwise_cache = F.depthwise_conv2d_forward(
             x, self.params["depthwise_kernel"], None, self.strides, self.padding,
-            check_finite=False)
+            self.dilation_rate, check_finite=False)
         z, pointwise_cache = F.conv2d_forward(z1, self.params["pointwise_kernel"],
                                               self.params.get("bias"), check_finite=False)
         act, y = self._activate(z, inplace=True, ctx=ctx)
