@@ -8,6 +8,7 @@
 'compiled'
 """
 import os
+import threading
 
 _BACKENDS = ("compiled", "reference")
 _state = {"backend": "compiled", "num_threads": None, "default_threads": None}
@@ -103,13 +104,32 @@ class single_threaded_blas:
     Cost.  threadpoolctl finds the libraries once, on first use (``import cytorch`` has loaded
     both NumPy's and, through the kernels, SciPy's BLAS by then); entering and leaving then
     costs two ctypes calls per library, where ``threadpool_limits`` takes ~10 us per call, too
-    much for the small LeNet layers.  Nested use is free: an inner context finds one thread and
-    changes nothing.  Without threadpoolctl (it comes with scikit-learn) BLAS keeps its setting.
+    much for the small LeNet layers.  Nested use is free: a context opened inside another one of
+    the same thread only counts (``fit`` holds one around its loop, and every Dense call of a
+    step enters one).  Without threadpoolctl (it
+    comes with scikit-learn) BLAS keeps its setting.
     """
 
     _libraries = None
+    _open = threading.local()   # .depth: contexts open in this thread
 
     def __enter__(self):
+        depth = getattr(self._open, "depth", 0)
+        # only a thread's outermost context reads and sets the libraries (and gives the
+        # setting back: OpenBLAS ignores a raise of its thread count from another thread)
+        self._saved = self._limit() if depth == 0 else []
+        self._open.depth = depth + 1
+        return self
+
+    def __exit__(self, *exc):
+        self._open.depth -= 1
+        for lib, n in self._saved:
+            lib.set_num_threads(n)
+        return False
+
+    @staticmethod
+    def _limit():
+        """Set every BLAS library to one thread; ``[(library, its previous count)]``."""
         if single_threaded_blas._libraries is None:
             try:
                 from threadpoolctl import ThreadpoolController
@@ -117,15 +137,10 @@ class single_threaded_blas:
             except ImportError:
                 found = []
             single_threaded_blas._libraries = found
-        self._saved = []
+        saved = []
         for lib in single_threaded_blas._libraries:
             n = lib.get_num_threads()
             if n is not None and n != 1:
                 lib.set_num_threads(1)
-                self._saved.append((lib, n))
-        return self
-
-    def __exit__(self, *exc):
-        for lib, n in self._saved:
-            lib.set_num_threads(n)
-        return False
+                saved.append((lib, n))
+        return saved
