@@ -344,6 +344,11 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
               activation=EPILOGUES[-1])
 @example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2,
          activation="tanh")
+# avx512's dx tiles 3 vectors wide (LeNet c2: 10 rows 14 wide) and 4 wide (8 rows 16 wide)
+@example(geometry=((2, 14, 14, 6), (5, 5), (1, 1), (0, 0, 0, 0)), K=16, need_dx=True, threads=2,
+         activation="linear")
+@example(geometry=((1, 12, 16, 3), (5, 5), (1, 1), (0, 0, 0, 0)), K=16, need_dx=True, threads=1,
+         activation="relu")
 def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
                                         activation):
     x_shape, (kh, kw), _, pads = geometry
