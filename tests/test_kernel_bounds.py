@@ -344,6 +344,11 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
               activation=EPILOGUES[-1])
 @example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2,
          activation="tanh")
+# avx512's dx tiles 3 vectors wide (LeNet c2: 10 rows 14 wide) and 4 wide (8 rows 16 wide)
+@example(geometry=((2, 14, 14, 6), (5, 5), (1, 1), (0, 0, 0, 0)), K=16, need_dx=True, threads=2,
+         activation="linear")
+@example(geometry=((1, 12, 16, 3), (5, 5), (1, 1), (0, 0, 0, 0)), K=16, need_dx=True, threads=1,
+         activation="relu")
 def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
                                         activation):
     x_shape, (kh, kw), _, pads = geometry
@@ -585,26 +590,31 @@ def test_pool2d_backward_kernel_refuses_a_bad_window(ph, pw, sh, sw, pt):
 
 
 # -- global pooling -----------------------------------------------------------------------------
+# (channels: vectors of 4 to 16 in the variants and the scalar tails, C = 17 and 33)
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["max", "min", "avg"])
-@pytest.mark.parametrize("x_shape", [(1, 1, 1, 1), (1, 1, 7, 1), (3, 5, 1, 2), (2, 4, 3, 5)])
-def test_global_pool2d_stays_in_bounds(kind, x_shape):
+@pytest.mark.parametrize("x_shape", [(1, 1, 1, 1), (1, 1, 7, 1), (3, 5, 1, 2), (2, 4, 3, 5),
+                                     (2, 3, 2, 17), (1, 2, 5, 33)])
+def test_global_pool2d_stays_in_bounds(isa_variant, dtype, kind, x_shape):
     rng = np.random.default_rng(0)
-    x = guarded_input(rng.integers(-2, 3, x_shape).astype(np.float64))
+    x = guarded_input(rng.integers(-2, 3, x_shape).astype(dtype))
     want_out, cache = getattr(reference, f"global_{kind}_pool2d_forward")(x)
-    dout = guarded_input(rng.standard_normal(want_out.shape))
+    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
     want_dx = getattr(reference, f"global_{kind}_pool2d_backward")(dout, cache)
 
     P = load("_pool")
-    out = guarded_output(want_out.shape, np.float64)
-    dx = Guarded(x_shape, np.float64, SENTINEL["f"], 0.0)   # the extreme kernels add into zeros
-    if kind == "avg":
-        P.global_avg_pool2d_forward(x, out.array, 2)
-        P.global_avg_pool2d_backward(dout, dx.array, 2)
-    else:
-        argidx = guarded_output(want_out.shape, np.int32)
-        P.global_extreme_pool2d_forward(x, out.array, argidx.array, kind == "min", 2)
-        argidx.assert_guards_intact(f"global_{kind}_pool2d_forward argidx")
-        P.global_extreme_pool2d_backward(dout, argidx.array, dx.array, 2)
+    out = guarded_output(want_out.shape, dtype)
+    dx = Guarded(x_shape, dtype, SENTINEL["f"], 0.0)   # the extreme kernels add into zeros
+    with running(isa_variant):
+        if kind == "avg":
+            P.global_avg_pool2d_forward(x, out.array, 2)
+            P.global_avg_pool2d_backward(dout, dx.array, 2)
+        else:
+            argidx = guarded_output(want_out.shape, np.int32)
+            P.global_extreme_pool2d_forward(x, out.array, argidx.array, kind == "min", 2)
+            argidx.assert_guards_intact(f"global_{kind}_pool2d_forward argidx")
+            P.global_extreme_pool2d_backward(dout, argidx.array, dx.array, 2)
     out.assert_guards_intact(f"global_{kind}_pool2d_forward out")
     dx.assert_guards_intact(f"global_{kind}_pool2d_backward dx")
     assert_close(out.array, want_out, f"global_{kind}_pool2d_forward")

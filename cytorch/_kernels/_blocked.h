@@ -30,9 +30,12 @@
  * and one broadcast:
  *
  *     variant   vectors       registers   ACC   fwd pb x kb    dw tb x kb     dx tb x JB
- *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 4
+ *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 2..4
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
+ *
+ * (the dx tiles of avx512 are 2, 3 or 4 vectors wide, whichever pads the pixels least:
+ * LeNet c2's 140 lanes in 144 with 3 against 192 with 4)
  *
  * The tile sizes are compile-time constants (a switch over every size up to the limit, each
  * case fully unrolled), so the accumulators are registers, not an array on the stack.
@@ -78,7 +81,9 @@
 #define CY_BLK_FWD2(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 2)
 #define CY_BLK_DW1(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
 #define CY_BLK_DW2(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
-#define CY_BLK_DX(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n)
+#define CY_BLK_DX2(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 2)
+#define CY_BLK_DX3(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 3)
+#define CY_BLK_DX4(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 4)
 
 #if defined(__GNUC__)
 /* vectors of VB bytes: GCC/Clang vector extensions; "v * s" broadcasts the scalar s */
@@ -93,7 +98,8 @@ typedef struct { T e[VB / sizeof(T)]; } NAME##_v;
 #endif
 
 /* One variant: NAME, element type T, vector bytes VB, accumulators ACC, CASES_ACC and
-   CASES_HALF the switch cases up to ACC and ACC / 2, JB pixel vectors per dx tile. */
+   CASES_HALF the switch cases up to ACC and ACC / 2, JB the most pixel vectors per dx tile
+   (2, 3 or 4). */
 #define CY_BLOCKED(NAME, T, VB, ACC, CASES_ACC, CASES_HALF, JB, TARGET)                      \
 CY_BLK_VEC(NAME, T, VB)                                                                      \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
@@ -188,35 +194,42 @@ static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t x
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_dx_tile(T *dst, const Py_ssize_t *off, const T *wt, Py_ssize_t ldw, const T *src,     \
-               Py_ssize_t lds, Py_ssize_t nk, const int tb)                                  \
+               Py_ssize_t lds, Py_ssize_t nk, const int tb, const int jb)                    \
 {                                                                                            \
     NAME##_v acc[6 * JB], v[JB];                                                             \
     Py_ssize_t k;                                                                            \
     int t, j;                                                                                \
-    CY_BLK_UNROLL for (t = 0; t < tb * JB; t++)                                              \
+    CY_BLK_UNROLL for (t = 0; t < tb * jb; t++)                                              \
         acc[t] = CY_BLK_ZERO(NAME);                                                          \
     for (k = 0; k < nk; k++) {                                                               \
         const T *s = src + k * lds;                                                          \
         const T *w = wt + k * ldw;                                                           \
-        CY_BLK_UNROLL for (j = 0; j < JB; j++)                                               \
+        CY_BLK_UNROLL for (j = 0; j < jb; j++)                                               \
             v[j] = NAME##_load(s + j * NAME##_V);                                            \
         CY_BLK_UNROLL for (t = 0; t < tb; t++)                                               \
-            CY_BLK_UNROLL for (j = 0; j < JB; j++)                                           \
-                NAME##_fma(&acc[t * JB + j], v[j], w[t]);                                    \
+            CY_BLK_UNROLL for (j = 0; j < jb; j++)                                           \
+                NAME##_fma(&acc[t * jb + j], v[j], w[t]);                                    \
     }                                                                                        \
     CY_BLK_UNROLL for (t = 0; t < tb; t++) {                                                 \
         T *d = dst + off[t];                                                                 \
-        CY_BLK_UNROLL for (j = 0; j < JB; j++)                                               \
+        CY_BLK_UNROLL for (j = 0; j < jb; j++)                                               \
             NAME##_store(d + j * NAME##_V,                                                   \
-                         NAME##_add(NAME##_load(d + j * NAME##_V), acc[t * JB + j]));         \
+                         NAME##_add(NAME##_load(d + j * NAME##_V), acc[t * jb + j]));        \
     }                                                                                        \
 }                                                                                            \
                                                                                              \
-/* dst[off[t] + (JB vectors)] += sum over the nk filters of src[k] * wt[k, t], t < tb <= 6 */ \
+/* dst[off[t] + (jb vectors)] += sum over the nk filters of src[k] * wt[k, t], t < tb <= 6,  \
+   2 <= jb <= JB (a variant compiles only the widths up to its JB) */                        \
 static TARGET void NAME##_dx(T *dst, const Py_ssize_t *off, const T *wt, Py_ssize_t ldw,     \
-                             const T *src, Py_ssize_t lds, Py_ssize_t nk, int tb)            \
+                             const T *src, Py_ssize_t lds, Py_ssize_t nk, int tb, int jb)    \
 {                                                                                            \
-    switch (tb) { CY_BLK_CASES6(CY_BLK_DX, NAME) }                                           \
+    if (JB >= 4 && jb == 4) {                                                                \
+        switch (tb) { CY_BLK_CASES6(CY_BLK_DX4, NAME) }                                      \
+    } else if (JB >= 3 && jb == 3) {                                                         \
+        switch (tb) { CY_BLK_CASES6(CY_BLK_DX3, NAME) }                                      \
+    } else {                                                                                 \
+        switch (tb) { CY_BLK_CASES6(CY_BLK_DX2, NAME) }                                      \
+    }                                                                                        \
 }
 
 #if defined(__GNUC__)
@@ -255,14 +268,15 @@ typedef struct {                                                                
     void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,    \
                Py_ssize_t, Py_ssize_t, int, int);                                            \
     void (*dx)(T *, const Py_ssize_t *, const T *, Py_ssize_t, const T *, Py_ssize_t,        \
-               Py_ssize_t, int);                                                             \
+               Py_ssize_t, int, int);                                                           \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx};
 CY_BLK_TABLE(float, f)
 CY_BLK_TABLE(double, d)
 
-/* lanes per vector (floats), accumulators and pixel vectors per dx tile of the variant in use */
+/* lanes per vector (floats), accumulators and the most pixel vectors per dx tile (JB) of the
+   variant in use */
 static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
 
 #define CY_BLK_USE(VARIANT, VB, ACC, JB)                                                     \

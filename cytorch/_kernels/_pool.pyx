@@ -55,6 +55,13 @@ cdef extern from "_pool2x2.h" nogil:
                           Py_ssize_t n, Py_ssize_t C, int W, int take_min) noexcept
     void cy_extreme_2x2_d(const double *a, const double *b, double *best, int *code,
                           Py_ssize_t n, Py_ssize_t C, int W, int take_min) noexcept
+    # global pooling of one image: the sums (in double) and the extremes of its C channels
+    void cy_global_sum_f(const float *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
+    void cy_global_sum_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
+    void cy_global_extreme_f(const float *x, Py_ssize_t HW, Py_ssize_t C, float *best,
+                             int *code, int take_min) noexcept
+    void cy_global_extreme_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *best,
+                             int *code, int take_min) noexcept
 
 
 def isa_variants():
@@ -543,26 +550,14 @@ def global_extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::
                          f"must be {(N, C)}")
     if HW >= 2 ** 31:
         raise ValueError(f"H * W = {HW} does not fit the int32 winner indices")
-    cdef Py_ssize_t n, k, c
-    cdef const floating *xn
-    cdef floating *o
-    cdef int *ix
-    cdef floating v
-    cdef bint better
+    cdef Py_ssize_t n
     num_threads = threads_for(num_threads, x.size)
+    # (``_pool2x2.h``: a vector of channels at a time, every cell in order)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
-        xn = &x[n, 0, 0, 0]
-        o = &out[n, 0]
-        ix = &argidx[n, 0]
-        for c in range(C):
-            o[c] = xn[c]
-            ix[c] = 0
-        for k in range(1, HW):
-            for c in range(C):
-                v = xn[k * C + c]
-                better = _beats(v, o[c], take_min)
-                o[c] = v if better else o[c]
-                ix[c] = <int>k if better else ix[c]
+        if floating is float:
+            cy_global_extreme_f(&x[n, 0, 0, 0], HW, C, &out[n, 0], &argidx[n, 0], take_min)
+        else:
+            cy_global_extreme_d(&x[n, 0, 0, 0], HW, C, &out[n, 0], &argidx[n, 0], take_min)
 
 
 def global_extreme_pool2d_backward(const floating[:, ::1] dout, const int[:, ::1] argidx,
@@ -595,17 +590,15 @@ def global_avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] o
     num_threads = threads_for(num_threads, x.size)
     # one row of C double accumulators per thread
     cdef double[:, ::1] acc = np.empty((num_threads, C), dtype=np.float64)
-    cdef Py_ssize_t n, k, c
-    cdef const floating *xn
+    cdef Py_ssize_t n, c
     cdef double *s
+    # (``_pool2x2.h``: two vectors of channels at a time, every cell in order)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         s = &acc[threadid(), 0]
-        xn = &x[n, 0, 0, 0]
-        for c in range(C):
-            s[c] = 0
-        for k in range(HW):
-            for c in range(C):
-                s[c] += xn[k * C + c]
+        if floating is float:
+            cy_global_sum_f(&x[n, 0, 0, 0], HW, C, s)
+        else:
+            cy_global_sum_d(&x[n, 0, 0, 0], HW, C, s)
         for c in range(C):
             out[n, c] = <floating>(s[c] / HW)
 
@@ -623,6 +616,7 @@ def global_avg_pool2d_backward(const floating[:, ::1] dout, floating[:, :, :, ::
     num_threads = threads_for(num_threads, dx.size)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         dxn = &dx[n, 0, 0, 0]
-        for k in range(HW):
-            for c in range(C):
-                dxn[k * C + c] = dout[n, c] / count
+        for c in range(C):              # the first cell, then copies of it
+            dxn[c] = dout[n, c] / count
+        for k in range(1, HW):
+            memcpy(dxn + k * C, dxn, C * sizeof(floating))

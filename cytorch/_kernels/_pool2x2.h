@@ -108,6 +108,136 @@ CY_EXTREME_2X2_PLAIN(cy_extreme_2x2_default_d, double)
 
 #endif
 
+/* Global pooling of one image x (HW cells of C channels, channels-last), every variant:
+ *
+ *     cy_global_sum:      sum[c] = x[0, c] + x[1, c] + ... + x[HW - 1, c]   (in double)
+ *     cy_global_extreme:  best[c], code[c] = the extreme of x[:, c] and the first cell that
+ *                         holds it (a later cell wins only when strictly better)
+ *
+ * Both walk the cells in order with a block of channels in registers (a vector of V channels;
+ * the sum two vectors of V / 2 doubles), so every channel sees its cells in the same order in
+ * every variant, and the results are the same bits; the last C % V channels run the scalar
+ * form, which does the same per channel.  (The first version kept its accumulators in memory
+ * and stored them back after every cell: 57 us for a 32x8x8x64 batch, slower than PyTorch.)
+ */
+#define CY_GLOBAL_SUM_SLOOP(T)                                                               \
+    for (; c < C; c++) {                                                                     \
+        double a = 0;                                                                        \
+        for (k = 0; k < HW; k++)                                                             \
+            a += x[k * C + c];                                                               \
+        sum[c] = a;                                                                          \
+    }
+#define CY_GLOBAL_EXTREME_SLOOP(T, BETTER)                                                   \
+    for (; c < C; c++) {                                                                     \
+        T v = x[c];                                                                          \
+        int code_c = 0;                                                                      \
+        for (k = 1; k < HW; k++)                                                             \
+            if (x[k * C + c] BETTER v) { v = x[k * C + c]; code_c = (int)k; }                \
+        best[c] = v;                                                                         \
+        code[c] = code_c;                                                                    \
+    }
+
+#if defined(__GNUC__)
+/* V numbers of T a vector (VB bytes); D: vectors of V / 2 doubles for the sum */
+#define CY_GLOBAL_EXTREME_VLOOP(NAME, BETTER)                                                \
+    for (; c + V <= C; c += V) {                                                             \
+        NAME##_gv v = *(const NAME##_gv *)(x + c), u;                                        \
+        NAME##_gm kk = {0}, m;                                                               \
+        for (k = 1; k < HW; k++) {                                                           \
+            u = *(const NAME##_gv *)(x + k * C + c);                                         \
+            m = u BETTER v;                                                                  \
+            v = (NAME##_gv)(((NAME##_gm)u & m) | ((NAME##_gm)v & ~m));                       \
+            kk = (m & (NAME##_gi)k) | (kk & ~m);                                             \
+        }                                                                                    \
+        *(NAME##_gv *)(best + c) = v;                                                        \
+        for (i = 0; i < V; i++)                                                              \
+            code[c + i] = (int)kk[i];                                                        \
+    }
+#define CY_GLOBAL(NAME, T, TI, VB, TARGET)                                                   \
+typedef T NAME##_gv __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));         \
+typedef TI NAME##_gm __attribute__((vector_size(VB)));                                       \
+typedef TI NAME##_gi;                                                                        \
+typedef double NAME##_gd __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));    \
+static TARGET void NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *sum)          \
+{                                                                                            \
+    enum { V = VB / sizeof(T), D = VB / sizeof(double) };                                    \
+    Py_ssize_t c = 0, k;                                                                     \
+    int i;                                                                                   \
+    for (; c + 2 * D <= C; c += 2 * D) {                                                     \
+        NAME##_gd a0 = {0}, a1 = {0}, t0, t1;                                                \
+        for (k = 0; k < HW; k++) {                                                           \
+            const T *p = x + k * C + c;                                                      \
+            for (i = 0; i < D; i++) { t0[i] = p[i]; t1[i] = p[D + i]; }                      \
+            a0 += t0;                                                                        \
+            a1 += t1;                                                                        \
+        }                                                                                    \
+        *(NAME##_gd *)(sum + c) = a0;                                                        \
+        *(NAME##_gd *)(sum + c + D) = a1;                                                    \
+    }                                                                                        \
+    (void)V;                                                                                 \
+    CY_GLOBAL_SUM_SLOOP(T)                                                                   \
+}                                                                                            \
+static TARGET void NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *best,          \
+                                  int *code, int take_min)                                   \
+{                                                                                            \
+    enum { V = VB / sizeof(T) };                                                             \
+    Py_ssize_t c = 0, k;                                                                     \
+    int i;                                                                                   \
+    if (take_min) {                                                                          \
+        CY_GLOBAL_EXTREME_VLOOP(NAME, <)                                                     \
+        CY_GLOBAL_EXTREME_SLOOP(T, <)                                                        \
+    } else {                                                                                 \
+        CY_GLOBAL_EXTREME_VLOOP(NAME, >)                                                     \
+        CY_GLOBAL_EXTREME_SLOOP(T, >)                                                        \
+    }                                                                                        \
+}
+CY_GLOBAL(cy_global_default_f, float, int, 16, CY_NO_TARGET_POOL)
+CY_GLOBAL(cy_global_default_d, double, long long, 16, CY_NO_TARGET_POOL)
+#if CY_ISA_X86
+CY_GLOBAL(cy_global_avx2_f, float, int, 32, CY_TARGET_AVX2)
+CY_GLOBAL(cy_global_avx2_d, double, long long, 32, CY_TARGET_AVX2)
+CY_GLOBAL(cy_global_avx512_f, float, int, 64, CY_TARGET_AVX512)
+CY_GLOBAL(cy_global_avx512_d, double, long long, 64, CY_TARGET_AVX512)
+#endif
+
+#else
+
+#define CY_GLOBAL_PLAIN(NAME, T)                                                             \
+static void NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *sum)                 \
+{                                                                                            \
+    Py_ssize_t c = 0, k;                                                                     \
+    CY_GLOBAL_SUM_SLOOP(T)                                                                   \
+}                                                                                            \
+static void NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *best, int *code,      \
+                           int take_min)                                                     \
+{                                                                                            \
+    Py_ssize_t c = 0, k;                                                                     \
+    if (take_min) { CY_GLOBAL_EXTREME_SLOOP(T, <) }                                          \
+    else { CY_GLOBAL_EXTREME_SLOOP(T, >) }                                                   \
+}
+CY_GLOBAL_PLAIN(cy_global_default_f, float)
+CY_GLOBAL_PLAIN(cy_global_default_d, double)
+
+#endif
+
+typedef void (*cy_global_sum_f_t)(const float *, Py_ssize_t, Py_ssize_t, double *);
+typedef void (*cy_global_sum_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *);
+typedef void (*cy_global_extreme_f_t)(const float *, Py_ssize_t, Py_ssize_t, float *, int *,
+                                      int);
+typedef void (*cy_global_extreme_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *, int *,
+                                      int);
+static cy_global_sum_f_t cy_global_sum_f = cy_global_default_f_sum;
+static cy_global_sum_d_t cy_global_sum_d = cy_global_default_d_sum;
+static cy_global_extreme_f_t cy_global_extreme_f = cy_global_default_f_extreme;
+static cy_global_extreme_d_t cy_global_extreme_d = cy_global_default_d_extreme;
+
+#define CY_GLOBAL_USE(VARIANT)                                                               \
+    do {                                                                                     \
+        cy_global_sum_f = VARIANT##_f_sum; cy_global_sum_d = VARIANT##_d_sum;                \
+        cy_global_extreme_f = VARIANT##_f_extreme;                                           \
+        cy_global_extreme_d = VARIANT##_d_extreme;                                           \
+    } while (0)
+
 typedef void (*cy_extreme_2x2_f_t)(const float *, const float *, float *, int *, Py_ssize_t,
                                    Py_ssize_t, int, int);
 typedef void (*cy_extreme_2x2_d_t)(const double *, const double *, double *, int *,
@@ -120,15 +250,18 @@ static int cy_pool2x2_select(int isa)
 {
     cy_extreme_2x2_f = cy_extreme_2x2_default_f;
     cy_extreme_2x2_d = cy_extreme_2x2_default_d;
+    CY_GLOBAL_USE(cy_global_default);
 #if CY_ISA_X86 && defined(__GNUC__)
     if (isa == CY_ISA_AVX512) {
         cy_extreme_2x2_f = cy_extreme_2x2_avx512_f;
         cy_extreme_2x2_d = cy_extreme_2x2_avx512_d;
+        CY_GLOBAL_USE(cy_global_avx512);
         return isa;
     }
     if (isa == CY_ISA_AVX2) {
         cy_extreme_2x2_f = cy_extreme_2x2_avx2_f;
         cy_extreme_2x2_d = cy_extreme_2x2_avx2_d;
+        CY_GLOBAL_USE(cy_global_avx2);
         return isa;
     }
 #endif
