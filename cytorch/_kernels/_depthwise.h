@@ -5,15 +5,16 @@
  * input channel c (repeated depth_multiplier times), so that output channel j, its weights
  * w[a, b, c, m] and its bias are all lane j.  Every term is then a vector product of two whole
  * vectors, whatever the stride or dilation (those only move the pixel a vector is loaded from).
- * Vectors below are V lanes starting at lane j.  The image is never padded: the caller clips
- * each window to the taps that fall inside the image (a rectangle of taps, smaller only at the
- * edges), so every pointer these loops form points into the image.
+ * Vectors below are V lanes; each call walks nv vectors of lanes, one after the other.  The
+ * image is never padded: the caller clips each window to the taps that fall inside the image (a
+ * rectangle of taps, smaller only at the edges), so every pointer these loops form points into
+ * the image.
  *
  *   fwd:  out[p] = init + sum_{a < na, b < nb} x[p * xs + a * xa + b * xb] * w[a * lwa + b * ldw]
  *         for p < pb pixels of a row (the window's taps, clipped at the edges)
  *   dw:   acc[t] += sum over the ni x nq pixels (i, q) of x[i * xr + q * xs + off[t]] * d[i, q]
  *   dx:   dx[i * xr + q * xs + off[t]] += d[i, q] * w[t]  for every pixel (i, q) (scatter:
- *         the same loop for any stride)
+ *         the same loop for any stride; at stride 1 the caller uses fwd instead, gathering)
  *
  * (``off[t]``: where tap t lies from the window's corner; ``xs`` the step between neighbouring
  * output pixels, stride * lanes; ``xr`` between output rows; d[i, q] = d + i * ldr + q * ldd.)
@@ -65,7 +66,7 @@ static void NAME##_fma(NAME##_v *a, NAME##_v u, NAME##_v v)                     
 #endif
 
 #define CY_DW_CASES8(M, NAME) case 1: M(NAME, 1); break; case 2: M(NAME, 2); break;          \
-    case 3: M(NAME, 3); break; case 4: M(NAME, 4); break; case 5: M(NAME, 5); break;        \
+    case 3: M(NAME, 3); break; case 4: M(NAME, 4); break; case 5: M(NAME, 5); break;         \
     case 6: M(NAME, 6); break; case 7: M(NAME, 7); break; case 8: M(NAME, 8); break;
 #define CY_DW_CASES9(M, NAME) CY_DW_CASES8(M, NAME) case 9: M(NAME, 9); break;
 
@@ -103,13 +104,14 @@ NAME##_fwd_tile(T *out, Py_ssize_t ldo, const T *x, Py_ssize_t xs, Py_ssize_t xa
         NAME##_store(out + p * ldo, acc[p]);                                                 \
 }                                                                                            \
                                                                                              \
-/* out (pb pixels, ldo apart) = init + the na x nb taps; 1 <= pb <= 8, na or nb may be 0 */  \
+/* out (pb pixels, ldo apart) = init + the na x nb taps; nv vectors; 1 <= pb <= 8 */         \
 static TARGET void NAME##_fwd(T *out, Py_ssize_t ldo, const T *x, Py_ssize_t xs,             \
                               Py_ssize_t xa, Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb,    \
                               const T *w, Py_ssize_t lwa, Py_ssize_t ldw, const T *init,     \
-                              int pb)                                                        \
+                              int pb, Py_ssize_t nv)                                         \
 {                                                                                            \
-    switch (pb) { CY_DW_CASES8(CY_DW_FWD, NAME) }                                            \
+    for (; nv > 0; nv--, out += NAME##_V, x += NAME##_V, w += NAME##_V, init += NAME##_V)    \
+        switch (pb) { CY_DW_CASES8(CY_DW_FWD, NAME) }                                        \
 }                                                                                            \
                                                                                              \
 CY_DW_INLINE TARGET void                                                                     \
@@ -137,13 +139,14 @@ NAME##_dw_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xr, Py_ssize_t 
         NAME##_store(acc_io + t * lda, acc[t]);                                              \
 }                                                                                            \
                                                                                              \
-/* acc_io (tb taps, lda apart) += the products over the ni x nq output pixels; tb <= 9 */    \
+/* acc_io (tb taps, lda apart) += the products over ni x nq output pixels; nv vectors */     \
 static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xr,           \
                              Py_ssize_t xs, const Py_ssize_t *off, const T *d,               \
                              Py_ssize_t ldr, Py_ssize_t ldd, Py_ssize_t ni, Py_ssize_t nq,   \
-                             int tb)                                                         \
+                             int tb, Py_ssize_t nv)                                          \
 {                                                                                            \
-    switch (tb) { CY_DW_CASES9(CY_DW_DW, NAME) }                                             \
+    for (; nv > 0; nv--, acc_io += NAME##_V, x += NAME##_V, d += NAME##_V)                   \
+        switch (tb) { CY_DW_CASES9(CY_DW_DW, NAME) }                                         \
 }                                                                                            \
                                                                                              \
 CY_DW_INLINE TARGET void                                                                     \
@@ -172,12 +175,14 @@ NAME##_dx_tile(T *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off, const
     }                                                                                        \
 }                                                                                            \
                                                                                              \
-/* dx (expanded) += every pixel's dout times the tb taps' weights; tb <= 9 */                \
+/* dx += every pixel's dout times the tb taps' weights; nv vectors; tb <= 9 */               \
 static TARGET void NAME##_dx(T *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,     \
                              const T *d, Py_ssize_t ldr, Py_ssize_t ldd, const T *w,         \
-                             Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb)           \
+                             Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb,           \
+                             Py_ssize_t nv)                                                  \
 {                                                                                            \
-    switch (tb) { CY_DW_CASES9(CY_DW_DX, NAME) }                                             \
+    for (; nv > 0; nv--, dx += NAME##_V, d += NAME##_V, w += NAME##_V)                       \
+        switch (tb) { CY_DW_CASES9(CY_DW_DX, NAME) }                                         \
 }
 
 CY_DEPTHWISE(cy_dw_default_f, float, 16, )
@@ -192,11 +197,11 @@ CY_DEPTHWISE(cy_dw_avx512_d, double, 64, CY_TARGET_AVX512)
 #define CY_DW_TABLE(T, S)                                                                    \
 typedef struct {                                                                             \
     void (*fwd)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
-                Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, int);              \
+                Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, int, Py_ssize_t);  \
     void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const Py_ssize_t *,       \
-               const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int);              \
+               const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, Py_ssize_t);  \
     void (*dx)(T *, Py_ssize_t, Py_ssize_t, const Py_ssize_t *, const T *, Py_ssize_t,       \
-               Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int);              \
+               Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, Py_ssize_t);  \
 } cy_dw_kernels_##S;                                                                         \
 static cy_dw_kernels_##S cy_dw_##S = {cy_dw_default_##S##_fwd, cy_dw_default_##S##_dw,       \
                                       cy_dw_default_##S##_dx};

@@ -23,8 +23,10 @@ is ever padded: where a window overhangs the image, only the taps inside it are 
 rectangle is clipped; a padded cell would add zero).  The output pixels whose whole window is
 inside the image, the *interior*, run in tiles of 8 pixels (forward) or 9 taps (dW, dx;
 ``_depthwise.h``); the few along the edges run with their clipped windows (forward) or tap by
-tap over the strips where that tap is inside (dW, dx).  (A first version copied every image
-into a zero-padded buffer: at stride 2 the copy cost more than the convolution.)  Compared
+tap over the strips where that tap is inside (dW, dx).  At stride 1 dx is itself a forward
+correlation (of dout with the flipped taps, ``_transposed``): each dx pixel gathers its terms
+in registers.  (A first version copied every image into a zero-padded buffer: at stride 2 the
+copy cost more than the convolution.)  Compared
 with running a one-channel conv2d per channel (what ``cytorch.functional`` did before), no
 channel is copied out of the batch, and every vector lane works.
 
@@ -46,24 +48,28 @@ cdef extern from "_depthwise.h" nogil:
     ctypedef struct cy_dw_kernels_f:
         void (*fwd)(float *out, Py_ssize_t ldo, const float *x, Py_ssize_t xs, Py_ssize_t xa,
                     Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb, const float *w,
-                    Py_ssize_t lwa, Py_ssize_t ldw, const float *init, int pb) noexcept nogil
+                    Py_ssize_t lwa, Py_ssize_t ldw, const float *init, int pb,
+                    Py_ssize_t nv) noexcept nogil
         void (*dw)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xr, Py_ssize_t xs,
                    const Py_ssize_t *off, const float *d, Py_ssize_t ldr, Py_ssize_t ldd,
-                   Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+                   Py_ssize_t ni, Py_ssize_t nq, int tb, Py_ssize_t nv) noexcept nogil
         void (*dx)(float *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,
                    const float *d, Py_ssize_t ldr, Py_ssize_t ldd, const float *w,
-                   Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+                   Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb,
+                   Py_ssize_t nv) noexcept nogil
     ctypedef struct cy_dw_kernels_d:
         void (*fwd)(double *out, Py_ssize_t ldo, const double *x, Py_ssize_t xs,
                     Py_ssize_t xa, Py_ssize_t xb, Py_ssize_t na, Py_ssize_t nb,
                     const double *w, Py_ssize_t lwa, Py_ssize_t ldw, const double *init,
-                    int pb) noexcept nogil
+                    int pb, Py_ssize_t nv) noexcept nogil
         void (*dw)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xr,
                    Py_ssize_t xs, const Py_ssize_t *off, const double *d, Py_ssize_t ldr,
-                   Py_ssize_t ldd, Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+                   Py_ssize_t ldd, Py_ssize_t ni, Py_ssize_t nq, int tb,
+                   Py_ssize_t nv) noexcept nogil
         void (*dx)(double *dx, Py_ssize_t xr, Py_ssize_t xs, const Py_ssize_t *off,
                    const double *d, Py_ssize_t ldr, Py_ssize_t ldd, const double *w,
-                   Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb) noexcept nogil
+                   Py_ssize_t ldw, Py_ssize_t ni, Py_ssize_t nq, int tb,
+                   Py_ssize_t nv) noexcept nogil
     cy_dw_kernels_f cy_dw_f
     cy_dw_kernels_d cy_dw_d
     int cy_dw_bytes
@@ -218,19 +224,19 @@ cdef void _expand(const floating *xn, floating *xe, const Geom *g) noexcept nogi
 cdef inline void _window_tile(const floating *src, const floating *wp, const floating *init,
                               floating *out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t pb,
                               Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t b0, Py_ssize_t b1,
-                              Py_ssize_t j, const Geom *g) noexcept nogil:
-    """Lanes [j, j + V) of out (pb pixels, Lp apart, from output pixel (oh, ow)) = init + the
-    taps [a0, a1) x [b0, b1) of their windows."""
+                              const Geom *g) noexcept nogil:
+    """out (pb pixels, Lp apart, from output pixel (oh, ow)) = init + the taps [a0, a1) x
+    [b0, b1) of their windows, every lane."""
     cdef Py_ssize_t Lp = g.Lp
     cdef const floating *xw = src             # (not read when no tap is inside)
     if a0 < a1 and b0 < b1:
-        xw = src + ((oh * g.sh - g.pt + a0 * g.dh) * g.W + ow * g.sw - g.pl + b0 * g.dw) * Lp + j
+        xw = src + ((oh * g.sh - g.pt + a0 * g.dh) * g.W + ow * g.sw - g.pl + b0 * g.dw) * Lp
     if floating is float:
-        cy_dw_f.fwd(out + j, Lp, xw, g.sw * Lp, g.dh * g.W * Lp, g.dw * Lp, a1 - a0, b1 - b0,
-                    wp + (a0 * g.kw + b0) * Lp + j, g.kw * Lp, Lp, init + j, <int>pb)
+        cy_dw_f.fwd(out, Lp, xw, g.sw * Lp, g.dh * g.W * Lp, g.dw * Lp, a1 - a0, b1 - b0,
+                    wp + (a0 * g.kw + b0) * Lp, g.kw * Lp, Lp, init, <int>pb, Lp // g.V)
     else:
-        cy_dw_d.fwd(out + j, Lp, xw, g.sw * Lp, g.dh * g.W * Lp, g.dw * Lp, a1 - a0, b1 - b0,
-                    wp + (a0 * g.kw + b0) * Lp + j, g.kw * Lp, Lp, init + j, <int>pb)
+        cy_dw_d.fwd(out, Lp, xw, g.sw * Lp, g.dh * g.W * Lp, g.dw * Lp, a1 - a0, b1 - b0,
+                    wp + (a0 * g.kw + b0) * Lp, g.kw * Lp, Lp, init, <int>pb, Lp // g.V)
 
 
 cdef void _correlate(const floating *src, const floating *wp, const floating *init,
@@ -238,30 +244,25 @@ cdef void _correlate(const floating *src, const floating *wp, const floating *in
     """dst (Ho x Wo pixels, ldo apart) = init + the correlation of src (H x W pixels of Lp
     lanes) with the taps wp, each window clipped to the image.  With ldo < Lp (a lane tail) the
     vectors go through ``row`` and only L lanes reach dst."""
-    cdef Py_ssize_t oh, ow, e, j, k, pb, a0, a1, b0, b1, L = g.L, Lp = g.Lp
+    cdef Py_ssize_t oh, ow, e, k, pb, a0, a1, b0, b1, L = g.L, Lp = g.Lp
     cdef Py_ssize_t inner = g.ow1 - g.ow0
     cdef bint whole = ldo == Lp             # whole vectors go straight into dst
-    cdef floating *out = dst if whole else row
-    cdef Py_ssize_t oh_step = g.Wo * ldo if whole else 0
+    cdef floating *out
     for oh in range(g.Ho):
         _taps(oh, g.sh, g.pt, g.dh, g.H, g.kh, &a0, &a1)
-        j = 0
-        while j < Lp:
-            ow = g.ow0
-            while ow < g.ow1:               # the interior: tiles of 8, whole rows of taps
-                pb = min(<Py_ssize_t>PIXELS, g.ow1 - ow)
-                _window_tile(src, wp, init, out + oh * oh_step + ow * Lp, oh, ow, pb, a0, a1,
-                             0, g.kw, j, g)
-                ow += pb
-            # then the edge pixels, each with its taps inside the image.  (Edges first made
-            # the AVX2 variant 40 % slower on Zen 5, measured: a store to out[oh, 0] followed
-            # by loads of x[oh, 0], whose addresses can agree in their low 12 bits.)
-            for e in range(g.Wo - inner):
-                ow = e if e < g.ow0 else e + inner
-                _taps(ow, g.sw, g.pl, g.dw, g.W, g.kw, &b0, &b1)
-                _window_tile(src, wp, init, out + oh * oh_step + ow * Lp, oh, ow, 1, a0, a1,
-                             b0, b1, j, g)
-            j += g.V
+        out = dst + oh * g.Wo * ldo if whole else row
+        ow = g.ow0
+        while ow < g.ow1:                   # the interior: tiles of 8, whole rows of taps
+            pb = min(<Py_ssize_t>PIXELS, g.ow1 - ow)
+            _window_tile(src, wp, init, out + ow * Lp, oh, ow, pb, a0, a1, 0, g.kw, g)
+            ow += pb
+        # then the edge pixels, each with its taps inside the image.  (Edges first made the
+        # AVX2 variant 40 % slower on Zen 5, measured: a store to out[oh, 0] followed by loads
+        # of x[oh, 0], whose addresses can agree in their low 12 bits.)
+        for e in range(g.Wo - inner):
+            ow = e if e < g.ow0 else e + inner
+            _taps(ow, g.sw, g.pl, g.dw, g.W, g.kw, &b0, &b1)
+            _window_tile(src, wp, init, out + ow * Lp, oh, ow, 1, a0, a1, b0, b1, g)
         if not whole:
             for ow in range(g.Wo):
                 for k in range(L):
@@ -278,71 +279,72 @@ cdef void _forward_image(const floating *xn, const floating *wp, const floating 
     _correlate(src, wp, bp, outn, g.L, row, g)
 
 
-cdef void _dw_lanes(const floating *src, const floating *d, const Py_ssize_t *off,
-                    floating *dwl, Py_ssize_t j, const Geom *g) noexcept nogil:
-    """dW lanes [j, j + V): the interior in tiles of taps, then each tap over its strips."""
-    cdef Py_ssize_t t, tb, k, n, Lp = g.Lp, zero = 0
+cdef void _dw_image(const floating *src, const floating *d, const Py_ssize_t *off,
+                    floating *dwl, const Geom *g) noexcept nogil:
+    """dwl (T, Lp) += one image's dW: the interior in tiles of taps, then each tap over its
+    strips."""
+    cdef Py_ssize_t t, tb, k, n, Lp = g.Lp, nv = g.Lp // g.V, zero = 0
     cdef Py_ssize_t xr = g.sh * g.W * Lp, xs = g.sw * Lp, ldr = g.Wo * Lp
-    cdef const floating *xi = src + ((g.oh0 * g.sh - g.pt) * g.W + g.ow0 * g.sw - g.pl) * Lp + j
-    cdef const floating *di = d + (g.oh0 * g.Wo + g.ow0) * Lp + j
+    cdef const floating *xi = src + ((g.oh0 * g.sh - g.pt) * g.W + g.ow0 * g.sw - g.pl) * Lp
+    cdef const floating *di = d + (g.oh0 * g.Wo + g.ow0) * Lp
     cdef Rect rects[4]
     if g.oh0 < g.oh1 and g.ow0 < g.ow1:
         t = 0
         while t < g.T:
             tb = min(<Py_ssize_t>TAPS, g.T - t)
             if floating is float:
-                cy_dw_f.dw(dwl + t * Lp + j, Lp, xi, xr, xs, off + t, di, ldr, Lp,
-                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+                cy_dw_f.dw(dwl + t * Lp, Lp, xi, xr, xs, off + t, di, ldr, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb, nv)
             else:
-                cy_dw_d.dw(dwl + t * Lp + j, Lp, xi, xr, xs, off + t, di, ldr, Lp,
-                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+                cy_dw_d.dw(dwl + t * Lp, Lp, xi, xr, xs, off + t, di, ldr, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb, nv)
             t += tb
     for t in range(g.T):
         n = _edge_strips(g, t // g.kw, t % g.kw, rects)
         for k in range(n):
             xi = src + ((rects[k].r0 * g.sh - g.pt + (t // g.kw) * g.dh) * g.W
-                        + rects[k].c0 * g.sw - g.pl + (t % g.kw) * g.dw) * Lp + j
-            di = d + (rects[k].r0 * g.Wo + rects[k].c0) * Lp + j
+                        + rects[k].c0 * g.sw - g.pl + (t % g.kw) * g.dw) * Lp
+            di = d + (rects[k].r0 * g.Wo + rects[k].c0) * Lp
             if floating is float:
-                cy_dw_f.dw(dwl + t * Lp + j, Lp, xi, xr, xs, &zero, di, ldr, Lp,
-                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+                cy_dw_f.dw(dwl + t * Lp, Lp, xi, xr, xs, &zero, di, ldr, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1, nv)
             else:
-                cy_dw_d.dw(dwl + t * Lp + j, Lp, xi, xr, xs, &zero, di, ldr, Lp,
-                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+                cy_dw_d.dw(dwl + t * Lp, Lp, xi, xr, xs, &zero, di, ldr, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1, nv)
 
 
-cdef void _dx_lanes(const floating *d, const floating *wp, const Py_ssize_t *off,
-                    floating *dst, Py_ssize_t j, const Geom *g) noexcept nogil:
-    """dx lanes [j, j + V) (dst: like src, zeroed): the interior in tiles of taps, then each
-    tap over its strips."""
-    cdef Py_ssize_t t, tb, k, n, Lp = g.Lp, zero = 0
+cdef void _dx_scatter(const floating *d, const floating *wp, const Py_ssize_t *off,
+                      floating *dst, const Geom *g) noexcept nogil:
+    """dst (like the image, zeroed) += every output pixel's dout times its window's weights,
+    where the window read x: the interior in tiles of taps, then each tap over its strips."""
+    cdef Py_ssize_t t, tb, k, n, Lp = g.Lp, nv = g.Lp // g.V, zero = 0
     cdef Py_ssize_t xr = g.sh * g.W * Lp, xs = g.sw * Lp, ldr = g.Wo * Lp
-    cdef floating *xi = dst + ((g.oh0 * g.sh - g.pt) * g.W + g.ow0 * g.sw - g.pl) * Lp + j
-    cdef const floating *di = d + (g.oh0 * g.Wo + g.ow0) * Lp + j
+    cdef floating *xi = dst + ((g.oh0 * g.sh - g.pt) * g.W + g.ow0 * g.sw - g.pl) * Lp
+    cdef const floating *di = d + (g.oh0 * g.Wo + g.ow0) * Lp
     cdef Rect rects[4]
     if g.oh0 < g.oh1 and g.ow0 < g.ow1:
         t = 0
         while t < g.T:
             tb = min(<Py_ssize_t>TAPS, g.T - t)
             if floating is float:
-                cy_dw_f.dx(xi, xr, xs, off + t, di, ldr, Lp, wp + t * Lp + j, Lp,
-                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+                cy_dw_f.dx(xi, xr, xs, off + t, di, ldr, Lp, wp + t * Lp, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb, nv)
             else:
-                cy_dw_d.dx(xi, xr, xs, off + t, di, ldr, Lp, wp + t * Lp + j, Lp,
-                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb)
+                cy_dw_d.dx(xi, xr, xs, off + t, di, ldr, Lp, wp + t * Lp, Lp,
+                           g.oh1 - g.oh0, g.ow1 - g.ow0, <int>tb, nv)
             t += tb
     for t in range(g.T):
         n = _edge_strips(g, t // g.kw, t % g.kw, rects)
         for k in range(n):
             xi = dst + ((rects[k].r0 * g.sh - g.pt + (t // g.kw) * g.dh) * g.W
-                        + rects[k].c0 * g.sw - g.pl + (t % g.kw) * g.dw) * Lp + j
-            di = d + (rects[k].r0 * g.Wo + rects[k].c0) * Lp + j
+                        + rects[k].c0 * g.sw - g.pl + (t % g.kw) * g.dw) * Lp
+            di = d + (rects[k].r0 * g.Wo + rects[k].c0) * Lp
             if floating is float:
-                cy_dw_f.dx(xi, xr, xs, &zero, di, ldr, Lp, wp + t * Lp + j, Lp,
-                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+                cy_dw_f.dx(xi, xr, xs, &zero, di, ldr, Lp, wp + t * Lp, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1, nv)
             else:
-                cy_dw_d.dx(xi, xr, xs, &zero, di, ldr, Lp, wp + t * Lp + j, Lp,
-                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1)
+                cy_dw_d.dx(xi, xr, xs, &zero, di, ldr, Lp, wp + t * Lp, Lp,
+                           rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1, nv)
 
 
 cdef void _backward_image(const floating *dn, const floating *xn, const floating *wp,
@@ -352,7 +354,7 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
     """One image: its share of the dW lanes dwl (T, Lp) and of db, and dxn unless NULL (by
     gathering, the correlation of dout with the flipped taps wflip over the geometry gt, or,
     when gt is NULL, by scattering)."""
-    cdef Py_ssize_t i, c, m, j, k, L = g.L, Lp = g.Lp, P = g.Ho * g.Wo
+    cdef Py_ssize_t i, c, m, k, L = g.L, Lp = g.Lp, P = g.Ho * g.Wo
     cdef const floating *d = dn
     cdef const floating *src = xn
     cdef floating *dst = dxn
@@ -368,10 +370,7 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
     if g.copy_x:
         _expand(xn, xe, g)
         src = xe
-    j = 0
-    while j < Lp:
-        _dw_lanes(src, d, off, dwl, j, g)
-        j += g.V
+    _dw_image(src, d, off, dwl, g)
     if dxn == NULL:
         return
     # dx into dx itself, or into xe (reused), whose dm lanes per channel are summed at the end
@@ -379,12 +378,9 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
         dst = xe
     if gt != NULL:
         _correlate(d, wflip, zeros, dst, Lp, NULL, gt)
-    else:       # every output pixel adds dout times its window's weights where it read x
+    else:
         memset(dst, 0, g.H * g.W * Lp * sizeof(floating))
-        j = 0
-        while j < Lp:
-            _dx_lanes(d, wp, off, dst, j, g)
-            j += g.V
+        _dx_scatter(d, wp, off, dst, g)
     if g.copy_x:
         for i in range(g.H * g.W):
             for c in range(g.C):
