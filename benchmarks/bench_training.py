@@ -2,19 +2,24 @@
 
 One epoch of ``keras_mnist()`` (28x28) and ``lenet5()`` (32x32) at batch 64 on 4,096 real
 digit images (``load_digits`` resampled and tiled), Adam at 1e-3, shuffled.  PyTorch trains the
-same layers with the same optimizer and batch size at whichever of 1 or 2 threads is faster;
-cytorch uses both cores.  The contenders run in alternating rounds (cytorch, torch on 1 thread,
-torch on 2 threads, cytorch with timed kernels), so a burst of load on the shared machine hits
-them all alike.  Printed: images/s and the time ratio cytorch/torch (< 1: cytorch is faster),
-of the best epochs and of the median ones.
+same layers with the same optimizer and batch size.  Each library runs on 1 and on 2 threads
+and is compared at whichever is faster (on a 2-core machine that other processes keep busy, a
+2-thread run waits for a core at every parallel region: PyTorch and cytorch alike are then
+several times slower than on one thread; both thread counts are printed).  The contenders run
+in alternating rounds (cytorch on 1 and 2 threads, torch on 1 and 2, cytorch with timed
+kernels on 1 and 2), so a burst of load on the shared machine hits them all alike.  Printed:
+images/s and the time ratio cytorch/torch (< 1: cytorch is faster), of the best epochs and of
+the median ones.
 
 Then the share of a cytorch epoch spent *outside* the compiled kernels (everything that is not
 a ``cytorch.functional`` kernel call, Dense's fused GEMM + epilogue included: Python,
-activations outside a fused kernel, the loss, the optimizer), measured by wrapping the kernel functions with timers, in every round
-(the median round is shown).
+activations outside a fused kernel, the loss, the optimizer), measured by wrapping the kernel
+functions with timers, in every round (the median round is shown), on each thread count.
 
-Finally, in a fresh process, the peak RSS while ``keras_mnist().predict`` runs over 60,000
-28x28 uint8 images at batch 256.
+Then ``keras_mnist().predict`` over 20,000 28x28 uint8 images at batch 256 against the same net
+in PyTorch (``inference_mode``, each batch converted to float32 NCHW, softmax), both on 1 and 2
+threads, alternating; and finally, in a fresh process, the peak RSS while
+``keras_mnist().predict`` runs over 60,000 images.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py
 """
@@ -157,6 +162,46 @@ def memory_child():
           f"{60_000 * 784 * 4 / 2**20:.0f} MiB)")
 
 
+def with_cytorch_threads(n, fn):
+    """``fn`` wrapped to run with ``cytorch.set_num_threads(n)`` (the default afterwards)."""
+    def call():
+        cytorch.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            cytorch.set_num_threads(None)
+    return call
+
+
+def predict_runs(torch, n=20_000):
+    """``{name: callable}``: keras_mnist's predict of n uint8 images in cytorch and torch."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+    model = models.keras_mnist(seed=0)
+    fns = {}
+    for t in (1, 2):
+        fns[f"cytorch {t}"] = with_cytorch_threads(t, lambda: model.predict(X, batch_size=256))
+    if torch:
+        net = torch_net("keras_mnist").eval()
+
+        def run_torch():
+            out = np.empty((n, 10), dtype=np.float32)
+            with torch.inference_mode():
+                for start in range(0, n, 256):
+                    xb = torch.from_numpy(X[start:start + 256]).permute(0, 3, 1, 2).float()
+                    out[start:start + 256] = torch.softmax(net(xb), 1).numpy()
+            return out
+        for t in (1, 2):
+            fns[f"torch {t}"] = with_torch_threads(t, run_torch)
+    return fns
+
+
+def best_of(times, prefix):
+    """(thread count, Timing) of the faster of ``prefix 1`` and ``prefix 2``."""
+    t = min((1, 2), key=lambda k: times[f"{prefix} {k}"].best)
+    return t, times[f"{prefix} {t}"]
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--memory-child", action="store_true", help=argparse_suppress())
@@ -170,40 +215,66 @@ def main():
     header("training: one epoch, batch 64, 4,096 images, Adam 1e-3")
     repeat = args.repeat or (1 if args.quick else 3)
     torch = None if args.no_torch else try_import_torch()
-    table = Table("net", "cytorch", "img/s", "torch", "img/s", "threads", "ratio",
+    table = Table("net", "cytorch", "img/s", "threads", "torch", "img/s", "threads", "ratio",
                   "median ratio")
+    each = Table("net", "cytorch 1", "cytorch 2", "torch 1", "torch 2")
     shares = []
     for name, preset, size in (("keras_mnist", models.keras_mnist, 28),
                                ("lenet5", models.lenet5, 32)):
         X, y = data(size)
         _, run = cytorch_epoch(preset, X, y)
-        timed_run, records = kernel_share(run)
-        fns = {"cytorch": run}
+        fns, records = {}, {}
+        for t in (1, 2):
+            fns[f"cytorch {t}"] = with_cytorch_threads(t, run)
         if torch:
-            for n in (1, 2):
-                fns[n] = with_torch_threads(n, torch_epoch(name, X, y))
-        fns["timed"] = timed_run
+            for t in (1, 2):
+                fns[f"torch {t}"] = with_torch_threads(t, torch_epoch(name, X, y))
+        for t in (1, 2):
+            timed_run, records[t] = kernel_share(run)
+            fns[f"timed {t}"] = with_cytorch_threads(t, timed_run)
         times = interleaved(fns, repeat=repeat, warmup=1)
-        ours = times["cytorch"]
-        rounds = records[1:]  # the first call was the warm-up
-        shares.append((name, *sorted(rounds, key=lambda r: 1 - r[1] / r[0])[len(rounds) // 2]))
-        threads = min((1, 2), key=lambda n: times[n].best) if torch else None
-        best = times[threads].best if threads else None
-        median = times[threads].median if threads else None
-        table.add(name, fmt_time(ours.best), f"{N_IMAGES / ours.best:,.0f}", fmt_time(best),
-                  f"{N_IMAGES / best:,.0f}" if best else "-", threads or "-",
-                  f"{ours.best / best:.2f}" if best else "-",
-                  f"{ours.median / median:.2f}" if median else "-")
+        for t in (1, 2):
+            rounds = records[t][1:]  # the first call was the warm-up
+            shares.append((name, t, *sorted(rounds, key=lambda r: 1 - r[1] / r[0])
+                           [len(rounds) // 2]))
+        ours_t, ours = best_of(times, "cytorch")
+        theirs_t, theirs = best_of(times, "torch") if torch else (None, None)
+        table.add(name, fmt_time(ours.best), f"{N_IMAGES / ours.best:,.0f}", ours_t,
+                  fmt_time(theirs.best) if torch else "-",
+                  f"{N_IMAGES / theirs.best:,.0f}" if torch else "-", theirs_t or "-",
+                  f"{ours.best / theirs.best:.2f}" if torch else "-",
+                  f"{ours.median / theirs.median:.2f}" if torch else "-")
+        each.add(name, *(fmt_time(times[k].best) if k in times else "-"
+                         for k in ("cytorch 1", "cytorch 2", "torch 1", "torch 2")))
     table.print()
-    print(f"\nratio = cytorch time / torch time of the best of {repeat} alternating rounds "
-          "(median ratio: of the median rounds); target <= 0.7, stretch 0.5\n")
-    share = Table("net", "epoch", "in kernels", "outside kernels", "share outside")
-    for name, total, inside in shares:
-        share.add(name, fmt_time(total), fmt_time(inside), fmt_time(total - inside),
+    print(f"\nratio = cytorch time / torch time of the best of {repeat} alternating rounds, "
+          "each library on its faster thread count (median ratio: of the median rounds); "
+          "target <= 0.5\n")
+    each.print()
+    print("\nbest epoch on 1 and on 2 threads\n")
+    share = Table("net", "threads", "epoch", "in kernels", "outside kernels", "share outside")
+    for name, t, total, inside in shares:
+        share.add(name, t, fmt_time(total), fmt_time(inside), fmt_time(total - inside),
                   f"{100 * (total - inside) / total:.0f}%")
     share.print()
-    print("\n'outside' = everything but cytorch.functional kernel calls: Python, Dense matmuls,"
-          " activations, loss, optimizer\n", flush=True)
+    print("\n'outside' = everything but cytorch.functional kernel calls: Python, activations "
+          "outside a fused kernel, loss, optimizer\n", flush=True)
+
+    fns = predict_runs(torch)
+    times = interleaved(fns, repeat=repeat, warmup=1)
+    n_predict = 20_000
+    pred = Table("predict", "cytorch", "img/s", "threads", "torch", "img/s", "threads",
+                 "ratio", "median ratio")
+    ours_t, ours = best_of(times, "cytorch")
+    theirs_t, theirs = best_of(times, "torch") if torch else (None, None)
+    pred.add("keras_mnist", fmt_time(ours.best), f"{n_predict / ours.best:,.0f}", ours_t,
+             fmt_time(theirs.best) if torch else "-",
+             f"{n_predict / theirs.best:,.0f}" if torch else "-", theirs_t or "-",
+             f"{ours.best / theirs.best:.2f}" if torch else "-",
+             f"{ours.median / theirs.median:.2f}" if torch else "-")
+    pred.print()
+    print(f"\n{n_predict:,} 28x28x1 uint8 images at batch 256; best of each: "
+          + ", ".join(f"{k} {fmt_time(v.best)}" for k, v in times.items()) + "\n", flush=True)
     subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child"], check=True)
 
 

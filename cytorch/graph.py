@@ -19,9 +19,9 @@ multivariable chain rule: if ``x`` feeds ``f`` and ``g``, ``dL/dx = dL/df df/dx 
 
 Each run hands every layer a ``CallContext`` (``cytorch.layers.context``): the modes of that kind
 of call, made once per graph and kind and passed as an argument, never set on the layers.  So
-``predict`` inside a callback runs with its own modes while ``fit`` is between two steps.  A
-training step's contexts also carry the graph passes of ``cytorch.graph_passes``, rewrites
-that change how a step computes but not one number of its result.
+``predict`` inside a callback runs with its own modes while ``fit`` is between two steps.  The
+contexts also carry the graph passes of ``cytorch.graph_passes``, rewrites that change how a
+run computes but not one number of its result.
 
 Training (``compile``/``fit``/``evaluate``/``predict``) comes from ``cytorch.training``, the
 table of ``summary()`` from ``cytorch._summary`` and ``save`` from ``cytorch.saving``.
@@ -163,9 +163,9 @@ class Model(TrainingMixin):
         The layers in topological order (``Input`` layers not included).
     input_shape, output_shape : tuple (or list of tuples for several inputs/outputs)
     graph_passes : tuple of str
-        The passes of ``cytorch.graph_passes`` a training step applies (default: all of them,
-        ``("relu_after_pooling",)``); each changes no number, only the work.  Set it to ``()``
-        on a model to step through the plain graph.
+        The passes of ``cytorch.graph_passes`` that ``fit``, ``evaluate`` and ``predict``
+        apply (default: all of them, ``("relu_after_pooling",)``); each changes no number, only
+        the work.  Set it to ``()`` on a model to step through the plain graph.
     """
 
     graph_passes = tuple(_passes.PASSES)
@@ -264,13 +264,15 @@ class Model(TrainingMixin):
     def _contexts(self, logits=False, training=False):
         """The ``CallContext`` of every node of ``_order`` for one kind of call, made once.
 
-        Every run skips the layers' NaN scans (the model checks its input once).  ``logits``:
-        the output layer returns its pre-activation (for a loss that fuses it).  ``training``
-        (a gradient step): layers reading only model inputs skip dL/dx, every layer may reuse
-        its buffers (nothing of a step outlives it), and the passes named in ``graph_passes``
-        add their modes.  A layer is asked only for the modes it honours
-        (lists in ``context_modes``, with a forward and backward that take ``ctx``)."""
-        passes = tuple(self.graph_passes) if training else ()
+        Every run skips the layers' NaN scans (the model checks its input once) and gets the
+        modes of the passes named in ``graph_passes`` (they change no number, so ``predict``
+        and ``evaluate`` save the work too: Keras-MNIST's ReLUs run on the pooled maps).
+        ``logits``: the output layer returns its pre-activation (for a loss that fuses it).
+        ``training`` (a gradient step): layers reading only model inputs skip dL/dx and every
+        layer may reuse its buffers (nothing of a step outlives it).  A layer is asked only
+        for the modes it honours (lists in ``context_modes``, with a forward and backward that
+        take ``ctx``)."""
+        passes = tuple(self.graph_passes)
         key = (bool(logits), bool(training), passes)
         contexts = self._context_cache.get(key)
         if contexts is None:
@@ -282,10 +284,9 @@ class Model(TrainingMixin):
                     modes[node.id]["reuse_buffers"] = True
                     if all(i.is_source for i in node.inputs):
                         modes[node.id]["input_grad"] = False
-                for name in passes:
-                    for node_id, changes in _passes.get(name)(self._order,
-                                                              self._outputs).items():
-                        modes[node_id].update(changes)
+            for name in passes:
+                for node_id, changes in _passes.get(name)(self._order, self._outputs).items():
+                    modes[node_id].update(changes)
             contexts = self._context_cache[key] = tuple(
                 CallContext(check_finite=False, **{k: v for k, v in modes[n.id].items()
                                                    if honours(n.layer, k)})

@@ -1,11 +1,12 @@
-"""Graph passes: rewrites of how a training step computes that change none of its numbers.
+"""Graph passes: rewrites of how a model runs its graph that change none of its numbers.
 
 A pass reads a model's graph (its nodes in topological order and its output nodes) and returns
-``{node id: {CallContext mode: value}}``: the modes some layers get in each training step, on
-top of the step's own (no NaN scans, logits for a fused loss).  Nothing is set on the layers,
-so between steps -- in a callback, in ``predict`` -- every layer computes what it computes on
-its own.  A model applies the passes named in its ``graph_passes`` attribute (all of these by
-default); ``model.graph_passes = ()`` runs the plain graph, for stepping through or comparing.
+``{node id: {CallContext mode: value}}``: the modes some layers get in each run of the graph by
+``fit``, ``evaluate`` and ``predict``, on top of the run's own (no NaN scans, logits for a fused
+loss).  Nothing is set on the layers, so a layer called on its own computes what it computes
+on its own.  A model applies the passes named in its ``graph_passes`` attribute (all of these
+by default); ``model.graph_passes = ()`` runs the plain graph, for stepping through or
+comparing.
 
 relu_after_pooling
     A ReLU whose output only a max or min pooling layer reads (conv -> relu -> max-pool, as in

@@ -23,8 +23,9 @@ returns probabilities, wherever it is called from: modes are arguments of a call
 attributes of the layers, so a ``predict`` or ``evaluate`` inside a callback gives what it gives
 after ``fit``.
 
-A training step also applies the model's graph passes (``cytorch.graph_passes``), such as
-``relu_after_pooling``, which change how a step computes and none of its numbers.
+Training steps, ``evaluate`` and ``predict`` apply the model's graph passes
+(``cytorch.graph_passes``), such as ``relu_after_pooling``, which change how a run computes and
+none of its numbers.
 
 Ctrl-C during ``fit`` finishes the current batch, prints a note and returns the ``History``:
 the model keeps the weights of the last completed step and stays usable.

@@ -189,6 +189,12 @@ BAD_GEOMETRY = [   # arguments of a windowed forward on the 5x5 x
      r"strides must be an int or a pair of ints, got \(1, 2, 3\)"),
     ("stride 2**40", {"strides": 2 ** 40}, ValueError,
      r"strides must be at most 2\*\*31 - 1 = 2147483647, got 1099511627776"),
+    # pairs of plain ints take a fast path in as_pair: its edges must still be refused
+    ("stride (2**31, 1)", {"strides": (2 ** 31, 1)}, ValueError,
+     r"strides must be at most 2\*\*31 - 1 = 2147483647, got \(2147483648, 1\)"),
+    ("stride (True, 1)", {"strides": (True, 1)}, ValueError,
+     r"strides must be an int or a pair of ints, got \(True, 1\)"),
+    ("stride (-1, 1)", {"strides": (-1, 1)}, ValueError, r"strides must be positive"),
     ("padding typo", {"padding": "smae"}, ValueError,
      r"padding must be 'valid', 'same', 'full', an int or a pair, got 'smae'"),
     ("padding -1", {"padding": -1}, ValueError, r"padding must be >= 0, got -1"),

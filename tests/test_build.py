@@ -91,6 +91,26 @@ def test_unknown_backend_is_rejected():
     assert cytorch.get_backend() == "compiled"
 
 
+def test_num_threads_environment_is_read_once_and_again_after_set_num_threads_none(monkeypatch):
+    # every kernel call asks get_num_threads(): the environment is read at the first call and
+    # after set_num_threads(None), not at every call
+    try:
+        monkeypatch.setenv("CYTORCH_NUM_THREADS", "3")
+        cytorch.set_num_threads(None)
+        assert cytorch.get_num_threads() == 3
+        monkeypatch.setenv("CYTORCH_NUM_THREADS", "5")
+        assert cytorch.get_num_threads() == 3   # cached
+        cytorch.set_num_threads(None)
+        assert cytorch.get_num_threads() == 5
+        monkeypatch.delenv("CYTORCH_NUM_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        cytorch.set_num_threads(None)
+        assert cytorch.get_num_threads() == 2
+    finally:
+        monkeypatch.undo()
+        cytorch.set_num_threads(None)
+
+
 def test_num_threads_setting():
     default = cytorch.get_num_threads()
     try:
@@ -120,6 +140,46 @@ def test_single_threaded_blas_is_public_and_restores_each_library():
                 pass
             assert all(lib.get_num_threads() == 1 for lib in controller.lib_controllers)
         assert [lib.get_num_threads() for lib in controller.lib_controllers] == before
+
+
+def test_single_threaded_blas_nested_in_the_same_thread_costs_no_library_call():
+    # fit holds one context around its loop and every Dense call opens another: an inner
+    # context of the same thread neither reads nor sets the libraries; another thread's
+    # outermost context still does (and restores what it set, in its own thread)
+    import threading
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from cytorch._config import single_threaded_blas
+    with single_threaded_blas():
+        pass                              # finds the libraries
+    libraries = single_threaded_blas._libraries
+    if not libraries:
+        pytest.skip("no BLAS library found by threadpoolctl")
+    calls = []
+    for lib in libraries:
+        lib.get_num_threads = lambda _f=lib.get_num_threads: calls.append(1) or _f()
+    try:
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            with cytorch.single_threaded_blas():
+                outer = len(calls)
+                assert outer == len(libraries)
+                for _ in range(3):
+                    with cytorch.single_threaded_blas():
+                        assert [lib.get_num_threads() for lib in libraries] == \
+                            [1] * len(libraries)
+                assert len(calls) == outer + 3 * len(libraries)   # only the asserts' reads
+                seen = []
+
+                def other():
+                    with cytorch.single_threaded_blas():
+                        seen.append(len(calls))
+                worker = threading.Thread(target=other)
+                worker.start()
+                worker.join(10)
+                assert seen == [outer + 4 * len(libraries)]   # the worker's outermost read them
+            assert [lib.get_num_threads() for lib in libraries] == [2] * len(libraries)
+    finally:
+        for lib in libraries:
+            del lib.get_num_threads
 
 
 def test_import_fails_loudly_without_the_compiled_kernels():

@@ -325,6 +325,10 @@ def test_deferred_relu_is_not_applied_by_the_conv():
     conv.forward = spy
     model.fit(X, y, batch_size=8, epochs=1, verbose=0)
     assert seen[True] < 0                       # the training step: not applied
+    seen.clear()
+    model.predict(X, verbose=0)                 # predict runs the graph passes too
+    assert seen[True] < 0 and False not in seen
+    model.graph_passes = ()
     model.predict(X, verbose=0)
     assert seen[False] == 0                     # on its own: applied, fused in the kernel
 

@@ -430,6 +430,29 @@ def test_relu_after_pooling_changes_no_weight_after_an_epoch():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_and_evaluate_apply_the_graph_passes_and_give_the_same_numbers(dtype):
+    # predict and evaluate run the passes too (Keras-MNIST's ReLUs on the pooled maps): the
+    # probabilities and the loss must be those of the plain graph, bit for bit
+    model = _relu_pool_model(lambda x: L.MaxPooling2D(3, strides=2, dtype=dtype)(x), dtype)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, 9, 9, 2)).astype(dtype)
+    x[0, :3, :3] = 0
+    y = rng.integers(0, 4, 7)
+    pools = [layer for layer in model.layers if isinstance(layer, (L.MaxPooling2D,
+                                                                   L.MinPooling2D))]
+    outs, losses = {}, {}
+    for passes in [(), ("relu_after_pooling",)]:
+        model.graph_passes = passes
+        outs[passes] = model.predict(x, batch_size=3)
+        losses[passes] = model.evaluate(x, y, batch_size=3)
+        for logits in (False, True):   # the contexts of predict, of evaluate
+            contexts = dict(zip(model.layers, model._contexts(logits=logits)))
+            assert any(contexts[layer].apply_relu for layer in pools) == bool(passes)
+    np.testing.assert_array_equal(outs[()], outs[("relu_after_pooling",)])
+    assert losses[()] == losses[("relu_after_pooling",)]
+
+
 def test_an_unknown_graph_pass_is_named():
     model = small_model().compile()
     model.graph_passes = ("relu_before_pooling",)
