@@ -8,6 +8,8 @@ Environment switches
 CYTORCH_DEBUG_CYTHON=1   bounds checks, wraparound and initialisation checks back on, -O1 -g.
 CYTORCH_NO_OPENMP=1      build without OpenMP even when the compiler has it.
 CYTORCH_BUILD_ONLY=a,b   build only these modules (e.g. ``_conv,_pool``), for quick iteration.
+CYTORCH_BUILD_JOBS=N     compile N modules at once (default: one per CPU; ``build_ext -j N``
+                         given on the command line wins).
 """
 import glob
 import os
@@ -34,6 +36,17 @@ def openmp_flags(compiler_type):
     return ["-fopenmp"], ["-fopenmp"]
 
 
+def build_jobs():
+    jobs = os.environ.get("CYTORCH_BUILD_JOBS", "")
+    if jobs:
+        if not jobs.isdigit() or int(jobs) < 1:
+            sys.exit(f"CYTORCH_BUILD_JOBS must be a positive whole number, got {jobs!r}")
+        return int(jobs)
+    if hasattr(os, "sched_getaffinity"):   # the CPUs this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class BuildExt(build_ext):
     """build_ext that adds OpenMP when a test program with it compiles and links."""
 
@@ -55,6 +68,13 @@ class BuildExt(build_ext):
             except Exception:  # any compile or link failure means: no OpenMP here
                 return False
         return True
+
+    def finalize_options(self):
+        super().finalize_options()
+        # one module per core at once: the kernels are a dozen independent, slow compiles
+        # (each .pyx in three instruction-set variants), and pip gives no -j of its own
+        if not self.parallel:
+            self.parallel = build_jobs()
 
     def build_extensions(self):
         openmp = self._has_openmp()
@@ -112,6 +132,6 @@ directives = {
 setup(
     ext_modules=cythonize(extensions(), compiler_directives=directives,
                           # a debug build must not reuse C files generated without checks
-                          force=DEBUG),
+                          force=DEBUG, nthreads=build_jobs()),
     cmdclass={"build_ext": BuildExt},
 )
