@@ -30,6 +30,11 @@ padded dx: with dout stored planar in rows as wide as the padded image (zero pas
 tap (a, b, c) of every output pixel lands in one contiguous run of channel c's plane, so
 col2im is one vector add per tap and tile.  K is padded with zero filters to whole vectors.
 
+With an ``activation`` (the fused epilogue, ``_epilogue.pxd``) forward applies it to each
+image's output right after its tiles, while it is in cache, and backward computes ``dz = dout
+* f'(y)`` of each image into a per-thread buffer in the pass that sums db, before dW and dx
+read it.
+
 Threads: the batch is cut into work units of whole images (``_conv._units``, after the policy
 in ``_parallel.pxd``).  dW and db are summed per unit and the units added in unit order, so the
 result does not depend on which thread ran what.  ``cytorch.functional`` validates every

@@ -64,7 +64,8 @@
  * the 64-bit selects ("relevant stmt not supported: _ ? 1 : 0"), and x86-64 CPUs without
  * AVX2 are rare.  The avx2 and avx512 variants contract the same multiply-adds into FMAs and
  * give the same bits; the default variant rounds products first and may differ in the last
- * bit.
+ * bit.  cy_col_sums_avx512_f/_d widen and add zmm vectors (vcvtps2pd, vaddpd %zmm), the avx2
+ * variants ymm, the default xmm (also in ``tests/test_isa.py``).
  */
 #ifndef CYTORCH_MATHFN_H
 #define CYTORCH_MATHFN_H
