@@ -123,16 +123,20 @@ class DepthwiseConv2D(_Depthwise):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        # the kernel applies the activation as it writes the output when it can (as Conv2D)
+        fused = self._kernel_activation(ctx, F.CONV2D_ACTIVATIONS)
         z, cache = F.depthwise_conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                               self.strides, self.padding, self.dilation_rate,
-                                              check_finite=False)
-        act, y = self._activate(z, inplace=True, ctx=ctx)
+                                              activation=fused, check_finite=False)
+        act, y = (None, z) if fused is not None else self._activate(z, inplace=True, ctx=ctx)
         self._cache = (cache, act, y)
         return y
 
     def backward(self, dout, ctx=DEFAULT):
         cache, act, y = cached(self)
-        dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
+        dz = as_grad(self, dout, y.shape, ctx.check_finite)
+        if act is not None:   # else the kernel applies the derivative (the cache knows f)
+            dz = act.backward(dz, y)
         dx, dw, db = F.depthwise_conv2d_backward(dz, cache, check_finite=False)
         self.grads["kernel"] = dw
         if self.use_bias:
@@ -208,15 +212,20 @@ class SeparableConv2D(_Depthwise):
         z1, depthwise_cache = F.depthwise_conv2d_forward(
             x, self.params["depthwise_kernel"], None, self.strides, self.padding,
             self.dilation_rate, check_finite=False)
+        # the activation follows the pointwise step: its conv2d kernel applies it when it can
+        fused = self._kernel_activation(ctx, F.CONV2D_ACTIVATIONS)
         z, pointwise_cache = F.conv2d_forward(z1, self.params["pointwise_kernel"],
-                                              self.params.get("bias"), check_finite=False)
-        act, y = self._activate(z, inplace=True, ctx=ctx)
+                                              self.params.get("bias"), activation=fused,
+                                              check_finite=False)
+        act, y = (None, z) if fused is not None else self._activate(z, inplace=True, ctx=ctx)
         self._cache = (depthwise_cache, pointwise_cache, act, y)
         return y
 
     def backward(self, dout, ctx=DEFAULT):
         depthwise_cache, pointwise_cache, act, y = cached(self)
-        dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
+        dz = as_grad(self, dout, y.shape, ctx.check_finite)
+        if act is not None:   # else the kernel applies the derivative (the cache knows f)
+            dz = act.backward(dz, y)
         dz1, dpw, db = F.conv2d_backward(dz, pointwise_cache, check_finite=False)
         dx, ddw, _ = F.depthwise_conv2d_backward(dz1, depthwise_cache, check_finite=False)
         self.grads["depthwise_kernel"] = ddw
