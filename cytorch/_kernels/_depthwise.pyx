@@ -31,7 +31,8 @@ inside the image, the *interior*, run in tiles of 8 pixels (forward) or 9 taps (
 ``_depthwise.h``); the few along the edges run with their clipped windows (forward) or tap by
 tap over the strips where that tap is inside (dW, dx).  At stride 1 dx is itself a forward
 correlation (of dout with the flipped taps, ``_transposed``): each dx pixel gathers its terms
-in registers.  (A first version copied every image into a zero-padded buffer: at stride 2 the
+in registers; at stride 2 a gather split by phases was measured slower than the scatter
+(``_gathers_dx``).  (A first version copied every image into a zero-padded buffer: at stride 2 the
 copy cost more than the convolution.)  Compared
 with running a one-channel conv2d per channel (what ``cytorch.functional`` did before), no
 channel is copied out of the batch, and every vector lane works.
@@ -179,7 +180,18 @@ cdef void _interior(Geom *g) noexcept nogil:
 cdef bint _gathers_dx(const Geom *g) noexcept nogil:
     """Whether dx is the correlation of dout with the flipped taps (``_transposed``): at
     stride 1 (and padding within the window's extent), each dx pixel then gathers its terms in
-    registers instead of every dout pixel adding into dx in memory."""
+    registers instead of every dout pixel adding into dx in memory.
+
+    At stride s > 1 dx scatters, measured: dx can gather there too, split into s_h x s_w
+    phases (the dx pixels i = r + s*u of phase r are reached by the taps a with
+    r + pt - a*dh divisible by s, a stride-1 correlation of dout with those taps flipped and
+    dilation dh / gcd(dh, s)), but a 3x3 window leaves each phase 1, 2 or 4 taps, too few to
+    pay for each tile's accumulator loads and stores.  Written and timed (2026-12-03, AMD EPYC
+    Zen 5, one thread, float32, best of 15 thread CPU times; the dx share of backward, gather
+    / scatter): 32x28x28x64 k3 s2 1.16-2.11 (avx512) 1.62 (avx2); 32x56x56x32 k3 s2 2.5
+    (avx512) 1.9 (avx2); 32x28x28x64 k5 s2 0.67-1.08 (avx512) 0.97 (avx2); dm 3 k3 s2
+    0.79-1.09.  The scatter keeps the 9 weight vectors in registers and loads each dout vector
+    once for all of them."""
     return g.sh == 1 and g.sw == 1 and g.pt <= (g.kh - 1) * g.dh and g.pl <= (g.kw - 1) * g.dw
 
 
