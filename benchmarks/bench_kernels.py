@@ -138,7 +138,8 @@ def main():
     act = args.activation
     repeat = args.repeat or (2 if args.quick else 10)
     h.header(f"conv2d forward+backward with {act}" if act
-             else "conv2d and depthwise conv2d forward+backward")
+             else "conv2d and depthwise conv2d forward+backward",
+             threads=(1, cytorch.get_num_threads(), 2))
     peak = h.sgemm_gflops(repeat=3)
     torch = None if args.no_torch else h.try_import_torch()
     rng = np.random.default_rng(0)
