@@ -36,7 +36,7 @@ __all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_a
            "global_dout", "global_cache", "dropout_args", "dropout_dout", "dropout_cache",
            "check_cache", "check_winner_index_range", "batch_norm_args", "batch_norm_cache",
            "batch_norm_dout", "check_batch_stats", "depthwise_args", "depthwise_cache",
-           "depthwise_dout", "CONV_ACTIVATIONS", "conv_activation"]
+           "depthwise_dout", "CONV_ACTIVATIONS", "conv_activation", "pool_activation"]
 
 _FLOATS = (np.float32, np.float64)
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays at 4 MB
@@ -312,11 +312,27 @@ def pool_args(x, pool_size, strides, padding, check_finite, what):
     return x, (ph, pw), (sh, sw), pads, (N, H_out, W_out, C)
 
 
-def pool_cache(kind, x, pool, strides, pads, argidx=None):
+def pool_activation(activation, what):
+    """The activation a max/min pooling call applies to its output: None or "relu".
+
+    Only ReLU: it is monotone, so pooling then ReLU equals ReLU then pooling (the graph pass
+    ``relu_after_pooling`` moves a conv's ReLU here, onto 4x fewer values)."""
+    if activation is None or activation == "linear":
+        return None
+    if activation == "relu":
+        return "relu"
+    raise ValueError(f"{what}: activation must be None, 'linear' or 'relu' (the one that "
+                     f"commutes with pooling), got {activation!r}")
+
+
+def pool_cache(kind, x, pool, strides, pads, argidx=None, activation=None, y=None):
     """What every windowed pooling backward needs: the geometry, x's shape and dtype, and
-    (max/min) the flat index of each window's winner.  x itself is not kept."""
+    (max/min) the flat index of each window's winner, None after a forward that was told no
+    backward follows (``need_backward=False``).  x itself is not kept; with an activation
+    (relu) the output ``y``, whose ``y > 0`` is the activation's derivative."""
     return {"kind": kind, "x_shape": x.shape, "dtype": x.dtype, "pool_size": pool,
-            "strides": strides, "pads": pads, "argidx": argidx}
+            "strides": strides, "pads": pads, "argidx": argidx, "activation": activation,
+            "y": y}
 
 
 def pool_dout(kind, dout, cache, check_finite=True):
@@ -324,6 +340,10 @@ def pool_dout(kind, dout, cache, check_finite=True):
     contiguous array of the forward pass's dtype."""
     what = f"{kind}_pool2d"
     check_cache(cache, kind, what)
+    if kind != "avg" and cache["argidx"] is None:
+        raise ValueError(f"{what}_backward needs the winners of each window, and this cache "
+                         f"comes from {what}_forward(..., need_backward=False), which does "
+                         f"not record them: run forward with need_backward=True")
     N, H, W, C = cache["x_shape"]
     (ph, pw), (sh, sw) = cache["pool_size"], cache["strides"]
     pt, pb, pl, pr = cache["pads"]

@@ -261,7 +261,7 @@ class Model(TrainingMixin):
                        f"{[layer.name for layer in self.layers]}")
 
     # -- forward and backward -----------------------------------------------------------------
-    def _contexts(self, logits=False, training=False):
+    def _contexts(self, logits=False, training=False, inference=False):
         """The ``CallContext`` of every node of ``_order`` for one kind of call, made once.
 
         Every run skips the layers' NaN scans (the model checks its input once) and gets the
@@ -269,16 +269,21 @@ class Model(TrainingMixin):
         and ``evaluate`` save the work too: Keras-MNIST's ReLUs run on the pooled maps).
         ``logits``: the output layer returns its pre-activation (for a loss that fuses it).
         ``training`` (a gradient step): layers reading only model inputs skip dL/dx and every
-        layer may reuse its buffers (nothing of a step outlives it).  A layer is asked only
+        layer may reuse its buffers (nothing of a step outlives it).  ``inference``
+        (``predict``, ``evaluate``): no backward follows, layers need keep nothing for it.
+        A layer is asked only
         for the modes it honours (lists in ``context_modes``, with a forward and backward that
         take ``ctx``)."""
         passes = tuple(self.graph_passes)
-        key = (bool(logits), bool(training), passes)
+        key = (bool(logits), bool(training), bool(inference), passes)
         contexts = self._context_cache.get(key)
         if contexts is None:
             modes = {n.id: {} for n in self._order}
             if logits:
                 modes[self._outputs[0].id]["return_logits"] = True
+            if inference:
+                for node in self._order:
+                    modes[node.id]["inference"] = True
             if training:
                 for node in self._order:
                     modes[node.id]["reuse_buffers"] = True

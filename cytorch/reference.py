@@ -24,7 +24,7 @@ from ._checks import (ShapeError, as_batch, as_float_array, as_pair, batch_norm_
                       conv_args, conv_cache,
                       depthwise_args, depthwise_cache, depthwise_dout,
                       conv_dout, dropout_args, dropout_cache, dropout_dout, global_args,
-                      global_cache, global_dout, pool_args, pool_cache, pool_dout,
+                      global_cache, global_dout, pool_activation, pool_args, pool_cache, pool_dout,
                       window_output_shape)
 
 
@@ -549,10 +549,12 @@ def _window_offsets(x_shape, pool, strides, pads, out_hw):
             yield rows, cols, real[:, :, None], flat[:, :, None]
 
 
-def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
+def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind,
+                            activation=None, need_backward=True):
     """Max (``kind="max"``) or min (``kind="min"``) pooling: one implementation for both."""
     x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(
         x, pool_size, strides, padding, check_finite, f"{kind}_pool2d")
+    activation = pool_activation(activation, f"{kind}_pool2d")
     pt, pb, pl, pr = pads
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     out = np.zeros((N, H_out, W_out, C), dtype=x.dtype)
@@ -565,12 +567,29 @@ def _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, kind):
         out = np.where(take, v, out)
         argidx = np.where(take, flat, argidx)
         seen |= real
-    return out, pool_cache(kind, x, pool, strides, pads, argidx)
+    return _pooled(kind, x, pool, strides, pads, out, argidx, activation, need_backward)
+
+
+def _pooled(kind, x, pool, strides, pads, out, argidx, activation, need_backward):
+    """``(out, cache)`` of max/min pooling: ReLU applied to ``out`` when asked (the max of
+    relu(x) is relu of the max: ReLU is monotone), the winners dropped when no backward
+    follows."""
+    if activation is not None:
+        out = activation_forward(activation, out)
+    return out, pool_cache(kind, x, pool, strides, pads, argidx if need_backward else None,
+                           activation, out if activation is not None else None)
+
+
+def _pooling_activation_backward(dout, cache):
+    """dout times the derivative of the pooling's activation (ReLU: ``[y > 0]``), if any."""
+    if cache["activation"] is None:
+        return dout
+    return activation_backward(cache["activation"], dout, cache["y"])
 
 
 def _extreme_pool2d_backward(dout, cache, check_finite, kind):
     """Route each ``dout`` value to its window's winner; overlapping windows add up."""
-    dout = pool_dout(kind, dout, cache, check_finite)
+    dout = _pooling_activation_backward(pool_dout(kind, dout, cache, check_finite), cache)
     N, H, W, C = cache["x_shape"]
     pool, strides, pads = cache["pool_size"], cache["strides"], cache["pads"]
     pt, pb, pl, pr = pads
@@ -582,7 +601,8 @@ def _extreme_pool2d_backward(dout, cache, check_finite, kind):
     return dxp[:, pt:pt + H, pl:pl + W, :]
 
 
-def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True,
+                       activation=None, need_backward=True):
     """Max pooling: the largest value of every ``(ph, pw)`` window, per channel.
 
     x: ``(N, H, W, C)`` -> out: ``(N, H_out, W_out, C)`` with
@@ -593,7 +613,8 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     where window (i, j) covers padded rows ``i*sh .. i*sh + ph - 1`` and columns
     ``j*sw .. j*sw + pw - 1``.  The cache holds ``argidx[n, i, j, c] = ih * W + iw`` of the
     winner (the first one, in row-major order, on ties).  ``check_finite``: raise ValueError on
-    NaN/inf in x.
+    NaN/inf in x.  ``activation="relu"`` returns ``relu(out)`` (and backward multiplies dout
+    by ``[out > 0]`` first); ``need_backward=False`` (inference) keeps no winners in the cache.
 
     The course's example, 2x2 windows with stride 2:
 
@@ -603,7 +624,8 @@ def max_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[6., 8.],
            [3., 4.]])
     """
-    return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "max")
+    return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "max",
+                                   activation, need_backward)
 
 
 def max_pool2d_backward(dout, cache, check_finite=True):
@@ -616,7 +638,8 @@ def max_pool2d_backward(dout, cache, check_finite=True):
     return _extreme_pool2d_backward(dout, cache, check_finite, "max")
 
 
-def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True):
+def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_finite=True,
+                       activation=None, need_backward=True):
     """Min pooling: the smallest value of every window (max pooling of ``-x``, negated).
 
     Same shapes, formula and cache as ``max_pool2d_forward`` with min in place of max.
@@ -626,7 +649,8 @@ def min_pool2d_forward(x, pool_size=2, strides=None, padding="valid", check_fini
     array([[1., 2.],
            [1., 0.]])
     """
-    return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "min")
+    return _extreme_pool2d_forward(x, pool_size, strides, padding, check_finite, "min",
+                                   activation, need_backward)
 
 
 def min_pool2d_backward(dout, cache, check_finite=True):
@@ -695,9 +719,11 @@ def _windows_2x2(x):
     return v.transpose(0, 1, 3, 2, 4, 5).reshape(N, H_out, W_out, 4, C)
 
 
-def _pool2d_2x2_forward(kind, x, check_finite):
+def _pool2d_2x2_forward(kind, x, check_finite, activation=None, need_backward=True):
     x, pool, strides, pads, (N, H_out, W_out, C) = pool_args(x, 2, 2, "valid", check_finite,
                                                               f"{kind}_pool2d")
+    if kind != "avg":
+        activation = pool_activation(activation, f"{kind}_pool2d")
     cells = _windows_2x2(x)
     if kind == "avg":
         # rows first, then columns, as the kernel adds them: the same bits
@@ -710,11 +736,14 @@ def _pool2d_2x2_forward(kind, x, check_finite):
     i = np.arange(H_out)[:, None, None]
     j = np.arange(W_out)[None, :, None]
     argidx = (2 * i + k // 2) * x.shape[2] + 2 * j + k % 2       # ih * W + iw of the winner
-    return out, pool_cache(kind, x, pool, strides, pads, argidx.astype(np.int32))
+    return _pooled(kind, x, pool, strides, pads, out, argidx.astype(np.int32), activation,
+                   need_backward)
 
 
 def _pool2d_2x2_backward(kind, dout, cache, check_finite):
     dout = pool_dout(kind, dout, cache, check_finite)
+    if kind != "avg":
+        dout = _pooling_activation_backward(dout, cache)
     if cache["pool_size"] != (2, 2) or cache["strides"] != (2, 2) or any(cache["pads"]):
         raise ValueError(f"{kind}_pool2d_2x2_backward needs the cache of a 2x2 stride-2 "
                          f"unpadded pooling, got pool_size {cache['pool_size']}, strides "
@@ -738,14 +767,16 @@ def _pool2d_2x2_backward(kind, dout, cache, check_finite):
     return dx
 
 
-def max_pool2d_2x2_forward(x, check_finite=True):
+def max_pool2d_2x2_forward(x, check_finite=True, activation=None, need_backward=True):
     """``max_pool2d_forward(x, 2)`` for 2x2 windows, stride 2, no padding, by a reshape: the
     twin of the compiled fast path.
 
     Each window's four cells ``x[2i:2i+2, 2j:2j+2]`` become one axis of length 4 (row-major),
     and the max is taken along it; ``argmax`` gives the first winner on ties, whose place
     ``k = 2a + b`` in the window is the cell ``(2i + a, 2j + b)``.  Same output and cache as
-    ``max_pool2d_forward(x, 2)``.
+    ``max_pool2d_forward(x, 2)``, ``activation`` and ``need_backward`` too.  (With
+    ``need_backward=False`` the compiled kernel does less: it reads each window's four blocks
+    of C channels straight into vectors and never forms k; the values are the same.)
 
     >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)
     >>> out, cache = max_pool2d_2x2_forward(x[None, :, :, None])
@@ -754,7 +785,7 @@ def max_pool2d_2x2_forward(x, check_finite=True):
            [3., 4.]]), array([[ 5,  7],
            [ 8, 15]], dtype=int32))
     """
-    return _pool2d_2x2_forward("max", x, check_finite)
+    return _pool2d_2x2_forward("max", x, check_finite, activation, need_backward)
 
 
 def max_pool2d_2x2_backward(dout, cache, check_finite=True):
@@ -763,9 +794,9 @@ def max_pool2d_2x2_backward(dout, cache, check_finite=True):
     return _pool2d_2x2_backward("max", dout, cache, check_finite)
 
 
-def min_pool2d_2x2_forward(x, check_finite=True):
+def min_pool2d_2x2_forward(x, check_finite=True, activation=None, need_backward=True):
     """``min_pool2d_forward(x, 2)`` by a reshape, as ``max_pool2d_2x2_forward``."""
-    return _pool2d_2x2_forward("min", x, check_finite)
+    return _pool2d_2x2_forward("min", x, check_finite, activation, need_backward)
 
 
 def min_pool2d_2x2_backward(dout, cache, check_finite=True):

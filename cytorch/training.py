@@ -247,7 +247,7 @@ class TrainingMixin:
         xs = self._check_x(x)
         with self._running():
             batch = self._take(xs, slice(None))   # x itself when already contiguous float32
-            out = self._forward(batch, training=False, contexts=self._contexts())
+            out = self._forward(batch, training=False, contexts=self._contexts(inference=True))
         # (a model of reshapes only can return a view of x: the caller gets its own array)
         return out.copy() if any(np.shares_memory(out, a) for a in batch) else out
 
@@ -472,7 +472,7 @@ class TrainingMixin:
     def _evaluate(self, xs, y, w, batch_size, fused):
         """``{"loss": ..., metric log name: ...}`` on checked data."""
         n = len(xs[0])
-        contexts = self._contexts(logits=fused)
+        contexts = self._contexts(logits=fused, inference=True)
         metrics = self._build_metrics(y)
         loss_sum = 0.0
         logs = {}
@@ -491,7 +491,7 @@ class TrainingMixin:
         batch_size = check_int(batch_size, "batch_size", 1)
         n = len(xs[0])
         result = None
-        contexts = self._contexts()
+        contexts = self._contexts(inference=True)
         with self._running():
             for start in range(0, n, batch_size):
                 idx = slice(start, min(start + batch_size, n))

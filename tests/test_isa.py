@@ -80,6 +80,28 @@ def test_global_pooling_is_the_same_in_every_variant(dtype, restore_isa):
     assert not np.isnan(results[VARIANTS[0]][0][2, 20])     # elsewhere it never wins
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inference_pooling_is_the_same_in_every_variant(dtype, restore_isa):
+    # max/min 2x2 pooling without winners, with and without ReLU: every channel count from 1
+    # to 40 (scalar loop, each vector width, overlapping last vectors), ties, -0.0, a NaN
+    rng = np.random.default_rng(2)
+    xs = [rng.integers(-3, 4, (2, 5, 7, C)).astype(dtype) for C in range(1, 41)]
+    for x in xs:
+        x[0, 0, 0, 0], x[1, 2, 3, -1] = -0.0, np.nan
+    results = {}
+    for variant in VARIANTS:
+        load("_pool")._select_isa(variant)
+        results[variant] = [
+            getattr(F, f"{kind}_pool2d_forward")(x, 2, check_finite=False,
+                                                 activation=activation,
+                                                 need_backward=False)[0]
+            for x in xs for kind in ("max", "min") for activation in (None, "relu")]
+    for variant, got in results.items():
+        for g, r in zip(got, results[VARIANTS[0]]):
+            np.testing.assert_array_equal(g, r, err_msg=variant)
+            np.testing.assert_array_equal(np.signbit(g), np.signbit(r), err_msg=variant)
+
+
 def winograd(dtype):
     """Winograd conv2d forward + backward with relu fused: 21 channels (vector blocks and a
     tail in every variant), ragged edges, "same" padding."""
@@ -303,10 +325,16 @@ def test_conv_epilogue_sums_db_in_whole_vectors(module, function, register):
 
 @pytest.mark.parametrize("function, register", [
     ("cy_extreme_2x2_avx512_f", "zmm"), ("cy_extreme_2x2_avx2_f", "ymm"),
-    ("cy_extreme_2x2_default_f", "xmm")])
+    ("cy_extreme_2x2_default_f", "xmm"),
+    # inference (no winners): each variant's widest vectors, and narrower ones for fewer
+    # channels (keras_mnist's C = 10: ymm, also in the avx512 variant)
+    ("cy_extreme_row_avx512_f", "zmm"), ("cy_extreme_row_avx512_f", "ymm"),
+    ("cy_extreme_row_avx2_f", "ymm"), ("cy_extreme_row_avx2_f", "xmm"),
+    ("cy_extreme_row_avx512_d", "zmm"), ("cy_extreme_row_avx2_d", "ymm"),
+    ("cy_extreme_row_default_f", "xmm")])
 def test_pool2x2_variants_compare_whole_vectors(function, register):
     code = disassembly("_pool", function)
-    assert re.search(rf"cmp\w*ps\s+[^\n]*%{register}", code), f"{function}: no vector compare"
+    assert re.search(rf"cmp\w*p[sd]\s+[^\n]*%{register}", code), f"{function}: no vector compare"
 
 
 @pytest.mark.parametrize("function, register", [

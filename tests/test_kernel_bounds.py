@@ -533,6 +533,50 @@ def test_pool2x2_stays_in_bounds(isa_variant, kind, dtype, N, H, W, C, threads):
     np.testing.assert_array_equal(dx.array, want_dx)
 
 
+# Inference (``argidx`` None): the row kernel ``cy_extreme_row_*`` reads each window's channels
+# in vectors whose last one overlaps the one before (C = 1 to 40: the scalar loop, every vector
+# width, partial vectors).  With ReLU the values are positive, so that a guard read by min
+# pooling (-1e30) is not hidden by the ReLU's 0.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(N=st.integers(1, 2), H=st.integers(2, 7), W=st.integers(2, 19), C=st.integers(1, 40),
+       relu=st.booleans(), threads=st.integers(1, 2))
+def test_pool2x2_without_winners_stays_in_bounds(isa_variant, kind, dtype, N, H, W, C, relu,
+                                                 threads):
+    rng = np.random.default_rng(0)
+    values = rng.integers(1 if relu else -2, 4, (N, H, W, C)).astype(dtype)
+    x = Guarded(values.shape, dtype, {"max": 1e30, "min": -1e30}[kind], values).array
+    want, _ = getattr(reference, f"{kind}_pool2d_2x2_forward")(
+        values, activation="relu" if relu else None, need_backward=False)
+    out = guarded_output(want.shape, dtype)
+    with running(isa_variant):
+        load("_pool").extreme_pool2d_forward(x, out.array, None, 2, 2, 2, 2, 0, 0,
+                                             kind == "min", threads, relu)
+    out.assert_guards_intact(f"{kind} 2x2 out without winners")
+    np.testing.assert_array_equal(out.array, want)
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
+@SETTINGS
+@given(geometry=geometries(window_inside_padding=True), relu=st.booleans(),
+       threads=st.integers(1, 2))
+@with_corners(POOL_CORNERS, relu=True, threads=2)
+def test_pool2d_without_winners_stays_in_bounds(kind, geometry, relu, threads):
+    # the general path: the winners go to a scratch row per thread
+    x_shape, (ph, pw), (sh, sw), pads = geometry
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.integers(-2, 3, x_shape).astype(np.float64))
+    want, _ = getattr(reference, f"{kind}_pool2d_forward")(
+        x, (ph, pw), (sh, sw), (pads[:2], pads[2:]), activation="relu" if relu else None)
+    out = guarded_output(want.shape, np.float64)
+    load("_pool").extreme_pool2d_forward(x, out.array, None, ph, pw, sh, sw, pads[0], pads[2],
+                                         kind == "min", threads, relu)
+    out.assert_guards_intact(f"{kind}_pool2d_forward out without winners")
+    assert_close(out.array, want, f"{kind}_pool2d_forward without winners")
+
+
 # -- windowed pooling ---------------------------------------------------------------------------
 # Found by AddressSanitizer: on the GEMM path, stride-1 columns and C <= 3, a row without an
 # interior window (kw > W) still ran the gathering col2im loop over kw - 1 columns, adding 0

@@ -25,7 +25,19 @@ MODULES = ("_conv", "_direct", "_winograd", "_blocked", "_depthwise", "_pool", "
 # for 16-27 ms.)
 # A short spin (10,000 rounds, some tens of microseconds) keeps most of the default's speed
 # when the machine is idle and PASSIVE's robustness when it is not, so cytorch asks libgomp
-# for it unless the user chose a policy or a spin count.  libgomp reads these variables once,
+# for it unless the user chose a policy or a spin count.
+#
+# Measured again on a 2-vCPU AMD EPYC (Zen 5, AVX-512) on 2026-12-03, idle machine, one
+# training epoch of keras_mnist / lenet5 (benchmarks/bench_training.py, best of 3):
+#
+#     policy                     1 thread            2 threads
+#     GOMP_SPINCOUNT=10000       121-127 / 121 ms    76-114 / 76-77 ms
+#     OMP_WAIT_POLICY=PASSIVE    126 / 122 ms        113 / 114 ms
+#
+# so two threads with the short spin stay the default.  (The 2-thread times are bimodal on
+# this virtual machine: the same process gives ~80 ms in some minutes and ~110 ms in others.)
+# On the same machine under load 6-11 the 2-thread runs of both cytorch and PyTorch were 2-7x
+# slower than one thread: with other processes on the cores, set_num_threads(1) is faster.  libgomp reads these variables once,
 # when it is loaded, which is why this runs before the first kernel module is imported; the
 # price is that the variable is also in this process's environment for any other OpenMP
 # runtime loaded later (torch, scikit-learn).  Other OpenMP runtimes ignore GOMP_SPINCOUNT.

@@ -55,6 +55,11 @@ cdef extern from "_pool2x2.h" nogil:
                           Py_ssize_t n, Py_ssize_t C, int W, int take_min) noexcept
     void cy_extreme_2x2_d(const double *a, const double *b, double *best, int *code,
                           Py_ssize_t n, Py_ssize_t C, int W, int take_min) noexcept
+    # inference (no winner codes): window j of a row, channels in vectors, optional ReLU
+    void cy_extreme_row_f(const float *a, const float *b, float *out, Py_ssize_t W_out,
+                          Py_ssize_t C, int take_min, int relu) noexcept
+    void cy_extreme_row_d(const double *a, const double *b, double *out, Py_ssize_t W_out,
+                          Py_ssize_t C, int take_min, int relu) noexcept
     # global pooling of one image: the sums (in double) and the extremes of its C channels
     void cy_global_sum_f(const float *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
     void cy_global_sum_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
@@ -249,6 +254,25 @@ cdef void _extreme_row_2x2(const floating *xn, floating *orow, int *irow,
             irow[t] = base + <int>(2 * j) + code[s]
 
 
+cdef void _extreme_row_2x2_values(const floating *xn, floating *orow, Py_ssize_t W,
+                                  Py_ssize_t C, Py_ssize_t W_out, Py_ssize_t i, bint take_min,
+                                  bint relu) noexcept nogil:
+    """``_extreme_row_2x2`` without the winners (inference), ReLU applied with ``relu``: the
+    C of ``_pool2x2.h`` reads each window's channels straight into vectors."""
+    cdef const floating *a = xn + 2 * i * W * C
+    if floating is float:
+        cy_extreme_row_f(a, a + W * C, orow, W_out, C, take_min, relu)
+    else:
+        cy_extreme_row_d(a, a + W * C, orow, W_out, C, take_min, relu)
+
+
+cdef inline void _relu_row(floating *o, Py_ssize_t n) noexcept nogil:
+    """o = relu(o) as ``cytorch.activations.relu``: +0 where o <= 0 (-0 too), NaN stays."""
+    cdef Py_ssize_t t
+    for t in range(n):
+        o[t] = 0 if o[t] <= 0 else o[t]
+
+
 cdef void _avg_row_2x2(const floating *xn, floating *orow, floating *rsum,
                        Py_ssize_t W, Py_ssize_t C, Py_ssize_t W_out,
                        Py_ssize_t i) noexcept nogil:
@@ -408,34 +432,53 @@ def _scratch(int num_threads, Py_ssize_t size, dtype):
 def extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                            int[:, :, :, ::1] argidx,
                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
-                           Py_ssize_t pt, Py_ssize_t pl, bint take_min, int num_threads):
-    """out[n, i, j, c] = max (min with ``take_min``) of window (i, j); argidx = its ih*W + iw."""
-    _check_nonempty(x, out, argidx)
+                           Py_ssize_t pt, Py_ssize_t pl, bint take_min, int num_threads,
+                           bint relu=False):
+    """out[n, i, j, c] = max (min with ``take_min``) of window (i, j); argidx = its ih*W + iw.
+
+    ``argidx`` None (inference, no backward follows): the winners are not recorded.
+    ``relu``: out = relu(extreme), which is the extreme of relu(x) (ReLU is monotone)."""
+    _check_nonempty(x, out)
     _check_window(tuple(x.shape), tuple(out.shape), ph, pw, sh, sw, pt, pl)
-    if tuple(argidx.shape) != tuple(out.shape):
+    cdef bint values_only = argidx is None
+    if not values_only and tuple(argidx.shape) != tuple(out.shape):
         raise ValueError(f"argidx shape {tuple(argidx.shape)[:4]} != out shape "
                          f"{tuple(out.shape)[:4]}")
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t H_out = out.shape[1], W_out = out.shape[2], r, tid
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0]
-    cdef int *ip = &argidx[0, 0, 0, 0]
     num_threads = threads_for(num_threads, x.size)
+    cdef bint is_2x2 = _is_2x2(ph, pw, sh, sw, pt, pl, H, W, H_out, W_out)
+    if values_only and is_2x2:
+        for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
+            _extreme_row_2x2_values(xp + (r // H_out) * H * W * C, op + r * W_out * C,
+                                    W, C, W_out, r % H_out, take_min, relu)
+        return
     cdef floating[:, ::1] best = _scratch(num_threads, W * C,
                                           np.float32 if floating is float else np.float64)
     cdef int[:, ::1] brow = _scratch(num_threads, W * C, np.int32)
-    if _is_2x2(ph, pw, sh, sw, pt, pl, H, W, H_out, W_out):
+    # without argidx the winners go to a scratch row per thread, overwritten row after row
+    cdef int[:, ::1] scratch_idx = _scratch(num_threads if values_only else 1, W_out * C,
+                                            np.int32)
+    cdef int *ip = &scratch_idx[0, 0] if values_only else &argidx[0, 0, 0, 0]
+    if is_2x2:
         for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
             tid = threadid()
             _extreme_row_2x2(xp + (r // H_out) * H * W * C, op + r * W_out * C,
-                                    ip + r * W_out * C, &best[tid, 0], &brow[tid, 0],
-                             W, C, W_out, r % H_out, take_min)
+                             ip + r * W_out * C, &best[tid, 0],
+                             &brow[tid, 0], W, C, W_out, r % H_out, take_min)
+            if relu:
+                _relu_row(op + r * W_out * C, W_out * C)
         return
     for r in prange(N * H_out, schedule="static", nogil=True, num_threads=num_threads):
         tid = threadid()
-        _extreme_row(xp + (r // H_out) * H * W * C, op + r * W_out * C, ip + r * W_out * C,
+        _extreme_row(xp + (r // H_out) * H * W * C, op + r * W_out * C,
+                     ip + (tid if values_only else r) * W_out * C,
                      &best[tid, 0], &brow[tid, 0],
                      H, W, C, ph, pw, sh, sw, pt, pl, W_out, r % H_out, take_min)
+        if relu:
+            _relu_row(op + r * W_out * C, W_out * C)
 
 
 def extreme_pool2d_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argidx,

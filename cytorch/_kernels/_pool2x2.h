@@ -108,6 +108,124 @@ CY_EXTREME_2X2_PLAIN(cy_extreme_2x2_default_d, double)
 
 #endif
 
+/* Inference: 2x2 max/min pooling of one output row with no winner codes (predict and evaluate
+ * run no backward pass), ReLU applied to the result when asked (``relu``):
+ *
+ *     out[jC + c] = f(extreme of a[2jC + c], a[2jC + C + c], b[2jC + c], b[2jC + C + c])
+ *
+ * for j < W_out, c < C, where f(v) = v <= 0 ? +0 : v (NaN stays NaN; ``cy_relu`` of
+ * ``_mathfn.h``) or the identity.  The four blocks of C channels of window j are loaded
+ * straight into vectors of channels: no pass over the offsets where no window starts and no
+ * compaction, which the training pass above needs for its codes (for C = 10 that compaction,
+ * one scalar copy per output value, was most of its time).  When C is not a multiple of the
+ * vector, the last vector of a window starts at C - N and computes some channels of the one
+ * before again (the same values); when C is narrower than the vector, a narrower vector
+ * serves (ymm or xmm for C = 10), and below 4 floats (2 doubles) the scalar loop.  The
+ * comparisons are those of the training pass, in the same order, so the values are the same
+ * bits; every load stays inside the 2 W_out cells of rows a and b.
+ *
+ * Instruction sets as above; ``objdump -d`` of the module built by GCC 12.2 (-O3) shows
+ * cy_extreme_row_avx512_f comparing zmm, ymm and xmm registers into mask registers
+ * (vcmpltps ..., %k1) and cy_extreme_row_avx2_f comparing ymm and xmm registers (vcmpltps);
+ * ``tests/test_isa.py`` repeats the check.
+ */
+#define CY_SELECT(VT, MT, m, u, v) ((VT)(((MT)(u) & (m)) | ((MT)(v) & ~(m))))
+
+/* The scalar form of a whole row. */
+#define CY_EXTREME_ROW_S(T, BETTER)                                                          \
+    for (j = 0; j < W_out; j++) {                                                            \
+        const T *pa = a + 2 * j * C, *pb = b + 2 * j * C;                                    \
+        for (c = 0; c < C; c++) {                                                            \
+            T v = pa[c], u;                                                                  \
+            u = pa[C + c]; if (u BETTER v) v = u;                                            \
+            u = pb[c]; if (u BETTER v) v = u;                                                \
+            u = pb[C + c]; if (u BETTER v) v = u;                                            \
+            if (relu && v <= 0) v = 0;                                                       \
+            out[j * C + c] = v;                                                              \
+        }                                                                                    \
+    }
+
+#if defined(__GNUC__)
+/* Every window of the row in vectors VT of N numbers (C >= N): c = 0, N, 2N, ..., C - N. */
+#define CY_EXTREME_ROW_V(VT, MT, N, BETTER)                                                  \
+    for (j = 0; j < W_out; j++) {                                                            \
+        const VT zero = {0};                                                                 \
+        for (c = 0;; c += N) {                                                               \
+            const T_ *pa, *pb;                                                               \
+            VT v, u;                                                                         \
+            MT m;                                                                            \
+            if (c + N > C)                                                                   \
+                c = C - N;                                                                   \
+            pa = a + 2 * j * C + c;                                                          \
+            pb = b + 2 * j * C + c;                                                          \
+            v = *(const VT *)pa;                                                             \
+            u = *(const VT *)(pa + C); m = u BETTER v; v = CY_SELECT(VT, MT, m, u, v);       \
+            u = *(const VT *)pb;       m = u BETTER v; v = CY_SELECT(VT, MT, m, u, v);       \
+            u = *(const VT *)(pb + C); m = u BETTER v; v = CY_SELECT(VT, MT, m, u, v);       \
+            if (relu) {                                                                      \
+                m = v <= zero;                                                               \
+                v = (VT)((MT)v & ~m);   /* the bits of +0 where v <= 0 */                    \
+            }                                                                                \
+            *(VT *)(out + j * C + c) = v;                                                    \
+            if (c + N >= C)                                                                  \
+                break;                                                                       \
+        }                                                                                    \
+    }
+
+/* The widest of the vectors of VB, VB / 2 and VB / 4 bytes (at least 16) that C fills. */
+#define CY_EXTREME_ROW_ANY(NAME, BETTER)                                                     \
+    if (C >= N1) { CY_EXTREME_ROW_V(NAME##_v1, NAME##_m1, N1, BETTER) }                      \
+    else if (C >= N2) { CY_EXTREME_ROW_V(NAME##_v2, NAME##_m2, N2, BETTER) }                 \
+    else if (C >= N4) { CY_EXTREME_ROW_V(NAME##_v4, NAME##_m4, N4, BETTER) }                 \
+    else { CY_EXTREME_ROW_S(T_, BETTER) }
+
+#define CY_VB16(VB) ((VB) >= 16 ? (VB) : 16)
+#define CY_EXTREME_ROW(NAME, T, TI, VB, TARGET)                                              \
+typedef T NAME##_v1 __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));         \
+typedef TI NAME##_m1 __attribute__((vector_size(VB)));                                       \
+typedef T NAME##_v2 __attribute__((vector_size(CY_VB16(VB / 2)), aligned(sizeof(T)),         \
+                                   may_alias));                                              \
+typedef TI NAME##_m2 __attribute__((vector_size(CY_VB16(VB / 2))));                          \
+typedef T NAME##_v4 __attribute__((vector_size(CY_VB16(VB / 4)), aligned(sizeof(T)),         \
+                                   may_alias));                                              \
+typedef TI NAME##_m4 __attribute__((vector_size(CY_VB16(VB / 4))));                          \
+static TARGET void NAME(const T *a, const T *b, T *out, Py_ssize_t W_out, Py_ssize_t C,     \
+                        int take_min, int relu)                                              \
+{                                                                                            \
+    typedef T T_;                                                                            \
+    enum { N1 = VB / sizeof(T), N2 = CY_VB16(VB / 2) / sizeof(T),                            \
+           N4 = CY_VB16(VB / 4) / sizeof(T) };                                               \
+    Py_ssize_t j, c;                                                                         \
+    if (take_min) {                                                                          \
+        CY_EXTREME_ROW_ANY(NAME, <)                                                          \
+    } else {                                                                                 \
+        CY_EXTREME_ROW_ANY(NAME, >)                                                          \
+    }                                                                                        \
+}
+CY_EXTREME_ROW(cy_extreme_row_default_f, float, int, 16, CY_NO_TARGET_POOL)
+CY_EXTREME_ROW(cy_extreme_row_default_d, double, long long, 16, CY_NO_TARGET_POOL)
+#if CY_ISA_X86
+CY_EXTREME_ROW(cy_extreme_row_avx2_f, float, int, 32, CY_TARGET_AVX2)
+CY_EXTREME_ROW(cy_extreme_row_avx2_d, double, long long, 32, CY_TARGET_AVX2)
+CY_EXTREME_ROW(cy_extreme_row_avx512_f, float, int, 64, CY_TARGET_AVX512)
+CY_EXTREME_ROW(cy_extreme_row_avx512_d, double, long long, 64, CY_TARGET_AVX512)
+#endif
+
+#else
+
+#define CY_EXTREME_ROW_PLAIN(NAME, T)                                                        \
+static void NAME(const T *a, const T *b, T *out, Py_ssize_t W_out, Py_ssize_t C,            \
+                 int take_min, int relu)                                                     \
+{                                                                                            \
+    Py_ssize_t j, c;                                                                         \
+    if (take_min) { CY_EXTREME_ROW_S(T, <) }                                                 \
+    else { CY_EXTREME_ROW_S(T, >) }                                                          \
+}
+CY_EXTREME_ROW_PLAIN(cy_extreme_row_default_f, float)
+CY_EXTREME_ROW_PLAIN(cy_extreme_row_default_d, double)
+
+#endif
+
 /* Global pooling of one image x (HW cells of C channels, channels-last), every variant:
  *
  *     cy_global_sum:      sum[c] = x[0, c] + x[1, c] + ... + x[HW - 1, c]   (in double)
@@ -244,23 +362,35 @@ typedef void (*cy_extreme_2x2_d_t)(const double *, const double *, double *, int
                                    Py_ssize_t, Py_ssize_t, int, int);
 static cy_extreme_2x2_f_t cy_extreme_2x2_f = cy_extreme_2x2_default_f;
 static cy_extreme_2x2_d_t cy_extreme_2x2_d = cy_extreme_2x2_default_d;
+typedef void (*cy_extreme_row_f_t)(const float *, const float *, float *, Py_ssize_t,
+                                   Py_ssize_t, int, int);
+typedef void (*cy_extreme_row_d_t)(const double *, const double *, double *, Py_ssize_t,
+                                   Py_ssize_t, int, int);
+static cy_extreme_row_f_t cy_extreme_row_f = cy_extreme_row_default_f;
+static cy_extreme_row_d_t cy_extreme_row_d = cy_extreme_row_default_d;
 
 /* Use variant ``isa`` (a CY_ISA_* value this CPU supports: the caller checks); returns it. */
 static int cy_pool2x2_select(int isa)
 {
     cy_extreme_2x2_f = cy_extreme_2x2_default_f;
     cy_extreme_2x2_d = cy_extreme_2x2_default_d;
+    cy_extreme_row_f = cy_extreme_row_default_f;
+    cy_extreme_row_d = cy_extreme_row_default_d;
     CY_GLOBAL_USE(cy_global_default);
 #if CY_ISA_X86 && defined(__GNUC__)
     if (isa == CY_ISA_AVX512) {
         cy_extreme_2x2_f = cy_extreme_2x2_avx512_f;
         cy_extreme_2x2_d = cy_extreme_2x2_avx512_d;
+        cy_extreme_row_f = cy_extreme_row_avx512_f;
+        cy_extreme_row_d = cy_extreme_row_avx512_d;
         CY_GLOBAL_USE(cy_global_avx512);
         return isa;
     }
     if (isa == CY_ISA_AVX2) {
         cy_extreme_2x2_f = cy_extreme_2x2_avx2_f;
         cy_extreme_2x2_d = cy_extreme_2x2_avx2_d;
+        cy_extreme_row_f = cy_extreme_row_avx2_f;
+        cy_extreme_row_d = cy_extreme_row_avx2_d;
         CY_GLOBAL_USE(cy_global_avx2);
         return isa;
     }

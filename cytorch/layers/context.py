@@ -48,6 +48,10 @@ class CallContext:
         hands out again at its next call of the same shape (``Layer._buffers``): a training
         step of ``fit``, whose arrays nobody keeps past the step.  Never for a call whose
         result a user receives (``predict``, a layer called on its own).
+    inference : bool, default False
+        No backward pass follows this forward (``predict``, ``evaluate``): the layer may skip
+        what only backward reads and keep no cache.  Max and min pooling then record no
+        winners and apply a ``relu_after_pooling`` ReLU inside their kernel (no mask).
 
     >>> CallContext(return_logits=True).check_finite
     True
@@ -59,6 +63,7 @@ class CallContext:
     apply_relu: bool = False
     input_grad: bool = True
     reuse_buffers: bool = False
+    inference: bool = False
 
     def replace(self, **changes):
         """A copy with ``changes`` (the context itself never changes)."""

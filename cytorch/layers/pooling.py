@@ -63,6 +63,14 @@ class _Pooling2D(Layer):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        if ctx.inference and self.routes_to_winner:
+            # no backward follows (predict, evaluate): the kernel records no winners and
+            # applies relu_after_pooling's ReLU itself; nothing is cached
+            self._cache = None
+            return getattr(F, self._forward_kernel)(
+                x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                check_finite=ctx.check_finite, activation="relu" if ctx.apply_relu else None,
+                need_backward=False)[0]
         workspace = self._buffers(ctx)
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
@@ -110,7 +118,7 @@ class MaxPooling2D(_Pooling2D):
     _forward_kernel = "max_pool2d_forward"
     _backward_kernel = "max_pool2d_backward"
     routes_to_winner = True
-    context_modes = frozenset({"apply_relu", "reuse_buffers"})
+    context_modes = frozenset({"apply_relu", "reuse_buffers", "inference"})
 
 
 class AveragePooling2D(_Pooling2D):
@@ -139,7 +147,7 @@ class MinPooling2D(_Pooling2D):
     _forward_kernel = "min_pool2d_forward"
     _backward_kernel = "min_pool2d_backward"
     routes_to_winner = True
-    context_modes = frozenset({"apply_relu", "reuse_buffers"})
+    context_modes = frozenset({"apply_relu", "reuse_buffers", "inference"})
 
 
 MaxPool2D = MaxPooling2D
