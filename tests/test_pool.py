@@ -464,6 +464,67 @@ def test_kernel_entry_points_refuse_inconsistent_shapes():
     assert not dx.any()
 
 
+# -- global pooling checks NaN/inf in the pass that reads x ----------------------------------------
+# The kernels count the channels (avg backward: the dout values) where they met NaN or inf;
+# only then is the array scanned for the error message.  Every variant, every place a bad
+# value can sit: a vector block or the scalar tail of channels, the first cell (where a max
+# or min starts from it) or any other.
+GLOBAL_VARIANTS = load("_pool").isa_variants()
+
+
+@pytest.mark.parametrize("variant", GLOBAL_VARIANTS)
+@pytest.mark.parametrize("kind", ["max", "avg", "min"])
+@settings(max_examples=40, deadline=None)
+@given(HW=st.sampled_from([(1, 1), (1, 5), (3, 4)]), C=st.integers(1, 40),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       bad=st.sampled_from([np.nan, np.inf, -np.inf]), data=st.data())
+def test_global_pooling_finds_nan_and_inf_as_it_reads(variant, kind, HW, C, dtype, bad, data):
+    n, k, c = (data.draw(st.integers(0, 1)), data.draw(st.integers(0, HW[0] * HW[1] - 1)),
+               data.draw(st.integers(0, C - 1)))
+    x = np.random.default_rng(0).standard_normal((2, *HW, C)).astype(dtype)
+    x.reshape(2, -1, C)[n, k, c] = bad
+    P = load("_pool")
+    P._select_isa(variant)
+    try:
+        with pytest.raises(ValueError, match=r"x contains 1 NaN or infinite value"):
+            getattr(F, f"global_{kind}_pool2d_forward")(x)
+        out, cache = getattr(F, f"global_{kind}_pool2d_forward")(x, check_finite=False)
+        if kind == "avg":
+            dout = np.ones(out.shape, dtype)
+            dout[n, c] = bad
+            with pytest.raises(ValueError, match=r"dout contains 1 NaN or infinite value"):
+                F.global_avg_pool2d_backward(dout, cache)
+            dx = F.global_avg_pool2d_backward(dout, cache, check_finite=False)
+            assert np.isfinite(dx).sum() == dx.size - HW[0] * HW[1]
+    finally:
+        P._select_isa("best")
+
+
+@pytest.mark.parametrize("kind", ["max", "avg", "min"])
+def test_global_pooling_scans_x_only_for_an_error(kind, monkeypatch):
+    # finite x: no separate scan (it took half the time of a 32x8x8x64 average pooling);
+    # float64 values whose sums overflow: a false alarm, which the scan clears
+    from cytorch import _checks
+    scans = []
+    require_finite = _checks.require_finite
+    monkeypatch.setattr(_checks, "require_finite",
+                        lambda a, name: scans.append(name) or require_finite(a, name))
+    forward = getattr(F, f"global_{kind}_pool2d_forward")
+    out, cache = forward(np.random.default_rng(0).standard_normal((2, 3, 4, 5)))
+    assert scans == []
+    if kind == "avg":
+        F.global_avg_pool2d_backward(np.ones(out.shape), cache)
+        assert scans == []
+    huge = np.full((1, 2, 2, 3), np.finfo(np.float64).max)
+    huge[..., 1] *= -1
+    out, _ = forward(huge)
+    assert scans == ["x"]
+    want = {"max": huge[0, 0, 0], "min": huge[0, 0, 0], "avg": [np.inf, -np.inf, np.inf]}[kind]
+    np.testing.assert_array_equal(out[0], want)
+    with cytorch.backend("reference"), np.errstate(over="ignore"):
+        np.testing.assert_array_equal(forward(huge)[0], out)
+
+
 # -- PyTorch, when it is installed ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("pool_size, strides, pad", [(2, 2, 0), ((3, 2), (2, 1), (1, 1)),

@@ -61,12 +61,17 @@ cdef extern from "_pool2x2.h" nogil:
     void cy_extreme_row_d(const double *a, const double *b, double *out, Py_ssize_t W_out,
                           Py_ssize_t C, int take_min, int relu) noexcept
     # global pooling of one image: the sums (in double) and the extremes of its C channels
-    void cy_global_sum_f(const float *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
-    void cy_global_sum_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
-    void cy_global_extreme_f(const float *x, Py_ssize_t HW, Py_ssize_t C, float *best,
-                             int *code, int take_min) noexcept
-    void cy_global_extreme_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *best,
-                             int *code, int take_min) noexcept
+    # (the sums and extremes return how many channels held NaN or inf, or overflowed)
+    int cy_global_sum_f(const float *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
+    int cy_global_sum_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *sum) noexcept
+    int cy_global_extreme_f(const float *x, Py_ssize_t HW, Py_ssize_t C, float *best,
+                            int *code, int take_min) noexcept
+    int cy_global_extreme_d(const double *x, Py_ssize_t HW, Py_ssize_t C, double *best,
+                            int *code, int take_min) noexcept
+    # dx[k, c] = dx[0, c] for the cells k = 1 .. HW - 1 of one image; returns the number of
+    # NaN and inf in dx[0, :]
+    int cy_global_fill_f(float *dx, Py_ssize_t HW, Py_ssize_t C) noexcept
+    int cy_global_fill_d(double *dx, Py_ssize_t HW, Py_ssize_t C) noexcept
 
 
 def isa_variants():
@@ -583,9 +588,16 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1
 
 
 # -- entry points: global pooling, (N, H, W, C) -> (N, C) ----------------------------------------
+#
+# Each returns the number of channels (forward) or dout values (backward) in which it met NaN
+# or inf, counted in the pass that reads them: the caller then scans the array for its error
+# message, and skips the scan when the count is 0.  (A count can be a false alarm, a sum of
+# finite values that overflowed, which that scan clears.)
+
 def global_extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] out,
                                   int[:, ::1] argidx, bint take_min, int num_threads):
-    """out[n, c] = max (min) of x[n, :, :, c]; argidx[n, c] = h * W + w of the first winner."""
+    """out[n, c] = max (min) of x[n, :, :, c]; argidx[n, c] = h * W + w of the first winner.
+    Returns the number of channels that held NaN or inf (or overflowed when summed)."""
     _check_nonempty(x)
     cdef Py_ssize_t N = x.shape[0], HW = x.shape[1] * x.shape[2], C = x.shape[3]
     if tuple(out.shape)[:2] != (N, C) or tuple(argidx.shape)[:2] != (N, C):
@@ -594,13 +606,17 @@ def global_extreme_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::
     if HW >= 2 ** 31:
         raise ValueError(f"H * W = {HW} does not fit the int32 winner indices")
     cdef Py_ssize_t n
+    cdef int nonfinite = 0
     num_threads = threads_for(num_threads, x.size)
     # (``_pool2x2.h``: a vector of channels at a time, every cell in order)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         if floating is float:
-            cy_global_extreme_f(&x[n, 0, 0, 0], HW, C, &out[n, 0], &argidx[n, 0], take_min)
+            nonfinite += cy_global_extreme_f(&x[n, 0, 0, 0], HW, C, &out[n, 0], &argidx[n, 0],
+                                             take_min)
         else:
-            cy_global_extreme_d(&x[n, 0, 0, 0], HW, C, &out[n, 0], &argidx[n, 0], take_min)
+            nonfinite += cy_global_extreme_d(&x[n, 0, 0, 0], HW, C, &out[n, 0], &argidx[n, 0],
+                                             take_min)
+    return nonfinite
 
 
 def global_extreme_pool2d_backward(const floating[:, ::1] dout, const int[:, ::1] argidx,
@@ -625,7 +641,8 @@ def global_extreme_pool2d_backward(const floating[:, ::1] dout, const int[:, ::1
 
 def global_avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] out,
                               int num_threads):
-    """out[n, c] = sum_{h, w} x[n, h, w, c] / (H * W), summed in double precision."""
+    """out[n, c] = sum_{h, w} x[n, h, w, c] / (H * W), summed in double precision.  Returns
+    the number of sums that are NaN or inf (x held NaN or inf, or a float64 sum overflowed)."""
     _check_nonempty(x)
     cdef Py_ssize_t N = x.shape[0], HW = x.shape[1] * x.shape[2], C = x.shape[3]
     if tuple(out.shape)[:2] != (N, C):
@@ -635,31 +652,39 @@ def global_avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] o
     cdef double[:, ::1] acc = np.empty((num_threads, C), dtype=np.float64)
     cdef Py_ssize_t n, c
     cdef double *s
+    cdef int nonfinite = 0
     # (``_pool2x2.h``: two vectors of channels at a time, every cell in order)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         s = &acc[threadid(), 0]
         if floating is float:
-            cy_global_sum_f(&x[n, 0, 0, 0], HW, C, s)
+            nonfinite += cy_global_sum_f(&x[n, 0, 0, 0], HW, C, s)
         else:
-            cy_global_sum_d(&x[n, 0, 0, 0], HW, C, s)
+            nonfinite += cy_global_sum_d(&x[n, 0, 0, 0], HW, C, s)
         for c in range(C):
             out[n, c] = <floating>(s[c] / HW)
+    return nonfinite
 
 
 def global_avg_pool2d_backward(const floating[:, ::1] dout, floating[:, :, :, ::1] dx,
                                int num_threads):
-    """dx[n, h, w, c] = dout[n, c] / (H * W) for every cell (dx need not be zeroed)."""
+    """dx[n, h, w, c] = dout[n, c] / (H * W) for every cell (dx need not be zeroed).  Returns
+    the number of dout values that are NaN or inf."""
     _check_nonempty(dx)
     cdef Py_ssize_t N = dx.shape[0], HW = dx.shape[1] * dx.shape[2], C = dx.shape[3]
     if tuple(dout.shape)[:2] != (N, C):
         raise ValueError(f"dout {tuple(dout.shape)[:2]} must be {(N, C)}")
-    cdef Py_ssize_t n, k, c
+    cdef Py_ssize_t n, c
     cdef floating *dxn
     cdef floating count = <floating>HW
+    cdef int nonfinite = 0
     num_threads = threads_for(num_threads, dx.size)
     for n in prange(N, schedule="static", nogil=True, num_threads=num_threads):
         dxn = &dx[n, 0, 0, 0]
         for c in range(C):              # the first cell, then copies of it
             dxn[c] = dout[n, c] / count
-        for k in range(1, HW):
-            memcpy(dxn + k * C, dxn, C * sizeof(floating))
+        # (dout / count is NaN or inf exactly where dout is: count >= 1)
+        if floating is float:
+            nonfinite += cy_global_fill_f(dxn, HW, C)
+        else:
+            nonfinite += cy_global_fill_d(dxn, HW, C)
+    return nonfinite

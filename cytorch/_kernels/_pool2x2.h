@@ -228,15 +228,28 @@ CY_EXTREME_ROW_PLAIN(cy_extreme_row_default_d, double)
 
 /* Global pooling of one image x (HW cells of C channels, channels-last), every variant:
  *
- *     cy_global_sum:      sum[c] = x[0, c] + x[1, c] + ... + x[HW - 1, c]   (in double)
+ *     cy_global_sum:      sum[c] = x[0, c] + x[1, c] + ... + x[HW - 1, c]   (in double);
+ *                         returns the number of sums that are NaN or +-inf
  *     cy_global_extreme:  best[c], code[c] = the extreme of x[:, c] and the first cell that
- *                         holds it (a later cell wins only when strictly better)
+ *                         holds it (a later cell wins only when strictly better); returns
+ *                         the number of channels whose values (summed in a spare register)
+ *                         add up to NaN or +-inf: 0 vouches that x holds no NaN or inf
+ *     cy_global_fill:     dx[k, c] = dx[0, c] for every cell k (the backward of the mean);
+ *                         returns the number of NaN and +-inf in dx[0, :]
  *
- * Both walk the cells in order with a block of channels in registers (a vector of V channels;
- * the sum two vectors of V / 2 doubles), so every channel sees its cells in the same order in
- * every variant, and the results are the same bits; the last C % V channels run the scalar
- * form, which does the same per channel.  (The first version kept its accumulators in memory
- * and stored them back after every cell: 57 us for a 32x8x8x64 batch, slower than PyTorch.)
+ * The extremes and sums walk the cells in order with a block of channels in registers (a
+ * vector of V channels; the sum two vectors of V / 2 doubles), so every channel sees its
+ * cells in the same order in every variant, and the results are the same bits; the last
+ * channels run the scalar form, which does the same per channel.  (The first version kept
+ * its accumulators in memory and stored them back after every cell: 57 us for a 32x8x8x64
+ * batch, slower than PyTorch.  Four vectors of sums in flight instead of two changed
+ * nothing measurable: that batch is 512 KiB, and reading it is the cost.)
+ *
+ * Why a sum checks for NaN and inf: NaN + anything is NaN and inf + anything is inf or NaN,
+ * so a channel whose sum is finite held finite values; a sum of finite values that overflows
+ * is a false alarm, which the caller's scan of x then clears.  The extremes keep such a sum
+ * in a spare register: one add per value, where a separate scan of x (np.isfinite) took as
+ * long as the pooling itself.
  */
 #define CY_GLOBAL_SUM_SLOOP(T)                                                               \
     for (; c < C; c++) {                                                                     \
@@ -247,38 +260,65 @@ CY_EXTREME_ROW_PLAIN(cy_extreme_row_default_d, double)
     }
 #define CY_GLOBAL_EXTREME_SLOOP(T, BETTER)                                                   \
     for (; c < C; c++) {                                                                     \
-        T v = x[c];                                                                          \
+        T v = x[c], z = x[c];                                                                \
         int code_c = 0;                                                                      \
-        for (k = 1; k < HW; k++)                                                             \
+        for (k = 1; k < HW; k++) {                                                           \
+            z += x[k * C + c];                                                               \
             if (x[k * C + c] BETTER v) { v = x[k * C + c]; code_c = (int)k; }                \
+        }                                                                                    \
         best[c] = v;                                                                         \
         code[c] = code_c;                                                                    \
+        nonfinite += !(z - z == 0);     /* z - z is NaN exactly when z is NaN or +-inf */     \
     }
+/* the number of sums that are NaN or +-inf (s - s is NaN exactly for those) */
+#define CY_GLOBAL_COUNT_NONFINITE                                                            \
+    {                                                                                        \
+        int nonfinite = 0;                                                                   \
+        for (c = 0; c < C; c++)                                                              \
+            nonfinite += !(sum[c] - sum[c] == 0);                                            \
+        return nonfinite;                                                                    \
+    }
+#define CY_GLOBAL_FILL(T, VLOOP)                                                             \
+    int nonfinite = 0;                                                                       \
+    for (k = 1; k < HW; k++) {                                                               \
+        T *d = dx + k * C;                                                                   \
+        Py_ssize_t c = 0;                                                                    \
+        VLOOP                                                                                \
+        for (; c < C; c++)                                                                   \
+            d[c] = dx[c];                                                                    \
+    }                                                                                        \
+    for (k = 0; k < C; k++)                                                                  \
+        nonfinite += !(dx[k] - dx[k] == 0);                                                  \
+    return nonfinite;
 
 #if defined(__GNUC__)
 /* V numbers of T a vector (VB bytes); D: vectors of V / 2 doubles for the sum */
 #define CY_GLOBAL_EXTREME_VLOOP(NAME, BETTER)                                                \
     for (; c + V <= C; c += V) {                                                             \
-        NAME##_gv v = *(const NAME##_gv *)(x + c), u;                                        \
+        NAME##_gv v = *(const NAME##_gv *)(x + c), u, z = v;                                 \
         NAME##_gm kk = {0}, m;                                                               \
         for (k = 1; k < HW; k++) {                                                           \
             u = *(const NAME##_gv *)(x + k * C + c);                                         \
+            z += u;                                                                          \
             m = u BETTER v;                                                                  \
             v = (NAME##_gv)(((NAME##_gm)u & m) | ((NAME##_gm)v & ~m));                       \
             kk = (m & (NAME##_gi)k) | (kk & ~m);                                             \
         }                                                                                    \
         *(NAME##_gv *)(best + c) = v;                                                        \
-        for (i = 0; i < V; i++)                                                              \
+        z -= z;                                                                              \
+        for (i = 0; i < V; i++) {                                                            \
             code[c + i] = (int)kk[i];                                                        \
+            nonfinite += !(z[i] == 0);                                                       \
+        }                                                                                    \
     }
 #define CY_GLOBAL(NAME, T, TI, VB, TARGET)                                                   \
 typedef T NAME##_gv __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));         \
 typedef TI NAME##_gm __attribute__((vector_size(VB)));                                       \
 typedef TI NAME##_gi;                                                                        \
 typedef double NAME##_gd __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));    \
-static TARGET void NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *sum)          \
+static TARGET int NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *sum)           \
 {                                                                                            \
-    enum { V = VB / sizeof(T), D = VB / sizeof(double) };                                    \
+    enum { D = VB / sizeof(double) };                                                        \
     Py_ssize_t c = 0, k;                                                                     \
     int i;                                                                                   \
     for (; c + 2 * D <= C; c += 2 * D) {                                                     \
@@ -292,15 +332,15 @@ static TARGET void NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *s
         *(NAME##_gd *)(sum + c) = a0;                                                        \
         *(NAME##_gd *)(sum + c + D) = a1;                                                    \
     }                                                                                        \
-    (void)V;                                                                                 \
     CY_GLOBAL_SUM_SLOOP(T)                                                                   \
+    CY_GLOBAL_COUNT_NONFINITE                                                                \
 }                                                                                            \
-static TARGET void NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *best,          \
-                                  int *code, int take_min)                                   \
+static TARGET int NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *best,           \
+                                 int *code, int take_min)                                    \
 {                                                                                            \
     enum { V = VB / sizeof(T) };                                                             \
     Py_ssize_t c = 0, k;                                                                     \
-    int i;                                                                                   \
+    int i, nonfinite = 0;                                                                    \
     if (take_min) {                                                                          \
         CY_GLOBAL_EXTREME_VLOOP(NAME, <)                                                     \
         CY_GLOBAL_EXTREME_SLOOP(T, <)                                                        \
@@ -308,6 +348,14 @@ static TARGET void NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *be
         CY_GLOBAL_EXTREME_VLOOP(NAME, >)                                                     \
         CY_GLOBAL_EXTREME_SLOOP(T, >)                                                        \
     }                                                                                        \
+    return nonfinite;                                                                        \
+}                                                                                            \
+static TARGET int NAME##_fill(T *dx, Py_ssize_t HW, Py_ssize_t C)                            \
+{                                                                                            \
+    enum { V = VB / sizeof(T) };                                                             \
+    Py_ssize_t k;                                                                            \
+    CY_GLOBAL_FILL(T, for (; c + V <= C; c += V)                                             \
+                          *(NAME##_gv *)(d + c) = *(const NAME##_gv *)(dx + c);)             \
 }
 CY_GLOBAL(cy_global_default_f, float, int, 16, CY_NO_TARGET_POOL)
 CY_GLOBAL(cy_global_default_d, double, long long, 16, CY_NO_TARGET_POOL)
@@ -321,39 +369,52 @@ CY_GLOBAL(cy_global_avx512_d, double, long long, 64, CY_TARGET_AVX512)
 #else
 
 #define CY_GLOBAL_PLAIN(NAME, T)                                                             \
-static void NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *sum)                 \
+static int NAME##_sum(const T *x, Py_ssize_t HW, Py_ssize_t C, double *sum)                  \
 {                                                                                            \
     Py_ssize_t c = 0, k;                                                                     \
     CY_GLOBAL_SUM_SLOOP(T)                                                                   \
+    CY_GLOBAL_COUNT_NONFINITE                                                                \
 }                                                                                            \
-static void NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *best, int *code,      \
-                           int take_min)                                                     \
+static int NAME##_extreme(const T *x, Py_ssize_t HW, Py_ssize_t C, T *best, int *code,       \
+                          int take_min)                                                      \
 {                                                                                            \
     Py_ssize_t c = 0, k;                                                                     \
+    int nonfinite = 0;                                                                       \
     if (take_min) { CY_GLOBAL_EXTREME_SLOOP(T, <) }                                          \
     else { CY_GLOBAL_EXTREME_SLOOP(T, >) }                                                   \
+    return nonfinite;                                                                        \
+}                                                                                            \
+static int NAME##_fill(T *dx, Py_ssize_t HW, Py_ssize_t C)                                   \
+{                                                                                            \
+    Py_ssize_t k;                                                                            \
+    CY_GLOBAL_FILL(T, )                                                                      \
 }
 CY_GLOBAL_PLAIN(cy_global_default_f, float)
 CY_GLOBAL_PLAIN(cy_global_default_d, double)
 
 #endif
 
-typedef void (*cy_global_sum_f_t)(const float *, Py_ssize_t, Py_ssize_t, double *);
-typedef void (*cy_global_sum_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *);
-typedef void (*cy_global_extreme_f_t)(const float *, Py_ssize_t, Py_ssize_t, float *, int *,
-                                      int);
-typedef void (*cy_global_extreme_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *, int *,
-                                      int);
+typedef int (*cy_global_sum_f_t)(const float *, Py_ssize_t, Py_ssize_t, double *);
+typedef int (*cy_global_sum_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *);
+typedef int (*cy_global_extreme_f_t)(const float *, Py_ssize_t, Py_ssize_t, float *, int *,
+                                     int);
+typedef int (*cy_global_extreme_d_t)(const double *, Py_ssize_t, Py_ssize_t, double *, int *,
+                                     int);
+typedef int (*cy_global_fill_f_t)(float *, Py_ssize_t, Py_ssize_t);
+typedef int (*cy_global_fill_d_t)(double *, Py_ssize_t, Py_ssize_t);
 static cy_global_sum_f_t cy_global_sum_f = cy_global_default_f_sum;
 static cy_global_sum_d_t cy_global_sum_d = cy_global_default_d_sum;
 static cy_global_extreme_f_t cy_global_extreme_f = cy_global_default_f_extreme;
 static cy_global_extreme_d_t cy_global_extreme_d = cy_global_default_d_extreme;
+static cy_global_fill_f_t cy_global_fill_f = cy_global_default_f_fill;
+static cy_global_fill_d_t cy_global_fill_d = cy_global_default_d_fill;
 
 #define CY_GLOBAL_USE(VARIANT)                                                               \
     do {                                                                                     \
         cy_global_sum_f = VARIANT##_f_sum; cy_global_sum_d = VARIANT##_d_sum;                \
         cy_global_extreme_f = VARIANT##_f_extreme;                                           \
         cy_global_extreme_d = VARIANT##_d_extreme;                                           \
+        cy_global_fill_f = VARIANT##_f_fill; cy_global_fill_d = VARIANT##_d_fill;           \
     } while (0)
 
 typedef void (*cy_extreme_2x2_f_t)(const float *, const float *, float *, int *, Py_ssize_t,
