@@ -195,12 +195,20 @@ def parser(description):
     return p
 
 
-def header(title):
-    """Print what the numbers below were measured on: BLAS libraries, threads, peak GEMM."""
+def header(title, threads=None):
+    """Print what the numbers below were measured on: the thread counts timed, BLAS libraries,
+    the CPU and the kernels' instruction-set variant, the load.
+
+    ``threads``: the thread counts the script times (e.g. ``(1, 2)``: every contender on one
+    thread and on two); None when it times cytorch at its default only (``get_num_threads()``,
+    every core unless CYTORCH_NUM_THREADS says otherwise)."""
     import cytorch
     print(f"# {title}")
     from cytorch import _kernels
-    print(f"cytorch threads: {cytorch.get_num_threads()}; numpy {np.__version__}")
+    default = cytorch.get_num_threads()
+    counts = sorted(set(threads)) if threads else [default]
+    print(f"threads timed: {' and '.join(map(str, counts))} (cytorch's default here: "
+          f"{default}); numpy {np.__version__}")
     print(f"OpenMP wait policy: {_kernels.openmp_wait_policy()}")
     from cytorch.info import build_info
     info = build_info()

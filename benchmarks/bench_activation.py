@@ -120,7 +120,7 @@ def accuracy_table(stride):
 def main():
     args = h.parser(__doc__.splitlines()[0]).parse_args()
     repeat = args.repeat or (3 if args.quick else 20)
-    h.header("elementwise activations, forward and backward")
+    h.header("elementwise activations, forward and backward", threads=(1, cytorch.get_num_threads()))
     print()
     speed_table(args, repeat)
     stride = 9973 if args.quick else 97

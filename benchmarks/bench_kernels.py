@@ -9,7 +9,8 @@ NumPy twin, torch at 1 and 2 threads; ``cy/torch`` is compiled over torch's bett
 (issue 2's targets: <= 0.5 for the LeNet cases, <= 1.0 for VGG-ish and AlexNet), ``twin/cy``
 how much faster the compiled kernel is than the twin (target >= 5), and the compiled kernel's
 GFLOP/s (``3 * 2 * N * H_out * W_out * K * kh * kw * C`` flops: forward, dW and dX are one
-GEMM each) as a share of a 2048x2048 sgemm measured in the same run.  The last two columns
+GEMM each; 2 * ... for a first layer, whose backward has no dX in either library: keras_mnist
+c1) as a share of a 2048x2048 sgemm measured in the same run.  The last two columns
 compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
 when other processes keep the cores busy and every 2-thread timing waits for a free core.
 ``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers),
@@ -40,7 +41,12 @@ CASES = [
     ("LeNet c2  64x14x14x6->16 k5", 64, 14, 14, 6, 16, 5, 1, "valid"),
     ("VGG-ish   32x32x32x32->64 k3 same", 32, 32, 32, 32, 64, 3, 1, "same"),
     ("AlexNet   8x227x227x3->96 k11 s4", 8, 227, 227, 3, 96, 11, 4, "valid"),
+    ("keras_mnist c1 64x28x28x1->10 k5", 64, 28, 28, 1, 10, 5, 1, "valid"),
+    ("keras_mnist c2 64x12x12x10->20 k5", 64, 12, 12, 10, 20, 5, 1, "valid"),
 ]
+# A network's first layer: its backward computes no dx (neither library does, a net's input
+# needs no gradient), so forward, dW and db only; two products, not three, in the GFLOP/s.
+FIRST_LAYERS = {"keras_mnist c1 64x28x28x1->10 k5"}
 # name, N, H, W, C, depth multiplier, k, stride, padding (MobileNet's 3x3 depthwise layers)
 DEPTHWISE_CASES = [
     ("Depthwise 32x56x56x32 k3 same", 32, 56, 56, 32, 1, 3, 1, "same"),
@@ -84,15 +90,15 @@ def with_depthwise_variant(variant, step):
     return run
 
 
-def cytorch_step(x, w, b, stride, padding, dout, activation=None):
+def cytorch_step(x, w, b, stride, padding, dout, activation=None, need_dx=True):
     """conv2d (+ its activation, applied by the kernel: the fused epilogue) forward+backward."""
     def step():
         out, cache = F.conv2d_forward(x, w, b, stride, padding, activation=activation)
-        return F.conv2d_backward(dout, cache)
+        return F.conv2d_backward(dout, cache, need_dx=need_dx)
     return step
 
 
-def unfused_step(x, w, b, stride, padding, dout, activation):
+def unfused_step(x, w, b, stride, padding, dout, activation, need_dx=True):
     """The same with the activation in passes of its own (``cytorch.activations`` on the
     conv's output and on dout), as a layer did before the epilogue."""
     act = activations.get(activation)
@@ -100,14 +106,14 @@ def unfused_step(x, w, b, stride, padding, dout, activation):
     def step():
         z, cache = F.conv2d_forward(x, w, b, stride, padding)
         y = act.forward(z, out=z)
-        return F.conv2d_backward(act.backward(dout, y), cache)
+        return F.conv2d_backward(act.backward(dout, y), cache, need_dx=need_dx)
     return step
 
 
-def torch_step(x, w, b, stride, padding, dout, activation=None):
+def torch_step(x, w, b, stride, padding, dout, activation=None, need_dx=True):
     import torch
     import torch.nn.functional as TF
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(need_dx)
     wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_()
     bt = torch.from_numpy(b.copy()).requires_grad_()
     dt = torch.from_numpy(dout.transpose(0, 3, 1, 2).copy())
@@ -138,7 +144,8 @@ def main():
     act = args.activation
     repeat = args.repeat or (2 if args.quick else 10)
     h.header(f"conv2d forward+backward with {act}" if act
-             else "conv2d and depthwise conv2d forward+backward")
+             else "conv2d and depthwise conv2d forward+backward",
+             threads=(1, cytorch.get_num_threads(), 2))
     peak = h.sgemm_gflops(repeat=3)
     torch = None if args.no_torch else h.try_import_torch()
     rng = np.random.default_rng(0)
@@ -157,7 +164,8 @@ def main():
         b = rng.standard_normal(K if kind == "conv" else C * K, dtype=np.float32)
         out, _ = forward(x, w, b, s, pad)
         dout = rng.standard_normal(out.shape, dtype=np.float32)
-        step = (cytorch_step(x, w, b, s, pad, dout, act) if kind == "conv"
+        need_dx = name not in FIRST_LAYERS
+        step = (cytorch_step(x, w, b, s, pad, dout, act, need_dx) if kind == "conv"
                 else depthwise_step(x, w, b, s, pad, dout))
         variants = {"": step}
         if kind == "depthwise" and args.depthwise_variants:
@@ -182,7 +190,7 @@ def main():
         for v, v_step in variants.items():
             fns["compiled" + v], fns["compiled 1t" + v] = v_step, one_thread(v_step)
         if act:
-            fns["unfused"] = unfused_step(x, w, b, s, pad, dout, act)
+            fns["unfused"] = unfused_step(x, w, b, s, pad, dout, act, need_dx)
 
             def unfused_one_thread(step=fns["unfused"]):
                 cytorch.set_num_threads(1)
@@ -192,7 +200,7 @@ def main():
                     cytorch.set_num_threads(None)
             fns["unfused 1t"] = unfused_one_thread
         if torch is not None:
-            t_step = (torch_step(x, w, b, s, pad, dout, act) if kind == "conv"
+            t_step = (torch_step(x, w, b, s, pad, dout, act, need_dx) if kind == "conv"
                       else torch_depthwise_step(x, w, b, s, pad, dout))
             fns["torch 1t"] = h.with_torch_threads(1, t_step)
             fns["torch 2t"] = h.with_torch_threads(2, t_step)
@@ -200,7 +208,7 @@ def main():
         times["twin"] = twin_time
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
-        flops = 3 * 2.0 * N * H_out * W_out * K * k * k * C
+        flops = (3 if need_dx else 2) * 2.0 * N * H_out * W_out * K * k * k * C
         if kind == "depthwise":
             path = "depthwise"
         else:

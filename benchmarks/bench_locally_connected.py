@@ -84,7 +84,7 @@ def torch_step(x, w, b, k, padding, dout):
 def main():
     args = h.parser(__doc__.splitlines()[0]).parse_args()
     repeat = args.repeat or (2 if args.quick else 7)
-    h.header("locally_connected2d forward+backward")
+    h.header("locally_connected2d forward+backward", threads=(1, cytorch.get_num_threads()))
     peak = h.sgemm_gflops(repeat=repeat)
     print(f"sgemm 2048x2048 float32: {peak:.1f} GFLOP/s\n", flush=True)
     threads = cytorch.get_num_threads()

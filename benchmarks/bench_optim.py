@@ -55,7 +55,8 @@ def stepper(preset, make, backend, threads):
 def main():
     args = h.parser(__doc__.splitlines()[0]).parse_args()
     repeat = args.repeat or (5 if args.quick else 50)
-    h.header("the optimizer step, compiled vs NumPy twin (float32)")
+    h.header("the optimizer step, compiled vs NumPy twin (float32)",
+             threads=(1, cytorch.get_num_threads()))
     threads = cytorch.get_num_threads()
     table = h.Table("preset / optimizer", "twin", f"cy ({threads} thr)", "cy (1 thr)",
                     "twin/cy", "saved / epoch")

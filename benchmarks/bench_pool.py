@@ -84,7 +84,7 @@ def torch_step(kind, x, dout):
 def main():
     args = h.parser(__doc__.splitlines()[0]).parse_args()
     repeat = args.repeat or (3 if args.quick else 20)
-    h.header("pooling and dropout forward+backward")
+    h.header("pooling and dropout forward+backward", threads=(1, cytorch.get_num_threads(), 2))
     print()
     table = h.Table("case", "compiled", "cy 1t", "twin", "torch 1t", "torch 2t", "cy/torch",
                     "cy1/torch1", "twin/cy")

@@ -212,7 +212,7 @@ def main():
     if args.memory_child:
         memory_child()
         return
-    header("training: one epoch, batch 64, 4,096 images, Adam 1e-3")
+    header("training: one epoch, batch 64, 4,096 images, Adam 1e-3", threads=(1, 2))
     repeat = args.repeat or (1 if args.quick else 3)
     torch = None if args.no_torch else try_import_torch()
     table = Table("net", "cytorch", "img/s", "threads", "torch", "img/s", "threads", "ratio",

@@ -56,7 +56,8 @@ def main():
     p.add_argument("--one-thread", action="store_true", help="skip the all-cores table")
     args = p.parse_args()
     repeat = args.repeat or (3 if args.quick else 7)
-    h.header(f"Winograd dispatch rule, {args.dtype}, {args.batch}x{args.size}x{args.size}")
+    h.header(f"Winograd dispatch rule, {args.dtype}, {args.batch}x{args.size}x{args.size}",
+             threads=(1,) if args.one_thread else (1, cytorch.get_num_threads()))
     dtype = np.dtype(args.dtype)
     channels = [2, 4, 8, 16, 32, 64, 128] if not args.quick else [4, 16, 64]
     rng = np.random.default_rng(0)

@@ -82,7 +82,8 @@ def main():
     if unknown:
         p.error(f"unknown nets {sorted(unknown)}; choose from {sorted(PRESETS)}")
     import _harness as h
-    h.header(f"memory of a training step (batch 64, {args.threads} thread(s))")
+    h.header(f"memory of a training step (batch 64, {args.threads} thread(s))",
+             threads=(args.threads,))
     table = h.Table("net", "reuse", "transient / batch", "buffers held", "peak RSS")
     for net in args.nets:
         for reuse in ("0", "1"):

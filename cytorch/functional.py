@@ -815,5 +815,6 @@ def dense_backward(dout, x, w, y, activation="linear", alpha=None, use_bias=True
     dx = np.empty_like(x) if need_dx else None
     dw = np.empty_like(w)
     db = np.empty(w.shape[1], dtype=w.dtype) if use_bias else None
-    _kernel("_activation").dense_backward(dout, x, w, y, activation, dx, dw, db, float(alpha))
+    _kernel("_activation").dense_backward(dout, x, w, y, activation, dx, dw, db, float(alpha),
+                                          get_num_threads())
     return dx, dw, db

@@ -116,3 +116,27 @@ def test_dense_errors_name_the_argument():
     with pytest.raises(ValueError, match="dout contains 1 NaN"):
         F.dense_backward(np.array([[np.nan, 0.0], [0, 0]]), np.ones((2, 3)), w,
                          np.ones((2, 2)), "tanh")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_backward_gives_the_same_bits_on_any_thread_count(dtype):
+    # on two threads or more the products dw = x.T @ dz and dx = dz @ w.T run at the same time,
+    # each a one-thread GEMM: the same calls, so the same numbers, as on one thread
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 320)).astype(dtype)
+    w = rng.standard_normal((320, 100)).astype(dtype)
+    dout = rng.standard_normal((64, 100)).astype(dtype)
+    y = F.dense_forward(x, w, np.zeros(100, dtype), "relu")
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            cytorch.set_num_threads(threads)
+            results.append(F.dense_backward(dout, x, w, y, "relu"))
+    finally:
+        cytorch.set_num_threads(None)
+    want = reference.dense_backward(*(a.astype(np.float64) for a in (dout, x, w, y)), "relu")
+    for got in results:
+        for g, r, e in zip(got, results[0], want):
+            np.testing.assert_array_equal(g, r)
+            np.testing.assert_allclose(g, e, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                                       atol=1e-4 if dtype == np.float32 else 1e-12)

@@ -12,7 +12,8 @@
  *         p: pb neighbouring output pixels of one row (broadcast), k: kb vectors of filters,
  *         t = (a, b, c) the taps, xr the image stored row-planar (row, channel, column)
  *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
- *         t: tb neighbouring taps (b, c) of one kernel row (broadcast, NHWC image), k: kb
+ *         t: tb neighbouring taps (b, c) of one kernel row, or of ra <= 3 neighbouring rows
+ *         when a row is short (one channel: kw taps), broadcast from the NHWC image; k: kb
  *         vectors of filters
  *   dx:   acc[t][j] = sum_k  w[t, k] * d[k, j],  then  dx[off[t] + j] += acc[t][j]
  *         t: tb taps (broadcast weights), j: JB vectors of output pixels of dout stored planar
@@ -29,7 +30,7 @@
  * register file for one row of weights (fwd, dw: kb <= 2 vectors) or JB vectors of pixels (dx)
  * and one broadcast:
  *
- *     variant   vectors       registers   ACC   fwd pb x kb    dw tb x kb     dx tb x JB
+ *     variant   vectors       registers   ACC   fwd pb x kb    dw ra*tb x kb  dx tb x JB
  *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 2..4
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
@@ -43,8 +44,8 @@
  * cy_blk_avx512_* multiplies-adds with vfmadd...ps/pd on zmm registers (the AVX-512 forward and
  * dW tiles with the broadcast folded in: vfmadd231ps (%r..){1to16}), of cy_blk_avx2_* with
  * vfmadd on ymm registers, of cy_blk_default_* with mulps + addps on xmm, and none reads or
- * writes the stack (the few stack references are in the outer pixel-row loops of dW, 254 in
- * the 36 avx512 dW tiles, and in the prologues).  ``tests/test_isa.py`` repeats the check.
+ * writes the stack (the stack references are in the outer pixel-row loops of dW and in the
+ * prologues: 712 in the 66 avx512 float32 dW tiles).  ``tests/test_isa.py`` repeats the check.
  */
 #ifndef CYTORCH_BLOCKED_H
 #define CYTORCH_BLOCKED_H
@@ -65,9 +66,13 @@
 #endif
 
 /* the cases 1..n of a switch over a tile size, each calling M(NAME, size) */
-#define CY_BLK_CASES6(M, NAME) case 1: M(NAME, 1); break; case 2: M(NAME, 2); break;         \
-    case 3: M(NAME, 3); break; case 4: M(NAME, 4); break; case 5: M(NAME, 5); break;        \
+#define CY_BLK_CASES2(M, NAME) case 1: M(NAME, 1); break; case 2: M(NAME, 2); break;
+#define CY_BLK_CASES3(M, NAME) CY_BLK_CASES2(M, NAME) case 3: M(NAME, 3); break;
+#define CY_BLK_CASES4(M, NAME) CY_BLK_CASES3(M, NAME) case 4: M(NAME, 4); break;
+#define CY_BLK_CASES6(M, NAME) CY_BLK_CASES4(M, NAME) case 5: M(NAME, 5); break;              \
     case 6: M(NAME, 6); break;
+#define CY_BLK_CASES8(M, NAME) CY_BLK_CASES6(M, NAME) case 7: M(NAME, 7); break;              \
+    case 8: M(NAME, 8); break;
 #define CY_BLK_CASES12(M, NAME) CY_BLK_CASES6(M, NAME) case 7: M(NAME, 7); break;            \
     case 8: M(NAME, 8); break; case 9: M(NAME, 9); break; case 10: M(NAME, 10); break;      \
     case 11: M(NAME, 11); break; case 12: M(NAME, 12); break;
@@ -79,8 +84,14 @@
 
 #define CY_BLK_FWD1(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 1)
 #define CY_BLK_FWD2(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 2)
-#define CY_BLK_DW1(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
-#define CY_BLK_DW2(NAME, n) NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
+#define CY_BLK_DW(NAME, n, kb, ra)                                                           \
+    NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, kb, ra, rs)
+#define CY_BLK_DW11(NAME, n) CY_BLK_DW(NAME, n, 1, 1)
+#define CY_BLK_DW12(NAME, n) CY_BLK_DW(NAME, n, 1, 2)
+#define CY_BLK_DW13(NAME, n) CY_BLK_DW(NAME, n, 1, 3)
+#define CY_BLK_DW21(NAME, n) CY_BLK_DW(NAME, n, 2, 1)
+#define CY_BLK_DW22(NAME, n) CY_BLK_DW(NAME, n, 2, 2)
+#define CY_BLK_DW23(NAME, n) CY_BLK_DW(NAME, n, 2, 3)
 #define CY_BLK_DX2(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 2)
 #define CY_BLK_DX3(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 3)
 #define CY_BLK_DX4(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 4)
@@ -97,10 +108,11 @@ typedef struct { T e[VB / sizeof(T)]; } NAME##_v;
 #define CY_BLK_ZERO(NAME) (NAME##_zero())
 #endif
 
-/* One variant: NAME, element type T, vector bytes VB, accumulators ACC, CASES_ACC and
-   CASES_HALF the switch cases up to ACC and ACC / 2, JB the most pixel vectors per dx tile
-   (2, 3 or 4). */
-#define CY_BLOCKED(NAME, T, VB, ACC, CASES_ACC, CASES_HALF, JB, TARGET)                      \
+/* One variant: NAME, element type T, vector bytes VB, accumulators ACC, CASES_ACC,
+   CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases up to ACC, ACC / 2, ACC / 3,
+   ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2, 3 or 4). */
+#define CY_BLOCKED(NAME, T, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH, CASES_6TH,   \
+                   JB, TARGET)                                                               \
 CY_BLK_VEC(NAME, T, VB)                                                                      \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
@@ -154,41 +166,65 @@ static TARGET void NAME##_fwd(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssiz
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_dw_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xrow, Py_ssize_t xpix,      \
                const T *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, const int tb,       \
-               const int kb)                                                                 \
+               const int kb, const int ra, Py_ssize_t rs)                                    \
 {                                                                                            \
     NAME##_v acc[ACC];                                                                       \
     Py_ssize_t oh, ow;                                                                       \
-    int t, k;                                                                                \
-    CY_BLK_UNROLL for (t = 0; t < tb; t++)                                                   \
-        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
-            acc[t * kb + k] = NAME##_load(acc_io + t * lda + k * NAME##_V);                  \
+    int r, t, k;                                                                             \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++)                                                   \
+        CY_BLK_UNROLL for (t = 0; t < tb; t++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                acc[(r * tb + t) * kb + k] =                                                 \
+                    NAME##_load(acc_io + (r * rs + t) * lda + k * NAME##_V);                 \
     for (oh = 0; oh < Ho; oh++) {                                                            \
         const T *xp = x + oh * xrow;                                                         \
         const T *dp = d + oh * Wo * ldd;                                                     \
         for (ow = 0; ow < Wo; ow++, xp += xpix, dp += ldd) {                                 \
             NAME##_v d0 = NAME##_load(dp);                                                   \
             NAME##_v d1 = kb > 1 ? NAME##_load(dp + NAME##_V) : d0;                          \
-            CY_BLK_UNROLL for (t = 0; t < tb; t++) {                                         \
-                NAME##_fma(&acc[t * kb], d0, xp[t]);                                         \
-                if (kb > 1)                                                                  \
-                    NAME##_fma(&acc[t * kb + 1], d1, xp[t]);                                 \
+            /* a pointer per kernel row and the taps at fixed displacements from it (an      \
+               index per tap ran out of registers) */                                        \
+            const T *x1 = xp + xrow, *x2 = x1 + xrow;                                        \
+            CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                         \
+                const T *xr = r == 0 ? xp : r == 1 ? x1 : x2;                                \
+                CY_BLK_UNROLL for (t = 0; t < tb; t++) {                                     \
+                    NAME##_fma(&acc[(r * tb + t) * kb], d0, xr[t]);                          \
+                    if (kb > 1)                                                              \
+                        NAME##_fma(&acc[(r * tb + t) * kb + 1], d1, xr[t]);                  \
+                }                                                                            \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    CY_BLK_UNROLL for (t = 0; t < tb; t++)                                                   \
-        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
-            NAME##_store(acc_io + t * lda + k * NAME##_V, acc[t * kb + k]);                  \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++)                                                   \
+        CY_BLK_UNROLL for (t = 0; t < tb; t++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                NAME##_store(acc_io + (r * rs + t) * lda + k * NAME##_V,                     \
+                             acc[(r * tb + t) * kb + k]);                                    \
 }                                                                                            \
                                                                                              \
-/* acc_io (tb rows of lda) += the products over every output pixel; 1 <= tb <= ACC / kb */   \
+/* acc_io (ra groups of tb rows of lda, rs rows apart) += the products over every output      \
+   pixel, the taps of group r read xrow further on in x (the next kernel row); 1 <= ra <= 3,  \
+   1 <= ra * tb <= ACC / kb */                                                               \
 static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xrow,          \
                              Py_ssize_t xpix, const T *d, Py_ssize_t ldd, Py_ssize_t Ho,     \
-                             Py_ssize_t Wo, int tb, int kb)                                  \
+                             Py_ssize_t Wo, int tb, int kb, int ra, Py_ssize_t rs)           \
 {                                                                                            \
     if (kb == 2) {                                                                           \
-        switch (tb) { CASES_HALF(CY_BLK_DW2, NAME) }                                         \
+        if (ra == 3) {                                                                       \
+            switch (tb) { CASES_6TH(CY_BLK_DW23, NAME) }                                     \
+        } else if (ra == 2) {                                                                \
+            switch (tb) { CASES_4TH(CY_BLK_DW22, NAME) }                                     \
+        } else {                                                                             \
+            switch (tb) { CASES_HALF(CY_BLK_DW21, NAME) }                                    \
+        }                                                                                    \
     } else {                                                                                 \
-        switch (tb) { CASES_ACC(CY_BLK_DW1, NAME) }                                          \
+        if (ra == 3) {                                                                       \
+            switch (tb) { CASES_3RD(CY_BLK_DW13, NAME) }                                     \
+        } else if (ra == 2) {                                                                \
+            switch (tb) { CASES_HALF(CY_BLK_DW12, NAME) }                                    \
+        } else {                                                                             \
+            switch (tb) { CASES_ACC(CY_BLK_DW11, NAME) }                                     \
+        }                                                                                    \
     }                                                                                        \
 }                                                                                            \
                                                                                              \
@@ -251,13 +287,18 @@ static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                     
 #endif
 
 #define CY_NO_TARGET_BLK
-CY_BLOCKED(cy_blk_default_f, float, 16, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_NO_TARGET_BLK)
-CY_BLOCKED(cy_blk_default_d, double, 16, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_NO_TARGET_BLK)
+/* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
+#define CY_BLK_ACC12(NAME, T, VB, JB, TARGET) CY_BLOCKED(NAME, T, VB, 12, CY_BLK_CASES12,     \
+    CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, JB, TARGET)
+#define CY_BLK_ACC24(NAME, T, VB, JB, TARGET) CY_BLOCKED(NAME, T, VB, 24, CY_BLK_CASES24,     \
+    CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
+CY_BLK_ACC12(cy_blk_default_f, float, 16, 2, CY_NO_TARGET_BLK)
+CY_BLK_ACC12(cy_blk_default_d, double, 16, 2, CY_NO_TARGET_BLK)
 #if CY_ISA_X86
-CY_BLOCKED(cy_blk_avx2_f, float, 32, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_TARGET_AVX2)
-CY_BLOCKED(cy_blk_avx2_d, double, 32, 12, CY_BLK_CASES12, CY_BLK_CASES6, 2, CY_TARGET_AVX2)
-CY_BLOCKED(cy_blk_avx512_f, float, 64, 24, CY_BLK_CASES24, CY_BLK_CASES12, 4, CY_TARGET_AVX512)
-CY_BLOCKED(cy_blk_avx512_d, double, 64, 24, CY_BLK_CASES24, CY_BLK_CASES12, 4, CY_TARGET_AVX512)
+CY_BLK_ACC12(cy_blk_avx2_f, float, 32, 2, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_d, double, 32, 2, CY_TARGET_AVX2)
+CY_BLK_ACC24(cy_blk_avx512_f, float, 64, 4, CY_TARGET_AVX512)
+CY_BLK_ACC24(cy_blk_avx512_d, double, 64, 4, CY_TARGET_AVX512)
 #endif
 
 /* The variant in use (cy_blk_select), as a table of its three kernels and its tile limits. */
@@ -266,7 +307,7 @@ typedef struct {                                                                
     void (*fwd)(T *, Py_ssize_t, const T *, const Py_ssize_t *, const T *, Py_ssize_t,       \
                 const T *, Py_ssize_t, int, int);                                            \
     void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,    \
-               Py_ssize_t, Py_ssize_t, int, int);                                            \
+               Py_ssize_t, Py_ssize_t, int, int, int, Py_ssize_t);                           \
     void (*dx)(T *, const Py_ssize_t *, const T *, Py_ssize_t, const T *, Py_ssize_t,        \
                Py_ssize_t, int, int);                                                           \
 } cy_blk_kernels_##S;                                                                        \

@@ -58,7 +58,7 @@ cdef extern from "_blocked.h" nogil:
                  int kb) noexcept nogil
         void (*dw)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow, Py_ssize_t xpix,
                 const float *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int tb,
-                int kb) noexcept nogil
+                int kb, int ra, Py_ssize_t rs) noexcept nogil
         void (*dx)(float *dst, const Py_ssize_t *off, const float *wt, Py_ssize_t ldw,
                    const float *src, Py_ssize_t lds, Py_ssize_t nk, int tb,
                    int jb) noexcept nogil
@@ -68,7 +68,7 @@ cdef extern from "_blocked.h" nogil:
                  int kb) noexcept nogil
         void (*dw)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
                 Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
-                Py_ssize_t Wo, int tb, int kb) noexcept nogil
+                Py_ssize_t Wo, int tb, int kb, int ra, Py_ssize_t rs) noexcept nogil
         void (*dx)(double *dst, const Py_ssize_t *off, const double *wt, Py_ssize_t ldw,
                    const double *src, Py_ssize_t lds, Py_ssize_t nk, int tb,
                    int jb) noexcept nogil
@@ -221,30 +221,41 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
     """outn (Ho, Wo, K) for one image: tiles of pb pixels of a row x kb vectors of filters;
     then the activation f (``_epilogue.pxd``) on the image, while it is in cache (in one call,
     as ``_direct.pyx`` does: the element functions may round the last bit differently at the
-    end of a call, so calls over rows would differ from the unfused layer more often)."""
-    cdef Py_ssize_t oh, ow, p, k, kv, nb, pb, kb, nv = g.Kp // g.V, K = g.K
-    cdef bint direct = g.K == g.Kp          # tiles go straight into out
-    _pad_rows(xn, xq, g)
+    end of a call, so calls over rows would differ from the unfused layer more often).
+
+    When K is not a whole number of vectors (K = 10 or 20 filters in 16-float vectors), a tile
+    still stores whole vectors straight into out, pixel after pixel: the numbers of the zero
+    filters past pixel p's K land on the first filters of the pixels after it, which are
+    written afterwards -- by the same pass (its tiles go left to right, row after row) or by
+    pass 0 (each row runs the pass with the padding first).  Only a tile whose last vector
+    would reach past the image's output goes through ``tile`` and is copied.  (Copying every
+    tile was half of LeNet-like c1's forward: 64x28x28x1 -> 10 filters, avx512.)"""
+    cdef Py_ssize_t oh, ow, p, k, kv, nb, pb, kb, i, j, nv = g.Kp // g.V, K = g.K
+    cdef Py_ssize_t npass = _cdiv(nv, 2), end = g.Ho * g.Wo * K
+    cdef const floating *xr = xq
+    if g.C == 1 and g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H:
+        xr = xn                             # one channel, no padding: xn is its own copy
+    else:
+        _pad_rows(xn, xq, g)
     for oh in range(g.Ho):
-        kv = 0
-        while kv < nv:
-            kb = 2 if nv - kv >= 2 else 1
+        for j in range(npass):
+            i = (j + npass - 1) % npass     # the last pass (zero filters in it) first
+            kv, kb = 2 * i, min(2, nv - 2 * i)
             _blocks(g.Wo, cy_blk_acc // kb, &nb, &pb)
             ow = 0
             while ow < g.Wo:
                 pb = min(pb, g.Wo - ow)
-                if direct:
+                if (oh * g.Wo + ow + pb - 1) * K + (kv + kb) * g.V <= end:
                     _fwd_tile(outn + (oh * g.Wo + ow) * K + kv * g.V, K,
-                              xq + oh * g.C * g.Wp + ow, off, wk + kv * g.V, g.Kp,
+                              xr + oh * g.C * g.Wp + ow, off, wk + kv * g.V, g.Kp,
                               bk + kv * g.V, g.T, <int>pb, <int>kb)
                 else:
-                    _fwd_tile(tile, g.Kp, xq + oh * g.C * g.Wp + ow, off, wk + kv * g.V,
+                    _fwd_tile(tile, g.Kp, xr + oh * g.C * g.Wp + ow, off, wk + kv * g.V,
                               g.Kp, bk + kv * g.V, g.T, <int>pb, <int>kb)
                     for p in range(pb):
                         for k in range(kv * g.V, min(K, (kv + kb) * g.V)):
                             outn[(oh * g.Wo + ow + p) * K + k] = tile[p * g.Kp + k - kv * g.V]
                 ow += pb
-            kv += kb
     apply_activation(outn, outn, g.Ho * g.Wo * K, act)
 
 
@@ -279,11 +290,11 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
 # -- backward --------------------------------------------------------------------------------------
 cdef inline void _dw_tile(floating *acc, Py_ssize_t lda, const floating *x, Py_ssize_t xrow,
                           Py_ssize_t xpix, const floating *d, Py_ssize_t ldd, Py_ssize_t Ho,
-                          Py_ssize_t Wo, int tb, int kb) noexcept nogil:
+                          Py_ssize_t Wo, int tb, int kb, int ra, Py_ssize_t rs) noexcept nogil:
     if floating is float:
-        cy_blk_f.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb)
+        cy_blk_f.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb, ra, rs)
     else:
-        cy_blk_d.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb)
+        cy_blk_d.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb, ra, rs)
 
 
 cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *wt,
@@ -302,31 +313,60 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
                           const Plan *g) noexcept nogil:
     """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL, from
     dz = dout * f'(y) (into dzn, unless f is linear: then dout itself)."""
-    cdef Py_ssize_t a, j, kv, nb, tb, kb, c, q, ih, iw, k, i
+    cdef Py_ssize_t a, j, kv, nb, tb, kb, ra, c, q, ih, iw, k, i
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
     if act != ACT_LINEAR:
         dn = dzn
+    # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel.
+    # The tiles read whole vectors of dz: with K not a whole number of vectors, pixel p's
+    # vector also reads the first filters of the pixels after it (into lanes whose sums are
+    # never read: dw takes k < K).  So rows 0 .. Ho - 2 are read in place and only the last
+    # row, whose vectors would reach past the image, is copied into rows of whole vectors
+    # (``dpad``); the tile's sums carry over from one call to the next, in the same order.
+    # (Copying every row was a quarter of LeNet-like c1's dW.)
     cdef const floating *d = dn
-    # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel
-    if K != g.Kp:                       # rows of whole vectors, zero filters in the padding
-        for i in range(P):
+    cdef const floating *xv = xp
+    cdef Py_ssize_t head = g.Ho, ldd = K, xrow = g.Wp * g.C
+    if K != g.Kp:
+        head = g.Ho - 1 if g.Kp - K <= g.Wo * K else 0
+        for i in range(head * g.Wo, P):
             for k in range(g.Kp):
                 dpad[i * g.Kp + k] = dn[i * K + k] if k < K else 0
-        d = dpad
-    _pad_nhwc(xn, xp, g)
+    if g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H:
+        xv = xn                         # no padding: the image is its own padded copy
+    else:
+        _pad_nhwc(xn, xp, g)
     kv = 0
     while kv < nv:
         kb = 2 if nv - kv >= 2 else 1
-        _blocks(span, cy_blk_acc // kb, &nb, &tb)
-        for a in range(g.kh):
+        if 2 * span * kb <= cy_blk_acc:
+            # short kernel rows (one channel: kw taps): a tile of ra whole rows (ra <= 3), so
+            # that it keeps enough sums in flight to hide the latency of the multiply-adds
+            # (keras_mnist's first layer on avx512: 15 and 10 sums instead of 5); each sum
+            # still adds its pixels in order, so the bits are those of one-row tiles
+            _blocks(g.kh, min(3, cy_blk_acc // (span * kb)), &nb, &ra)
+            tb = span
+        else:
+            _blocks(span, cy_blk_acc // kb, &nb, &tb)
+            ra = 1
+        a = 0
+        while a < g.kh:
+            ra = min(ra, g.kh - a)
             j = 0
             while j < span:
                 tb = min(tb, span - j)
-                _dw_tile(dwl + (a * span + j) * g.Kp + kv * g.V, g.Kp,
-                         xp + a * g.Wp * g.C + j, g.Wp * g.C, g.C, d + kv * g.V, g.Kp,
-                         g.Ho, g.Wo, <int>tb, <int>kb)
+                if head > 0:
+                    _dw_tile(dwl + (a * span + j) * g.Kp + kv * g.V, g.Kp,
+                             xv + a * xrow + j, xrow, g.C, d + kv * g.V, ldd,
+                             head, g.Wo, <int>tb, <int>kb, <int>ra, span)
+                if head < g.Ho:
+                    _dw_tile(dwl + (a * span + j) * g.Kp + kv * g.V, g.Kp,
+                             xv + (a + head) * xrow + j, xrow, g.C,
+                             dpad + head * g.Wo * g.Kp + kv * g.V, g.Kp,
+                             g.Ho - head, g.Wo, <int>tb, <int>kb, <int>ra, span)
                 j += tb
+            a += ra
         kv += kb
     if dxn == NULL:
         return
