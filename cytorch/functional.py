@@ -189,7 +189,8 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
         dw = cols^T @ dz          dx = col2im(dz @ W^T)          db = dz.sum((0, 1, 2))
 
     The kernels compute dz in the same pass that sums db, one block at a time, never as a
-    separate array of dout's size (but on the Winograd path, whose dx pass reads dz again).
+    separate array of dout's size (the Winograd path, whose dx pass reads dz again, makes it a
+    few images at a time and runs dW and dx on them while they are in cache).
 
     ``db`` is None when the forward pass had no bias; ``dx`` is None with ``need_dx=False``
     (the first layer of a network never needs it; measured on LeNet's layers, skipping it takes

@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -141,6 +142,28 @@ def test_threads_agree_and_runs_are_deterministic(threads):
                  np.float32, f"{threads} threads")
     for a, b_again in zip(first, again):
         np.testing.assert_array_equal(a, b_again)
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_backward_keeps_no_batch_sized_dz(activation):
+    # dz = dout * f'(y) is made a few images at a time (per thread), and dW and dx read it
+    # while it is in cache: backward's scratch stays well below dout's size.  (It was a
+    # (N, H_out, W_out, K) array: 8 MiB more on this VGG-ish layer with a fused activation.)
+    rng = np.random.default_rng(0)
+    x, w, b = random_case(rng, 32, 32, 32, 32, 64, True, np.float32)
+    y, cache = F.conv2d_forward(x, w, b, 1, "same", activation=activation)
+    assert F._conv_fast_path(x, w, y, (1, 1), (1, 1)) == "_winograd"
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    cytorch.set_num_threads(1)           # the scratch is per thread
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        scratch = tracemalloc.get_traced_memory()[1] - base - dx.nbytes - dw.nbytes - db.nbytes
+    finally:
+        tracemalloc.stop()
+        cytorch.set_num_threads(None)
+    assert scratch < dout.nbytes / 2, f"{scratch / 2**20:.1f} MiB of scratch"
 
 
 # -- gradients: finite differences in float64 ----------------------------------------------------
