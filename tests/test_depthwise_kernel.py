@@ -146,21 +146,23 @@ def test_depthwise_kernel_finite_differences():
     assert relative_error(db, numerical_gradient(lambda v: f(b=v), b, dout)) < 1e-8
 
 
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_depthwise_runs_are_bit_identical(threads):
+def test_depthwise_runs_are_bit_identical(threads, activation):
     # per-unit partial sums of dW and db, added in unit order: the same bits on every run of
     # a thread count, whichever thread ran which unit; and the same numbers to rounding across
-    # thread counts
+    # thread counts (with the fused epilogue too)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((9, 8, 8, 6)).astype(np.float32)
     w = rng.standard_normal((3, 3, 6, 2)).astype(np.float32)
     b = np.zeros(12, np.float32)
     dout = rng.standard_normal((9, 8, 8, 12)).astype(np.float32)
-    first = kernel(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout, threads)
+    args = (x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout)
+    first = kernel(*args, threads, activation=activation)
     for _ in range(3):
-        for g, r in zip(kernel(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout, threads), first):
+        for g, r in zip(kernel(*args, threads, activation=activation), first):
             np.testing.assert_array_equal(g, r)
-    for g, r in zip(kernel(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), dout, 1), first):
+    for g, r in zip(kernel(*args, 1, activation=activation), first):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * np.abs(r).max())
 
 
