@@ -261,7 +261,7 @@ class Model(TrainingMixin):
                        f"{[layer.name for layer in self.layers]}")
 
     # -- forward and backward -----------------------------------------------------------------
-    def _contexts(self, logits=False, training=False, inference=False):
+    def _contexts(self, logits=False, training=False, inference=False, reuse_buffers=False):
         """The ``CallContext`` of every node of ``_order`` for one kind of call, made once.
 
         Every run skips the layers' NaN scans (the model checks its input once) and gets the
@@ -271,11 +271,11 @@ class Model(TrainingMixin):
         ``training`` (a gradient step): layers reading only model inputs skip dL/dx and every
         layer may reuse its buffers (nothing of a step outlives it).  ``inference``
         (``predict``, ``evaluate``): no backward follows, layers need keep nothing for it.
-        A layer is asked only
-        for the modes it honours (lists in ``context_modes``, with a forward and backward that
-        take ``ctx``)."""
+        ``reuse_buffers``: every layer may reuse its buffers (``predict``, which copies each
+        batch's output into its result).  A layer is asked only for the modes it honours
+        (lists in ``context_modes``, with a forward and backward that take ``ctx``)."""
         passes = tuple(self.graph_passes)
-        key = (bool(logits), bool(training), bool(inference), passes)
+        key = (bool(logits), bool(training), bool(inference), bool(reuse_buffers), passes)
         contexts = self._context_cache.get(key)
         if contexts is None:
             modes = {n.id: {} for n in self._order}
@@ -284,9 +284,11 @@ class Model(TrainingMixin):
             if inference:
                 for node in self._order:
                     modes[node.id]["inference"] = True
-            if training:
+            if training or reuse_buffers:
                 for node in self._order:
                     modes[node.id]["reuse_buffers"] = True
+            if training:
+                for node in self._order:
                     if all(i.is_source for i in node.inputs):
                         modes[node.id]["input_grad"] = False
             for name in passes:

@@ -164,19 +164,27 @@ class TrainingMixin:
     def _take(self, xs, idx, workspace=None):
         """Batch ``idx`` (a slice or indices) of every input, contiguous, in the model dtype.
 
-        With a ``Workspace`` (the training loop's), a shuffled batch is gathered into the
-        buffer the previous batch of its size used: a view of a slice of a contiguous input
-        in the model dtype needs no copy at all, so only the shuffled case needs one."""
+        With a ``Workspace`` (the training loop's, predict's), a batch that needs a copy is
+        gathered or converted into the buffer the previous batch of its size used: a view of a
+        slice of a contiguous input in the model dtype needs no copy at all."""
         dtype = self.dtype
-        if workspace is None or isinstance(idx, slice):
+        if workspace is None:
             return [np.ascontiguousarray(a[idx], dtype=dtype) for a in xs]
         batch = []
         for k, a in enumerate(xs):
-            buf = workspace.get(f"x{k}", (len(idx),) + a.shape[1:], dtype)
-            if a.dtype == dtype:
+            if isinstance(idx, slice):
+                view = a[idx]
+                if view.dtype == dtype and view.flags.c_contiguous:
+                    batch.append(view)
+                    continue
+                buf = workspace.get(f"x{k}", view.shape, dtype)
+                buf[...] = view    # uint8 images, float64 input: converted into the buffer
+            elif a.dtype == dtype:
+                buf = workspace.get(f"x{k}", (len(idx),) + a.shape[1:], dtype)
                 # mode="clip": with the default "raise", np.take gathers into a temporary
                 np.take(a, idx, axis=0, out=buf, mode="clip")
             else:   # uint8 images, float64 input: gathered, then converted in place
+                buf = workspace.get(f"x{k}", (len(idx),) + a.shape[1:], dtype)
                 buf[...] = a[idx]
             batch.append(buf)
         return batch
@@ -486,16 +494,22 @@ class TrainingMixin:
 
     def predict(self, x, batch_size=256, verbose=0):
         """Model outputs for ``x`` (probabilities for a softmax output), computed
-        ``batch_size`` samples at a time: memory holds one batch of activations."""
+        ``batch_size`` samples at a time: memory holds one batch of activations (two when
+        the last batch is smaller)."""
         xs = self._check_x(x)
         batch_size = check_int(batch_size, "batch_size", 1)
         n = len(xs[0])
         result = None
-        contexts = self._contexts(inference=True)
+        # each batch's output is copied into the result: the layers may write every batch
+        # into the buffers of the one before (no allocation, no page faults: measured ~10 %
+        # of keras_mnist's predict on the AMD EPYC (Zen 5), one thread)
+        contexts = self._contexts(inference=True, reuse_buffers=True)
+        batches = Workspace()   # the converted input batches (uint8 images, say)
         with self._running():
             for start in range(0, n, batch_size):
                 idx = slice(start, min(start + batch_size, n))
-                out = self._forward(self._take(xs, idx), training=False, contexts=contexts)
+                out = self._forward(self._take(xs, idx, batches), training=False,
+                                    contexts=contexts)
                 if result is None:
                     result = np.empty((n,) + out.shape[1:], dtype=out.dtype)
                 result[idx] = out

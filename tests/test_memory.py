@@ -196,3 +196,46 @@ def test_a_pickled_layer_carries_no_buffers():
     layer._workspace = Workspace()
     layer._workspace.get("conv2d_out", (1000,), np.float32)
     assert pickle.loads(pickle.dumps(layer))._workspace is None
+
+
+def predict_memory(model, x, batch_size):
+    """Per batch of ``model.predict(x)``: the most NumPy memory it held above what was held
+    when it began, and the bytes the layers' workspaces hold after it."""
+    transient, held = [], []
+    forward = model._forward
+
+    def measured(*args, **kwargs):
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        out = forward(*args, **kwargs)
+        transient.append(tracemalloc.get_traced_memory()[1] - base)
+        held.append(sum(layer._workspace.nbytes for layer in model.layers
+                        if getattr(layer, "_workspace", None) is not None))
+        return out
+    model._forward = measured
+    cytorch.set_num_threads(1)
+    tracemalloc.start()
+    try:
+        result = model.predict(x, batch_size=batch_size)
+    finally:
+        tracemalloc.stop()
+        cytorch.set_num_threads(None)
+        del model._forward
+    return result, transient, held
+
+
+def test_predict_writes_every_batch_into_the_buffers_of_the_one_before():
+    # uint8 images: the converted batch is reused too; the output is the caller's own
+    x = (data(300)[0] * 255).astype(np.uint8)
+    model = small_net()
+    want = np.concatenate([model.predict_on_batch(x[s:s + 64]) for s in range(0, 300, 64)])
+    got, transient, held = predict_memory(model, x, 64)
+    np.testing.assert_array_equal(got, want)
+    steady = transient[1:-1]
+    # (without reuse a steady batch held 70 % of what the workspaces hold, with it 4 %: Dense
+    # and the kernels' scratch; Zen 5, one thread)
+    assert held[1] > 1_000_000 and max(steady) < 0.2 * held[1], (steady, held[1])
+    assert all(getattr(layer, "_workspace", None) is None for layer in model.layers)
+    again = model.predict(x, batch_size=64)
+    assert not np.shares_memory(got, again)
+    np.testing.assert_array_equal(got, again)

@@ -46,8 +46,9 @@ class CallContext:
     reuse_buffers : bool, default False
         The layer may write what it returns (its output, dL/dx) into buffers it keeps and
         hands out again at its next call of the same shape (``Layer._buffers``): a training
-        step of ``fit``, whose arrays nobody keeps past the step.  Never for a call whose
-        result a user receives (``predict``, a layer called on its own).
+        step of ``fit``, whose arrays nobody keeps past the step, and ``predict``, which
+        copies each batch's output into its result.  Never for a call whose result a user
+        receives (``predict_on_batch``, a layer called on its own).
     inference : bool, default False
         No backward pass follows this forward (``predict``, ``evaluate``): the layer may skip
         what only backward reads and keep no cache.  Max and min pooling then record no

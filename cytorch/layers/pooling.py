@@ -66,8 +66,8 @@ class _Pooling2D(Layer):
             self._cache = None
             return getattr(F, self._forward_kernel)(
                 x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-                check_finite=ctx.check_finite, activation="relu" if ctx.apply_relu else None,
-                need_backward=False)[0]
+                check_finite=ctx.check_finite, workspace=self._buffers(ctx),
+                activation="relu" if ctx.apply_relu else None, need_backward=False)[0]
         workspace = self._buffers(ctx)
         # relu_after_pooling (max and min only): max(relu(z)) = relu(max(z)), ReLU commutes
         # with max and min (it is monotone), so the kernel pools the pre-activations and
