@@ -54,14 +54,25 @@ DEPTHWISE_CASES = [
 ]
 
 
-def depthwise_step(x, w, b, stride, padding, dout):
+def depthwise_step(x, w, b, stride, padding, dout, activation=None):
+    """depthwise conv2d (+ its activation, applied by the kernel) forward+backward."""
     def step():
-        out, cache = F.depthwise_conv2d_forward(x, w, b, stride, padding)
+        out, cache = F.depthwise_conv2d_forward(x, w, b, stride, padding, activation=activation)
         return F.depthwise_conv2d_backward(dout, cache)
     return step
 
 
-def torch_depthwise_step(x, w, b, stride, padding, dout):
+def torch_activation(activation):
+    """torch's function for one of cytorch's activation names (Keras's parameters), or None."""
+    import torch
+    import torch.nn.functional as TF
+    if activation is None:
+        return None
+    return {"elu": lambda v: TF.elu(v, 1.0), "leaky_relu": lambda v: TF.leaky_relu(v, 0.2),
+            "softplus": TF.softplus}.get(activation) or getattr(torch, activation)
+
+
+def torch_depthwise_step(x, w, b, stride, padding, dout, activation=None):
     import torch
     import torch.nn.functional as TF
     C, dm = w.shape[2:]
@@ -72,10 +83,12 @@ def torch_depthwise_step(x, w, b, stride, padding, dout):
     bt = torch.from_numpy(b.copy()).requires_grad_()
     dt = torch.from_numpy(dout.transpose(0, 3, 1, 2).copy())
     pad = w.shape[0] // 2 if padding == "same" else 0   # odd kernels: symmetric
+    f = torch_activation(activation)
 
     def step():
         xt.grad = wt.grad = bt.grad = None
-        TF.conv2d(xt, wt, bt, stride=stride, padding=pad, groups=C).backward(dt)
+        out = TF.conv2d(xt, wt, bt, stride=stride, padding=pad, groups=C)
+        (f(out) if f is not None else out).backward(dt)
     return step
 
 
@@ -98,15 +111,18 @@ def cytorch_step(x, w, b, stride, padding, dout, activation=None, need_dx=True):
     return step
 
 
-def unfused_step(x, w, b, stride, padding, dout, activation, need_dx=True):
+def unfused_step(x, w, b, stride, padding, dout, activation, need_dx=True, kind="conv"):
     """The same with the activation in passes of its own (``cytorch.activations`` on the
     conv's output and on dout), as a layer did before the epilogue."""
     act = activations.get(activation)
+    forward = F.conv2d_forward if kind == "conv" else F.depthwise_conv2d_forward
 
     def step():
-        z, cache = F.conv2d_forward(x, w, b, stride, padding)
+        z, cache = forward(x, w, b, stride, padding)
         y = act.forward(z, out=z)
-        return F.conv2d_backward(act.backward(dout, y), cache, need_dx=need_dx)
+        if kind == "conv":
+            return F.conv2d_backward(act.backward(dout, y), cache, need_dx=need_dx)
+        return F.depthwise_conv2d_backward(act.backward(dout, y), cache)
     return step
 
 
@@ -123,9 +139,7 @@ def torch_step(x, w, b, stride, padding, dout, activation=None, need_dx=True):
         xt.grad = wt.grad = bt.grad = None
         out = TF.conv2d(xt, wt, bt, stride=stride, padding=pad)
         if activation is not None:   # with the parameters of Keras's strings
-            f = {"elu": lambda v: TF.elu(v, 1.0), "leaky_relu": lambda v: TF.leaky_relu(v, 0.2),
-                 "softplus": TF.softplus}.get(activation) or getattr(torch, activation)
-            out = f(out)
+            out = torch_activation(activation)(out)
         out.backward(dt)
     return step
 
@@ -134,8 +148,7 @@ def main():
     p = h.parser(__doc__.splitlines()[0])
     p.add_argument("--activation", choices=[a for a in F.CONV2D_ACTIVATIONS if a != "linear"],
                    help="conv2d + this activation, applied by the kernel (the fused epilogue); "
-                        "adds the column 'unfused' (the activation in passes of its own); "
-                        "conv cases only")
+                        "adds the column 'unfused' (the activation in passes of its own)")
     p.add_argument("--case", default="", help="only the cases whose name contains this text")
     p.add_argument("--depthwise-variants", action="store_true",
                    help="a depthwise row for every instruction-set variant of its kernel this "
@@ -151,7 +164,7 @@ def main():
     rng = np.random.default_rng(0)
     rows = []
     cases = [("conv",) + case for case in CASES] \
-        + [("depthwise",) + case for case in DEPTHWISE_CASES] * (act is None)
+        + [("depthwise",) + case for case in DEPTHWISE_CASES]
     for kind, name, N, H, W, C, K, k, s, pad in cases:
         if args.case not in name:
             continue
@@ -166,7 +179,7 @@ def main():
         dout = rng.standard_normal(out.shape, dtype=np.float32)
         need_dx = name not in FIRST_LAYERS
         step = (cytorch_step(x, w, b, s, pad, dout, act, need_dx) if kind == "conv"
-                else depthwise_step(x, w, b, s, pad, dout))
+                else depthwise_step(x, w, b, s, pad, dout, act))
         variants = {"": step}
         if kind == "depthwise" and args.depthwise_variants:
             variants = {f" [{v}]": with_depthwise_variant(v, step)
@@ -190,7 +203,7 @@ def main():
         for v, v_step in variants.items():
             fns["compiled" + v], fns["compiled 1t" + v] = v_step, one_thread(v_step)
         if act:
-            fns["unfused"] = unfused_step(x, w, b, s, pad, dout, act, need_dx)
+            fns["unfused"] = unfused_step(x, w, b, s, pad, dout, act, need_dx, kind)
 
             def unfused_one_thread(step=fns["unfused"]):
                 cytorch.set_num_threads(1)
@@ -201,7 +214,7 @@ def main():
             fns["unfused 1t"] = unfused_one_thread
         if torch is not None:
             t_step = (torch_step(x, w, b, s, pad, dout, act, need_dx) if kind == "conv"
-                      else torch_depthwise_step(x, w, b, s, pad, dout))
+                      else torch_depthwise_step(x, w, b, s, pad, dout, act))
             fns["torch 1t"] = h.with_torch_threads(1, t_step)
             fns["torch 2t"] = h.with_torch_threads(2, t_step)
         times = {name: t.best for name, t in h.interleaved(fns, repeat=repeat).items()}

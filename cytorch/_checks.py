@@ -499,10 +499,12 @@ def depthwise_args(x, w, b, strides, padding, check_finite, dilation_rate=1):
     return x, w, b, (sh, sw), pads, (N, H_out, W_out, C * dm)
 
 
-def depthwise_cache(x, w, b, strides, pads, dilation=(1, 1)):
-    """What depthwise_conv2d backward needs (as conv2d's, under its own kind)."""
+def depthwise_cache(x, w, b, strides, pads, dilation=(1, 1), activation="linear", y=None):
+    """What depthwise_conv2d backward needs (as conv2d's, under its own kind: with the
+    activation and its output ``y``, what its derivative reads; None for "linear")."""
     return {"kind": "depthwise_conv2d", "x": x, "w": w, "has_bias": b is not None,
-            "strides": strides, "pads": pads, "dilation": tuple(dilation)}
+            "strides": strides, "pads": pads, "dilation": tuple(dilation),
+            "activation": activation, "y": None if activation == "linear" else y}
 
 
 def depthwise_dout(dout, cache, check_finite=True):

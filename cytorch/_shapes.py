@@ -107,6 +107,17 @@ def resolve_padding(padding, H, W, kh, kw, sh, sw):
     return pads
 
 
+def dilated_extent(kernel_size, dilation_rate):
+    """``(kh, kw)`` of a kernel dilated by ``(dh, dw)``: ``(k - 1) * d + 1`` input cells per
+    axis, which take the kernel size's place in the output size and the padding.
+
+    >>> dilated_extent((3, 3), (2, 1))
+    (5, 3)
+    """
+    (kh, kw), (dh, dw) = kernel_size, dilation_rate
+    return (kh - 1) * dh + 1, (kw - 1) * dw + 1
+
+
 def output_size(n, f, s, p_before, p_after):
     """floor((n + p_before + p_after - f) / s) + 1 (may be < 1: callers check)."""
     return (n + p_before + p_after - f) // s + 1

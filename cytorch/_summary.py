@@ -18,7 +18,7 @@ treatment.  Where a stride skips the last rows or columns of its input (the floo
 import math
 import textwrap
 
-from ._shapes import as_pair, resolve_padding, unseen
+from ._shapes import as_pair, dilated_extent, resolve_padding, unseen
 
 ALL = "all"
 
@@ -89,8 +89,8 @@ def unseen_warnings(model):
         window = _window(layer)
         if window is None or len(in_shape) != 3:
             continue
-        (kh, kw), (sh, sw), (dh, dw) = window
-        kh_eff, kw_eff = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+        kernel_size, (sh, sw), dilation = window
+        kh_eff, kw_eff = dilated_extent(kernel_size, dilation)
         H, W = in_shape[:2]
         try:
             pt, pb, pl, pr = resolve_padding(getattr(layer, "padding", "valid"), H, W,

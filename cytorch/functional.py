@@ -609,7 +609,7 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # 30-100x slower on MobileNet-like layers.)
 
 def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
-                             check_finite=True):
+                             activation=None, check_finite=True):
     """Depthwise 2-D convolution: each input channel convolved with its own filters.
 
     Parameters
@@ -619,12 +619,17 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_
     b : array ``(C * dm,)`` or None.
     strides, padding, dilation_rate : as ``conv2d_forward`` (a dilated kernel spans
         ``(kh - 1) * dh + 1`` rows; strides and dilation may be combined here).
+    activation : None (or "linear") or a name of ``CONV2D_ACTIVATIONS``: f, applied by the
+        kernel to each output row as it writes it, as ``conv2d_forward`` does; backward applies
+        its derivative in its first pass over dout.
+    check_finite : raise ValueError on NaN/inf in the inputs (skip the scan with False).
 
     Returns
     -------
-    out : ``(N, H_out, W_out, C * dm)``; channel ``c * dm + m`` is input channel c convolved
-        with ``w[:, :, c, m]`` (Keras's order).
-    cache : for ``depthwise_conv2d_backward``.
+    out : ``(N, H_out, W_out, C * dm)``; channel ``c * dm + m`` is f(input channel c convolved
+        with ``w[:, :, c, m]``, plus its bias) (Keras's order).
+    cache : for ``depthwise_conv2d_backward`` (with an activation it holds ``out``, which the
+        derivative reads).
 
     >>> out, _ = depthwise_conv2d_forward(np.ones((1, 5, 5, 3)), np.ones((3, 3, 3, 2)))
     >>> out.shape
@@ -632,24 +637,29 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_
     >>> depthwise_conv2d_forward(np.ones((1, 5, 5, 3)), np.ones((3, 3, 3, 2)),
     ...                          dilation_rate=2)[0].shape
     (1, 1, 1, 6)
+    >>> depthwise_conv2d_forward(np.ones((1, 3, 3, 1)), -np.ones((3, 3, 1, 1)),
+    ...                          activation="relu")[0].ravel()
+    array([0.])
     """
     x, w, b, (sh, sw), pads, out_shape = checks.depthwise_args(x, w, b, strides, padding,
                                                                check_finite, dilation_rate)
+    activation = checks.conv_activation(activation)
     dh, dw = checks.as_pair(dilation_rate, "dilation_rate")
     if _use_reference():
         return reference.depthwise_conv2d_forward(x, w, b, (sh, sw), _pad_pairs(pads),
-                                                  (dh, dw), check_finite=False)
+                                                  (dh, dw), activation, check_finite=False)
     out = np.empty(out_shape, dtype=x.dtype)
     bias = b if b is not None else np.zeros(out_shape[3], dtype=x.dtype)
     _kernel("_depthwise").depthwise_conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
-                                                   get_num_threads(), dh, dw)
-    return out, checks.depthwise_cache(x, w, b, (sh, sw), pads, (dh, dw))
+                                                   get_num_threads(), dh, dw, activation)
+    return out, checks.depthwise_cache(x, w, b, (sh, sw), pads, (dh, dw), activation, out)
 
 
 def depthwise_conv2d_backward(dout, cache, check_finite=True):
     """Gradients of ``depthwise_conv2d_forward``: ``(dx, dw, db)``; per input channel c, the
-    conv2d gradients of its one-channel convolution (``db`` None without a bias; db is summed
-    in double precision)."""
+    conv2d gradients of its one-channel convolution, from ``dz = dout * f'(z)`` (the forward
+    pass's activation f; dout itself without one), computed by the kernel in the pass that
+    sums db (``db`` None without a bias; db is summed in double precision)."""
     dout = checks.depthwise_dout(dout, cache, check_finite)
     if _use_reference():
         return reference.depthwise_conv2d_backward(dout, cache, check_finite=False)
@@ -659,7 +669,9 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
     dx, dw = np.empty_like(x), np.empty_like(w)     # the kernel writes every value
     db = np.empty(dout.shape[3], dtype=x.dtype)
     _kernel("_depthwise").depthwise_conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
-                                                    get_num_threads(), *dilation)
+                                                    get_num_threads(), *dilation,
+                                                    cache.get("activation", "linear"),
+                                                    cache.get("y"))
     db = db if cache["has_bias"] else None
     return dx, dw, db
 

@@ -1066,7 +1066,7 @@ def batch_norm_backward(dout, cache, check_finite=True):
 # depthwise conv2d  (section owned by the layers work)
 # ===============================================================================================
 def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
-                             check_finite=True):
+                             activation=None, check_finite=True):
     """Depthwise 2-D convolution: every input channel is convolved with its own
     ``depth_multiplier`` filters, and channels never mix (MobileNet's first half of a
     separable convolution).
@@ -1082,7 +1082,8 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_
 
     With im2col's ``(kh, kw, C)`` rows viewed as ``(kh*kw, C)``, that is one small product per
     channel: ``out[r, c, m] = sum_k cols[r, k, c] * w[k, c, m]`` (an einsum).  A standard conv
-    of the same window costs C times more multiply-adds.
+    of the same window costs C times more multiply-adds.  Then + bias, then the ``activation``
+    f, as ``conv2d_forward`` (``conv2d_activate``; None or "linear": none).
 
     >>> x = np.arange(8.0).reshape(1, 2, 2, 2)            # two channels
     >>> w = np.ones((2, 2, 2, 1)); w[..., 1, 0] = -1      # sum channel 0, minus-sum channel 1
@@ -1094,6 +1095,7 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_
     """
     x, w, b, strides, pads, (N, H_out, W_out, K) = depthwise_args(x, w, b, strides, padding,
                                                                  check_finite, dilation_rate)
+    activation = conv_activation(activation)
     dilation = as_pair(dilation_rate, "dilation_rate")
     kh, kw, C, dm = w.shape
     padding = ((pads[0], pads[1]), (pads[2], pads[3]))
@@ -1101,13 +1103,15 @@ def depthwise_conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_
     out = np.einsum("rkc,kcm->rcm", cols, w.reshape(kh * kw, C, dm)).reshape(N, H_out, W_out, K)
     if b is not None:
         out += b
-    return out, depthwise_cache(x, w, b, strides, pads, dilation)
+    out = conv2d_activate(out, activation)
+    return out, depthwise_cache(x, w, b, strides, pads, dilation, activation, out)
 
 
 def depthwise_conv2d_backward(dout, cache, check_finite=True):
     """Gradients of ``depthwise_conv2d_forward``: ``(dx, dw, db)``.
 
-    Per channel c, as for a conv with one input channel (``cols`` from im2col, viewed
+    First through the activation, ``dout <- dout * f'(z)`` (``conv2d_activation_backward``);
+    then per channel c, as for a conv with one input channel (``cols`` from im2col, viewed
     ``(rows, kh*kw, C)``, dilated like the forward pass)::
 
         dw[k, c, m] = sum_r cols[r, k, c] * dout[r, c, m]
@@ -1115,6 +1119,7 @@ def depthwise_conv2d_backward(dout, cache, check_finite=True):
         db = dout summed over N, H_out, W_out   (None without a bias)
     """
     dout = depthwise_dout(dout, cache, check_finite)
+    dout = conv2d_activation_backward(dout, cache.get("y"), cache.get("activation", "linear"))
     x, w = cache["x"], cache["w"]
     kh, kw, C, dm = w.shape
     pads, strides = cache["pads"], cache["strides"]

@@ -143,7 +143,7 @@ def test_every_variant_computes_the_same(dtype, restore_isa):
 def fused_epilogues(dtype):
     """conv2d with each activation the kernels apply themselves (``_epilogue.pxd``), forward +
     backward, on every path: direct (stride 1), im2col + GEMM (stride 2), blocked (the shape
-    of ``conv_and_pool``) and Winograd (forced, the shape of ``winograd``)."""
+    of ``conv_and_pool``) and Winograd (forced, the shape of ``winograd``); and depthwise."""
     rng = np.random.default_rng(0)
     cases = {"direct": ((3, 13, 11, 2), (3, 4, 2, 3), 1, "same"),
              "gemm": ((3, 13, 11, 2), (3, 4, 2, 3), 2, "same"),
@@ -166,6 +166,15 @@ def fused_epilogues(dtype):
                 results[activation, path] = [y, *F.conv2d_backward(dout, cache)]
     finally:
         load("_winograd")._set_mode(old)
+    # the depthwise kernel: stride (2, 1), dm = 3 (a lane tail: x copied), clipped windows
+    x = rng.standard_normal((3, 13, 11, 7)).astype(dtype)
+    w = rng.standard_normal((5, 3, 7, 3)).astype(dtype)
+    b = np.ones(21, dtype)
+    for activation in F.CONV2D_ACTIVATIONS[1:]:
+        y, cache = F.depthwise_conv2d_forward(x, w, b, (2, 1), ((1, 2), (1, 1)),
+                                              activation=activation)
+        dout = rng.standard_normal(y.shape).astype(dtype)
+        results[activation, "depthwise"] = [y, *F.depthwise_conv2d_backward(dout, cache)]
     return results
 
 

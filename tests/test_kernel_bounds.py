@@ -442,17 +442,20 @@ def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, nee
 # dilation and padding (windows entirely in the padding, windows clipped on every side), lanes
 # C * dm from 1 to 36 around the vector widths, and C = 8, 16, 32 with dm = 1, where the loops
 # read x and write dx in place (no copy: the channels are whole vectors), windows of more than
-# 9 taps (several tap tiles).
+# 9 taps (several tap tiles); each fused activation (backward then reads y, NaN-guarded).
 @pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(geometry=geometries(), dm=st.sampled_from([1, 2, 3, 9]),
        dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)), need_dx=st.booleans(),
-       threads=st.integers(1, 2), channels=st.sampled_from([None, None, 8, 16, 32]))
-@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2, channels=None)
-@with_corners(CORNERS, dm=1, dilation=(2, 1), need_dx=True, threads=2, channels=16)
+       threads=st.integers(1, 2), channels=st.sampled_from([None, None, 8, 16, 32]),
+       activation=st.sampled_from(EPILOGUES))
+@with_corners(CORNERS, dm=2, dilation=(1, 1), need_dx=True, threads=2, channels=None,
+              activation=EPILOGUES[-1])
+@with_corners(CORNERS, dm=1, dilation=(2, 1), need_dx=True, threads=2, channels=16,
+              activation="tanh")
 def test_depthwise_conv2d_stays_in_bounds(isa_variant, dtype, geometry, dm, dilation, need_dx,
-                                          threads, channels):
+                                          threads, channels, activation):
     x_shape, (kh, kw), (sh, sw), pads = geometry
     if channels is not None:
         x_shape, dm = x_shape[:3] + (channels,), 1
@@ -465,28 +468,36 @@ def test_depthwise_conv2d_stays_in_bounds(isa_variant, dtype, geometry, dm, dila
     w = guarded_input(rng.standard_normal((kh, kw, C, dm)).astype(dtype))
     b = guarded_input(rng.standard_normal(C * dm).astype(dtype))
     dout = guarded_input(rng.standard_normal((N, H_out, W_out, C * dm)).astype(dtype))
-    want = [[], [], []]                        # the one-channel conv2d twin, per channel
+    outs, caches = [], []                      # the one-channel conv2d twin, per channel
     for c in range(C):
         o, cache = reference.conv2d_forward(x[..., c:c + 1].astype(np.float64),
                                             w[:, :, c:c + 1].astype(np.float64), None,
                                             (sh, sw), (pads[:2], pads[2:]), dilation)
-        dx_c, dw_c, _ = reference.conv2d_backward(
-            dout[..., c * dm:(c + 1) * dm].astype(np.float64), cache)
-        for i, v in enumerate((o, dx_c, dw_c)):
-            want[i].append(v)
-    want_out = np.concatenate(want[0], axis=3) + b
-    want_dx, want_dw = np.concatenate(want[1], axis=3), np.concatenate(want[2], axis=2)
-    want_db = dout.astype(np.float64).reshape(-1, C * dm).sum(axis=0)
+        outs.append(o)
+        caches.append(cache)
+    want_out = reference.conv2d_activate(np.concatenate(outs, axis=3) + b, activation)
     D = load("_depthwise")
     out = guarded_output((N, H_out, W_out, C * dm), dtype)
     dx, dw_ = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((C * dm,), dtype)
     with running(isa_variant):
-        D.depthwise_conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads, dh, dw)
+        D.depthwise_conv2d_forward(x, w, b, out.array, sh, sw, pads[0], pads[2], threads, dh, dw,
+                                   activation)
+        y = guarded_input(out.array.copy())          # what the derivative reads, guarded too
         D.depthwise_conv2d_backward(dout, x, w, dx.array if need_dx else None, dw_.array,
-                                    db.array, sh, sw, pads[0], pads[2], threads, dh, dw)
+                                    db.array, sh, sw, pads[0], pads[2], threads, dh, dw,
+                                    activation, y)
     out.assert_guards_intact("depthwise forward out")
     assert_close(out.array, want_out, "depthwise forward")
+    # the twin's gradients from dz = dout * f'(y) at the kernel's own y (a value within
+    # rounding of a kink then takes the same side in both)
+    dz = reference.conv2d_activation_backward(dout.astype(np.float64), y.astype(np.float64),
+                                              activation)
+    grads = [reference.conv2d_backward(dz[..., c * dm:(c + 1) * dm], caches[c])
+             for c in range(C)]
+    want_dx = np.concatenate([g[0] for g in grads], axis=3)
+    want_dw = np.concatenate([g[1] for g in grads], axis=2)
+    want_db = dz.reshape(-1, C * dm).sum(axis=0)
     results = [("dw", dw_, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for name, got, r in results:
         got.assert_guards_intact(f"depthwise backward {name}")

@@ -14,6 +14,12 @@ Layout contract, shared with the twins:
   from), ``dw[a, b, c, m]`` sums x times dout over the batch and the output pixels, ``db``
   sums dout.
 
+With an ``activation`` f (the fused epilogue of every conv path, ``_epilogue.pxd``) forward
+applies f to each output row as soon as the row is written, while it is in cache, and backward
+starts each image with ``dz = dout * f'(y)`` (``y`` the forward output) in the pass that sums
+db; dW and dx then read dz.  Twins: ``reference.depthwise_conv2d_forward`` / ``_backward``
+with ``activation=``.
+
 How.  Output channel ``j = c*dm + m`` depends on input channel c only, so the channels go in
 the vector lanes, and a window tap is then a whole vector, for any stride and dilation.  When
 the lanes are the channels (dm = 1 and C a whole number of vectors) the loops read x and write
@@ -25,7 +31,8 @@ inside the image, the *interior*, run in tiles of 8 pixels (forward) or 9 taps (
 ``_depthwise.h``); the few along the edges run with their clipped windows (forward) or tap by
 tap over the strips where that tap is inside (dW, dx).  At stride 1 dx is itself a forward
 correlation (of dout with the flipped taps, ``_transposed``): each dx pixel gathers its terms
-in registers.  (A first version copied every image into a zero-padded buffer: at stride 2 the
+in registers; at stride 2 a gather split by phases was measured slower than the scatter
+(``_gathers_dx``).  (A first version copied every image into a zero-padded buffer: at stride 2 the
 copy cost more than the convolution.)  Compared
 with running a one-channel conv2d per channel (what ``cytorch.functional`` did before), no
 channel is copied out of the batch, and every vector lane works.
@@ -42,7 +49,8 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
-from ._conv import _units
+from ._conv import _activation_code, _units
+from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_depthwise.h" nogil:
     ctypedef struct cy_dw_kernels_f:
@@ -87,7 +95,9 @@ def _select_isa(name):
     """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
     it.  Private: for the tests and CYTORCH_ISA."""
     global _isa
-    _isa = ISA_NAMES[cy_dw_select(isa_index(name, cy_isa_best()))]
+    index = isa_index(name, cy_isa_best())
+    cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
+    _isa = ISA_NAMES[cy_dw_select(index)]
     return _isa
 
 
@@ -170,7 +180,18 @@ cdef void _interior(Geom *g) noexcept nogil:
 cdef bint _gathers_dx(const Geom *g) noexcept nogil:
     """Whether dx is the correlation of dout with the flipped taps (``_transposed``): at
     stride 1 (and padding within the window's extent), each dx pixel then gathers its terms in
-    registers instead of every dout pixel adding into dx in memory."""
+    registers instead of every dout pixel adding into dx in memory.
+
+    At stride s > 1 dx scatters, measured: dx can gather there too, split into s_h x s_w
+    phases (the dx pixels i = r + s*u of phase r are reached by the taps a with
+    r + pt - a*dh divisible by s, a stride-1 correlation of dout with those taps flipped and
+    dilation dh / gcd(dh, s)), but a 3x3 window leaves each phase 1, 2 or 4 taps, too few to
+    pay for each tile's accumulator loads and stores.  Written and timed (2026-12-03, AMD EPYC
+    Zen 5, one thread, float32, best of 15 thread CPU times; the dx share of backward, gather
+    / scatter): 32x28x28x64 k3 s2 1.16-2.11 (avx512) 1.62 (avx2); 32x56x56x32 k3 s2 2.5
+    (avx512) 1.9 (avx2); 32x28x28x64 k5 s2 0.67-1.08 (avx512) 0.97 (avx2); dm 3 k3 s2
+    0.79-1.09.  The scatter keeps the 9 weight vectors in registers and loads each dout vector
+    once for all of them."""
     return g.sh == 1 and g.sw == 1 and g.pt <= (g.kh - 1) * g.dh and g.pl <= (g.kw - 1) * g.dw
 
 
@@ -240,10 +261,12 @@ cdef inline void _window_tile(const floating *src, const floating *wp, const flo
 
 
 cdef void _correlate(const floating *src, const floating *wp, const floating *init,
-                     floating *dst, Py_ssize_t ldo, floating *row, const Geom *g) noexcept nogil:
-    """dst (Ho x Wo pixels, ldo apart) = init + the correlation of src (H x W pixels of Lp
-    lanes) with the taps wp, each window clipped to the image.  With ldo < Lp (a lane tail) the
-    vectors go through ``row`` and only L lanes reach dst."""
+                     floating *dst, Py_ssize_t ldo, floating *row, int act,
+                     const Geom *g) noexcept nogil:
+    """dst (Ho x Wo pixels, ldo apart) = f(init + the correlation of src (H x W pixels of Lp
+    lanes) with the taps wp), each window clipped to the image, f the activation ``act``
+    (``_epilogue.pxd``) applied to each row of dst as soon as it is written.  With ldo < Lp (a
+    lane tail) the vectors go through ``row`` and only L lanes reach dst."""
     cdef Py_ssize_t oh, ow, e, k, pb, a0, a1, b0, b1, L = g.L, Lp = g.Lp
     cdef Py_ssize_t inner = g.ow1 - g.ow0
     cdef bint whole = ldo == Lp             # whole vectors go straight into dst
@@ -267,16 +290,18 @@ cdef void _correlate(const floating *src, const floating *wp, const floating *in
             for ow in range(g.Wo):
                 for k in range(L):
                     dst[(oh * g.Wo + ow) * ldo + k] = row[ow * Lp + k]
+        if act != ACT_LINEAR:            # the row is still in cache
+            apply_activation(dst + oh * g.Wo * ldo, dst + oh * g.Wo * ldo, g.Wo * ldo, act)
 
 
 cdef void _forward_image(const floating *xn, const floating *wp, const floating *bp,
-                         floating *outn, floating *xe, floating *row,
+                         floating *outn, floating *xe, floating *row, int act,
                          const Geom *g) noexcept nogil:
     cdef const floating *src = xn
     if g.copy_x:
         _expand(xn, xe, g)
         src = xe
-    _correlate(src, wp, bp, outn, g.L, row, g)
+    _correlate(src, wp, bp, outn, g.L, row, act, g)
 
 
 cdef void _dw_image(const floating *src, const floating *d, const Py_ssize_t *off,
@@ -347,25 +372,27 @@ cdef void _dx_scatter(const floating *d, const floating *wp, const Py_ssize_t *o
                            rects[k].r1 - rects[k].r0, rects[k].c1 - rects[k].c0, 1, nv)
 
 
-cdef void _backward_image(const floating *dn, const floating *xn, const floating *wp,
-                          const floating *wflip, const floating *zeros, const Py_ssize_t *off,
-                          floating *dxn, floating *dwl, double *db_part, floating *xe,
-                          floating *dpad, const Geom *g, const Geom *gt) noexcept nogil:
+cdef void _backward_image(const floating *dn, const floating *yn, const floating *xn,
+                          const floating *wp, const floating *wflip, const floating *zeros,
+                          const Py_ssize_t *off, floating *dxn, floating *dwl, double *db_part,
+                          floating *xe, floating *dz, floating *dpad, int act, const Geom *g,
+                          const Geom *gt) noexcept nogil:
     """One image: its share of the dW lanes dwl (T, Lp) and of db, and dxn unless NULL (by
-    gathering, the correlation of dout with the flipped taps wflip over the geometry gt, or,
-    when gt is NULL, by scattering)."""
+    gathering, the correlation of dz with the flipped taps wflip over the geometry gt, or,
+    when gt is NULL, by scattering), from ``dz = dout * f'(y)`` (``yn`` the image's forward
+    output; dout itself when f is linear), computed with db in the first pass over dout."""
     cdef Py_ssize_t i, c, m, k, L = g.L, Lp = g.Lp, P = g.Ho * g.Wo
     cdef const floating *d = dn
     cdef const floating *src = xn
     cdef floating *dst = dxn
     cdef floating acc
-    for i in range(P):
-        for k in range(L):
-            db_part[k] += dn[i * L + k]
+    derivative_db(dz, dn, yn, P, L, act, db_part)
+    if act != ACT_LINEAR:
+        d = dz
     if L != Lp:                      # rows of whole vectors, zero lanes in the padding
         for i in range(P):
             for k in range(Lp):
-                dpad[i * Lp + k] = dn[i * L + k] if k < L else 0
+                dpad[i * Lp + k] = d[i * L + k] if k < L else 0
         d = dpad
     if g.copy_x:
         _expand(xn, xe, g)
@@ -377,7 +404,7 @@ cdef void _backward_image(const floating *dn, const floating *xn, const floating
     if g.copy_x:
         dst = xe
     if gt != NULL:
-        _correlate(d, wflip, zeros, dst, Lp, NULL, gt)
+        _correlate(d, wflip, zeros, dst, Lp, NULL, ACT_LINEAR, gt)
     else:
         memset(dst, 0, g.H * g.W * Lp * sizeof(floating))
         _dx_scatter(d, wp, off, dst, g)
@@ -425,13 +452,16 @@ def _check_like(a, b, name_a, name_b):
 
 def depthwise_conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                              const floating[::1] b, floating[:, :, :, ::1] out, int sh, int sw,
-                             int pt, int pl, int num_threads, int dh=1, int dw=1):
-    """Fill ``out`` (N, H_out, W_out, C * dm) with the depthwise correlation of x and w, plus b.
+                             int pt, int pl, int num_threads, int dh=1, int dw=1,
+                             activation="linear"):
+    """Fill ``out`` (N, H_out, W_out, C * dm) with f(the depthwise correlation of x and w, plus
+    b).
 
     ``pt``/``pl`` are the top/left zero padding, ``dh``/``dw`` the dilation; ``num_threads``
-    the OpenMP team size.
+    the OpenMP team size; ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
     """
     _check(x, w, b, out, sh, sw, pt, pl, dh, dw)
+    cdef int act = _activation_code(activation)
     dtype = np.float32 if floating is float else np.float64
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl, dh, dw,
                         sizeof(floating))
@@ -452,16 +482,19 @@ def depthwise_conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :
             for n in range(starts[u], starts[u + 1]):
                 _forward_image(&x[0, 0, 0, 0] + n * x_step, &wp[0, 0], &bp[0],
                                &out[0, 0, 0, 0] + n * out_step, &xe[threadid(), 0],
-                               &row[threadid(), 0], &g)
+                               &row[threadid(), 0], act, &g)
 
 
 def depthwise_conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                               const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                               floating[:, :, :, ::1] dw_out, floating[::1] db, int sh, int sw,
-                              int pt, int pl, int num_threads, int dh=1, int dw=1):
+                              int pt, int pl, int num_threads, int dh=1, int dw=1,
+                              activation="linear", const floating[:, :, :, ::1] y=None):
     """Fill ``dx`` (like x; skipped when None), ``dw_out`` (like w) and ``db`` (C * dm,) from
-    ``dout`` (N, H_out, W_out, C * dm); db is accumulated in double precision."""
+    ``dz = dout * f'(y)`` (N, H_out, W_out, C * dm), ``y`` the forward output (read when the
+    activation f is not linear); db is accumulated in double precision."""
     _check(x, w, db, dout, sh, sw, pt, pl, dh, dw)
+    cdef int act = _activation_code(activation, y, dout)
     if dx is not None:
         _check_like(dx, x, "dx", "x")
     _check_like(dw_out, w, "dw", "w")
@@ -481,6 +514,10 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] dout, const floating[
     cdef floating[:, ::1] xe = np.empty((T, g.H * g.W * g.Lp if g.copy_x else 1), dtype=dtype)
     cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Lp if g.L != g.Lp else 1),
                                           dtype=dtype)
+    # each thread's dz = dout * f'(y) for one image (not needed when f is linear)
+    cdef floating[:, ::1] dz = np.empty((T, g.Ho * g.Wo * g.L if act != ACT_LINEAR else 1),
+                                        dtype=dtype)
+    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     # one partial sum of dW and db per unit (not per thread), added in unit order
     cdef floating[:, ::1] dwl = np.zeros((U, g.T * g.Lp), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U, g.L), dtype=np.float64)
@@ -492,11 +529,12 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] dout, const floating[
     with nogil:
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
-                _backward_image(&dout[0, 0, 0, 0] + n * d_step, &x[0, 0, 0, 0] + n * x_step,
-                                &wp[0, 0], &wflip[0, 0], &zeros[0], &off[0],
-                                dxp + n * x_step if dxp != NULL else NULL, &dwl[u, 0],
-                                &db_part[u, 0], &xe[threadid(), 0], &dpad[threadid(), 0], &g,
-                                gtp)
+                _backward_image(&dout[0, 0, 0, 0] + n * d_step,
+                                yp + n * d_step if yp != NULL else NULL,
+                                &x[0, 0, 0, 0] + n * x_step, &wp[0, 0], &wflip[0, 0],
+                                &zeros[0], &off[0], dxp + n * x_step if dxp != NULL else NULL,
+                                &dwl[u, 0], &db_part[u, 0], &xe[threadid(), 0],
+                                &dz[threadid(), 0], &dpad[threadid(), 0], act, &g, gtp)
         for t in range(g.T):
             for j in range(g.L):
                 acc = 0

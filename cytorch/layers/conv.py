@@ -2,6 +2,7 @@
 from .. import functional as F
 from .. import initializers
 from .._checks import as_pair, check_int, resolve_padding, window_output_shape
+from .._shapes import dilated_extent
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
@@ -76,18 +77,14 @@ class Conv2D(ActivationMixin, Layer):
             raise ValueError(f"strides > 1 cannot be combined with dilation_rate > 1 (as in "
                              f"Keras); got strides={self.strides} and "
                              f"dilation_rate={self.dilation_rate}")
-        resolve_padding(padding, *self._extent(), *self._extent(), *self.strides)  # check
+        extent = dilated_extent(self.kernel_size, self.dilation_rate)
+        resolve_padding(padding, *extent, *extent, *self.strides)  # check
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self._init_activation(activation)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer).__name__
         self.bias_initializer = initializers.get(bias_initializer).__name__
         self.seed = check_seed(seed)
-
-    def _extent(self):
-        """``(kh, kw)`` of the dilated kernel: ``(k - 1) * d + 1`` input cells per axis."""
-        (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
-        return (kh - 1) * dh + 1, (kw - 1) * dw + 1
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -96,8 +93,9 @@ class Conv2D(ActivationMixin, Layer):
             raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
                              f"{input_shape}{hint}")
         H, W, _ = sample_shape(self, input_shape)
-        H_out, W_out, _ = window_output_shape(H, W, *self._extent(), *self.strides,
-                                              self.padding, what=describe(self))
+        extent = dilated_extent(self.kernel_size, self.dilation_rate)
+        H_out, W_out, _ = window_output_shape(H, W, *extent, *self.strides, self.padding,
+                                              what=describe(self))
         return (H_out, W_out, self.filters)
 
     def build(self, input_shape):

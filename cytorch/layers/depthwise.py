@@ -9,6 +9,7 @@ convolution splits that in two: a depthwise step filters each channel on its own
 from .. import functional as F
 from .. import initializers
 from .._checks import as_pair, check_int, resolve_padding, window_output_shape
+from .._shapes import dilated_extent
 from ..errors import ShapeError
 from ._common import (ActivationMixin, as_grad, as_input, cached, check_bool, check_seed,
                       describe, sample_shape, to_list)
@@ -31,7 +32,8 @@ class _Depthwise(ActivationMixin, Layer):
         # their docstring calls the pair incompatible, but only the TensorFlow backend refuses
         # it; the torch and JAX backends compute it, and so does cytorch, with their numbers
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
-        resolve_padding(padding, *self._extent(), *self._extent(), *self.strides)  # check
+        extent = dilated_extent(self.kernel_size, self.dilation_rate)
+        resolve_padding(padding, *extent, *extent, *self.strides)  # check
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", 1)
         self._init_activation(activation)
@@ -40,19 +42,15 @@ class _Depthwise(ActivationMixin, Layer):
         self.bias_initializer = initializers.get(bias_initializer).__name__
         self.seed = check_seed(seed)
 
-    def _extent(self):
-        """``(kh, kw)`` of the dilated window: ``(k - 1) * d + 1`` input cells per axis."""
-        (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
-        return (kh - 1) * dh + 1, (kw - 1) * dw + 1
-
     def _spatial(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
             raise ShapeError(f"{describe(self)} expects samples of shape (H, W, C), got "
                              f"{input_shape}")
         H, W, C = sample_shape(self, input_shape)
-        H_out, W_out, _ = window_output_shape(H, W, *self._extent(), *self.strides,
-                                              self.padding, what=describe(self))
+        extent = dilated_extent(self.kernel_size, self.dilation_rate)
+        H_out, W_out, _ = window_output_shape(H, W, *extent, *self.strides, self.padding,
+                                              what=describe(self))
         return H_out, W_out, C
 
     def _build_depthwise(self, C):
@@ -123,16 +121,20 @@ class DepthwiseConv2D(_Depthwise):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        # the kernel applies the activation as it writes the output when it can (as Conv2D)
+        fused = self._kernel_activation(ctx, F.CONV2D_ACTIVATIONS)
         z, cache = F.depthwise_conv2d_forward(x, self.params["kernel"], self.params.get("bias"),
                                               self.strides, self.padding, self.dilation_rate,
-                                              check_finite=False)
-        act, y = self._activate(z, inplace=True, ctx=ctx)
+                                              activation=fused, check_finite=False)
+        act, y = (None, z) if fused is not None else self._activate(z, inplace=True, ctx=ctx)
         self._cache = (cache, act, y)
         return y
 
     def backward(self, dout, ctx=DEFAULT):
         cache, act, y = cached(self)
-        dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
+        dz = as_grad(self, dout, y.shape, ctx.check_finite)
+        if act is not None:   # else the kernel applies the derivative (the cache knows f)
+            dz = act.backward(dz, y)
         dx, dw, db = F.depthwise_conv2d_backward(dz, cache, check_finite=False)
         self.grads["kernel"] = dw
         if self.use_bias:
@@ -208,15 +210,20 @@ class SeparableConv2D(_Depthwise):
         z1, depthwise_cache = F.depthwise_conv2d_forward(
             x, self.params["depthwise_kernel"], None, self.strides, self.padding,
             self.dilation_rate, check_finite=False)
+        # the activation follows the pointwise step: its conv2d kernel applies it when it can
+        fused = self._kernel_activation(ctx, F.CONV2D_ACTIVATIONS)
         z, pointwise_cache = F.conv2d_forward(z1, self.params["pointwise_kernel"],
-                                              self.params.get("bias"), check_finite=False)
-        act, y = self._activate(z, inplace=True, ctx=ctx)
+                                              self.params.get("bias"), activation=fused,
+                                              check_finite=False)
+        act, y = (None, z) if fused is not None else self._activate(z, inplace=True, ctx=ctx)
         self._cache = (depthwise_cache, pointwise_cache, act, y)
         return y
 
     def backward(self, dout, ctx=DEFAULT):
         depthwise_cache, pointwise_cache, act, y = cached(self)
-        dz = act.backward(as_grad(self, dout, y.shape, ctx.check_finite), y)
+        dz = as_grad(self, dout, y.shape, ctx.check_finite)
+        if act is not None:   # else the kernel applies the derivative (the cache knows f)
+            dz = act.backward(dz, y)
         dz1, dpw, db = F.conv2d_backward(dz, pointwise_cache, check_finite=False)
         dx, ddw, _ = F.depthwise_conv2d_backward(dz1, depthwise_cache, check_finite=False)
         self.grads["depthwise_kernel"] = ddw
