@@ -192,7 +192,7 @@ def test_predict_and_evaluate_pool_without_winners(monkeypatch):
     assert calls == [(False, "relu")] * 4
     calls.clear()
     model.fit(x, y, epochs=1, batch_size=20, verbose=0)
-    assert calls == [(True, None)] * 2            # training records winners and a mask
+    assert calls == [(True, "relu")] * 2          # training records winners, ReLU fused
     model.layers[1].forward(model.layers[0].forward(x.astype(np.float32)))
     assert calls[-1] == (True, None)              # so does a layer called on its own
     model.layers[1].backward(np.ones((20, 12, 12, 10), np.float32))
