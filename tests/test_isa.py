@@ -40,15 +40,16 @@ def conv_and_pool(dtype):
     out, cache = F.conv2d_forward(x, w, np.ones(13, dtype), 1, ((2, 1), (0, 3)))
     assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
     results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
-    # keras_mnist's first layer in small (one channel, 10 filters, "valid"; a first layer, so no
-    # dx): avx512 sums dW in tiles of several kernel rows, avx2 of one; both add every sum's
-    # terms in the same order
-    x = rng.standard_normal((2, 12, 11, 1)).astype(dtype)
-    w = rng.standard_normal((5, 5, 1, 10)).astype(dtype)
-    out, cache = F.conv2d_forward(x, w, np.ones(10, dtype))
-    assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
-    dout = rng.standard_normal(out.shape).astype(dtype)
-    results += [out, *F.conv2d_backward(dout, cache, need_dx=False)[1:]]
+    # keras_mnist's first layer in small (one and two channels, 10 and 12 filters, "valid"):
+    # avx512 sums dW in tiles of several kernel rows, avx2 of one; dx adds neighbouring taps
+    # of one plane, across pixel tiles 48 lanes wide on avx512, 16 on avx2
+    for C, K in ((1, 10), (2, 12)):
+        x = rng.standard_normal((2, 12, 11, C)).astype(dtype)
+        w = rng.standard_normal((5, 5, C, K)).astype(dtype)
+        out, cache = F.conv2d_forward(x, w, np.ones(K, dtype))
+        assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
+        results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype),
+                                            cache)]
     p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
     pooled, pcache = F.max_pool2d_forward(p, 2)
     return results + [pooled, pcache["argidx"]] + winograd(dtype)

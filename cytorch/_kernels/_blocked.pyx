@@ -374,16 +374,21 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
     # where the tap reads in the planar padded dx (col2im in the same pass), then NHWC
     _planar_dout(dn, dq, g)
     memset(dxt, 0, g.C * g.planex * sizeof(floating))
-    # (taps outside, pixels inside: every dx cell then receives its taps' sums in tap order,
-    # in every variant, whatever the width of its pixel tiles)
+    # Every dx cell receives its taps' sums in tap order, in every variant, whatever the width
+    # of its pixel tiles: tap tiles go in order, and in a tile the taps add in order -- but
+    # a later tap t2 of the same plane reads an earlier lane than t1 for the same cell (off[t2]
+    # > off[t1]), in an earlier pixel tile when a tile boundary falls between the two lanes.
+    # So the pixel tiles go from the last to the first: t1's tile comes first then too.  (In
+    # order, a one- or two-channel layer's dx differed in the last bit between avx2's 16-lane
+    # and avx512's 48-lane tiles.)
     _blocks(g.T, 6, &nb, &tb)
     j = 0
     while j < g.T:
         tb = min(tb, g.T - j)
-        q = 0
-        while q < g.Lr:
+        q = g.Lr - g.jb * g.V
+        while q >= 0:
             _dx_tile(dxt + q, offx + j, wt + j, g.T, dq + q, g.Lr, K, <int>tb, <int>g.jb)
-            q += g.jb * g.V
+            q -= g.jb * g.V
         j += tb
     # (rows and columns past the padded image, which no window reaches, stay zero)
     memset(dxn, 0, g.H * g.W * g.C * sizeof(floating))

@@ -9,9 +9,6 @@ Backward routes ``dout`` to the winning cell of each window (max/min; ties go to
 cell in row-major order) or spreads it evenly over the window (average; with padding only the
 real cells count).  The global versions reduce the whole map: ``(N, H, W, C) -> (N, C)``.
 """
-import numpy as np
-
-from .. import activations
 from .. import functional as F
 from .._checks import as_pair, resolve_padding, window_output_shape
 from ..errors import ShapeError
@@ -72,32 +69,25 @@ class _Pooling2D(Layer):
                 check_finite=ctx.check_finite, workspace=self._buffers(ctx),
                 activation="relu" if ctx.apply_relu else None, need_backward=False)[0]
         workspace = self._buffers(ctx)
+        # relu_after_pooling (max and min only): max(relu(z)) = relu(max(z)), ReLU commutes
+        # with max and min (it is monotone), so the kernel pools the pre-activations and
+        # applies ReLU to the result as it writes it; backward then multiplies dout by
+        # ReLU's derivative [out > 0] first.  That is the derivative at each window's winner:
+        # masking dout on the pooled map gives the dx of routing first and masking the full
+        # map after.  (A cell that wins no window gets 0 either way.  Where all of a window is
+        # <= 0 its winner may differ from that of pooling relu(z), but its mask is 0.  Where
+        # windows overlap, a sum of masked terms replaces a masked sum: with a mask of 0s and
+        # 1s that is the same number, up to the sign of a zero.)
+        kwargs = {"activation": "relu"} if ctx.apply_relu else {}
         out, cache = getattr(F, self._forward_kernel)(
             x, pool_size=self.pool_size, strides=self.strides, padding=self.padding,
-            check_finite=ctx.check_finite, workspace=workspace)
-        relu_mask = None
-        if ctx.apply_relu:  # the graph pass relu_after_pooling (max and min only)
-            # max(relu(z)) = relu(max(z)): ReLU commutes with max and min (it is monotone), so
-            # pooling the pre-activations and applying ReLU to the result gives the same values
-            activations.relu(out, out=out)
-            relu_mask = np.greater(out, 0, out=None if workspace is None else
-                                   workspace.get("relu_mask", out.shape, bool))
-        self._cache = (cache, out.shape, relu_mask)
+            check_finite=ctx.check_finite, workspace=workspace, **kwargs)
+        self._cache = (cache, out.shape)
         return out
 
     def backward(self, dout, ctx=DEFAULT):
-        cache, shape, relu_mask = cached(self)
+        cache, shape = cached(self)
         dout = as_grad(self, dout, shape, ctx.check_finite)
-        if relu_mask is not None:
-            # ReLU's derivative [y > 0] at a window's winner is [out > 0]: masking dout here,
-            # on the pooled map, gives the dx of routing first and masking the full map after.
-            # (A cell that wins no window gets 0 either way.  Where all of a window is <= 0 its
-            # winner may differ from that of pooling relu(z), but its mask is 0.  Where windows
-            # overlap, a sum of masked terms replaces a masked sum: with a mask of 0s and 1s
-            # that is the same number, up to the sign of a zero.)
-            workspace = self._buffers(ctx)
-            dout = np.multiply(dout, relu_mask, out=None if workspace is None else
-                               workspace.get("masked_dout", dout.shape, dout.dtype))
         return getattr(F, self._backward_kernel)(dout, cache, check_finite=False,  # as_grad did
                                                  workspace=self._buffers(ctx))
 
