@@ -7,6 +7,8 @@ that kernel and the general path against the twins on random shapes, the fused R
 by finite differences, refusals, and the models' inference contexts giving the same bits as
 before.
 """
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
@@ -196,3 +198,88 @@ def test_predict_and_evaluate_pool_without_winners(monkeypatch):
     model.layers[1].forward(model.layers[0].forward(x.astype(np.float32)))
     assert calls[-1] == (True, None)              # so does a layer called on its own
     model.layers[1].backward(np.ones((20, 12, 12, 10), np.float32))
+
+
+# -- predict on several threads -------------------------------------------------------------------
+@pytest.mark.parametrize("n, batch_size", [(1, 256), (300, 256), (700, 64), (129, 16)])
+def test_predict_on_two_threads_gives_the_bits_of_one(n, batch_size):
+    # whole batches run side by side, each with one-thread kernels: the same numbers
+    model = models.keras_mnist(seed=3)
+    x = np.random.default_rng(n).integers(0, 256, (n, 28, 28, 1)).astype(np.uint8)
+    results = []
+    for threads in (1, 2, 3):
+        cytorch.set_num_threads(threads)
+        try:
+            results.append(model.predict(x, batch_size=batch_size))
+        finally:
+            cytorch.set_num_threads(None)
+    for got in results[1:]:
+        assert_same_bits(got, results[0])
+    assert_same_bits(results[0], training_path_forward(model, x, batch_size))
+    assert all(getattr(layer, "_workspace", None) is None for layer in model.layers)
+
+
+def test_predict_workers_run_one_thread_kernels(monkeypatch):
+    seen = []
+    conv = F.conv2d_forward
+
+    def spy(*args, **kwargs):
+        seen.append((threading.get_ident(), cytorch.get_num_threads()))
+        return conv(*args, **kwargs)
+    monkeypatch.setattr(F, "conv2d_forward", spy)
+    model = models.keras_mnist(seed=0)
+    x = np.zeros((5 * 32, 28, 28, 1), np.float32)
+    before = cytorch.get_num_threads()
+    cytorch.set_num_threads(2)
+    try:
+        model.predict(x, batch_size=32)
+    finally:
+        cytorch.set_num_threads(None)
+    main = threading.get_ident()
+    assert seen[:2] == [(main, 2)] * 2       # the first batch, in this thread, two threads
+    assert len({ident for ident, _ in seen[2:]}) == 2     # then this one and one more
+    assert {threads for _, threads in seen[2:]} == {1}
+    assert cytorch.get_num_threads() == before           # this thread's own count is back
+
+
+class Counting(L.Flatten):
+    """A layer defined outside cytorch.layers: predict keeps one batch at a time for it."""
+
+
+def test_predict_runs_a_plugin_layer_in_one_thread(monkeypatch):
+    model = cytorch.Sequential([L.Input((6, 6, 1)), L.Conv2D(2, 3), Counting(),
+                                L.Dense(3, activation="softmax")], seed=0)
+    idents = []
+    forward = Counting.forward
+
+    def spy(self, *args, **kwargs):
+        idents.append(threading.get_ident())
+        return forward(self, *args, **kwargs)
+    monkeypatch.setattr(Counting, "forward", spy)
+    cytorch.set_num_threads(2)
+    try:
+        model.predict(np.zeros((50, 6, 6, 1)), batch_size=8)
+    finally:
+        cytorch.set_num_threads(None)
+    assert set(idents) == {threading.get_ident()} and len(idents) == 7
+
+
+def test_an_error_in_a_worker_reaches_the_caller(monkeypatch):
+    model = models.keras_mnist(seed=0)
+    calls = []
+    forward = F.max_pool2d_forward
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError("the seventh pooling call fails")
+        return forward(*args, **kwargs)
+    monkeypatch.setattr(F, "max_pool2d_forward", failing)
+    cytorch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="the seventh pooling call fails"):
+            model.predict(np.zeros((40 * 16, 28, 28, 1), np.float32), batch_size=16)
+    finally:
+        cytorch.set_num_threads(None)
+    assert len(calls) < 2 * 40           # the other worker stopped after its batch
+    assert all(getattr(layer, "_workspace", None) is None for layer in model.layers)

@@ -38,6 +38,7 @@ inside a callback cannot see the training loop's modes.
 """
 import itertools
 import re
+import threading
 
 import numpy as np
 
@@ -267,15 +268,16 @@ class Workspace:
     During ``fit`` the built-in convolution, pooling and dropout layers write their outputs, the
     max-pooling winners, the dropout masks and dL/dx into these instead of new arrays, so a steady-state batch
     allocates none of its large arrays (``tests/test_memory.py``).  A batch of another size
-    (an epoch's last, smaller one) gets buffers of its own.  The model clears every layer's
-    workspace when the call that used it returns (``fit``, ``train_on_batch``), so nothing a
-    user receives afterwards shares memory with a buffer that will be written again."""
+    (an epoch's last, smaller one) gets buffers of its own, and so does every thread
+    (``predict`` runs batches on several).  The model clears every layer's workspace when the
+    call that used it returns (``fit``, ``train_on_batch``, ``predict``), so nothing a user
+    receives afterwards shares memory with a buffer that will be written again."""
 
     def __init__(self):
         self._arrays = {}
 
     def get(self, name, shape, dtype):
-        key = (name, tuple(shape), np.dtype(dtype))
+        key = (name, tuple(shape), np.dtype(dtype), threading.get_ident())
         array = self._arrays.get(key)
         if array is None:
             array = self._arrays[key] = np.empty(key[1], dtype=key[2])
