@@ -6,6 +6,7 @@ dtypes, with each activation of the fused epilogue (``_epilogue.pxd``).  (Throug
 Keras comparisons; bounds in test_kernel_bounds.py.)"""
 import numpy as np
 import pytest
+from conftest import POSITION_DEPENDENT, assert_same
 from hypothesis import given, settings, strategies as st
 
 import cytorch
@@ -186,20 +187,6 @@ def test_depthwise_kernel_refuses_a_bad_geometry(call):
 
 # -- the fused epilogue -------------------------------------------------------------------------
 FUSED = [a for a in EPILOGUES if a != "linear"]
-
-# The element functions of ``_mathfn.h`` round a few multiply-adds differently in a loop's
-# vector body and its remainder, so where a block of the epilogue ends (a row here, the whole
-# array for ``cytorch.activations``) can change the last bit of these (test_epilogue.py).
-POSITION_DEPENDENT = {("tanh", np.float32), ("tanh", np.float64), ("sigmoid", np.float64),
-                      ("softplus", np.float64)}
-
-
-def assert_same(got, want, exact, what):
-    if exact:
-        np.testing.assert_array_equal(got, want, err_msg=what)
-    else:   # a few ulp of dz, summed: norm-wise, far below the twins' tolerance
-        assert relative_error(got, want) < (1e-6 if got.dtype == np.float32 else 1e-14), what
-
 
 # (x shape, w shape, strides, padding): the two benchmark layers (whole vectors of channels,
 # read in place; stride 2 and "same"), a lane tail with dm = 3 (x copied), dilation

@@ -9,6 +9,7 @@ of ``cytorch.activations`` applied to the linear output: the same bits), by fini
 and through the ``Conv2D`` layer and the ``relu_after_pooling`` graph pass."""
 import numpy as np
 import pytest
+from conftest import POSITION_DEPENDENT, assert_same
 from hypothesis import given, settings, strategies as st
 
 import cytorch
@@ -116,24 +117,6 @@ def test_shift_add_twin_applies_the_same_epilogue(activation):
 CASES = [((9, 28, 28, 1), (5, 5, 1, 6), 1, "valid"), ((9, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),
          ((5, 9, 9, 7), (3, 3, 7, 5), 2, "same"), ((3, 40, 40, 8), (3, 3, 8, 4), 1, "same"),
          ((2, 12, 12, 16), (3, 3, 16, 8), 1, "same")]
-
-
-# The element functions of ``_mathfn.h`` round a few multiply-adds differently in a loop's
-# vector body and in its remainder (GCC contracts them into FMAs in one and not the other), so
-# where a block of the epilogue ends changes the last bit of some values -- measured on this
-# AMD EPYC (AVX-512), splitting a 1,000-value call in two at 6 places: tanh' 39 (float32) and
-# 22 (float64) values, sigmoid and softplus forward 3 and 7 (float64 only), none for the
-# others.  Those compare to a few ulp; everything else bit for bit.
-POSITION_DEPENDENT = {("tanh", np.float32), ("tanh", np.float64), ("sigmoid", np.float64),
-                      ("softplus", np.float64)}
-
-
-def assert_same(got, want, exact, what):
-    if exact:
-        np.testing.assert_array_equal(got, want, err_msg=what)
-    else:   # a few ulp of dz, summed: norm-wise, far below the twins' tolerance
-        tol = 1e-6 if got.dtype == np.float32 else 1e-14
-        assert relative_error(got, want) < tol, what
 
 
 @pytest.mark.parametrize("threads", [1, 2])
