@@ -345,11 +345,16 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
               activation=EPILOGUES[-1])
 @example(geometry=((2, 5, 9, 7), (3, 4), (1, 1), (1, 0, 2, 1)), K=17, need_dx=True, threads=2,
          activation="tanh")
-# avx512's dx tiles 3 vectors wide (LeNet c2: 10 rows 14 wide) and 4 wide (8 rows 16 wide)
+# avx512's dx tiles of 4 and 3 vectors (LeNet c2: 10 x 10 pixels in 7 vectors) and of 4 and
+# 2 (8 x 12 pixels in 6); LeNet c2's forward in tiles of two whole rows (one vector of filters)
 @example(geometry=((2, 14, 14, 6), (5, 5), (1, 1), (0, 0, 0, 0)), K=16, need_dx=True, threads=2,
          activation="linear")
 @example(geometry=((1, 12, 16, 3), (5, 5), (1, 1), (0, 0, 0, 0)), K=16, need_dx=True, threads=1,
          activation="relu")
+# two-row forward tiles with filters padded to a vector (K = 5): the last two rows, whose last
+# vector would reach past the output, go through one-row tiles (avx512 and avx2: rows 6 wide)
+@example(geometry=((2, 8, 8, 3), (3, 3), (1, 1), (0, 0, 0, 0)), K=5, need_dx=True, threads=1,
+         activation="linear")
 # keras_mnist's layers ("valid", so no padded copy of the image; K = 10 and 20 filters, so
 # tiles store whole vectors across pixels and dW reads dout in place but for its last row),
 # and outputs too small for that (1 pixel, 1 filter: every row is copied)

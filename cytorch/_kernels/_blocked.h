@@ -9,8 +9,9 @@
  * FMA's memory operand).  The three products of a conv layer:
  *
  *   fwd:  acc[p][k] = init[k] + sum_t  xr[off[t] + p] * w[t, k]
- *         p: pb neighbouring output pixels of one row (broadcast), k: kb vectors of filters,
- *         t = (a, b, c) the taps, xr the image stored row-planar (row, channel, column)
+ *         p: pb neighbouring output pixels of one row, or of ra = 2 rows when they are short
+ *         and one vector holds the filters (broadcast), k: kb vectors of filters, t = (a, b,
+ *         c) the taps, xr the image stored row-planar (row, channel, column)
  *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
  *         t: tb neighbouring taps (b, c) of one kernel row, or of ra <= 3 neighbouring rows
  *         when a row is short (one channel: kw taps), broadcast from the NHWC image; k: kb
@@ -36,8 +37,10 @@
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *
- * (the dx tiles of avx512 are 2, 3 or 4 vectors wide, mixed to cover the pixels in whole
- * vectors: LeNet c2's 100 pixels in 4 + 3 vectors; avx2 pads them to an even number)
+ * (the forward tiles of one vector of filters hold two rows of up to ACC / 2 pixels each when
+ * the rows are that short: LeNet c2 on avx512, 2 x 10; the dx tiles of avx512 are 2, 3 or 4
+ * vectors wide, mixed to cover the pixels in whole vectors: LeNet c2's 100 pixels in 4 + 3
+ * vectors; avx2 pads them to an even number)
  *
  * The tile sizes are compile-time constants (a switch over every size up to the limit, each
  * case fully unrolled), so the accumulators are registers, not an array on the stack.
@@ -84,8 +87,11 @@
     case 20: M(NAME, 20); break; case 21: M(NAME, 21); break; case 22: M(NAME, 22); break;  \
     case 23: M(NAME, 23); break; case 24: M(NAME, 24); break;
 
-#define CY_BLK_FWD1(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 1)
-#define CY_BLK_FWD2(NAME, n) NAME##_fwd_tile(dst, ldd, xr, off, w, ldw, init, nt, n, 2)
+#define CY_BLK_FWD(NAME, n, kb, ra)                                                          \
+    NAME##_fwd_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, n, kb, ra)
+#define CY_BLK_FWD1(NAME, n) CY_BLK_FWD(NAME, n, 1, 1)
+#define CY_BLK_FWD2(NAME, n) CY_BLK_FWD(NAME, n, 2, 1)
+#define CY_BLK_FWD1R2(NAME, n) CY_BLK_FWD(NAME, n, 1, 2)
 #define CY_BLK_DW(NAME, n, kb, ra)                                                           \
     NAME##_dw_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, kb, ra, rs)
 #define CY_BLK_DW11(NAME, n) CY_BLK_DW(NAME, n, 1, 1)
@@ -138,37 +144,49 @@ CY_BLK_ADD_FN(NAME, T, TARGET)                                                  
 CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                        \
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
-NAME##_fwd_tile(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssize_t *off, const T *w,      \
-                Py_ssize_t ldw, const T *init, Py_ssize_t nt, const int pb, const int kb)    \
+NAME##_fwd_tile(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr, Py_ssize_t rsx,         \
+                const Py_ssize_t *off, const T *w, Py_ssize_t ldw, const T *init,            \
+                Py_ssize_t nt, const int pb, const int kb, const int ra)                     \
 {                                                                                            \
     NAME##_v acc[ACC];                                                                       \
     Py_ssize_t t;                                                                            \
-    int p, k;                                                                                \
-    CY_BLK_UNROLL for (p = 0; p < pb; p++)                                                   \
-        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
-            acc[p * kb + k] = NAME##_load(init + k * NAME##_V);                              \
+    int r, p, k;                                                                             \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++)                                                   \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                acc[(r * pb + p) * kb + k] = NAME##_load(init + k * NAME##_V);               \
     for (t = 0; t < nt; t++) {                                                               \
-        const T *xo = xr + off[t];                                                           \
+        const T *xo = xr + off[t], *x1 = xo + rsx;                                           \
         NAME##_v w0 = NAME##_load(w + t * ldw);                                              \
         NAME##_v w1 = kb > 1 ? NAME##_load(w + t * ldw + NAME##_V) : w0;                     \
-        CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                             \
-            NAME##_fma(&acc[p * kb], w0, xo[p]);                                             \
-            if (kb > 1)                                                                      \
-                NAME##_fma(&acc[p * kb + 1], w1, xo[p]);                                     \
+        CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                             \
+            const T *xp = r == 0 ? xo : x1;                                                  \
+            CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                         \
+                NAME##_fma(&acc[(r * pb + p) * kb], w0, xp[p]);                              \
+                if (kb > 1)                                                                  \
+                    NAME##_fma(&acc[(r * pb + p) * kb + 1], w1, xp[p]);                      \
+            }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    CY_BLK_UNROLL for (p = 0; p < pb; p++)                                                   \
-        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
-            NAME##_store(dst + p * ldd + k * NAME##_V, acc[p * kb + k]);                     \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++)                                                   \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                NAME##_store(dst + r * rsd + p * ldd + k * NAME##_V,                         \
+                             acc[(r * pb + p) * kb + k]);                                    \
 }                                                                                            \
                                                                                              \
-/* dst (pb rows of ldd) = init + sum over the nt taps; 1 <= pb <= ACC / kb, kb in {1, 2} */   \
-static TARGET void NAME##_fwd(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssize_t *off,    \
-                              const T *w, Py_ssize_t ldw, const T *init, Py_ssize_t nt,      \
-                              int pb, int kb)                                                \
+/* dst (ra <= 2 rows, rsd apart, of pb pixels ldd apart) = init + sum over the nt taps, row r \
+   reading rsx further on in xr; 1 <= pb <= ACC / kb, kb in {1, 2}; ra = 2 only with kb = 1  \
+   and pb <= ACC / 2 */                                                                      \
+static TARGET void NAME##_fwd(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr,           \
+                              Py_ssize_t rsx, const Py_ssize_t *off, const T *w,             \
+                              Py_ssize_t ldw, const T *init, Py_ssize_t nt, int pb, int kb,  \
+                              int ra)                                                        \
 {                                                                                            \
     if (kb == 2) {                                                                           \
         switch (pb) { CASES_HALF(CY_BLK_FWD2, NAME) }                                        \
+    } else if (ra == 2) {                                                                    \
+        switch (pb) { CASES_HALF(CY_BLK_FWD1R2, NAME) }                                      \
     } else {                                                                                 \
         switch (pb) { CASES_ACC(CY_BLK_FWD1, NAME) }                                         \
     }                                                                                        \
@@ -337,8 +355,8 @@ CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
 /* The variant in use (cy_blk_select), as a table of its three kernels and its tile limits. */
 #define CY_BLK_TABLE(T, IT, S)                                                               \
 typedef struct {                                                                             \
-    void (*fwd)(T *, Py_ssize_t, const T *, const Py_ssize_t *, const T *, Py_ssize_t,       \
-                const T *, Py_ssize_t, int, int);                                            \
+    void (*fwd)(T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *,      \
+                const T *, Py_ssize_t, const T *, Py_ssize_t, int, int, int);                \
     void (*dw)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,    \
                Py_ssize_t, Py_ssize_t, int, int, int, Py_ssize_t);                           \
     void (*dx)(T *, const Py_ssize_t *, const T *, Py_ssize_t, const T *, Py_ssize_t,        \

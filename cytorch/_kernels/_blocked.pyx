@@ -56,9 +56,9 @@ from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivati
 
 cdef extern from "_blocked.h" nogil:
     ctypedef struct cy_blk_kernels_f:
-        void (*fwd)(float *dst, Py_ssize_t ldd, const float *xr, const Py_ssize_t *off,
-                 const float *w, Py_ssize_t ldw, const float *init, Py_ssize_t nt, int pb,
-                 int kb) noexcept nogil
+        void (*fwd)(float *dst, Py_ssize_t ldd, Py_ssize_t rsd, const float *xr,
+                    Py_ssize_t rsx, const Py_ssize_t *off, const float *w, Py_ssize_t ldw,
+                    const float *init, Py_ssize_t nt, int pb, int kb, int ra) noexcept nogil
         void (*dw)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow, Py_ssize_t xpix,
                 const float *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int tb,
                 int kb, int ra, Py_ssize_t rs) noexcept nogil
@@ -69,9 +69,9 @@ cdef extern from "_blocked.h" nogil:
                        const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
                        Py_ssize_t kw) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
-        void (*fwd)(double *dst, Py_ssize_t ldd, const double *xr, const Py_ssize_t *off,
-                 const double *w, Py_ssize_t ldw, const double *init, Py_ssize_t nt, int pb,
-                 int kb) noexcept nogil
+        void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
+                    Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
+                    const double *init, Py_ssize_t nt, int pb, int kb, int ra) noexcept nogil
         void (*dw)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
                 Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
                 Py_ssize_t Wo, int tb, int kb, int ra, Py_ssize_t rs) noexcept nogil
@@ -193,12 +193,13 @@ cdef inline void _pad_rows(const floating *xn, floating *xq, const Plan *g) noex
     cdef Py_ssize_t s_lo = 0, s_hi = min(g.W, g.Wp - g.pl)
     cdef const floating *src
     cdef floating *dst
-    memset(xq, 0, g.Hp * C * g.Wp * sizeof(floating))
+    if g.pt > 0 or g.pl > 0 or i_hi + g.pt < g.Hp or s_hi + g.pl < g.Wp:
+        memset(xq, 0, g.Hp * C * g.Wp * sizeof(floating))
     for i in range(i_lo, i_hi):
         src = xn + i * g.W * C
         dst = xq + (i + g.pt) * C * g.Wp + g.pl
-        for s in range(s_lo, s_hi):
-            for c in range(C):
+        for c in range(C):          # (in the order of the stores: a strided read is cheaper)
+            for s in range(s_lo, s_hi):
                 dst[c * g.Wp + s] = src[s * C + c]
 
 
@@ -221,13 +222,12 @@ cdef inline void _planar_dout(const floating *dn, floating *dq, const Plan *g) n
     """dout of one image (Ho, Wo, K) stored planar: ``dq[k, p] = dn[p, k]`` for the P = Ho * Wo
     pixels p, zero for P <= p < Lr."""
     cdef Py_ssize_t p, k, K = g.K, P = g.Ho * g.Wo
-    cdef const floating *src
-    for p in range(P):
-        src = dn + p * K
-        for k in range(K):
-            dq[k * g.Lr + p] = src[k]
-    for k in range(K):
-        memset(dq + k * g.Lr + P, 0, (g.Lr - P) * sizeof(floating))
+    cdef floating *dst
+    for k in range(K):              # (in the order of the stores: a strided read is cheaper)
+        dst = dq + k * g.Lr
+        for p in range(P):
+            dst[p] = dn[p * K + k]
+        memset(dst + P, 0, (g.Lr - P) * sizeof(floating))
 
 
 cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
@@ -258,12 +258,12 @@ cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
 # -- forward ---------------------------------------------------------------------------------------
 cdef inline void _fwd_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
                            const Py_ssize_t *off, const floating *w, Py_ssize_t ldw,
-                           const floating *init, Py_ssize_t nt, int pb,
-                           int kb) noexcept nogil:
+                           const floating *init, Py_ssize_t nt, int pb, int kb,
+                           int ra=1, Py_ssize_t rsd=0, Py_ssize_t rsx=0) noexcept nogil:
     if floating is float:
-        cy_blk_f.fwd(dst, ldd, xr, off, w, ldw, init, nt, pb, kb)
+        cy_blk_f.fwd(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, pb, kb, ra)
     else:
-        cy_blk_d.fwd(dst, ldd, xr, off, w, ldw, init, nt, pb, kb)
+        cy_blk_d.fwd(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, pb, kb, ra)
 
 
 cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
@@ -288,7 +288,16 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
         xr = xn                             # one channel, no padding: xn is its own copy
     else:
         _pad_rows(xn, xq, g)
-    for oh in range(g.Ho):
+    oh = 0
+    if nv == 1 and 2 * g.Wo <= cy_blk_acc:
+        # one vector of filters and short rows (LeNet c2 on avx512: 10 pixels): tiles of two
+        # whole rows, twice the sums in flight (each adds its taps in the same order); the
+        # rows whose last vector would reach past the output go on to the tiles below
+        while oh + 2 <= g.Ho and ((oh + 2) * g.Wo - 1) * K + g.V <= end:
+            _fwd_tile(outn + oh * g.Wo * K, K, xr + oh * g.C * g.Wp, off, wk, g.Kp, bk, g.T,
+                      <int>g.Wo, 1, 2, g.Wo * K, g.C * g.Wp)
+            oh += 2
+    for oh in range(oh, g.Ho):
         for j in range(npass):
             i = (j + npass - 1) % npass     # the last pass (zero filters in it) first
             kv, kb = 2 * i, min(2, nv - 2 * i)
@@ -323,10 +332,11 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp), dtype=dtype)
     cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
+    cdef const floating *wf = &w[0, 0, 0, 0]  # (w is C-contiguous: tap t's row at t * K)
     with nogil:
         for t in range(g.T):                    # tap t = (a, b, c), w's own order
             for k in range(g.K):
-                wk[t, k] = w[t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C, k]
+                wk[t, k] = wf[t * g.K + k]
             a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
             off[t] = (a * g.C + c) * g.Wp + bb
         for k in range(g.K):
@@ -469,8 +479,9 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
         (T, g.kw * C * g.planeb + g.kw - 1 + g.Wq if need_dx else 1), dtype=dtype)
     cdef floating[:, ::1] dxt = np.empty((T, C * g.Hp * g.Wq if need_dx else 1), dtype=dtype)
     # keep[b, s]: plane b reaches column s of the padded dx (all bits set), or not
-    keep_array = np.zeros((g.kw, g.Wq), dtype=np.int32 if floating is float else np.int64)
-    for bb in range(g.kw):
+    keep_array = np.zeros((g.kw if need_dx else 1, g.Wq),
+                          dtype=np.int32 if floating is float else np.int64)
+    for bb in range(g.kw if need_dx else 0):
         keep_array[bb, bb:bb + g.Wo] = -1
     cdef const unsigned char[::1] keep_bytes = keep_array.reshape(-1).view(np.uint8)
     # dz = dout * f'(y) of one image, when f is not linear
@@ -484,11 +495,14 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
     cdef floating acc
     cdef double dacc
+    # (w and dw are C-contiguous: tap t = (a, b, c)'s row of K numbers at t * K)
+    cdef const floating *wf = &w[0, 0, 0, 0]
+    cdef floating *dwf = &dw[0, 0, 0, 0]
     with nogil:
         for t in range(g.T):       # tap t = (a, b, c) writes plane (b, c) from row a on
             a, bb, c = t // (g.kw * C), (t // C) % g.kw, t % C
             for k in range(K):
-                wt[k, t] = w[a, bb, c, k]
+                wt[k, t] = wf[t * K + k]
             offx[t] = (bb * C + c) * g.planeb + a * g.Wo
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
@@ -505,7 +519,7 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                 acc = 0
                 for u in range(U):
                     acc = acc + dwl[u, t * g.Kp + k]
-                dw[t // (g.kw * C), (t // C) % g.kw, t % C, k] = acc
+                dwf[t * K + k] = acc
         for k in range(K):
             dacc = 0
             for u in range(U):
