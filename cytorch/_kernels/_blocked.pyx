@@ -374,7 +374,7 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
                           const void *keep, int act, const Plan *g) noexcept nogil:
     """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL, from
     dz = dout * f'(y) (into dzn, unless f is linear: then dout itself)."""
-    cdef Py_ssize_t a, j, jb, kv, nb, tb, kb, ra, q, k, i
+    cdef Py_ssize_t a, j, jb, kv, nb, tb, tj, kb, ra, q, k, i
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
     if act != ACT_LINEAR:
@@ -416,17 +416,20 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
             ra = min(ra, g.kh - a)
             j = 0
             while j < span:
-                tb = min(tb, span - j)
+                # (the row's last tile may be narrower: tb itself stays for the next rows,
+                # which shrank it to that last tile's width before, 2 taps x 2 vectors for
+                # keras_mnist c2's rows of 50 taps on avx2, four sums in flight)
+                tj = min(tb, span - j)
                 if head > 0:
                     _dw_tile(dwl + (a * span + j) * g.Kp + kv * g.V, g.Kp,
                              xv + a * xrow + j, xrow, g.C, d + kv * g.V, ldd,
-                             head, g.Wo, <int>tb, <int>kb, <int>ra, span)
+                             head, g.Wo, <int>tj, <int>kb, <int>ra, span)
                 if head < g.Ho:
                     _dw_tile(dwl + (a * span + j) * g.Kp + kv * g.V, g.Kp,
                              xv + (a + head) * xrow + j, xrow, g.C,
                              dpad + head * g.Wo * g.Kp + kv * g.V, g.Kp,
-                             g.Ho - head, g.Wo, <int>tb, <int>kb, <int>ra, span)
-                j += tb
+                             g.Ho - head, g.Wo, <int>tj, <int>kb, <int>ra, span)
+                j += tj
             a += ra
         kv += kb
     if dxn == NULL:
@@ -542,7 +545,11 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
 #            C=6 K=16 k5 0.20/0.64   C=16 K=16 k5 0.09/1.21   C=6 K=32 k3 0.54/0.91
 #            C=16 K=32 k3 0.14/1.12   C=32 K=64 k3 32x32 0.58/1.08   C=64 K=128 k3 0.46/1.09
 # (the thin layers the direct path takes first: blocked / direct 1.27/1.17 for C=1 K=4 and
-# 1.02/0.89 for LeNet c1 in float32, so that rule stands).  With 32 registers the avx512 tiles
+# 1.02/0.89 for LeNet c1 in float32, so that rule stands; measured again on 2026-12-03 after
+# this path's dx rework, ``benchmarks/bench_thin_rule.py``, the blocked path now wins there
+# too: see the direct path's rule in ``_direct.pyx``).  keras_mnist's first layer (C=1, K=10,
+# 28x28 "valid", no dx), which the direct path's rule leaves (K > 8), is this path's: blocked /
+# direct 0.34 (avx512) / 0.42 (avx2), blocked / im2col + GEMM 0.37 / 0.52 (the same run).  With 32 registers the avx512 tiles
 # win up to 128 filters; with 16 (avx2, and the default variant, which follows it unmeasured)
 # the tiles are half as large and GEMM catches up sooner, at half as many filters in float64
 # (a vector holds half as many numbers).  The rule: stride 1, no dilation, and K <= 128
