@@ -262,6 +262,9 @@ def test_lanes_variants_use_their_instruction_set(function, register, fma):
     assert bool(fmas) == fma, f"{function}: {len(fmas)} FMA on {register}"
     if not fma:
         assert "vfmadd" not in code and re.search(r"mulp[sd]\s+[^\n]*%xmm", code)
+    # and every block's loop over the terms keeps its accumulators in registers (the avx2
+    # variant's 6-vector blocks need 12 of its 16: no spill)
+    check_hot_loops("_direct", function, register, fma)
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "dw", "dx"])
