@@ -283,20 +283,24 @@ cdef void _backward_lanes(const floating *dout, const floating *y, const floatin
 #
 # Against the blocked path (``_blocked.pyx``), after its dx and dW tiles were reworked for
 # keras_mnist's layers: ``benchmarks/bench_thin_rule.py``, same CPU, busy (load 6-7), 2026-12-03,
-# N = 32, 28x28, one thread, process CPU time, blocked / direct with dx (without), avx512 /
-# avx2 variants, float32:
-#   C=1 K=2 k5 1.43 (1.36) / 1.21 (1.24)     C=1 K=4 k5 1.01 (0.93) / 0.77 (0.79)
-#   C=1 K=6 k5 valid (LeNet c1) 0.57 (0.51) / 0.53 (0.50)    C=1 K=6 k3 0.68 (0.60) / 0.65 (0.51)
-#   C=1 K=8 k5 0.57 (0.50) / 0.49 (0.40)     C=1 K=10 k5 valid (keras_mnist c1) 0.31 (0.34) /
-#   0.52 (0.42)    C=2 K=2 k3 1.14 (0.72) / 0.73 (0.63)    C=2 K=8 k3 0.48 (0.45) / 0.42 (0.41)
-#   C=3 K=6 k5 0.39 (0.47) / 0.72 (1.05)     C=4 K=4 k3 0.77 (0.71) / 0.44 (0.55)
-#   C=3 K=3 k3 0.68 (0.74) / 0.70 (0.64)
-# float64, avx512: C=1 K=2 1.08 (0.95), C=1 K=4 0.64 (0.47), LeNet c1 0.38 (0.29), every other
-# shape 0.23-0.59.  The blocked path wins from C * K = 4 on (a tie on avx512 at C=1 K=4), so
-# the rule above should keep only the layers of at most 2 numbers per pixel (C * K <= 2) and
-# those the blocked path turns down (its memory budget).  Not changed yet (2026-12-03): LeNet's
-# first layer and the README's 1 -> 8 examples would change path, and with it the last digits
-# of the README's printed training runs, which need a quiet full run to update.
+# N = 32, 28x28, one thread, process CPU time, blocked / direct with dx (without):
+#   avx512 variant, float32 (before the 6-vector blocks below, which took LeNet c1 5 % off):
+#     C=1 K=2 k5 1.43 (1.36)   C=1 K=4 k5 1.01 (0.93)   C=1 K=6 k5 valid (LeNet c1) 0.57 (0.51)
+#     C=1 K=8 k5 0.57 (0.50)   C=1 K=10 k5 valid (keras_mnist c1) 0.31 (0.34)
+#     C=2 K=2 k3 1.14 (0.72)   C=2 K=8 k3 0.48 (0.45)   C=3 K=6 k5 0.39 (0.47)
+#     C=4 K=4 k3 0.77 (0.71)   C=3 K=3 k3 0.68 (0.74)
+#   avx2 variant, float32, with the 6-vector blocks:
+#     C=1 K=2 k5 1.60 (1.60)   C=1 K=4 k5 1.00 (1.02)   LeNet c1 0.62 (0.54)
+#     C=1 K=8 k5 0.50 (0.46)   keras_mnist c1 0.49 (0.49)   C=2 K=2 k3 1.57 (1.44)
+#     C=2 K=8 k3 0.63 (0.48)   C=3 K=6 k5 0.47 (0.48)   C=4 K=4 k3 0.95 (1.01)
+#     C=3 K=3 k3 1.01 (0.92)
+#   avx512, float64 (before them too): C=1 K=2 1.08 (0.95), C=1 K=4 0.64 (0.47),
+#     LeNet c1 0.38 (0.29), every other shape 0.23-0.59.
+# So the blocked path now wins from about 6 numbers per pixel (C * K >= 6; ties at 4 and at
+# C=3 K=3 on avx2) and loses below: the rule above should hand it LeNet c1 and the wider thin
+# layers, keeping C * K <= 4 (and whatever the blocked path's memory budget turns down).  Not
+# changed yet (2026-12-03): LeNet's first layer and the README's 1 -> 8 examples would change
+# path, and with it the last digits of the README's printed training runs.
 cdef Py_ssize_t LANES_MAX_K = 8
 cdef Py_ssize_t LANES_MAX_CK = 18     # for float32: 16 numbers per vector
 cdef Py_ssize_t LANES_BUDGET = 1 << 20
