@@ -124,9 +124,10 @@ static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;     
     for (i = 0; i < NAME##_V; i++) v.e[i] = k[i] ? p[i] : 0; return v; }
 #endif
 
-/* One variant: NAME, element type T (IT: the integer type of its size), vector bytes VB, accumulators ACC, CASES_ACC,
-   CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases up to ACC, ACC / 2, ACC / 3,
-   ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2, 3 or 4). */
+/* One variant: NAME, element type T (IT: the integer type of its size), vector bytes VB,
+   accumulators ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases
+   up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2,
+   3 or 4). */
 #define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
                    CASES_6TH, JB, TARGET)                                                    \
 CY_BLK_VEC(NAME, T, IT, VB)                                                                  \

@@ -550,8 +550,9 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
 # too: see the direct path's rule in ``_direct.pyx``).  keras_mnist's first layer (C=1, K=10,
 # 28x28 "valid", no dx), which the direct path's rule leaves (K > 8), is this path's: blocked /
 # direct 0.34 (avx512) / 0.42-0.49 (avx2), blocked / im2col + GEMM 0.37 / 0.43-0.52.
-# With 32 registers the avx512 tiles win up to 128 filters; with 16 (avx2, and the default variant, which follows it unmeasured)
-# the tiles are half as large and GEMM catches up sooner, at half as many filters in float64
+# With 32 registers the avx512 tiles win up to 128 filters; with 16 (avx2, and the default
+# variant, which follows it unmeasured) the tiles are half as large and GEMM catches up
+# sooner, at half as many filters in float64
 # (a vector holds half as many numbers).  The rule: stride 1, no dilation, and K <= 128
 # (avx512) or K <= 32 and C * K <= 512 in float32, K <= 16 and C * K <= 96 in float64 (the
 # other variants); the planar copies one thread keeps for dx (dout, and the kw * C planes of
