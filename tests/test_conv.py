@@ -66,6 +66,54 @@ def test_compiled_matches_twin(N, H, W, C, K, kh, kw, sh, sw, padding, bias, dty
     assert_twins_agree(x, w, b, (sh, sw), padding, dtype)
 
 
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), C=st.integers(1, 3),
+       K=st.integers(1, 5), kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3),
+       sw=st.integers(2, 3), dilation=st.integers(1, 2), padding=PADDINGS,
+       budget=st.integers(1, 400), threads=st.sampled_from([1, 2]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
+def test_images_walked_in_bands_match_twin(N, H, W, C, K, kh, kw, sh, sw, dilation, padding,
+                                           budget, threads, dtype, seed):
+    # an image whose im2col matrix exceeds the band budget runs in bands of output rows
+    # (AlexNet's first layer); a tiny budget sends these small shapes (sw >= 2: the im2col +
+    # GEMM path) through bands of one row and up, dilated ones too
+    from cytorch._shapes import resolve_padding
+    kh_d, kw_d = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    pt, pb, pl, pr = resolve_padding(padding, H, W, kh_d, kw_d, sh, sw)
+    if H + pt + pb < kh_d or W + pl + pr < kw_d:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    conv = cytorch._kernels.load("_conv")
+    old = conv._set_band_budget(budget)
+    cytorch.set_num_threads(threads)
+    try:
+        assert_twins_agree(x, w, rng.standard_normal(K).astype(dtype), (sh, sw), padding, dtype,
+                           dilation=dilation)
+    finally:
+        cytorch.set_num_threads(None)
+        conv._set_band_budget(old)
+
+
+def test_bands_sum_in_a_fixed_order():
+    # dW sums band after band, partial sums per work unit: bit-identical runs, any thread count
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 23, 19, 3)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 3, 7)).astype(np.float32)
+    conv = cytorch._kernels.load("_conv")
+    old = conv._set_band_budget(3 * 75 * 8)
+    try:
+        for threads in (1, 2):
+            cytorch.set_num_threads(threads)
+            first = run(x, w, np.ones(7, np.float32), 2)
+            for a, b in zip(first, run(x, w, np.ones(7, np.float32), 2)):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        cytorch.set_num_threads(None)
+        conv._set_band_budget(old)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("N", [1, 2, 5])
 def test_thread_counts_and_image_groups_agree(threads, N):

@@ -262,6 +262,9 @@ def test_lanes_variants_use_their_instruction_set(function, register, fma):
     assert bool(fmas) == fma, f"{function}: {len(fmas)} FMA on {register}"
     if not fma:
         assert "vfmadd" not in code and re.search(r"mulp[sd]\s+[^\n]*%xmm", code)
+    # and every block's loop over the terms keeps its accumulators in registers (the avx2
+    # variant's 6-vector blocks need 12 of its 16: no spill)
+    check_hot_loops("_direct", function, register, fma)
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "dw", "dx"])
@@ -275,6 +278,19 @@ def test_blocked_variants_use_their_instruction_set(kernel, variant, register, f
     check_hot_loops("_blocked", f"cy_blk_{variant}_{kernel}", register, fma)
 
 
+@pytest.mark.parametrize("variant, register", [
+    ("avx512_f", "zmm"), ("avx2_f", "ymm"), ("avx512_d", "zmm"), ("avx2_d", "ymm"),
+    ("default_f", "xmm")])
+def test_blocked_dx_gather_adds_whole_vectors(variant, register):
+    # the blocked dx's last step adds the kw column-shifted planes of a channel: masked vector
+    # adds on the variant's registers, the sum kept in a register (no stack in the loop)
+    code = disassembly("_blocked", f"cy_blk_{variant}_gather")
+    assert re.search(rf"v?and\w*\s+[^\n]*%{register}", code), code
+    assert re.search(rf"v?addp[sd]\s+[^\n]*%{register}", code), code
+    for body in innermost_loops(code):
+        assert "(%rsp)" not in "\n".join(body), "\n".join(body)
+
+
 @pytest.mark.parametrize("kernel", ["fwd", "dw", "dx"])
 @pytest.mark.parametrize("variant, register, fma", [
     ("avx512_f", "zmm", True), ("avx2_f", "ymm", True), ("avx512_d", "zmm", True),
@@ -284,10 +300,9 @@ def test_depthwise_variants_use_their_instruction_set(kernel, variant, register,
     check_hot_loops("_depthwise", f"cy_dw_{variant}_{kernel}", register, fma)
 
 
-def check_hot_loops(module, function, register, fma):
-    """Every innermost loop of ``function`` that multiplies vectors does it on ``register``
-    (with FMA when ``fma``) and never touches the stack."""
-    code = disassembly(module, function)
+def innermost_loops(code):
+    """The innermost loops of a disassembled function: each a list of its lines, from the
+    target of a backward jump to the jump, with no other jump inside."""
     lines = [line for line in code.splitlines() if ":" in line]
     addresses = [int(line.split(":")[0], 16) for line in lines]
     loops = []
@@ -298,7 +313,15 @@ def check_hot_loops(module, function, register, fma):
                     if int(jump.group(1), 16) <= a <= addresses[i]]
             if not any(re.search(r"\bj\w+\s", text) for text in body[:-1]):
                 loops.append(body)
-    hot = [body for body in loops if any(re.search(r"(mul|fmadd)\w*p[sd]", t) for t in body)]
+    return loops
+
+
+def check_hot_loops(module, function, register, fma):
+    """Every innermost loop of ``function`` that multiplies vectors does it on ``register``
+    (with FMA when ``fma``) and never touches the stack."""
+    code = disassembly(module, function)
+    hot = [body for body in innermost_loops(code)
+           if any(re.search(r"(mul|fmadd)\w*p[sd]", t) for t in body)]
     assert hot, f"{function}: no vector loop found"
     for body in hot:
         text = "\n".join(body)

@@ -15,11 +15,12 @@
  *         t: tb neighbouring taps (b, c) of one kernel row, or of ra <= 3 neighbouring rows
  *         when a row is short (one channel: kw taps), broadcast from the NHWC image; k: kb
  *         vectors of filters
- *   dx:   acc[t][j] = sum_k  w[t, k] * d[k, j],  then  dx[off[t] + j] += acc[t][j]
- *         t: tb taps (broadcast weights), j: JB vectors of output pixels of dout stored planar
- *         (filter, row, column of a row as wide as the padded image, zero past the output);
- *         each tap's column of dout @ W^T is added straight into the planar padded dx, where
- *         tap (a, b, c) of every output pixel is one contiguous run (col2im in one add)
+ *   dx:   acc[t][j] = sum_k  w[t, k] * d[k, j],  then  dxb[off[t] + j] += acc[t][j]
+ *         t: tb taps (broadcast weights), j: jb vectors of output pixels of dout stored planar
+ *         (filter, pixel: Ho * Wo lanes, rows Wo wide); dxb holds one plane of dx per kernel
+ *         column b and channel c, rows Wo wide too, where tap (a, b, c) of every output pixel
+ *         is one contiguous run (col2im in one add per tap and tile); gather then adds the kw
+ *         planes of a channel, each shifted b columns, into the padded dx
  *
  * Every lane adds its terms one after the other in one chain (no even/odd split), in the same
  * order in every variant: the AVX2 and AVX-512 variants, which both fuse each multiply-add,
@@ -35,8 +36,8 @@
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *
- * (the dx tiles of avx512 are 2, 3 or 4 vectors wide, whichever pads the pixels least:
- * LeNet c2's 140 lanes in 144 with 3 against 192 with 4)
+ * (the dx tiles of avx512 are 2, 3 or 4 vectors wide, mixed to cover the pixels in whole
+ * vectors: LeNet c2's 100 pixels in 4 + 3 vectors; avx2 pads them to an even number)
  *
  * The tile sizes are compile-time constants (a switch over every size up to the limit, each
  * case fully unrolled), so the accumulators are registers, not an array on the stack.
@@ -51,6 +52,7 @@
 #define CYTORCH_BLOCKED_H
 
 #include <Python.h>
+#include <stdint.h>
 #include "_isa.h"
 
 #if defined(__GNUC__)
@@ -98,22 +100,30 @@
 
 #if defined(__GNUC__)
 /* vectors of VB bytes: GCC/Clang vector extensions; "v * s" broadcasts the scalar s */
-#define CY_BLK_VEC(NAME, T, VB)                                                              \
-typedef T NAME##_v __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
+#define CY_BLK_VEC(NAME, T, IT, VB)                                                          \
+typedef T NAME##_v __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));          \
+typedef IT NAME##_iv __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
 #define CY_BLK_ZERO(NAME) ((NAME##_v){0})
+/* the vector at p, lanes whose mask k is 0 set to +0.0 (bitwise: and with all ones or none) */
+#define CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                \
+CY_BLK_INLINE TARGET NAME##_v NAME##_masked(const T *p, const IT *k)                          \
+{ return (NAME##_v)(*(const NAME##_iv *)p & *(const NAME##_iv *)k); }
 #else
 /* other compilers: a struct of lanes and loops (same order of summation per lane) */
-#define CY_BLK_VEC(NAME, T, VB)                                                              \
+#define CY_BLK_VEC(NAME, T, IT, VB)                                                          \
 typedef struct { T e[VB / sizeof(T)]; } NAME##_v;
 #define CY_BLK_ZERO(NAME) (NAME##_zero())
+#define CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                \
+static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;                  \
+    for (i = 0; i < NAME##_V; i++) v.e[i] = k[i] ? p[i] : 0; return v; }
 #endif
 
-/* One variant: NAME, element type T, vector bytes VB, accumulators ACC, CASES_ACC,
+/* One variant: NAME, element type T (IT: the integer type of its size), vector bytes VB, accumulators ACC, CASES_ACC,
    CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases up to ACC, ACC / 2, ACC / 3,
    ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2, 3 or 4). */
-#define CY_BLOCKED(NAME, T, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH, CASES_6TH,   \
-                   JB, TARGET)                                                               \
-CY_BLK_VEC(NAME, T, VB)                                                                      \
+#define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
+                   CASES_6TH, JB, TARGET)                                                    \
+CY_BLK_VEC(NAME, T, IT, VB)                                                                  \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
 /* acc += v * s, lane by lane (one FMA where the variant has it) */                          \
@@ -125,6 +135,7 @@ CY_BLK_INLINE TARGET NAME##_v NAME##_load(const T *p) { return *(const NAME##_v 
 CY_BLK_INLINE TARGET void NAME##_store(T *p, NAME##_v v) { *(NAME##_v *)p = v; }             \
 CY_BLK_ZERO_FN(NAME, T)                                                                      \
 CY_BLK_ADD_FN(NAME, T, TARGET)                                                               \
+CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                        \
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_fwd_tile(T *dst, Py_ssize_t ldd, const T *xr, const Py_ssize_t *off, const T *w,      \
@@ -266,6 +277,28 @@ static TARGET void NAME##_dx(T *dst, const Py_ssize_t *off, const T *wt, Py_ssiz
     } else {                                                                                 \
         switch (tb) { CY_BLK_CASES6(CY_BLK_DX2, NAME) }                                      \
     }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* dxt (C * Hp rows of ldt numbers, ldt whole vectors) = the kw column-shifted planes of dx   \
+   (planeb numbers apart, plane (b, c) the b-th of channel c, rows Wo wide) added in order   \
+   b = 0, 1, ...: dxt[c, i, s] = sum_b plane(b, c)[i * Wo + s - b] where keep[b, s] (that is, \
+   b <= s < b + Wo), + 0 elsewhere.  Reads up to kw - 1 numbers before a plane's row and up  \
+   to ldt - Wo past it (the caller leaves room) */                                           \
+static TARGET void NAME##_gather(T *dxt, Py_ssize_t ldt, const T *planes, Py_ssize_t planeb,  \
+                                 const IT *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo, \
+                                 Py_ssize_t kw)                                              \
+{                                                                                            \
+    Py_ssize_t c, i, j, b;                                                                   \
+    for (c = 0; c < C; c++)                                                                  \
+        for (i = 0; i < Hp; i++)                                                             \
+            for (j = 0; j < ldt; j += NAME##_V) {                                            \
+                const T *src = planes + c * planeb + i * Wo + j;                             \
+                NAME##_v sum = CY_BLK_ZERO(NAME);                                            \
+                for (b = 0; b < kw; b++)                                                     \
+                    sum = NAME##_add(sum, NAME##_masked(src + b * (C * planeb - 1),          \
+                                                        keep + b * ldt + j));                \
+                NAME##_store(dxt + (c * Hp + i) * ldt + j, sum);                             \
+            }                                                                                \
 }
 
 #if defined(__GNUC__)
@@ -288,21 +321,21 @@ static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                     
 
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
-#define CY_BLK_ACC12(NAME, T, VB, JB, TARGET) CY_BLOCKED(NAME, T, VB, 12, CY_BLK_CASES12,     \
-    CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, JB, TARGET)
-#define CY_BLK_ACC24(NAME, T, VB, JB, TARGET) CY_BLOCKED(NAME, T, VB, 24, CY_BLK_CASES24,     \
-    CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
-CY_BLK_ACC12(cy_blk_default_f, float, 16, 2, CY_NO_TARGET_BLK)
-CY_BLK_ACC12(cy_blk_default_d, double, 16, 2, CY_NO_TARGET_BLK)
+#define CY_BLK_ACC12(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,             \
+    CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, JB, TARGET)
+#define CY_BLK_ACC24(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 24,             \
+    CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
+CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_NO_TARGET_BLK)
+CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_NO_TARGET_BLK)
 #if CY_ISA_X86
-CY_BLK_ACC12(cy_blk_avx2_f, float, 32, 2, CY_TARGET_AVX2)
-CY_BLK_ACC12(cy_blk_avx2_d, double, 32, 2, CY_TARGET_AVX2)
-CY_BLK_ACC24(cy_blk_avx512_f, float, 64, 4, CY_TARGET_AVX512)
-CY_BLK_ACC24(cy_blk_avx512_d, double, 64, 4, CY_TARGET_AVX512)
+CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 2, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 2, CY_TARGET_AVX2)
+CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_TARGET_AVX512)
+CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
 #endif
 
 /* The variant in use (cy_blk_select), as a table of its three kernels and its tile limits. */
-#define CY_BLK_TABLE(T, S)                                                                   \
+#define CY_BLK_TABLE(T, IT, S)                                                               \
 typedef struct {                                                                             \
     void (*fwd)(T *, Py_ssize_t, const T *, const Py_ssize_t *, const T *, Py_ssize_t,       \
                 const T *, Py_ssize_t, int, int);                                            \
@@ -310,11 +343,14 @@ typedef struct {                                                                
                Py_ssize_t, Py_ssize_t, int, int, int, Py_ssize_t);                           \
     void (*dx)(T *, const Py_ssize_t *, const T *, Py_ssize_t, const T *, Py_ssize_t,        \
                Py_ssize_t, int, int);                                                           \
+    void (*gather)(T *, Py_ssize_t, const T *, Py_ssize_t, const IT *, Py_ssize_t,           \
+                   Py_ssize_t, Py_ssize_t, Py_ssize_t);                                      \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
-                                        cy_blk_default_##S##_dx};
-CY_BLK_TABLE(float, f)
-CY_BLK_TABLE(double, d)
+                                        cy_blk_default_##S##_dx,                             \
+                                        cy_blk_default_##S##_gather};
+CY_BLK_TABLE(float, int32_t, f)
+CY_BLK_TABLE(double, int64_t, d)
 
 /* lanes per vector (floats), accumulators and the most pixel vectors per dx tile (JB) of the
    variant in use */
@@ -323,9 +359,9 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
 #define CY_BLK_USE(VARIANT, VB, ACC, JB)                                                     \
     do {                                                                                     \
         cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
-        cy_blk_f.dx = VARIANT##_f_dx;                                                        \
+        cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
-        cy_blk_d.dx = VARIANT##_d_dx;                                                        \
+        cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
         cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
     } while (0)
 

@@ -25,10 +25,13 @@ operands are read where they lie (the micro-kernels of ``_blocked.h``):
 ``x_t[p]`` is pixel p of the image shifted by tap t, read from a zero-padded copy of the image
 (one per thread and image, so no window needs a bounds check).  Forward and dW hold a tile of
 (pixels or taps) x (one or two vectors of filters) in registers; dx a tile of (up to 6 taps) x
-(vectors of output pixels), whose sums over the K filters are added straight into a planar
-padded dx: with dout stored planar in rows as wide as the padded image (zero past the output),
-tap (a, b, c) of every output pixel lands in one contiguous run of channel c's plane, so
-col2im is one vector add per tap and tile.  K is padded with zero filters to whole vectors.
+(vectors of output pixels), whose sums over the K filters are added straight into planes of dx:
+with dout stored planar (the Ho * Wo pixels of a filter in a row), tap (a, b, c) of every
+output pixel lands in one contiguous run of the plane of kernel column b and channel c (rows
+Wo wide), so col2im is one vector add per tap and tile; the kw planes of a channel, shifted b
+columns each, are added into dx at the end.  (Rows as wide as the padded image, Wo + kw - 1,
+would need one plane per channel but spend a lane on every column past Wo: LeNet c2's dx ran
+40 % more multiply-adds that way.)  K is padded with zero filters to whole vectors.
 
 With an ``activation`` (the fused epilogue, ``_epilogue.pxd``) forward applies it to each
 image's output right after its tiles, while it is in cache, and backward computes ``dz = dout
@@ -62,6 +65,9 @@ cdef extern from "_blocked.h" nogil:
         void (*dx)(float *dst, const Py_ssize_t *off, const float *wt, Py_ssize_t ldw,
                    const float *src, Py_ssize_t lds, Py_ssize_t nk, int tb,
                    int jb) noexcept nogil
+        void (*gather)(float *dxt, Py_ssize_t ldt, const float *planes, Py_ssize_t planeb,
+                       const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
+                       Py_ssize_t kw) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, const double *xr, const Py_ssize_t *off,
                  const double *w, Py_ssize_t ldw, const double *init, Py_ssize_t nt, int pb,
@@ -72,6 +78,9 @@ cdef extern from "_blocked.h" nogil:
         void (*dx)(double *dst, const Py_ssize_t *off, const double *wt, Py_ssize_t ldw,
                    const double *src, Py_ssize_t lds, Py_ssize_t nk, int tb,
                    int jb) noexcept nogil
+        void (*gather)(double *dxt, Py_ssize_t ldt, const double *planes, Py_ssize_t planeb,
+                       const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
+                       Py_ssize_t kw) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -108,12 +117,13 @@ cdef struct Plan:
     Py_ssize_t H, W, C, K, kh, kw, pt, pl, Ho, Wo
     Py_ssize_t V          # numbers per vector of the variant in use
     Py_ssize_t Kp         # K rounded up to whole vectors (zero filters in the padding)
-    Py_ssize_t Hp, Wp     # the padded image: Ho + kh - 1 rows of Wo + kw - 1 pixels
+    Py_ssize_t Hp, Wp     # the padded image: Ho + kh - 1 rows of Wp = Wo + kw - 1 pixels
     Py_ssize_t T          # taps kh * kw * C
-    # dx: dout planar, each output row Wp wide (zero past Wo), Lr lanes per filter (Ho * Wp
-    # rounded up to whole tiles of jb vectors); dx planar over the padded image, ``planex`` per
-    # channel
-    Py_ssize_t Lr, planex, jb
+    # dx: dout planar, Lr lanes per filter (its Ho * Wo pixels, zero past them up to whole
+    # vectors, an even number of them unless the variant has 3-vector tiles); dx summed into
+    # kw * C column-shifted planes of ``planeb`` numbers (rows Wo wide), one per (b, c), then
+    # added into the padded dx stored planar with rows of Wq (Wp in whole vectors)
+    Py_ssize_t Lr, planeb, Wq
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -129,27 +139,43 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     g.V = cy_blk_lanes * 4 // itemsize
     g.Kp = _cdiv(g.K, g.V) * g.V
     g.Hp, g.Wp, g.T = Ho + g.kh - 1, Wo + g.kw - 1, g.kh * g.kw * g.C
-    g.jb = _dx_vectors(Ho * g.Wp, g.V)
-    g.Lr = _cdiv(Ho * g.Wp, g.jb * g.V) * g.jb * g.V
-    # tap (a, b) of the lanes j < Lr writes a * Wp + b + j < (kh-1) * Wp + kw - 1 + Lr
-    g.planex = (g.kh - 1) * g.Wp + g.kw - 1 + g.Lr
+    g.Lr = _dx_vectors(Ho * Wo, g.V) * g.V
+    # tap (a, b, c) of the lanes j < Lr writes plane (b, c) at a * Wo + j < (kh-1) * Wo + Lr
+    g.planeb = (g.kh - 1) * Wo + g.Lr
+    g.Wq = _cdiv(g.Wp, g.V) * g.V
     return g
 
 
 cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
-    """The width of the dx tiles, 2 <= jb <= cy_blk_jb vectors of V numbers, that pads
-    ``lanes`` the least (the widest on a tie): LeNet c2 on avx512 has 10 output rows 14 wide,
-    140 lanes, in 144 with jb = 3 against 192 with 4."""
-    cdef Py_ssize_t jb, best = 2
-    for jb in range(3, cy_blk_jb + 1):
-        if _cdiv(lanes, jb * V) * jb <= _cdiv(lanes, best * V) * best:
-            best = jb
-    return best
+    """The vectors of V numbers the dx tiles cover ``lanes`` with: tiles 2 .. cy_blk_jb
+    vectors wide (``_dx_tile_width``), so whole vectors, and at least 2 of them, an even number
+    unless the variant has 3-vector tiles (avx512): LeNet c2 on avx512 has 10 x 10 output
+    pixels, 100 lanes, in 7 vectors (tiles of 4 and 3), on avx2 in 14 (tiles of 2)."""
+    cdef Py_ssize_t n = max(2, _cdiv(lanes, V))
+    if cy_blk_jb < 3:
+        n = _cdiv(n, 2) * 2
+    return n
 
 
-def _dx_tile_vectors(Py_ssize_t lanes, Py_ssize_t itemsize):
-    """Private, for the tests: ``_dx_vectors`` for the variant in use."""
-    return _dx_vectors(lanes, cy_blk_lanes * 4 // itemsize)
+cdef inline int _dx_tile_width(Py_ssize_t rest) noexcept nogil:
+    """The width of the next dx tile, ``rest`` >= 2 vectors still to cover: the widest the
+    variant has (cy_blk_jb) that does not leave a single vector behind."""
+    cdef Py_ssize_t jb = min(cy_blk_jb, rest)
+    if rest - jb == 1:
+        jb -= 1
+    return <int>jb
+
+
+def _dx_tile_widths(Py_ssize_t lanes, Py_ssize_t itemsize):
+    """Private, for the tests: the widths (vectors) of the dx tiles over ``lanes`` lanes, last
+    tile first, in the variant in use."""
+    cdef Py_ssize_t rest = _dx_vectors(lanes, cy_blk_lanes * 4 // itemsize), jb
+    widths = []
+    while rest > 0:
+        jb = _dx_tile_width(rest)
+        widths.append(jb)
+        rest -= jb
+    return widths
 
 
 cdef inline void _blocks(Py_ssize_t n, Py_ssize_t most, Py_ssize_t *count,
@@ -192,16 +218,41 @@ cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noex
 
 
 cdef inline void _planar_dout(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
-    """dout of one image (Ho, Wo, K) stored planar with rows Wp wide: ``dq[k, oh * Wp + ow] =
-    dn[oh, ow, k]`` for ow < Wo, zero for Wo <= ow < Wp and past Ho * Wp (Lr lanes a filter)."""
-    cdef Py_ssize_t oh, ow, k, K = g.K
+    """dout of one image (Ho, Wo, K) stored planar: ``dq[k, p] = dn[p, k]`` for the P = Ho * Wo
+    pixels p, zero for P <= p < Lr."""
+    cdef Py_ssize_t p, k, K = g.K, P = g.Ho * g.Wo
     cdef const floating *src
-    memset(dq, 0, K * g.Lr * sizeof(floating))
-    for oh in range(g.Ho):
-        for ow in range(g.Wo):
-            src = dn + (oh * g.Wo + ow) * K
-            for k in range(K):
-                dq[k * g.Lr + oh * g.Wp + ow] = src[k]
+    for p in range(P):
+        src = dn + p * K
+        for k in range(K):
+            dq[k * g.Lr + p] = src[k]
+    for k in range(K):
+        memset(dq + k * g.Lr + P, 0, (g.Lr - P) * sizeof(floating))
+
+
+cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
+                            const void *keep, const Plan *g) noexcept nogil:
+    """dx of one image (H, W, C) from the kw * C column-shifted planes: plane (b, c) holds,
+    at ``i * Wo + ow``, the sum over the kernel rows a of what the taps (a, b, c) added to
+    cell (i, ow + b) of the padded image's channel c.  ``gather`` (``_blocked.h``) adds the
+    planes b = 0, 1, ... in order into ``dxt``, the padded dx stored planar (C, Hp, Wq), a
+    vector of a row at a time, ``keep`` (kw, Wq) masking the lanes each plane does not reach;
+    then dxt is stored channels-last.  Rows and columns of the image that lie past the padded
+    image, which no window reaches, are zero."""
+    cdef Py_ssize_t c, i, s, C = g.C
+    cdef Py_ssize_t s_lo = g.pl, s_hi = min(g.W + g.pl, g.Wp)
+    cdef floating *dst
+    if floating is float:
+        cy_blk_f.gather(dxt, g.Wq, dxb, g.planeb, keep, C, g.Hp, g.Wo, g.kw)
+    else:
+        cy_blk_d.gather(dxt, g.Wq, dxb, g.planeb, keep, C, g.Hp, g.Wo, g.kw)
+    if g.Hp - g.pt < g.H or s_hi - s_lo < g.W:
+        memset(dxn, 0, g.H * g.W * C * sizeof(floating))
+    for i in range(g.pt, min(g.H + g.pt, g.Hp)):
+        dst = dxn + (i - g.pt) * g.W * C
+        for s in range(s_lo, s_hi):
+            for c in range(C):
+                dst[(s - g.pl) * C + c] = dxt[(c * g.Hp + i) * g.Wq + s]
 
 
 # -- forward ---------------------------------------------------------------------------------------
@@ -309,11 +360,11 @@ cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *
 cdef void _backward_image(const floating *dn, const floating *yn, const floating *xn,
                           const floating *wt, const Py_ssize_t *offx, floating *dxn,
                           floating *dwl, double *db_part, floating *xp, floating *dpad,
-                          floating *dq, floating *dxt, floating *dzn, int act,
-                          const Plan *g) noexcept nogil:
+                          floating *dq, floating *dxb, floating *dxt, floating *dzn,
+                          const void *keep, int act, const Plan *g) noexcept nogil:
     """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL, from
     dz = dout * f'(y) (into dzn, unless f is linear: then dout itself)."""
-    cdef Py_ssize_t a, j, kv, nb, tb, kb, ra, c, q, ih, iw, k, i
+    cdef Py_ssize_t a, j, jb, kv, nb, tb, kb, ra, q, k, i
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
     if act != ACT_LINEAR:
@@ -370,33 +421,32 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
         kv += kb
     if dxn == NULL:
         return
-    # dx: tiles of tb taps x JB vectors of output pixels: each tap's share of dout @ W^T, added
-    # where the tap reads in the planar padded dx (col2im in the same pass), then NHWC
+    # dx: tiles of tb taps x jb vectors of output pixels: each tap's share of dout @ W^T,
+    # added where the tap reads.  The pixels are the lanes, Ho * Wo of them in a row (no lane
+    # for the columns past Wo, which the padded image's rows have: a third of LeNet c2's
+    # lanes), so tap (a, b, c) of every pixel adds into one contiguous run of a plane whose
+    # rows are Wo wide -- one plane per column shift b and channel c, summed at the end
     _planar_dout(dn, dq, g)
-    memset(dxt, 0, g.C * g.planex * sizeof(floating))
-    # Every dx cell receives its taps' sums in tap order, in every variant, whatever the width
-    # of its pixel tiles: tap tiles go in order, and in a tile the taps add in order -- but
-    # a later tap t2 of the same plane reads an earlier lane than t1 for the same cell (off[t2]
-    # > off[t1]), in an earlier pixel tile when a tile boundary falls between the two lanes.
-    # So the pixel tiles go from the last to the first: t1's tile comes first then too.  (In
-    # order, a one- or two-channel layer's dx differed in the last bit between avx2's 16-lane
-    # and avx512's 48-lane tiles.)
+    memset(dxb, 0, (g.kw * g.C * g.planeb + g.kw - 1 + g.Wq) * sizeof(floating))
+    # Every plane cell receives its taps' sums in tap order, in every variant, whatever the
+    # width of its pixel tiles: tap tiles go in order, and in a tile the taps add in order --
+    # but a later tap t2 (a2 > a1) of the same plane reads an earlier lane than t1 for the same
+    # cell (off[t2] > off[t1]), in an earlier pixel tile when a tile boundary falls between the
+    # two lanes.  So the pixel tiles go from the last to the first: t1's tile comes first then
+    # too.  (In order, a one- or two-channel layer's dx differed in the last bit between
+    # avx2's 16-lane and avx512's 48-lane tiles.)
     _blocks(g.T, 6, &nb, &tb)
     j = 0
     while j < g.T:
         tb = min(tb, g.T - j)
-        q = g.Lr - g.jb * g.V
-        while q >= 0:
-            _dx_tile(dxt + q, offx + j, wt + j, g.T, dq + q, g.Lr, K, <int>tb, <int>g.jb)
-            q -= g.jb * g.V
+        q = g.Lr
+        while q > 0:
+            jb = _dx_tile_width(q // g.V)
+            q -= jb * g.V
+            _dx_tile(dxb + g.kw - 1 + q, offx + j, wt + j, g.T, dq + q, g.Lr, K, <int>tb,
+                     <int>jb)
         j += tb
-    # (rows and columns past the padded image, which no window reaches, stay zero)
-    memset(dxn, 0, g.H * g.W * g.C * sizeof(floating))
-    for ih in range(min(g.H, g.Hp - g.pt)):
-        for iw in range(min(g.W, g.Wp - g.pl)):
-            for c in range(g.C):
-                dxn[(ih * g.W + iw) * g.C + c] = dxt[c * g.planex + (ih + g.pt) * g.Wp
-                                                     + iw + g.pl]
+    _gather_dx(dxb + g.kw - 1, dxn, dxt, keep, g)
 
 
 cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
@@ -414,7 +464,15 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Kp if K != g.Kp else 1),
                                           dtype=dtype)
     cdef floating[:, ::1] dq = np.empty((T, K * g.Lr if need_dx else 1), dtype=dtype)
-    cdef floating[:, ::1] dxt = np.empty((T, C * g.planex if need_dx else 1), dtype=dtype)
+    # the planes of dx, with room for gather's reads kw - 1 numbers before and Wq past them
+    cdef floating[:, ::1] dxb = np.empty(
+        (T, g.kw * C * g.planeb + g.kw - 1 + g.Wq if need_dx else 1), dtype=dtype)
+    cdef floating[:, ::1] dxt = np.empty((T, C * g.Hp * g.Wq if need_dx else 1), dtype=dtype)
+    # keep[b, s]: plane b reaches column s of the padded dx (all bits set), or not
+    keep_array = np.zeros((g.kw, g.Wq), dtype=np.int32 if floating is float else np.int64)
+    for bb in range(g.kw):
+        keep_array[bb, bb:bb + g.Wo] = -1
+    cdef const unsigned char[::1] keep_bytes = keep_array.reshape(-1).view(np.uint8)
     # dz = dout * f'(y) of one image, when f is not linear
     cdef floating[:, ::1] dz = np.empty((T, g.Ho * g.Wo * K if act != ACT_LINEAR else 1),
                                         dtype=dtype)
@@ -427,11 +485,11 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     cdef floating acc
     cdef double dacc
     with nogil:
-        for t in range(g.T):       # tap t = (a, b, c) writes channel c's plane at (a, b)
+        for t in range(g.T):       # tap t = (a, b, c) writes plane (b, c) from row a on
             a, bb, c = t // (g.kw * C), (t // C) % g.kw, t % C
             for k in range(K):
                 wt[k, t] = w[a, bb, c, k]
-            offx[t] = c * g.planex + a * g.Wp + bb
+            offx[t] = (bb * C + c) * g.planeb + a * g.Wo
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
                 _backward_image(&dout[0, 0, 0, 0] + n * d_step,
@@ -439,7 +497,8 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                                 &x[0, 0, 0, 0] + n * x_step, &wt[0, 0], &offx[0],
                                 dxp + n * x_step if need_dx else NULL, &dwl[u, 0],
                                 &db_part[u, 0], &xp[threadid(), 0], &dpad[threadid(), 0],
-                                &dq[threadid(), 0], &dxt[threadid(), 0], &dz[threadid(), 0],
+                                &dq[threadid(), 0], &dxb[threadid(), 0],
+                                &dxt[threadid(), 0], &dz[threadid(), 0], &keep_bytes[0],
                                 act, g)
         for t in range(g.T):
             for k in range(K):
@@ -474,8 +533,8 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
 # the tiles are half as large and GEMM catches up sooner, at half as many filters in float64
 # (a vector holds half as many numbers).  The rule: stride 1, no dilation, and K <= 128
 # (avx512) or K <= 32 and C * K <= 512 in float32, K <= 16 and C * K <= 96 in float64 (the
-# other variants); the planar copies one thread keeps for dx (dout and dx over the padded
-# image) within BLOCKED_BUDGET numbers.
+# other variants); the planar copies one thread keeps for dx (dout, and the kw * C planes of
+# dx, about Hp * Wo numbers each) within BLOCKED_BUDGET numbers.
 cdef Py_ssize_t BLOCKED_BUDGET = 1 << 21
 
 
@@ -487,7 +546,7 @@ def uses_blocked_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 
     cdef Py_ssize_t C = x_shape[3], kh = w_shape[0], kw = w_shape[1], K = w_shape[3]
     if tuple(strides) != (1, 1) or tuple(dilation) != (1, 1):
         return False
-    if (C + K) * (out_shape[1] + kh - 1) * (out_shape[2] + kw - 1) > BLOCKED_BUDGET:
+    if (kw * C + K) * (out_shape[1] + kh - 1) * out_shape[2] > BLOCKED_BUDGET:
         return False
     if _isa == "avx512":
         return K <= 128

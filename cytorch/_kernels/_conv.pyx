@@ -25,8 +25,17 @@ while after each parallel region and steal the cores OpenBLAS's threads need, an
 BLAS gets the cores instead.
 
 Memory: the column buffers hold at most ``GROUP_BUDGET`` elements per thread (but at least one
-image), never more than one batch's im2col matrix.  In backward each buffer first holds ``cols``
-for ``dW += cols^T @ dout``, then ``dcols = dout @ W^T`` for col2im.  Each unit sums its own
+image, or one band of an image), never more than one batch's im2col matrix.  An image whose
+im2col matrix exceeds ``BAND_BUDGET`` is walked in bands of output rows: unfold a band, GEMM,
+(in backward) fold it back, then the next.  In backward each buffer first holds ``cols`` for
+``dW += cols^T @ dout``, then ``dcols = dout @ W^T`` for col2im.
+
+Bands, measured on the AMD EPYC (Zen 5, 2 cores, 1 MiB of L2 each, busy virtual machine) of
+issue 13, AlexNet's first layer (8x227x227x3 -> 96, 11x11 stride 4: 4.4 MiB of columns per
+image), OpenBLAS's Haswell kernels, forward + backward, time with bands of 2 MiB / with whole
+images: 0.91-0.99 on one thread, 0.85-0.97 in CPU time on two (the two threads' 4.4 MiB
+buffers competed for L3 and memory).  Bands of 0.5 MiB were 1.05 on one thread when the
+machine was quieter: every band's GEMMs pack the weights again.  Each unit sums its own
 ``dW`` and ``db``; the partial sums are added in unit order at the end, so the result does not
 depend on which thread ran what (bit-identical runs, no atomics).
 
@@ -78,8 +87,15 @@ _select_isa(requested_isa())
 
 
 # Elements of one thread's column buffer (128 KiB in float32): groups of images this small keep
-# the GEMM operands in L2 cache.  A single image larger than this gets a buffer of its own size.
+# the GEMM operands in L2 cache.  A single image larger than this gets a buffer of its own size,
+# up to BAND_BUDGET elements (2 MiB in float32); an image larger still (AlexNet's first layer:
+# 55 * 55 windows of 363 values, 4.4 MiB) is walked in bands of output rows that fit it.  Bands
+# keep each thread's columns out of the shared L3 cache and off the memory bus, where two
+# threads unfolding 4.4 MiB each got in each other's way; smaller bands than this cost more than
+# they save (OpenBLAS packs the whole weight matrix again for every band's GEMMs).  Measured on
+# the AMD EPYC (Zen 5) of issue 13 -- see the module docstring.
 cdef Py_ssize_t GROUP_BUDGET = 1 << 15
+cdef Py_ssize_t BAND_BUDGET = 1 << 19
 
 
 cdef struct Geom:
@@ -137,8 +153,10 @@ cdef inline void _col2im_clipped(const floating *seg, floating *dxn, Py_ssize_t 
         dst[t] += seg[jlo * C + t]
 
 
-cdef void _im2col_image(const floating *xn, floating *cols, const Geom *g) noexcept nogil:
-    """Unfold one image ``xn`` (H, W, C) into ``cols`` (H_out * W_out, kh * kw * C).
+cdef void _im2col_image(const floating *xn, floating *cols, const Geom *g, Py_ssize_t oh_lo,
+                        Py_ssize_t oh_hi) noexcept nogil:
+    """Unfold output rows oh_lo <= oh < oh_hi of one image ``xn`` (H, W, C) into ``cols``
+    ((oh_hi - oh_lo) * W_out, kh * kw * C): a band of the image's im2col matrix.
 
     For window row ``a`` the kw * C values ``x[ih, iw0:iw0 + kw, :]`` are contiguous in memory,
     so each window is kh copies of a contiguous span.  Loop over (oh, a) so that the row ``ih``
@@ -151,10 +169,10 @@ cdef void _im2col_image(const floating *xn, floating *cols, const Geom *g) noexc
     cdef floating *dst
     cdef floating *seg
     _interior(g, &ow_lo, &ow_hi)
-    for oh in range(g.H_out):
+    for oh in range(oh_lo, oh_hi):
         for a in range(g.kh):
             ih = oh * g.sh - g.pt + a
-            dst = cols + oh * g.W_out * R + a * span  # segment a of row (oh, ow = 0)
+            dst = cols + (oh - oh_lo) * g.W_out * R + a * span  # segment a of row (oh, 0)
             if ih < 0 or ih >= g.H:                   # the whole window row is padding
                 for ow in range(g.W_out):
                     memset(dst + ow * R, 0, span * sizeof(floating))
@@ -171,9 +189,11 @@ cdef void _im2col_image(const floating *xn, floating *cols, const Geom *g) noexc
                 _im2col_clipped(xn, dst + ow * R, ih, ow, g)
 
 
-cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noexcept nogil:
-    """The adjoint of ``_im2col_image``: ``dxn`` (H, W, C) = the rows of ``cols`` added back
-    where they were read from (overlapping windows sum); what fell into the padding is dropped."""
+cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g, Py_ssize_t oh_lo,
+                        Py_ssize_t oh_hi) noexcept nogil:
+    """The adjoint of ``_im2col_image``: add the band of ``cols`` (output rows oh_lo <= oh <
+    oh_hi) back into ``dxn`` (H, W, C) where it was read from (overlapping windows sum); what
+    fell into the padding is dropped."""
     cdef Py_ssize_t C = g.C, span = g.kw * g.C, R = g.R, step = g.sw * g.C
     cdef Py_ssize_t oh, ow, a, ih, t, n, q, c, j, jlo, jhi, ow_lo = 0, ow_hi = 0
     cdef const floating *src
@@ -181,13 +201,13 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
     cdef floating *dst
     cdef floating acc
     _interior(g, &ow_lo, &ow_hi)
-    memset(dxn, 0, g.H * g.W * C * sizeof(floating))
-    for oh in range(g.H_out):
+    n = ow_hi - ow_lo
+    for oh in range(oh_lo, oh_hi):
         for a in range(g.kh):
             ih = oh * g.sh - g.pt + a
             if ih < 0 or ih >= g.H:
                 continue
-            src = cols + oh * g.W_out * R + a * span
+            src = cols + (oh - oh_lo) * g.W_out * R + a * span
             dst = dxn + (ih * g.W + ow_lo * g.sw - g.pl) * C
             if step >= 4:
                 # windows at least a vector apart: add span by span
@@ -196,12 +216,11 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
                     for t in range(span):
                         dst[t] += seg[t]
                     dst += step
-            elif g.sw == 1 and ow_hi > ow_lo:   # (n = 0 would still touch kw - 1 columns)
+            elif g.sw == 1 and n > 0:   # (n = 0 would still touch kw - 1 columns)
                 # windows 1-3 elements apart (one to three channels, stride 1): adding span by
                 # span, each vector load overlaps the store just made and stalls (measured 2x
                 # slower).  Gather instead: input column q of the interior collects kernel
                 # column j of window q - j, summed in a register, stored once.
-                n = ow_hi - ow_lo
                 for q in range(n + g.kw - 1):
                     jlo = q - n + 1 if q >= n else 0
                     jhi = q + 1 if q < g.kw else g.kw
@@ -213,7 +232,7 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
             else:
                 # thin channels with stride > 1: position t of every window at a time
                 for t in range(span):
-                    for ow in range(ow_hi - ow_lo):
+                    for ow in range(n):
                         dst[ow * step + t] += src[(ow_lo + ow) * R + t]
             for ow in range(ow_lo):
                 _col2im_clipped(src + ow * R, dxn, ih, ow, g)
@@ -227,11 +246,12 @@ cdef void _col2im_image(const floating *cols, floating *dxn, const Geom *g) noex
 # the window is copied C values (one tap) at a time.  Simple and obviously in bounds; dilated
 # layers are rare enough that this unfold is not worth the interior/border split above.
 
-cdef void _im2col_dilated(const floating *xn, floating *cols, const Geom *g) noexcept nogil:
+cdef void _im2col_dilated(const floating *xn, floating *cols, const Geom *g, Py_ssize_t oh_lo,
+                          Py_ssize_t oh_hi) noexcept nogil:
     """``_im2col_image`` for any dilation: cols[(oh, ow), (a, b, c)] = x[ih, iw, c] or 0."""
     cdef Py_ssize_t C = g.C, oh, ow, a, b, ih, iw
     cdef floating *dst = cols
-    for oh in range(g.H_out):
+    for oh in range(oh_lo, oh_hi):
         for ow in range(g.W_out):
             for a in range(g.kh):
                 ih = oh * g.sh - g.pt + a * g.dil_h
@@ -244,13 +264,13 @@ cdef void _im2col_dilated(const floating *xn, floating *cols, const Geom *g) noe
                     dst += C
 
 
-cdef void _col2im_dilated(const floating *cols, floating *dxn, const Geom *g) noexcept nogil:
+cdef void _col2im_dilated(const floating *cols, floating *dxn, const Geom *g, Py_ssize_t oh_lo,
+                          Py_ssize_t oh_hi) noexcept nogil:
     """The adjoint of ``_im2col_dilated``: add every tap back where it was read from."""
     cdef Py_ssize_t C = g.C, oh, ow, a, b, ih, iw, c
     cdef const floating *src = cols
     cdef floating *dst
-    memset(dxn, 0, g.H * g.W * C * sizeof(floating))
-    for oh in range(g.H_out):
+    for oh in range(oh_lo, oh_hi):
         for ow in range(g.W_out):
             for a in range(g.kh):
                 ih = oh * g.sh - g.pt + a * g.dil_h
@@ -263,77 +283,99 @@ cdef void _col2im_dilated(const floating *cols, floating *dxn, const Geom *g) no
                     src += C
 
 
-cdef inline void _unfold(const floating *xn, floating *cols, const Geom *g) noexcept nogil:
-    """im2col of one image, by the contiguous-span unfold when the kernel is not dilated."""
+cdef inline void _unfold(const floating *xn, floating *cols, const Geom *g, Py_ssize_t oh_lo,
+                         Py_ssize_t oh_hi) noexcept nogil:
+    """im2col of output rows oh_lo <= oh < oh_hi of one image, by the contiguous-span unfold
+    when the kernel is not dilated."""
     if g.dil_h == 1 and g.dil_w == 1:
-        _im2col_image(xn, cols, g)
+        _im2col_image(xn, cols, g, oh_lo, oh_hi)
     else:
-        _im2col_dilated(xn, cols, g)
+        _im2col_dilated(xn, cols, g, oh_lo, oh_hi)
 
 
-cdef inline void _fold(const floating *cols, floating *dxn, const Geom *g) noexcept nogil:
-    """col2im of one image (the adjoint of ``_unfold``)."""
+cdef inline void _fold(const floating *cols, floating *dxn, const Geom *g, Py_ssize_t oh_lo,
+                       Py_ssize_t oh_hi) noexcept nogil:
+    """col2im of output rows oh_lo <= oh < oh_hi of one image (the adjoint of ``_unfold``):
+    adds into dxn, which the caller zeroes before the image's first band."""
     if g.dil_h == 1 and g.dil_w == 1:
-        _col2im_image(cols, dxn, g)
+        _col2im_image(cols, dxn, g, oh_lo, oh_hi)
     else:
-        _col2im_dilated(cols, dxn, g)
+        _col2im_dilated(cols, dxn, g, oh_lo, oh_hi)
 
 
 cdef void _forward_images(const floating *x, const floating *w, const floating *b,
                           floating *out, floating *cols, Py_ssize_t n_lo, Py_ssize_t n_hi,
-                          Py_ssize_t group, int act, const Geom *g) noexcept nogil:
-    """out[n] = f(im2col(x[n]) @ W + b) for images n_lo <= n < n_hi, ``group`` images per GEMM.
+                          Py_ssize_t group, Py_ssize_t band, int act,
+                          const Geom *g) noexcept nogil:
+    """out[n] = f(im2col(x[n]) @ W + b) for images n_lo <= n < n_hi, one GEMM per group of
+    ``group`` whole images, or, when one image's im2col matrix is too large for the column
+    buffer (``group`` is then 1), per band of ``band`` output rows of an image.
 
     The GEMM starts from the bias (beta = 1 on rows filled with b: OpenBLAS would otherwise
     zero C in a pass of its own, and a bias added afterwards would round differently where it
     splits a long R into blocks), and the activation f (``_epilogue.pxd``) runs on each group's
     output right after the GEMM that wrote it, while it is in cache."""
-    cdef Py_ssize_t n = n_lo, nb, i, r, k, K = g.K
+    cdef Py_ssize_t n = n_lo, nb, i, r, k, K = g.K, oh, oh_hi, rows
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.P * K
     cdef floating *outp
     while n < n_hi:
         nb = min(group, n_hi - n)
-        for i in range(nb):
-            _unfold(x + (n + i) * x_step, cols + i * g.P * g.R, g)
-        outp = out + n * out_step
-        for r in range(nb * g.P):
-            for k in range(K):
-                outp[r * K + k] = b[k]
-        gemm(ord('n'), ord('n'), <int>(nb * g.P), <int>K, <int>g.R, <floating>1.0,
-             cols, <int>g.R, w, <int>K, <floating>1.0, outp, <int>K)
-        apply_activation(outp, outp, nb * g.P * K, act)
+        oh = 0
+        while oh < g.H_out:   # (one pass of whole images when group > 1: band == H_out)
+            oh_hi = min(oh + band, g.H_out)
+            rows = nb * (oh_hi - oh) * g.W_out
+            for i in range(nb):
+                _unfold(x + (n + i) * x_step, cols + i * g.P * g.R, g, oh, oh_hi)
+            outp = out + n * out_step + oh * g.W_out * K
+            for r in range(rows):
+                for k in range(K):
+                    outp[r * K + k] = b[k]
+            gemm(ord('n'), ord('n'), <int>rows, <int>K, <int>g.R, <floating>1.0,
+                 cols, <int>g.R, w, <int>K, <floating>1.0, outp, <int>K)
+            apply_activation(outp, outp, rows * K, act)
+            oh = oh_hi
         n += nb
 
 
 cdef void _backward_images(const floating *dout, const floating *y, const floating *x,
                            const floating *w, floating *dx, floating *dw_part, double *db_part,
                            floating *cols, floating *dz, Py_ssize_t n_lo, Py_ssize_t n_hi,
-                           Py_ssize_t group, int act, const Geom *g) noexcept nogil:
+                           Py_ssize_t group, Py_ssize_t band, int act,
+                           const Geom *g) noexcept nogil:
     """For images n_lo <= n < n_hi (one work unit): dx[n] = col2im(dz[n] @ W^T), and the
     unit's partial sums dw_part = sum cols^T @ dz[n] and db_part = sum of dz[n] rows, where
-    dz = dout * f'(y) is computed group by group into the thread's buffer ``dz`` in the pass
-    that sums db (with f linear, dz is dout itself and the buffer is not used)."""
-    cdef Py_ssize_t n = n_lo, nb, i, K = g.K
+    dz = dout * f'(y) is computed group by group (or band by band, as in ``_forward_images``)
+    into the thread's buffer ``dz`` in the pass that sums db (with f linear, dz is dout itself
+    and the buffer is not used)."""
+    cdef Py_ssize_t n = n_lo, nb, i, K = g.K, oh, oh_hi, rows, off
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.P * K
     cdef const floating *dzp
     cdef floating beta = 0
     while n < n_hi:
         nb = min(group, n_hi - n)
-        derivative_db(dz, dout + n * out_step, y + n * out_step if act != ACT_LINEAR else NULL,
-                      nb * g.P, K, act, db_part)
-        dzp = dz if act != ACT_LINEAR else dout + n * out_step
-        for i in range(nb):
-            _unfold(x + (n + i) * x_step, cols + i * g.P * g.R, g)
-        # dW (R x K) += cols^T (R x rows) @ dz (rows x K)
-        gemm(ord('t'), ord('n'), <int>g.R, <int>K, <int>(nb * g.P), <floating>1.0,
-             cols, <int>g.R, dzp, <int>K, beta, dw_part, <int>K)
-        beta = 1
         if dx != NULL:
-            # dcols (rows x R) = dz (rows x K) @ W^T (K x R), into the same buffer
-            gemm(ord('n'), ord('t'), <int>(nb * g.P), <int>g.R, <int>K, <floating>1.0,
-                 dzp, <int>K, w, <int>K, <floating>0.0, cols, <int>g.R)
+            memset(dx + n * x_step, 0, nb * x_step * sizeof(floating))
+        oh = 0
+        while oh < g.H_out:
+            oh_hi = min(oh + band, g.H_out)
+            rows = nb * (oh_hi - oh) * g.W_out
+            off = n * out_step + oh * g.W_out * K
+            derivative_db(dz, dout + off, y + off if act != ACT_LINEAR else NULL, rows, K, act,
+                          db_part)
+            dzp = dz if act != ACT_LINEAR else dout + off
             for i in range(nb):
-                _fold(cols + i * g.P * g.R, dx + (n + i) * x_step, g)
+                _unfold(x + (n + i) * x_step, cols + i * g.P * g.R, g, oh, oh_hi)
+            # dW (R x K) += cols^T (R x rows) @ dz (rows x K)
+            gemm(ord('t'), ord('n'), <int>g.R, <int>K, <int>rows, <floating>1.0,
+                 cols, <int>g.R, dzp, <int>K, beta, dw_part, <int>K)
+            beta = 1
+            if dx != NULL:
+                # dcols (rows x R) = dz (rows x K) @ W^T (K x R), into the same buffer
+                gemm(ord('n'), ord('t'), <int>rows, <int>g.R, <int>K, <floating>1.0,
+                     dzp, <int>K, w, <int>K, <floating>0.0, cols, <int>g.R)
+                for i in range(nb):
+                    _fold(cols + i * g.P * g.R, dx + (n + i) * x_step, g, oh, oh_hi)
+            oh = oh_hi
         n += nb
 
 
@@ -399,19 +441,41 @@ def _units(Py_ssize_t N, int num_threads):
     return T, U, starts
 
 
-def _plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t R, int num_threads, dtype):
+def _plan(Py_ssize_t N, Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t R, int num_threads,
+          dtype):
     """Split N images into work units for T threads; see the module docstring.
 
-    Returns ``(T, U, group, starts, buf, cols, blas)``: unit u is images
-    ``starts[u] <= n < starts[u + 1]``, walked in groups of ``group`` images; the thread running
-    it uses ``cols[tid * buf:(tid + 1) * buf]`` (``T * buf`` never exceeds the batch's im2col
-    matrix); ``blas`` holds BLAS to one thread unless one thread runs alone.
+    Returns ``(T, U, group, band, starts, buf, cols, blas)``: unit u is images
+    ``starts[u] <= n < starts[u + 1]``, walked in groups of ``group`` whole images, or, when
+    one image's im2col matrix exceeds the budget (group 1), in bands of ``band`` output rows;
+    the thread running it uses ``cols[tid * buf:(tid + 1) * buf]`` (``T * buf`` never exceeds
+    the batch's im2col matrix); ``blas`` holds BLAS to one thread unless one thread runs alone
+    (which then keeps whole images: BLAS's threads share each GEMM).
     """
     T, U, starts = _units(N, num_threads)
+    cdef Py_ssize_t P = H_out * W_out
     cdef Py_ssize_t group = max(1, min((N + U - 1) // U, GROUP_BUDGET // (P * R)))
-    cols = np.empty(T * group * P * R, dtype=dtype)
-    blas = nullcontext() if (T == 1 and num_threads > 1) else single_threaded_blas()
-    return T, U, group, starts, group * P * R, cols, blas
+    cdef bint blas_threads = T == 1 and num_threads > 1
+    cdef Py_ssize_t band = H_out, bands
+    if P * R > BAND_BUDGET and not blas_threads:
+        # the fewest bands that fit the budget, of equal height (no thin last band)
+        bands = -(-H_out // max(1, BAND_BUDGET // (W_out * R)))
+        band = -(-H_out // bands)
+        group = 1
+    cdef Py_ssize_t buf = group * P * R if band == H_out else band * W_out * R
+    cols = np.empty(T * buf, dtype=dtype)
+    blas = nullcontext() if blas_threads else single_threaded_blas()
+    return T, U, group, band, starts, buf, cols, blas
+
+
+def _set_band_budget(Py_ssize_t elements):
+    """Walk an image whose im2col matrix has more than ``elements`` values in bands of output
+    rows; return the previous budget.  Private: for the tests (small shapes then run in
+    bands) and for tuning."""
+    global BAND_BUDGET
+    old = BAND_BUDGET
+    BAND_BUDGET = max(1, elements)
+    return old
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -427,11 +491,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef int act = _activation_code(activation)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl, dil_h,
                         dil_w)
-    cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u
+    cdef Py_ssize_t N = x.shape[0], T, U, group, band, buf, u
     cdef Py_ssize_t[::1] starts
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
-    T, U, group, starts, buf, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
+    T, U, group, band, starts, buf, cols, blas = _plan(N, g.H_out, g.W_out, g.R, num_threads,
+                                                       dtype)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef const floating *bp = &b[0]
@@ -441,7 +506,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         with nogil:
             for u in prange(U, schedule="dynamic", num_threads=T):
                 _forward_images(xp, wp, bp, outp, colsp + threadid() * buf, starts[u],
-                                starts[u + 1], group, act, &g)
+                                starts[u + 1], group, band, act, &g)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
@@ -463,15 +528,16 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     _check_like(dw, w, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], sh, sw, pt, pl, dil_h,
                         dil_w)
-    cdef Py_ssize_t N = x.shape[0], T, U, group, buf, u, i, k
+    cdef Py_ssize_t N = x.shape[0], T, U, group, band, buf, u, i, k
     cdef Py_ssize_t[::1] starts
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
-    T, U, group, starts, buf, cols, blas = _plan(N, g.P, g.R, num_threads, dtype)
-    # each thread's dz for one group of images (not needed when f is linear)
-    cdef floating[::1] dz = np.empty(T * group * g.P * g.K if act != ACT_LINEAR else 1,
-                                     dtype=dtype)
-    cdef Py_ssize_t dz_buf = group * g.P * g.K if act != ACT_LINEAR else 0
+    T, U, group, band, starts, buf, cols, blas = _plan(N, g.H_out, g.W_out, g.R, num_threads,
+                                                       dtype)
+    # each thread's dz for one group of images or one band (not needed when f is linear)
+    cdef Py_ssize_t dz_buf = (group * g.P if band == g.H_out else band * g.W_out) * g.K \
+        if act != ACT_LINEAR else 0
+    cdef floating[::1] dz = np.empty(max(1, T * dz_buf), dtype=dtype)
     # one partial dW and db per unit (not per thread), summed in unit order: the result does
     # not depend on which thread ran which unit
     cdef floating[:, ::1] dw_part = np.empty((U, g.R * g.K), dtype=dtype)
@@ -490,7 +556,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
             for u in prange(U, schedule="dynamic", num_threads=T):
                 _backward_images(doutp, yp, xp, wp, dxp, &dw_part[u, 0], &db_part[u, 0],
                                  colsp + threadid() * buf, &dz[0] + threadid() * dz_buf,
-                                 starts[u], starts[u + 1], group, act, &g)
+                                 starts[u], starts[u + 1], group, band, act, &g)
             # every unit has at least one image, so every partial sum is initialised
             for i in range(g.R * g.K):
                 acc = 0

@@ -49,6 +49,10 @@ cdef extern from "_lanes.h" nogil:
     void cy_lanes_dot_d(double *acc, const double *p, Py_ssize_t shift,
                         const Py_ssize_t *off, const double *q, Py_ssize_t qs, Py_ssize_t P,
                         Py_ssize_t n, Py_ssize_t L) noexcept
+    void cy_spread_f(float *dst, const float *src, Py_ssize_t stride, Py_ssize_t n,
+                     Py_ssize_t Ko) noexcept
+    void cy_spread_d(double *dst, const double *src, Py_ssize_t stride, Py_ssize_t n,
+                     Py_ssize_t Ko) noexcept
 
 
 cdef inline void lanes_dot(floating *acc, const floating *p, Py_ssize_t shift,
@@ -164,25 +168,20 @@ cdef Lanes _lanes_geom(Py_ssize_t Hi, Py_ssize_t Wi, Py_ssize_t Ci, Py_ssize_t H
 cdef void _expand(const floating *xn, floating *xe, const Lanes *g) noexcept nogil:
     """Spread one image ``xn`` (Hi, Wi, Ci) over the lanes: ``xe[c, ip, s * Ko + k] =
     xn[ip - pt, s - pl, c]`` for every k < Ko, zero in the padding and the slack."""
-    cdef Py_ssize_t c, i, iw, k, Ko = g.Ko, Ci = g.Ci
+    cdef Py_ssize_t c, i, Ko = g.Ko, Ci = g.Ci
     cdef Py_ssize_t i_lo = max(0, -g.pt), i_hi = min(g.Hi, g.Hp - g.pt)
     cdef Py_ssize_t iw_lo = max(0, -g.pl), iw_hi = min(g.Wi, g.Wp - g.pl)
     cdef const floating *src
     cdef floating *dst
-    cdef floating v
     memset(xe, 0, Ci * g.plane * sizeof(floating))
     for i in range(i_lo, i_hi):
         for c in range(Ci):
             src = xn + i * g.Wi * Ci + c
             dst = xe + c * g.plane + (i + g.pt) * g.row
-            if Ko == 1:                # dx of a one-channel input: a plain (strided) copy
-                for iw in range(iw_lo, iw_hi):
-                    dst[iw + g.pl] = src[iw * Ci]
-                continue
-            for iw in range(iw_lo, iw_hi):
-                v = src[iw * Ci]
-                for k in range(Ko):
-                    dst[(iw + g.pl) * Ko + k] = v
+            if floating is float:      # dst[(iw + pl) * Ko + k] = src[iw * Ci] for every k
+                cy_spread_f(dst + (iw_lo + g.pl) * Ko, src + iw_lo * Ci, Ci, iw_hi - iw_lo, Ko)
+            else:
+                cy_spread_d(dst + (iw_lo + g.pl) * Ko, src + iw_lo * Ci, Ci, iw_hi - iw_lo, Ko)
 
 
 cdef void _tap_offsets(Py_ssize_t *off, const Lanes *g) noexcept nogil:

@@ -22,15 +22,21 @@
  *
  *     variant   vectors      NB   accumulators      registers
  *     avx512    64-byte zmm   8   16                32 zmm
- *     avx2      32-byte ymm   4    8                16 ymm (+ 4 operands, 2 weights)
+ *     avx2      32-byte ymm   6   12                16 ymm (+ 2-4 weights; p is read by the FMA)
  *     default   16-byte xmm   4    8                16 xmm
+ *
+ * The avx2 variant had NB = 4 at first: a term then loaded 4 input and 2-4 weight vectors for 4
+ * multiply-adds, and AVX2's half-width vectors left it load-bound.  With NB = 6 (a periodic
+ * weight row's 2 vectors now serve 6), AMD EPYC Zen 5, LeNet c1 (64x28x28x1 -> 6 k5) forward +
+ * backward on one thread: 1.21 -> 1.10 ms; the dx pass, periodic, gained most.  The blocks
+ * left at the end of a row halve (4, 2, 1 vectors), whatever NB is.
  *
  * Checked with ``objdump -d`` on the module built by GCC 12.2 (-O3): the avx512 variant of
  * cy_lanes_dot_f uses vfmadd...ps on zmm registers, the avx2 variant vfmadd...ps on ymm
  * registers, the default variant mulps + addps on xmm registers, and no variant reads or writes
  * its accumulators on the stack inside the term loop (the avx512 variant keeps the 2-4-1
  * vector tail blocks' sums on the stack between calls of the loop, not inside it).
- * ``tests/test_isa.py`` repeats the FMA part of the check when objdump is installed.
+ * ``tests/test_isa.py`` repeats the check when objdump is installed.
  */
 #ifndef CYTORCH_LANES_H
 #define CYTORCH_LANES_H
@@ -106,11 +112,11 @@ static TARGET void NAME(T *acc, const T *p, Py_ssize_t shift, const Py_ssize_t *
     Py_ssize_t j = 0;                                                                        \
     for (; j + NB * V <= L; j += NB * V)                                                     \
         NAME##_block(acc + j, p + shift + j, off, q + j % P, qs, periodic, n, NB);           \
-    if (NB >= 8 && j + 4 * V <= L) {                                                         \
+    if (NB > 4 && j + 4 * V <= L) {                                                         \
         NAME##_block(acc + j, p + shift + j, off, q + j % P, qs, periodic, n, 4);            \
         j += 4 * V;                                                                          \
     }                                                                                        \
-    if (NB >= 4 && j + 2 * V <= L) {                                                         \
+    if (NB > 2 && j + 2 * V <= L) {                                                         \
         NAME##_block(acc + j, p + shift + j, off, q + j % P, qs, periodic, n, 2);            \
         j += 2 * V;                                                                          \
     }                                                                                        \
@@ -122,8 +128,8 @@ static TARGET void NAME(T *acc, const T *p, Py_ssize_t shift, const Py_ssize_t *
 CY_LANES_DOT(cy_lanes_dot_default_f, float, 16, 4, CY_NO_TARGET)
 CY_LANES_DOT(cy_lanes_dot_default_d, double, 16, 4, CY_NO_TARGET)
 #if CY_ISA_X86
-CY_LANES_DOT(cy_lanes_dot_avx2_f, float, 32, 4, CY_TARGET_AVX2)
-CY_LANES_DOT(cy_lanes_dot_avx2_d, double, 32, 4, CY_TARGET_AVX2)
+CY_LANES_DOT(cy_lanes_dot_avx2_f, float, 32, 6, CY_TARGET_AVX2)
+CY_LANES_DOT(cy_lanes_dot_avx2_d, double, 32, 6, CY_TARGET_AVX2)
 CY_LANES_DOT(cy_lanes_dot_avx512_f, float, 64, 8, CY_TARGET_AVX512)
 CY_LANES_DOT(cy_lanes_dot_avx512_d, double, 64, 8, CY_TARGET_AVX512)
 #endif
@@ -150,6 +156,40 @@ CY_LANES_DOT_PLAIN(cy_lanes_dot_default_f, float)
 CY_LANES_DOT_PLAIN(cy_lanes_dot_default_d, double)
 
 #endif
+
+/* The direct path's image expansion (``_direct.pyx``'s ``_expand``), one row of one channel:
+ *
+ *     dst[s * Ko + k] = src[s * stride]        for s < n, k < Ko
+ *
+ * with Ko a constant for each Ko <= 8, so that the copies of a value are a few unrolled stores
+ * (a loop of Ko stores per value was 14 % of LeNet c1's forward+backward). */
+#define CY_SPREAD(NAME, T)                                                                   \
+static inline __attribute__((always_inline)) void                                            \
+NAME##_k(T *dst, const T *src, Py_ssize_t stride, Py_ssize_t n, const Py_ssize_t Ko)         \
+{                                                                                            \
+    Py_ssize_t s, k;                                                                         \
+    for (s = 0; s < n; s++) {                                                                \
+        const T v = src[s * stride];                                                         \
+        for (k = 0; k < Ko; k++)                                                             \
+            dst[s * Ko + k] = v;                                                             \
+    }                                                                                        \
+}                                                                                            \
+static void NAME(T *dst, const T *src, Py_ssize_t stride, Py_ssize_t n, Py_ssize_t Ko)       \
+{                                                                                            \
+    switch (Ko) {                                                                            \
+    case 1: NAME##_k(dst, src, stride, n, 1); break;                                         \
+    case 2: NAME##_k(dst, src, stride, n, 2); break;                                         \
+    case 3: NAME##_k(dst, src, stride, n, 3); break;                                         \
+    case 4: NAME##_k(dst, src, stride, n, 4); break;                                         \
+    case 5: NAME##_k(dst, src, stride, n, 5); break;                                         \
+    case 6: NAME##_k(dst, src, stride, n, 6); break;                                         \
+    case 7: NAME##_k(dst, src, stride, n, 7); break;                                         \
+    case 8: NAME##_k(dst, src, stride, n, 8); break;                                         \
+    default: NAME##_k(dst, src, stride, n, Ko);                                              \
+    }                                                                                        \
+}
+CY_SPREAD(cy_spread_f, float)
+CY_SPREAD(cy_spread_d, double)
 
 /* The variant in use, set once when the module is imported (cy_lanes_select). */
 typedef void (*cy_lanes_dot_f_t)(float *, const float *, Py_ssize_t, const Py_ssize_t *,
