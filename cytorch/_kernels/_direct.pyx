@@ -300,7 +300,7 @@ cdef _forward_lanes_all(const floating[:, :, :, ::1] x, const floating[:, :, :, 
                         int num_threads, int act):
     """conv2d_forward by the direct path (see "the direct path" above)."""
     dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t N = x.shape[0], K = g.K, T, U, t, j, u
+    cdef Py_ssize_t N = x.shape[0], K = g.K, T, U, t, j, u, m
     cdef Lanes lg = _lanes_geom(g.H, g.W, g.C, g.H_out, g.W_out, K, g.kh, g.kw, g.pt, g.pl,
                                 64 // sizeof(floating))
     cdef Py_ssize_t[::1] starts
@@ -312,11 +312,16 @@ cdef _forward_lanes_all(const floating[:, :, :, ::1] x, const floating[:, :, :, 
     cdef floating[:, ::1] acc = np.empty((T, lg.Lv), dtype=dtype)
     cdef const floating *wp = &w[0, 0, 0, 0]
     with nogil:
+        # (on one thread, before the others start: m counts j % K without a division per value)
         for t in range(lg.T):              # wt[t, j] = w[a, b, c, j % K], tap t = (a, b, c)
+            m = 0
             for j in range(lg.qs):
-                wt[t, j] = wp[t * K + j % K]
+                wt[t, j] = wp[t * K + m]
+                m = m + 1 if m + 1 < K else 0
+        m = 0
         for j in range(lg.Lv):
-            btile[j] = b[j % K]
+            btile[j] = b[m]
+            m = m + 1 if m + 1 < K else 0
         _tap_offsets(&off[0], &lg)
         for u in prange(U, schedule="dynamic", num_threads=T):
             _forward_lanes(&x[0, 0, 0, 0], &wt[0, 0], &btile[0], &out[0, 0, 0, 0],
@@ -335,7 +340,7 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
     dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
     cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, V = 64 // sizeof(floating)
-    cdef Py_ssize_t T, U, t, j, u, a, b, k, ow
+    cdef Py_ssize_t T, U, t, j, u, a, b, k, ow, m
     cdef Lanes lg = _lanes_geom(g.H, g.W, C, g.H_out, g.W_out, K, g.kh, g.kw, g.pt, g.pl, V)
     cdef Lanes gx = _lanes_geom(g.H_out, g.W_out, K, g.H, g.W, C, g.kh, g.kw,
                                 g.kh - 1 - g.pt, g.kw - 1 - g.pl, V)
@@ -360,7 +365,6 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
     cdef floating *dwp = &dw[0, 0, 0, 0]
-    cdef floating s
     cdef double ds
     with nogil:
         if need_dx:
@@ -368,9 +372,11 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
                 for b in range(g.kw):
                     for k in range(K):
                         t = (a * g.kw + b) * K + k
+                        m = 0                  # j % C
                         for j in range(gx.qs):
                             wt2[t, j] = wp[(((g.kh - 1 - a) * g.kw + g.kw - 1 - b) * C
-                                            + j % C) * K + k]
+                                            + m) * K + k]
+                            m = m + 1 if m + 1 < C else 0
             _tap_offsets(&off2[0], &gx)
         for u in prange(U, schedule="dynamic", num_threads=T):
             _backward_lanes(&dout[0, 0, 0, 0], yp, &x[0, 0, 0, 0], &wt2[0, 0], &zeros[0], dxp,
@@ -378,13 +384,14 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
                             &dz[threadid(), 0], &acc[threadid(), 0], &rowoff[0], &off2[0],
                             starts[u], starts[u + 1], act, &lg, &gx)
         # dW[t, k]: lanes ow * K + k of tap t, summed over the units and the output columns
+        # (for each k in that order; the K sums side by side, reading the lanes in order)
         for t in range(lg.T):
             for k in range(K):
-                s = 0
-                for u in range(U):
-                    for ow in range(lg.Wo):
-                        s = s + dwl[u, t * lg.Lr + ow * K + k]
-                dwp[t * K + k] = s
+                dwp[t * K + k] = 0
+            for u in range(U):
+                for ow in range(lg.Wo):
+                    for k in range(K):
+                        dwp[t * K + k] += dwl[u, t * lg.Lr + ow * K + k]
         for k in range(K):
             ds = 0
             for u in range(U):
