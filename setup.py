@@ -138,6 +138,14 @@ def extensions():
                                              if sys.platform != "win32" else []),
             extra_link_args=[],
         ))
+    for ext in exts:
+        # a C file generated before the shared module existed carries its own copy of the
+        # helpers; cythonize would keep it (its .pyx is unchanged): generate it again
+        c_file = ext.sources[0][:-len(".pyx")] + ".c"
+        if os.path.exists(c_file):
+            with open(c_file, encoding="utf-8", errors="replace") as f:
+                if SHARED_UTILITY not in f.read():
+                    os.remove(c_file)
     if exts:
         # Cython's own helpers (typed memoryviews, error handling: some 30,000 lines of C) are
         # compiled once, into this module, instead of into every kernel module
