@@ -3,6 +3,8 @@
 import importlib
 import importlib.machinery
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +20,17 @@ def test_kernel_modules_are_extension_modules(name):
     module = importlib.import_module(f"cytorch._kernels.{name}")
     assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), \
         module.__file__
+
+
+def test_cython_helpers_are_shared_by_the_kernel_modules():
+    # setup.py compiles Cython's memoryview and error helpers once, into _cyutility (a third
+    # less C to compile); every kernel module imports them from there
+    code = ("import sys; import cytorch._kernels._pool; "
+            "print(sys.modules['cytorch._kernels._cyutility'].__file__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), out
+    assert "_cyutility" not in MODULES   # a helper, not a kernel
 
 
 def test_missing_module_raises_not_built_error_with_the_build_command():

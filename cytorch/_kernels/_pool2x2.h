@@ -29,6 +29,24 @@
 #include <Python.h>
 #include "_isa.h"
 
+/* Every variant of one vector kernel: MAKER(name, T, integer of T's width, vector bytes,
+ * target attribute) for float and double, in the default (SSE2, 16 bytes) variant and, on
+ * x86-64, the AVX2 (32) and AVX-512 (64) ones.  The generic-vector branches below use it. */
+#define CY_NO_TARGET_POOL
+#if CY_ISA_X86
+#define CY_POOL_X86_VARIANTS(MAKER, STEM)                                                    \
+    MAKER(STEM##_avx2_f, float, int, 32, CY_TARGET_AVX2)                                     \
+    MAKER(STEM##_avx2_d, double, long long, 32, CY_TARGET_AVX2)                              \
+    MAKER(STEM##_avx512_f, float, int, 64, CY_TARGET_AVX512)                                 \
+    MAKER(STEM##_avx512_d, double, long long, 64, CY_TARGET_AVX512)
+#else
+#define CY_POOL_X86_VARIANTS(MAKER, STEM)
+#endif
+#define CY_POOL_VARIANTS(MAKER, STEM)                                                        \
+    MAKER(STEM##_default_f, float, int, 16, CY_NO_TARGET_POOL)                               \
+    MAKER(STEM##_default_d, double, long long, 16, CY_NO_TARGET_POOL)                        \
+    CY_POOL_X86_VARIANTS(MAKER, STEM)
+
 /* One pass for one comparison BETTER (< for min, > for max) in variant NAME. */
 #define CY_EXTREME_2X2_VLOOP(NAME, T, BETTER)                                                \
     for (; s + V <= n; s += V) {                                                             \
@@ -83,15 +101,7 @@ static TARGET void NAME(const T *a, const T *b, T *best, int *code, Py_ssize_t n
         CY_EXTREME_2X2_SLOOP(T, >)                                                           \
     }                                                                                        \
 }
-#define CY_NO_TARGET_POOL
-CY_EXTREME_2X2(cy_extreme_2x2_default_f, float, int, 16, CY_NO_TARGET_POOL)
-CY_EXTREME_2X2(cy_extreme_2x2_default_d, double, long long, 16, CY_NO_TARGET_POOL)
-#if CY_ISA_X86
-CY_EXTREME_2X2(cy_extreme_2x2_avx2_f, float, int, 32, CY_TARGET_AVX2)
-CY_EXTREME_2X2(cy_extreme_2x2_avx2_d, double, long long, 32, CY_TARGET_AVX2)
-CY_EXTREME_2X2(cy_extreme_2x2_avx512_f, float, int, 64, CY_TARGET_AVX512)
-CY_EXTREME_2X2(cy_extreme_2x2_avx512_d, double, long long, 64, CY_TARGET_AVX512)
-#endif
+CY_POOL_VARIANTS(CY_EXTREME_2X2, cy_extreme_2x2)
 
 #else
 
@@ -202,14 +212,7 @@ static TARGET void NAME(const T *a, const T *b, T *out, Py_ssize_t W_out, Py_ssi
         CY_EXTREME_ROW_ANY(NAME, >)                                                          \
     }                                                                                        \
 }
-CY_EXTREME_ROW(cy_extreme_row_default_f, float, int, 16, CY_NO_TARGET_POOL)
-CY_EXTREME_ROW(cy_extreme_row_default_d, double, long long, 16, CY_NO_TARGET_POOL)
-#if CY_ISA_X86
-CY_EXTREME_ROW(cy_extreme_row_avx2_f, float, int, 32, CY_TARGET_AVX2)
-CY_EXTREME_ROW(cy_extreme_row_avx2_d, double, long long, 32, CY_TARGET_AVX2)
-CY_EXTREME_ROW(cy_extreme_row_avx512_f, float, int, 64, CY_TARGET_AVX512)
-CY_EXTREME_ROW(cy_extreme_row_avx512_d, double, long long, 64, CY_TARGET_AVX512)
-#endif
+CY_POOL_VARIANTS(CY_EXTREME_ROW, cy_extreme_row)
 
 #else
 
@@ -357,14 +360,7 @@ static TARGET int NAME##_fill(T *dx, Py_ssize_t HW, Py_ssize_t C)               
     CY_GLOBAL_FILL(T, for (; c + V <= C; c += V)                                             \
                           *(NAME##_gv *)(d + c) = *(const NAME##_gv *)(dx + c);)             \
 }
-CY_GLOBAL(cy_global_default_f, float, int, 16, CY_NO_TARGET_POOL)
-CY_GLOBAL(cy_global_default_d, double, long long, 16, CY_NO_TARGET_POOL)
-#if CY_ISA_X86
-CY_GLOBAL(cy_global_avx2_f, float, int, 32, CY_TARGET_AVX2)
-CY_GLOBAL(cy_global_avx2_d, double, long long, 32, CY_TARGET_AVX2)
-CY_GLOBAL(cy_global_avx512_f, float, int, 64, CY_TARGET_AVX512)
-CY_GLOBAL(cy_global_avx512_d, double, long long, 64, CY_TARGET_AVX512)
-#endif
+CY_POOL_VARIANTS(CY_GLOBAL, cy_global)
 
 #else
 
