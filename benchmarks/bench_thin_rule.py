@@ -14,7 +14,6 @@ selects (the best this CPU runs by default), for every kernel.
 """
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -29,17 +28,6 @@ from cytorch._shapes import resolve_padding  # noqa: E402
 SHAPES = [(1, 2, 5, "same"), (1, 4, 5, "same"), (1, 6, 5, "valid"), (1, 6, 3, "same"),
           (1, 8, 5, "same"), (1, 10, 5, "valid"), (2, 2, 3, "same"), (2, 8, 3, "same"),
           (3, 6, 5, "same"), (4, 4, 3, "same"), (3, 3, 3, "same")]
-
-
-def cpu_timed(fn, repeat):
-    """Best process CPU time of ``fn`` over ``repeat`` calls after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def steps(x, w, pads, need_dx):
@@ -80,7 +68,7 @@ def main():
         w = rng.standard_normal((k, k, C, K)).astype(dtype)
         pads = resolve_padding(padding, 28, 28, k, k, 1, 1)
         for need_dx in (True, False):
-            t = {name: cpu_timed(fn, repeat) for name, fn in steps(x, w, pads, need_dx).items()}
+            t = {name: h.cpu_timed(fn, repeat) for name, fn in steps(x, w, pads, need_dx).items()}
             table.add(f"{C} {K} {k} {padding}", "yes" if need_dx else "no",
                       h.fmt_time(t["direct"]), h.fmt_time(t["blocked"]), h.fmt_time(t["gemm"]),
                       f"{t['blocked'] / t['direct']:.2f}", f"{t['blocked'] / t['gemm']:.2f}")

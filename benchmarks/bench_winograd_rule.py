@@ -10,7 +10,6 @@ direct path for thin layers), both through ``cytorch.functional``, timed in alte
 process's CPU time (``--cpu-time``, the default there), which other processes on a busy machine
 do not inflate; on all cores, wall time.
 """
-import time
 import os
 import sys
 
@@ -35,17 +34,6 @@ def step(x, w, dout, mode, threads):
             cytorch.set_num_threads(None)
             load("_winograd")._set_mode(old)
     return run
-
-
-def cpu_timed(fn, repeat):
-    """Best process CPU time of ``fn`` over ``repeat`` calls after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def main():
@@ -73,7 +61,7 @@ def main():
                 nt = threads or cytorch.get_num_threads()
                 fns = {m: step(x, w, dout, m, nt) for m in ("always", "never")}
                 if threads == 1:
-                    t = {m: min(cpu_timed(f, repeat), cpu_timed(f, repeat))
+                    t = {m: min(h.cpu_timed(f, repeat), h.cpu_timed(f, repeat))
                          for m, f in fns.items()}
                 else:
                     t = {m: v.best for m, v in h.interleaved(fns, repeat=repeat).items()}
