@@ -316,6 +316,32 @@ def running(variant):
             load(module)._select_isa("best")
 
 
+# The implicit-GEMM path of strided layers (``_conv`` with ``_strided.h``), forced for every
+# geometry, in every instruction-set variant: forward tiles of every pixel width, filter panels
+# with tails (K around the vector widths: tiles stored into a scratch tile and copied), the
+# phase-planar copy of an image whose windows reach far into the padding, dW read from x itself
+# ("valid") or from its zero-padded copy, dx in bands.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(geometry=geometries(), K=st.sampled_from([1, 3, 8, 9, 16, 17, 33]),
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES),
+       budget=st.sampled_from([1, 50, 1 << 19]))
+@with_corners(CORNERS, K=17, need_dx=True, threads=2, activation="relu", budget=1)
+@example(geometry=((2, 27, 31, 3), (11, 11), (4, 4), (0, 0, 0, 0)), K=33, need_dx=True,
+         threads=2, activation="linear", budget=1 << 19)
+def test_strided_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
+                                        activation, budget):
+    conv = load("_conv")
+    old_mode, old_budget = conv._set_strided_mode("always"), conv._set_band_budget(budget)
+    try:
+        with running(isa_variant):
+            check_conv2d_in_bounds(dtype, threads, geometry, K, need_dx, activation)
+    finally:
+        conv._set_strided_mode(old_mode)
+        conv._set_band_budget(old_budget)
+
+
 @pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS

@@ -75,7 +75,8 @@ def openmp_wait_policy():
 
 # Instruction sets.  The vector loops of ``_direct`` (``_lanes.h``), ``_winograd``
 # (``_winograd.h``), ``_blocked`` (``_blocked.h``), ``_depthwise`` (``_depthwise.h``), ``_pool``
-# (``_pool2x2.h``), ``_optim`` (``_optim.h``) and ``_activation`` (``_mathfn.h``) exist in three
+# (``_pool2x2.h``), ``_optim`` (``_optim.h``), ``_conv``'s strided path (``_strided.h``) and
+# ``_activation`` (``_mathfn.h``) exist in three
 # variants, indexed as the CY_ISA_* values of ``_isa.h``; each
 # module runs the best its CPU has.  The private environment variable CYTORCH_ISA (read when
 # the modules are imported) forces one, so that the tests can compare every variant present:
