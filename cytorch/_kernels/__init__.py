@@ -107,6 +107,33 @@ def isa_index(name, best):
     return ISA_NAMES.index(name)
 
 
+def isa_functions(what, best, select):
+    """The three functions every module with variants exports, for ``what`` (its vector code,
+    as their docstrings name it): ``isa_variants()``, ``_select_isa(name)`` and ``isa()``.
+    ``best`` is the index of the best variant the CPU runs (``cy_isa_best()``); ``select(i)``
+    switches the module's function tables to variant ``i`` and returns the index it then runs.
+    The variant CYTORCH_ISA asks for (else the best) is selected here, once, at import."""
+    current = []
+
+    def isa_variants():
+        return variants_up_to(best)
+
+    def _select_isa(name):
+        current[:] = [ISA_NAMES[select(isa_index(name, best))]]
+        return current[0]
+
+    def isa():
+        return current[0]
+
+    isa_variants.__doc__ = f"The variants of {what} this CPU can run, best first."
+    _select_isa.__doc__ = ('Run variant ``name`` ("avx512", "avx2", "default" or "best") from '
+                           f'now on in {what} and return it.  Private: for the tests and '
+                           'CYTORCH_ISA.')
+    isa.__doc__ = f'The variant of {what} this process runs: "avx512", "avx2" or "default".'
+    _select_isa(requested_isa())
+    return isa_variants, _select_isa, isa
+
+
 # The activations the conv kernels apply in their epilogue (``_epilogue.pxd``: in the pass that
 # writes the output, and their derivative in the first pass of backward), by code: the index
 # of the name, which is its CY_ACT_* code in ``_mathfn.h``.  ``cytorch._checks.CONV_ACTIVATIONS``

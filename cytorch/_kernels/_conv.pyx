@@ -62,7 +62,7 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from .._config import single_threaded_blas
-from . import EPILOGUES, ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import EPILOGUES, isa_functions
 from ._blas cimport gemm
 from ._epilogue cimport (ACT_LINEAR, apply_activation, cy_isa_best, cy_mathfn_select,
                          derivative_db)
@@ -90,29 +90,16 @@ cdef extern from "_strided.h" nogil:
 
 # -- which instruction set the fused epilogue and the strided path run (_kernels/__init__.py) ---
 # (The GEMMs are OpenBLAS's, which picks its own kernels; the im2col loops are plain C.)
-def isa_variants():
-    """The variants of the epilogue's element functions and of the strided path's
-    micro-kernels this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
+def _select_variant(int index):
+    """Switch the epilogue's element functions and the strided path's micro-kernels to
+    variant ``index``; the index they then run."""
+    cy_str_select(index)
+    return cy_mathfn_select(index)
 
 
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    index = isa_index(name, cy_isa_best())
-    cy_str_select(index)             # the strided path's micro-kernels (_strided.h)
-    _isa = ISA_NAMES[cy_mathfn_select(index)]
-    return _isa
-
-
-def isa():
-    """The variant of the epilogue's element functions and of the strided path's
-    micro-kernels this process runs."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions(
+    "the epilogue's element functions and the strided path's micro-kernels", cy_isa_best(),
+    _select_variant)
 
 
 # Elements of one thread's column buffer (128 KiB in float32): groups of images this small keep
