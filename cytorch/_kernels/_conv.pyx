@@ -763,7 +763,7 @@ def _units(Py_ssize_t N, int num_threads):
 
 
 def _plan(Py_ssize_t N, Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t R, int num_threads,
-          dtype):
+          dtype, bint columns=True):
     """Split N images into work units for T threads; see the module docstring.
 
     Returns ``(T, U, group, band, starts, buf, cols, blas)``: unit u is images
@@ -771,7 +771,8 @@ def _plan(Py_ssize_t N, Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t R, int nu
     one image's im2col matrix exceeds the budget (group 1), in bands of ``band`` output rows;
     the thread running it uses ``cols[tid * buf:(tid + 1) * buf]`` (``T * buf`` never exceeds
     the batch's im2col matrix); ``blas`` holds BLAS to one thread unless one thread runs alone
-    (which then keeps whole images: BLAS's threads share each GEMM).
+    (which then keeps whole images: BLAS's threads share each GEMM).  ``columns=False``: no
+    column buffers (``cols`` has one element; the strided path allocates its own or none).
     """
     T, U, starts = _units(N, num_threads)
     cdef Py_ssize_t P = H_out * W_out
@@ -787,7 +788,7 @@ def _plan(Py_ssize_t N, Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t R, int nu
         band = (H_out + bands - 1) // bands
         group = 1
     cdef Py_ssize_t buf = group * P * R if band == H_out else band * W_out * R
-    cols = np.empty(T * buf, dtype=dtype)
+    cols = np.empty(T * buf if columns else 1, dtype=dtype)
     blas = nullcontext() if blas_threads else single_threaded_blas()
     return T, U, group, band, starts, buf, cols, blas
 
@@ -819,8 +820,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t[::1] starts
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
+    # (the strided path allocates no columns: fewer large allocations per call, which glibc
+    # otherwise maps afresh and the kernel zeroes page by page: 2855 page faults per AlexNet
+    # forward + backward on two threads before)
+    cdef bint strided = _uses_strided(&g, N, num_threads)
     T, U, group, band, starts, buf, cols, blas = _plan(N, g.H_out, g.W_out, g.R, num_threads,
-                                                       dtype)
+                                                       dtype, not strided)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef const floating *bp = &b[0]
@@ -830,7 +835,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t[::1] off
     cdef floating[::1] wpk, bpad, xr, tile
     cdef Py_ssize_t xr_buf, tile_buf
-    if _uses_strided(&g, N, num_threads):
+    if strided:
         s = _strided_plan(&g, sizeof(floating))
         wpk = _pack_panels(np.asarray(w).reshape(g.R, g.K), s.NP, s.PW).reshape(-1)
         bpad = _pack_panels(np.asarray(b).reshape(1, g.K), s.NP, s.PW).reshape(-1)
@@ -838,12 +843,15 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
         xr_buf, tile_buf = s.Hp * s.rowlen, s.pbmax * s.PW
         xr = np.empty(T * xr_buf, dtype=dtype)
         tile = np.empty(T * tile_buf, dtype=dtype)
-        with nogil:
-            for u in prange(U, schedule="dynamic", num_threads=T):
-                _strided_forward_images(xp, &wpk[0], &bpad[0], outp,
-                                        &xr[0] + threadid() * xr_buf,
-                                        &tile[0] + threadid() * tile_buf, &off[0], starts[u],
-                                        starts[u + 1], act, &g, &s)
+        # (no BLAS call here; BLAS is held to one thread all the same, as around every other
+        # pass of this module, so that the two paths leave OpenBLAS in the same state)
+        with blas:
+            with nogil:
+                for u in prange(U, schedule="dynamic", num_threads=T):
+                    _strided_forward_images(xp, &wpk[0], &bpad[0], outp,
+                                            &xr[0] + threadid() * xr_buf,
+                                            &tile[0] + threadid() * tile_buf, &off[0],
+                                            starts[u], starts[u + 1], act, &g, &s)
         return
     with blas:
         with nogil:
@@ -875,15 +883,16 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef Py_ssize_t[::1] starts
     cdef floating[::1] cols
     dtype = np.float32 if floating is float else np.float64
+    cdef bint strided = _uses_strided(&g, N, num_threads)
     T, U, group, band, starts, buf, cols, blas = _plan(N, g.H_out, g.W_out, g.R, num_threads,
-                                                       dtype)
+                                                       dtype, not strided)
     # each thread's dz for one group of images or one band (not needed when f is linear)
     cdef Py_ssize_t dz_buf = (group * g.P if band == g.H_out else band * g.W_out) * g.K \
         if act != ACT_LINEAR else 0
     cdef floating[::1] dz = np.empty(max(1, T * dz_buf), dtype=dtype)
     # one partial dW and db per unit (not per thread), summed in unit order: the result does
-    # not depend on which thread ran which unit
-    cdef floating[:, ::1] dw_part = np.empty((U, g.R * g.K), dtype=dtype)
+    # not depend on which thread ran which unit (the strided path has its own dW sums)
+    cdef floating[:, ::1] dw_part
     cdef double[:, ::1] db_part = np.zeros((U, g.K), dtype=np.float64)
     cdef const floating *doutp = &dout[0, 0, 0, 0]
     cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
@@ -898,17 +907,20 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef floating[:, ::1] dw_acc
     cdef floating[::1] dpk, xpad
     cdef Py_ssize_t dpk_buf, xpad_buf, r, rows_fit
-    if _uses_strided(&g, N, num_threads):
+    if strided:
         s = _strided_plan(&g, sizeof(floating))
         # dx's bands of half the budget, 1 MiB of float32 columns: AlexNet's first layer in
         # bands of 11 rows (5 bands) took 0.69-0.83 of the CPU time of 19-row bands (2 MiB)
         # on two threads, the same on one (AMD EPYC Zen 5, 1 MiB of L2 per core; both
         # variants).  Here only dx's GEMM and col2im run by bands (dW has chunks of its own),
         # and the GEMM's packed W^T is small.  Never more rows than ``_plan``'s bands, whose
-        # buffers (cols, dz) are used.
+        # dz buffers are used; the columns only with dx.
         rows_fit = max(1, (BAND_BUDGET // 2) // (g.W_out * g.R))
         band = min(band, (g.H_out + (g.H_out + rows_fit - 1) // rows_fit - 1)
                    // ((g.H_out + rows_fit - 1) // rows_fit))
+        buf = band * g.W_out * g.R if dx is not None else 0
+        cols = np.empty(max(1, T * buf), dtype=dtype)
+        colsp = &cols[0]
         dw_acc = np.zeros((U, g.R * s.Kpad), dtype=dtype)
         dpk_buf = s.NP * s.chunk * g.W_out * s.PW
         xpad_buf = s.Hp * s.Wn * g.C if s.pad_copy else 0
@@ -936,6 +948,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
                         dacc = dacc + db_part[u, k]
                     db[k] = <floating>dacc
         return
+    dw_part = np.empty((U, g.R * g.K), dtype=dtype)
     with blas:
         with nogil:
             for u in prange(U, schedule="dynamic", num_threads=T):
