@@ -389,6 +389,9 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
          activation="linear")
 @example(geometry=((1, 6, 5, 2), (5, 5), (1, 1), (0, 0, 0, 0)), K=3, need_dx=True, threads=1,
          activation="linear")
+# channels in whole blocks of the layout copies' transposes (8 floats, 4 doubles) and past them
+@example(geometry=((2, 7, 9, 10), (3, 3), (1, 1), (1, 1, 2, 0)), K=20, need_dx=True, threads=2,
+         activation="linear")
 def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
                                         activation):
     x_shape, (kh, kw), _, pads = geometry

@@ -338,6 +338,126 @@ static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                     
     for (i = 0; i < NAME##_V; i++) a.e[i] += b.e[i]; return a; }
 #endif
 
+/* The layout copies of the blocked path (_blocked.pyx: the image stored row-planar, dout
+   planar, dx back to channels-last) are transposes of small matrices: dst[r * ldd + s] =
+   src[s * lds + r] for r < R, s < S.  They go in blocks of B x B numbers (B the numbers of a
+   32-byte vector, of a 16-byte one in the default variant): B vector loads, the log2(B) rounds
+   of interleaves below (what unpcklps / shufps / vperm2f128 do on AVX), B vector stores.  A
+   block's loads read B numbers from column r even when fewer than B rows are left (R - r < B:
+   LeNet c2's 6 channels) -- never past src + avail, else the block is copied number by number;
+   the columns' last block starts at S - B (it stores some numbers a second time); and when
+   S < B (fewer columns than a vector, rows of dst dense: ldd == S) each row of the block is
+   stored as a whole vector, its tail landing on the next rows, which are stored after it, and
+   the rows near the end whose tail would pass dst's last row number by number.  (Number by
+   number every copy of LeNet c2's backward took three cycles a number: a sixth of its time on
+   avx2.)  Moves only, so the same bits in every variant. */
+#if defined(__GNUC__)
+#  if defined(__has_builtin)
+#    if __has_builtin(__builtin_shufflevector)
+#      define CY_BLK_SHUF(IV, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#    endif
+#  endif
+#  ifndef CY_BLK_SHUF
+#    define CY_BLK_SHUF(IV, a, b, ...) __builtin_shuffle(a, b, (IV){__VA_ARGS__})
+#  endif
+/* rows m[0..B-1] of a B x B block become its columns, in place */
+#define CY_BLK_TRANSPOSE_F8(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t_[8], s_[8]; int q_;                                                              \
+        for (q_ = 0; q_ < 8; q_ += 2) {                                                      \
+            t_[q_] = CY_BLK_SHUF(IV, m[q_], m[q_ + 1], 0, 8, 1, 9, 4, 12, 5, 13);            \
+            t_[q_ + 1] = CY_BLK_SHUF(IV, m[q_], m[q_ + 1], 2, 10, 3, 11, 6, 14, 7, 15);      \
+        }                                                                                    \
+        for (q_ = 0; q_ < 8; q_ += 4) {                                                      \
+            s_[q_] = CY_BLK_SHUF(IV, t_[q_], t_[q_ + 2], 0, 1, 8, 9, 4, 5, 12, 13);          \
+            s_[q_ + 1] = CY_BLK_SHUF(IV, t_[q_], t_[q_ + 2], 2, 3, 10, 11, 6, 7, 14, 15);    \
+            s_[q_ + 2] = CY_BLK_SHUF(IV, t_[q_ + 1], t_[q_ + 3], 0, 1, 8, 9, 4, 5, 12, 13);  \
+            s_[q_ + 3] = CY_BLK_SHUF(IV, t_[q_ + 1], t_[q_ + 3], 2, 3, 10, 11, 6, 7, 14, 15);\
+        }                                                                                    \
+        for (q_ = 0; q_ < 4; q_++) {                                                         \
+            m[q_] = CY_BLK_SHUF(IV, s_[q_], s_[q_ + 4], 0, 1, 2, 3, 8, 9, 10, 11);           \
+            m[q_ + 4] = CY_BLK_SHUF(IV, s_[q_], s_[q_ + 4], 4, 5, 6, 7, 12, 13, 14, 15);     \
+        }                                                                                    \
+    } while (0)
+/* 4 x 4: doubles in 32 bytes interleave the 128-bit halves first (unpcklpd), floats in 16
+   bytes neighbours (unpcklps) */
+#define CY_BLK_TRANSPOSE_D4(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 4, 2, 6);                                     \
+        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], 1, 5, 3, 7);                                     \
+        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], 0, 4, 2, 6);                                     \
+        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], 1, 5, 3, 7);                                     \
+        m[0] = CY_BLK_SHUF(IV, t0_, t2_, 0, 1, 4, 5);                                        \
+        m[1] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                                        \
+        m[2] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                                        \
+        m[3] = CY_BLK_SHUF(IV, t1_, t3_, 2, 3, 6, 7);                                        \
+    } while (0)
+#define CY_BLK_TRANSPOSE_F4(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 4, 1, 5);                                     \
+        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], 2, 6, 3, 7);                                     \
+        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], 0, 4, 1, 5);                                     \
+        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], 2, 6, 3, 7);                                     \
+        m[0] = CY_BLK_SHUF(IV, t0_, t2_, 0, 1, 4, 5);                                        \
+        m[1] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                                        \
+        m[2] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                                        \
+        m[3] = CY_BLK_SHUF(IV, t1_, t3_, 2, 3, 6, 7);                                        \
+    } while (0)
+#define CY_BLK_TRANSPOSE_D2(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 2);                                           \
+        m[1] = CY_BLK_SHUF(IV, m[0], m[1], 1, 3);                                            \
+        m[0] = t0_;                                                                          \
+    } while (0)
+
+#define CY_BLK_TRANSPOSE_FN(NAME, T, IT, TB, BLOCK, TARGET)                                 \
+typedef T NAME##_tv __attribute__((vector_size(TB), aligned(sizeof(T)), may_alias));         \
+typedef IT NAME##_tiv __attribute__((vector_size(TB)));                                      \
+static TARGET void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t lds,    \
+                                    Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail)            \
+{                                                                                            \
+    enum { B = TB / sizeof(T) };                                                             \
+    Py_ssize_t r, s0, s, nr, ns, q, e, last = (R - 1) * ldd + S;                             \
+    for (r = 0; r < R; r += B) {                                                             \
+        nr = R - r < B ? R - r : B;                                                          \
+        for (s0 = 0; s0 < S; s0 += B) {                                                      \
+            NAME##_tv m[B];                                                                  \
+            s = S >= B && s0 + B > S ? S - B : s0;                                           \
+            ns = S - s < B ? S - s : B;                                                      \
+            if ((s + ns - 1) * lds + r + B > avail || (ns < B && ldd != S)) {                \
+                for (q = 0; q < ns; q++)                                                     \
+                    for (e = 0; e < nr; e++)                                                 \
+                        dst[(r + e) * ldd + s + q] = src[(s + q) * lds + r + e];             \
+                continue;                                                                    \
+            }                                                                                \
+            for (q = 0; q < B; q++)                                                          \
+                m[q] = q < ns ? *(const NAME##_tv *)(src + (s + q) * lds + r) : (NAME##_tv){0};\
+            BLOCK(NAME##_tv, NAME##_tiv, m);                                                 \
+            for (e = 0; e < nr; e++) {                                                       \
+                T *d = dst + (r + e) * ldd + s;                                              \
+                if (ns == B || (r + e) * ldd + s + B <= last)                                \
+                    *(NAME##_tv *)d = m[e];                                                  \
+                else                                                                         \
+                    for (q = 0; q < ns; q++)                                                 \
+                        d[q] = src[(s + q) * lds + r + e];                                   \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}
+#else
+/* other compilers: number by number */
+#define CY_BLK_TRANSPOSE_FN(NAME, T, IT, TB, BLOCK, TARGET)                                 \
+static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t lds,           \
+                             Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail)                   \
+{                                                                                            \
+    Py_ssize_t r, s;                                                                         \
+    (void)avail;                                                                             \
+    for (s = 0; s < S; s++)                                                                  \
+        for (r = 0; r < R; r++)                                                              \
+            dst[r * ldd + s] = src[s * lds + r];                                             \
+}
+#endif
+
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
 #define CY_BLK_ACC12(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,             \
@@ -346,11 +466,22 @@ static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                     
     CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
 CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_NO_TARGET_BLK)
 CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_NO_TARGET_BLK)
+CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
+                    CY_NO_TARGET_BLK)
+CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
+                    CY_NO_TARGET_BLK)
 #if CY_ISA_X86
 CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 2, CY_TARGET_AVX2)
 CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 2, CY_TARGET_AVX2)
 CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_TARGET_AVX512)
 CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
+/* (the transposes of both use 32-byte vectors: blocks of 16 x 16 would rarely fill) */
+CY_BLK_TRANSPOSE_FN(cy_blk_avx2_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8, CY_TARGET_AVX2)
+CY_BLK_TRANSPOSE_FN(cy_blk_avx2_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4, CY_TARGET_AVX2)
+CY_BLK_TRANSPOSE_FN(cy_blk_avx512_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8,
+                    CY_TARGET_AVX512)
+CY_BLK_TRANSPOSE_FN(cy_blk_avx512_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4,
+                    CY_TARGET_AVX512)
 #endif
 
 /* The variant in use (cy_blk_select), as a table of its three kernels and its tile limits. */
@@ -364,10 +495,13 @@ typedef struct {                                                                
                Py_ssize_t, int, int);                                                           \
     void (*gather)(T *, Py_ssize_t, const T *, Py_ssize_t, const IT *, Py_ssize_t,           \
                    Py_ssize_t, Py_ssize_t, Py_ssize_t);                                      \
+    void (*transpose)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t,        \
+                      Py_ssize_t);                                                           \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx,                             \
-                                        cy_blk_default_##S##_gather};
+                                        cy_blk_default_##S##_gather,                         \
+                                        cy_blk_default_##S##_transpose};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -379,8 +513,10 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
     do {                                                                                     \
         cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
         cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
+        cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
+        cy_blk_d.transpose = VARIANT##_d_transpose;                                          \
         cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
     } while (0)
 

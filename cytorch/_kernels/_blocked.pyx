@@ -68,6 +68,8 @@ cdef extern from "_blocked.h" nogil:
         void (*gather)(float *dxt, Py_ssize_t ldt, const float *planes, Py_ssize_t planeb,
                        const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
                        Py_ssize_t kw) noexcept nogil
+        void (*transpose)(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds,
+                          Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
@@ -81,6 +83,8 @@ cdef extern from "_blocked.h" nogil:
         void (*gather)(double *dxt, Py_ssize_t ldt, const double *planes, Py_ssize_t planeb,
                        const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
                        Py_ssize_t kw) noexcept nogil
+        void (*transpose)(double *dst, Py_ssize_t ldd, const double *src, Py_ssize_t lds,
+                          Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -178,6 +182,18 @@ def _dx_tile_widths(Py_ssize_t lanes, Py_ssize_t itemsize):
     return widths
 
 
+def _transposed(const floating[::1] src, floating[::1] dst, Py_ssize_t ldd, Py_ssize_t lds,
+                Py_ssize_t R, Py_ssize_t S):
+    """Private, for the tests: ``dst[r * ldd + s] = src[s * lds + r]`` for r < R, s < S by the
+    layout copies' transpose in the variant in use, which may read up to the end of ``src``
+    but not past it, and writes nothing in dst but those numbers."""
+    if not (R >= 1 and S >= 1 and lds >= R and ldd >= S and src.shape[0] >= (S - 1) * lds + R
+            and dst.shape[0] >= (R - 1) * ldd + S):
+        raise ValueError(f"_transposed: R={R} S={S} lds={lds} ldd={ldd} do not fit "
+                         f"src ({src.shape[0]}) and dst ({dst.shape[0]})")
+    _transpose(&dst[0], ldd, &src[0], lds, R, S, src.shape[0])
+
+
 cdef inline void _blocks(Py_ssize_t n, Py_ssize_t most, Py_ssize_t *count,
                          Py_ssize_t *size) noexcept nogil:
     """Cut n into count blocks of at most ``most``, as even as can be (size = the largest)."""
@@ -185,22 +201,28 @@ cdef inline void _blocks(Py_ssize_t n, Py_ssize_t most, Py_ssize_t *count,
     size[0] = _cdiv(n, count[0])
 
 
+cdef inline void _transpose(floating *dst, Py_ssize_t ldd, const floating *src,
+                            Py_ssize_t lds, Py_ssize_t R, Py_ssize_t S,
+                            Py_ssize_t avail) noexcept nogil:
+    """``dst[r * ldd + s] = src[s * lds + r]`` for r < R, s < S, reading nothing at or past
+    ``src + avail`` (``_blocked.h``: B x B blocks of vector moves)."""
+    if floating is float:
+        cy_blk_f.transpose(dst, ldd, src, lds, R, S, avail)
+    else:
+        cy_blk_d.transpose(dst, ldd, src, lds, R, S, avail)
+
+
 cdef inline void _pad_rows(const floating *xn, floating *xq, const Plan *g) noexcept nogil:
     """Image ``xn`` (H, W, C) zero-padded and stored row-planar: ``xq[i, c, s] =
-    xn[i - pt, s - pl, c]`` for i < Hp, s < Wp."""
-    cdef Py_ssize_t i, s, c, C = g.C
+    xn[i - pt, s - pl, c]`` for i < Hp, s < Wp (a transpose (W, C) -> (C, W) per row)."""
+    cdef Py_ssize_t i, C = g.C
     cdef Py_ssize_t i_lo = max(0, -g.pt), i_hi = min(g.H, g.Hp - g.pt)
-    cdef Py_ssize_t s_lo = 0, s_hi = min(g.W, g.Wp - g.pl)
-    cdef const floating *src
-    cdef floating *dst
+    cdef Py_ssize_t s_hi = min(g.W, g.Wp - g.pl)
     if g.pt > 0 or g.pl > 0 or i_hi + g.pt < g.Hp or s_hi + g.pl < g.Wp:
         memset(xq, 0, g.Hp * C * g.Wp * sizeof(floating))
     for i in range(i_lo, i_hi):
-        src = xn + i * g.W * C
-        dst = xq + (i + g.pt) * C * g.Wp + g.pl
-        for c in range(C):          # (in the order of the stores: a strided read is cheaper)
-            for s in range(s_lo, s_hi):
-                dst[c * g.Wp + s] = src[s * C + c]
+        _transpose(xq + (i + g.pt) * C * g.Wp + g.pl, g.Wp, xn + i * g.W * C, C, C, s_hi,
+                   (g.H - i) * g.W * C)
 
 
 cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noexcept nogil:
@@ -221,13 +243,10 @@ cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noex
 cdef inline void _planar_dout(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
     """dout of one image (Ho, Wo, K) stored planar: ``dq[k, p] = dn[p, k]`` for the P = Ho * Wo
     pixels p, zero for P <= p < Lr."""
-    cdef Py_ssize_t p, k, K = g.K, P = g.Ho * g.Wo
-    cdef floating *dst
-    for k in range(K):              # (in the order of the stores: a strided read is cheaper)
-        dst = dq + k * g.Lr
-        for p in range(P):
-            dst[p] = dn[p * K + k]
-        memset(dst + P, 0, (g.Lr - P) * sizeof(floating))
+    cdef Py_ssize_t k, K = g.K, P = g.Ho * g.Wo
+    _transpose(dq, g.Lr, dn, K, K, P, P * K)
+    for k in range(K):
+        memset(dq + k * g.Lr + P, 0, (g.Lr - P) * sizeof(floating))
 
 
 cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
@@ -239,20 +258,17 @@ cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
     vector of a row at a time, ``keep`` (kw, Wq) masking the lanes each plane does not reach;
     then dxt is stored channels-last.  Rows and columns of the image that lie past the padded
     image, which no window reaches, are zero."""
-    cdef Py_ssize_t c, i, s, C = g.C
+    cdef Py_ssize_t i, C = g.C
     cdef Py_ssize_t s_lo = g.pl, s_hi = min(g.W + g.pl, g.Wp)
-    cdef floating *dst
     if floating is float:
         cy_blk_f.gather(dxt, g.Wq, dxb, g.planeb, keep, C, g.Hp, g.Wo, g.kw)
     else:
         cy_blk_d.gather(dxt, g.Wq, dxb, g.planeb, keep, C, g.Hp, g.Wo, g.kw)
     if g.Hp - g.pt < g.H or s_hi - s_lo < g.W:
         memset(dxn, 0, g.H * g.W * C * sizeof(floating))
-    for i in range(g.pt, min(g.H + g.pt, g.Hp)):
-        dst = dxn + (i - g.pt) * g.W * C
-        for s in range(s_lo, s_hi):
-            for c in range(C):
-                dst[(s - g.pl) * C + c] = dxt[(c * g.Hp + i) * g.Wq + s]
+    for i in range(g.pt, min(g.H + g.pt, g.Hp)):    # (W, C) <- (C, W) per row
+        _transpose(dxn + (i - g.pt) * g.W * C, C, dxt + i * g.Wq + s_lo, g.Hp * g.Wq,
+                   s_hi - s_lo, C, C * g.Hp * g.Wq - (i * g.Wq + s_lo))
 
 
 # -- forward ---------------------------------------------------------------------------------------
