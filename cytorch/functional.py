@@ -79,8 +79,8 @@ def _pad_pairs(pads):
 # ===============================================================================================
 def _conv_direct(x, w, out, strides, dilation):
     """Does this conv2d run the direct path (``_kernels/_direct.pyx``, twin
-    ``reference.conv2d_shift_add_forward``) rather than im2col + GEMM?  The measured rule lives
-    beside the kernel: thin stride-1, undilated layers such as LeNet's first."""
+    ``reference.conv2d_shift_add_forward``) before any other?  The measured rule lives beside
+    the kernel: thin stride-1, undilated layers of at most 4 filters (2 in float64)."""
     return _kernel("_direct").uses_direct_path(x.shape, w.shape, out.shape, strides, x.dtype,
                                                dilation)
 
@@ -95,16 +95,20 @@ def _conv_winograd(x, w, out, strides, dilation):
 
 def _conv_fast_path(x, w, out, strides, dilation):
     """The compiled module of the stride-1 fast path this conv2d runs, or None for im2col +
-    GEMM (``_conv``): ``"_direct"`` (thin layers such as LeNet's first), ``"_winograd"``
+    GEMM (``_conv``): ``"_direct"`` (the thinnest layers, a few filters), ``"_winograd"``
     (3x3 layers with many channels) or ``"_blocked"`` (register-blocked small GEMMs, such as
-    LeNet's second), asked in this order; each measured rule lives beside its kernel."""
+    LeNet's two layers), asked in this order; each measured rule lives beside its kernel.  A
+    thin layer on an image too large for the blocked path's budget goes back to the direct
+    path when that one fits it."""
     if _conv_direct(x, w, out, strides, dilation):
         return "_direct"
     if _conv_winograd(x, w, out, strides, dilation):
         return "_winograd"
-    if _kernel("_blocked").uses_blocked_path(x.shape, w.shape, out.shape, strides, x.dtype,
-                                             dilation):
+    args = (x.shape, w.shape, out.shape, strides, x.dtype, dilation)
+    if _kernel("_blocked").uses_blocked_path(*args):
         return "_blocked"
+    if _kernel("_direct").fits_direct_path(*args):
+        return "_direct"
     return None
 
 

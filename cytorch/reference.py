@@ -268,7 +268,8 @@ def conv2d_naive(x, w, b=None, strides=1, padding="valid", dilation_rate=1):
 
 def conv2d_shift_add_forward(x, w, b=None, padding="valid", activation=None, check_finite=True):
     """Stride-1 convolution as a sum of shifted images: the twin of the direct path
-    (``cytorch/_kernels/_direct.pyx``), which LeNet's first layer runs.
+    (``cytorch/_kernels/_direct.pyx``, the thinnest layers) and of the blocked path
+    (``_blocked.pyx``, LeNet's two layers).
 
     x: ``(N, H, W, C)``, w: ``(kh, kw, C, K)``, b: ``(K,)`` or None -> out, cache as
     ``conv2d_forward`` with ``strides=1``.  Tap ``(a, b)`` of the kernel sees the padded input

@@ -91,10 +91,13 @@ def venv(tmp_path_factory):
 # where a block of the epilogue ends changes the last bit of some values -- measured on an AMD
 # EPYC (AVX-512), splitting a 1,000-value call in two at 6 places: tanh' 39 (float32) and 22
 # (float64) values, sigmoid and softplus forward 3 and 7 (float64 only), none for the others.
-# Those compare to a few ulp; everything else bit for bit (test_epilogue.py,
-# test_depthwise_kernel.py).
-POSITION_DEPENDENT = {("tanh", np.float32), ("tanh", np.float64), ("sigmoid", np.float64),
-                      ("softplus", np.float64)}
+# The direct path's epilogue runs over lanes of 2 filters, whose blocks end elsewhere again:
+# there sigmoid forward differs in float32 too (14 of 14,112 values, 9x28x28x3 -> 2 "same"),
+# and elu forward in float64 between the avx2 and avx512 variants (1 of 858).  Those compare
+# to a few ulp; everything else bit for bit (test_epilogue.py, test_depthwise_kernel.py,
+# test_isa.py).
+POSITION_DEPENDENT = {("tanh", np.float32), ("tanh", np.float64), ("sigmoid", np.float32),
+                      ("sigmoid", np.float64), ("softplus", np.float64), ("elu", np.float64)}
 
 
 def assert_same(got, want, exact, what):

@@ -23,6 +23,21 @@ def run(x, w, b=None, strides=1, padding="valid", dout=None, backend="compiled",
     return out, dx, dw, db
 
 
+def random_conv_operands(N, H, W, C, K, kh, kw, strides, padding, dtype, seed, dilation=1):
+    """``x`` (N, H, W, C), ``w`` (kh, kw, C, K) in ``dtype`` and the generator that drew them
+    (for whatever else a test draws), or None when the padded image is smaller than the
+    (dilated) kernel: no output, which test_too_small_input_shows_the_formula covers."""
+    from cytorch._shapes import as_pair, dilated_extent, resolve_padding
+    (sh, sw), (dh, dw) = as_pair(strides, "strides"), as_pair(dilation, "dilation_rate")
+    eh, ew = dilated_extent((kh, kw), (dh, dw))
+    pt, pb, pl, pr = resolve_padding(padding, H, W, eh, ew, sh, sw)
+    if H + pt + pb < eh or W + pl + pr < ew:
+        return None
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((N, H, W, C)).astype(dtype),
+            rng.standard_normal((kh, kw, C, K)).astype(dtype), rng)
+
+
 def assert_twins_agree(x, w, b, strides, padding, dtype, dilation=1):
     """The compiled conv2d (forward and backward) against its twin (tests/test_dilation.py
     uses it too)."""
@@ -55,13 +70,10 @@ PADDINGS = st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 
        sh=st.integers(1, 3), sw=st.integers(1, 3), padding=PADDINGS, bias=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
 def test_compiled_matches_twin(N, H, W, C, K, kh, kw, sh, sw, padding, bias, dtype, seed):
-    from cytorch._shapes import resolve_padding
-    pt, pb, pl, pr = resolve_padding(padding, H, W, kh, kw, sh, sw)
-    if H + pt + pb < kh or W + pl + pr < kw:
-        return  # no output: covered by test_too_small_input_shows_the_formula
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    drawn = random_conv_operands(N, H, W, C, K, kh, kw, (sh, sw), padding, dtype, seed)
+    if drawn is None:
+        return
+    x, w, rng = drawn
     b = rng.standard_normal(K).astype(dtype) if bias else None
     assert_twins_agree(x, w, b, (sh, sw), padding, dtype)
 
@@ -77,14 +89,11 @@ def test_images_walked_in_bands_match_twin(N, H, W, C, K, kh, kw, sh, sw, dilati
     # an image whose im2col matrix exceeds the band budget runs in bands of output rows
     # (AlexNet's first layer); a tiny budget sends these small shapes (sw >= 2: the im2col +
     # GEMM path) through bands of one row and up, dilated ones too
-    from cytorch._shapes import resolve_padding
-    kh_d, kw_d = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
-    pt, pb, pl, pr = resolve_padding(padding, H, W, kh_d, kw_d, sh, sw)
-    if H + pt + pb < kh_d or W + pl + pr < kw_d:
+    drawn = random_conv_operands(N, H, W, C, K, kh, kw, (sh, sw), padding, dtype, seed,
+                                 dilation)
+    if drawn is None:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    x, w, rng = drawn
     conv = cytorch._kernels.load("_conv")
     old = conv._set_band_budget(budget)
     cytorch.set_num_threads(threads)
@@ -376,15 +385,40 @@ def direct_path(x, w, out, strides):
 
 
 @pytest.mark.parametrize("C, K, strides, dtype, direct", [
-    (1, 6, 1, np.float32, True), (1, 8, 1, np.float32, True), (3, 6, 1, np.float32, True),
-    (2, 9, 1, np.float32, False), (3, 7, 1, np.float32, False),
-    (1, 6, (1, 2), np.float32, False), (1, 6, (2, 1), np.float32, False),
-    (1, 6, 1, np.float64, True), (3, 6, 1, np.float64, False)])
+    (1, 4, 1, np.float32, True), (3, 4, 1, np.float32, True), (9, 2, 1, np.float32, True),
+    (1, 6, 1, np.float32, False), (1, 5, 1, np.float32, False), (5, 4, 1, np.float32, False),
+    (1, 4, (1, 2), np.float32, False), (1, 4, (2, 1), np.float32, False),
+    (1, 2, 1, np.float64, True), (4, 2, 1, np.float64, True), (1, 3, 1, np.float64, False),
+    (5, 2, 1, np.float64, False)])
 def test_direct_path_rule(C, K, strides, dtype, direct):
-    # LeNet's first layer (1 -> 6) runs the direct path; more filters or a stride do not
+    # the thinnest layers (at most 16 bytes of filters per pixel, C * K at most 18 numbers in
+    # float32, 9 in float64) run the direct path; more filters (LeNet's first layer, 1 -> 6,
+    # runs the blocked path), more channels or a stride do not
     x, w = np.ones((1, 8, 8, C), dtype), np.ones((3, 3, C, K), dtype)
     out, _ = F.conv2d_forward(x, w, None, strides)
     assert direct_path(x, w, out, strides) == direct
+    if not direct and strides == 1:
+        assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) != "_direct"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lenet_c1_runs_the_blocked_path(dtype):
+    x, w = np.ones((2, 28, 28, 1), dtype), np.ones((5, 5, 1, 6), dtype)
+    out, _ = F.conv2d_forward(x, w)
+    assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
+    assert (out == 25).all()
+
+
+def test_thin_layer_the_blocked_path_turns_down_runs_the_direct_path():
+    # 400x400 images, 11x11 kernels, 5 filters: more than the blocked path's memory budget,
+    # within the direct path's (the shapes only: nothing is computed on them)
+    x, w = np.empty((1, 400, 400, 1), np.float32), np.empty((11, 11, 1, 5), np.float32)
+    out = np.empty((1, 390, 390, 5), np.float32)
+    blocked = cytorch._kernels.load("_blocked")
+    assert not blocked.uses_blocked_path(x.shape, w.shape, out.shape, (1, 1), x.dtype)
+    assert not direct_path(x, w, out, 1)
+    assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_direct"
+    # (tests/test_fast_paths.py holds the direct path to its twin on every shape it fits)
 
 
 @settings(max_examples=60, deadline=None)
@@ -395,16 +429,13 @@ def test_direct_path_rule(C, K, strides, dtype, direct):
 def test_direct_path_matches_twin(N, H, W, C, K, kh, kw, padding, bias, dtype, seed):
     # output rows whose lane count is not a whole number of vectors, kernels taller or wider
     # than the image, padding larger than the kernel (dx then crops instead of padding)
-    from cytorch._shapes import resolve_padding
-    pt, pb, pl, pr = resolve_padding(padding, H, W, kh, kw, 1, 1)
-    if H + pt + pb < kh or W + pl + pr < kw:
+    drawn = random_conv_operands(N, H, W, C, K, kh, kw, 1, padding, dtype, seed)
+    if drawn is None:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    x, w, rng = drawn
     b = rng.standard_normal(K).astype(dtype) if bias else None
     out, _ = F.conv2d_forward(x, w, b, 1, padding)
-    if C * K <= (18 if dtype == np.float32 else 9):
+    if C * K <= (18 if dtype == np.float32 else 9) and K <= (4 if dtype == np.float32 else 2):
         assert direct_path(x, w, out, 1)
     assert_twins_agree(x, w, b, 1, padding, dtype)
 

@@ -11,9 +11,8 @@ from cytorch import layers as L
 from cytorch import reference
 from cytorch._gradcheck import numerical_gradient, relative_error
 from cytorch._kernels import load
-from cytorch._shapes import resolve_padding
 from cytorch.graph import Sequential
-from test_conv import assert_twins_agree, run
+from test_conv import assert_twins_agree, random_conv_operands, run
 
 PADDINGS = st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
                      st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)),
@@ -30,13 +29,11 @@ def test_dilated_conv_matches_the_twin(N, H, W, C, K, kh, kw, dh, dw, sh, sw, pa
                                        threads, dtype, seed):
     # non-square kernels, a different dilation per axis, strides too (the functional API
     # allows both; the Keras layer does not)
-    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    pt, pb, pl, pr = resolve_padding(padding, H, W, eh, ew, sh, sw)
-    if H + pt + pb < eh or W + pl + pr < ew:
+    drawn = random_conv_operands(N, H, W, C, K, kh, kw, (sh, sw), padding, dtype, seed,
+                                 (dh, dw))
+    if drawn is None:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    x, w, rng = drawn
     b = rng.standard_normal(K).astype(dtype) if bias else None
     cytorch.set_num_threads(threads)
     try:
@@ -83,12 +80,12 @@ def test_dilated_conv_finite_differences():
 
 
 def test_dilated_conv_runs_the_im2col_kernel_not_the_direct_path():
-    # LeNet-c1-like shape that runs the direct path undilated
+    # a thin shape that runs the direct path undilated
     rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((2, 12, 12, 1)), rng.standard_normal((3, 3, 1, 4))
+    x, w = rng.standard_normal((2, 12, 12, 1)), rng.standard_normal((3, 3, 1, 2))
     rule = load("_direct").uses_direct_path
-    assert rule(x.shape, w.shape, (2, 10, 10, 4), (1, 1), np.float64)
-    assert not rule(x.shape, w.shape, (2, 8, 8, 4), (1, 1), np.float64, (2, 2))
+    assert rule(x.shape, w.shape, (2, 10, 10, 2), (1, 1), np.float64)
+    assert not rule(x.shape, w.shape, (2, 8, 8, 2), (1, 1), np.float64, (2, 2))
     got = run(x, w, None, 1, "valid", dilation=2)
     want = run(x, w, None, 1, "valid", backend="reference", dilation=2)
     for g, r in zip(got, want):

@@ -111,10 +111,11 @@ def test_shift_add_twin_applies_the_same_epilogue(activation):
 
 
 # -- fused == unfused, bit for bit --------------------------------------------------------------
-# (x shape, w shape, strides, padding): LeNet's two layers (direct path, then the blocked path
-# with AVX-512, GEMM with AVX2), a strided GEMM case, a "same" case with several image groups
+# (x shape, w shape, strides, padding): a thin layer (direct path), LeNet's two layers (the
+# blocked path), a strided GEMM case, a "same" case with several image groups
 # per thread (blocked in float32, Winograd in float64), a Winograd case (3x3, C >= 16)
-CASES = [((9, 28, 28, 1), (5, 5, 1, 6), 1, "valid"), ((9, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),
+CASES = [((9, 28, 28, 3), (5, 5, 3, 2), 1, "same"), ((9, 28, 28, 1), (5, 5, 1, 6), 1, "valid"),
+         ((9, 14, 14, 6), (5, 5, 6, 16), 1, "valid"),
          ((5, 9, 9, 7), (3, 3, 7, 5), 2, "same"), ((3, 40, 40, 8), (3, 3, 8, 4), 1, "same"),
          ((2, 12, 12, 16), (3, 3, 16, 8), 1, "same")]
 
@@ -169,7 +170,7 @@ def test_special_values_as_cytorch_activations(activation):
 
 
 # -- finite differences (float64) through the fused backward -------------------------------------
-GRAD_CASES = [((2, 5, 6, 2), (3, 2, 2, 3), 1, "valid"),       # direct path
+GRAD_CASES = [((2, 5, 6, 3), (3, 2, 3, 2), 1, "valid"),       # direct path
               ((1, 6, 5, 3), (2, 3, 3, 2), (2, 1), "same"),    # GEMM, strided
               ((1, 5, 7, 2), (1, 4, 2, 2), (1, 3), ((2, 0), (1, 2)))]
 
@@ -317,7 +318,7 @@ def test_deferred_relu_is_not_applied_by_the_conv():
 
 
 def test_lenet5_runs_its_tanh_convolutions_fused():
-    # LeNet-5's two tanh convs (the direct path, then the blocked path or GEMM): the kernel
+    # LeNet-5's two tanh convs (both on the blocked path): the kernel
     # applies tanh, a training step and predict agree with the same layers unfused
     model = cytorch.models.lenet5(seed=0)
     model.compile("sgd", "sparse_categorical_crossentropy")

@@ -560,11 +560,11 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
 #   float64: C=1 K=4 k5 0.37/0.40   C=1 K=6 k5 0.38/0.55   C=3 K=16 k3 0.30/0.53
 #            C=6 K=16 k5 0.20/0.64   C=16 K=16 k5 0.09/1.21   C=6 K=32 k3 0.54/0.91
 #            C=16 K=32 k3 0.14/1.12   C=32 K=64 k3 32x32 0.58/1.08   C=64 K=128 k3 0.46/1.09
-# (the thin layers the direct path takes first: blocked / direct 1.27/1.17 for C=1 K=4 and
-# 1.02/0.89 for LeNet c1 in float32, so that rule stands; measured again on 2026-12-03 after
-# this path's dx rework, ``benchmarks/bench_thin_rule.py``, the blocked path now wins there
-# too: see the direct path's rule in ``_direct.pyx``).  keras_mnist's first layer (C=1, K=10,
-# 28x28 "valid", no dx), which the direct path's rule leaves (K > 8), is this path's: blocked /
+# (the thin layers the direct path took first then: blocked / direct 1.27/1.17 for C=1 K=4 and
+# 1.02/0.89 for LeNet c1 in float32; measured again on 2026-12-03 after this path's dx rework,
+# ``benchmarks/bench_thin_rule.py``, the blocked path wins from K=5 (float32) / K=3 (float64),
+# so LeNet c1 runs here now: see the direct path's rule in ``_direct.pyx``).  keras_mnist's
+# first layer (C=1, K=10, 28x28 "valid", no dx) is this path's too: blocked /
 # direct 0.34 (avx512) / 0.42-0.49 (avx2), blocked / im2col + GEMM 0.37 / 0.43-0.52.
 # With 32 registers the avx512 tiles win up to 128 filters; with 16 (avx2, and the default
 # variant, which follows it unmeasured) the tiles are half as large and GEMM catches up
@@ -579,7 +579,8 @@ cdef Py_ssize_t BLOCKED_BUDGET = 1 << 21
 def uses_blocked_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
     """True when ``cytorch.functional`` runs conv2d with these shapes (``(N, H, W, C)``,
     ``(kh, kw, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype on this path
-    (the direct path of ``_direct.pyx`` is asked first).  The rule depends on the variant in
+    (the direct path of ``_direct.pyx`` is asked first, and takes what this rule turns down
+    when it fits: ``fits_direct_path``).  The rule depends on the variant in
     use (``isa()``)."""
     cdef Py_ssize_t C = x_shape[3], kh = w_shape[0], kw = w_shape[1], K = w_shape[3]
     if tuple(strides) != (1, 1) or tuple(dilation) != (1, 1):

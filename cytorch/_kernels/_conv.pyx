@@ -1,7 +1,9 @@
 # cython: language_level=3
 """conv2d forward and backward by im2col + GEMM (the compiled twin of
-``cytorch.reference.conv2d_forward`` / ``conv2d_backward``).  Thin stride-1 layers such as
-LeNet's first run the direct path of ``_direct.pyx`` instead (``cytorch.functional`` picks).
+``cytorch.reference.conv2d_forward`` / ``conv2d_backward``).  Stride-1 layers run the
+direct path of ``_direct.pyx`` (the thinnest), Winograd (``_winograd.pyx``, 3x3) or the
+blocked path (``_blocked.pyx``, LeNet's two layers) instead when their rules say so
+(``cytorch.functional`` picks).
 
 Layout contract, shared with the NumPy twin:
 

@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""conv2d forward and backward by the direct path, for thin stride-1 layers such as LeNet's
-first (its NumPy twins: ``cytorch.reference.conv2d_shift_add_forward`` / ``_backward``).
+"""conv2d forward and backward by the direct path, for the thinnest stride-1 layers (a few
+filters, e.g. 1 -> 4 channels; its NumPy twins: ``cytorch.reference.conv2d_shift_add_forward`` / ``_backward``).
 
 Layout contract, shared with the twins and with ``_conv.pyx`` (im2col + GEMM, every other
 geometry):
@@ -296,24 +296,43 @@ cdef void _backward_lanes(const floating *dout, const floating *y, const floatin
 #     C=3 K=3 k3 1.01 (0.92)
 #   avx512, float64 (before them too): C=1 K=2 1.08 (0.95), C=1 K=4 0.64 (0.47),
 #     LeNet c1 0.38 (0.29), every other shape 0.23-0.59.
-# So the blocked path now wins from about 6 numbers per pixel (C * K >= 6; ties at 4 and at
-# C=3 K=3 on avx2) and loses below: the rule above should hand it LeNet c1 and the wider thin
-# layers, keeping C * K <= 4 (and whatever the blocked path's memory budget turns down).  Not
-# changed yet (2026-12-03): LeNet's first layer and the README's 1 -> 8 examples would change
-# path, and with it the last digits of the README's printed training runs.
+# So the blocked path wins from about 6 numbers per pixel and loses below.  Its vectors hold
+# filters, so what decides is K, not C * K: quiet machine, same CPU, 2026-12-03 (13:00),
+# float32 / float64, with dx, avx512 variant (avx2 within 15 % of it):
+#   K=1 (C=1..5)  2.0-2.7 / 1.5-1.8     K=2 (C=1, 2, k3 and k5)  1.5-1.7 / 1.2-1.4
+#   K=3 C=1  1.06 / 0.77    K=4 C=1  1.04-1.10 / 0.67-0.73    K=4 C=4  1.09 / 0.59
+#   C=3 K=3  0.94 / 0.71    K=5 C=1  0.76 / 0.44    LeNet c1 (K=6)  0.65 / 0.40
+# The rule: the direct path for thin layers of at most 16 bytes of filters per pixel (K <= 4
+# in float32, K <= 2 in float64; ties at K=3 and 4 in float32), stride 1, no dilation, and
+# C * K at most 18 (float32) or 9 (float64); everything wider goes to the blocked path.  A
+# layer the blocked path turns down (its memory budget, on images of several hundred pixels
+# a side) still runs here when the older, wider rule (K <= 8) and LANES_BUDGET allow it:
+# ``fits_direct_path``.  LeNet's first layer (1 -> 6) went to the blocked path on 2026-12-03.
+cdef Py_ssize_t LANES_MAX_K_BYTES = 16
 cdef Py_ssize_t LANES_MAX_K = 8
 cdef Py_ssize_t LANES_MAX_CK = 18     # for float32: 16 numbers per vector
 cdef Py_ssize_t LANES_BUDGET = 1 << 20
 
 
-def uses_direct_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
-    """True when ``cytorch.functional`` runs conv2d with these shapes (``(N, H, W, C)``,
-    ``(kh, kw, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype on this path."""
+def fits_direct_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
+    """True when this path can run conv2d with these shapes (``(N, H, W, C)``,
+    ``(kh, kw, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype, and is faster
+    than im2col + GEMM: stride 1, no dilation, at most LANES_MAX_K filters, few numbers per
+    pixel and an expanded image that stays in cache.  ``uses_direct_path`` says when it runs
+    rather than the blocked path."""
     cdef Py_ssize_t C = x_shape[3], kh = w_shape[0], kw = w_shape[1], K = w_shape[3]
     cdef Py_ssize_t V = 64 // np.dtype(dtype).itemsize
     return (tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and K <= LANES_MAX_K
             and C * K * 16 <= LANES_MAX_CK * V
             and (out_shape[1] + kh - 1) * (out_shape[2] + kw - 1) * C * K <= LANES_BUDGET)
+
+
+def uses_direct_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
+    """True when ``cytorch.functional`` runs conv2d with these shapes, strides, dilation and
+    dtype on this path before asking any other (``fits_direct_path``, and at most
+    LANES_MAX_K_BYTES bytes of filters per pixel: K <= 4 in float32, K <= 2 in float64)."""
+    return (w_shape[3] * np.dtype(dtype).itemsize <= LANES_MAX_K_BYTES
+            and fits_direct_path(x_shape, w_shape, out_shape, strides, dtype, dilation))
 
 
 cdef _forward_lanes_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
