@@ -458,6 +458,109 @@ static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t ld
 }
 #endif
 
+/* The forward tiles of a layer whose K filters are kb whole vectors and a remainder of rm =
+ * V / g filters (keras_mnist c2's 20: 2 x 8 + 4 on avx2, g = 2; 16 + 4 on avx512, g = 4): the
+ * remainder of g neighbouring pixels shares one vector, lanes (pixel p0 + i, filter kb V + l)
+ * at i rm + l, multiplied by the weights' last vector (the remainder's rm weights repeated g
+ * times, ``_blocked.pyx`` lays them out so) and by the g pixels' numbers each spread over rm
+ * lanes.  So no lane multiplies a zero filter (keras_mnist c2 ran 24 of its 32 avx512 lanes,
+ * or 20 of 24 on avx2, on padding).  Each output still adds its taps one after the other to
+ * its bias in tap order, with the same multiply-add: the bits of the one-vector-per-pixel
+ * tiles.  pb = ng g pixels of ra <= 2 rows, ra (pb kb + ng) <= ACC accumulators. */
+#if defined(__GNUC__)
+/* the first g numbers of vector t, each spread over V / g lanes (one vpermps) */
+#define CY_BLK_SPREAD16(IV, t, g) ((g) == 2 ?                                                \
+    CY_BLK_SHUF(IV, t, t, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1) :                  \
+    CY_BLK_SHUF(IV, t, t, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3))
+#define CY_BLK_SPREAD8(IV, t, g) ((g) == 2 ? CY_BLK_SHUF(IV, t, t, 0, 0, 0, 0, 1, 1, 1, 1) :  \
+                                             CY_BLK_SHUF(IV, t, t, 0, 0, 1, 1, 2, 2, 3, 3))
+#define CY_BLK_SPREAD4(IV, t, g) ((g) == 2 ? CY_BLK_SHUF(IV, t, t, 0, 0, 1, 1) :             \
+                                             CY_BLK_SHUF(IV, t, t, 0, 1, 2, 3))
+#define CY_BLK_SPREAD2(IV, t, g) (t)
+#define CY_BLK_FWDR(NAME, ng, kb, ra, g)                                                     \
+    NAME##_fwdr_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, g)
+#define CY_BLK_FWDR_NG(NAME, kb, ra, g)                                                      \
+    switch (ng) { case 1: CY_BLK_FWDR(NAME, 1, kb, ra, g); break;                            \
+                  case 2: CY_BLK_FWDR(NAME, 2, kb, ra, g); break;                            \
+                  case 3: CY_BLK_FWDR(NAME, 3, kb, ra, g); break;                            \
+                  case 4: CY_BLK_FWDR(NAME, 4, kb, ra, g); break; }
+#define CY_BLK_FWDR_FN(NAME, T, ACC, SPREAD, TARGET)                                         \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_fwdr_tile(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr, Py_ssize_t rsx,        \
+                 const Py_ssize_t *off, const T *w, Py_ssize_t ldw, const T *init,           \
+                 Py_ssize_t nt, const int ng, const int kb, const int ra, const int g)       \
+{                                                                                            \
+    NAME##_v acc[ACC], accr[ACC];                                                            \
+    const int pb = ng * g, rm = NAME##_V / g;                                                \
+    Py_ssize_t t;                                                                            \
+    int r, p, k, q, i, l;                                                                    \
+    if (ra * (pb * kb + ng) > ACC || NAME##_V % g)                                           \
+        return;                       /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                acc[(r * pb + p) * kb + k] = NAME##_load(init + k * NAME##_V);               \
+        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
+            accr[r * ng + q] = NAME##_load(init + kb * NAME##_V);                            \
+    }                                                                                        \
+    for (t = 0; t < nt; t++) {                                                               \
+        const T *xo = xr + off[t], *x1 = xo + rsx;                                           \
+        NAME##_v w0 = NAME##_load(w + t * ldw);                                              \
+        NAME##_v w1 = kb > 1 ? NAME##_load(w + t * ldw + NAME##_V) : w0;                     \
+        NAME##_v wr = NAME##_load(w + t * ldw + kb * NAME##_V);                              \
+        CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                             \
+            const T *xp = r == 0 ? xo : x1;                                                  \
+            CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                         \
+                NAME##_fma(&acc[(r * pb + p) * kb], w0, xp[p]);                              \
+                if (kb > 1)                                                                  \
+                    NAME##_fma(&acc[(r * pb + p) * kb + 1], w1, xp[p]);                      \
+            }                                                                                \
+            CY_BLK_UNROLL for (q = 0; q < ng; q++) {                                         \
+                /* (a whole vector read, V - g numbers past the group: the caller's room) */ \
+                NAME##_v xv = NAME##_load(xp + q * g);                                       \
+                accr[r * ng + q] += wr * SPREAD(NAME##_iv, xv, g);                           \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                NAME##_store(dst + r * rsd + p * ldd + k * NAME##_V,                         \
+                             acc[(r * pb + p) * kb + k]);                                    \
+        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
+            CY_BLK_UNROLL for (i = 0; i < g; i++)                                            \
+                CY_BLK_UNROLL for (l = 0; l < rm; l++)                                       \
+                    dst[r * rsd + (q * g + i) * ldd + kb * NAME##_V + l] =                   \
+                        accr[r * ng + q][i * rm + l];                                        \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* dst (ra rows, rsd apart, of pb = ng g pixels ldd apart; K = kb V + V / g filters each) =  \
+   init + the sum over the nt taps, w and init rows of (kb + 1) V numbers, the last vector   \
+   the remainder's repeated; 1 <= ng <= 4, kb and ra in {1, 2}, g in {2, 4} */              \
+static TARGET void NAME##_fwdr(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr,          \
+                               Py_ssize_t rsx, const Py_ssize_t *off, const T *w,            \
+                               Py_ssize_t ldw, const T *init, Py_ssize_t nt, int ng, int kb, \
+                               int ra, int g)                                                \
+{                                                                                            \
+    if (g == 2) {                                                                            \
+        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 2) }                        \
+                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 2) } }                              \
+        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 2) }                                \
+               else { CY_BLK_FWDR_NG(NAME, 2, 2, 2) } }                                      \
+    } else {                                                                                 \
+        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 4) }                        \
+                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 4) } }                              \
+        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 4) }                                \
+               else { CY_BLK_FWDR_NG(NAME, 2, 2, 4) } }                                      \
+    }                                                                                        \
+}
+#define CY_BLK_FWDR_PTR(NAME) NAME##_fwdr
+#else
+#define CY_BLK_FWDR_FN(NAME, T, ACC, SPREAD, TARGET)
+#define CY_BLK_FWDR_PTR(NAME) NULL      /* (other compilers: one vector a pixel) */
+#endif
+
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
 #define CY_BLK_ACC12(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,             \
@@ -466,6 +569,8 @@ static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t ld
     CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
 CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_NO_TARGET_BLK)
 CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_NO_TARGET_BLK)
+CY_BLK_FWDR_FN(cy_blk_default_f, float, 12, CY_BLK_SPREAD4, CY_NO_TARGET_BLK)
+CY_BLK_FWDR_FN(cy_blk_default_d, double, 12, CY_BLK_SPREAD2, CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
                     CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
@@ -475,6 +580,10 @@ CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 2, CY_TARGET_AVX2)
 CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 2, CY_TARGET_AVX2)
 CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_TARGET_AVX512)
 CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
+CY_BLK_FWDR_FN(cy_blk_avx2_f, float, 12, CY_BLK_SPREAD8, CY_TARGET_AVX2)
+CY_BLK_FWDR_FN(cy_blk_avx2_d, double, 12, CY_BLK_SPREAD4, CY_TARGET_AVX2)
+CY_BLK_FWDR_FN(cy_blk_avx512_f, float, 24, CY_BLK_SPREAD16, CY_TARGET_AVX512)
+CY_BLK_FWDR_FN(cy_blk_avx512_d, double, 24, CY_BLK_SPREAD8, CY_TARGET_AVX512)
 /* (the transposes of both use 32-byte vectors: blocks of 16 x 16 would rarely fill) */
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8, CY_TARGET_AVX2)
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4, CY_TARGET_AVX2)
@@ -497,11 +606,14 @@ typedef struct {                                                                
                    Py_ssize_t, Py_ssize_t, Py_ssize_t);                                      \
     void (*transpose)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t,        \
                       Py_ssize_t);                                                           \
+    void (*fwdr)(T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *,     \
+                 const T *, Py_ssize_t, const T *, Py_ssize_t, int, int, int, int);          \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx,                             \
                                         cy_blk_default_##S##_gather,                         \
-                                        cy_blk_default_##S##_transpose};
+                                        cy_blk_default_##S##_transpose,                      \
+                                        CY_BLK_FWDR_PTR(cy_blk_default_##S)};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -514,9 +626,11 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
         cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
         cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
         cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
+        cy_blk_f.fwdr = CY_BLK_FWDR_PTR(VARIANT##_f);                                         \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
         cy_blk_d.transpose = VARIANT##_d_transpose;                                          \
+        cy_blk_d.fwdr = CY_BLK_FWDR_PTR(VARIANT##_d);                                         \
         cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
     } while (0)
 

@@ -46,7 +46,7 @@ write out of bounds.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -70,6 +70,10 @@ cdef extern from "_blocked.h" nogil:
                        Py_ssize_t kw) noexcept nogil
         void (*transpose)(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds,
                           Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail) noexcept nogil
+        void (*fwdr)(float *dst, Py_ssize_t ldd, Py_ssize_t rsd, const float *xr,
+                     Py_ssize_t rsx, const Py_ssize_t *off, const float *w, Py_ssize_t ldw,
+                     const float *init, Py_ssize_t nt, int ng, int kb, int ra,
+                     int G) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
@@ -85,6 +89,10 @@ cdef extern from "_blocked.h" nogil:
                        Py_ssize_t kw) noexcept nogil
         void (*transpose)(double *dst, Py_ssize_t ldd, const double *src, Py_ssize_t lds,
                           Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail) noexcept nogil
+        void (*fwdr)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
+                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
+                     const double *init, Py_ssize_t nt, int ng, int kb, int ra,
+                     int G) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -128,6 +136,9 @@ cdef struct Plan:
     # kw * C column-shifted planes of ``planeb`` numbers (rows Wo wide), one per (b, c), then
     # added into the padded dx stored planar with rows of Wq (Wp in whole vectors)
     Py_ssize_t Lr, planeb, Wq
+    # forward: K = KB whole vectors + V / G filters, G in {2, 4} pixels sharing the last
+    # vector (``fwdr`` of _blocked.h), KB in {1, 2}; G = 0: one vector of filters a pixel
+    Py_ssize_t G, KB
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -137,6 +148,7 @@ cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_ssize_t Wo,
                 int pt, int pl, Py_ssize_t itemsize) noexcept:
     cdef Plan g
+    cdef Py_ssize_t rm
     g.H, g.W, g.C = x_shape[1], x_shape[2], x_shape[3]
     g.kh, g.kw, g.K = w_shape[0], w_shape[1], w_shape[3]
     g.pt, g.pl, g.Ho, g.Wo = pt, pl, Ho, Wo
@@ -147,7 +159,20 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     # tap (a, b, c) of the lanes j < Lr writes plane (b, c) at a * Wo + j < (kh-1) * Wo + Lr
     g.planeb = (g.kh - 1) * Wo + g.Lr
     g.Wq = _cdiv(g.Wp, g.V) * g.V
+    # fwdr when each pixel's broadcast number still feeds two whole vectors of filters (KB =
+    # 2), or one of 16 lanes: this CPU loads about two vectors a cycle, and with KB = 1 every
+    # multiply-add needs a load of its own (keras_mnist c1, K = 10 on avx2: no faster).  AMD
+    # EPYC Zen 5, 1 thread, forward: keras_mnist c2 (K = 20) 0.93 (avx2) / 0.89 (avx512)
+    g.KB, rm = g.K // g.V, g.K % g.V
+    g.G = g.V // rm if rm > 0 and g.V % rm == 0 else 0
+    if (g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16)
+            or not _has_fwdr(itemsize)):
+        g.G = 0
     return g
+
+
+cdef bint _has_fwdr(Py_ssize_t itemsize) noexcept:
+    return (cy_blk_f.fwdr != NULL) if itemsize == 4 else (cy_blk_d.fwdr != NULL)
 
 
 cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
@@ -220,9 +245,14 @@ cdef inline void _pad_rows(const floating *xn, floating *xq, const Plan *g) noex
     cdef Py_ssize_t s_hi = min(g.W, g.Wp - g.pl)
     if g.pt > 0 or g.pl > 0 or i_hi + g.pt < g.Hp or s_hi + g.pl < g.Wp:
         memset(xq, 0, g.Hp * C * g.Wp * sizeof(floating))
+    if s_hi <= 0:
+        return                              # (left padding past every window)
     for i in range(i_lo, i_hi):
-        _transpose(xq + (i + g.pt) * C * g.Wp + g.pl, g.Wp, xn + i * g.W * C, C, C, s_hi,
-                   (g.H - i) * g.W * C)
+        if C == 1:
+            memcpy(xq + (i + g.pt) * g.Wp + g.pl, xn + i * g.W, s_hi * sizeof(floating))
+        else:
+            _transpose(xq + (i + g.pt) * C * g.Wp + g.pl, g.Wp, xn + i * g.W * C, C, C, s_hi,
+                       (g.H - i) * g.W * C)
 
 
 cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noexcept nogil:
@@ -282,6 +312,21 @@ cdef inline void _fwd_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
         cy_blk_d.fwd(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, pb, kb, ra)
 
 
+cdef inline Py_ssize_t G_accumulators(const Plan *g) noexcept nogil:
+    """The accumulators of one group of G pixels in a ``fwdr`` tile."""
+    return g.G * g.KB + 1
+
+
+cdef inline void _fwdr_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
+                            const Py_ssize_t *off, const floating *w, Py_ssize_t ldw,
+                            const floating *init, Py_ssize_t nt, int ng, int kb, int ra, int G,
+                            Py_ssize_t rsd=0, Py_ssize_t rsx=0) noexcept nogil:
+    if floating is float:
+        cy_blk_f.fwdr(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, G)
+    else:
+        cy_blk_d.fwdr(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, G)
+
+
 cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
                          const Py_ssize_t *off, floating *outn, floating *xq, floating *tile,
                          int act, const Plan *g) noexcept nogil:
@@ -299,13 +344,35 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
     tile was half of LeNet-like c1's forward: 64x28x28x1 -> 10 filters, avx512.)"""
     cdef Py_ssize_t oh, ow, p, k, kv, nb, pb, kb, i, j, nv = g.Kp // g.V, K = g.K
     cdef Py_ssize_t npass = _cdiv(nv, 2), end = g.Ho * g.Wo * K
+    cdef Py_ssize_t groups = g.Wo // g.G if g.G else 0, per, ng, q
     cdef const floating *xr = xq
-    if g.C == 1 and g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H:
+    if g.C == 1 and g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H and groups == 0:
         xr = xn                             # one channel, no padding: xn is its own copy
-    else:
+    else:                                   # (fwdr reads a vector past its last group)
         _pad_rows(xn, xq, g)
     oh = 0
-    if nv == 1 and 2 * g.Wo <= cy_blk_acc:
+    if groups > 0:
+        # the remainder filters of G neighbouring pixels in one vector (``fwdr``): tiles of
+        # ng groups of G pixels (of two whole rows when they fit), stores of exactly K
+        # numbers a pixel; the last Wo % G pixels of a row go on to the tiles below, through
+        # ``tile``
+        per = G_accumulators(g)
+        if groups <= 4 and 2 * groups * per <= cy_blk_acc:
+            while oh + 2 <= g.Ho:
+                _fwdr_tile(outn + oh * g.Wo * K, K, xr + oh * g.C * g.Wp, off, wk, g.Kp, bk,
+                           g.T, <int>groups, <int>g.KB, 2, <int>g.G, g.Wo * K, g.C * g.Wp)
+                oh += 2
+        _blocks(groups, min(4, cy_blk_acc // per), &nb, &ng)
+        for i in range(oh, g.Ho):
+            q = 0
+            while q < groups:
+                ng = min(ng, groups - q)
+                _fwdr_tile(outn + (i * g.Wo + q * g.G) * K, K, xr + i * g.C * g.Wp + q * g.G,
+                           off, wk, g.Kp, bk, g.T, <int>ng, <int>g.KB, 1, <int>g.G)
+                q += ng
+        oh = g.Ho if groups * g.G == g.Wo else 0
+        end = 0                             # (the rest of each row through ``tile``)
+    if nv == 1 and 2 * g.Wo <= cy_blk_acc and groups == 0:
         # one vector of filters and short rows (LeNet c2 on avx512: 10 pixels): tiles of two
         # whole rows, twice the sums in flight (each adds its taps in the same order); the
         # rows whose last vector would reach past the output go on to the tiles below
@@ -317,8 +384,8 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
         for j in range(npass):
             i = (j + npass - 1) % npass     # the last pass (zero filters in it) first
             kv, kb = 2 * i, min(2, nv - 2 * i)
-            _blocks(g.Wo, cy_blk_acc // kb, &nb, &pb)
-            ow = 0
+            _blocks(g.Wo - groups * g.G, cy_blk_acc // kb, &nb, &pb)
+            ow = groups * g.G
             while ow < g.Wo:
                 pb = min(pb, g.Wo - ow)
                 if (oh * g.Wo + ow + pb - 1) * K + (kv + kb) * g.V <= end:
@@ -345,18 +412,23 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
     cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
     cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
-    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp), dtype=dtype)
+    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
     cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
     cdef const floating *wf = &w[0, 0, 0, 0]  # (w is C-contiguous: tap t's row at t * K)
+    cdef Py_ssize_t kr = g.KB * g.V, rm = g.V // g.G if g.G else 0
     with nogil:
         for t in range(g.T):                    # tap t = (a, b, c), w's own order
             for k in range(g.K):
                 wk[t, k] = wf[t * g.K + k]
+            for k in range(g.K, g.K + (g.G - 1) * rm):    # the remainder, G times (fwdr)
+                wk[t, k] = wf[t * g.K + kr + (k - g.K) % rm]
             a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
             off[t] = (a * g.C + c) * g.Wp + bb
         for k in range(g.K):
             bk[k] = b[k]
+        for k in range(g.K, g.K + (g.G - 1) * rm):
+            bk[k] = b[kr + (k - g.K) % rm]
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
                 _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
