@@ -34,13 +34,14 @@
  *
  *     variant   vectors       registers   ACC   fwd pb x kb    dw ra*tb x kb  dx tb x JB
  *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 2..4
- *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
+ *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2, 4 x 3
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *
  * (the forward tiles of one vector of filters hold two rows of up to ACC / 2 pixels each when
  * the rows are that short: LeNet c2 on avx512, 2 x 10; the dx tiles of avx512 are 2, 3 or 4
- * vectors wide, mixed to cover the pixels in whole vectors: LeNet c2's 100 pixels in 4 + 3
- * vectors; avx2 pads them to an even number)
+ * vectors wide, of avx2 2 or 3 (with 4 taps), mixed to cover the pixels in whole vectors:
+ * LeNet c2's 100 pixels in 4 + 3 vectors on avx512, 3 + 3 + 3 + 2 + 2 on avx2; the default
+ * variant pads them to an even number)
  *
  * The tile sizes are compile-time constants (a switch over every size up to the limit, each
  * case fully unrolled), so the accumulators are registers, not an array on the stack.
@@ -129,7 +130,7 @@ static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;     
    up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2,
    3 or 4). */
 #define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
-                   CASES_6TH, JB, TARGET)                                                    \
+                   CASES_6TH, CASES_DX3, JB, TARGET)                                         \
 CY_BLK_VEC(NAME, T, IT, VB)                                                                  \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
@@ -292,7 +293,7 @@ static TARGET void NAME##_dx(T *dst, const Py_ssize_t *off, const T *wt, Py_ssiz
     if (JB >= 4 && jb == 4) {                                                                \
         switch (tb) { CY_BLK_CASES6(CY_BLK_DX4, NAME) }                                      \
     } else if (JB >= 3 && jb == 3) {                                                         \
-        switch (tb) { CY_BLK_CASES6(CY_BLK_DX3, NAME) }                                      \
+        switch (tb) { CASES_DX3(CY_BLK_DX3, NAME) }                                          \
     } else {                                                                                 \
         switch (tb) { CY_BLK_CASES6(CY_BLK_DX2, NAME) }                                      \
     }                                                                                        \
@@ -564,9 +565,11 @@ static TARGET void NAME##_fwdr(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
 #define CY_BLK_ACC12(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,             \
-    CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, JB, TARGET)
+    CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4,  \
+    JB, TARGET)
 #define CY_BLK_ACC24(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 24,             \
-    CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
+    CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, \
+    JB, TARGET)
 CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_NO_TARGET_BLK)
 CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_NO_TARGET_BLK)
 CY_BLK_FWDR_FN(cy_blk_default_f, float, 12, CY_BLK_SPREAD4, CY_NO_TARGET_BLK)
@@ -576,8 +579,8 @@ CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
 CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
                     CY_NO_TARGET_BLK)
 #if CY_ISA_X86
-CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 2, CY_TARGET_AVX2)
-CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 2, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_TARGET_AVX2)
 CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_TARGET_AVX512)
 CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
 CY_BLK_FWDR_FN(cy_blk_avx2_f, float, 12, CY_BLK_SPREAD8, CY_TARGET_AVX2)
@@ -643,7 +646,7 @@ static int cy_blk_select(int isa)
         return isa;
     }
     if (isa == CY_ISA_AVX2) {
-        CY_BLK_USE(cy_blk_avx2, 32, 12, 2);
+        CY_BLK_USE(cy_blk_avx2, 32, 12, 3);
         return isa;
     }
 #endif
