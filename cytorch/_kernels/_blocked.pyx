@@ -179,8 +179,8 @@ cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
     """The vectors of V numbers the dx tiles cover ``lanes`` with: tiles 2 .. cy_blk_jb
     vectors wide (``_dx_tile_width``), so whole vectors, and at least 2 of them, an even number
     unless the variant has 3-vector tiles (avx512, avx2): LeNet c2 has 10 x 10 output pixels,
-    100 lanes, in 7 vectors on avx512 (tiles of 4 and 3), in 13 on avx2 (3, 3, 3, 2, 2; 14 in
-    tiles of 2 before, 12 % more multiply-adds than lanes), on the default variant in 26."""
+    100 lanes, in 7 vectors on avx512 (tiles of 4 and 3), in 13 on avx2 (3, 2, 2, 2, 2, 2; 14
+    in tiles of 2 before, 12 % more multiply-adds than lanes), on the default variant in 26."""
     cdef Py_ssize_t n = max(2, _cdiv(lanes, V))
     if cy_blk_jb < 3:
         n = _cdiv(n, 2) * 2
@@ -189,10 +189,14 @@ cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
 
 cdef inline int _dx_tile_width(Py_ssize_t rest) noexcept nogil:
     """The width of the next dx tile, ``rest`` >= 2 vectors still to cover: the widest the
-    variant has (cy_blk_jb) that does not leave a single vector behind."""
+    variant has (cy_blk_jb) that does not leave a single vector behind -- but where the widest
+    tiles hold fewer taps (avx2: 4 x 3 vectors against 6 x 2, the same 12 sums, more tap
+    tiles) only when an odd number is left (then one such tile)."""
     cdef Py_ssize_t jb = min(cy_blk_jb, rest)
     if rest - jb == 1:
         jb -= 1
+    if jb == 3 and cy_blk_acc // 3 < 6 and rest % 2 == 0:
+        jb = 2
     return <int>jb
 
 
