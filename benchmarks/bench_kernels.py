@@ -15,8 +15,9 @@ compare both libraries on one thread (``cytorch.set_num_threads(1)``), which sta
 when other processes keep the cores busy and every 2-thread timing waits for a free core.
 ``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers),
 ``winograd`` (F(2x2, 3x3) for 3x3 stride-1 layers with 16 or more input channels), ``blocked``
-(register-blocked small GEMMs, other stride-1 layers such as LeNet's second) or ``gemm``
-(im2col + GEMM); GFLOP/s always count the direct convolution's multiply-adds, so Winograd,
+(register-blocked small GEMMs, other stride-1 layers such as LeNet's second), ``strided``
+(implicit GEMM for forward and dW of wide strided layers such as AlexNet's first, dx by GEMM +
+col2im) or ``gemm`` (im2col + GEMM); GFLOP/s always count the direct convolution's multiply-adds, so Winograd,
 which does fewer, can pass 100 % of sgemm.  The depthwise rows (``path`` depthwise:
 ``_depthwise.pyx``) compare with torch's ``conv2d(..., groups=C)`` and count
 ``3 * 2 * N * H_out * W_out * C * dm * kh * kw`` flops.
@@ -227,6 +228,9 @@ def main():
         else:
             path = {"_direct": "direct", "_winograd": "winograd", "_blocked": "blocked",
                     None: "gemm"}[F._conv_fast_path(x, w, out, (s, s), (1, 1))]
+            if path == "gemm" and load("_conv").uses_strided_path(
+                    x.shape, w.shape, out.shape, (s, s), num_threads=cytorch.get_num_threads()):
+                path = "strided"
         for v in variants:
             t = {**times, "compiled": times["compiled" + v],
                  "compiled 1t": times["compiled 1t" + v]}

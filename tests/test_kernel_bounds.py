@@ -316,15 +316,37 @@ def running(variant):
             load(module)._select_isa("best")
 
 
+# The implicit-GEMM path of strided layers (``_conv`` with ``_strided.h``), forced for every
+# geometry, in every instruction-set variant: forward tiles of every pixel width, filter panels
+# with tails (K around the vector widths: tiles stored into a scratch tile and copied), the
+# phase-planar copy of an image whose windows reach far into the padding, dW read from x itself
+# ("valid") or from its zero-padded copy, dx in bands.
 @pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@SETTINGS
-@given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 2, 3, 4, 6, 8, 9]),
-       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
-@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=6, need_dx=True, threads=2,
-              activation=EPILOGUES[-1])
-def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
-                                       activation):
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(geometry=geometries(), K=st.sampled_from([1, 3, 8, 9, 16, 17, 33]),
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES),
+       budget=st.sampled_from([1, 50, 1 << 19]))
+@with_corners(CORNERS, K=17, need_dx=True, threads=2, activation="relu", budget=1)
+@example(geometry=((2, 27, 31, 3), (11, 11), (4, 4), (0, 0, 0, 0)), K=33, need_dx=True,
+         threads=2, activation="linear", budget=1 << 19)
+def test_strided_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
+                                        activation, budget):
+    conv = load("_conv")
+    old_mode, old_budget = conv._set_strided_mode("always"), conv._set_band_budget(budget)
+    try:
+        with running(isa_variant):
+            check_conv2d_in_bounds(dtype, threads, geometry, K, need_dx, activation)
+    finally:
+        conv._set_strided_mode(old_mode)
+        conv._set_band_budget(old_budget)
+
+
+def assert_stride_one_conv2d_in_bounds(module, isa_variant, dtype, geometry, K, need_dx,
+                                       threads, activation):
+    """Forward + backward of a stride-1 fast path (``_direct`` or ``_blocked``, which share
+    their twins) on guarded arrays, in ``isa_variant``: every guard intact, every result its
+    twin's."""
     x_shape, (kh, kw), _, pads = geometry
     N, H, W, C = x_shape
     rng = np.random.default_rng(0)
@@ -336,23 +358,36 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
     want_out, cache = reference.conv2d_shift_add_forward(
         x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    direct = load("_direct")
+    kernel, name = load(module), module.lstrip("_")
     out = guarded_output((N, H_out, W_out, K), dtype)
     dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
     db = guarded_output((K,), dtype)
     with running(isa_variant):
-        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
+        kernel.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
         y = guarded_input(out.array.copy())
-        direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
+        kernel.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
                                pads[0], pads[2], threads, activation, y)
-    out.assert_guards_intact("direct conv2d_forward out")
-    assert_close(out.array, want_out, "direct conv2d_forward")
+    out.assert_guards_intact(f"{name} conv2d_forward out")
+    assert_close(out.array, want_out, f"{name} conv2d_forward")
     want_dx, want_dw, want_db = twin_backward(dout, cache, y,
                                               reference.conv2d_shift_add_backward)
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
-    for name, got, want in results:
-        got.assert_guards_intact(f"direct conv2d_backward {name}")
-        assert_close(got.array, want, f"direct conv2d_backward {name}")
+    for what, got, want in results:
+        got.assert_guards_intact(f"{name} conv2d_backward {what}")
+        assert_close(got.array, want, f"{name} conv2d_backward {what}")
+
+
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 2, 3, 4, 6, 8, 9]),
+       need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=6, need_dx=True, threads=2,
+              activation=EPILOGUES[-1])
+def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
+                                       activation):
+    assert_stride_one_conv2d_in_bounds("_direct", isa_variant, dtype, geometry, K, need_dx,
+                                       threads, activation)
 
 
 # The blocked path (``_blocked.pyx``, stride 1): tiles of every size, filters padded to whole
@@ -405,34 +440,8 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
          activation="linear")
 def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
                                         activation):
-    x_shape, (kh, kw), _, pads = geometry
-    N, H, W, C = x_shape
-    rng = np.random.default_rng(0)
-    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
-    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
-    b = guarded_input(rng.standard_normal(K).astype(dtype))
-    H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
-    padding = (pads[:2], pads[2:])
-    want_out, cache = reference.conv2d_shift_add_forward(
-        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
-    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    direct = load("_blocked")
-    out = guarded_output((N, H_out, W_out, K), dtype)
-    dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
-    db = guarded_output((K,), dtype)
-    with running(isa_variant):
-        direct.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
-        y = guarded_input(out.array.copy())
-        direct.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
-                               pads[0], pads[2], threads, activation, y)
-    out.assert_guards_intact("blocked conv2d_forward out")
-    assert_close(out.array, want_out, "blocked conv2d_forward")
-    want_dx, want_dw, want_db = twin_backward(dout, cache, y,
-                                              reference.conv2d_shift_add_backward)
-    results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
-    for name, got, want in results:
-        got.assert_guards_intact(f"blocked conv2d_backward {name}")
-        assert_close(got.array, want, f"blocked conv2d_backward {name}")
+    assert_stride_one_conv2d_in_bounds("_blocked", isa_variant, dtype, geometry, K, need_dx,
+                                       threads, activation)
 
 
 # Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant: tiles past the

@@ -75,7 +75,8 @@ def openmp_wait_policy():
 
 # Instruction sets.  The vector loops of ``_direct`` (``_lanes.h``), ``_winograd``
 # (``_winograd.h``), ``_blocked`` (``_blocked.h``), ``_depthwise`` (``_depthwise.h``), ``_pool``
-# (``_pool2x2.h``), ``_optim`` (``_optim.h``) and ``_activation`` (``_mathfn.h``) exist in three
+# (``_pool2x2.h``), ``_optim`` (``_optim.h``), ``_conv``'s strided path (``_strided.h``) and
+# ``_activation`` (``_mathfn.h``) exist in three
 # variants, indexed as the CY_ISA_* values of ``_isa.h``; each
 # module runs the best its CPU has.  The private environment variable CYTORCH_ISA (read when
 # the modules are imported) forces one, so that the tests can compare every variant present:
@@ -104,6 +105,33 @@ def isa_index(name, best):
         raise ValueError(f"CYTORCH_ISA={name!r} is not a variant this CPU can run; choose one "
                          f"of {variants_up_to(best)} (or unset it)")
     return ISA_NAMES.index(name)
+
+
+def isa_functions(what, best, select):
+    """The three functions every module with variants exports, for ``what`` (its vector code,
+    as their docstrings name it): ``isa_variants()``, ``_select_isa(name)`` and ``isa()``.
+    ``best`` is the index of the best variant the CPU runs (``cy_isa_best()``); ``select(i)``
+    switches the module's function tables to variant ``i`` and returns the index it then runs.
+    The variant CYTORCH_ISA asks for (else the best) is selected here, once, at import."""
+    current = []
+
+    def isa_variants():
+        return variants_up_to(best)
+
+    def _select_isa(name):
+        current[:] = [ISA_NAMES[select(isa_index(name, best))]]
+        return current[0]
+
+    def isa():
+        return current[0]
+
+    isa_variants.__doc__ = f"The variants of {what} this CPU can run, best first."
+    _select_isa.__doc__ = ('Run variant ``name`` ("avx512", "avx2", "default" or "best") from '
+                           f'now on in {what} and return it.  Private: for the tests and '
+                           'CYTORCH_ISA.')
+    isa.__doc__ = f'The variant of {what} this process runs: "avx512", "avx2" or "default".'
+    _select_isa(requested_isa())
+    return isa_variants, _select_isa, isa
 
 
 # The activations the conv kernels apply in their epilogue (``_epilogue.pxd``: in the pass that

@@ -30,7 +30,7 @@ from ._parallel cimport threads_for
 
 import numpy as np
 
-from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import isa_functions
 from .._config import single_threaded_blas
 
 cdef extern from "_mathfn.h" nogil:
@@ -69,26 +69,13 @@ FROM_INPUT = frozenset({"silu"})
 NO_BACKWARD = frozenset({"exp", "expm1"})
 
 
-def isa_variants():
-    """The variants of the element functions this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
+def _select_variant(int index):
+    """Switch the element functions to variant ``index``; the index it then runs."""
+    return cy_mathfn_select(index)
 
 
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    _isa = ISA_NAMES[cy_mathfn_select(isa_index(name, cy_isa_best()))]
-    return _isa
-
-
-def isa():
-    """The variant of the element functions this process runs: "avx512", "avx2" or
-    "default"."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions("the element functions", cy_isa_best(),
+                                               _select_variant)
 
 
 # Values per parallel task: enough to amortise the hand-out, small enough to balance threads

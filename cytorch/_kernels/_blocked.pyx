@@ -50,7 +50,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import isa_functions
 from ._conv import _activation_code, _check_like, _check_shapes, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
@@ -101,27 +101,13 @@ cdef extern from "_blocked.h" nogil:
 
 
 # -- which instruction set (see _kernels/__init__.py) -------------------------------------------
-def isa_variants():
-    """The variants of the micro-kernels this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
-
-
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    index = isa_index(name, cy_isa_best())
+def _select_variant(int index):
+    """Switch the micro-kernels to variant ``index``; the index it then runs."""
     cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
-    _isa = ISA_NAMES[cy_blk_select(index)]
-    return _isa
+    return cy_blk_select(index)
 
 
-def isa():
-    """The variant of the micro-kernels this process runs: "avx512", "avx2" or "default"."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions("the micro-kernels", cy_isa_best(), _select_variant)
 
 
 # -- the geometry of one call --------------------------------------------------------------------
@@ -666,7 +652,7 @@ def uses_blocked_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 
         return False
     if (kw * C + K) * (out_shape[1] + kh - 1) * out_shape[2] > BLOCKED_BUDGET:
         return False
-    if _isa == "avx512":
+    if isa() == "avx512":
         return K <= 128
     if np.dtype(dtype) == np.float32:
         return K <= 32 and C * K <= 512

@@ -48,7 +48,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import isa_functions
 from ._conv import _activation_code, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
@@ -86,27 +86,13 @@ cdef extern from "_depthwise.h" nogil:
 
 
 # -- which instruction set (see _kernels/__init__.py) -------------------------------------------
-def isa_variants():
-    """The variants of the inner loops this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
-
-
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    index = isa_index(name, cy_isa_best())
+def _select_variant(int index):
+    """Switch the inner loops to variant ``index``; the index it then runs."""
     cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
-    _isa = ISA_NAMES[cy_dw_select(index)]
-    return _isa
+    return cy_dw_select(index)
 
 
-def isa():
-    """The variant of the inner loops this process runs: "avx512", "avx2" or "default"."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions("the inner loops", cy_isa_best(), _select_variant)
 
 
 cdef enum:

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """conv2d forward and backward by the direct path, for the thinnest stride-1 layers (a few
-filters, e.g. 1 -> 4 channels; its NumPy twins: ``cytorch.reference.conv2d_shift_add_forward`` / ``_backward``).
+filters, e.g. 1 -> 4 channels; its NumPy twins: ``cytorch.reference.conv2d_shift_add_forward``
+/ ``_backward``).
 
 Layout contract, shared with the twins and with ``_conv.pyx`` (im2col + GEMM, every other
 geometry):
@@ -34,7 +35,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import isa_functions
 from ._conv import _activation_code, _check_like, _check_shapes, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
@@ -66,27 +67,13 @@ cdef inline void lanes_dot(floating *acc, const floating *p, Py_ssize_t shift,
 
 
 # -- which instruction set (see _kernels/__init__.py) -------------------------------------------
-def isa_variants():
-    """The variants of the inner loop this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
-
-
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    index = isa_index(name, cy_isa_best())
+def _select_variant(int index):
+    """Switch the inner loop to variant ``index``; the index it then runs."""
     cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
-    _isa = ISA_NAMES[cy_lanes_select(index)]
-    return _isa
+    return cy_lanes_select(index)
 
 
-def isa():
-    """The variant of the inner loop this process runs: "avx512", "avx2" or "default"."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions("the inner loop", cy_isa_best(), _select_variant)
 
 
 cdef struct Geom:

@@ -37,7 +37,7 @@ AMD EPYC Zen 5 of issue 13), and the arrays need no flattening.
 cimport numpy as cnp
 from cython.parallel cimport prange
 
-from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import isa_functions
 from ._parallel cimport MIN_PARALLEL_WORK as _MIN_PARALLEL_WORK, threads_for
 
 cnp.import_array()
@@ -76,25 +76,12 @@ MIN_PARALLEL_WORK = _MIN_PARALLEL_WORK
 cdef Py_ssize_t CHUNK = 1 << 14
 
 
-def isa_variants():
-    """The variants of the step this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
+def _select_variant(int index):
+    """Switch the step to variant ``index``; the index it then runs."""
+    return cy_optim_select(index)
 
 
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    _isa = ISA_NAMES[cy_optim_select(isa_index(name, cy_isa_best()))]
-    return _isa
-
-
-def isa():
-    """The variant of the step this process runs: "avx512", "avx2" or "default"."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions("the step", cy_isa_best(), _select_variant)
 
 
 cdef char _NOTHING

@@ -41,7 +41,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from . import ISA_NAMES, isa_index, requested_isa, variants_up_to
+from . import isa_functions
 from ._parallel cimport threads_for
 
 # The whole-row pass of ``_extreme_row_2x2`` for C < 16 is C code in ``_pool2x2.h``, compiled
@@ -74,25 +74,12 @@ cdef extern from "_pool2x2.h" nogil:
     int cy_global_fill_d(double *dx, Py_ssize_t HW, Py_ssize_t C) noexcept
 
 
-def isa_variants():
-    """The variants of the 2x2 row pass this CPU can run, best first."""
-    return variants_up_to(cy_isa_best())
+def _select_variant(int index):
+    """Switch the 2x2 row pass to variant ``index``; the index it then runs."""
+    return cy_pool2x2_select(index)
 
 
-def _select_isa(name):
-    """Run variant ``name`` ("avx512", "avx2", "default" or "best") from now on and return
-    it.  Private: for the tests and CYTORCH_ISA."""
-    global _isa
-    _isa = ISA_NAMES[cy_pool2x2_select(isa_index(name, cy_isa_best()))]
-    return _isa
-
-
-def isa():
-    """The variant of the 2x2 row pass this process runs: "avx512", "avx2" or "default"."""
-    return _isa
-
-
-_select_isa(requested_isa())
+isa_variants, _select_isa, isa = isa_functions("the 2x2 row pass", cy_isa_best(), _select_variant)
 
 
 # -- helpers --------------------------------------------------------------------------------------
