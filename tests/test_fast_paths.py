@@ -137,8 +137,9 @@ def test_blocked_path_runs_lenet_c2(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_dx_tiles_of_every_width(H, W, want, dtype):
     # the dx tiles cover the output pixels (the lanes) in whole vectors, 2 to 4 of them a
-    # tile on avx512 (LeNet c2's 100 pixels in 7 vectors: 4 + 3), 2 on the others (an even
-    # number of vectors); each tiling against the twin, in every variant this CPU runs
+    # tile on avx512 (LeNet c2's 100 pixels in 7 vectors: 4 + 3), 2 or 3 on avx2 (13: one 3
+    # and five 2), 2 on the default variant (an even number of vectors); each tiling against
+    # the twin, in every variant this CPU runs
     blocked = load("_blocked")
     lanes = (H - 4) * (W - 4)               # 5x5 kernel, "valid"
     try:
@@ -149,7 +150,10 @@ def test_blocked_dx_tiles_of_every_width(H, W, want, dtype):
             assert sum(widths) * V >= lanes > (sum(widths) - 2) * V
             if variant == "avx512" and dtype == np.float32:
                 assert widths == want
-            elif variant != "avx512":
+            elif variant == "avx2":
+                assert set(widths) <= {2, 3} and widths.count(3) <= 1
+                assert lanes > (sum(widths) - 1) * V or widths == [2]
+            elif variant == "default":
                 assert set(widths) == {2}
             for threads in (1, 2):
                 check_against_the_twin("_blocked", 2, H, W, 6, 16, 5, 5, "valid", dtype, True,

@@ -51,6 +51,17 @@ def conv_and_pool(dtype):
         assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
         results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype),
                                             cache)]
+    # filters in whole vectors and a remainder that G neighbouring pixels share (fwdr): float32
+    # 20 (avx2: 2 x 8 + 4 in pairs; avx512: 16 + 4 in fours, two-row tiles) and 18 (avx2: 2 x 8
+    # + 2 in fours), float64 10 (avx2: 2 x 4 + 2 in pairs), rows of 7 pixels (the last ones in
+    # the one-vector-a-pixel tiles)
+    for K in (20, 18) if dtype == np.float32 else (10,):
+        x = rng.standard_normal((2, 11, 9, 3)).astype(dtype)
+        w = rng.standard_normal((3, 3, 3, K)).astype(dtype)
+        out, cache = F.conv2d_forward(x, w, np.ones(K, dtype))
+        assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
+        results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype),
+                                            cache)]
     p = rng.integers(-3, 4, (2, 10, 14, 5)).astype(dtype)
     pooled, pcache = F.max_pool2d_forward(p, 2)
     return results + [pooled, pcache["argidx"]] + winograd(dtype)
@@ -260,7 +271,7 @@ def test_lanes_variants_use_their_instruction_set(function, register, fma):
     check_hot_loops("_direct", function, register, fma)
 
 
-@pytest.mark.parametrize("kernel", ["fwd", "dw", "dx"])
+@pytest.mark.parametrize("kernel", ["fwd", "fwdr", "dw", "dx"])
 @pytest.mark.parametrize("variant, register, fma", [
     ("avx512_f", "zmm", True), ("avx2_f", "ymm", True), ("avx512_d", "zmm", True),
     ("avx2_d", "ymm", True), ("default_f", "xmm", False)])

@@ -397,7 +397,7 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
 @given(geometry=geometries(stride_one=True),
-       K=st.sampled_from([1, 5, 8, 10, 16, 17, 20, 33, 40]), need_dx=st.booleans(),
+       K=st.sampled_from([1, 5, 8, 10, 16, 17, 18, 20, 24, 33, 36, 40]), need_dx=st.booleans(),
        threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
 @with_corners([c for c in CORNERS if c[2] == (1, 1)], K=17, need_dx=True, threads=2,
               activation=EPILOGUES[-1])
@@ -423,6 +423,20 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
 @example(geometry=((2, 5, 5, 1), (5, 5), (1, 1), (0, 0, 0, 0)), K=1, need_dx=True, threads=2,
          activation="linear")
 @example(geometry=((1, 6, 5, 2), (5, 5), (1, 1), (0, 0, 0, 0)), K=3, need_dx=True, threads=1,
+         activation="linear")
+# channels in whole blocks of the layout copies' transposes (8 floats, 4 doubles) and past them
+@example(geometry=((2, 7, 9, 10), (3, 3), (1, 1), (1, 1, 2, 0)), K=20, need_dx=True, threads=2,
+         activation="linear")
+# forward tiles whose last vector G pixels share (fwdr: K = 20, 36, 24, 18 over the variants),
+# a vector read past each group's G numbers; rows of 7 (a tail of 1 or 3 pixels), of 4 (two-row
+# tiles on avx512), one row
+@example(geometry=((2, 9, 9, 3), (3, 3), (1, 1), (0, 0, 0, 0)), K=20, need_dx=False, threads=2,
+         activation="linear")
+@example(geometry=((1, 5, 6, 2), (3, 3), (1, 1), (0, 0, 0, 0)), K=36, need_dx=False, threads=1,
+         activation="linear")
+@example(geometry=((1, 3, 9, 1), (3, 3), (1, 1), (0, 0, 0, 0)), K=24, need_dx=True, threads=1,
+         activation="relu")
+@example(geometry=((2, 6, 10, 2), (3, 3), (1, 1), (1, 0, 1, 1)), K=18, need_dx=False, threads=2,
          activation="linear")
 def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
                                         activation):

@@ -34,13 +34,14 @@
  *
  *     variant   vectors       registers   ACC   fwd pb x kb    dw ra*tb x kb  dx tb x JB
  *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 2..4
- *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
+ *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2, 4 x 3
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
  *
  * (the forward tiles of one vector of filters hold two rows of up to ACC / 2 pixels each when
  * the rows are that short: LeNet c2 on avx512, 2 x 10; the dx tiles of avx512 are 2, 3 or 4
- * vectors wide, mixed to cover the pixels in whole vectors: LeNet c2's 100 pixels in 4 + 3
- * vectors; avx2 pads them to an even number)
+ * vectors wide, of avx2 2 or 3 (with 4 taps), mixed to cover the pixels in whole vectors:
+ * LeNet c2's 100 pixels in 4 + 3 vectors on avx512, 3 + 3 + 3 + 2 + 2 on avx2; the default
+ * variant pads them to an even number)
  *
  * The tile sizes are compile-time constants (a switch over every size up to the limit, each
  * case fully unrolled), so the accumulators are registers, not an array on the stack.
@@ -129,7 +130,7 @@ static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;     
    up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2,
    3 or 4). */
 #define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
-                   CASES_6TH, JB, TARGET)                                                    \
+                   CASES_6TH, CASES_DX3, JB, TARGET)                                         \
 CY_BLK_VEC(NAME, T, IT, VB)                                                                  \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
@@ -292,7 +293,7 @@ static TARGET void NAME##_dx(T *dst, const Py_ssize_t *off, const T *wt, Py_ssiz
     if (JB >= 4 && jb == 4) {                                                                \
         switch (tb) { CY_BLK_CASES6(CY_BLK_DX4, NAME) }                                      \
     } else if (JB >= 3 && jb == 3) {                                                         \
-        switch (tb) { CY_BLK_CASES6(CY_BLK_DX3, NAME) }                                      \
+        switch (tb) { CASES_DX3(CY_BLK_DX3, NAME) }                                          \
     } else {                                                                                 \
         switch (tb) { CY_BLK_CASES6(CY_BLK_DX2, NAME) }                                      \
     }                                                                                        \
@@ -338,19 +339,261 @@ static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                     
     for (i = 0; i < NAME##_V; i++) a.e[i] += b.e[i]; return a; }
 #endif
 
+/* The layout copies of the blocked path (_blocked.pyx: the image stored row-planar, dout
+   planar, dx back to channels-last) are transposes of small matrices: dst[r * ldd + s] =
+   src[s * lds + r] for r < R, s < S.  They go in blocks of B x B numbers (B the numbers of a
+   32-byte vector, of a 16-byte one in the default variant): B vector loads, the log2(B) rounds
+   of interleaves below (what unpcklps / shufps / vperm2f128 do on AVX), B vector stores.  A
+   block's loads read B numbers from column r even when fewer than B rows are left (R - r < B:
+   LeNet c2's 6 channels) -- never past src + avail, else the block is copied number by number;
+   the columns' last block starts at S - B (it stores some numbers a second time); and when
+   S < B (fewer columns than a vector, rows of dst dense: ldd == S) each row of the block is
+   stored as a whole vector, its tail landing on the next rows, which are stored after it, and
+   the rows near the end whose tail would pass dst's last row number by number.  (Number by
+   number every copy of LeNet c2's backward took three cycles a number: a sixth of its time on
+   avx2.)  Moves only, so the same bits in every variant. */
+#if defined(__GNUC__)
+#  if defined(__has_builtin)
+#    if __has_builtin(__builtin_shufflevector)
+#      define CY_BLK_SHUF(IV, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#    endif
+#  endif
+#  ifndef CY_BLK_SHUF
+#    define CY_BLK_SHUF(IV, a, b, ...) __builtin_shuffle(a, b, (IV){__VA_ARGS__})
+#  endif
+/* rows m[0..B-1] of a B x B block become its columns, in place */
+#define CY_BLK_TRANSPOSE_F8(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t_[8], s_[8]; int q_;                                                              \
+        for (q_ = 0; q_ < 8; q_ += 2) {                                                      \
+            t_[q_] = CY_BLK_SHUF(IV, m[q_], m[q_ + 1], 0, 8, 1, 9, 4, 12, 5, 13);            \
+            t_[q_ + 1] = CY_BLK_SHUF(IV, m[q_], m[q_ + 1], 2, 10, 3, 11, 6, 14, 7, 15);      \
+        }                                                                                    \
+        for (q_ = 0; q_ < 8; q_ += 4) {                                                      \
+            s_[q_] = CY_BLK_SHUF(IV, t_[q_], t_[q_ + 2], 0, 1, 8, 9, 4, 5, 12, 13);          \
+            s_[q_ + 1] = CY_BLK_SHUF(IV, t_[q_], t_[q_ + 2], 2, 3, 10, 11, 6, 7, 14, 15);    \
+            s_[q_ + 2] = CY_BLK_SHUF(IV, t_[q_ + 1], t_[q_ + 3], 0, 1, 8, 9, 4, 5, 12, 13);  \
+            s_[q_ + 3] = CY_BLK_SHUF(IV, t_[q_ + 1], t_[q_ + 3], 2, 3, 10, 11, 6, 7, 14, 15);\
+        }                                                                                    \
+        for (q_ = 0; q_ < 4; q_++) {                                                         \
+            m[q_] = CY_BLK_SHUF(IV, s_[q_], s_[q_ + 4], 0, 1, 2, 3, 8, 9, 10, 11);           \
+            m[q_ + 4] = CY_BLK_SHUF(IV, s_[q_], s_[q_ + 4], 4, 5, 6, 7, 12, 13, 14, 15);     \
+        }                                                                                    \
+    } while (0)
+/* 4 x 4: doubles in 32 bytes interleave the 128-bit halves first (unpcklpd), floats in 16
+   bytes neighbours (unpcklps) */
+#define CY_BLK_TRANSPOSE_D4(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 4, 2, 6);                                     \
+        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], 1, 5, 3, 7);                                     \
+        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], 0, 4, 2, 6);                                     \
+        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], 1, 5, 3, 7);                                     \
+        m[0] = CY_BLK_SHUF(IV, t0_, t2_, 0, 1, 4, 5);                                        \
+        m[1] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                                        \
+        m[2] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                                        \
+        m[3] = CY_BLK_SHUF(IV, t1_, t3_, 2, 3, 6, 7);                                        \
+    } while (0)
+#define CY_BLK_TRANSPOSE_F4(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 4, 1, 5);                                     \
+        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], 2, 6, 3, 7);                                     \
+        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], 0, 4, 1, 5);                                     \
+        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], 2, 6, 3, 7);                                     \
+        m[0] = CY_BLK_SHUF(IV, t0_, t2_, 0, 1, 4, 5);                                        \
+        m[1] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                                        \
+        m[2] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                                        \
+        m[3] = CY_BLK_SHUF(IV, t1_, t3_, 2, 3, 6, 7);                                        \
+    } while (0)
+#define CY_BLK_TRANSPOSE_D2(V, IV, m)                                                        \
+    do {                                                                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 2);                                           \
+        m[1] = CY_BLK_SHUF(IV, m[0], m[1], 1, 3);                                            \
+        m[0] = t0_;                                                                          \
+    } while (0)
+
+#define CY_BLK_TRANSPOSE_FN(NAME, T, IT, TB, BLOCK, TARGET)                                 \
+typedef T NAME##_tv __attribute__((vector_size(TB), aligned(sizeof(T)), may_alias));         \
+typedef IT NAME##_tiv __attribute__((vector_size(TB)));                                      \
+static TARGET void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t lds,    \
+                                    Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail)            \
+{                                                                                            \
+    enum { B = TB / sizeof(T) };                                                             \
+    Py_ssize_t r, s0, s, nr, ns, q, e, last = (R - 1) * ldd + S;                             \
+    for (r = 0; r < R; r += B) {                                                             \
+        nr = R - r < B ? R - r : B;                                                          \
+        for (s0 = 0; s0 < S; s0 += B) {                                                      \
+            NAME##_tv m[B];                                                                  \
+            s = S >= B && s0 + B > S ? S - B : s0;                                           \
+            ns = S - s < B ? S - s : B;                                                      \
+            if ((s + ns - 1) * lds + r + B > avail || (ns < B && ldd != S)) {                \
+                for (q = 0; q < ns; q++)                                                     \
+                    for (e = 0; e < nr; e++)                                                 \
+                        dst[(r + e) * ldd + s + q] = src[(s + q) * lds + r + e];             \
+                continue;                                                                    \
+            }                                                                                \
+            for (q = 0; q < B; q++)                                                          \
+                m[q] = q < ns ? *(const NAME##_tv *)(src + (s + q) * lds + r) : (NAME##_tv){0};\
+            BLOCK(NAME##_tv, NAME##_tiv, m);                                                 \
+            for (e = 0; e < nr; e++) {                                                       \
+                T *d = dst + (r + e) * ldd + s;                                              \
+                if (ns == B || (r + e) * ldd + s + B <= last)                                \
+                    *(NAME##_tv *)d = m[e];                                                  \
+                else                                                                         \
+                    for (q = 0; q < ns; q++)                                                 \
+                        d[q] = src[(s + q) * lds + r + e];                                   \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}
+#else
+/* other compilers: number by number */
+#define CY_BLK_TRANSPOSE_FN(NAME, T, IT, TB, BLOCK, TARGET)                                 \
+static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t lds,           \
+                             Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail)                   \
+{                                                                                            \
+    Py_ssize_t r, s;                                                                         \
+    (void)avail;                                                                             \
+    for (s = 0; s < S; s++)                                                                  \
+        for (r = 0; r < R; r++)                                                              \
+            dst[r * ldd + s] = src[s * lds + r];                                             \
+}
+#endif
+
+/* The forward tiles of a layer whose K filters are kb whole vectors and a remainder of rm =
+ * V / g filters (keras_mnist c2's 20: 2 x 8 + 4 on avx2, g = 2; 16 + 4 on avx512, g = 4): the
+ * remainder of g neighbouring pixels shares one vector, lanes (pixel p0 + i, filter kb V + l)
+ * at i rm + l, multiplied by the weights' last vector (the remainder's rm weights repeated g
+ * times, ``_blocked.pyx`` lays them out so) and by the g pixels' numbers each spread over rm
+ * lanes.  So no lane multiplies a zero filter (keras_mnist c2 ran 24 of its 32 avx512 lanes,
+ * or 20 of 24 on avx2, on padding).  Each output still adds its taps one after the other to
+ * its bias in tap order, with the same multiply-add: the bits of the one-vector-per-pixel
+ * tiles.  pb = ng g pixels of ra <= 2 rows, ra (pb kb + ng) <= ACC accumulators. */
+#if defined(__GNUC__)
+/* the first g numbers of vector t, each spread over V / g lanes (one vpermps) */
+#define CY_BLK_SPREAD16(IV, t, g) ((g) == 2 ?                                                \
+    CY_BLK_SHUF(IV, t, t, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1) :                  \
+    CY_BLK_SHUF(IV, t, t, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3))
+#define CY_BLK_SPREAD8(IV, t, g) ((g) == 2 ? CY_BLK_SHUF(IV, t, t, 0, 0, 0, 0, 1, 1, 1, 1) :  \
+                                             CY_BLK_SHUF(IV, t, t, 0, 0, 1, 1, 2, 2, 3, 3))
+#define CY_BLK_SPREAD4(IV, t, g) ((g) == 2 ? CY_BLK_SHUF(IV, t, t, 0, 0, 1, 1) :             \
+                                             CY_BLK_SHUF(IV, t, t, 0, 1, 2, 3))
+#define CY_BLK_SPREAD2(IV, t, g) (t)
+#define CY_BLK_FWDR(NAME, ng, kb, ra, g)                                                     \
+    NAME##_fwdr_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, g)
+#define CY_BLK_FWDR_NG(NAME, kb, ra, g)                                                      \
+    switch (ng) { case 1: CY_BLK_FWDR(NAME, 1, kb, ra, g); break;                            \
+                  case 2: CY_BLK_FWDR(NAME, 2, kb, ra, g); break;                            \
+                  case 3: CY_BLK_FWDR(NAME, 3, kb, ra, g); break;                            \
+                  case 4: CY_BLK_FWDR(NAME, 4, kb, ra, g); break; }
+#define CY_BLK_FWDR_FN(NAME, T, ACC, SPREAD, TARGET)                                         \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_fwdr_tile(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr, Py_ssize_t rsx,        \
+                 const Py_ssize_t *off, const T *w, Py_ssize_t ldw, const T *init,           \
+                 Py_ssize_t nt, const int ng, const int kb, const int ra, const int g)       \
+{                                                                                            \
+    NAME##_v acc[ACC], accr[ACC];                                                            \
+    const int pb = ng * g, rm = NAME##_V / g;                                                \
+    Py_ssize_t t;                                                                            \
+    int r, p, k, q, i, l;                                                                    \
+    if (ra * (pb * kb + ng) > ACC || NAME##_V % g)                                           \
+        return;                       /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                acc[(r * pb + p) * kb + k] = NAME##_load(init + k * NAME##_V);               \
+        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
+            accr[r * ng + q] = NAME##_load(init + kb * NAME##_V);                            \
+    }                                                                                        \
+    for (t = 0; t < nt; t++) {                                                               \
+        const T *xo = xr + off[t], *x1 = xo + rsx;                                           \
+        NAME##_v w0 = NAME##_load(w + t * ldw);                                              \
+        NAME##_v w1 = kb > 1 ? NAME##_load(w + t * ldw + NAME##_V) : w0;                     \
+        NAME##_v wr = NAME##_load(w + t * ldw + kb * NAME##_V);                              \
+        CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                             \
+            const T *xp = r == 0 ? xo : x1;                                                  \
+            CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                         \
+                NAME##_fma(&acc[(r * pb + p) * kb], w0, xp[p]);                              \
+                if (kb > 1)                                                                  \
+                    NAME##_fma(&acc[(r * pb + p) * kb + 1], w1, xp[p]);                      \
+            }                                                                                \
+            CY_BLK_UNROLL for (q = 0; q < ng; q++) {                                         \
+                /* (a whole vector read, V - g numbers past the group: the caller's room) */ \
+                NAME##_v xv = NAME##_load(xp + q * g);                                       \
+                accr[r * ng + q] += wr * SPREAD(NAME##_iv, xv, g);                           \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
+        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
+            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
+                NAME##_store(dst + r * rsd + p * ldd + k * NAME##_V,                         \
+                             acc[(r * pb + p) * kb + k]);                                    \
+        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
+            CY_BLK_UNROLL for (i = 0; i < g; i++)                                            \
+                CY_BLK_UNROLL for (l = 0; l < rm; l++)                                       \
+                    dst[r * rsd + (q * g + i) * ldd + kb * NAME##_V + l] =                   \
+                        accr[r * ng + q][i * rm + l];                                        \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* dst (ra rows, rsd apart, of pb = ng g pixels ldd apart; K = kb V + V / g filters each) =  \
+   init + the sum over the nt taps, w and init rows of (kb + 1) V numbers, the last vector   \
+   the remainder's repeated; 1 <= ng <= 4, kb and ra in {1, 2}, g in {2, 4} */              \
+static TARGET void NAME##_fwdr(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr,          \
+                               Py_ssize_t rsx, const Py_ssize_t *off, const T *w,            \
+                               Py_ssize_t ldw, const T *init, Py_ssize_t nt, int ng, int kb, \
+                               int ra, int g)                                                \
+{                                                                                            \
+    if (g == 2) {                                                                            \
+        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 2) }                        \
+                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 2) } }                              \
+        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 2) }                                \
+               else { CY_BLK_FWDR_NG(NAME, 2, 2, 2) } }                                      \
+    } else {                                                                                 \
+        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 4) }                        \
+                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 4) } }                              \
+        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 4) }                                \
+               else { CY_BLK_FWDR_NG(NAME, 2, 2, 4) } }                                      \
+    }                                                                                        \
+}
+#define CY_BLK_FWDR_PTR(NAME) NAME##_fwdr
+#else
+#define CY_BLK_FWDR_FN(NAME, T, ACC, SPREAD, TARGET)
+#define CY_BLK_FWDR_PTR(NAME) NULL      /* (other compilers: one vector a pixel) */
+#endif
+
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
 #define CY_BLK_ACC12(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,             \
-    CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, JB, TARGET)
+    CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4,  \
+    JB, TARGET)
 #define CY_BLK_ACC24(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 24,             \
-    CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, JB, TARGET)
+    CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, \
+    JB, TARGET)
 CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_NO_TARGET_BLK)
 CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_NO_TARGET_BLK)
+CY_BLK_FWDR_FN(cy_blk_default_f, float, 12, CY_BLK_SPREAD4, CY_NO_TARGET_BLK)
+CY_BLK_FWDR_FN(cy_blk_default_d, double, 12, CY_BLK_SPREAD2, CY_NO_TARGET_BLK)
+CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
+                    CY_NO_TARGET_BLK)
+CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
+                    CY_NO_TARGET_BLK)
 #if CY_ISA_X86
-CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 2, CY_TARGET_AVX2)
-CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 2, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_TARGET_AVX2)
 CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_TARGET_AVX512)
 CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
+CY_BLK_FWDR_FN(cy_blk_avx2_f, float, 12, CY_BLK_SPREAD8, CY_TARGET_AVX2)
+CY_BLK_FWDR_FN(cy_blk_avx2_d, double, 12, CY_BLK_SPREAD4, CY_TARGET_AVX2)
+CY_BLK_FWDR_FN(cy_blk_avx512_f, float, 24, CY_BLK_SPREAD16, CY_TARGET_AVX512)
+CY_BLK_FWDR_FN(cy_blk_avx512_d, double, 24, CY_BLK_SPREAD8, CY_TARGET_AVX512)
+/* (the transposes of both use 32-byte vectors: blocks of 16 x 16 would rarely fill) */
+CY_BLK_TRANSPOSE_FN(cy_blk_avx2_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8, CY_TARGET_AVX2)
+CY_BLK_TRANSPOSE_FN(cy_blk_avx2_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4, CY_TARGET_AVX2)
+CY_BLK_TRANSPOSE_FN(cy_blk_avx512_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8,
+                    CY_TARGET_AVX512)
+CY_BLK_TRANSPOSE_FN(cy_blk_avx512_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4,
+                    CY_TARGET_AVX512)
 #endif
 
 /* The variant in use (cy_blk_select), as a table of its three kernels and its tile limits. */
@@ -364,10 +607,16 @@ typedef struct {                                                                
                Py_ssize_t, int, int);                                                           \
     void (*gather)(T *, Py_ssize_t, const T *, Py_ssize_t, const IT *, Py_ssize_t,           \
                    Py_ssize_t, Py_ssize_t, Py_ssize_t);                                      \
+    void (*transpose)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t,        \
+                      Py_ssize_t);                                                           \
+    void (*fwdr)(T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *,     \
+                 const T *, Py_ssize_t, const T *, Py_ssize_t, int, int, int, int);          \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx,                             \
-                                        cy_blk_default_##S##_gather};
+                                        cy_blk_default_##S##_gather,                         \
+                                        cy_blk_default_##S##_transpose,                      \
+                                        CY_BLK_FWDR_PTR(cy_blk_default_##S)};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -379,8 +628,12 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
     do {                                                                                     \
         cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
         cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
+        cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
+        cy_blk_f.fwdr = CY_BLK_FWDR_PTR(VARIANT##_f);                                         \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
+        cy_blk_d.transpose = VARIANT##_d_transpose;                                          \
+        cy_blk_d.fwdr = CY_BLK_FWDR_PTR(VARIANT##_d);                                         \
         cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
     } while (0)
 
@@ -393,7 +646,7 @@ static int cy_blk_select(int isa)
         return isa;
     }
     if (isa == CY_ISA_AVX2) {
-        CY_BLK_USE(cy_blk_avx2, 32, 12, 2);
+        CY_BLK_USE(cy_blk_avx2, 32, 12, 3);
         return isa;
     }
 #endif

@@ -46,7 +46,7 @@ write out of bounds.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -68,6 +68,12 @@ cdef extern from "_blocked.h" nogil:
         void (*gather)(float *dxt, Py_ssize_t ldt, const float *planes, Py_ssize_t planeb,
                        const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
                        Py_ssize_t kw) noexcept nogil
+        void (*transpose)(float *dst, Py_ssize_t ldd, const float *src, Py_ssize_t lds,
+                          Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail) noexcept nogil
+        void (*fwdr)(float *dst, Py_ssize_t ldd, Py_ssize_t rsd, const float *xr,
+                     Py_ssize_t rsx, const Py_ssize_t *off, const float *w, Py_ssize_t ldw,
+                     const float *init, Py_ssize_t nt, int ng, int kb, int ra,
+                     int G) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
@@ -81,6 +87,12 @@ cdef extern from "_blocked.h" nogil:
         void (*gather)(double *dxt, Py_ssize_t ldt, const double *planes, Py_ssize_t planeb,
                        const void *keep, Py_ssize_t C, Py_ssize_t Hp, Py_ssize_t Wo,
                        Py_ssize_t kw) noexcept nogil
+        void (*transpose)(double *dst, Py_ssize_t ldd, const double *src, Py_ssize_t lds,
+                          Py_ssize_t R, Py_ssize_t S, Py_ssize_t avail) noexcept nogil
+        void (*fwdr)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
+                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
+                     const double *init, Py_ssize_t nt, int ng, int kb, int ra,
+                     int G) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -110,6 +122,9 @@ cdef struct Plan:
     # kw * C column-shifted planes of ``planeb`` numbers (rows Wo wide), one per (b, c), then
     # added into the padded dx stored planar with rows of Wq (Wp in whole vectors)
     Py_ssize_t Lr, planeb, Wq
+    # forward: K = KB whole vectors + V / G filters, G in {2, 4} pixels sharing the last
+    # vector (``fwdr`` of _blocked.h), KB in {1, 2}; G = 0: one vector of filters a pixel
+    Py_ssize_t G, KB
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -119,6 +134,7 @@ cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_ssize_t Wo,
                 int pt, int pl, Py_ssize_t itemsize) noexcept:
     cdef Plan g
+    cdef Py_ssize_t rm
     g.H, g.W, g.C = x_shape[1], x_shape[2], x_shape[3]
     g.kh, g.kw, g.K = w_shape[0], w_shape[1], w_shape[3]
     g.pt, g.pl, g.Ho, g.Wo = pt, pl, Ho, Wo
@@ -129,14 +145,28 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     # tap (a, b, c) of the lanes j < Lr writes plane (b, c) at a * Wo + j < (kh-1) * Wo + Lr
     g.planeb = (g.kh - 1) * Wo + g.Lr
     g.Wq = _cdiv(g.Wp, g.V) * g.V
+    # fwdr when each pixel's broadcast number still feeds two whole vectors of filters (KB =
+    # 2), or one of 16 lanes: this CPU loads about two vectors a cycle, and with KB = 1 every
+    # multiply-add needs a load of its own (keras_mnist c1, K = 10 on avx2: no faster).  AMD
+    # EPYC Zen 5, 1 thread, forward: keras_mnist c2 (K = 20) 0.93 (avx2) / 0.89 (avx512)
+    g.KB, rm = g.K // g.V, g.K % g.V
+    g.G = g.V // rm if rm > 0 and g.V % rm == 0 else 0
+    if (g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16)
+            or not _has_fwdr(itemsize)):
+        g.G = 0
     return g
+
+
+cdef bint _has_fwdr(Py_ssize_t itemsize) noexcept:
+    return (cy_blk_f.fwdr != NULL) if itemsize == 4 else (cy_blk_d.fwdr != NULL)
 
 
 cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
     """The vectors of V numbers the dx tiles cover ``lanes`` with: tiles 2 .. cy_blk_jb
     vectors wide (``_dx_tile_width``), so whole vectors, and at least 2 of them, an even number
-    unless the variant has 3-vector tiles (avx512): LeNet c2 on avx512 has 10 x 10 output
-    pixels, 100 lanes, in 7 vectors (tiles of 4 and 3), on avx2 in 14 (tiles of 2)."""
+    unless the variant has 3-vector tiles (avx512, avx2): LeNet c2 has 10 x 10 output pixels,
+    100 lanes, in 7 vectors on avx512 (tiles of 4 and 3), in 13 on avx2 (3, 2, 2, 2, 2, 2; 14
+    in tiles of 2 before, 12 % more multiply-adds than lanes), on the default variant in 26."""
     cdef Py_ssize_t n = max(2, _cdiv(lanes, V))
     if cy_blk_jb < 3:
         n = _cdiv(n, 2) * 2
@@ -145,10 +175,14 @@ cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
 
 cdef inline int _dx_tile_width(Py_ssize_t rest) noexcept nogil:
     """The width of the next dx tile, ``rest`` >= 2 vectors still to cover: the widest the
-    variant has (cy_blk_jb) that does not leave a single vector behind."""
+    variant has (cy_blk_jb) that does not leave a single vector behind -- but where the widest
+    tiles hold fewer taps (avx2: 4 x 3 vectors against 6 x 2, the same 12 sums, more tap
+    tiles) only when an odd number is left (then one such tile)."""
     cdef Py_ssize_t jb = min(cy_blk_jb, rest)
     if rest - jb == 1:
         jb -= 1
+    if jb == 3 and cy_blk_acc // 3 < 6 and rest % 2 == 0:
+        jb = 2
     return <int>jb
 
 
@@ -164,6 +198,18 @@ def _dx_tile_widths(Py_ssize_t lanes, Py_ssize_t itemsize):
     return widths
 
 
+def _transposed(const floating[::1] src, floating[::1] dst, Py_ssize_t ldd, Py_ssize_t lds,
+                Py_ssize_t R, Py_ssize_t S):
+    """Private, for the tests: ``dst[r * ldd + s] = src[s * lds + r]`` for r < R, s < S by the
+    layout copies' transpose in the variant in use, which may read up to the end of ``src``
+    but not past it, and writes nothing in dst but those numbers."""
+    if not (R >= 1 and S >= 1 and lds >= R and ldd >= S and src.shape[0] >= (S - 1) * lds + R
+            and dst.shape[0] >= (R - 1) * ldd + S):
+        raise ValueError(f"_transposed: R={R} S={S} lds={lds} ldd={ldd} do not fit "
+                         f"src ({src.shape[0]}) and dst ({dst.shape[0]})")
+    _transpose(&dst[0], ldd, &src[0], lds, R, S, src.shape[0])
+
+
 cdef inline void _blocks(Py_ssize_t n, Py_ssize_t most, Py_ssize_t *count,
                          Py_ssize_t *size) noexcept nogil:
     """Cut n into count blocks of at most ``most``, as even as can be (size = the largest)."""
@@ -171,22 +217,33 @@ cdef inline void _blocks(Py_ssize_t n, Py_ssize_t most, Py_ssize_t *count,
     size[0] = _cdiv(n, count[0])
 
 
+cdef inline void _transpose(floating *dst, Py_ssize_t ldd, const floating *src,
+                            Py_ssize_t lds, Py_ssize_t R, Py_ssize_t S,
+                            Py_ssize_t avail) noexcept nogil:
+    """``dst[r * ldd + s] = src[s * lds + r]`` for r < R, s < S, reading nothing at or past
+    ``src + avail`` (``_blocked.h``: B x B blocks of vector moves)."""
+    if floating is float:
+        cy_blk_f.transpose(dst, ldd, src, lds, R, S, avail)
+    else:
+        cy_blk_d.transpose(dst, ldd, src, lds, R, S, avail)
+
+
 cdef inline void _pad_rows(const floating *xn, floating *xq, const Plan *g) noexcept nogil:
     """Image ``xn`` (H, W, C) zero-padded and stored row-planar: ``xq[i, c, s] =
-    xn[i - pt, s - pl, c]`` for i < Hp, s < Wp."""
-    cdef Py_ssize_t i, s, c, C = g.C
+    xn[i - pt, s - pl, c]`` for i < Hp, s < Wp (a transpose (W, C) -> (C, W) per row)."""
+    cdef Py_ssize_t i, C = g.C
     cdef Py_ssize_t i_lo = max(0, -g.pt), i_hi = min(g.H, g.Hp - g.pt)
-    cdef Py_ssize_t s_lo = 0, s_hi = min(g.W, g.Wp - g.pl)
-    cdef const floating *src
-    cdef floating *dst
+    cdef Py_ssize_t s_hi = min(g.W, g.Wp - g.pl)
     if g.pt > 0 or g.pl > 0 or i_hi + g.pt < g.Hp or s_hi + g.pl < g.Wp:
         memset(xq, 0, g.Hp * C * g.Wp * sizeof(floating))
+    if s_hi <= 0:
+        return                              # (left padding past every window)
     for i in range(i_lo, i_hi):
-        src = xn + i * g.W * C
-        dst = xq + (i + g.pt) * C * g.Wp + g.pl
-        for c in range(C):          # (in the order of the stores: a strided read is cheaper)
-            for s in range(s_lo, s_hi):
-                dst[c * g.Wp + s] = src[s * C + c]
+        if C == 1:
+            memcpy(xq + (i + g.pt) * g.Wp + g.pl, xn + i * g.W, s_hi * sizeof(floating))
+        else:
+            _transpose(xq + (i + g.pt) * C * g.Wp + g.pl, g.Wp, xn + i * g.W * C, C, C, s_hi,
+                       (g.H - i) * g.W * C)
 
 
 cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noexcept nogil:
@@ -207,13 +264,10 @@ cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noex
 cdef inline void _planar_dout(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
     """dout of one image (Ho, Wo, K) stored planar: ``dq[k, p] = dn[p, k]`` for the P = Ho * Wo
     pixels p, zero for P <= p < Lr."""
-    cdef Py_ssize_t p, k, K = g.K, P = g.Ho * g.Wo
-    cdef floating *dst
-    for k in range(K):              # (in the order of the stores: a strided read is cheaper)
-        dst = dq + k * g.Lr
-        for p in range(P):
-            dst[p] = dn[p * K + k]
-        memset(dst + P, 0, (g.Lr - P) * sizeof(floating))
+    cdef Py_ssize_t k, K = g.K, P = g.Ho * g.Wo
+    _transpose(dq, g.Lr, dn, K, K, P, P * K)
+    for k in range(K):
+        memset(dq + k * g.Lr + P, 0, (g.Lr - P) * sizeof(floating))
 
 
 cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
@@ -225,20 +279,17 @@ cdef inline void _gather_dx(const floating *dxb, floating *dxn, floating *dxt,
     vector of a row at a time, ``keep`` (kw, Wq) masking the lanes each plane does not reach;
     then dxt is stored channels-last.  Rows and columns of the image that lie past the padded
     image, which no window reaches, are zero."""
-    cdef Py_ssize_t c, i, s, C = g.C
+    cdef Py_ssize_t i, C = g.C
     cdef Py_ssize_t s_lo = g.pl, s_hi = min(g.W + g.pl, g.Wp)
-    cdef floating *dst
     if floating is float:
         cy_blk_f.gather(dxt, g.Wq, dxb, g.planeb, keep, C, g.Hp, g.Wo, g.kw)
     else:
         cy_blk_d.gather(dxt, g.Wq, dxb, g.planeb, keep, C, g.Hp, g.Wo, g.kw)
     if g.Hp - g.pt < g.H or s_hi - s_lo < g.W:
         memset(dxn, 0, g.H * g.W * C * sizeof(floating))
-    for i in range(g.pt, min(g.H + g.pt, g.Hp)):
-        dst = dxn + (i - g.pt) * g.W * C
-        for s in range(s_lo, s_hi):
-            for c in range(C):
-                dst[(s - g.pl) * C + c] = dxt[(c * g.Hp + i) * g.Wq + s]
+    for i in range(g.pt, min(g.H + g.pt, g.Hp)):    # (W, C) <- (C, W) per row
+        _transpose(dxn + (i - g.pt) * g.W * C, C, dxt + i * g.Wq + s_lo, g.Hp * g.Wq,
+                   s_hi - s_lo, C, C * g.Hp * g.Wq - (i * g.Wq + s_lo))
 
 
 # -- forward ---------------------------------------------------------------------------------------
@@ -250,6 +301,21 @@ cdef inline void _fwd_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
         cy_blk_f.fwd(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, pb, kb, ra)
     else:
         cy_blk_d.fwd(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, pb, kb, ra)
+
+
+cdef inline Py_ssize_t G_accumulators(const Plan *g) noexcept nogil:
+    """The accumulators of one group of G pixels in a ``fwdr`` tile."""
+    return g.G * g.KB + 1
+
+
+cdef inline void _fwdr_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
+                            const Py_ssize_t *off, const floating *w, Py_ssize_t ldw,
+                            const floating *init, Py_ssize_t nt, int ng, int kb, int ra, int G,
+                            Py_ssize_t rsd=0, Py_ssize_t rsx=0) noexcept nogil:
+    if floating is float:
+        cy_blk_f.fwdr(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, G)
+    else:
+        cy_blk_d.fwdr(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, G)
 
 
 cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
@@ -269,13 +335,35 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
     tile was half of LeNet-like c1's forward: 64x28x28x1 -> 10 filters, avx512.)"""
     cdef Py_ssize_t oh, ow, p, k, kv, nb, pb, kb, i, j, nv = g.Kp // g.V, K = g.K
     cdef Py_ssize_t npass = _cdiv(nv, 2), end = g.Ho * g.Wo * K
+    cdef Py_ssize_t groups = g.Wo // g.G if g.G else 0, per, ng, q
     cdef const floating *xr = xq
-    if g.C == 1 and g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H:
+    if g.C == 1 and g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H and groups == 0:
         xr = xn                             # one channel, no padding: xn is its own copy
-    else:
+    else:                                   # (fwdr reads a vector past its last group)
         _pad_rows(xn, xq, g)
     oh = 0
-    if nv == 1 and 2 * g.Wo <= cy_blk_acc:
+    if groups > 0:
+        # the remainder filters of G neighbouring pixels in one vector (``fwdr``): tiles of
+        # ng groups of G pixels (of two whole rows when they fit), stores of exactly K
+        # numbers a pixel; the last Wo % G pixels of a row go on to the tiles below, through
+        # ``tile``
+        per = G_accumulators(g)
+        if groups <= 4 and 2 * groups * per <= cy_blk_acc:
+            while oh + 2 <= g.Ho:
+                _fwdr_tile(outn + oh * g.Wo * K, K, xr + oh * g.C * g.Wp, off, wk, g.Kp, bk,
+                           g.T, <int>groups, <int>g.KB, 2, <int>g.G, g.Wo * K, g.C * g.Wp)
+                oh += 2
+        _blocks(groups, min(4, cy_blk_acc // per), &nb, &ng)
+        for i in range(oh, g.Ho):
+            q = 0
+            while q < groups:
+                ng = min(ng, groups - q)
+                _fwdr_tile(outn + (i * g.Wo + q * g.G) * K, K, xr + i * g.C * g.Wp + q * g.G,
+                           off, wk, g.Kp, bk, g.T, <int>ng, <int>g.KB, 1, <int>g.G)
+                q += ng
+        oh = g.Ho if groups * g.G == g.Wo else 0
+        end = 0                             # (the rest of each row through ``tile``)
+    if nv == 1 and 2 * g.Wo <= cy_blk_acc and groups == 0:
         # one vector of filters and short rows (LeNet c2 on avx512: 10 pixels): tiles of two
         # whole rows, twice the sums in flight (each adds its taps in the same order); the
         # rows whose last vector would reach past the output go on to the tiles below
@@ -287,8 +375,8 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
         for j in range(npass):
             i = (j + npass - 1) % npass     # the last pass (zero filters in it) first
             kv, kb = 2 * i, min(2, nv - 2 * i)
-            _blocks(g.Wo, cy_blk_acc // kb, &nb, &pb)
-            ow = 0
+            _blocks(g.Wo - groups * g.G, cy_blk_acc // kb, &nb, &pb)
+            ow = groups * g.G
             while ow < g.Wo:
                 pb = min(pb, g.Wo - ow)
                 if (oh * g.Wo + ow + pb - 1) * K + (kv + kb) * g.V <= end:
@@ -315,18 +403,23 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
     cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
     cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
-    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp), dtype=dtype)
+    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
     cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
     cdef const floating *wf = &w[0, 0, 0, 0]  # (w is C-contiguous: tap t's row at t * K)
+    cdef Py_ssize_t kr = g.KB * g.V, rm = g.V // g.G if g.G else 0
     with nogil:
         for t in range(g.T):                    # tap t = (a, b, c), w's own order
             for k in range(g.K):
                 wk[t, k] = wf[t * g.K + k]
+            for k in range(g.K, g.K + (g.G - 1) * rm):    # the remainder, G times (fwdr)
+                wk[t, k] = wf[t * g.K + kr + (k - g.K) % rm]
             a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
             off[t] = (a * g.C + c) * g.Wp + bb
         for k in range(g.K):
             bk[k] = b[k]
+        for k in range(g.K, g.K + (g.G - 1) * rm):
+            bk[k] = b[kr + (k - g.K) % rm]
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
                 _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
@@ -434,17 +527,19 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
     # two lanes.  So the pixel tiles go from the last to the first: t1's tile comes first then
     # too.  (In order, a one- or two-channel layer's dx differed in the last bit between
     # avx2's 16-lane and avx512's 48-lane tiles.)
-    _blocks(g.T, 6, &nb, &tb)
-    j = 0
-    while j < g.T:
-        tb = min(tb, g.T - j)
-        q = g.Lr
-        while q > 0:
-            jb = _dx_tile_width(q // g.V)
-            q -= jb * g.V
+    # (The pixel tiles outside, the tap tiles inside, so that a 3-vector tile can take fewer
+    # taps: avx2's 16 registers hold 6 x 2 or 4 x 3 sums.  The order per cell is the same.)
+    q = g.Lr
+    while q > 0:
+        jb = _dx_tile_width(q // g.V)
+        q -= jb * g.V
+        _blocks(g.T, min(6, cy_blk_acc // jb), &nb, &tb)
+        j = 0
+        while j < g.T:
+            tb = min(tb, g.T - j)
             _dx_tile(dxb + g.kw - 1 + q, offx + j, wt + j, g.T, dq + q, g.Lr, K, <int>tb,
                      <int>jb)
-        j += tb
+            j += tb
     _gather_dx(dxb + g.kw - 1, dxn, dxt, keep, g)
 
 
