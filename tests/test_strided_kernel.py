@@ -201,3 +201,14 @@ def test_alexnet_bands_are_of_equal_height():
 def test_refuses_an_unknown_mode():
     with pytest.raises(ValueError, match="CYTORCH_STRIDED"):
         conv._set_strided_mode("sometimes")
+
+
+@pytest.mark.parametrize("kernel", ["fwd", "dw"])
+@pytest.mark.parametrize("variant, register, fma", [
+    ("avx512_f", "zmm", True), ("avx2_f", "ymm", True), ("avx512_d", "zmm", True),
+    ("avx2_d", "ymm", True), ("default_f", "xmm", False)])
+def test_variants_use_their_instruction_set(kernel, variant, register, fma):
+    # every innermost loop of the micro-kernels multiplies-adds on the variant's registers
+    # (FMA where it has them) and keeps its accumulators there: no stack reference in the loop
+    from test_isa import check_hot_loops
+    check_hot_loops("_conv", f"cy_str_{variant}_{kernel}", register, fma)

@@ -897,9 +897,18 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef Strided s
     cdef floating[:, ::1] dw_acc
     cdef floating[::1] dpk, xpad
-    cdef Py_ssize_t dpk_buf, xpad_buf, r
+    cdef Py_ssize_t dpk_buf, xpad_buf, r, rows_fit
     if _uses_strided(&g, N, num_threads):
         s = _strided_plan(&g, sizeof(floating))
+        # dx's bands of half the budget, 1 MiB of float32 columns: AlexNet's first layer in
+        # bands of 11 rows (5 bands) took 0.69-0.83 of the CPU time of 19-row bands (2 MiB)
+        # on two threads, the same on one (AMD EPYC Zen 5, 1 MiB of L2 per core; both
+        # variants).  Here only dx's GEMM and col2im run by bands (dW has chunks of its own),
+        # and the GEMM's packed W^T is small.  Never more rows than ``_plan``'s bands, whose
+        # buffers (cols, dz) are used.
+        rows_fit = max(1, (BAND_BUDGET // 2) // (g.W_out * g.R))
+        band = min(band, (g.H_out + (g.H_out + rows_fit - 1) // rows_fit - 1)
+                   // ((g.H_out + rows_fit - 1) // rows_fit))
         dw_acc = np.zeros((U, g.R * s.Kpad), dtype=dtype)
         dpk_buf = s.NP * s.chunk * g.W_out * s.PW
         xpad_buf = s.Hp * s.Wn * g.C if s.pad_copy else 0
