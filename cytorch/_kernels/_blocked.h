@@ -89,7 +89,7 @@
     case 23: M(NAME, 23); break; case 24: M(NAME, 24); break;
 
 #define CY_BLK_FWD(NAME, n, kb, ra)                                                          \
-    NAME##_fwd_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, n, kb, ra)
+    NAME##_fwd_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, n, kb, ra, 0, 1)
 #define CY_BLK_FWD1(NAME, n) CY_BLK_FWD(NAME, n, 1, 1)
 #define CY_BLK_FWD2(NAME, n) CY_BLK_FWD(NAME, n, 2, 1)
 #define CY_BLK_FWD1R2(NAME, n) CY_BLK_FWD(NAME, n, 1, 2)
@@ -101,6 +101,22 @@
 #define CY_BLK_DW21(NAME, n) CY_BLK_DW(NAME, n, 2, 1)
 #define CY_BLK_DW22(NAME, n) CY_BLK_DW(NAME, n, 2, 2)
 #define CY_BLK_DW23(NAME, n) CY_BLK_DW(NAME, n, 2, 3)
+/* dW's switch over ra (3, 2 or 1 kernel rows) then tb, with the tile sizes of each */
+#define CY_BLK_DW_BY_RA(NAME, KB, CASES3, CASES2, CASES1)                                    \
+    if (ra == 3) {                                                                           \
+        switch (tb) { CASES3(CY_BLK_DW##KB##3, NAME) }                                       \
+    } else if (ra == 2) {                                                                    \
+        switch (tb) { CASES2(CY_BLK_DW##KB##2, NAME) }                                       \
+    } else {                                                                                 \
+        switch (tb) { CASES1(CY_BLK_DW##KB##1, NAME) }                                       \
+    }
+#define CY_BLK_FWDR(NAME, ng, kb, ra, g)                                                     \
+    NAME##_fwd_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, (ng) * (g), kb, ra, ng, g)
+#define CY_BLK_FWDR_NG(NAME, kb, ra, g)                                                      \
+    switch (ng) { case 1: CY_BLK_FWDR(NAME, 1, kb, ra, g); break;                            \
+                  case 2: CY_BLK_FWDR(NAME, 2, kb, ra, g); break;                            \
+                  case 3: CY_BLK_FWDR(NAME, 3, kb, ra, g); break;                            \
+                  case 4: CY_BLK_FWDR(NAME, 4, kb, ra, g); break; }
 #define CY_BLK_DX2(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 2)
 #define CY_BLK_DX3(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 3)
 #define CY_BLK_DX4(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 4)
@@ -127,10 +143,10 @@ static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;     
 
 /* One variant: NAME, element type T (IT: the integer type of its size), vector bytes VB,
    accumulators ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases
-   up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6, JB the most pixel vectors per dx tile (2,
-   3 or 4). */
+   up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6 (CASES_DX3: of the 3-vector dx tiles), JB
+   the most pixel vectors per dx tile (2, 3 or 4), SPREAD the shuffles of fwdr's groups. */
 #define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
-                   CASES_6TH, CASES_DX3, JB, TARGET)                                         \
+                   CASES_6TH, CASES_DX3, JB, SPREAD, TARGET)                                 \
 CY_BLK_VEC(NAME, T, IT, VB)                                                                  \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
@@ -144,23 +160,34 @@ CY_BLK_INLINE TARGET void NAME##_store(T *p, NAME##_v v) { *(NAME##_v *)p = v; }
 CY_BLK_ZERO_FN(NAME, T)                                                                      \
 CY_BLK_ADD_FN(NAME, T, TARGET)                                                               \
 CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                        \
+CY_BLK_SPREAD_FN(NAME, T, SPREAD, TARGET)                                                    \
                                                                                              \
+/* The forward tile: pb pixels of ra rows, kb whole vectors of filters each, and (fwdr) ng   \
+   groups of g of those pixels whose remainder of V / g filters shares a vector (below) */   \
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_fwd_tile(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr, Py_ssize_t rsx,         \
                 const Py_ssize_t *off, const T *w, Py_ssize_t ldw, const T *init,            \
-                Py_ssize_t nt, const int pb, const int kb, const int ra)                     \
+                Py_ssize_t nt, const int pb, const int kb, const int ra, const int ng,       \
+                const int g)                                                                 \
 {                                                                                            \
-    NAME##_v acc[ACC];                                                                       \
+    NAME##_v acc[ACC], accr[ACC];                                                            \
+    const int rm = NAME##_V / g;                                                             \
     Py_ssize_t t;                                                                            \
-    int r, p, k;                                                                             \
-    CY_BLK_UNROLL for (r = 0; r < ra; r++)                                                   \
+    int r, p, k, q, i, l;                                                                    \
+    if (ra * (pb * kb + ng) > ACC || NAME##_V % g)                                           \
+        return;                  /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
         CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
             CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
                 acc[(r * pb + p) * kb + k] = NAME##_load(init + k * NAME##_V);               \
+        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
+            accr[r * ng + q] = NAME##_load(init + kb * NAME##_V);                            \
+    }                                                                                        \
     for (t = 0; t < nt; t++) {                                                               \
         const T *xo = xr + off[t], *x1 = xo + rsx;                                           \
         NAME##_v w0 = NAME##_load(w + t * ldw);                                              \
         NAME##_v w1 = kb > 1 ? NAME##_load(w + t * ldw + NAME##_V) : w0;                     \
+        NAME##_v wr = ng > 0 ? NAME##_load(w + t * ldw + kb * NAME##_V) : w0;                \
         CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                             \
             const T *xp = r == 0 ? xo : x1;                                                  \
             CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                         \
@@ -168,13 +195,22 @@ NAME##_fwd_tile(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr, Py_ssize_t 
                 if (kb > 1)                                                                  \
                     NAME##_fma(&acc[(r * pb + p) * kb + 1], w1, xp[p]);                      \
             }                                                                                \
+            /* (a whole vector read, V - g numbers past a group: the caller leaves room) */  \
+            CY_BLK_UNROLL for (q = 0; q < ng; q++)                                           \
+                NAME##_fmav(&accr[r * ng + q], wr, NAME##_spread(xp + q * g, g));            \
         }                                                                                    \
     }                                                                                        \
-    CY_BLK_UNROLL for (r = 0; r < ra; r++)                                                   \
+    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
         CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
             CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
                 NAME##_store(dst + r * rsd + p * ldd + k * NAME##_V,                         \
                              acc[(r * pb + p) * kb + k]);                                    \
+        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
+            CY_BLK_UNROLL for (i = 0; i < g; i++)                                            \
+                CY_BLK_UNROLL for (l = 0; l < rm; l++)                                       \
+                    dst[r * rsd + (q * g + i) * ldd + kb * NAME##_V + l] =                   \
+                        CY_BLK_LANE(accr[r * ng + q], i * rm + l);                           \
+    }                                                                                        \
 }                                                                                            \
                                                                                              \
 /* dst (ra <= 2 rows, rsd apart, of pb pixels ldd apart) = init + sum over the nt taps, row r \
@@ -191,6 +227,27 @@ static TARGET void NAME##_fwd(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *x
         switch (pb) { CASES_HALF(CY_BLK_FWD1R2, NAME) }                                      \
     } else {                                                                                 \
         switch (pb) { CASES_ACC(CY_BLK_FWD1, NAME) }                                         \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* dst (ra rows, rsd apart, of ng g pixels ldd apart; K = kb V + V / g filters each) = init  \
+   + the sum over the nt taps, w and init rows of (kb + 1) V numbers, the last vector the    \
+   remainder's repeated; 1 <= ng <= 4, kb and ra in {1, 2}, g in {2, 4} */                  \
+static TARGET void NAME##_fwdr(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr,          \
+                               Py_ssize_t rsx, const Py_ssize_t *off, const T *w,            \
+                               Py_ssize_t ldw, const T *init, Py_ssize_t nt, int ng, int kb, \
+                               int ra, int g)                                                \
+{                                                                                            \
+    if (g == 2) {                                                                            \
+        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 2) }                        \
+                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 2) } }                              \
+        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 2) }                                \
+               else { CY_BLK_FWDR_NG(NAME, 2, 2, 2) } }                                      \
+    } else {                                                                                 \
+        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 4) }                        \
+                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 4) } }                              \
+        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 4) }                                \
+               else { CY_BLK_FWDR_NG(NAME, 2, 2, 4) } }                                      \
     }                                                                                        \
 }                                                                                            \
                                                                                              \
@@ -241,21 +298,9 @@ static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t x
                              Py_ssize_t Wo, int tb, int kb, int ra, Py_ssize_t rs)           \
 {                                                                                            \
     if (kb == 2) {                                                                           \
-        if (ra == 3) {                                                                       \
-            switch (tb) { CASES_6TH(CY_BLK_DW23, NAME) }                                     \
-        } else if (ra == 2) {                                                                \
-            switch (tb) { CASES_4TH(CY_BLK_DW22, NAME) }                                     \
-        } else {                                                                             \
-            switch (tb) { CASES_HALF(CY_BLK_DW21, NAME) }                                    \
-        }                                                                                    \
+        CY_BLK_DW_BY_RA(NAME, 2, CASES_6TH, CASES_4TH, CASES_HALF)                           \
     } else {                                                                                 \
-        if (ra == 3) {                                                                       \
-            switch (tb) { CASES_3RD(CY_BLK_DW13, NAME) }                                     \
-        } else if (ra == 2) {                                                                \
-            switch (tb) { CASES_HALF(CY_BLK_DW12, NAME) }                                    \
-        } else {                                                                             \
-            switch (tb) { CASES_ACC(CY_BLK_DW11, NAME) }                                     \
-        }                                                                                    \
+        CY_BLK_DW_BY_RA(NAME, 1, CASES_3RD, CASES_HALF, CASES_ACC)                           \
     }                                                                                        \
 }                                                                                            \
                                                                                              \
@@ -323,6 +368,13 @@ static TARGET void NAME##_gather(T *dxt, Py_ssize_t ldt, const T *planes, Py_ssi
 
 #if defined(__GNUC__)
 #define CY_BLK_FMA_BODY(NAME) *acc += v * s;
+#define CY_BLK_LANE(v, i) ((v)[i])
+/* fwdr: acc += a * b lane by lane; the first g numbers at x, each over V / g lanes */
+#define CY_BLK_SPREAD_FN(NAME, T, SPREAD, TARGET)                                            \
+CY_BLK_INLINE TARGET void NAME##_fmav(NAME##_v *acc, NAME##_v a, NAME##_v b)                 \
+{ *acc += a * b; }                                                                           \
+CY_BLK_INLINE TARGET NAME##_v NAME##_spread(const T *x, const int g)                         \
+{ NAME##_v t = NAME##_load(x); return SPREAD(NAME##_iv, t, g); }
 #define CY_BLK_ZERO_FN(NAME, T)
 #define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
 CY_BLK_INLINE TARGET NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { return a + b; }
@@ -337,6 +389,12 @@ static NAME##_v NAME##_zero(void) { NAME##_v z; int i;                          
 #define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
 static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                                  \
     for (i = 0; i < NAME##_V; i++) a.e[i] += b.e[i]; return a; }
+#define CY_BLK_LANE(v, i) ((v).e[i])
+#define CY_BLK_SPREAD_FN(NAME, T, SPREAD, TARGET)                                            \
+static void NAME##_fmav(NAME##_v *acc, NAME##_v a, NAME##_v b) { int i;                      \
+    for (i = 0; i < NAME##_V; i++) acc->e[i] += a.e[i] * b.e[i]; }                           \
+static NAME##_v NAME##_spread(const T *x, const int g) { NAME##_v v; int i;                  \
+    for (i = 0; i < NAME##_V; i++) v.e[i] = x[i / (NAME##_V / g)]; return v; }
 #endif
 
 /* The layout copies of the blocked path (_blocked.pyx: the image stored row-planar, dout
@@ -380,30 +438,22 @@ static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                     
             m[q_ + 4] = CY_BLK_SHUF(IV, s_[q_], s_[q_ + 4], 4, 5, 6, 7, 12, 13, 14, 15);     \
         }                                                                                    \
     } while (0)
-/* 4 x 4: doubles in 32 bytes interleave the 128-bit halves first (unpcklpd), floats in 16
-   bytes neighbours (unpcklps) */
-#define CY_BLK_TRANSPOSE_D4(V, IV, m)                                                        \
+/* 4 x 4: the first round interleaves numbers l0.. and h0.. of two rows (doubles in 32 bytes:
+   the 128-bit halves, unpcklpd; floats in 16 bytes: neighbours, unpcklps), the second takes
+   halves; its 2nd and 3rd results are columns 2 and 1 when SWAP (doubles), else 1 and 2 */
+#define CY_BLK_TRANSPOSE4(V, IV, m, l0, l1, l2, l3, h0, h1, h2, h3, SWAP)                    \
     do {                                                                                     \
-        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 4, 2, 6);                                     \
-        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], 1, 5, 3, 7);                                     \
-        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], 0, 4, 2, 6);                                     \
-        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], 1, 5, 3, 7);                                     \
+        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], l0, l1, l2, l3);                                 \
+        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], h0, h1, h2, h3);                                 \
+        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], l0, l1, l2, l3);                                 \
+        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], h0, h1, h2, h3);                                 \
         m[0] = CY_BLK_SHUF(IV, t0_, t2_, 0, 1, 4, 5);                                        \
-        m[1] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                                        \
-        m[2] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                                        \
+        m[SWAP ? 2 : 1] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                             \
+        m[SWAP ? 1 : 2] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                             \
         m[3] = CY_BLK_SHUF(IV, t1_, t3_, 2, 3, 6, 7);                                        \
     } while (0)
-#define CY_BLK_TRANSPOSE_F4(V, IV, m)                                                        \
-    do {                                                                                     \
-        V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 4, 1, 5);                                     \
-        V t1_ = CY_BLK_SHUF(IV, m[0], m[1], 2, 6, 3, 7);                                     \
-        V t2_ = CY_BLK_SHUF(IV, m[2], m[3], 0, 4, 1, 5);                                     \
-        V t3_ = CY_BLK_SHUF(IV, m[2], m[3], 2, 6, 3, 7);                                     \
-        m[0] = CY_BLK_SHUF(IV, t0_, t2_, 0, 1, 4, 5);                                        \
-        m[1] = CY_BLK_SHUF(IV, t0_, t2_, 2, 3, 6, 7);                                        \
-        m[2] = CY_BLK_SHUF(IV, t1_, t3_, 0, 1, 4, 5);                                        \
-        m[3] = CY_BLK_SHUF(IV, t1_, t3_, 2, 3, 6, 7);                                        \
-    } while (0)
+#define CY_BLK_TRANSPOSE_D4(V, IV, m) CY_BLK_TRANSPOSE4(V, IV, m, 0, 4, 2, 6, 1, 5, 3, 7, 1)
+#define CY_BLK_TRANSPOSE_F4(V, IV, m) CY_BLK_TRANSPOSE4(V, IV, m, 0, 4, 1, 5, 2, 6, 3, 7, 0)
 #define CY_BLK_TRANSPOSE_D2(V, IV, m)                                                        \
     do {                                                                                     \
         V t0_ = CY_BLK_SHUF(IV, m[0], m[1], 0, 2);                                           \
@@ -478,115 +528,27 @@ static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t ld
 #define CY_BLK_SPREAD4(IV, t, g) ((g) == 2 ? CY_BLK_SHUF(IV, t, t, 0, 0, 1, 1) :             \
                                              CY_BLK_SHUF(IV, t, t, 0, 1, 2, 3))
 #define CY_BLK_SPREAD2(IV, t, g) (t)
-#define CY_BLK_FWDR(NAME, ng, kb, ra, g)                                                     \
-    NAME##_fwdr_tile(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, g)
-#define CY_BLK_FWDR_NG(NAME, kb, ra, g)                                                      \
-    switch (ng) { case 1: CY_BLK_FWDR(NAME, 1, kb, ra, g); break;                            \
-                  case 2: CY_BLK_FWDR(NAME, 2, kb, ra, g); break;                            \
-                  case 3: CY_BLK_FWDR(NAME, 3, kb, ra, g); break;                            \
-                  case 4: CY_BLK_FWDR(NAME, 4, kb, ra, g); break; }
-#define CY_BLK_FWDR_FN(NAME, T, ACC, SPREAD, TARGET)                                         \
-CY_BLK_INLINE TARGET void                                                                    \
-NAME##_fwdr_tile(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr, Py_ssize_t rsx,        \
-                 const Py_ssize_t *off, const T *w, Py_ssize_t ldw, const T *init,           \
-                 Py_ssize_t nt, const int ng, const int kb, const int ra, const int g)       \
-{                                                                                            \
-    NAME##_v acc[ACC], accr[ACC];                                                            \
-    const int pb = ng * g, rm = NAME##_V / g;                                                \
-    Py_ssize_t t;                                                                            \
-    int r, p, k, q, i, l;                                                                    \
-    if (ra * (pb * kb + ng) > ACC || NAME##_V % g)                                           \
-        return;                       /* (no such call: the tile sizes above ACC compile away) */ \
-    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
-        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
-            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
-                acc[(r * pb + p) * kb + k] = NAME##_load(init + k * NAME##_V);               \
-        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
-            accr[r * ng + q] = NAME##_load(init + kb * NAME##_V);                            \
-    }                                                                                        \
-    for (t = 0; t < nt; t++) {                                                               \
-        const T *xo = xr + off[t], *x1 = xo + rsx;                                           \
-        NAME##_v w0 = NAME##_load(w + t * ldw);                                              \
-        NAME##_v w1 = kb > 1 ? NAME##_load(w + t * ldw + NAME##_V) : w0;                     \
-        NAME##_v wr = NAME##_load(w + t * ldw + kb * NAME##_V);                              \
-        CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                             \
-            const T *xp = r == 0 ? xo : x1;                                                  \
-            CY_BLK_UNROLL for (p = 0; p < pb; p++) {                                         \
-                NAME##_fma(&acc[(r * pb + p) * kb], w0, xp[p]);                              \
-                if (kb > 1)                                                                  \
-                    NAME##_fma(&acc[(r * pb + p) * kb + 1], w1, xp[p]);                      \
-            }                                                                                \
-            CY_BLK_UNROLL for (q = 0; q < ng; q++) {                                         \
-                /* (a whole vector read, V - g numbers past the group: the caller's room) */ \
-                NAME##_v xv = NAME##_load(xp + q * g);                                       \
-                accr[r * ng + q] += wr * SPREAD(NAME##_iv, xv, g);                           \
-            }                                                                                \
-        }                                                                                    \
-    }                                                                                        \
-    CY_BLK_UNROLL for (r = 0; r < ra; r++) {                                                 \
-        CY_BLK_UNROLL for (p = 0; p < pb; p++)                                               \
-            CY_BLK_UNROLL for (k = 0; k < kb; k++)                                           \
-                NAME##_store(dst + r * rsd + p * ldd + k * NAME##_V,                         \
-                             acc[(r * pb + p) * kb + k]);                                    \
-        CY_BLK_UNROLL for (q = 0; q < ng; q++)                                               \
-            CY_BLK_UNROLL for (i = 0; i < g; i++)                                            \
-                CY_BLK_UNROLL for (l = 0; l < rm; l++)                                       \
-                    dst[r * rsd + (q * g + i) * ldd + kb * NAME##_V + l] =                   \
-                        accr[r * ng + q][i * rm + l];                                        \
-    }                                                                                        \
-}                                                                                            \
-                                                                                             \
-/* dst (ra rows, rsd apart, of pb = ng g pixels ldd apart; K = kb V + V / g filters each) =  \
-   init + the sum over the nt taps, w and init rows of (kb + 1) V numbers, the last vector   \
-   the remainder's repeated; 1 <= ng <= 4, kb and ra in {1, 2}, g in {2, 4} */              \
-static TARGET void NAME##_fwdr(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *xr,          \
-                               Py_ssize_t rsx, const Py_ssize_t *off, const T *w,            \
-                               Py_ssize_t ldw, const T *init, Py_ssize_t nt, int ng, int kb, \
-                               int ra, int g)                                                \
-{                                                                                            \
-    if (g == 2) {                                                                            \
-        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 2) }                        \
-                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 2) } }                              \
-        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 2) }                                \
-               else { CY_BLK_FWDR_NG(NAME, 2, 2, 2) } }                                      \
-    } else {                                                                                 \
-        if (kb == 1) { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 1, 1, 4) }                        \
-                       else { CY_BLK_FWDR_NG(NAME, 1, 2, 4) } }                              \
-        else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 4) }                                \
-               else { CY_BLK_FWDR_NG(NAME, 2, 2, 4) } }                                      \
-    }                                                                                        \
-}
-#define CY_BLK_FWDR_PTR(NAME) NAME##_fwdr
-#else
-#define CY_BLK_FWDR_FN(NAME, T, ACC, SPREAD, TARGET)
-#define CY_BLK_FWDR_PTR(NAME) NULL      /* (other compilers: one vector a pixel) */
 #endif
 
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
-#define CY_BLK_ACC12(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,             \
+#define CY_BLK_ACC12(NAME, T, IT, VB, JB, SPREAD, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,     \
     CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4,  \
-    JB, TARGET)
-#define CY_BLK_ACC24(NAME, T, IT, VB, JB, TARGET) CY_BLOCKED(NAME, T, IT, VB, 24,             \
+    JB, SPREAD, TARGET)
+#define CY_BLK_ACC24(NAME, T, IT, VB, JB, SPREAD, TARGET) CY_BLOCKED(NAME, T, IT, VB, 24,     \
     CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, \
-    JB, TARGET)
-CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_NO_TARGET_BLK)
-CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_NO_TARGET_BLK)
-CY_BLK_FWDR_FN(cy_blk_default_f, float, 12, CY_BLK_SPREAD4, CY_NO_TARGET_BLK)
-CY_BLK_FWDR_FN(cy_blk_default_d, double, 12, CY_BLK_SPREAD2, CY_NO_TARGET_BLK)
+    JB, SPREAD, TARGET)
+CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_BLK_SPREAD4, CY_NO_TARGET_BLK)
+CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_BLK_SPREAD2, CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
                     CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
                     CY_NO_TARGET_BLK)
 #if CY_ISA_X86
-CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_TARGET_AVX2)
-CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_TARGET_AVX2)
-CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_TARGET_AVX512)
-CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_TARGET_AVX512)
-CY_BLK_FWDR_FN(cy_blk_avx2_f, float, 12, CY_BLK_SPREAD8, CY_TARGET_AVX2)
-CY_BLK_FWDR_FN(cy_blk_avx2_d, double, 12, CY_BLK_SPREAD4, CY_TARGET_AVX2)
-CY_BLK_FWDR_FN(cy_blk_avx512_f, float, 24, CY_BLK_SPREAD16, CY_TARGET_AVX512)
-CY_BLK_FWDR_FN(cy_blk_avx512_d, double, 24, CY_BLK_SPREAD8, CY_TARGET_AVX512)
+CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_BLK_SPREAD8, CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_BLK_SPREAD4, CY_TARGET_AVX2)
+CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_BLK_SPREAD16, CY_TARGET_AVX512)
+CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_BLK_SPREAD8, CY_TARGET_AVX512)
 /* (the transposes of both use 32-byte vectors: blocks of 16 x 16 would rarely fill) */
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8, CY_TARGET_AVX2)
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4, CY_TARGET_AVX2)
@@ -616,7 +578,7 @@ static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default
                                         cy_blk_default_##S##_dx,                             \
                                         cy_blk_default_##S##_gather,                         \
                                         cy_blk_default_##S##_transpose,                      \
-                                        CY_BLK_FWDR_PTR(cy_blk_default_##S)};
+                                        cy_blk_default_##S##_fwdr};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -629,11 +591,11 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
         cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
         cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
         cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
-        cy_blk_f.fwdr = CY_BLK_FWDR_PTR(VARIANT##_f);                                         \
+        cy_blk_f.fwdr = VARIANT##_f_fwdr;                                                    \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
         cy_blk_d.transpose = VARIANT##_d_transpose;                                          \
-        cy_blk_d.fwdr = CY_BLK_FWDR_PTR(VARIANT##_d);                                         \
+        cy_blk_d.fwdr = VARIANT##_d_fwdr;                                                    \
         cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
     } while (0)
 

@@ -151,14 +151,9 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     # EPYC Zen 5, 1 thread, forward: keras_mnist c2 (K = 20) 0.93 (avx2) / 0.89 (avx512)
     g.KB, rm = g.K // g.V, g.K % g.V
     g.G = g.V // rm if rm > 0 and g.V % rm == 0 else 0
-    if (g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16)
-            or not _has_fwdr(itemsize)):
+    if g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16):
         g.G = 0
     return g
-
-
-cdef bint _has_fwdr(Py_ssize_t itemsize) noexcept:
-    return (cy_blk_f.fwdr != NULL) if itemsize == 4 else (cy_blk_d.fwdr != NULL)
 
 
 cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
