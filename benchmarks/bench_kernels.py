@@ -12,7 +12,11 @@ GFLOP/s (``3 * 2 * N * H_out * W_out * K * kh * kw * C`` flops: forward, dW and 
 GEMM each; 2 * ... for a first layer, whose backward has no dX in either library: keras_mnist
 c1) as a share of a 2048x2048 sgemm measured in the same run.  The last two columns
 compare both libraries on one thread (``cytorch.set_num_threads(1)``), which stays meaningful
-when other processes keep the cores busy and every 2-thread timing waits for a free core.
+when other processes keep the cores busy and every 2-thread timing waits for a free core;
+``twin/cy 1t`` is the twin on one BLAS thread (``cytorch.single_threaded_blas()``) over the
+compiled kernel on one thread: the steady form of ``twin/cy``.  The twin's big matmuls on
+NumPy's two OpenBLAS threads vary from run to run on a 2-vCPU virtual machine (the VGG-ish
+twin took 57 to 207 ms within one hour on an AMD EPYC, 2026-12-03; on one thread 85-90 ms).
 ``path`` is the kernel's algorithm for the case: ``direct`` (thin stride-1 layers),
 ``winograd`` (F(2x2, 3x3) for 3x3 stride-1 layers with 16 or more input channels), ``blocked``
 (register-blocked small GEMMs, other stride-1 layers such as LeNet's second), ``strided``
@@ -189,6 +193,10 @@ def main():
         def twin(step=step):
             with cytorch.backend("reference"):
                 step()
+
+        def twin_one_thread(step=step):
+            with cytorch.backend("reference"), cytorch.single_threaded_blas():
+                step()
         def one_thread(step):
             def run():
                 cytorch.set_num_threads(1)
@@ -200,6 +208,7 @@ def main():
         # The twin runs on its own first: its matmuls use NumPy's OpenBLAS threads, which
         # busy-wait after each call and would slow whatever ran next in an interleaved round.
         twin_time = h.timeit(twin, repeat=max(2, repeat // 4)).best
+        twin_1t = h.timeit(twin_one_thread, repeat=max(2, repeat // 4)).best
         fns = {}
         for v, v_step in variants.items():
             fns["compiled" + v], fns["compiled 1t" + v] = v_step, one_thread(v_step)
@@ -219,7 +228,7 @@ def main():
             fns["torch 1t"] = h.with_torch_threads(1, t_step)
             fns["torch 2t"] = h.with_torch_threads(2, t_step)
         times = {name: t.best for name, t in h.interleaved(fns, repeat=repeat).items()}
-        times["twin"] = twin_time
+        times["twin"], times["twin 1t"] = twin_time, twin_1t
         peak = max(peak, h.sgemm_gflops(repeat=2))  # the best seen: load comes and goes
         _, H_out, W_out, _ = out.shape
         flops = (3 if need_dx else 2) * 2.0 * N * H_out * W_out * K * k * k * C
@@ -238,14 +247,15 @@ def main():
         print(f"  measured {name}", flush=True)
 
     table = h.Table("case", "path", "compiled", "twin", "torch 1t", "torch 2t", "cy/torch",
-                    "twin/cy", "GFLOP/s", "% sgemm", "cy 1t", "1t/1t")
+                    "twin/cy", "GFLOP/s", "% sgemm", "cy 1t", "1t/1t", "twin/cy 1t")
     for name, path, t, gflops in rows:
         best = min(t["torch 1t"], t["torch 2t"]) if torch is not None else None
         table.add(name, path, h.fmt_time(t["compiled"]), h.fmt_time(t["twin"]),
                   h.fmt_time(t.get("torch 1t")), h.fmt_time(t.get("torch 2t")),
                   h.fmt_ratio(t["compiled"], best), h.fmt_ratio(t["twin"], t["compiled"]),
                   f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%",
-                  h.fmt_time(t["compiled 1t"]), h.fmt_ratio(t["compiled 1t"], t.get("torch 1t")))
+                  h.fmt_time(t["compiled 1t"]), h.fmt_ratio(t["compiled 1t"], t.get("torch 1t")),
+                  h.fmt_ratio(t["twin 1t"], t["compiled 1t"]))
     print()
     table.print()
     if act:

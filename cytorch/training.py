@@ -265,16 +265,20 @@ class TrainingMixin:
         if y is None:
             raise ValueError("y is required: the targets of the batch x (cytorch's losses all "
                              "compare the output with targets)")
+        xs, y, w = self._checked_samples(x, y, sample_weight, class_weight)
+        if class_weight is not None:
+            w = _class_weights_to_sample_weights(class_weight, y, self._n_classes())
+        return xs, y, w
+
+    def _checked_samples(self, x, y, sample_weight, class_weight):
+        """``(xs, y, w)``: the inputs, targets and sample weights checked against each other
+        (class weights are the caller's: ``fit`` applies them to its training split only)."""
         if class_weight is not None and sample_weight is not None:
             raise ValueError("class_weight and sample_weight cannot be given together (as in "
                              "Keras): multiply the class weights into sample_weight instead")
         xs = self._check_x(x)
         n = len(xs[0])
-        y = self._check_y(y, n)
-        w = check_sample_weight(sample_weight, n)
-        if class_weight is not None:
-            w = _class_weights_to_sample_weights(class_weight, y, self._n_classes())
-        return xs, y, w
+        return xs, self._check_y(y, n), check_sample_weight(sample_weight, n)
 
     def _n_classes(self):
         """The classes the output can name: its units, or 2 for a single unit (binary)."""
@@ -332,13 +336,7 @@ class TrainingMixin:
 
     def _fit_data(self, x, y, sample_weight, class_weight, validation_split, validation_data):
         """The checked training and validation data, each ``(xs, y, w)`` (val may be None)."""
-        if class_weight is not None and sample_weight is not None:
-            raise ValueError("class_weight and sample_weight cannot be given together (as in "
-                             "Keras): multiply the class weights into sample_weight instead")
-        xs = self._check_x(x)
-        n = len(xs[0])
-        y = self._check_y(y, n)
-        w = check_sample_weight(sample_weight, n)
+        xs, y, w = self._checked_samples(x, y, sample_weight, class_weight)
         train, val = self._split_validation(xs, y, w, validation_split, validation_data)
         if class_weight is not None:   # the training samples only, as in Keras
             train = (train[0], train[1], _class_weights_to_sample_weights(

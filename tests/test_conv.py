@@ -401,14 +401,6 @@ def test_direct_path_rule(C, K, strides, dtype, direct):
         assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) != "_direct"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lenet_c1_runs_the_blocked_path(dtype):
-    x, w = np.ones((2, 28, 28, 1), dtype), np.ones((5, 5, 1, 6), dtype)
-    out, _ = F.conv2d_forward(x, w)
-    assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
-    assert (out == 25).all()
-
-
 def test_thin_layer_the_blocked_path_turns_down_runs_the_direct_path():
     # 400x400 images, 11x11 kernels, 5 filters: more than the blocked path's memory budget,
     # within the direct path's (the shapes only: nothing is computed on them)

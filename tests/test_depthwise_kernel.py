@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import POSITION_DEPENDENT, assert_same
 from hypothesis import given, settings, strategies as st
+from test_conv import random_conv_operands
 
 import cytorch
 from cytorch import activations, functional as F, layers as L, reference as R
@@ -71,14 +72,14 @@ def test_depthwise_kernel_matches_its_twins(variant, N, H, W, C, dm, kh, kw, sh,
     # a copy; 5x5 windows are three tiles of taps (9 + 9 + 7); strides and dilations move whole
     # vectors; padding clips windows on every side (or leaves some entirely outside); each
     # activation of the fused epilogue
+    drawn = random_conv_operands(N, H, W, C, dm, kh, kw, (sh, sw), padding, dtype, seed,
+                                 (dh, dw))
+    if drawn is None:
+        return
+    x, w, rng = drawn
+    b = rng.standard_normal(C * dm).astype(dtype)
     ext_h, ext_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     pads = resolve_padding(padding, H, W, ext_h, ext_w, sh, sw)
-    if H + pads[0] + pads[1] < ext_h or W + pads[2] + pads[3] < ext_w:
-        return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    w = rng.standard_normal((kh, kw, C, dm)).astype(dtype)
-    b = rng.standard_normal(C * dm).astype(dtype)
     H_out = (H + pads[0] + pads[1] - ext_h) // sh + 1
     W_out = (W + pads[2] + pads[3] - ext_w) // sw + 1
     dout = rng.standard_normal((N, H_out, W_out, C * dm)).astype(dtype)

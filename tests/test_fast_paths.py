@@ -123,13 +123,16 @@ def test_direct_path_finite_differences():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_blocked_path_runs_lenet_c2(dtype):
-    # LeNet's second layer (6 -> 16 channels, 5x5) runs the blocked path in every variant
-    x, w = np.ones((1, 14, 14, 6), dtype), np.ones((5, 5, 6, 16), dtype)
+@pytest.mark.parametrize("H, C, K", [(28, 1, 6), (14, 6, 16)])
+def test_blocked_path_runs_lenet_c1_and_c2(dtype, H, C, K):
+    # LeNet's two layers (1 -> 6 and 6 -> 16 channels, 5x5) run the blocked path in every
+    # variant, but not with a stride
+    x, w = np.ones((2, H, H, C), dtype), np.ones((5, 5, C, K), dtype)
     out, _ = F.conv2d_forward(x, w)
     assert F._conv_fast_path(x, w, out, (1, 1), (1, 1)) == "_blocked"
-    assert (out == 150).all()
-    assert F._conv_fast_path(x, w, out[:, :5, :5], (2, 2), (1, 1)) is None
+    assert (out == 25 * C).all()
+    assert F._conv_fast_path(x, w, out[:, :(H - 5) // 2 + 1, :(H - 5) // 2 + 1], (2, 2),
+                             (1, 1)) is None
 
 
 @pytest.mark.parametrize("H, W, want", [(14, 14, [4, 3]), (12, 12, [4]), (9, 13, [3]),

@@ -343,10 +343,10 @@ def test_strided_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx
 
 
 def assert_stride_one_conv2d_in_bounds(module, isa_variant, dtype, geometry, K, need_dx,
-                                       threads, activation):
-    """Forward + backward of a stride-1 fast path (``_direct`` or ``_blocked``, which share
-    their twins) on guarded arrays, in ``isa_variant``: every guard intact, every result its
-    twin's."""
+                                       threads, activation, twin="shift_add"):
+    """Forward + backward of a stride-1 fast path (``_direct`` and ``_blocked``, whose twins are
+    ``reference.conv2d_shift_add_*``, or ``_winograd`` with ``twin="winograd"``) on guarded
+    arrays, in ``isa_variant``: every guard intact, every result its twin's."""
     x_shape, (kh, kw), _, pads = geometry
     N, H, W, C = x_shape
     rng = np.random.default_rng(0)
@@ -355,7 +355,7 @@ def assert_stride_one_conv2d_in_bounds(module, isa_variant, dtype, geometry, K, 
     b = guarded_input(rng.standard_normal(K).astype(dtype))
     H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
     padding = (pads[:2], pads[2:])
-    want_out, cache = reference.conv2d_shift_add_forward(
+    want_out, cache = getattr(reference, f"conv2d_{twin}_forward")(
         x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
     dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
     kernel, name = load(module), module.lstrip("_")
@@ -370,7 +370,7 @@ def assert_stride_one_conv2d_in_bounds(module, isa_variant, dtype, geometry, K, 
     out.assert_guards_intact(f"{name} conv2d_forward out")
     assert_close(out.array, want_out, f"{name} conv2d_forward")
     want_dx, want_dw, want_db = twin_backward(dout, cache, y,
-                                              reference.conv2d_shift_add_backward)
+                                              getattr(reference, f"conv2d_{twin}_backward"))
     results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
     for what, got, want in results:
         got.assert_guards_intact(f"{name} conv2d_backward {what}")
@@ -457,36 +457,10 @@ def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx
               need_dx=True, threads=2, activation="relu")
 def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads,
                                          activation):
-    x_shape, _, _, pads = geometry
-    x_shape = x_shape[:3] + (C,)
-    N, H, W, _ = x_shape
-    rng = np.random.default_rng(0)
-    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
-    w = guarded_input(rng.standard_normal((3, 3, C, K)).astype(dtype))
-    b = guarded_input(rng.standard_normal(K).astype(dtype))
-    H_out, W_out = out_hw(x_shape, (3, 3), (1, 1), pads)
-    padding = (pads[:2], pads[2:])
-    want_out, cache = reference.conv2d_winograd_forward(
-        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding, activation)
-    dout = guarded_input(rng.standard_normal(want_out.shape).astype(dtype))
-    winograd = load("_winograd")
-    out = guarded_output((N, H_out, W_out, K), dtype)
-    dx, dw = guarded_output(x_shape, dtype), guarded_output(w.shape, dtype)
-    db = guarded_output((K,), dtype)
-    with running(isa_variant):
-        winograd.conv2d_forward(x, w, b, out.array, pads[0], pads[2], threads, activation)
-        # y, what the derivative reads, guarded too
-        y = guarded_input(out.array.copy())
-        winograd.conv2d_backward(dout, x, w, dx.array if need_dx else None, dw.array, db.array,
-                                 pads[0], pads[2], threads, activation, y)
-    out.assert_guards_intact("winograd conv2d_forward out")
-    assert_close(out.array, want_out, "winograd conv2d_forward")
-    want_dx, want_dw, want_db = twin_backward(dout, cache, y,
-                                              reference.conv2d_winograd_backward)
-    results = [("dw", dw, want_dw), ("db", db, want_db)] + [("dx", dx, want_dx)] * need_dx
-    for name, got, want in results:
-        got.assert_guards_intact(f"winograd conv2d_backward {name}")
-        assert_close(got.array, want, f"winograd conv2d_backward {name}")
+    x_shape, window, strides, pads = geometry
+    assert_stride_one_conv2d_in_bounds("_winograd", isa_variant, dtype,
+                                       (x_shape[:3] + (C,), window, strides, pads), K, need_dx,
+                                       threads, activation, twin="winograd")
 
 
 # The depthwise kernel (``_depthwise.pyx``) in every instruction-set variant: any stride,

@@ -12,6 +12,7 @@ import contextlib
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from test_conv import random_conv_operands
 
 import cytorch
 from cytorch import functional as F, reference
@@ -62,13 +63,12 @@ def run_kernel(x, w, b, strides, pads, dout_seed=1, threads=1, activation="linea
        activation=st.sampled_from(EPILOGUES), need_dx=st.booleans(), seed=st.integers(0, 99))
 def test_strided_path_matches_twin(N, H, W, C, K, kh, kw, sh, sw, padding, dtype, threads,
                                    activation, need_dx, seed):
-    pads = resolve_padding(padding, H, W, kh, kw, sh, sw)
-    if H + pads[0] + pads[1] < kh or W + pads[2] + pads[3] < kw:
+    drawn = random_conv_operands(N, H, W, C, K, kh, kw, (sh, sw), padding, dtype, seed)
+    if drawn is None:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    x, w, rng = drawn
     b = rng.standard_normal(K).astype(dtype)
+    pads = resolve_padding(padding, H, W, kh, kw, sh, sw)
     with strided():
         (out, dx, dw, db), dout = run_kernel(x, w, b, (sh, sw), pads, seed, threads,
                                              activation, need_dx)

@@ -66,7 +66,7 @@ from . import EPILOGUES, isa_functions
 from ._blas cimport gemm
 from ._epilogue cimport (ACT_LINEAR, apply_activation, cy_isa_best, cy_mathfn_select,
                          derivative_db)
-from ._parallel cimport unit_count, unit_start, unit_threads
+from ._parallel cimport sum_unit_db, sum_unit_parts, unit_count, unit_start, unit_threads
 
 cdef extern from "_strided.h" nogil:
     ctypedef struct cy_str_kernels_f:
@@ -901,8 +901,6 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef floating *dxp = &dx[0, 0, 0, 0] if dx is not None else NULL
     cdef floating *dwp = &dw[0, 0, 0, 0]
     cdef floating *colsp = &cols[0]
-    cdef floating acc
-    cdef double dacc
     cdef Strided s
     cdef floating[:, ::1] dw_acc
     cdef floating[::1] dpk, xpad
@@ -936,17 +934,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
                                              &xpad[0] + threadid() * xpad_buf, starts[u],
                                              starts[u + 1], band, act, &g, &s)
                 # the units' partial sums in unit order, as below
-                for r in range(g.R):
-                    for k in range(g.K):
-                        acc = 0
-                        for u in range(U):
-                            acc = acc + dw_acc[u, r * s.Kpad + k]
-                        dwp[r * g.K + k] = acc
-                for k in range(g.K):
-                    dacc = 0
-                    for u in range(U):
-                        dacc = dacc + db_part[u, k]
-                    db[k] = <floating>dacc
+                sum_unit_parts(&dw_acc[0, 0], U, g.R * s.Kpad, g.R, g.K, s.Kpad, dwp)
+                sum_unit_db(&db_part[0, 0], U, g.K, &db[0])
         return
     dw_part = np.empty((U, g.R * g.K), dtype=dtype)
     with blas:
@@ -956,13 +945,5 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
                                  colsp + threadid() * buf, &dz[0] + threadid() * dz_buf,
                                  starts[u], starts[u + 1], group, band, act, &g)
             # every unit has at least one image, so every partial sum is initialised
-            for i in range(g.R * g.K):
-                acc = 0
-                for u in range(U):
-                    acc = acc + dw_part[u, i]
-                dwp[i] = acc
-            for k in range(g.K):
-                dacc = 0
-                for u in range(U):
-                    dacc = dacc + db_part[u, k]
-                db[k] = <floating>dacc
+            sum_unit_parts(&dw_part[0, 0], U, g.R * g.K, 1, g.R * g.K, g.R * g.K, dwp)
+            sum_unit_db(&db_part[0, 0], U, g.K, &db[0])

@@ -51,6 +51,7 @@ import numpy as np
 from . import isa_functions
 from ._conv import _activation_code, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
+from ._parallel cimport sum_unit_db, sum_unit_parts
 
 cdef extern from "_depthwise.h" nogil:
     ctypedef struct cy_dw_kernels_f:
@@ -510,8 +511,6 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] dout, const floating[
     cdef Py_ssize_t x_step = g.H * g.W * g.C, d_step = g.Ho * g.Wo * g.L
     cdef floating *dxp = &dx[0, 0, 0, 0] if dx is not None else NULL
     cdef floating *dwp = &dw_out[0, 0, 0, 0]
-    cdef floating acc
-    cdef double dacc
     with nogil:
         for u in prange(U, schedule="dynamic", num_threads=T):
             for n in range(starts[u], starts[u + 1]):
@@ -521,14 +520,5 @@ def depthwise_conv2d_backward(const floating[:, :, :, ::1] dout, const floating[
                                 &zeros[0], &off[0], dxp + n * x_step if dxp != NULL else NULL,
                                 &dwl[u, 0], &db_part[u, 0], &xe[threadid(), 0],
                                 &dz[threadid(), 0], &dpad[threadid(), 0], act, &g, gtp)
-        for t in range(g.T):
-            for j in range(g.L):
-                acc = 0
-                for u in range(U):
-                    acc = acc + dwl[u, t * g.Lp + j]
-                dwp[t * g.L + j] = acc
-        for k in range(g.L):
-            dacc = 0
-            for u in range(U):
-                dacc = dacc + db_part[u, k]
-            db[k] = <floating>dacc
+        sum_unit_parts(&dwl[0, 0], U, g.T * g.Lp, g.T, g.L, g.Lp, dwp)
+        sum_unit_db(&db_part[0, 0], U, g.L, &db[0])

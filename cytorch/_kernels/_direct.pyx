@@ -38,6 +38,7 @@ import numpy as np
 from . import isa_functions
 from ._conv import _activation_code, _check_like, _check_shapes, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
+from ._parallel cimport sum_unit_db
 
 cdef extern from "_lanes.h" nogil:
     enum:
@@ -392,7 +393,6 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
     cdef const floating *wp = &w[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
     cdef floating *dwp = &dw[0, 0, 0, 0]
-    cdef double ds
     with nogil:
         if need_dx:
             for a in range(g.kh):          # tap (a, b, k) of w2 reads w[kh-1-a, kw-1-b, c, k]
@@ -419,11 +419,7 @@ cdef _backward_lanes_all(const floating[:, :, :, ::1] dout, const floating[:, :,
                 for ow in range(lg.Wo):
                     for k in range(K):
                         dwp[t * K + k] += dwl[u, t * lg.Lr + ow * K + k]
-        for k in range(K):
-            ds = 0
-            for u in range(U):
-                ds = ds + db_part[u, k]
-            db[k] = <floating>ds
+        sum_unit_db(&db_part[0, 0], U, K, &db[0])
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,

@@ -2,6 +2,7 @@
 # ``_batchnorm``): how many OpenMP threads a call gets, and how a batch is cut into work units.
 # Inline functions only, so a module ``cimport``s them with no import between extension modules at
 # run time (as ``_blas.pxd`` does for GEMM).
+from cython cimport floating
 
 # Below this many values touched, one thread does the whole call: starting a team costs more
 # than it saves.  The right size depends on how idle OpenMP threads wait (see
@@ -45,3 +46,34 @@ cdef inline Py_ssize_t unit_count(Py_ssize_t N, Py_ssize_t T) noexcept nogil:
 cdef inline Py_ssize_t unit_start(Py_ssize_t N, Py_ssize_t U, Py_ssize_t u) noexcept nogil:
     """The first image of unit u (``unit_start(N, U, U) == N``)."""
     return N * u // U
+
+
+cdef inline void sum_unit_parts(const floating *parts, Py_ssize_t U, Py_ssize_t part_len,
+                                Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld,
+                                floating *out) noexcept nogil:
+    """The units' partial sums of a (rows, cols) gradient, added in unit order.
+
+    Unit u's part is row-major with leading dimension ``ld >= cols`` (padding columns are
+    skipped) at ``parts + u * part_len``; ``out[r * cols + c]`` is the sum over u = 0 .. U - 1
+    of ``parts[u * part_len + r * ld + c]``.  A fixed order, not one sum per thread, is what
+    makes dW the same bits whichever thread ran which unit."""
+    cdef Py_ssize_t r, c, u
+    cdef floating acc
+    for r in range(rows):
+        for c in range(cols):
+            acc = 0
+            for u in range(U):
+                acc = acc + parts[u * part_len + r * ld + c]
+            out[r * cols + c] = acc
+
+
+cdef inline void sum_unit_db(const double *db_part, Py_ssize_t U, Py_ssize_t K,
+                             floating *db) noexcept nogil:
+    """db[k] = the units' float64 partial sums ``db_part[u * K + k]`` added in unit order."""
+    cdef Py_ssize_t k, u
+    cdef double acc
+    for k in range(K):
+        acc = 0
+        for u in range(U):
+            acc = acc + db_part[u * K + k]
+        db[k] = <floating>acc
