@@ -55,7 +55,7 @@ import numpy as np
 
 from . import isa_functions
 from ._conv import _activation_code, _check_like, _check_shapes, _units
-from ._parallel cimport unit_threads
+from ._parallel cimport sum_unit_db, sum_unit_parts, unit_threads
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_blocked.h" nogil:
@@ -558,7 +558,7 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                    int num_threads, int act, const floating[:, :, :, ::1] y):
     dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
-    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, u, a, bb, c, n, i, e
+    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, a, bb, c, n, i
     cdef Py_ssize_t tid
     cdef Py_ssize_t[::1] starts
     T, U, starts = _units(N, num_threads)
@@ -587,9 +587,6 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
     cdef Py_ssize_t x_step = g.H * g.W * C, d_step = g.Ho * g.Wo * K
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
-    cdef double dacc
-    cdef floating *acc
-    cdef const floating *part
     # (w and dw are C-contiguous: tap t = (a, b, c)'s row of K numbers at t * K)
     cdef const floating *wf = &w[0, 0, 0, 0]
     cdef floating *dwf = &dw[0, 0, 0, 0]
@@ -616,23 +613,9 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                           yp + n * d_step if yp != NULL else NULL, &wt[0, 0], &offx[0],
                           dxp + n * x_step, &dq[tid, 0], &dxb[tid, 0], &dxt[tid, 0],
                           &dz[tid, 0], &keep_bytes[0], act, g)
-        # dW = the units' partial sums added in unit order, a row of lanes at a time (a loop
-        # that vectorises: the one over u innermost took 28 us of keras_mnist c2's backward
-        # on two threads).  (Each partial started at +0.0, so none is -0.0 and the first
-        # needs no "0 +".)
-        acc = &dwl[0, 0]
-        for u in range(1, U):
-            part = &dwl[u, 0]
-            for e in range(g.T * g.Kp):
-                acc[e] = acc[e] + part[e]
-        for t in range(g.T):
-            for k in range(K):
-                dwf[t * K + k] = acc[t * g.Kp + k]
-        for k in range(K):
-            dacc = 0
-            for u in range(U):
-                dacc = dacc + db_part[u, k]
-            db[k] = <floating>dacc
+        # the units' partial sums in unit order (``_parallel.pxd``)
+        sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, g.T, K, g.Kp, dwf)
+        sum_unit_db(&db_part[0, 0], U, K, &db[0])
 
 
 # -- when this path runs ---------------------------------------------------------------------------
