@@ -35,14 +35,17 @@ would need one plane per channel but spend a lane on every column past Wo: LeNet
 
 With an ``activation`` (the fused epilogue, ``_epilogue.pxd``) forward applies it to each
 image's output right after its tiles, while it is in cache, and backward computes ``dz = dout
-* f'(y)`` of each image into a per-thread buffer in the pass that sums db, before dW and dx
-read it.
+* f'(y)`` of each image into a per-thread buffer in the pass that sums db, before dW reads it
+(dx, a task of its own, computes it again: a pass over the image's outputs).
 
-Threads: the batch is cut into work units of whole images (``_conv._units``, after the policy
-in ``_parallel.pxd``).  dW and db are summed per unit and the units added in unit order, so the
-result does not depend on which thread ran what.  ``cytorch.functional`` validates every
-argument; the entry points re-check that the shapes agree (cheap) so that no call can read or
-write out of bounds.
+Threads: one parallel region per call, its tasks handed out one at a time (OpenMP's dynamic
+schedule).  Forward's tasks are the images.  Backward's are the U work units of whole images of
+dW and db (``_conv._units``, after the policy in ``_parallel.pxd``), then dx image by image:
+dW and db are summed per unit and the units added in unit order, so the result does not depend
+on which thread ran what, and the small dx tasks at the end even out the threads' finishing
+times (a thread that wakes late, or is slowed by another process, takes fewer of them).
+``cytorch.functional`` validates every argument; the entry points re-check that the shapes
+agree (cheap) so that no call can read or write out of bounds.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
@@ -52,6 +55,7 @@ import numpy as np
 
 from . import isa_functions
 from ._conv import _activation_code, _check_like, _check_shapes, _units
+from ._parallel cimport sum_unit_db, sum_unit_parts, unit_threads
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_blocked.h" nogil:
@@ -392,9 +396,8 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
                   const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
                   int num_threads, int act):
     dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t N = x.shape[0], T, U, t, k, a, bb, c, u
-    cdef Py_ssize_t[::1] starts
-    T, U, starts = _units(N, num_threads)
+    cdef Py_ssize_t N = x.shape[0], t, k, a, bb, c
+    cdef Py_ssize_t T = unit_threads(N, num_threads)
     cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
     cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
     cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
@@ -415,11 +418,14 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
             bk[k] = b[k]
         for k in range(g.K, g.K + (g.G - 1) * rm):
             bk[k] = b[kr + (k - g.K) % rm]
-        for u in prange(U, schedule="dynamic", num_threads=T):
-            for n in range(starts[u], starts[u + 1]):
-                _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
-                               &out[0, 0, 0, 0] + n * out_step, &xq[threadid(), 0],
-                               &tile[threadid(), 0], act, g)
+        # image by image (no sums across images: the units of the backward pass are for its
+        # dW), so that the thread that starts late -- the other sleeps between calls and takes
+        # tens of microseconds to wake -- or is slowed takes fewer images, and the two finish
+        # within about an image of each other (units of 8 images: 45 us apart, median)
+        for n in prange(N, schedule="dynamic", num_threads=T):
+            _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
+                           &out[0, 0, 0, 0] + n * out_step, &xq[threadid(), 0],
+                           &tile[threadid(), 0], act, g)
 
 
 # -- backward --------------------------------------------------------------------------------------
@@ -441,14 +447,12 @@ cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *
         cy_blk_d.dx(dst, off, wt, ldw, src, lds, nk, tb, jb)
 
 
-cdef void _backward_image(const floating *dn, const floating *yn, const floating *xn,
-                          const floating *wt, const Py_ssize_t *offx, floating *dxn,
-                          floating *dwl, double *db_part, floating *xp, floating *dpad,
-                          floating *dq, floating *dxb, floating *dxt, floating *dzn,
-                          const void *keep, int act, const Plan *g) noexcept nogil:
-    """One image: its share of the dW lanes dwl (T, Kp) and of db, and dxn unless NULL, from
-    dz = dout * f'(y) (into dzn, unless f is linear: then dout itself)."""
-    cdef Py_ssize_t a, j, jb, kv, nb, tb, tj, kb, ra, q, k, i
+cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
+                    floating *dwl, double *db_part, floating *xp, floating *dpad,
+                    floating *dzn, int act, const Plan *g) noexcept nogil:
+    """One image's share of the dW lanes dwl (T, Kp) and of db, from dz = dout * f'(y) (into
+    dzn, unless f is linear: then dout itself)."""
+    cdef Py_ssize_t a, j, nb, tb, tj, kb, ra, k, i, kv
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
     if act != ACT_LINEAR:
@@ -506,8 +510,18 @@ cdef void _backward_image(const floating *dn, const floating *yn, const floating
                 j += tj
             a += ra
         kv += kb
-    if dxn == NULL:
-        return
+
+
+cdef void _dx_image(const floating *dn, const floating *yn, const floating *wt,
+                    const Py_ssize_t *offx, floating *dxn, floating *dq, floating *dxb,
+                    floating *dxt, floating *dzn, const void *keep, int act,
+                    const Plan *g) noexcept nogil:
+    """dx of one image into dxn, from dz = dout * f'(y) (into dzn unless f is linear; db is
+    ``_dw_image``'s)."""
+    cdef Py_ssize_t j, jb, nb, tb, q, K = g.K
+    if act != ACT_LINEAR:
+        derivative_db(dzn, dn, yn, g.Ho * g.Wo, K, act, NULL)
+        dn = dzn
     # dx: tiles of tb taps x jb vectors of output pixels: each tap's share of dout @ W^T,
     # added where the tap reads.  The pixels are the lanes, Ho * Wo of them in a row (no lane
     # for the columns past Wo, which the padded image's rows have: a third of LeNet c2's
@@ -544,7 +558,8 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                    int num_threads, int act, const floating[:, :, :, ::1] y):
     dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
-    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, u, a, bb, c, n
+    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, a, bb, c, n, i
+    cdef Py_ssize_t tid
     cdef Py_ssize_t[::1] starts
     T, U, starts = _units(N, num_threads)
     cdef floating[:, ::1] wt = np.empty((K, g.T), dtype=dtype)     # W^T: (K, taps)
@@ -572,8 +587,6 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
     cdef Py_ssize_t x_step = g.H * g.W * C, d_step = g.Ho * g.Wo * K
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
-    cdef floating acc
-    cdef double dacc
     # (w and dw are C-contiguous: tap t = (a, b, c)'s row of K numbers at t * K)
     cdef const floating *wf = &w[0, 0, 0, 0]
     cdef floating *dwf = &dw[0, 0, 0, 0]
@@ -583,27 +596,26 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
             for k in range(K):
                 wt[k, t] = wf[t * K + k]
             offx[t] = (bb * C + c) * g.planeb + a * g.Wo
-        for u in prange(U, schedule="dynamic", num_threads=T):
-            for n in range(starts[u], starts[u + 1]):
-                _backward_image(&dout[0, 0, 0, 0] + n * d_step,
-                                yp + n * d_step if yp != NULL else NULL,
-                                &x[0, 0, 0, 0] + n * x_step, &wt[0, 0], &offx[0],
-                                dxp + n * x_step if need_dx else NULL, &dwl[u, 0],
-                                &db_part[u, 0], &xp[threadid(), 0], &dpad[threadid(), 0],
-                                &dq[threadid(), 0], &dxb[threadid(), 0],
-                                &dxt[threadid(), 0], &dz[threadid(), 0], &keep_bytes[0],
-                                act, g)
-        for t in range(g.T):
-            for k in range(K):
-                acc = 0
-                for u in range(U):
-                    acc = acc + dwl[u, t * g.Kp + k]
-                dwf[t * K + k] = acc
-        for k in range(K):
-            dacc = 0
-            for u in range(U):
-                dacc = dacc + db_part[u, k]
-            db[k] = <floating>dacc
+        # one pool of tasks: the U units' dW and db first, then dx image by image (no sums
+        # across images), so that a thread that finishes its units early, or starts late,
+        # evens out on the small dx tasks at the end instead of waiting for a unit of images
+        for i in prange(U + (N if need_dx else 0), schedule="dynamic", num_threads=T):
+            tid = threadid()
+            if i < U:
+                for n in range(starts[i], starts[i + 1]):
+                    _dw_image(&dout[0, 0, 0, 0] + n * d_step,
+                              yp + n * d_step if yp != NULL else NULL,
+                              &x[0, 0, 0, 0] + n * x_step, &dwl[i, 0], &db_part[i, 0],
+                              &xp[tid, 0], &dpad[tid, 0], &dz[tid, 0], act, g)
+            else:
+                n = i - U
+                _dx_image(&dout[0, 0, 0, 0] + n * d_step,
+                          yp + n * d_step if yp != NULL else NULL, &wt[0, 0], &offx[0],
+                          dxp + n * x_step, &dq[tid, 0], &dxb[tid, 0], &dxt[tid, 0],
+                          &dz[tid, 0], &keep_bytes[0], act, g)
+        # the units' partial sums in unit order (``_parallel.pxd``)
+        sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, g.T, K, g.Kp, dwf)
+        sum_unit_db(&db_part[0, 0], U, K, &db[0])
 
 
 # -- when this path runs ---------------------------------------------------------------------------
