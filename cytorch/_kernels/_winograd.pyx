@@ -487,24 +487,30 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
                            &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
                            &zeros[0], starts[u], starts[u + 1], chunk, group, group_dx, act,
                            &g, &gx)
-    # dw = G^T (sum over units of dU, in unit order) G, per (c, k), in double
+    # dw = G^T (sum over units of dU, in unit order, in double) G, per (c, k); the units are
+    # added a row of dU at a time (a loop that vectorises: with the units innermost, the sum
+    # read 16 numbers 128 KiB apart per (c, k) and took 0.3-1.8 ms on one thread, VGG-ish
+    # layer on 2 threads, 8-32 units)
+    cdef double[:, ::1] total = np.zeros((16 * C, K), dtype=np.float64)
     cdef double s
-    cdef double total[16]
+    cdef double *t_row
+    cdef const floating *d_row
     with nogil:
+        for u in range(U_):
+            for i in range(16 * C):
+                t_row = &total[i, 0]
+                d_row = &dU[u, i * g.Kp]
+                for k in range(K):
+                    t_row[k] = t_row[k] + d_row[k]
         for idx in range(C * K):
             c = idx // K
             k = idx - c * K
-            for i in range(16):
-                s = 0
-                for u in range(U_):
-                    s = s + dU[u, (i * C + c) * g.Kp + k]
-                total[i] = s
             for a in range(3):
                 for b_ in range(3):
                     s = 0
                     for i in range(4):
                         for j in range(4):
-                            s = s + _G[i][a] * total[4 * i + j] * _G[j][b_]
+                            s = s + _G[i][a] * total[(4 * i + j) * C + c, k] * _G[j][b_]
                     dw[a, b_, c, k] = <floating>s
         for k in range(K):
             s = 0
