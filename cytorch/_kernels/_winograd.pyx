@@ -145,11 +145,13 @@ def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1,
 
 
 # -- the kernel ---------------------------------------------------------------------------------
-# Numbers (V and M together) of one thread's group of tiles: 2 MiB in float32 for VGG-ish
-# layers keeps both in the L2 cache, and a group of a few hundred tiles gives each GEMM enough
-# rows to run near BLAS's speed.  Set by measurement (see the module's tests and the bench).
-cdef Py_ssize_t GROUP_BUDGET = 1 << 18
-cdef Py_ssize_t DW_GROUP_BUDGET = 1 << 18
+# Numbers (V and M together) of one thread's group of tiles: 512 KiB in float32, half the L2
+# cache of a Zen 5 core (about 85 tiles of the VGG-ish layer, 32 -> 64 channels).  Measured with
+# the tile products of _winograd.h (VGG-ish fwd + bwd, one thread, AMD EPYC Zen 5, best of 25,
+# ms): 1 << 16: 6.3 + 13.3 (avx2), 4.2 + 8.1 (avx512); 1 << 17: 6.6 + 12.8, 4.1 + 7.8;
+# 1 << 18: 6.5 + 13.0, 4.2 + 8.2 -- flat within the noise; the smaller scratch decides.
+cdef Py_ssize_t GROUP_BUDGET = 1 << 17
+cdef Py_ssize_t DW_GROUP_BUDGET = 1 << 17
 
 
 cdef struct Wino:
