@@ -144,6 +144,29 @@ def test_threads_agree_and_runs_are_deterministic(threads):
         np.testing.assert_array_equal(a, b_again)
 
 
+def test_one_image_forward_shares_its_tile_rows_between_threads():
+    # forward's work units are tile rows, not images: one image (inference on a single
+    # picture) keeps both threads busy (the tile products are no longer BLAS calls whose own
+    # threads shared each GEMM when one image left a single unit); every output is computed
+    # the same way whichever unit holds its tile, so the bits do not change with the threads
+    rng = np.random.default_rng(5)
+    x, w, b = random_case(rng, 1, 13, 10, 17, 19, True, np.float32)
+    outs = []
+    for threads in (1, 2, 3):
+        cytorch.set_num_threads(threads)
+        try:
+            with winograd_mode("always"):
+                outs.append(F.conv2d_forward(x, w, b, 1, "same", activation="relu")[0])
+        finally:
+            cytorch.set_num_threads(None)
+    want = reference.conv2d_winograd_forward(x, w, b, "same", "relu")[0]
+    scale = reference.conv2d_forward(np.abs(x).astype(np.float64), np.abs(w), np.abs(b), 1,
+                                     "same")[0]
+    assert rounding_error(outs[0], want, scale) < TOL[np.float32]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
 @pytest.mark.parametrize("activation", ["relu", None])
 def test_backward_keeps_no_batch_sized_dz(activation):
     # dz = dout * f'(y) is made a few images at a time (per thread), and dW and dx read it

@@ -119,19 +119,139 @@ static TARGET void NAME(const T *const *y, T *dM, Py_ssize_t ms, Py_ssize_t K)  
     }                                                                                        \
 }
 
-#define CY_WINO_VARIANT(ISA, TARGET)                                                          \
+/* ---- the tile products ------------------------------------------------------------------
+ * C = A @ B for one of the 16 positions, straight out of the scratch the transforms wrote, with
+ * no packing (OpenBLAS packed both operands of each of the 16 GEMMs per group again, and zeroed
+ * C before adding: on the VGG-ish layer, 32x32x32x32 -> 64, avx2, those copies took a quarter
+ * of backward's time, and each GEMM was only (a few hundred) x 32 @ 32 x 64):
+ *
+ *     C[r][k] = (beta ? C[r][k] : 0) + sum over s < S of  A[r * ar + s * as] * B[s * ldb + k]
+ *
+ * for r < rows and k < cols (a multiple of the vector length: the callers pad B and C's rows
+ * to 64 bytes).  Forward and dx: A = V (tiles x C: ar = C, as = 1), B = U; dW: A = V read
+ * transposed (ar = 1, as = C), B = dM, C = dU, summed over the tiles.  A tile of MR rows by NV
+ * vectors of C stays in registers for the whole sum (the column block of B, S x NV vectors,
+ * stays in L1 while the row blocks run past it); each lane adds its S terms in one chain, in
+ * order: the AVX2 and AVX-512 variants, which fuse each multiply-add, compute the same bits;
+ * the default variant (SSE2 on x86-64, no FMA) rounds each product first.  Register blocking,
+ * MR x NV vectors of accumulators, plus NV vectors of B and one broadcast:
+ *
+ *     variant   vectors       registers   MR x NV
+ *     avx512    64-byte zmm   32          12 x 2   (24 accumulators)
+ *     avx2      32-byte ymm   16           6 x 2   (12)
+ *     default   16-byte xmm   16           6 x 2   (12)
+ *
+ * Checked with ``objdump -d`` (GCC 12.2, -O3): the inner loop of cy_wino_product_avx512_* is
+ * vfmadd231p[sd] on zmm with the broadcast folded in, of _avx2_* on ymm, of _default_* mulp[sd]
+ * + addp[sd] on xmm, none touching the stack (``tests/test_isa.py`` repeats the check).
+ */
+#if defined(__GNUC__)
+#  define CY_WP_INLINE static inline __attribute__((always_inline))
+#  define CY_WP_UNROLL _Pragma("GCC unroll 16")
+#  define CY_WP_VEC(NAME, T, VB)                                                              \
+typedef T NAME##_v __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
+#  define CY_WP_ZERO(NAME) ((NAME##_v){0})
+#  define CY_WP_LOAD(NAME, p) (*(const NAME##_v *)(p))
+#  define CY_WP_STORE(NAME, p, v) (*(NAME##_v *)(p) = (v))
+#  define CY_WP_FMA(NAME, acc, b, a) ((acc) += (b) * (a))
+#else
+/* other compilers: a struct of lanes and loops (the same order of summation per lane) */
+#  define CY_WP_INLINE static
+#  define CY_WP_UNROLL
+#  define CY_WP_VEC(NAME, T, VB)                                                              \
+typedef struct { T e[VB / sizeof(T)]; } NAME##_v;                                            \
+static NAME##_v NAME##_zero(void) { NAME##_v z; int i;                                       \
+    for (i = 0; i < (int)(VB / sizeof(T)); i++) z.e[i] = 0; return z; }                     \
+static NAME##_v NAME##_ld(const T *p) { NAME##_v z; int i;                                   \
+    for (i = 0; i < (int)(VB / sizeof(T)); i++) z.e[i] = p[i]; return z; }                   \
+static void NAME##_st(T *p, NAME##_v v) { int i;                                             \
+    for (i = 0; i < (int)(VB / sizeof(T)); i++) p[i] = v.e[i]; }                             \
+static void NAME##_fma(NAME##_v *acc, NAME##_v b, T a) { int i;                              \
+    for (i = 0; i < (int)(VB / sizeof(T)); i++) acc->e[i] += b.e[i] * a; }
+#  define CY_WP_ZERO(NAME) (NAME##_zero())
+#  define CY_WP_LOAD(NAME, p) (NAME##_ld(p))
+#  define CY_WP_STORE(NAME, p, v) (NAME##_st((p), (v)))
+#  define CY_WP_FMA(NAME, acc, b, a) (NAME##_fma(&(acc), (b), (a)))
+#endif
+
+/* the cases 1..n of a switch over the rows of a tile, each calling M(NAME, rows, nv) */
+#define CY_WP_CASES6(M, NAME, nv)                                                             \
+    case 1: M(NAME, 1, nv); break; case 2: M(NAME, 2, nv); break;                            \
+    case 3: M(NAME, 3, nv); break; case 4: M(NAME, 4, nv); break;                            \
+    case 5: M(NAME, 5, nv); break; case 6: M(NAME, 6, nv); break;
+#define CY_WP_CASES12(M, NAME, nv) CY_WP_CASES6(M, NAME, nv)                                  \
+    case 7: M(NAME, 7, nv); break; case 8: M(NAME, 8, nv); break;                            \
+    case 9: M(NAME, 9, nv); break; case 10: M(NAME, 10, nv); break;                          \
+    case 11: M(NAME, 11, nv); break; case 12: M(NAME, 12, nv); break;
+#define CY_WP_TILE(NAME, mr, nv)                                                              \
+    NAME##_tile(A + r0 * ar, ar, as, B + j0, ldb, C + r0 * ldc + j0, ldc, S, beta, mr, nv)
+
+#define CY_WINO_PRODUCT(NAME, T, VB, MR, CASES, TARGET)                                       \
+CY_WP_VEC(NAME, T, VB)                                                                       \
+enum { NAME##_VL = VB / sizeof(T) };                                                         \
+                                                                                             \
+/* one tile: mr rows (ldc apart) by nv vectors of C, compile-time sizes: registers */        \
+CY_WP_INLINE TARGET void                                                                     \
+NAME##_tile(const T *A, Py_ssize_t ar, Py_ssize_t as, const T *B, Py_ssize_t ldb, T *C,      \
+            Py_ssize_t ldc, Py_ssize_t S, int beta, const int mr, const int nv)              \
+{                                                                                            \
+    NAME##_v acc[MR][2], b0, b1;                                                             \
+    Py_ssize_t s;                                                                            \
+    int r;                                                                                   \
+    CY_WP_UNROLL for (r = 0; r < mr; r++) {                                                  \
+        acc[r][0] = beta ? CY_WP_LOAD(NAME, C + r * ldc) : CY_WP_ZERO(NAME);                 \
+        if (nv > 1)                                                                          \
+            acc[r][1] = beta ? CY_WP_LOAD(NAME, C + r * ldc + NAME##_VL) : CY_WP_ZERO(NAME); \
+    }                                                                                        \
+    for (s = 0; s < S; s++) {                                                                \
+        const T *a = A + s * as;                                                             \
+        b0 = CY_WP_LOAD(NAME, B + s * ldb);                                                  \
+        if (nv > 1)                                                                          \
+            b1 = CY_WP_LOAD(NAME, B + s * ldb + NAME##_VL);                                  \
+        CY_WP_UNROLL for (r = 0; r < mr; r++) {                                              \
+            CY_WP_FMA(NAME, acc[r][0], b0, a[r * ar]);                                       \
+            if (nv > 1)                                                                      \
+                CY_WP_FMA(NAME, acc[r][1], b1, a[r * ar]);                                   \
+        }                                                                                    \
+    }                                                                                        \
+    CY_WP_UNROLL for (r = 0; r < mr; r++) {                                                  \
+        CY_WP_STORE(NAME, C + r * ldc, acc[r][0]);                                           \
+        if (nv > 1)                                                                          \
+            CY_WP_STORE(NAME, C + r * ldc + NAME##_VL, acc[r][1]);                           \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+static TARGET void NAME(const T *A, Py_ssize_t ar, Py_ssize_t as, const T *B, Py_ssize_t ldb, \
+                        T *C, Py_ssize_t ldc, Py_ssize_t S, Py_ssize_t rows, Py_ssize_t cols,\
+                        int beta)                                                            \
+{                                                                                            \
+    Py_ssize_t j0, r0;                                                                       \
+    for (j0 = 0; j0 < cols; j0 += 2 * NAME##_VL) {                                           \
+        if (cols - j0 >= 2 * NAME##_VL) {                                                    \
+            for (r0 = 0; r0 < rows; r0 += MR)                                                \
+                switch (rows - r0 < MR ? rows - r0 : MR) { CASES(CY_WP_TILE, NAME, 2) }      \
+        } else {                                                                             \
+            for (r0 = 0; r0 < rows; r0 += MR)                                                \
+                switch (rows - r0 < MR ? rows - r0 : MR) { CASES(CY_WP_TILE, NAME, 1) }      \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+#define CY_WINO_VARIANT(ISA, TARGET, VB, MR, CASES)                                         \
 CY_WINO_INPUT(cy_wino_input_##ISA##_f, float, TARGET)                                        \
 CY_WINO_INPUT(cy_wino_input_##ISA##_d, double, TARGET)                                       \
 CY_WINO_OUTPUT(cy_wino_output_##ISA##_f, float, TARGET)                                      \
 CY_WINO_OUTPUT(cy_wino_output_##ISA##_d, double, TARGET)                                     \
 CY_WINO_OUTPUT_ADJOINT(cy_wino_output_adjoint_##ISA##_f, float, TARGET)                      \
-CY_WINO_OUTPUT_ADJOINT(cy_wino_output_adjoint_##ISA##_d, double, TARGET)
+CY_WINO_OUTPUT_ADJOINT(cy_wino_output_adjoint_##ISA##_d, double, TARGET)                      \
+CY_WINO_PRODUCT(cy_wino_product_##ISA##_f, float, VB, MR, CASES, TARGET)                     \
+CY_WINO_PRODUCT(cy_wino_product_##ISA##_d, double, VB, MR, CASES, TARGET)
 
 #define CY_WINO_NO_TARGET
-CY_WINO_VARIANT(default, CY_WINO_NO_TARGET)
+CY_WINO_VARIANT(default, CY_WINO_NO_TARGET, 16, 6, CY_WP_CASES6)
 #if CY_ISA_X86
-CY_WINO_VARIANT(avx2, CY_TARGET_AVX2)
-CY_WINO_VARIANT(avx512, CY_TARGET_AVX512)
+CY_WINO_VARIANT(avx2, CY_TARGET_AVX2, 32, 6, CY_WP_CASES6)
+CY_WINO_VARIANT(avx512, CY_TARGET_AVX512, 64, 12, CY_WP_CASES12)
 #endif
 
 /* The variant in use, set once when the module is imported (cy_wino_select). */
@@ -143,6 +263,12 @@ typedef void (*cy_wino_output_d_t)(const double *, Py_ssize_t, const double *,
                                    double *const *, Py_ssize_t);
 typedef void (*cy_wino_adjoint_f_t)(const float *const *, float *, Py_ssize_t, Py_ssize_t);
 typedef void (*cy_wino_adjoint_d_t)(const double *const *, double *, Py_ssize_t, Py_ssize_t);
+typedef void (*cy_wino_product_f_t)(const float *, Py_ssize_t, Py_ssize_t, const float *,
+                                    Py_ssize_t, float *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                    Py_ssize_t, int);
+typedef void (*cy_wino_product_d_t)(const double *, Py_ssize_t, Py_ssize_t, const double *,
+                                    Py_ssize_t, double *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                    Py_ssize_t, int);
 
 static cy_wino_input_f_t cy_wino_input_f = cy_wino_input_default_f;
 static cy_wino_input_d_t cy_wino_input_d = cy_wino_input_default_d;
@@ -150,6 +276,8 @@ static cy_wino_output_f_t cy_wino_output_f = cy_wino_output_default_f;
 static cy_wino_output_d_t cy_wino_output_d = cy_wino_output_default_d;
 static cy_wino_adjoint_f_t cy_wino_output_adjoint_f = cy_wino_output_adjoint_default_f;
 static cy_wino_adjoint_d_t cy_wino_output_adjoint_d = cy_wino_output_adjoint_default_d;
+static cy_wino_product_f_t cy_wino_product_f = cy_wino_product_default_f;
+static cy_wino_product_d_t cy_wino_product_d = cy_wino_product_default_d;
 
 #define CY_WINO_USE(ISA)                                                                      \
     do {                                                                                     \
@@ -159,6 +287,8 @@ static cy_wino_adjoint_d_t cy_wino_output_adjoint_d = cy_wino_output_adjoint_def
         cy_wino_output_d = cy_wino_output_##ISA##_d;                                         \
         cy_wino_output_adjoint_f = cy_wino_output_adjoint_##ISA##_f;                         \
         cy_wino_output_adjoint_d = cy_wino_output_adjoint_##ISA##_d;                         \
+        cy_wino_product_f = cy_wino_product_##ISA##_f;                                       \
+        cy_wino_product_d = cy_wino_product_##ISA##_d;                                       \
     } while (0)
 
 /* Use variant ``isa`` (a CY_ISA_* value this CPU supports: the caller checks); returns it. */

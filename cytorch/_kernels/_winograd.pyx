@@ -11,40 +11,45 @@ Layout contract, shared with the twins and with ``_conv.pyx``:
 * output tile ``(ti, tj)`` is outputs ``2*ti .. 2*ti + 1`` by ``2*tj .. 2*tj + 1``; its 4x4
   input patch starts at input row ``2*ti - pt`` and column ``2*tj - pl``.
 
-Per group of tiles (a thread's share of its images, sized to stay in cache):
+Per group of tiles (a thread's share of its tile rows, sized to stay in cache):
 
     V[i, j] (tiles, C) = (B^T d B)[i, j]     input transform, C++-free C in ``_winograd.h``
-    M[i, j] (tiles, K) = V[i, j] @ U[i, j]   16 GEMMs through cython_blas, U = G g G^T
+    M[i, j] (tiles, K) = V[i, j] @ U[i, j]   16 tile products, U = G g G^T (``_winograd.h``)
     out tile           = A^T M A + b         output transform (``_winograd.h``)
+
+The tile products are a register-blocked kernel of their own, not BLAS: each is only (a few
+hundred tiles) x C @ C x K, and OpenBLAS packed both operands of each again and zeroed M
+before adding (VGG-ish layer, 32x32x32x32 -> 64 float32, forward + backward, one thread, AMD
+EPYC Zen 5, avx2 with OpenBLAS's Haswell kernels: 27.1-28.6 ms with sgemm, 21.4-21.8 ms with
+the kernel of ``_winograd.h``).  U, M and dU keep their rows padded to 64 bytes (zeros), so
+the kernel runs whole vectors only.
 
 Backward: dx is the same computation on dout with the kernel turned around (``w[::-1, ::-1]``
 with C and K swapped, padding ``2 - pt`` and ``2 - pl``); dW is its adjoint, ``dW = G^T dU G``
-with ``dU[i, j] = sum over tiles V[i, j]^T @ (A dY A^T)[i, j]`` (16 GEMMs per group, added
-into a partial sum per work unit); db sums dout.  Each work unit runs a chunk of images at a
+with ``dU[i, j] = sum over tiles V[i, j]^T @ (A dY A^T)[i, j]`` (16 tile products per group,
+added into a partial sum per work unit); db sums dout.  Each work unit runs a chunk of images at a
 time through all three (dz = dout * f'(y) with db, then dU, then dx), so dz exists for one
 chunk per thread, in cache, never for the whole batch: on the VGG-ish layer (32x32x32x32 -> 64,
 float32, relu, one thread; AMD EPYC Zen 5) that took backward's peak NumPy memory from 14.3 to
 6.4 MiB and its time down 4-10 % (avx512 and avx2; without an activation 0-3 %), against a
-first pass over the whole batch's dz and then a second one for dx.  Partial sums are added in unit order, so the
-result does not depend on which thread ran what.
+first pass over the whole batch's dz and then a second one for dx.  Partial sums are added
+in unit order, so the result does not depend on which thread ran what.
 
-The transforms are compiled for AVX-512, AVX2 + FMA and the build's baseline (``_winograd.h``,
-``_isa.h``); ``isa()`` says which variant this process runs.  ``cytorch.functional`` validates
-every argument; the entry points re-check that the shapes agree, and every cell a transform
-reads or writes is either inside its array or a scratch run of the right length, so no call
-can read or write out of bounds.
+The transforms and products are compiled for AVX-512, AVX2 + FMA and the build's baseline
+(``_winograd.h``, ``_isa.h``); ``isa()`` says which variant this process runs (avx2 and avx512
+give the same bits; the baseline, without FMA, rounds each product of the tile products).
+``cytorch.functional`` validates every argument; the entry points re-check that the shapes
+agree, and every cell a transform or product reads or writes is either inside its array or a
+scratch run of the right length, so no call can read or write out of bounds.
 """
 import os
-from contextlib import nullcontext
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
 import numpy as np
 
-from .._config import single_threaded_blas
 from . import isa_functions
-from ._blas cimport gemm
 from ._conv import _activation_code, _check_like, _check_shapes, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
@@ -63,6 +68,12 @@ cdef extern from "_winograd.h" nogil:
                                   Py_ssize_t K) noexcept
     void cy_wino_output_adjoint_d(const double *const *y, double *dM, Py_ssize_t ms,
                                   Py_ssize_t K) noexcept
+    void cy_wino_product_f(const float *A, Py_ssize_t ar, Py_ssize_t a_s, const float *B,
+                           Py_ssize_t ldb, float *C, Py_ssize_t ldc, Py_ssize_t S,
+                           Py_ssize_t rows, Py_ssize_t cols, int beta) noexcept
+    void cy_wino_product_d(const double *A, Py_ssize_t ar, Py_ssize_t a_s, const double *B,
+                           Py_ssize_t ldb, double *C, Py_ssize_t ldc, Py_ssize_t S,
+                           Py_ssize_t rows, Py_ssize_t cols, int beta) noexcept
 
 
 # -- which instruction set (see _kernels/__init__.py) -------------------------------------------
@@ -146,6 +157,7 @@ cdef struct Wino:
     # input row o + a - pt and column ow + b - pl for taps a, b < 3 (outside: zero)
     Py_ssize_t H, W, Ci, Ho, Wo, Ko, pt, pl
     Py_ssize_t th, tw, tiles   # output tiles per image: ceil(Ho / 2) x ceil(Wo / 2)
+    Py_ssize_t Kp              # Ko rounded up to 64 bytes: the rows of U, M and dU
 
 
 cdef inline void input_transform(const floating **p, floating *V, Py_ssize_t vs,
@@ -170,6 +182,16 @@ cdef inline void output_adjoint(const floating **y, floating *dM, Py_ssize_t ms,
         cy_wino_output_adjoint_f(<const float *const *>y, dM, ms, K)
     else:
         cy_wino_output_adjoint_d(<const double *const *>y, dM, ms, K)
+
+
+cdef inline void product(const floating *A, Py_ssize_t ar, Py_ssize_t a_s, const floating *B,
+                         Py_ssize_t ldb, floating *C, Py_ssize_t ldc, Py_ssize_t S,
+                         Py_ssize_t rows, Py_ssize_t cols, bint beta) noexcept nogil:
+    """C[r, :cols] = beta C + sum over s < S of A[r * ar + s * a_s] * B[s, :cols] (_winograd.h)"""
+    if floating is float:
+        cy_wino_product_f(A, ar, a_s, B, ldb, C, ldc, S, rows, cols, beta)
+    else:
+        cy_wino_product_d(A, ar, a_s, B, ldb, C, ldc, S, rows, cols, beta)
 
 
 cdef void _transform_inputs(const floating *x, floating *V, const floating *zeros,
@@ -221,13 +243,13 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
                            floating *out, floating *V, floating *M, floating *sink,
                            const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
                            Py_ssize_t group, const Wino *g, int act) noexcept nogil:
-    """Output tiles s_lo <= s < s_hi (whole images), ``group`` at a time: transform, 16 GEMMs,
-    transform; then the activation f (``_epilogue.pxd``) on the output rows the group
+    """Output tiles s_lo <= s < s_hi (whole tile rows), ``group`` at a time: transform, 16
+    products, transform; then the activation f (``_epilogue.pxd``) on the output rows the group
     completed, while they are in cache.  (Tiles run row by row, so the rows completed so far
     are one run of out: one call per group rather than one per 2x2 cell of K numbers, which
     would be all loop tail and call.)"""
     cdef floating *y[4]
-    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko
+    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
     cdef Py_ssize_t done, upto                   # tile rows activated so far, and now
     if s_lo >= s_hi:                             # (no tiles: nothing to write, no g.tw)
         return
@@ -235,13 +257,12 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
-        for xi in range(16):
-            gemm(ord('n'), ord('n'), <int>nt, <int>Ko, <int>Ci, <floating>1.0,
-                 V + xi * nt * Ci, <int>Ci, U + xi * Ci * Ko, <int>Ko, <floating>0.0,
-                 M + xi * nt * Ko, <int>Ko)
+        for xi in range(16):     # M[xi] (nt, Kp) = V[xi] (nt, Ci) @ U[xi] (Ci, Kp)
+            product(V + xi * nt * Ci, Ci, 1, U + xi * Ci * Kp, Kp, M + xi * nt * Kp, Kp, Ci,
+                    nt, Kp, False)
         for t in range(nt):
             _tile_outputs(out, sink, y, s + t, g)
-            output_transform(M + t * Ko, nt * Ko, bias, y, Ko)
+            output_transform(M + t * Kp, nt * Kp, bias, y, Ko)
         s += nt
         upto = s // g.tw
         if act != ACT_LINEAR and upto > done:
@@ -252,23 +273,27 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
 
 cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, floating *V,
                     floating *M, const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
-                    Py_ssize_t group, floating beta, const Wino *g) noexcept nogil:
-    """dU (16, Ci, Ko) = beta dU + the sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per
-    position (beta 0: the first group overwrites dU, 1: adds to it)."""
+                    Py_ssize_t group, bint beta, const Wino *g) noexcept nogil:
+    """dU (16, Ci, Kp) = beta dU + the sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per
+    position (beta False: the first group overwrites dU, True: adds to it; every number of dU
+    is one chain of multiply-adds over the tiles in order, whatever the group)."""
     cdef floating *y[4]
-    cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko
+    cdef Py_ssize_t s = s_lo, nt, t, xi, k, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
         for t in range(nt):
             # dY past a ragged edge is zero: those outputs were thrown away
             _tile_outputs(<floating *>dout, <floating *>zeros, y, s + t, g)
-            output_adjoint(<const floating **>y, M + t * Ko, nt * Ko, Ko)
-        for xi in range(16):
-            gemm(ord('t'), ord('n'), <int>Ci, <int>Ko, <int>nt, <floating>1.0,
-                 V + xi * nt * Ci, <int>Ci, M + xi * nt * Ko, <int>Ko, beta,
-                 dU + xi * Ci * Ko, <int>Ko)
-        beta = 1
+            output_adjoint(<const floating **>y, M + t * Kp, nt * Kp, Ko)
+        if Kp > Ko:              # the padding columns: zeros (dU's are never read)
+            for t in range(16 * nt):
+                for k in range(Ko, Kp):
+                    M[t * Kp + k] = 0
+        for xi in range(16):     # dU[xi] (Ci, Kp) += V[xi]^T (Ci, nt) @ dM[xi] (nt, Kp)
+            product(V + xi * nt * Ci, 1, Ci, M + xi * nt * Kp, Kp, dU + xi * Ci * Kp, Kp, nt,
+                    Ci, Kp, beta)
+        beta = True
         s += nt
 
 
@@ -286,7 +311,7 @@ cdef void _backward_unit(const floating *x, const floating *dout, const floating
     chunk's dz is still in cache, and without a dz of the whole batch's size."""
     cdef Py_ssize_t n = n_lo, nc, per_image = g.Ho * g.Wo * g.Ko, x_image = g.H * g.W * g.Ci
     cdef const floating *d
-    cdef floating beta = 0
+    cdef bint beta = False
     while n < n_hi:
         nc = min(chunk, n_hi - n)
         derivative_db(dz, dout + n * per_image, y + n * per_image if y != NULL else NULL,
@@ -295,22 +320,36 @@ cdef void _backward_unit(const floating *x, const floating *dout, const floating
         if act != ACT_LINEAR:
             d = dz
         _dw_tiles(x + n * x_image, d, dU, V, M, zeros, 0, nc * g.tiles, group, beta, g)
-        beta = 1
+        beta = True
         if dx != NULL:
             _correlate_tiles(d, U2, no_bias, dx + n * x_image, V, M, sink, zeros, 0,
                              nc * gx.tiles, group_dx, gx, ACT_LINEAR)
         n += nc
 
 
-cdef double[:, ::1] _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# G of F(2x2, 3x3), a C array (a module-level memoryview was read through the module's
+# globals at every use: the final dW transform took 1.5 % of a VGG-ish step, run serially)
+cdef double _G[4][3]
+for _i, _row in enumerate([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]):
+    for _j in range(3):
+        _G[_i][_j] = _row[_j]
+
+
+def _padded(Py_ssize_t K, itemsize):
+    """K rounded up to a whole number of 64-byte rows (the product's vectors never straddle a
+    row's end: _winograd.h)."""
+    cdef Py_ssize_t L = 64 // itemsize
+    return (K + L - 1) // L * L
 
 
 def _filter_transform(const floating[:, :, :, ::1] w, bint turn):
-    """U (16, C, K) = G g G^T for every (c, k), computed in double and rounded once; with
-    ``turn`` the kernel of dx instead: (16, K, C) from ``w[::-1, ::-1]`` with C and K swapped."""
+    """U (16, C, Kp) = G g G^T for every (c, k), computed in double and rounded once (columns
+    K <= k < Kp, Kp = ``_padded(K)``, zero); with ``turn`` the kernel of dx instead:
+    (16, K, Cp) from ``w[::-1, ::-1]`` with C and K swapped."""
     cdef Py_ssize_t C = w.shape[2], K = w.shape[3], c, k, i, j, a, b
     dtype = np.float32 if floating is float else np.float64
-    U = np.empty((16, K, C) if turn else (16, C, K), dtype=dtype)
+    U = np.zeros((16, K, _padded(C, w.itemsize)) if turn else (16, C, _padded(K, w.itemsize)),
+                 dtype=dtype)
     cdef floating[:, :, ::1] Uv = U
     cdef double tmp[4][3]
     cdef double s
@@ -321,13 +360,13 @@ def _filter_transform(const floating[:, :, :, ::1] w, bint turn):
                     for b in range(3):
                         s = 0
                         for a in range(3):
-                            s = s + _G[i, a] * (w[2 - a, 2 - b, c, k] if turn else w[a, b, c, k])
+                            s = s + _G[i][a] * (w[2 - a, 2 - b, c, k] if turn else w[a, b, c, k])
                         tmp[i][b] = s
                 for i in range(4):           # U = tmp G^T (4 x 4)
                     for j in range(4):
                         s = 0
                         for b in range(3):
-                            s = s + tmp[i][b] * _G[j, b]
+                            s = s + tmp[i][b] * _G[j][b]
                         if turn:
                             Uv[4 * i + j, k, c] = <floating>s
                         else:
@@ -340,11 +379,12 @@ def _group(Py_ssize_t Ci, Py_ssize_t Ko, Py_ssize_t tiles_per_unit, Py_ssize_t b
 
 
 cdef Wino _wino(Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ci, Py_ssize_t Ho, Py_ssize_t Wo,
-                Py_ssize_t Ko, Py_ssize_t pt, Py_ssize_t pl):
+                Py_ssize_t Ko, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t itemsize):
     cdef Wino g
     g.H, g.W, g.Ci, g.Ho, g.Wo, g.Ko, g.pt, g.pl = H, W, Ci, Ho, Wo, Ko, pt, pl
     g.th, g.tw = (Ho + 1) // 2, (Wo + 1) // 2
     g.tiles = g.th * g.tw
+    g.Kp = _padded(Ko, itemsize)
     return g
 
 
@@ -354,23 +394,22 @@ cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     """out = f(the 3x3 correlation of x with the filter whose transform is U, plus bias)."""
     dtype = np.float32 if floating is float else np.float64
     cdef Wino g = _wino(x.shape[1], x.shape[2], x.shape[3], out.shape[1], out.shape[2],
-                        out.shape[3], pt, pl)
-    cdef Py_ssize_t N = x.shape[0], T, U_, u, group, Ci = g.Ci, Ko = g.Ko
+                        out.shape[3], pt, pl, sizeof(floating))
+    cdef Py_ssize_t R = x.shape[0] * g.th, T, U_, u, group, Ci = g.Ci, Ko = g.Ko
     cdef Py_ssize_t[::1] starts
-    T, U_, starts = _units(N, num_threads)
-    group = _group(Ci, Ko, (N + U_ - 1) // U_ * g.tiles, GROUP_BUDGET)
+    # work units of whole tile rows (R of them in the batch), so that one image has work for
+    # every thread too; each output is computed the same way whichever unit holds its tile
+    T, U_, starts = _units(R, num_threads)
+    group = _group(Ci, Ko, (R + U_ - 1) // U_ * g.tw, GROUP_BUDGET)
     cdef floating[:, ::1] V = np.empty((T, 16 * group * Ci), dtype=dtype)
-    cdef floating[:, ::1] M = np.empty((T, 16 * group * Ko), dtype=dtype)
+    cdef floating[:, ::1] M = np.empty((T, 16 * group * g.Kp), dtype=dtype)
     cdef floating[:, ::1] sink = np.empty((T, Ko), dtype=dtype)
     cdef floating[::1] zeros = np.zeros(Ci, dtype=dtype)
-    blas = nullcontext() if (T == 1 and num_threads > 1) else single_threaded_blas()
-    with blas:
-        with nogil:
-            for u in prange(U_, schedule="dynamic", num_threads=T):
-                _correlate_tiles(&x[0, 0, 0, 0], &U[0, 0, 0], &bias[0], &out[0, 0, 0, 0],
-                                 &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
-                                 &zeros[0], starts[u] * g.tiles, starts[u + 1] * g.tiles,
-                                 group, &g, act)
+    with nogil:
+        for u in prange(U_, schedule="dynamic", num_threads=T):
+            _correlate_tiles(&x[0, 0, 0, 0], &U[0, 0, 0], &bias[0], &out[0, 0, 0, 0],
+                             &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
+                             &zeros[0], starts[u] * g.tw, starts[u + 1] * g.tw, group, &g, act)
 
 
 def _check_3x3(w):
@@ -412,9 +451,10 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     _check_like(dw, w, "dw", "w")
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t N = x.shape[0], C = x.shape[3], K = w.shape[3]
-    cdef Wino g = _wino(x.shape[1], x.shape[2], C, dout.shape[1], dout.shape[2], K, pt, pl)
+    cdef Wino g = _wino(x.shape[1], x.shape[2], C, dout.shape[1], dout.shape[2], K, pt, pl,
+                        sizeof(floating))
     # dx: dz correlated with the kernel turned around, padded by 2 - pt and 2 - pl
-    cdef Wino gx = _wino(g.Ho, g.Wo, K, g.H, g.W, C, 2 - pt, 2 - pl)
+    cdef Wino gx = _wino(g.Ho, g.Wo, K, g.H, g.W, C, 2 - pt, 2 - pl, sizeof(floating))
     cdef Py_ssize_t T, U_, u, chunk, group, group_dx, i, j, a, b_, c, k, idx
     cdef Py_ssize_t[::1] starts
     T, U_, starts = _units(N, num_threads)
@@ -425,7 +465,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     group = _group(C, K, chunk * g.tiles, DW_GROUP_BUDGET)
     group_dx = _group(K, C, chunk * gx.tiles, GROUP_BUDGET)
     cdef floating[:, ::1] V = np.empty((T, 16 * max(group * C, group_dx * K)), dtype=dtype)
-    cdef floating[:, ::1] M = np.empty((T, 16 * max(group * K, group_dx * C)), dtype=dtype)
+    cdef floating[:, ::1] M = np.empty((T, 16 * max(group * g.Kp, group_dx * gx.Kp)),
+                                       dtype=dtype)
     cdef floating[:, ::1] sink = np.empty((T, C), dtype=dtype)
     cdef floating[::1] zeros = np.zeros(max(C, K), dtype=dtype)
     # each thread's dz = dout * f'(y) for one chunk of images (not needed when f is linear)
@@ -437,30 +478,33 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
         np.zeros((1, 1, 1), dtype=dtype)
     cdef floating[::1] no_bias = np.zeros(C, dtype=dtype)
     # one partial dU and db per unit (not per thread), added in unit order
-    cdef floating[:, ::1] dU = np.empty((U_, 16 * C * K), dtype=dtype)
+    cdef floating[:, ::1] dU = np.empty((U_, 16 * C * g.Kp), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U_, K), dtype=np.float64)
-    blas = nullcontext() if (T == 1 and num_threads > 1) else single_threaded_blas()
-    with blas:
-        with nogil:
-            for u in prange(U_, schedule="dynamic", num_threads=T):
-                _backward_unit(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], yp, &U2[0, 0, 0],
-                               &no_bias[0], dxp, &dU[u, 0], &db_part[u, 0], &dz[threadid(), 0],
-                               &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
-                               &zeros[0], starts[u], starts[u + 1], chunk, group, group_dx,
-                               act, &g, &gx)
-    # dw = G^T (sum over units of dU) G, per (c, k), in double
-    cdef double[:, ::1] total = np.asarray(dU, dtype=np.float64).sum(axis=0).reshape(16, C * K)
+    with nogil:
+        for u in prange(U_, schedule="dynamic", num_threads=T):
+            _backward_unit(&x[0, 0, 0, 0], &dout[0, 0, 0, 0], yp, &U2[0, 0, 0], &no_bias[0],
+                           dxp, &dU[u, 0], &db_part[u, 0], &dz[threadid(), 0],
+                           &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
+                           &zeros[0], starts[u], starts[u + 1], chunk, group, group_dx, act,
+                           &g, &gx)
+    # dw = G^T (sum over units of dU, in unit order) G, per (c, k), in double
     cdef double s
+    cdef double total[16]
     with nogil:
         for idx in range(C * K):
             c = idx // K
             k = idx - c * K
+            for i in range(16):
+                s = 0
+                for u in range(U_):
+                    s = s + dU[u, (i * C + c) * g.Kp + k]
+                total[i] = s
             for a in range(3):
                 for b_ in range(3):
                     s = 0
                     for i in range(4):
                         for j in range(4):
-                            s = s + _G[i, a] * total[4 * i + j, idx] * _G[j, b_]
+                            s = s + _G[i][a] * total[4 * i + j] * _G[j][b_]
                     dw[a, b_, c, k] = <floating>s
         for k in range(K):
             s = 0
