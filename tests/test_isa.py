@@ -283,6 +283,17 @@ def test_blocked_variants_use_their_instruction_set(kernel, variant, register, f
 
 
 @pytest.mark.parametrize("variant, register", [
+    ("avx512_f", "zmm"), ("avx2_f", "ymm"), ("avx512_d", "zmm"), ("avx2_d", "ymm")])
+def test_blocked_dw_remainder_tiles_use_their_instruction_set(variant, register):
+    # dwr (dW when K is whole vectors and 16 bytes of filters, keras_mnist c2's 20): the same
+    # check, and its groups' remainders are multiplied as whole vectors (no scalar lanes)
+    check_hot_loops("_blocked", f"cy_blk_{variant}_dwr", register, True)
+    for body in innermost_loops(disassembly("_blocked", f"cy_blk_{variant}_dwr")):
+        text = "\n".join(body)
+        assert not re.search(r"v(fmadd|mul)\w*s[sd]\s", text), f"scalar multiply-add:\n{text}"
+
+
+@pytest.mark.parametrize("variant, register", [
     ("avx512_f", "zmm"), ("avx2_f", "ymm"), ("avx512_d", "zmm"), ("avx2_d", "ymm"),
     ("default_f", "xmm")])
 def test_blocked_dx_gather_adds_whole_vectors(variant, register):

@@ -15,7 +15,8 @@
  *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
  *         t: tb neighbouring taps (b, c) of one kernel row, or of ra <= 3 neighbouring rows
  *         when a row is short (one channel: kw taps), broadcast from the NHWC image; k: kb
- *         vectors of filters
+ *         vectors of filters; dwr when K is kb whole vectors and 16 bytes (keras_mnist c2's
+ *         20 filters): groups of G = VB / 16 taps share one vector for those last filters
  *   dx:   acc[t][j] = sum_k  w[t, k] * d[k, j],  then  dxb[off[t] + j] += acc[t][j]
  *         t: tb taps (broadcast weights), j: jb vectors of output pixels of dout stored planar
  *         (filter, pixel: Ho * Wo lanes, rows Wo wide); dxb holds one plane of dx per kernel
@@ -117,6 +118,8 @@
                   case 2: CY_BLK_FWDR(NAME, 2, kb, ra, g); break;                            \
                   case 3: CY_BLK_FWDR(NAME, 3, kb, ra, g); break;                            \
                   case 4: CY_BLK_FWDR(NAME, 4, kb, ra, g); break; }
+#define CY_BLK_DWR1(NAME, n) NAME##_dwr_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
+#define CY_BLK_DWR2(NAME, n) NAME##_dwr_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
 #define CY_BLK_DX2(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 2)
 #define CY_BLK_DX3(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 3)
 #define CY_BLK_DX4(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 4)
@@ -144,9 +147,10 @@ static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;     
 /* One variant: NAME, element type T (IT: the integer type of its size), vector bytes VB,
    accumulators ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases
    up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6 (CASES_DX3: of the 3-vector dx tiles), JB
-   the most pixel vectors per dx tile (2, 3 or 4), SPREAD the shuffles of fwdr's groups. */
+   the most pixel vectors per dx tile (2, 3 or 4), SPREAD the shuffles of fwdr's and dwr's
+   groups, REPEAT dwr's repeat of a 16-byte remainder. */
 #define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
-                   CASES_6TH, CASES_DX3, JB, SPREAD, TARGET)                                 \
+                   CASES_6TH, CASES_DX3, JB, SPREAD, REPEAT, TARGET)                         \
 CY_BLK_VEC(NAME, T, IT, VB)                                                                  \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
@@ -161,6 +165,7 @@ CY_BLK_ZERO_FN(NAME, T)                                                         
 CY_BLK_ADD_FN(NAME, T, TARGET)                                                               \
 CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                        \
 CY_BLK_SPREAD_FN(NAME, T, SPREAD, TARGET)                                                    \
+CY_BLK_REPEAT_FN(NAME, T, REPEAT, TARGET)                                                    \
                                                                                              \
 /* The forward tile: pb pixels of ra rows, kb whole vectors of filters each, and (fwdr) ng   \
    groups of g of those pixels whose remainder of V / g filters shares a vector (below) */   \
@@ -304,6 +309,69 @@ static TARGET void NAME##_dw(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t x
     }                                                                                        \
 }                                                                                            \
                                                                                              \
+/* dW of a layer whose K filters are kb whole vectors and a remainder of 16 bytes (RM = V / G \
+   filters, G = VB / 16 taps: keras_mnist c2's 20 = 2 x 8 + 4 on avx2, 16 + 4 on avx512):    \
+   nq groups of G neighbouring taps, each tap's kb vectors of filters in kb accumulators, and \
+   the remainders of a group's G taps sharing one: lanes (tap i, filter kb V + l) at i RM +  \
+   l, multiplied by the G taps' numbers each spread over RM lanes and by the pixel's          \
+   remainder repeated G times (reads a whole vector of x at each group and of d at kb V: the  \
+   caller leaves room).  That vector is kept as it is, in the last vector of the group's     \
+   first row of acc_io (the caller sorts the lanes out at the end).  Every sum still adds the \
+   pixels in order with the same multiply-add: the bits of the dw tiles, without their zero   \
+   filters (12 of avx512's 32 lanes for K = 20) */                                            \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_dwr_tile(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xrow, Py_ssize_t xpix,     \
+                const T *d, Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, const int nq,      \
+                const int kb)                                                                \
+{                                                                                            \
+    enum { G = VB / 16 };                                                                    \
+    NAME##_v acc[ACC], accr[ACC];                                                            \
+    Py_ssize_t oh, ow;                                                                       \
+    int t, k, q;                                                                             \
+    if (G < 2 || nq * (G * kb + 1) > ACC)                                                    \
+        return;                  /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (t = 0; t < nq * G; t++)                                               \
+        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
+            acc[t * kb + k] = NAME##_load(acc_io + t * lda + k * NAME##_V);                  \
+    CY_BLK_UNROLL for (q = 0; q < nq; q++)                                                   \
+        accr[q] = NAME##_load(acc_io + q * G * lda + kb * NAME##_V);                         \
+    for (oh = 0; oh < Ho; oh++) {                                                            \
+        const T *xp = x + oh * xrow;                                                         \
+        const T *dp = d + oh * Wo * ldd;                                                     \
+        for (ow = 0; ow < Wo; ow++, xp += xpix, dp += ldd) {                                 \
+            NAME##_v d0 = NAME##_load(dp);                                                   \
+            NAME##_v d1 = kb > 1 ? NAME##_load(dp + NAME##_V) : d0;                          \
+            NAME##_v dr = NAME##_repeat(dp + kb * NAME##_V);                                 \
+            CY_BLK_UNROLL for (t = 0; t < nq * G; t++) {                                     \
+                NAME##_fma(&acc[t * kb], d0, xp[t]);                                         \
+                if (kb > 1)                                                                  \
+                    NAME##_fma(&acc[t * kb + 1], d1, xp[t]);                                 \
+            }                                                                                \
+            CY_BLK_UNROLL for (q = 0; q < nq; q++)                                           \
+                NAME##_fmav(&accr[q], dr, NAME##_spread(xp + q * G, G));                     \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (t = 0; t < nq * G; t++)                                               \
+        CY_BLK_UNROLL for (k = 0; k < kb; k++)                                               \
+            NAME##_store(acc_io + t * lda + k * NAME##_V, acc[t * kb + k]);                  \
+    CY_BLK_UNROLL for (q = 0; q < nq; q++)                                                   \
+        NAME##_store(acc_io + q * G * lda + kb * NAME##_V, accr[q]);                         \
+}                                                                                            \
+                                                                                             \
+/* acc_io (nq G rows of lda) += the products over every output pixel, K = kb V + RM filters \
+   (the remainders in the grouped lanes above);                                              \
+   1 <= nq <= 4, kb in {1, 2}, nq (G kb + 1) <= ACC */                                       \
+static TARGET void NAME##_dwr(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t xrow,         \
+                              Py_ssize_t xpix, const T *d, Py_ssize_t ldd, Py_ssize_t Ho,    \
+                              Py_ssize_t Wo, int nq, int kb)                                 \
+{                                                                                            \
+    if (kb == 2) {                                                                           \
+        switch (nq) { CY_BLK_CASES4(CY_BLK_DWR2, NAME) }                                     \
+    } else {                                                                                 \
+        switch (nq) { CY_BLK_CASES4(CY_BLK_DWR1, NAME) }                                     \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_dx_tile(T *dst, const Py_ssize_t *off, const T *wt, Py_ssize_t ldw, const T *src,     \
                Py_ssize_t lds, Py_ssize_t nk, const int tb, const int jb)                    \
@@ -375,6 +443,10 @@ CY_BLK_INLINE TARGET void NAME##_fmav(NAME##_v *acc, NAME##_v a, NAME##_v b)    
 { *acc += a * b; }                                                                           \
 CY_BLK_INLINE TARGET NAME##_v NAME##_spread(const T *x, const int g)                         \
 { NAME##_v t = NAME##_load(x); return SPREAD(NAME##_iv, t, g); }
+/* dwr: the first 16 bytes at x repeated over the vector */
+#define CY_BLK_REPEAT_FN(NAME, T, REPEAT, TARGET)                                            \
+CY_BLK_INLINE TARGET NAME##_v NAME##_repeat(const T *x)                                      \
+{ NAME##_v t = NAME##_load(x); return REPEAT(NAME##_iv, t); }
 #define CY_BLK_ZERO_FN(NAME, T)
 #define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
 CY_BLK_INLINE TARGET NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { return a + b; }
@@ -395,6 +467,9 @@ static void NAME##_fmav(NAME##_v *acc, NAME##_v a, NAME##_v b) { int i;         
     for (i = 0; i < NAME##_V; i++) acc->e[i] += a.e[i] * b.e[i]; }                           \
 static NAME##_v NAME##_spread(const T *x, const int g) { NAME##_v v; int i;                  \
     for (i = 0; i < NAME##_V; i++) v.e[i] = x[i / (NAME##_V / g)]; return v; }
+#define CY_BLK_REPEAT_FN(NAME, T, REPEAT, TARGET)                                            \
+static NAME##_v NAME##_repeat(const T *x) { NAME##_v v; int i;                               \
+    for (i = 0; i < NAME##_V; i++) v.e[i] = x[i % (16 / sizeof(T))]; return v; }
 #endif
 
 /* The layout copies of the blocked path (_blocked.pyx: the image stored row-planar, dout
@@ -528,27 +603,40 @@ static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t ld
 #define CY_BLK_SPREAD4(IV, t, g) ((g) == 2 ? CY_BLK_SHUF(IV, t, t, 0, 0, 1, 1) :             \
                                              CY_BLK_SHUF(IV, t, t, 0, 1, 2, 3))
 #define CY_BLK_SPREAD2(IV, t, g) (t)
+/* dwr (dW, K = kb V + 16 bytes of filters): the first 16 bytes of vector t repeated over it */
+#define CY_BLK_REPEAT_F16(IV, t)                                                             \
+    CY_BLK_SHUF(IV, t, t, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3)
+#define CY_BLK_REPEAT_F8(IV, t) CY_BLK_SHUF(IV, t, t, 0, 1, 2, 3, 0, 1, 2, 3)
+#define CY_BLK_REPEAT_D8(IV, t) CY_BLK_SHUF(IV, t, t, 0, 1, 0, 1, 0, 1, 0, 1)
+#define CY_BLK_REPEAT_D4(IV, t) CY_BLK_SHUF(IV, t, t, 0, 1, 0, 1)
+#define CY_BLK_REPEAT_ID(IV, t) (t)
 #endif
 
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
-#define CY_BLK_ACC12(NAME, T, IT, VB, JB, SPREAD, TARGET) CY_BLOCKED(NAME, T, IT, VB, 12,     \
-    CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4,  \
-    JB, SPREAD, TARGET)
-#define CY_BLK_ACC24(NAME, T, IT, VB, JB, SPREAD, TARGET) CY_BLOCKED(NAME, T, IT, VB, 24,     \
-    CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8, CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, \
-    JB, SPREAD, TARGET)
-CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_BLK_SPREAD4, CY_NO_TARGET_BLK)
-CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_BLK_SPREAD2, CY_NO_TARGET_BLK)
+#define CY_BLK_ACC12(NAME, T, IT, VB, JB, SPREAD, REPEAT, TARGET)                              \
+    CY_BLOCKED(NAME, T, IT, VB, 12, CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4,             \
+               CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4, JB, SPREAD, REPEAT, TARGET)
+#define CY_BLK_ACC24(NAME, T, IT, VB, JB, SPREAD, REPEAT, TARGET)                              \
+    CY_BLOCKED(NAME, T, IT, VB, 24, CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8,            \
+               CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, JB, SPREAD, REPEAT, TARGET)
+CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_BLK_SPREAD4, CY_BLK_REPEAT_ID,
+             CY_NO_TARGET_BLK)
+CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_BLK_SPREAD2, CY_BLK_REPEAT_ID,
+             CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
                     CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
                     CY_NO_TARGET_BLK)
 #if CY_ISA_X86
-CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_BLK_SPREAD8, CY_TARGET_AVX2)
-CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_BLK_SPREAD4, CY_TARGET_AVX2)
-CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_BLK_SPREAD16, CY_TARGET_AVX512)
-CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_BLK_SPREAD8, CY_TARGET_AVX512)
+CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_BLK_SPREAD8, CY_BLK_REPEAT_F8,
+             CY_TARGET_AVX2)
+CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_BLK_SPREAD4, CY_BLK_REPEAT_D4,
+             CY_TARGET_AVX2)
+CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_BLK_SPREAD16, CY_BLK_REPEAT_F16,
+             CY_TARGET_AVX512)
+CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_BLK_SPREAD8, CY_BLK_REPEAT_D8,
+             CY_TARGET_AVX512)
 /* (the transposes of both use 32-byte vectors: blocks of 16 x 16 would rarely fill) */
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8, CY_TARGET_AVX2)
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4, CY_TARGET_AVX2)
@@ -573,12 +661,15 @@ typedef struct {                                                                
                       Py_ssize_t);                                                           \
     void (*fwdr)(T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *,     \
                  const T *, Py_ssize_t, const T *, Py_ssize_t, int, int, int, int);          \
+    void (*dwr)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,   \
+                Py_ssize_t, Py_ssize_t, int, int);                                           \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx,                             \
                                         cy_blk_default_##S##_gather,                         \
                                         cy_blk_default_##S##_transpose,                      \
-                                        cy_blk_default_##S##_fwdr};
+                                        cy_blk_default_##S##_fwdr,                           \
+                                        cy_blk_default_##S##_dwr};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -591,11 +682,11 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
         cy_blk_f.fwd = VARIANT##_f_fwd; cy_blk_f.dw = VARIANT##_f_dw;                        \
         cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
         cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
-        cy_blk_f.fwdr = VARIANT##_f_fwdr;                                                    \
+        cy_blk_f.fwdr = VARIANT##_f_fwdr; cy_blk_f.dwr = VARIANT##_f_dwr;                    \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
         cy_blk_d.transpose = VARIANT##_d_transpose;                                          \
-        cy_blk_d.fwdr = VARIANT##_d_fwdr;                                                    \
+        cy_blk_d.fwdr = VARIANT##_d_fwdr; cy_blk_d.dwr = VARIANT##_d_dwr;                    \
         cy_blk_lanes = VB / 4; cy_blk_acc = ACC; cy_blk_jb = JB;                              \
     } while (0)
 

@@ -78,6 +78,9 @@ cdef extern from "_blocked.h" nogil:
                      Py_ssize_t rsx, const Py_ssize_t *off, const float *w, Py_ssize_t ldw,
                      const float *init, Py_ssize_t nt, int ng, int kb, int ra,
                      int G) noexcept nogil
+        void (*dwr)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow,
+                    Py_ssize_t xpix, const float *d, Py_ssize_t ldd, Py_ssize_t Ho,
+                    Py_ssize_t Wo, int nq, int kb) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
@@ -97,6 +100,9 @@ cdef extern from "_blocked.h" nogil:
                      Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
                      const double *init, Py_ssize_t nt, int ng, int kb, int ra,
                      int G) noexcept nogil
+        void (*dwr)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
+                    Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
+                    Py_ssize_t Wo, int nq, int kb) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -129,6 +135,9 @@ cdef struct Plan:
     # forward: K = KB whole vectors + V / G filters, G in {2, 4} pixels sharing the last
     # vector (``fwdr`` of _blocked.h), KB in {1, 2}; G = 0: one vector of filters a pixel
     Py_ssize_t G, KB
+    # dW: K = KB whole vectors + 16 bytes of filters: DG = V * itemsize / 16 neighbouring
+    # taps share one vector for the remainder (``dwr`` of _blocked.h); 0: vectors of filters
+    Py_ssize_t DG
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -157,6 +166,11 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     g.G = g.V // rm if rm > 0 and g.V % rm == 0 else 0
     if g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16):
         g.G = 0
+    # dwr wherever the remainder is 16 bytes (keras_mnist c2's 20 filters: 2 x 8 + 4 on avx2,
+    # 16 + 4 on avx512, where the vectors of filters ran 4 of 24 / 12 of 32 lanes on zeros)
+    g.DG = 0
+    if g.V * itemsize > 16 and rm * itemsize == 16 and g.KB in (1, 2):
+        g.DG = g.V * itemsize // 16
     return g
 
 
@@ -247,17 +261,14 @@ cdef inline void _pad_rows(const floating *xn, floating *xq, const Plan *g) noex
 
 cdef inline void _pad_nhwc(const floating *xn, floating *xp, const Plan *g) noexcept nogil:
     """Image ``xn`` (H, W, C) zero-padded, channels-last: ``xp[i, s, c] = xn[i - pt, s - pl,
-    c]`` for i < Hp, s < Wp."""
-    cdef Py_ssize_t i, j, C = g.C
+    c]`` for i < Hp, s < Wp, and V zeros after them (``dwr`` reads a vector past a tap)."""
+    cdef Py_ssize_t i, C = g.C
     cdef Py_ssize_t i_hi = min(g.H, g.Hp - g.pt), n = min(g.W, g.Wp - g.pl) * C
-    cdef const floating *src
-    cdef floating *dst
-    memset(xp, 0, g.Hp * g.Wp * C * sizeof(floating))
+    memset(xp, 0, (g.Hp * g.Wp * C + g.V) * sizeof(floating))
+    if n <= 0:
+        return
     for i in range(i_hi):
-        src = xn + i * g.W * C
-        dst = xp + ((i + g.pt) * g.Wp + g.pl) * C
-        for j in range(n):
-            dst[j] = src[j]
+        memcpy(xp + ((i + g.pt) * g.Wp + g.pl) * C, xn + i * g.W * C, n * sizeof(floating))
 
 
 cdef inline void _planar_dout(const floating *dn, floating *dq, const Plan *g) noexcept nogil:
@@ -438,6 +449,15 @@ cdef inline void _dw_tile(floating *acc, Py_ssize_t lda, const floating *x, Py_s
         cy_blk_d.dw(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, tb, kb, ra, rs)
 
 
+cdef inline void _dwr_tile(floating *acc, Py_ssize_t lda, const floating *x, Py_ssize_t xrow,
+                           Py_ssize_t xpix, const floating *d, Py_ssize_t ldd, Py_ssize_t Ho,
+                           Py_ssize_t Wo, int nq, int kb) noexcept nogil:
+    if floating is float:
+        cy_blk_f.dwr(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, nq, kb)
+    else:
+        cy_blk_d.dwr(acc, lda, x, xrow, xpix, d, ldd, Ho, Wo, nq, kb)
+
+
 cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *wt,
                           Py_ssize_t ldw, const floating *src, Py_ssize_t lds, Py_ssize_t nk,
                           int tb, int jb) noexcept nogil:
@@ -449,10 +469,10 @@ cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *
 
 cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
                     floating *dwl, double *db_part, floating *xp, floating *dpad,
-                    floating *dzn, int act, const Plan *g) noexcept nogil:
+                    floating *dzn, int act, bint last, const Plan *g) noexcept nogil:
     """One image's share of the dW lanes dwl (T, Kp) and of db, from dz = dout * f'(y) (into
-    dzn, unless f is linear: then dout itself)."""
-    cdef Py_ssize_t a, j, nb, tb, tj, kb, ra, k, i, kv
+    dzn, unless f is linear: then dout itself); ``last``: xn is the batch's last image."""
+    cdef Py_ssize_t a, j, nb, tb, tj, kb, ra, k, i, kv, q, nq, ng, j0 = 0
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
     if act != ACT_LINEAR:
@@ -460,39 +480,64 @@ cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
     # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel.
     # The tiles read whole vectors of dz: with K not a whole number of vectors, pixel p's
     # vector also reads the first filters of the pixels after it (into lanes whose sums are
-    # never read: dw takes k < K).  So rows 0 .. Ho - 2 are read in place and only the last
-    # row, whose vectors would reach past the image, is copied into rows of whole vectors
-    # (``dpad``); the tile's sums carry over from one call to the next, in the same order.
-    # (Copying every row was a quarter of LeNet-like c1's dW.)
+    # never read: dw takes k < K), and the last pixel's the first numbers of the next image's
+    # dout (or the room after dzn).  Past the batch's last image only rows 0 .. Ho - 2 are
+    # read in place and the last row is copied into rows of whole vectors (``dpad``); the
+    # tile's sums carry over from one call to the next, in the same order.  (Copying every
+    # row was a quarter of LeNet-like c1's dW; the last row in a call of its own, with every
+    # tile's sums loaded and stored again, a tenth of keras_mnist c2's.)
     cdef const floating *d = dn
     cdef const floating *xv = xp
     cdef Py_ssize_t head = g.Ho, ldd = K, xrow = g.Wp * g.C
-    if K != g.Kp:
+    if K != g.Kp and last and act == ACT_LINEAR:
         head = g.Ho - 1 if g.Kp - K <= g.Wo * K else 0
         for i in range(head * g.Wo, P):
             for k in range(g.Kp):
                 dpad[i * g.Kp + k] = dn[i * K + k] if k < K else 0
-    if g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H:
+    # (dwr reads a vector past a group of taps: in x, the next image's numbers, but past the
+    # batch's last image only in the padded copy, which has room)
+    if g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H and not (g.DG and last):
         xv = xn                         # no padding: the image is its own padded copy
     else:
         _pad_nhwc(xn, xp, g)
+    if g.DG and span >= g.DG:
+        # K = KB vectors + 16 bytes of filters: tiles of nq groups of DG taps (``dwr``), the
+        # remainder of the DG taps in one vector; a kernel row's last span % DG taps (keras_mnist
+        # c2 on avx512: 2 of 50) go on to the tiles below
+        ng = span // g.DG
+        _blocks(ng, min(4, cy_blk_acc // (g.DG * g.KB + 1)), &nb, &nq)
+        for a in range(g.kh):
+            q = 0
+            while q < ng:
+                tj, j = min(nq, ng - q), q * g.DG
+                if head > 0:
+                    _dwr_tile(dwl + (a * span + j) * g.Kp, g.Kp, xv + a * xrow + j, xrow, g.C,
+                              d, ldd, head, g.Wo, <int>tj, <int>g.KB)
+                if head < g.Ho:
+                    _dwr_tile(dwl + (a * span + j) * g.Kp, g.Kp, xv + (a + head) * xrow + j,
+                              xrow, g.C, dpad + head * g.Wo * g.Kp, g.Kp, g.Ho - head, g.Wo,
+                              <int>tj, <int>g.KB)
+                q += tj
+        j0 = ng * g.DG
+    if j0 == span:
+        return
     kv = 0
     while kv < nv:
         kb = 2 if nv - kv >= 2 else 1
-        if 2 * span * kb <= cy_blk_acc:
+        if 2 * (span - j0) * kb <= cy_blk_acc:
             # short kernel rows (one channel: kw taps): a tile of ra whole rows (ra <= 3), so
             # that it keeps enough sums in flight to hide the latency of the multiply-adds
             # (keras_mnist's first layer on avx512: 15 and 10 sums instead of 5); each sum
             # still adds its pixels in order, so the bits are those of one-row tiles
-            _blocks(g.kh, min(3, cy_blk_acc // (span * kb)), &nb, &ra)
-            tb = span
+            _blocks(g.kh, min(3, cy_blk_acc // ((span - j0) * kb)), &nb, &ra)
+            tb = span - j0
         else:
-            _blocks(span, cy_blk_acc // kb, &nb, &tb)
+            _blocks(span - j0, cy_blk_acc // kb, &nb, &tb)
             ra = 1
         a = 0
         while a < g.kh:
             ra = min(ra, g.kh - a)
-            j = 0
+            j = j0
             while j < span:
                 # (the row's last tile may be narrower: tb itself stays for the next rows,
                 # which shrank it to that last tile's width before, 2 taps x 2 vectors for
@@ -558,13 +603,14 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                    int num_threads, int act, const floating[:, :, :, ::1] y):
     dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
-    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, a, bb, c, n, i
+    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, a, bb, c, n, i, j, src
+    cdef Py_ssize_t span = g.kw * C, kr = g.KB * g.V, rm = K - g.KB * g.V
     cdef Py_ssize_t tid
     cdef Py_ssize_t[::1] starts
     T, U, starts = _units(N, num_threads)
     cdef floating[:, ::1] wt = np.empty((K, g.T), dtype=dtype)     # W^T: (K, taps)
     cdef Py_ssize_t[::1] offx = np.empty(g.T, dtype=np.intp)
-    cdef floating[:, ::1] xp = np.empty((T, g.Hp * g.Wp * C), dtype=dtype)
+    cdef floating[:, ::1] xp = np.empty((T, g.Hp * g.Wp * C + g.V), dtype=dtype)
     cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Kp if K != g.Kp else 1),
                                           dtype=dtype)
     cdef floating[:, ::1] dq = np.empty((T, K * g.Lr if need_dx else 1), dtype=dtype)
@@ -579,11 +625,13 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
         keep_array[bb, bb:bb + g.Wo] = -1
     cdef const unsigned char[::1] keep_bytes = keep_array.reshape(-1).view(np.uint8)
     # dz = dout * f'(y) of one image, when f is not linear
-    cdef floating[:, ::1] dz = np.empty((T, g.Ho * g.Wo * K if act != ACT_LINEAR else 1),
+    # (with room for the vectors dW reads past the last pixel's K numbers)
+    cdef floating[:, ::1] dz = np.empty((T, g.Ho * g.Wo * K + g.Kp if act != ACT_LINEAR else 1),
                                         dtype=dtype)
     cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     # one partial sum of dW and db per unit (not per thread), added in unit order
     cdef floating[:, ::1] dwl = np.zeros((U, g.T * g.Kp), dtype=dtype)
+    cdef floating[::1] dws = np.empty(g.T * g.Kp if g.DG else 1, dtype=dtype)   # their sum
     cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
     cdef Py_ssize_t x_step = g.H * g.W * C, d_step = g.Ho * g.Wo * K
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
@@ -606,7 +654,7 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                     _dw_image(&dout[0, 0, 0, 0] + n * d_step,
                               yp + n * d_step if yp != NULL else NULL,
                               &x[0, 0, 0, 0] + n * x_step, &dwl[i, 0], &db_part[i, 0],
-                              &xp[tid, 0], &dpad[tid, 0], &dz[tid, 0], act, g)
+                              &xp[tid, 0], &dpad[tid, 0], &dz[tid, 0], act, n == N - 1, g)
             else:
                 n = i - U
                 _dx_image(&dout[0, 0, 0, 0] + n * d_step,
@@ -614,7 +662,19 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                           dxp + n * x_step, &dq[tid, 0], &dxb[tid, 0], &dxt[tid, 0],
                           &dz[tid, 0], &keep_bytes[0], act, g)
         # the units' partial sums in unit order (``_parallel.pxd``)
-        sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, g.T, K, g.Kp, dwf)
+        if g.DG == 0 or span < g.DG:
+            sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, g.T, K, g.Kp, dwf)
+        else:
+            # dwr kept the remainder of a group of DG taps (b, c) of a kernel row in the last
+            # vector of its first row, tap i's filter KB V + l at lane i * rm + l
+            sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, 1, g.T * g.Kp, g.T * g.Kp, &dws[0])
+            for t in range(g.T):
+                j = t % span
+                for k in range(K):
+                    src = t * g.Kp + k
+                    if k >= kr and j < span // g.DG * g.DG:
+                        src = (t - j % g.DG) * g.Kp + kr + j % g.DG * rm + k - kr
+                    dwf[t * K + k] = dws[src]
         sum_unit_db(&db_part[0, 0], U, K, &db[0])
 
 
