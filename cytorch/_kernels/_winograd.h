@@ -10,9 +10,11 @@
  *   cy_wino_input    V[i][j] = (B^T d B)[i][j]   d: 4x4 cells of C numbers -> 16 runs of C
  *   cy_wino_output   Y = A^T M A (+ bias)        M: 16 runs of K -> 2x2 cells of K numbers
  *   cy_wino_output_adjoint  dM = A dY A^T        dY: 2x2 cells of K -> 16 runs of K
+ *   cy_wino_product  M = V @ U, dU += V^T dM     the 16 tile products of a group (below)
  *
  * B^T and A^T hold only 0 and +-1: every transform is additions and subtractions in a fixed
- * order, without a multiplication to fuse, so every variant below gives the same bits.
+ * order, without a multiplication to fuse, so every variant below gives the same bits (the
+ * products: see their comment).
  *
  * Instruction sets (see ``_isa.h``): each transform is compiled three times, for AVX-512F,
  * AVX2 + FMA (x86-64-v3) and the build's baseline (SSE2 on x86-64), and the module picks one
@@ -129,21 +131,24 @@ static TARGET void NAME(const T *const *y, T *dM, Py_ssize_t ms, Py_ssize_t K)  
  *
  * for r < rows and k < cols (a multiple of the vector length: the callers pad B and C's rows
  * to 64 bytes).  Forward and dx: A = V (tiles x C: ar = C, as = 1), B = U; dW: A = V read
- * transposed (ar = 1, as = C), B = dM, C = dU, summed over the tiles.  A tile of MR rows by NV
- * vectors of C stays in registers for the whole sum (the column block of B, S x NV vectors,
- * stays in L1 while the row blocks run past it); each lane adds its S terms in one chain, in
- * order: the AVX2 and AVX-512 variants, which fuse each multiply-add, compute the same bits;
- * the default variant (SSE2 on x86-64, no FMA) rounds each product first.  Register blocking,
- * MR x NV vectors of accumulators, plus NV vectors of B and one broadcast:
+ * transposed (ar = 1, as = C), B = dM, C = dU, summed over the tiles.  A tile of MR rows by 2
+ * vectors of C (1 at an odd last vector) stays in registers for the whole sum (the column
+ * block of B, S x 2 vectors, stays in L1 while the row blocks run past it); each lane adds its
+ * S terms in one chain, in order: the AVX2 and AVX-512 variants, which fuse each multiply-add,
+ * compute the same bits; the default variant (SSE2 on x86-64, no FMA) rounds each product
+ * first.  Register blocking, MR x 2 vectors of accumulators, plus 2 vectors of B and one
+ * broadcast (measured on the VGG-ish layer, avx512: 6 x 4 and 8 x 3 no faster than 12 x 2):
  *
- *     variant   vectors       registers   MR x NV
+ *     variant   vectors       registers   MR x 2
  *     avx512    64-byte zmm   32          12 x 2   (24 accumulators)
  *     avx2      32-byte ymm   16           6 x 2   (12)
  *     default   16-byte xmm   16           6 x 2   (12)
  *
- * Checked with ``objdump -d`` (GCC 12.2, -O3): the inner loop of cy_wino_product_avx512_* is
- * vfmadd231p[sd] on zmm with the broadcast folded in, of _avx2_* on ymm, of _default_* mulp[sd]
- * + addp[sd] on xmm, none touching the stack (``tests/test_isa.py`` repeats the check).
+ * Checked with ``objdump -d`` (GCC 12.2, -O3): the inner loops of cy_wino_product_avx512_*
+ * are vfmadd231p[sd] on zmm with the broadcast folded in, of _avx2_* on ymm, of _default_*
+ * mulp[sd] + addp[sd] on xmm, and none spills a vector register (the avx512 loops compare
+ * their end with the stack: 12 rows of A take 12 general registers; ``tests/test_isa.py``
+ * repeats the check).
  */
 #if defined(__GNUC__)
 #  define CY_WP_INLINE static inline __attribute__((always_inline))
