@@ -145,11 +145,13 @@ def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1,
 
 
 # -- the kernel ---------------------------------------------------------------------------------
-# Numbers (V and M together) of one thread's group of tiles: 2 MiB in float32 for VGG-ish
-# layers keeps both in the L2 cache, and a group of a few hundred tiles gives each GEMM enough
-# rows to run near BLAS's speed.  Set by measurement (see the module's tests and the bench).
-cdef Py_ssize_t GROUP_BUDGET = 1 << 18
-cdef Py_ssize_t DW_GROUP_BUDGET = 1 << 18
+# Numbers (V and M together) of one thread's group of tiles: 512 KiB in float32, half the L2
+# cache of a Zen 5 core (about 85 tiles of the VGG-ish layer, 32 -> 64 channels).  Measured with
+# the tile products of _winograd.h (VGG-ish fwd + bwd, one thread, AMD EPYC Zen 5, best of 25,
+# ms): 1 << 16: 6.3 + 13.3 (avx2), 4.2 + 8.1 (avx512); 1 << 17: 6.6 + 12.8, 4.1 + 7.8;
+# 1 << 18: 6.5 + 13.0, 4.2 + 8.2 -- flat within the noise; the smaller scratch decides.
+cdef Py_ssize_t GROUP_BUDGET = 1 << 17
+cdef Py_ssize_t DW_GROUP_BUDGET = 1 << 17
 
 
 cdef struct Wino:
@@ -194,44 +196,72 @@ cdef inline void product(const floating *A, Py_ssize_t ar, Py_ssize_t a_s, const
         cy_wino_product_d(A, ar, a_s, B, ldb, C, ldc, S, rows, cols, beta)
 
 
+cdef struct Cursor:
+    # tile s of the batch as (image n, tile row ti, tile column tj), stepped one tile at a time
+    # (two divisions per tile, and sixteen bounds tests, were as much work as transforming
+    # the tile itself when C is 32)
+    Py_ssize_t n, ti, tj
+
+
+cdef inline void _cursor_at(Cursor *c, Py_ssize_t s, const Wino *g) noexcept nogil:
+    c.n = s // g.tiles
+    s = s - c.n * g.tiles
+    c.ti = s // g.tw
+    c.tj = s - c.ti * g.tw
+
+
+cdef inline void _cursor_next(Cursor *c, const Wino *g) noexcept nogil:
+    c.tj += 1
+    if c.tj == g.tw:
+        c.tj = 0
+        c.ti += 1
+        if c.ti == g.th:
+            c.ti = 0
+            c.n += 1
+
+
 cdef void _transform_inputs(const floating *x, floating *V, const floating *zeros,
                             Py_ssize_t s_lo, Py_ssize_t nt, const Wino *g) noexcept nogil:
     """V (16, nt, Ci) for tiles s_lo <= s < s_lo + nt (numbered over the whole batch)."""
     cdef const floating *p[16]
-    cdef Py_ssize_t t, s, n, r, ti, tj, i, j, ih, iw
+    cdef const floating *base
+    cdef Cursor cur
+    cdef Py_ssize_t t, i, j, ih, iw, ih0, iw0, Ci = g.Ci, rs = g.W * g.Ci
+    _cursor_at(&cur, s_lo, g)
     for t in range(nt):
-        s = s_lo + t
-        n = s // g.tiles
-        r = s - n * g.tiles
-        ti = r // g.tw
-        tj = r - ti * g.tw
-        for i in range(4):
-            ih = 2 * ti + i - g.pt
-            for j in range(4):
-                iw = 2 * tj + j - g.pl
-                if 0 <= ih < g.H and 0 <= iw < g.W:
-                    p[4 * i + j] = x + ((n * g.H + ih) * g.W + iw) * g.Ci
-                else:             # padding, or past a ragged edge
-                    p[4 * i + j] = zeros
-        input_transform(p, V + t * g.Ci, nt * g.Ci, g.Ci)
+        ih0 = 2 * cur.ti - g.pt
+        iw0 = 2 * cur.tj - g.pl
+        if 0 <= ih0 and ih0 + 4 <= g.H and 0 <= iw0 and iw0 + 4 <= g.W:   # inside the image
+            base = x + ((cur.n * g.H + ih0) * g.W + iw0) * Ci
+            for i in range(4):
+                for j in range(4):
+                    p[4 * i + j] = base + i * rs + j * Ci
+        else:
+            for i in range(4):
+                ih = ih0 + i
+                for j in range(4):
+                    iw = iw0 + j
+                    if 0 <= ih < g.H and 0 <= iw < g.W:
+                        p[4 * i + j] = x + ((cur.n * g.H + ih) * g.W + iw) * Ci
+                    else:             # padding, or past a ragged edge
+                        p[4 * i + j] = zeros
+        input_transform(p, V + t * Ci, nt * Ci, Ci)
+        _cursor_next(&cur, g)
 
 
-cdef inline Py_ssize_t _tile_outputs(floating *base, floating *sink, floating **y,
-                                     Py_ssize_t s, const Wino *g) noexcept nogil:
-    """The 4 output cells of tile s in ``y`` (``sink`` for those past a ragged edge)."""
-    cdef Py_ssize_t n = s // g.tiles, r, ti, tj, p, q, oh, ow
-    r = s - n * g.tiles
-    ti = r // g.tw
-    tj = r - ti * g.tw
+cdef inline void _tile_outputs(floating *base, floating *sink, floating **y, const Cursor *c,
+                               const Wino *g) noexcept nogil:
+    """The 4 output cells of the cursor's tile in ``y`` (``sink`` for those past a ragged
+    edge)."""
+    cdef Py_ssize_t p, q, oh, ow
     for p in range(2):
-        oh = 2 * ti + p
+        oh = 2 * c.ti + p
         for q in range(2):
-            ow = 2 * tj + q
+            ow = 2 * c.tj + q
             if oh < g.Ho and ow < g.Wo:
-                y[2 * p + q] = base + ((n * g.Ho + oh) * g.Wo + ow) * g.Ko
+                y[2 * p + q] = base + ((c.n * g.Ho + oh) * g.Wo + ow) * g.Ko
             else:
                 y[2 * p + q] = sink
-    return n
 
 
 cdef inline Py_ssize_t _row_start(Py_ssize_t q, const Wino *g) noexcept nogil:
@@ -249,6 +279,7 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
     are one run of out: one call per group rather than one per 2x2 cell of K numbers, which
     would be all loop tail and call.)"""
     cdef floating *y[4]
+    cdef Cursor cur
     cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
     cdef Py_ssize_t done, upto                   # tile rows activated so far, and now
     if s_lo >= s_hi:                             # (no tiles: nothing to write, no g.tw)
@@ -260,9 +291,11 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
         for xi in range(16):     # M[xi] (nt, Kp) = V[xi] (nt, Ci) @ U[xi] (Ci, Kp)
             product(V + xi * nt * Ci, Ci, 1, U + xi * Ci * Kp, Kp, M + xi * nt * Kp, Kp, Ci,
                     nt, Kp, False)
+        _cursor_at(&cur, s, g)
         for t in range(nt):
-            _tile_outputs(out, sink, y, s + t, g)
+            _tile_outputs(out, sink, y, &cur, g)
             output_transform(M + t * Kp, nt * Kp, bias, y, Ko)
+            _cursor_next(&cur, g)
         s += nt
         upto = s // g.tw
         if act != ACT_LINEAR and upto > done:
@@ -278,14 +311,17 @@ cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, float
     position (beta False: the first group overwrites dU, True: adds to it; every number of dU
     is one chain of multiply-adds over the tiles in order, whatever the group)."""
     cdef floating *y[4]
+    cdef Cursor cur
     cdef Py_ssize_t s = s_lo, nt, t, xi, k, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
+        _cursor_at(&cur, s, g)
         for t in range(nt):
             # dY past a ragged edge is zero: those outputs were thrown away
-            _tile_outputs(<floating *>dout, <floating *>zeros, y, s + t, g)
+            _tile_outputs(<floating *>dout, <floating *>zeros, y, &cur, g)
             output_adjoint(<const floating **>y, M + t * Kp, nt * Kp, Ko)
+            _cursor_next(&cur, g)
         if Kp > Ko:              # the padding columns: zeros (dU's are never read)
             for t in range(16 * nt):
                 for k in range(Ko, Kp):
@@ -487,24 +523,33 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
                            &V[threadid(), 0], &M[threadid(), 0], &sink[threadid(), 0],
                            &zeros[0], starts[u], starts[u + 1], chunk, group, group_dx, act,
                            &g, &gx)
-    # dw = G^T (sum over units of dU, in unit order) G, per (c, k), in double
+    # dw = G^T (sum over units of dU, in unit order, in double) G, per (c, k); the units are
+    # added a row of dU at a time (a loop that vectorises: with the units innermost, the sum
+    # read 16 numbers 128 KiB apart per (c, k) and took 0.3-1.8 ms on one thread, VGG-ish
+    # layer on 2 threads, 8-32 units)
+    cdef double[:, ::1] total = np.zeros((16 * C, K), dtype=np.float64)
     cdef double s
-    cdef double total[16]
+    cdef double tot[16]
+    cdef double *t_row
+    cdef const floating *d_row
     with nogil:
+        for u in range(U_):
+            for i in range(16 * C):
+                t_row = &total[i, 0]
+                d_row = &dU[u, i * g.Kp]
+                for k in range(K):
+                    t_row[k] = t_row[k] + d_row[k]
         for idx in range(C * K):
             c = idx // K
             k = idx - c * K
             for i in range(16):
-                s = 0
-                for u in range(U_):
-                    s = s + dU[u, (i * C + c) * g.Kp + k]
-                total[i] = s
+                tot[i] = total[i * C + c, k]
             for a in range(3):
                 for b_ in range(3):
                     s = 0
                     for i in range(4):
                         for j in range(4):
-                            s = s + _G[i][a] * total[4 * i + j] * _G[j][b_]
+                            s = s + _G[i][a] * tot[4 * i + j] * _G[j][b_]
                     dw[a, b_, c, k] = <floating>s
         for k in range(K):
             s = 0
