@@ -469,9 +469,11 @@ cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *
 
 cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
                     floating *dwl, double *db_part, floating *xp, floating *dpad,
-                    floating *dzn, int act, bint last, const Plan *g) noexcept nogil:
+                    floating *dzn, int act, Py_ssize_t x_after, Py_ssize_t d_after,
+                    const Plan *g) noexcept nogil:
     """One image's share of the dW lanes dwl (T, Kp) and of db, from dz = dout * f'(y) (into
-    dzn, unless f is linear: then dout itself); ``last``: xn is the batch's last image."""
+    dzn, unless f is linear: then dout itself); ``x_after`` and ``d_after``: how many numbers
+    of the batch's x and dout follow the image's (which the tiles may read, not use)."""
     cdef Py_ssize_t a, j, nb, tb, tj, kb, ra, k, i, kv, q, nq, ng, j0 = 0
     cdef Py_ssize_t nv = g.Kp // g.V, span = g.kw * g.C, K = g.K, P = g.Ho * g.Wo
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
@@ -480,23 +482,25 @@ cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
     # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel.
     # The tiles read whole vectors of dz: with K not a whole number of vectors, pixel p's
     # vector also reads the first filters of the pixels after it (into lanes whose sums are
-    # never read: dw takes k < K), and the last pixel's the first numbers of the next image's
-    # dout (or the room after dzn).  Past the batch's last image only rows 0 .. Ho - 2 are
-    # read in place and the last row is copied into rows of whole vectors (``dpad``); the
-    # tile's sums carry over from one call to the next, in the same order.  (Copying every
-    # row was a quarter of LeNet-like c1's dW; the last row in a call of its own, with every
-    # tile's sums loaded and stored again, a tenth of keras_mnist c2's.)
+    # never read: dw takes k < K), and the last pixel's the first Kp - K numbers of the next
+    # image's dout (or the room after dzn).  Where dout has no such numbers after the image
+    # (the batch's last) only rows 0 .. Ho - 2 are read in place and the last row is copied
+    # into rows of whole vectors (``dpad``); the tile's sums carry over from one call to the
+    # next, in the same order.  (Copying every row was a quarter of LeNet-like c1's dW; the
+    # last row in a call of its own, with every tile's sums loaded and stored again, a tenth
+    # of keras_mnist c2's.)
     cdef const floating *d = dn
     cdef const floating *xv = xp
     cdef Py_ssize_t head = g.Ho, ldd = K, xrow = g.Wp * g.C
-    if K != g.Kp and last and act == ACT_LINEAR:
+    if K != g.Kp and act == ACT_LINEAR and d_after < g.Kp - K:
         head = g.Ho - 1 if g.Kp - K <= g.Wo * K else 0
         for i in range(head * g.Wo, P):
             for k in range(g.Kp):
                 dpad[i * g.Kp + k] = dn[i * K + k] if k < K else 0
-    # (dwr reads a vector past a group of taps: in x, the next image's numbers, but past the
-    # batch's last image only in the padded copy, which has room)
-    if g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H and not (g.DG and last):
+    # (dwr reads a vector past a group of taps: past the image, in x the next image's
+    # numbers, if there are enough, else in the padded copy, which has room)
+    if g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H and not (
+            g.DG and x_after < g.V):
         xv = xn                         # no padding: the image is its own padded copy
     else:
         _pad_nhwc(xn, xp, g)
@@ -654,7 +658,8 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                     _dw_image(&dout[0, 0, 0, 0] + n * d_step,
                               yp + n * d_step if yp != NULL else NULL,
                               &x[0, 0, 0, 0] + n * x_step, &dwl[i, 0], &db_part[i, 0],
-                              &xp[tid, 0], &dpad[tid, 0], &dz[tid, 0], act, n == N - 1, g)
+                              &xp[tid, 0], &dpad[tid, 0], &dz[tid, 0], act,
+                              (N - 1 - n) * x_step, (N - 1 - n) * d_step, g)
             else:
                 n = i - U
                 _dx_image(&dout[0, 0, 0, 0] + n * d_step,
