@@ -127,17 +127,20 @@ static TARGET void NAME(const T *const *y, T *dM, Py_ssize_t ms, Py_ssize_t K)  
  * C before adding: on the VGG-ish layer, 32x32x32x32 -> 64, avx2, those copies took a quarter
  * of backward's time, and each GEMM was only (a few hundred) x 32 @ 32 x 64):
  *
- *     C[r][k] = (beta ? C[r][k] : 0) + sum over s < S of  A[r * ar + s * as] * B[s * ldb + k]
+ *     C[r][k] = (beta ? C[r][k] : 0) + (sum over s < S of A[r * ar + s * as] * B[s * ldb + k])
  *
  * for r < rows and k < cols (a multiple of the vector length: the callers pad B and C's rows
  * to 64 bytes).  Forward and dx: A = V (tiles x C: ar = C, as = 1), B = U; dW: A = V read
  * transposed (ar = 1, as = C), B = dM, C = dU, summed over the tiles.  A tile of MR rows by 2
  * vectors of C (1 at an odd last vector) stays in registers for the whole sum (the column
  * block of B, S x 2 vectors, stays in L1 while the row blocks run past it); each lane adds its
- * S terms in one chain, in order: the AVX2 and AVX-512 variants, which fuse each multiply-add,
- * compute the same bits; the default variant (SSE2 on x86-64, no FMA) rounds each product
- * first.  Register blocking, MR x 2 vectors of accumulators, plus 2 vectors of B and one
- * broadcast (measured on the VGG-ish layer, avx512: 6 x 4 and 8 x 3 no faster than 12 x 2):
+ * S terms in one chain, in order, from zero, and then adds C when beta (dW: a sum per group of
+ * tiles, the groups added in order -- one chain over a unit's thousands of tiles had 3x the
+ * float32 error, 4.8e-7 against 1.6e-7 on the VGG-ish dW); the AVX2 and AVX-512 variants,
+ * which fuse each multiply-add, compute the same bits; the default variant (SSE2 on x86-64, no
+ * FMA) rounds each product first.  Register blocking, MR x 2 vectors of accumulators, plus 2
+ * vectors of B and one broadcast (measured on the VGG-ish layer, avx512: 6 x 4 and 8 x 3 no
+ * faster than 12 x 2):
  *
  *     variant   vectors       registers   MR x 2
  *     avx512    64-byte zmm   32          12 x 2   (24 accumulators)
@@ -159,6 +162,7 @@ typedef T NAME##_v __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias
 #  define CY_WP_LOAD(NAME, p) (*(const NAME##_v *)(p))
 #  define CY_WP_STORE(NAME, p, v) (*(NAME##_v *)(p) = (v))
 #  define CY_WP_FMA(NAME, acc, b, a) ((acc) += (b) * (a))
+#  define CY_WP_ADD(NAME, u, v) ((u) + (v))
 #else
 /* other compilers: a struct of lanes and loops (the same order of summation per lane) */
 #  define CY_WP_INLINE static
@@ -172,11 +176,14 @@ static NAME##_v NAME##_ld(const T *p) { NAME##_v z; int i;                      
 static void NAME##_st(T *p, NAME##_v v) { int i;                                             \
     for (i = 0; i < (int)(VB / sizeof(T)); i++) p[i] = v.e[i]; }                             \
 static void NAME##_fma(NAME##_v *acc, NAME##_v b, T a) { int i;                              \
-    for (i = 0; i < (int)(VB / sizeof(T)); i++) acc->e[i] += b.e[i] * a; }
+    for (i = 0; i < (int)(VB / sizeof(T)); i++) acc->e[i] += b.e[i] * a; }                   \
+static NAME##_v NAME##_add(NAME##_v u, NAME##_v v) { int i;                                  \
+    for (i = 0; i < (int)(VB / sizeof(T)); i++) u.e[i] += v.e[i]; return u; }
 #  define CY_WP_ZERO(NAME) (NAME##_zero())
 #  define CY_WP_LOAD(NAME, p) (NAME##_ld(p))
 #  define CY_WP_STORE(NAME, p, v) (NAME##_st((p), (v)))
 #  define CY_WP_FMA(NAME, acc, b, a) (NAME##_fma(&(acc), (b), (a)))
+#  define CY_WP_ADD(NAME, u, v) (NAME##_add((u), (v)))
 #endif
 
 /* the cases 1..n of a switch over the rows of a tile, each calling M(NAME, rows, nv) */
@@ -204,9 +211,9 @@ NAME##_tile(const T *A, Py_ssize_t ar, Py_ssize_t as, const T *B, Py_ssize_t ldb
     Py_ssize_t s;                                                                            \
     int r;                                                                                   \
     CY_WP_UNROLL for (r = 0; r < mr; r++) {                                                  \
-        acc[r][0] = beta ? CY_WP_LOAD(NAME, C + r * ldc) : CY_WP_ZERO(NAME);                 \
+        acc[r][0] = CY_WP_ZERO(NAME);                                                        \
         if (nv > 1)                                                                          \
-            acc[r][1] = beta ? CY_WP_LOAD(NAME, C + r * ldc + NAME##_VL) : CY_WP_ZERO(NAME); \
+            acc[r][1] = CY_WP_ZERO(NAME);                                                    \
     }                                                                                        \
     for (s = 0; s < S; s++) {                                                                \
         const T *a = A + s * as;                                                             \
@@ -220,9 +227,15 @@ NAME##_tile(const T *A, Py_ssize_t ar, Py_ssize_t as, const T *B, Py_ssize_t ldb
         }                                                                                    \
     }                                                                                        \
     CY_WP_UNROLL for (r = 0; r < mr; r++) {                                                  \
+        if (beta)                                                                            \
+            acc[r][0] = CY_WP_ADD(NAME, CY_WP_LOAD(NAME, C + r * ldc), acc[r][0]);           \
         CY_WP_STORE(NAME, C + r * ldc, acc[r][0]);                                           \
-        if (nv > 1)                                                                          \
+        if (nv > 1) {                                                                        \
+            if (beta)                                                                        \
+                acc[r][1] = CY_WP_ADD(NAME, CY_WP_LOAD(NAME, C + r * ldc + NAME##_VL),       \
+                                      acc[r][1]);                                            \
             CY_WP_STORE(NAME, C + r * ldc + NAME##_VL, acc[r][1]);                           \
+        }                                                                                    \
     }                                                                                        \
 }                                                                                            \
                                                                                              \

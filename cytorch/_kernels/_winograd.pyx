@@ -308,8 +308,8 @@ cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, float
                     floating *M, const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
                     Py_ssize_t group, bint beta, const Wino *g) noexcept nogil:
     """dU (16, Ci, Kp) = beta dU + the sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per
-    position (beta False: the first group overwrites dU, True: adds to it; every number of dU
-    is one chain of multiply-adds over the tiles in order, whatever the group)."""
+    position (beta False: the first group overwrites dU, True: adds its sum to it, so dU is a
+    sum of per-group sums, in order)."""
     cdef floating *y[4]
     cdef Cursor cur
     cdef Py_ssize_t s = s_lo, nt, t, xi, k, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
