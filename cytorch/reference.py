@@ -343,10 +343,13 @@ def conv2d_shift_add_backward(dout, cache, need_dx=True, check_finite=True):
     return dx, dw, db
 
 
-# -- Winograd's minimal filtering, F(2x2, 3x3) ----------------------------------------------------
+# -- Winograd's minimal filtering, F(2x2, 3x3) and F(4x4, 3x3) -----------------------------------
 # The twin of ``cytorch/_kernels/_winograd.pyx``, which 3x3 stride-1 layers with enough channels
 # run (VGG's).  Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016),
-# after Winograd (1980).  The matrices, for 2 outputs of a 3-tap filter from 4 inputs:
+# after Winograd (1980).  F(m, 3) computes m outputs of a 3-tap correlation from m + 2 inputs
+# with m + 2 multiplications, ``y = A^T [(G g) * (B^T d)]`` (``*`` elementwise).
+#
+# The matrices of F(2, 3), for 2 outputs from 4 inputs (points 0, 1, -1 and infinity):
 WINOGRAD_BT = np.array([[1, 0, -1, 0],
                         [0, 1, 1, 0],
                         [0, -1, 1, 0],
@@ -357,6 +360,69 @@ WINOGRAD_G = np.array([[1, 0, 0],
                        [0, 0, 1]], dtype=np.float64)          # G: 3 filter taps -> 4
 WINOGRAD_AT = np.array([[1, 1, 1, 0],
                         [0, 1, -1, -1]], dtype=np.float64)    # A^T: 4 products -> 2 outputs
+
+# The matrices of F(4, 3), for 4 outputs from 6 inputs (points 0, 1, -1, 2, -2 and infinity;
+# Lavin and Gray's, as ``winograd_matrices`` derives them): B^T and A^T hold 4, 5, 8 and G
+# 1/6 and 1/24, where F(2, 3)'s held 1 and 1/2 -- the price in rounding of 36 multiplications
+# per 4x4 tile instead of 64 per four 2x2 tiles.
+WINOGRAD4_BT = np.array([[4, 0, -5, 0, 1, 0],
+                         [0, -4, -4, 1, 1, 0],
+                         [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0],
+                         [0, 2, -1, -2, 1, 0],
+                         [0, 4, 0, -5, 0, 1]], dtype=np.float64)   # B^T: 6 inputs -> 6
+WINOGRAD4_G = np.array([[1 / 4, 0, 0],
+                        [-1 / 6, -1 / 6, -1 / 6],
+                        [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6],
+                        [1 / 24, -1 / 12, 1 / 6],
+                        [0, 0, 1]], dtype=np.float64)               # G: 3 taps -> 6
+WINOGRAD4_AT = np.array([[1, 1, 1, 1, 1, 0],
+                         [0, 1, -1, 2, -2, 0],
+                         [0, 1, 1, 4, 4, 0],
+                         [0, 1, -1, 8, -8, 1]], dtype=np.float64)   # A^T: 6 products -> 4
+
+#: output tile size m -> (B^T, G, A^T) of F(m, 3)
+WINOGRAD_MATRICES = {2: (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT),
+                     4: (WINOGRAD4_BT, WINOGRAD4_G, WINOGRAD4_AT)}
+
+
+def winograd_matrices(points, r=3):
+    """``(B^T, G, A^T)`` of F(m, r), ``m = len(points) + 2 - r``, by Toom-Cook: where the
+    matrices come from, and why the points matter.
+
+    A correlation of m outputs with an r-tap filter is the transpose of the linear convolution
+    of an m-coefficient polynomial h with the filter's polynomial g, whose product has
+    ``n = m + r - 1`` coefficients.  Toom-Cook computes that product from its values at n
+    points: evaluate h and g there (``V_m h``, ``V_r g``: Vandermonde rows ``(1, p, p^2, ...)``;
+    the point "infinity" takes a polynomial's leading coefficient, row ``(0, ..., 0, 1)``),
+    multiply the n values pairwise -- the only n multiplications that depend on both -- and
+    interpolate (``V_n^-1``).  Transposed, for the correlation ``y = A^T [(G g) * (B^T d)]``::
+
+        A^T = V_m^T   (m x n)      G = V_r   (n x r)      B^T = V_n^-T   (n x n)
+
+    Any scale of point j may move between column j of A^T, row j of G and row j of B^T (their
+    product must stay 1): Lavin and Gray's matrices (``WINOGRAD_MATRICES``) move them so that
+    B^T holds integers.  The entries are powers of the points (and the inverse of a Vandermonde
+    matrix, divided by differences of points), so the points are chosen small: 0 and infinity
+    cost nothing (a value is a single coefficient), 1 and -1 only additions, 2 and -2 factors
+    of 2, 4 and 8 (exact in floating point) but also the 5 and 1/24 that come with them.
+    F(6, 3) would need 1/2 and -1/2 or 3 and -3 next, and its float32 error grows again.
+
+    >>> BT, G, AT = winograd_matrices([0, 1, -1])           # F(2, 3): 4 points with infinity
+    >>> AT
+    array([[ 1.,  1.,  1.,  0.],
+           [ 0.,  1., -1.,  1.]])
+    """
+    pts = [float(p) for p in points]
+    n = len(pts) + 1
+    m = n + 1 - r
+
+    def vandermonde(cols):                   # n rows: the finite points, then infinity
+        rows = [[p ** i for i in range(cols)] for p in pts]
+        return np.array(rows + [[0.0] * (cols - 1) + [1.0]])
+
+    return np.linalg.inv(vandermonde(n)).T, vandermonde(r), vandermonde(m).T
 
 
 def _place(x, top, left, rows, cols):
@@ -371,37 +437,41 @@ def _place(x, top, left, rows, cols):
     return canvas
 
 
-def _winograd_input_tiles(x, pt, pl, th, tw):
-    """``V[i, j, n, ti, tj, c] = (B^T d B)[i, j]`` for the 4x4 input tile ``d`` of output tile
-    ``(ti, tj)``: rows ``2*ti - pt ... 2*ti - pt + 3`` of the padded input (zero outside x)."""
-    xp = _place(x, pt, pl, 2 * th + 2, 2 * tw + 2)
-    # cell (i, j) of every tile at once is one strided slice: tiles start every 2 pixels and
-    # are 4 wide, so neighbouring tiles overlap by 2 rows / columns
-    d = np.stack([np.stack([xp[:, i:i + 2 * th:2, j:j + 2 * tw:2, :] for j in range(4)])
-                  for i in range(4)])                       # (4, 4, N, th, tw, C)
-    BT = WINOGRAD_BT.astype(x.dtype)
+def _winograd_input_tiles(x, pt, pl, th, tw, m=2):
+    """``V[i, j, n, ti, tj, c] = (B^T d B)[i, j]`` for the (m + 2) x (m + 2) input tile ``d`` of
+    output tile ``(ti, tj)``: rows ``m*ti - pt ... m*ti - pt + m + 1`` of the padded input (zero
+    outside x)."""
+    a = m + 2
+    xp = _place(x, pt, pl, m * th + 2, m * tw + 2)
+    # cell (i, j) of every tile at once is one strided slice: tiles start every m pixels and
+    # are m + 2 wide, so neighbouring tiles overlap by 2 rows / columns
+    d = np.stack([np.stack([xp[:, i:i + m * th:m, j:j + m * tw:m, :] for j in range(a)])
+                  for i in range(a)])                       # (a, a, N, th, tw, C)
+    BT = WINOGRAD_MATRICES[m][0].astype(x.dtype)
     return np.einsum("ia,abntuc,jb->ijntuc", BT, d, BT)
 
 
-def _winograd_correlate(x, w, pt, pl, H_out, W_out):
+def _winograd_correlate(x, w, pt, pl, H_out, W_out, m=2):
     """``out[n, i, j, k] = sum_{a, b, c} x[n, i + a - pt, j + b - pl, c] * w[a, b, c, k]``
-    (zero outside x) for a 3x3 ``w``, by F(2x2, 3x3); the output is ``(N, H_out, W_out, K)``."""
+    (zero outside x) for a 3x3 ``w``, by F(m x m, 3x3); the output is ``(N, H_out, W_out, K)``."""
     N, C, K = x.shape[0], x.shape[3], w.shape[3]
-    th, tw = -(-H_out // 2), -(-W_out // 2)             # output tiles: ceil(H_out / 2), ...
-    V = _winograd_input_tiles(x, pt, pl, th, tw).reshape(16, N * th * tw, C)
-    G = WINOGRAD_G.astype(x.dtype)
-    U = np.einsum("ia,abck,jb->ijck", G, w, G).reshape(16, C, K)      # G g G^T per (c, k)
-    M = V @ U                              # 16 GEMMs: (tiles x C) @ (C x K), one per (i, j)
-    AT = WINOGRAD_AT.astype(x.dtype)
-    Y = np.einsum("pi,ijntuk,qj->ntpuqk", AT, M.reshape(4, 4, N, th, tw, K), AT)
-    return Y.reshape(N, 2 * th, 2 * tw, K)[:, :H_out, :W_out]   # ragged edge: drop the extra
+    a = m + 2
+    th, tw = -(-H_out // m), -(-W_out // m)             # output tiles: ceil(H_out / m), ...
+    V = _winograd_input_tiles(x, pt, pl, th, tw, m).reshape(a * a, N * th * tw, C)
+    _, G, AT = (v.astype(x.dtype) for v in WINOGRAD_MATRICES[m])
+    U = np.einsum("ia,abck,jb->ijck", G, w, G).reshape(a * a, C, K)   # G g G^T per (c, k)
+    M = V @ U                        # a^2 GEMMs: (tiles x C) @ (C x K), one per (i, j)
+    Y = np.einsum("pi,ijntuk,qj->ntpuqk", AT, M.reshape(a, a, N, th, tw, K), AT)
+    return Y.reshape(N, m * th, m * tw, K)[:, :H_out, :W_out]   # ragged edge: drop the extra
 
 
-def conv2d_winograd_forward(x, w, b=None, padding="valid", activation=None, check_finite=True):
-    """3x3 stride-1 convolution by Winograd's F(2x2, 3x3): the twin of the Winograd path
-    (``cytorch/_kernels/_winograd.pyx``).  Arguments, output and cache as
-    ``conv2d_shift_add_forward``; ``w`` must be ``(3, 3, C, K)``.  The compiled kernel applies
-    the ``activation`` (``conv2d_activate``) to each output tile as it writes it.
+def conv2d_winograd_forward(x, w, b=None, padding="valid", activation=None, check_finite=True,
+                            tile=2):
+    """3x3 stride-1 convolution by Winograd's F(2x2, 3x3) (``tile=2``) or F(4x4, 3x3)
+    (``tile=4``): the twin of the Winograd path (``cytorch/_kernels/_winograd.pyx``, whose
+    measured rule picks the tile).  Arguments, output and cache as ``conv2d_shift_add_forward``;
+    ``w`` must be ``(3, 3, C, K)``.  The compiled kernel applies the ``activation``
+    (``conv2d_activate``) to each output tile as it writes it.
 
     **One dimension first.**  Two outputs of a 3-tap correlation, ``y0 = d0 g0 + d1 g1 + d2 g2``
     and ``y1 = d1 g0 + d2 g1 + d3 g2``, take 6 multiplications.  Winograd's F(2, 3) needs 4::
@@ -412,42 +482,61 @@ def conv2d_winograd_forward(x, w, b=None, padding="valid", activation=None, chec
 
     In matrices: ``y = A^T [(G g) * (B^T d)]`` with ``*`` elementwise and ``WINOGRAD_BT``,
     ``WINOGRAD_G``, ``WINOGRAD_AT`` above.  The filter's part ``G g`` is computed once per
-    filter, so each pair of outputs costs 4 multiplications instead of 6.
+    filter, so each pair of outputs costs 4 multiplications instead of 6.  F(4, 3) gives 4
+    outputs from 6 inputs with 6 multiplications instead of 12 (``WINOGRAD4_*``; where the
+    matrices come from, and why the points 0, +-1, +-2 and infinity: ``winograd_matrices``).
 
-    **Two dimensions.**  Nesting F(2, 3) in rows and columns gives F(2x2, 3x3): a 2x2 block
-    of outputs (a *tile*) from the 4x4 input patch ``d`` under it::
+    **Two dimensions.**  Nesting F(m, 3) in rows and columns gives F(m x m, 3x3): an m x m
+    block of outputs (a *tile*) from the (m + 2) x (m + 2) input patch ``d`` under it::
 
-        Y = A^T [ (G g G^T) * (B^T d B) ] A          16 multiplications instead of 36
+        Y = A^T [ (G g G^T) * (B^T d B) ] A     m = 2: 16 multiplications instead of 36
+                                                m = 4: 36 multiplications instead of 144
 
     **Channels turn the products into GEMMs.**  A conv sums over C input channels for each of
     K filters.  The transforms are linear, so the sum over c moves inside, and for each of the
-    16 positions ``(i, j)`` of a 4x4 transformed tile the products of all tiles, channels and
-    filters are one matrix product::
+    ``(m + 2)^2`` positions ``(i, j)`` of a transformed tile the products of all tiles, channels
+    and filters are one matrix product::
 
         V[i, j] = (B^T d B)[i, j]   for every tile and channel        (tiles, C)
         U[i, j] = (G g G^T)[i, j]   for every channel and filter      (C, K)
         M[i, j] = V[i, j] @ U[i, j]                                   (tiles, K)
         Y       = A^T M A           per tile and filter, then the tiles are laid side by side
 
-    Counted in multiplications, that is 16 / 4 = 4 per output instead of 9: 2.25 times fewer.
+    Counted in multiplications per output, against the direct sum's 9: F(2x2, 3x3) 16 / 4 = 4
+    (2.25 times fewer), F(4x4, 3x3) 36 / 16 = 2.25 (4 times fewer).
+
+    **The trade-off.**  The bigger tile saves multiplications in the GEMMs (which dominate
+    when C and K are large) and also transforms less per output: an input tile of 36 cells
+    serves 16 outputs where one of 16 served 4 (per output and channel about 9 additions
+    instead of 16 in B^T d B, and V and M hold 2.25 numbers per output instead of 4).  But each
+    transform is a longer expression (B^T d B is 6 rows of 6 terms, with the factors 4 and 5),
+    the tiles overlap as much (2 rows) and waste more at a ragged edge (an H_out of 9 needs 3
+    tile rows, 12 outputs, where F(2x2, 3x3) computes 10), and there are 36 GEMMs of a third
+    as many rows each, which are thinner.  And it rounds more: see **Accuracy**.  Which one is
+    faster is measured (``benchmarks/bench_winograd_rule.py``): the rule beside the kernel.
 
     **Tiles, overlap and ragged edges.**  Output tile ``(ti, tj)`` covers outputs
-    ``2*ti, 2*ti + 1`` (rows) and needs padded-input rows ``2*ti ... 2*ti + 3``: input patches
-    start every 2 pixels and overlap by 2.  ``ceil(H_out / 2) x ceil(W_out / 2)`` tiles cover
-    the output; when ``H_out`` is odd the last tile row computes one extra output row from
-    zeros, which is thrown away.  The "same" (or any) zero padding is just more zeros around x.
+    ``m*ti ... m*ti + m - 1`` (rows) and needs padded-input rows ``m*ti ... m*ti + m + 1``:
+    input patches start every m pixels and overlap by 2.  ``ceil(H_out / m) x ceil(W_out / m)``
+    tiles cover the output; when m does not divide ``H_out`` the last tile row computes extra
+    output rows from zeros, which are thrown away.  The "same" (or any) zero padding is just
+    more zeros around x.
 
-    **Accuracy.**  ``B^T`` and ``A^T`` hold only 0 and +-1 and ``G`` also +-1/2, so F(2x2, 3x3)
-    rounds about as much as the direct sum: on the VGG-ish layer (32 images 32x32x32, 64
-    filters, "same") float32 is 9e-8 from float64, norm-wise relative, like im2col's 1.3e-7.
-    The bigger F(4x4, 3x3) saves more (2.25 multiplications per output instead of 4) but its
-    matrices hold 1/24, 5 and 8: measured the same way its float32 error is 6e-7, seven times
-    larger (still far below 1e-4).
+    **Accuracy.**  ``B^T`` and ``A^T`` of F(2, 3) hold only 0 and +-1 and ``G`` also +-1/2, so
+    F(2x2, 3x3) rounds about as much as the direct sum: on the VGG-ish layer (32 images
+    32x32x32, 64 filters, "same") float32 is 9e-8 from float64, norm-wise relative, like
+    im2col's 1.3e-7.  F(4x4, 3x3)'s matrices hold 4, 5, 8 and 1/6, 1/24: the transformed
+    numbers are sums of terms up to 10 (B^T) and 15 (A^T) times larger than the result, which
+    cancel, and float32 rounds each term (``tests/test_winograd.py`` measures both on that
+    layer, forward, dx and dW; issue 13's bound is 1e-4).
 
     >>> x = np.random.default_rng(0).standard_normal((2, 5, 7, 3))
     >>> w = np.random.default_rng(1).standard_normal((3, 3, 3, 4))
     >>> out, _ = conv2d_winograd_forward(x, w, padding="same")
     >>> bool(np.allclose(out, conv2d_forward(x, w, padding="same")[0]))
+    True
+    >>> out4, _ = conv2d_winograd_forward(x, w, padding="same", tile=4)
+    >>> bool(np.allclose(out4, out))
     True
     """
     x, w, b, _, pads, (N, H_out, W_out, K) = conv_args(x, w, b, 1, padding, check_finite)
@@ -455,26 +544,32 @@ def conv2d_winograd_forward(x, w, b=None, padding="valid", activation=None, chec
     if w.shape[:2] != (3, 3):
         raise ShapeError(f"conv2d_winograd_forward computes 3x3 kernels, got a "
                          f"{w.shape[0]}x{w.shape[1]} kernel (w of shape {w.shape})")
-    out = _winograd_correlate(x, w, pads[0], pads[2], H_out, W_out)
+    if tile not in WINOGRAD_MATRICES:
+        raise ValueError(f"conv2d_winograd_forward: tile must be 2 (F(2x2, 3x3)) or 4 "
+                         f"(F(4x4, 3x3)), got {tile!r}")
+    out = _winograd_correlate(x, w, pads[0], pads[2], H_out, W_out, tile)
     if b is not None:
         out = out + b
     out = conv2d_activate(np.ascontiguousarray(out), activation)
-    return out, conv_cache(x, w, b, (1, 1), pads, activation=activation, y=out)
+    cache = conv_cache(x, w, b, (1, 1), pads, activation=activation, y=out)
+    cache["tile"] = tile
+    return out, cache
 
 
 def conv2d_winograd_backward(dout, cache, need_dx=True, check_finite=True):
-    """Gradients of ``conv2d_winograd_forward``: ``(dx, dw, db)`` as ``conv2d_backward``.
+    """Gradients of ``conv2d_winograd_forward``: ``(dx, dw, db)`` as ``conv2d_backward``, with
+    the forward pass's tile size m (``cache["tile"]``, 2 when absent).
 
     * ``dx`` is itself a stride-1 3x3 correlation, of dout with the kernel turned around
       (``w[::-1, ::-1]`` with C and K swapped) and padded by ``2 - pad`` on the top and left,
-      so it runs F(2x2, 3x3) too, on tiles of dout.
+      so it runs F(m x m, 3x3) too, on tiles of dout.
     * ``dw`` runs the forward computation backwards (its adjoint).  The forward pass is linear
       in the filter: ``g -> U = G g G^T -> M = V @ U -> Y = A^T M A``.  Going back through each
-      step with dY (dout, cut into the same 2x2 tiles, zero past a ragged edge)::
+      step with dY (dout, cut into the same m x m tiles, zero past a ragged edge)::
 
-          dM = A dY A^T                    per tile and filter (4x4 from 2x2)
-          dU[i, j] = V[i, j]^T @ dM[i, j]  16 GEMMs (C x tiles) @ (tiles x K): sum over tiles
-          dw = G^T dU G                    per (c, k): 4x4 back to 3x3
+          dM = A dY A^T                    per tile and filter ((m + 2)^2 from m x m)
+          dU[i, j] = V[i, j]^T @ dM[i, j]  (m + 2)^2 GEMMs (C x tiles) @ (tiles x K)
+          dw = G^T dU G                    per (c, k): (m + 2)^2 back to 3x3
 
       which is exactly the gradient of what the forward pass computed.  (Winograd's F(3x3,
       2x2), the other way to get dw, would need its own transforms and tiles; the adjoint
@@ -491,20 +586,21 @@ def conv2d_winograd_backward(dout, cache, need_dx=True, check_finite=True):
         raise ValueError(f"conv2d_winograd_backward needs the cache of a 3x3 stride-1 undilated "
                          f"conv, got w {w.shape}, strides {cache['strides']}, "
                          f"dilation {cache.get('dilation', (1, 1))}")
+    m = cache.get("tile", 2)
+    a = m + 2
     N, H, W, C = x.shape
     _, H_out, W_out, K = dout.shape
     pt, _, pl, _ = cache["pads"]
     dx = None
     if need_dx:
         w2 = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # (3, 3, K, C)
-        dx = np.ascontiguousarray(_winograd_correlate(dout, w2, 2 - pt, 2 - pl, H, W))
-    th, tw = -(-H_out // 2), -(-W_out // 2)
-    V = _winograd_input_tiles(x, pt, pl, th, tw).reshape(16, -1, C)
-    dY = _place(dout, 0, 0, 2 * th, 2 * tw).reshape(N, th, 2, tw, 2, K)
-    AT = WINOGRAD_AT.astype(x.dtype)
-    dM = np.einsum("pi,ntpuqk,qj->ijntuk", AT, dY, AT).reshape(16, -1, K)
-    dU = (V.transpose(0, 2, 1) @ dM).reshape(4, 4, C, K)
-    G = WINOGRAD_G.astype(x.dtype)
+        dx = np.ascontiguousarray(_winograd_correlate(dout, w2, 2 - pt, 2 - pl, H, W, m))
+    th, tw = -(-H_out // m), -(-W_out // m)
+    V = _winograd_input_tiles(x, pt, pl, th, tw, m).reshape(a * a, -1, C)
+    dY = _place(dout, 0, 0, m * th, m * tw).reshape(N, th, m, tw, m, K)
+    _, G, AT = (v.astype(x.dtype) for v in WINOGRAD_MATRICES[m])
+    dM = np.einsum("pi,ntpuqk,qj->ijntuk", AT, dY, AT).reshape(a * a, -1, K)
+    dU = (V.transpose(0, 2, 1) @ dM).reshape(a, a, C, K)
     dw = np.ascontiguousarray(np.einsum("ia,ijck,jb->abck", G, dU, G))
     db = dout.reshape(-1, K).sum(axis=0) if cache["has_bias"] else None
     return dx, dw, db

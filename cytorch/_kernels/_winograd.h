@@ -121,6 +121,150 @@ static TARGET void NAME(const T *const *y, T *dM, Py_ssize_t ms, Py_ssize_t K)  
     }                                                                                        \
 }
 
+/* ---- F(4x4, 3x3): 6x6 tiles -----------------------------------------------------------------
+ * The same three transforms for 4x4 output tiles (the twin's WINOGRAD4_BT, _G, _AT: points 0,
+ * +-1, +-2 and infinity).  Their matrices hold 2, 4, 5 and 8; each 1-D transform below
+ * multiplies only by powers of two (5 d = 4 d + d), which are exact, so a fused multiply-add
+ * that GCC may form rounds exactly as the separate multiply and add: every variant gives the
+ * same bits here too (as long as no 4 d or 8 d overflows).  Each is written as a 1-D
+ * transform on the columns of the tile (in temporaries) and then the same on their rows. */
+
+/* v = B^T d for one column of 6:  v0 = 4 d0 - 5 d2 + d4,  v1 = -4 d1 - 4 d2 + d3 + d4,
+ * v2 = 4 d1 - 4 d2 - d3 + d4,  v3 = -2 d1 - d2 + 2 d3 + d4,  v4 = 2 d1 - d2 - 2 d3 + d4,
+ * v5 = 4 d1 - 5 d3 + d5 (with the shared parts q, r, s, u computed once) */
+#define CY_W4_BT(T, d0, d1, d2, d3, d4, d5, v0, v1, v2, v3, v4, v5)                           \
+    do {                                                                                     \
+        T q_ = (d4) - 4 * (d2), r_ = (d3) - 4 * (d1);                                        \
+        T s_ = (d4) - (d2), u_ = 2 * ((d3) - (d1));                                          \
+        v0 = (4 * (d0) + q_) - (d2);                                                         \
+        v1 = q_ + r_;                                                                        \
+        v2 = q_ - r_;                                                                        \
+        v3 = s_ + u_;                                                                        \
+        v4 = s_ - u_;                                                                        \
+        v5 = (4 * (d1) + ((d5) - 4 * (d3))) - (d3);                                          \
+    } while (0)
+
+/* y = A^T m for one column of 6:  y0 = m0 + m1 + m2 + m3 + m4,  y1 = m1 - m2 + 2 (m3 - m4),
+ * y2 = m1 + m2 + 4 (m3 + m4),  y3 = m1 - m2 + 8 (m3 - m4) + m5 */
+#define CY_W4_AT(T, m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                                    \
+    do {                                                                                     \
+        T a_ = (m1) + (m2), b_ = (m1) - (m2), c_ = (m3) + (m4), e_ = (m3) - (m4);            \
+        y0 = ((m0) + a_) + c_;                                                               \
+        y1 = b_ + 2 * e_;                                                                    \
+        y2 = a_ + 4 * c_;                                                                    \
+        y3 = (b_ + 8 * e_) + (m5);                                                           \
+    } while (0)
+
+/* r = A y for one column of 4 (the adjoint of CY_W4_AT):  r0 = y0,  r1 = y0 + y1 + y2 + y3,
+ * r2 = y0 - y1 + y2 - y3,  r3 = y0 + 2 y1 + 4 y2 + 8 y3,  r4 = y0 - 2 y1 + 4 y2 - 8 y3,
+ * r5 = y3 */
+#define CY_W4_A(T, y0, y1, y2, y3, r0, r1, r2, r3, r4, r5)                                     \
+    do {                                                                                     \
+        T e_ = (y0) + (y2), o_ = (y1) + (y3);                                                \
+        T f_ = (y0) + 4 * (y2), p_ = 2 * (y1) + 8 * (y3);                                    \
+        r0 = (y0);                                                                           \
+        r1 = e_ + o_;                                                                        \
+        r2 = e_ - o_;                                                                        \
+        r3 = f_ + p_;                                                                        \
+        r4 = f_ - p_;                                                                        \
+        r5 = (y3);                                                                           \
+    } while (0)
+
+/* V[(6i + j) * vs + c] = (B^T d B)[i][j] for c < C, d[i][j] = p[6i + j][c].  Straight-line 
+ * code over 36 named pointers and temporaries (with arrays and loops over the cells GCC    
+ * left the loop over c scalar). */                                                         
+#define CY_WINO4_INPUT(NAME, T, TARGET)                                                     \
+static TARGET void NAME(const T *const *p, T *V, Py_ssize_t vs, Py_ssize_t C)               \
+{                                                                                           \
+    const T *d00 = p[0], *d01 = p[1], *d02 = p[2], *d03 = p[3], *d04 = p[4], *d05 = p[5];   \
+    const T *d10 = p[6], *d11 = p[7], *d12 = p[8], *d13 = p[9], *d14 = p[10], *d15 = p[11]; \
+    const T *d20 = p[12], *d21 = p[13], *d22 = p[14], *d23 = p[15], *d24 = p[16], *d25 = p[17];\
+    const T *d30 = p[18], *d31 = p[19], *d32 = p[20], *d33 = p[21], *d34 = p[22], *d35 = p[23];\
+    const T *d40 = p[24], *d41 = p[25], *d42 = p[26], *d43 = p[27], *d44 = p[28], *d45 = p[29];\
+    const T *d50 = p[30], *d51 = p[31], *d52 = p[32], *d53 = p[33], *d54 = p[34], *d55 = p[35];\
+    Py_ssize_t c;                                                                           \
+    CY_WINO_IVDEP                                                                           \
+    for (c = 0; c < C; c++) {                                                               \
+        T t00, t01, t02, t03, t04, t05, t10, t11, t12, t13, t14, t15, t20, t21, t22, t23, t24, t25;\
+        T t30, t31, t32, t33, t34, t35, t40, t41, t42, t43, t44, t45, t50, t51, t52, t53, t54, t55;\
+        CY_W4_BT(T, d00[c], d10[c], d20[c], d30[c], d40[c], d50[c],                         \
+                 t00, t10, t20, t30, t40, t50);                                             \
+        CY_W4_BT(T, d01[c], d11[c], d21[c], d31[c], d41[c], d51[c],                         \
+                 t01, t11, t21, t31, t41, t51);                                             \
+        CY_W4_BT(T, d02[c], d12[c], d22[c], d32[c], d42[c], d52[c],                         \
+                 t02, t12, t22, t32, t42, t52);                                             \
+        CY_W4_BT(T, d03[c], d13[c], d23[c], d33[c], d43[c], d53[c],                         \
+                 t03, t13, t23, t33, t43, t53);                                             \
+        CY_W4_BT(T, d04[c], d14[c], d24[c], d34[c], d44[c], d54[c],                         \
+                 t04, t14, t24, t34, t44, t54);                                             \
+        CY_W4_BT(T, d05[c], d15[c], d25[c], d35[c], d45[c], d55[c],                         \
+                 t05, t15, t25, t35, t45, t55);                                             \
+        CY_W4_BT(T, t00, t01, t02, t03, t04, t05,                                           \
+                 V[0 * vs + c], V[1 * vs + c], V[2 * vs + c],                               \
+                 V[3 * vs + c], V[4 * vs + c], V[5 * vs + c]);                              \
+        CY_W4_BT(T, t10, t11, t12, t13, t14, t15,                                           \
+                 V[6 * vs + c], V[7 * vs + c], V[8 * vs + c],                               \
+                 V[9 * vs + c], V[10 * vs + c], V[11 * vs + c]);                            \
+        CY_W4_BT(T, t20, t21, t22, t23, t24, t25,                                           \
+                 V[12 * vs + c], V[13 * vs + c], V[14 * vs + c],                            \
+                 V[15 * vs + c], V[16 * vs + c], V[17 * vs + c]);                           \
+        CY_W4_BT(T, t30, t31, t32, t33, t34, t35,                                           \
+                 V[18 * vs + c], V[19 * vs + c], V[20 * vs + c],                            \
+                 V[21 * vs + c], V[22 * vs + c], V[23 * vs + c]);                           \
+        CY_W4_BT(T, t40, t41, t42, t43, t44, t45,                                           \
+                 V[24 * vs + c], V[25 * vs + c], V[26 * vs + c],                            \
+                 V[27 * vs + c], V[28 * vs + c], V[29 * vs + c]);                           \
+        CY_W4_BT(T, t50, t51, t52, t53, t54, t55,                                           \
+                 V[30 * vs + c], V[31 * vs + c], V[32 * vs + c],                            \
+                 V[33 * vs + c], V[34 * vs + c], V[35 * vs + c]);                           \
+    }                                                                                       \
+}                                                                                           
+
+/* y[4p + q][k] = (A^T M A)[p][q] + bias[k] for k < K, M[i][j] = Mt[(6i + j) * ms + k]. */
+#define CY_WINO4_OUTPUT(NAME, T, TARGET)                                                      \
+static TARGET void NAME(const T *Mt, Py_ssize_t ms, const T *bias, T *const *y,              \
+                        Py_ssize_t K)                                                        \
+{                                                                                            \
+    Py_ssize_t k;                                                                            \
+    CY_WINO_IVDEP                                                                            \
+    for (k = 0; k < K; k++) {                                                                \
+        T s[4][6], o0, o1, o2, o3;                                                           \
+        int i, j;                                                                            \
+        for (j = 0; j < 6; j++) /* s = A^T M: column j of M -> column j of s */              \
+            CY_W4_AT(T, Mt[j * ms + k], Mt[(6 + j) * ms + k], Mt[(12 + j) * ms + k],          \
+                     Mt[(18 + j) * ms + k], Mt[(24 + j) * ms + k], Mt[(30 + j) * ms + k],    \
+                     s[0][j], s[1][j], s[2][j], s[3][j]);                                    \
+        for (i = 0; i < 4; i++) { /* Y = s A: row i of s -> row i of Y, + bias */            \
+            CY_W4_AT(T, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5],                \
+                     o0, o1, o2, o3);                                                        \
+            y[4 * i][k] = o0 + bias[k];                                                      \
+            y[4 * i + 1][k] = o1 + bias[k];                                                  \
+            y[4 * i + 2][k] = o2 + bias[k];                                                  \
+            y[4 * i + 3][k] = o3 + bias[k];                                                  \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+/* dM[(6i + j) * ms + k] = (A dY A^T)[i][j] for k < K, dY[p][q] = y[4p + q][k]. */
+#define CY_WINO4_OUTPUT_ADJOINT(NAME, T, TARGET)                                              \
+static TARGET void NAME(const T *const *y, T *dM, Py_ssize_t ms, Py_ssize_t K)               \
+{                                                                                            \
+    Py_ssize_t k;                                                                            \
+    CY_WINO_IVDEP                                                                            \
+    for (k = 0; k < K; k++) {                                                                \
+        T r[6][4];                                                                           \
+        int i, q;                                                                            \
+        for (q = 0; q < 4; q++) /* r = A dY: column q of dY -> column q of r */              \
+            CY_W4_A(T, y[q][k], y[4 + q][k], y[8 + q][k], y[12 + q][k],                      \
+                    r[0][q], r[1][q], r[2][q], r[3][q], r[4][q], r[5][q]);                   \
+        for (i = 0; i < 6; i++) /* dM = r A^T: row i of r -> row i of dM */                  \
+            CY_W4_A(T, r[i][0], r[i][1], r[i][2], r[i][3],                                   \
+                    dM[(6 * i) * ms + k], dM[(6 * i + 1) * ms + k], dM[(6 * i + 2) * ms + k],\
+                    dM[(6 * i + 3) * ms + k], dM[(6 * i + 4) * ms + k],                      \
+                    dM[(6 * i + 5) * ms + k]);                                               \
+    }                                                                                        \
+}
+
 /* ---- the tile products ------------------------------------------------------------------
  * C = A @ B for one of the 16 positions, straight out of the scratch the transforms wrote, with
  * no packing (OpenBLAS packed both operands of each of the 16 GEMMs per group again, and zeroed
@@ -263,7 +407,13 @@ CY_WINO_OUTPUT(cy_wino_output_##ISA##_d, double, TARGET)                        
 CY_WINO_OUTPUT_ADJOINT(cy_wino_output_adjoint_##ISA##_f, float, TARGET)                      \
 CY_WINO_OUTPUT_ADJOINT(cy_wino_output_adjoint_##ISA##_d, double, TARGET)                      \
 CY_WINO_PRODUCT(cy_wino_product_##ISA##_f, float, VB, MR, CASES, TARGET)                     \
-CY_WINO_PRODUCT(cy_wino_product_##ISA##_d, double, VB, MR, CASES, TARGET)
+CY_WINO_PRODUCT(cy_wino_product_##ISA##_d, double, VB, MR, CASES, TARGET)                    \
+CY_WINO4_INPUT(cy_wino4_input_##ISA##_f, float, TARGET)                                      \
+CY_WINO4_INPUT(cy_wino4_input_##ISA##_d, double, TARGET)                                     \
+CY_WINO4_OUTPUT(cy_wino4_output_##ISA##_f, float, TARGET)                                    \
+CY_WINO4_OUTPUT(cy_wino4_output_##ISA##_d, double, TARGET)                                   \
+CY_WINO4_OUTPUT_ADJOINT(cy_wino4_output_adjoint_##ISA##_f, float, TARGET)                    \
+CY_WINO4_OUTPUT_ADJOINT(cy_wino4_output_adjoint_##ISA##_d, double, TARGET)
 
 #define CY_WINO_NO_TARGET
 CY_WINO_VARIANT(default, CY_WINO_NO_TARGET, 16, 6, CY_WP_CASES6)
@@ -296,6 +446,12 @@ static cy_wino_adjoint_f_t cy_wino_output_adjoint_f = cy_wino_output_adjoint_def
 static cy_wino_adjoint_d_t cy_wino_output_adjoint_d = cy_wino_output_adjoint_default_d;
 static cy_wino_product_f_t cy_wino_product_f = cy_wino_product_default_f;
 static cy_wino_product_d_t cy_wino_product_d = cy_wino_product_default_d;
+static cy_wino_input_f_t cy_wino4_input_f = cy_wino4_input_default_f;
+static cy_wino_input_d_t cy_wino4_input_d = cy_wino4_input_default_d;
+static cy_wino_output_f_t cy_wino4_output_f = cy_wino4_output_default_f;
+static cy_wino_output_d_t cy_wino4_output_d = cy_wino4_output_default_d;
+static cy_wino_adjoint_f_t cy_wino4_output_adjoint_f = cy_wino4_output_adjoint_default_f;
+static cy_wino_adjoint_d_t cy_wino4_output_adjoint_d = cy_wino4_output_adjoint_default_d;
 
 #define CY_WINO_USE(ISA)                                                                      \
     do {                                                                                     \
@@ -307,6 +463,12 @@ static cy_wino_product_d_t cy_wino_product_d = cy_wino_product_default_d;
         cy_wino_output_adjoint_d = cy_wino_output_adjoint_##ISA##_d;                         \
         cy_wino_product_f = cy_wino_product_##ISA##_f;                                       \
         cy_wino_product_d = cy_wino_product_##ISA##_d;                                       \
+        cy_wino4_input_f = cy_wino4_input_##ISA##_f;                                         \
+        cy_wino4_input_d = cy_wino4_input_##ISA##_d;                                         \
+        cy_wino4_output_f = cy_wino4_output_##ISA##_f;                                       \
+        cy_wino4_output_d = cy_wino4_output_##ISA##_d;                                       \
+        cy_wino4_output_adjoint_f = cy_wino4_output_adjoint_##ISA##_f;                       \
+        cy_wino4_output_adjoint_d = cy_wino4_output_adjoint_##ISA##_d;                       \
     } while (0)
 
 /* Use variant ``isa`` (a CY_ISA_* value this CPU supports: the caller checks); returns it. */

@@ -74,6 +74,19 @@ cdef extern from "_winograd.h" nogil:
     void cy_wino_product_d(const double *A, Py_ssize_t ar, Py_ssize_t a_s, const double *B,
                            Py_ssize_t ldb, double *C, Py_ssize_t ldc, Py_ssize_t S,
                            Py_ssize_t rows, Py_ssize_t cols, int beta) noexcept
+    # F(4x4, 3x3): the same signatures on 6x6 tiles
+    void cy_wino4_input_f(const float *const *p, float *V, Py_ssize_t vs,
+                          Py_ssize_t C) noexcept
+    void cy_wino4_input_d(const double *const *p, double *V, Py_ssize_t vs,
+                          Py_ssize_t C) noexcept
+    void cy_wino4_output_f(const float *M, Py_ssize_t ms, const float *bias, float *const *y,
+                           Py_ssize_t K) noexcept
+    void cy_wino4_output_d(const double *M, Py_ssize_t ms, const double *bias,
+                           double *const *y, Py_ssize_t K) noexcept
+    void cy_wino4_output_adjoint_f(const float *const *y, float *dM, Py_ssize_t ms,
+                                   Py_ssize_t K) noexcept
+    void cy_wino4_output_adjoint_d(const double *const *y, double *dM, Py_ssize_t ms,
+                                   Py_ssize_t K) noexcept
 
 
 # -- which instruction set (see _kernels/__init__.py) -------------------------------------------
@@ -144,6 +157,30 @@ def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1,
     return x_shape[3] >= WINOGRAD_MIN_C.get(np.dtype(dtype).itemsize, 16)
 
 
+# -- which tile: F(2x2, 3x3) or F(4x4, 3x3) ------------------------------------------------------
+# (the measurement: below, filled in by benchmarks/bench_winograd_rule.py --tiles)
+_TILES = ("auto", 2, 4)
+_tile = "auto"
+
+
+def _set_tile(tile):
+    """Private, for the tests and benchmarks: run F(2x2, 3x3) (2), F(4x4, 3x3) (4) or the
+    measured rule ("auto") from now on; returns the setting that was in force."""
+    global _tile
+    if tile not in _TILES:
+        raise ValueError(f"Winograd tile {tile!r} is not one of {list(_TILES)}")
+    old, _tile = _tile, tile
+    return old
+
+
+def winograd_tile(x_shape, w_shape, out_shape, dtype):
+    """The output tile size m of F(m x m, 3x3) the Winograd path runs for these shapes
+    (``uses_winograd_path``'s): 2 or 4."""
+    if _tile != "auto":
+        return _tile
+    return 2
+
+
 # -- the kernel ---------------------------------------------------------------------------------
 # Numbers (V and M together) of one thread's group of tiles: 512 KiB in float32, half the L2
 # cache of a Zen 5 core (about 85 tiles of the VGG-ish layer, 32 -> 64 channels).  Measured with
@@ -158,32 +195,51 @@ cdef struct Wino:
     # one stride-1 3x3 correlation of an image (H, W, Ci) -> (Ho, Wo, Ko); output (o, ow) reads
     # input row o + a - pt and column ow + b - pl for taps a, b < 3 (outside: zero)
     Py_ssize_t H, W, Ci, Ho, Wo, Ko, pt, pl
-    Py_ssize_t th, tw, tiles   # output tiles per image: ceil(Ho / 2) x ceil(Wo / 2)
+    Py_ssize_t m, a, P         # output tile m x m (2 or 4), input tile a x a (m + 2), P = a^2
+    Py_ssize_t th, tw, tiles   # output tiles per image: ceil(Ho / m) x ceil(Wo / m)
     Py_ssize_t Kp              # Ko rounded up to 64 bytes: the rows of U, M and dU
 
 
 cdef inline void input_transform(const floating **p, floating *V, Py_ssize_t vs,
-                                 Py_ssize_t C) noexcept nogil:
-    if floating is float:
-        cy_wino_input_f(<const float *const *>p, V, vs, C)
+                                 Py_ssize_t C, Py_ssize_t m) noexcept nogil:
+    if m == 2:
+        if floating is float:
+            cy_wino_input_f(<const float *const *>p, V, vs, C)
+        else:
+            cy_wino_input_d(<const double *const *>p, V, vs, C)
     else:
-        cy_wino_input_d(<const double *const *>p, V, vs, C)
+        if floating is float:
+            cy_wino4_input_f(<const float *const *>p, V, vs, C)
+        else:
+            cy_wino4_input_d(<const double *const *>p, V, vs, C)
 
 
 cdef inline void output_transform(const floating *M, Py_ssize_t ms, const floating *bias,
-                                  floating **y, Py_ssize_t K) noexcept nogil:
-    if floating is float:
-        cy_wino_output_f(M, ms, bias, <float *const *>y, K)
+                                  floating **y, Py_ssize_t K, Py_ssize_t m) noexcept nogil:
+    if m == 2:
+        if floating is float:
+            cy_wino_output_f(M, ms, bias, <float *const *>y, K)
+        else:
+            cy_wino_output_d(M, ms, bias, <double *const *>y, K)
     else:
-        cy_wino_output_d(M, ms, bias, <double *const *>y, K)
+        if floating is float:
+            cy_wino4_output_f(M, ms, bias, <float *const *>y, K)
+        else:
+            cy_wino4_output_d(M, ms, bias, <double *const *>y, K)
 
 
 cdef inline void output_adjoint(const floating **y, floating *dM, Py_ssize_t ms,
-                                Py_ssize_t K) noexcept nogil:
-    if floating is float:
-        cy_wino_output_adjoint_f(<const float *const *>y, dM, ms, K)
+                                Py_ssize_t K, Py_ssize_t m) noexcept nogil:
+    if m == 2:
+        if floating is float:
+            cy_wino_output_adjoint_f(<const float *const *>y, dM, ms, K)
+        else:
+            cy_wino_output_adjoint_d(<const double *const *>y, dM, ms, K)
     else:
-        cy_wino_output_adjoint_d(<const double *const *>y, dM, ms, K)
+        if floating is float:
+            cy_wino4_output_adjoint_f(<const float *const *>y, dM, ms, K)
+        else:
+            cy_wino4_output_adjoint_d(<const double *const *>y, dM, ms, K)
 
 
 cdef inline void product(const floating *A, Py_ssize_t ar, Py_ssize_t a_s, const floating *B,
@@ -222,63 +278,63 @@ cdef inline void _cursor_next(Cursor *c, const Wino *g) noexcept nogil:
 
 cdef void _transform_inputs(const floating *x, floating *V, const floating *zeros,
                             Py_ssize_t s_lo, Py_ssize_t nt, const Wino *g) noexcept nogil:
-    """V (16, nt, Ci) for tiles s_lo <= s < s_lo + nt (numbered over the whole batch)."""
-    cdef const floating *p[16]
+    """V (P, nt, Ci) for tiles s_lo <= s < s_lo + nt (numbered over the whole batch)."""
+    cdef const floating *p[36]
     cdef const floating *base
     cdef Cursor cur
-    cdef Py_ssize_t t, i, j, ih, iw, ih0, iw0, Ci = g.Ci, rs = g.W * g.Ci
+    cdef Py_ssize_t t, i, j, ih, iw, ih0, iw0, Ci = g.Ci, rs = g.W * g.Ci, m = g.m, a = g.a
     _cursor_at(&cur, s_lo, g)
     for t in range(nt):
-        ih0 = 2 * cur.ti - g.pt
-        iw0 = 2 * cur.tj - g.pl
-        if 0 <= ih0 and ih0 + 4 <= g.H and 0 <= iw0 and iw0 + 4 <= g.W:   # inside the image
+        ih0 = m * cur.ti - g.pt
+        iw0 = m * cur.tj - g.pl
+        if 0 <= ih0 and ih0 + a <= g.H and 0 <= iw0 and iw0 + a <= g.W:   # inside the image
             base = x + ((cur.n * g.H + ih0) * g.W + iw0) * Ci
-            for i in range(4):
-                for j in range(4):
-                    p[4 * i + j] = base + i * rs + j * Ci
+            for i in range(a):
+                for j in range(a):
+                    p[a * i + j] = base + i * rs + j * Ci
         else:
-            for i in range(4):
+            for i in range(a):
                 ih = ih0 + i
-                for j in range(4):
+                for j in range(a):
                     iw = iw0 + j
                     if 0 <= ih < g.H and 0 <= iw < g.W:
-                        p[4 * i + j] = x + ((cur.n * g.H + ih) * g.W + iw) * Ci
+                        p[a * i + j] = x + ((cur.n * g.H + ih) * g.W + iw) * Ci
                     else:             # padding, or past a ragged edge
-                        p[4 * i + j] = zeros
-        input_transform(p, V + t * Ci, nt * Ci, Ci)
+                        p[a * i + j] = zeros
+        input_transform(p, V + t * Ci, nt * Ci, Ci, m)
         _cursor_next(&cur, g)
 
 
 cdef inline void _tile_outputs(floating *base, floating *sink, floating **y, const Cursor *c,
                                const Wino *g) noexcept nogil:
-    """The 4 output cells of the cursor's tile in ``y`` (``sink`` for those past a ragged
+    """The m x m output cells of the cursor's tile in ``y`` (``sink`` for those past a ragged
     edge)."""
-    cdef Py_ssize_t p, q, oh, ow
-    for p in range(2):
-        oh = 2 * c.ti + p
-        for q in range(2):
-            ow = 2 * c.tj + q
+    cdef Py_ssize_t p, q, oh, ow, m = g.m
+    for p in range(m):
+        oh = m * c.ti + p
+        for q in range(m):
+            ow = m * c.tj + q
             if oh < g.Ho and ow < g.Wo:
-                y[2 * p + q] = base + ((c.n * g.Ho + oh) * g.Wo + ow) * g.Ko
+                y[m * p + q] = base + ((c.n * g.Ho + oh) * g.Wo + ow) * g.Ko
             else:
-                y[2 * p + q] = sink
+                y[m * p + q] = sink
 
 
 cdef inline Py_ssize_t _row_start(Py_ssize_t q, const Wino *g) noexcept nogil:
     """Where the output rows of tile row q (numbered over the whole batch) begin in out."""
-    return ((q // g.th) * g.Ho + 2 * (q % g.th)) * g.Wo * g.Ko
+    return ((q // g.th) * g.Ho + g.m * (q % g.th)) * g.Wo * g.Ko
 
 
 cdef void _correlate_tiles(const floating *x, const floating *U, const floating *bias,
                            floating *out, floating *V, floating *M, floating *sink,
                            const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
                            Py_ssize_t group, const Wino *g, int act) noexcept nogil:
-    """Output tiles s_lo <= s < s_hi (whole tile rows), ``group`` at a time: transform, 16
+    """Output tiles s_lo <= s < s_hi (whole tile rows), ``group`` at a time: transform, P
     products, transform; then the activation f (``_epilogue.pxd``) on the output rows the group
     completed, while they are in cache.  (Tiles run row by row, so the rows completed so far
-    are one run of out: one call per group rather than one per 2x2 cell of K numbers, which
+    are one run of out: one call per group rather than one per m x m cell of K numbers, which
     would be all loop tail and call.)"""
-    cdef floating *y[4]
+    cdef floating *y[16]
     cdef Cursor cur
     cdef Py_ssize_t s = s_lo, nt, t, xi, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
     cdef Py_ssize_t done, upto                   # tile rows activated so far, and now
@@ -288,13 +344,13 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
     while s < s_hi:
         nt = min(group, s_hi - s)
         _transform_inputs(x, V, zeros, s, nt, g)
-        for xi in range(16):     # M[xi] (nt, Kp) = V[xi] (nt, Ci) @ U[xi] (Ci, Kp)
+        for xi in range(g.P):    # M[xi] (nt, Kp) = V[xi] (nt, Ci) @ U[xi] (Ci, Kp)
             product(V + xi * nt * Ci, Ci, 1, U + xi * Ci * Kp, Kp, M + xi * nt * Kp, Kp, Ci,
                     nt, Kp, False)
         _cursor_at(&cur, s, g)
         for t in range(nt):
             _tile_outputs(out, sink, y, &cur, g)
-            output_transform(M + t * Kp, nt * Kp, bias, y, Ko)
+            output_transform(M + t * Kp, nt * Kp, bias, y, Ko, g.m)
             _cursor_next(&cur, g)
         s += nt
         upto = s // g.tw
@@ -307,10 +363,10 @@ cdef void _correlate_tiles(const floating *x, const floating *U, const floating 
 cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, floating *V,
                     floating *M, const floating *zeros, Py_ssize_t s_lo, Py_ssize_t s_hi,
                     Py_ssize_t group, bint beta, const Wino *g) noexcept nogil:
-    """dU (16, Ci, Kp) = beta dU + the sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per
+    """dU (P, Ci, Kp) = beta dU + the sum over tiles s_lo <= s < s_hi of V^T @ (A dY A^T) per
     position (beta False: the first group overwrites dU, True: adds its sum to it, so dU is a
     sum of per-group sums, in order)."""
-    cdef floating *y[4]
+    cdef floating *y[16]
     cdef Cursor cur
     cdef Py_ssize_t s = s_lo, nt, t, xi, k, Ci = g.Ci, Ko = g.Ko, Kp = g.Kp
     while s < s_hi:
@@ -320,13 +376,13 @@ cdef void _dw_tiles(const floating *x, const floating *dout, floating *dU, float
         for t in range(nt):
             # dY past a ragged edge is zero: those outputs were thrown away
             _tile_outputs(<floating *>dout, <floating *>zeros, y, &cur, g)
-            output_adjoint(<const floating **>y, M + t * Kp, nt * Kp, Ko)
+            output_adjoint(<const floating **>y, M + t * Kp, nt * Kp, Ko, g.m)
             _cursor_next(&cur, g)
         if Kp > Ko:              # the padding columns: zeros (dU's are never read)
-            for t in range(16 * nt):
+            for t in range(g.P * nt):
                 for k in range(Ko, Kp):
                     M[t * Kp + k] = 0
-        for xi in range(16):     # dU[xi] (Ci, Kp) += V[xi]^T (Ci, nt) @ dM[xi] (nt, Kp)
+        for xi in range(g.P):    # dU[xi] (Ci, Kp) += V[xi]^T (Ci, nt) @ dM[xi] (nt, Kp)
             product(V + xi * nt * Ci, 1, Ci, M + xi * nt * Kp, Kp, dU + xi * Ci * Kp, Kp, nt,
                     Ci, Kp, beta)
         beta = True
@@ -363,12 +419,25 @@ cdef void _backward_unit(const floating *x, const floating *dout, const floating
         n += nc
 
 
-# G of F(2x2, 3x3), a C array (a module-level memoryview was read through the module's
-# globals at every use: the final dW transform took 1.5 % of a VGG-ish step, run serially)
-cdef double _G[4][3]
+# G of F(2x2, 3x3) and of F(4x4, 3x3) (the twin's WINOGRAD_G and WINOGRAD4_G), C arrays (a
+# module-level memoryview was read through the module's globals at every use: the final dW
+# transform took 1.5 % of a VGG-ish step, run serially)
+cdef double _G2[4][3]
+cdef double _G4[6][3]
 for _i, _row in enumerate([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]):
     for _j in range(3):
-        _G[_i][_j] = _row[_j]
+        _G2[_i][_j] = _row[_j]
+# (float literals: Cython folds 1 / 6 as C integer division, 0, under cdivision)
+for _i, _row in enumerate([[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6],
+                           [-1.0 / 6, 1.0 / 6, -1.0 / 6], [1.0 / 24, 1.0 / 12, 1.0 / 6],
+                           [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]]):
+    for _j in range(3):
+        _G4[_i][_j] = _row[_j]
+
+
+cdef inline const double *_g_of(Py_ssize_t m) noexcept nogil:
+    """G of F(m x m, 3x3), (m + 2) x 3, row-major."""
+    return &_G2[0][0] if m == 2 else &_G4[0][0]
 
 
 def _padded(Py_ssize_t K, itemsize):
@@ -378,47 +447,51 @@ def _padded(Py_ssize_t K, itemsize):
     return (K + L - 1) // L * L
 
 
-def _filter_transform(const floating[:, :, :, ::1] w, bint turn):
-    """U (16, C, Kp) = G g G^T for every (c, k), computed in double and rounded once (columns
-    K <= k < Kp, Kp = ``_padded(K)``, zero); with ``turn`` the kernel of dx instead:
-    (16, K, Cp) from ``w[::-1, ::-1]`` with C and K swapped."""
-    cdef Py_ssize_t C = w.shape[2], K = w.shape[3], c, k, i, j, a, b
+def _filter_transform(const floating[:, :, :, ::1] w, bint turn, Py_ssize_t m=2):
+    """U (P, C, Kp) = G g G^T for every (c, k), G of F(m x m, 3x3) and P = (m + 2)^2, computed
+    in double and rounded once (columns K <= k < Kp, Kp = ``_padded(K)``, zero); with ``turn``
+    the kernel of dx instead: (P, K, Cp) from ``w[::-1, ::-1]`` with C and K swapped."""
+    cdef Py_ssize_t C = w.shape[2], K = w.shape[3], c, k, i, j, a, b, n = m + 2
+    cdef const double *G = _g_of(m)
     dtype = np.float32 if floating is float else np.float64
-    U = np.zeros((16, K, _padded(C, w.itemsize)) if turn else (16, C, _padded(K, w.itemsize)),
-                 dtype=dtype)
+    U = np.zeros((n * n, K, _padded(C, w.itemsize)) if turn
+                 else (n * n, C, _padded(K, w.itemsize)), dtype=dtype)
     cdef floating[:, :, ::1] Uv = U
-    cdef double tmp[4][3]
+    cdef double tmp[6][3]
     cdef double s
     with nogil:
         for c in range(C):
             for k in range(K):
-                for i in range(4):           # tmp = G g (4 x 3)
+                for i in range(n):           # tmp = G g (n x 3)
                     for b in range(3):
                         s = 0
                         for a in range(3):
-                            s = s + _G[i][a] * (w[2 - a, 2 - b, c, k] if turn else w[a, b, c, k])
+                            s = s + G[3 * i + a] * (w[2 - a, 2 - b, c, k] if turn
+                                                    else w[a, b, c, k])
                         tmp[i][b] = s
-                for i in range(4):           # U = tmp G^T (4 x 4)
-                    for j in range(4):
+                for i in range(n):           # U = tmp G^T (n x n)
+                    for j in range(n):
                         s = 0
                         for b in range(3):
-                            s = s + tmp[i][b] * _G[j][b]
+                            s = s + tmp[i][b] * G[3 * j + b]
                         if turn:
-                            Uv[4 * i + j, k, c] = <floating>s
+                            Uv[n * i + j, k, c] = <floating>s
                         else:
-                            Uv[4 * i + j, c, k] = <floating>s
+                            Uv[n * i + j, c, k] = <floating>s
     return U
 
 
-def _group(Py_ssize_t Ci, Py_ssize_t Ko, Py_ssize_t tiles_per_unit, Py_ssize_t budget):
-    return max(1, min(tiles_per_unit, budget // (16 * (Ci + Ko))))
+def _group(Py_ssize_t Ci, Py_ssize_t Ko, Py_ssize_t tiles_per_unit, Py_ssize_t budget,
+           Py_ssize_t P=16):
+    return max(1, min(tiles_per_unit, budget // (P * (Ci + Ko))))
 
 
 cdef Wino _wino(Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ci, Py_ssize_t Ho, Py_ssize_t Wo,
-                Py_ssize_t Ko, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t itemsize):
+                Py_ssize_t Ko, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t itemsize, Py_ssize_t m):
     cdef Wino g
     g.H, g.W, g.Ci, g.Ho, g.Wo, g.Ko, g.pt, g.pl = H, W, Ci, Ho, Wo, Ko, pt, pl
-    g.th, g.tw = (Ho + 1) // 2, (Wo + 1) // 2
+    g.m, g.a, g.P = m, m + 2, (m + 2) * (m + 2)
+    g.th, g.tw = (Ho + m - 1) // m, (Wo + m - 1) // m
     g.tiles = g.th * g.tw
     g.Kp = _padded(Ko, itemsize)
     return g
@@ -426,19 +499,20 @@ cdef Wino _wino(Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ci, Py_ssize_t Ho, Py_ssi
 
 cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
                 const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
-                Py_ssize_t pl, int num_threads, int act):
-    """out = f(the 3x3 correlation of x with the filter whose transform is U, plus bias)."""
+                Py_ssize_t pl, int num_threads, int act, Py_ssize_t m):
+    """out = f(the 3x3 correlation of x with the filter whose transform is U, plus bias), by
+    F(m x m, 3x3)."""
     dtype = np.float32 if floating is float else np.float64
     cdef Wino g = _wino(x.shape[1], x.shape[2], x.shape[3], out.shape[1], out.shape[2],
-                        out.shape[3], pt, pl, sizeof(floating))
+                        out.shape[3], pt, pl, sizeof(floating), m)
     cdef Py_ssize_t R = x.shape[0] * g.th, T, U_, u, group, Ci = g.Ci, Ko = g.Ko
     cdef Py_ssize_t[::1] starts
     # work units of whole tile rows (R of them in the batch), so that one image has work for
     # every thread too; each output is computed the same way whichever unit holds its tile
     T, U_, starts = _units(R, num_threads)
-    group = _group(Ci, Ko, (R + U_ - 1) // U_ * g.tw, GROUP_BUDGET)
-    cdef floating[:, ::1] V = np.empty((T, 16 * group * Ci), dtype=dtype)
-    cdef floating[:, ::1] M = np.empty((T, 16 * group * g.Kp), dtype=dtype)
+    group = _group(Ci, Ko, (R + U_ - 1) // U_ * g.tw, GROUP_BUDGET, g.P)
+    cdef floating[:, ::1] V = np.empty((T, g.P * group * Ci), dtype=dtype)
+    cdef floating[:, ::1] M = np.empty((T, g.P * group * g.Kp), dtype=dtype)
     cdef floating[:, ::1] sink = np.empty((T, Ko), dtype=dtype)
     cdef floating[::1] zeros = np.zeros(Ci, dtype=dtype)
     with nogil:
@@ -450,35 +524,50 @@ cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
 
 def _check_3x3(w):
     if w.shape[0] != 3 or w.shape[1] != 3:
-        raise ValueError(f"conv2d kernel: bad geometry for Winograd F(2x2, 3x3): w must be "
+        raise ValueError(f"conv2d kernel: bad geometry for Winograd F(m x m, 3x3): w must be "
                          f"(3, 3, C, K), got {tuple(w.shape[:4])}")
+
+
+def _tile_of(tile, x, w, out):
+    """The output tile size m to run: ``tile`` (2 or 4), or the rule's when None."""
+    if tile is None:
+        return winograd_tile(tuple(x.shape[:4]), tuple(w.shape[:4]), tuple(out.shape[:4]),
+                             np.float32 if x.itemsize == 4 else np.float64)
+    if tile != 2 and tile != 4:
+        raise ValueError(f"conv2d kernel: tile must be 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or "
+                         f"None (the rule's), got {tile!r}")
+    return tile
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                    const floating[::1] b, floating[:, :, :, ::1] out, int pt, int pl,
-                   int num_threads, activation="linear"):
+                   int num_threads, activation="linear", tile=None):
     """Fill ``out`` (N, H_out, W_out, K) with f(the 3x3 stride-1 correlation of x and w, plus
     b).  ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
-    ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
+    ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``; ``tile`` the output tile size
+    m of F(m x m, 3x3), 2 or 4 (None: ``winograd_tile``'s choice).
     """
     _check_shapes(x, w, b, out, 1, 1, pt, pl)
     _check_3x3(w)
     cdef int act = _activation_code(activation)
-    cdef floating[:, :, ::1] U = _filter_transform(w, False)
-    _correlate(x, U, b, out, pt, pl, num_threads, act)
+    cdef Py_ssize_t m = _tile_of(tile, x, w, out)
+    cdef floating[:, :, ::1] U = _filter_transform(w, False, m)
+    _correlate(x, U, b, out, pt, pl, num_threads, act, m)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                     const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                     floating[:, :, :, ::1] dw, floating[::1] db, int pt, int pl,
-                    int num_threads, activation="linear", const floating[:, :, :, ::1] y=None):
+                    int num_threads, activation="linear", const floating[:, :, :, ::1] y=None,
+                    tile=None):
     """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from
     ``dz = dout * f'(y)`` (N, H_out, W_out, K), ``y`` the forward output (read when the
     activation f is not linear); db is accumulated in double precision.
 
     Per work unit, a few images (a chunk) at a time: dz and db (one pass over dout,
     ``_epilogue.pxd``), the chunk's share of dU, and its dx, the correlation of dz with the
-    kernel turned around, while dz is in cache."""
+    kernel turned around, while dz is in cache.  ``tile``: as ``conv2d_forward``'s (the rule
+    chooses from the forward pass's shapes, so both passes run the same tile)."""
     _check_shapes(x, w, db, dout, 1, 1, pt, pl)
     _check_3x3(w)
     cdef int act = _activation_code(activation, y, dout)
@@ -487,21 +576,23 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     _check_like(dw, w, "dw", "w")
     dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t N = x.shape[0], C = x.shape[3], K = w.shape[3]
+    cdef Py_ssize_t m = _tile_of(tile, x, w, dout)
     cdef Wino g = _wino(x.shape[1], x.shape[2], C, dout.shape[1], dout.shape[2], K, pt, pl,
-                        sizeof(floating))
+                        sizeof(floating), m)
     # dx: dz correlated with the kernel turned around, padded by 2 - pt and 2 - pl
-    cdef Wino gx = _wino(g.Ho, g.Wo, K, g.H, g.W, C, 2 - pt, 2 - pl, sizeof(floating))
+    cdef Wino gx = _wino(g.Ho, g.Wo, K, g.H, g.W, C, 2 - pt, 2 - pl, sizeof(floating), m)
+    cdef Py_ssize_t P = g.P
     cdef Py_ssize_t T, U_, u, chunk, group, group_dx, i, j, a, b_, c, k, idx
     cdef Py_ssize_t[::1] starts
     T, U_, starts = _units(N, num_threads)
     # a chunk: the fewest images whose tiles fill one group of dW's GEMMs (as thick as they
     # were when dz was a whole-batch array), at most a unit's images
-    group = _group(C, K, (N + U_ - 1) // U_ * g.tiles, DW_GROUP_BUDGET)
+    group = _group(C, K, (N + U_ - 1) // U_ * g.tiles, DW_GROUP_BUDGET, P)
     chunk = min((group + g.tiles - 1) // g.tiles, (N + U_ - 1) // U_)
-    group = _group(C, K, chunk * g.tiles, DW_GROUP_BUDGET)
-    group_dx = _group(K, C, chunk * gx.tiles, GROUP_BUDGET)
-    cdef floating[:, ::1] V = np.empty((T, 16 * max(group * C, group_dx * K)), dtype=dtype)
-    cdef floating[:, ::1] M = np.empty((T, 16 * max(group * g.Kp, group_dx * gx.Kp)),
+    group = _group(C, K, chunk * g.tiles, DW_GROUP_BUDGET, P)
+    group_dx = _group(K, C, chunk * gx.tiles, GROUP_BUDGET, P)
+    cdef floating[:, ::1] V = np.empty((T, P * max(group * C, group_dx * K)), dtype=dtype)
+    cdef floating[:, ::1] M = np.empty((T, P * max(group * g.Kp, group_dx * gx.Kp)),
                                        dtype=dtype)
     cdef floating[:, ::1] sink = np.empty((T, C), dtype=dtype)
     cdef floating[::1] zeros = np.zeros(max(C, K), dtype=dtype)
@@ -510,11 +601,11 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
         (T, chunk * g.Ho * g.Wo * K if act != ACT_LINEAR else 1), dtype=dtype)
     cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     cdef floating *dxp = &dx[0, 0, 0, 0] if dx is not None else NULL
-    cdef floating[:, :, ::1] U2 = _filter_transform(w, True) if dx is not None else \
+    cdef floating[:, :, ::1] U2 = _filter_transform(w, True, m) if dx is not None else \
         np.zeros((1, 1, 1), dtype=dtype)
     cdef floating[::1] no_bias = np.zeros(C, dtype=dtype)
     # one partial dU and db per unit (not per thread), added in unit order
-    cdef floating[:, ::1] dU = np.empty((U_, 16 * C * g.Kp), dtype=dtype)
+    cdef floating[:, ::1] dU = np.empty((U_, P * C * g.Kp), dtype=dtype)
     cdef double[:, ::1] db_part = np.zeros((U_, K), dtype=np.float64)
     with nogil:
         for u in prange(U_, schedule="dynamic", num_threads=T):
@@ -527,14 +618,16 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     # added a row of dU at a time (a loop that vectorises: with the units innermost, the sum
     # read 16 numbers 128 KiB apart per (c, k) and took 0.3-1.8 ms on one thread, VGG-ish
     # layer on 2 threads, 8-32 units)
-    cdef double[:, ::1] total = np.zeros((16 * C, K), dtype=np.float64)
+    cdef double[:, ::1] total = np.zeros((P * C, K), dtype=np.float64)
     cdef double s
-    cdef double tot[16]
+    cdef double tot[36]
+    cdef const double *G = _g_of(m)
+    cdef Py_ssize_t n = m + 2
     cdef double *t_row
     cdef const floating *d_row
     with nogil:
         for u in range(U_):
-            for i in range(16 * C):
+            for i in range(P * C):
                 t_row = &total[i, 0]
                 d_row = &dU[u, i * g.Kp]
                 for k in range(K):
@@ -542,14 +635,14 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
         for idx in range(C * K):
             c = idx // K
             k = idx - c * K
-            for i in range(16):
+            for i in range(P):
                 tot[i] = total[i * C + c, k]
             for a in range(3):
                 for b_ in range(3):
                     s = 0
-                    for i in range(4):
-                        for j in range(4):
-                            s = s + _G[i][a] * tot[4 * i + j] * _G[j][b_]
+                    for i in range(n):
+                        for j in range(n):
+                            s = s + G[3 * i + a] * tot[n * i + j] * G[3 * j + b_]
                     dw[a, b_, c, k] = <floating>s
         for k in range(K):
             s = 0
