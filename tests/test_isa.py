@@ -116,18 +116,26 @@ def test_inference_pooling_is_the_same_in_every_variant(dtype, restore_isa):
 
 
 def winograd(dtype):
-    """Winograd conv2d forward + backward with relu fused: 21 channels (vector blocks and a
-    tail in every variant), ragged edges, "same" padding."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 9, 7, 21)).astype(dtype)
-    w = rng.standard_normal((3, 3, 21, 19)).astype(dtype)
-    old = load("_winograd")._set_mode("always")
-    try:
-        out, cache = F.conv2d_forward(x, w, np.ones(19, dtype), 1, "same", activation="relu")
-        assert load("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, (1, 1), dtype)
-        return [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype), cache)]
-    finally:
-        load("_winograd")._set_mode(old)
+    """Winograd conv2d forward + backward with relu fused, F(2x2, 3x3) and F(4x4, 3x3): 21
+    channels (vector blocks and a tail in every variant), ragged edges (9 x 7: not multiples of
+    2 or 4), "same" padding."""
+    results = []
+    for tile in (2, 4):
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((2, 9, 7, 21)).astype(dtype)
+        w = rng.standard_normal((3, 3, 21, 19)).astype(dtype)
+        old = load("_winograd")._set_mode("always")
+        old_tile = load("_winograd")._set_tile(tile)
+        try:
+            out, cache = F.conv2d_forward(x, w, np.ones(19, dtype), 1, "same", activation="relu")
+            assert load("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, (1, 1),
+                                                        dtype)
+            results += [out, *F.conv2d_backward(rng.standard_normal(out.shape).astype(dtype),
+                                                cache)]
+        finally:
+            load("_winograd")._set_mode(old)
+            load("_winograd")._set_tile(old_tile)
+    return results
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -143,8 +151,8 @@ def test_every_variant_computes_the_same(dtype, restore_isa):
         for i, (g, r) in enumerate(zip(got, best)):
             if variant in ("avx2", "avx512"):
                 # avx2 and avx512 both fuse each multiply-add and sum every lane in the same
-                # order (the Winograd path's tile products too, and its transforms only add
-                # and subtract, in one order)
+                # order (the Winograd path's tile products too, and its transforms only add,
+                # subtract and multiply by powers of two, in one order)
                 np.testing.assert_array_equal(g, r, err_msg=variant)
             else:  # no FMA: the products are rounded first (errors scale with the sums)
                 tol = 1e-5 if dtype == np.float32 else 1e-13
@@ -348,7 +356,11 @@ def check_hot_loops(module, function, register, fma):
 @pytest.mark.parametrize("function, register", [
     ("cy_wino_input_avx512_f", "zmm"), ("cy_wino_input_avx2_f", "ymm"),
     ("cy_wino_output_avx512_d", "zmm"), ("cy_wino_output_adjoint_avx2_d", "ymm"),
-    ("cy_wino_input_default_f", "xmm")])
+    ("cy_wino_input_default_f", "xmm"),
+    ("cy_wino4_input_avx512_f", "zmm"), ("cy_wino4_input_avx2_f", "ymm"),
+    ("cy_wino4_input_default_d", "xmm"), ("cy_wino4_output_avx2_f", "ymm"),
+    ("cy_wino4_output_avx512_d", "zmm"), ("cy_wino4_output_adjoint_avx2_d", "ymm"),
+    ("cy_wino4_output_adjoint_avx512_f", "zmm")])
 def test_winograd_transforms_use_their_vectors(function, register):
     # the loops over channels are vectorised by GCC (``#pragma GCC ivdep``): check it did
     code = disassembly("_winograd", function)

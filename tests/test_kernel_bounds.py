@@ -444,9 +444,12 @@ def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx
                                        threads, activation)
 
 
-# Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant: tiles past the
-# ragged bottom and right edges, padding larger than the kernel (dx then crops: negative
-# padding for the turned-around kernel), channel counts around the vector widths.
+# Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant and both tiles
+# (F(2x2, 3x3) and F(4x4, 3x3): 4x4 and 6x6 input tiles): tiles past the ragged bottom and
+# right edges, padding larger than the kernel (dx then crops: negative padding for the
+# turned-around kernel), channel counts around the vector widths.  (The twin runs F(2x2, 3x3)
+# for both: in float64 the tiles agree far inside assert_close's 1e-12.)
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @SETTINGS
@@ -455,12 +458,16 @@ def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx
        need_dx=st.booleans(), threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
 @with_corners([c for c in CORNERS if c[1] == (3, 3) and c[2] == (1, 1)], C=1, K=6,
               need_dx=True, threads=2, activation="relu")
-def test_winograd_conv2d_stays_in_bounds(isa_variant, dtype, geometry, C, K, need_dx, threads,
-                                         activation):
+def test_winograd_conv2d_stays_in_bounds(tile, isa_variant, dtype, geometry, C, K, need_dx,
+                                         threads, activation):
     x_shape, window, strides, pads = geometry
-    assert_stride_one_conv2d_in_bounds("_winograd", isa_variant, dtype,
-                                       (x_shape[:3] + (C,), window, strides, pads), K, need_dx,
-                                       threads, activation, twin="winograd")
+    old = load("_winograd")._set_tile(tile)
+    try:
+        assert_stride_one_conv2d_in_bounds("_winograd", isa_variant, dtype,
+                                           (x_shape[:3] + (C,), window, strides, pads), K,
+                                           need_dx, threads, activation, twin="winograd")
+    finally:
+        load("_winograd")._set_tile(old)
 
 
 # The depthwise kernel (``_depthwise.pyx``) in every instruction-set variant: any stride,

@@ -158,7 +158,26 @@ def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1,
 
 
 # -- which tile: F(2x2, 3x3) or F(4x4, 3x3) ------------------------------------------------------
-# (the measurement: below, filled in by benchmarks/bench_winograd_rule.py --tiles)
+# Measured with ``benchmarks/bench_winograd_rule.py --tiles`` on an AMD EPYC (Zen 3, family 25
+# model 1, AVX2 + FMA, no AVX-512: the avx2 variant; 2 cores of a busy virtual machine,
+# 2026-12-04), forward + backward of "same" 3x3 convs on one thread, process CPU time, float32:
+# F(4x4, 3x3)'s time over F(2x2, 3x3)'s for C, K in 8 ... 128 (5 x 5 cells, below 1 the big
+# tile wins):
+#     32 images 16x16: 0.54-0.82      8 images 32x32: 0.54-0.84    32 images 8x8: 0.65-1.08
+#     2 images 32x32:  0.67-1.08      32 images 7x7:  0.72-0.97 (C, K in 16, 64, 128)
+#     32 images 6x6:   1.02-1.46      32 images 5x5:  1.01-1.32     32 images 4x4: 0.82-1.35
+#     1 image 32x32:   0.84-1.29      1 image 16x16:  0.95-1.50     4 images 8x8:  1.01-1.44
+# The big tile does 36 multiplications per 16 outputs where the small one does 64, but a
+# ragged edge costs it more (an output of 6 rows takes 2 tile rows, 8 rows: as many
+# multiplications as F(2x2, 3x3)'s 3 tile rows), and its filter transforms (of w for the
+# forward pass and dx, of dU for dW: per C x K, 36 positions against 16) are paid per call,
+# whatever the batch: with few outputs per channel (4 images 8x8, 1 image 16x16) they cost
+# more than the big tile saves.  Rule: F(4x4, 3x3) when its tile products are at most 0.6 of
+# F(2x2, 3x3)'s (the ragged edge) and the batch has at least 1536 outputs per filter
+# (N H_out W_out), else F(2x2, 3x3).
+WINOGRAD4_MAX_PRODUCTS = 0.6
+WINOGRAD4_MIN_OUTPUTS = 1536
+
 _TILES = ("auto", 2, 4)
 _tile = "auto"
 
@@ -175,9 +194,16 @@ def _set_tile(tile):
 
 def winograd_tile(x_shape, w_shape, out_shape, dtype):
     """The output tile size m of F(m x m, 3x3) the Winograd path runs for these shapes
-    (``uses_winograd_path``'s): 2 or 4."""
+    (``(N, H, W, C)``, ``(3, 3, C, K)``, ``(N, H_out, W_out, K)``): 2 or 4 (the measured rule
+    above, or the tile ``_set_tile`` forces)."""
     if _tile != "auto":
         return _tile
+    N, H_out, W_out = out_shape[0], out_shape[1], out_shape[2]
+    products4 = 36 * (-(-H_out // 4)) * (-(-W_out // 4))
+    products2 = 16 * (-(-H_out // 2)) * (-(-W_out // 2))
+    if products4 <= WINOGRAD4_MAX_PRODUCTS * products2 \
+            and N * H_out * W_out >= WINOGRAD4_MIN_OUTPUTS:
+        return 4
     return 2
 
 
