@@ -1,5 +1,6 @@
-/* cytorch/_kernels/_winograd.h -- the tile transforms of Winograd's F(2x2, 3x3) (``_winograd.pyx``;
- * the NumPy twin, which explains the method, is ``cytorch.reference.conv2d_winograd_forward``).
+/* cytorch/_kernels/_winograd.h -- the tile transforms of Winograd's F(2x2, 3x3) and F(4x4, 3x3)
+ * (``_winograd.pyx``; the NumPy twin, which explains the method, is
+ * ``cytorch.reference.conv2d_winograd_forward``).
  *
  * Each transform works on one tile and runs along the channels: the numbers of one pixel are
  * contiguous in a channels-last batch, so cell (i, j) of a tile is a run of C numbers and every
@@ -12,9 +13,14 @@
  *   cy_wino_output_adjoint  dM = A dY A^T        dY: 2x2 cells of K -> 16 runs of K
  *   cy_wino_product  M = V @ U, dU += V^T dM     the 16 tile products of a group (below)
  *
+ * and cy_wino4_input, _output, _output_adjoint: the same on F(4x4, 3x3)'s 6x6 tiles (36 runs,
+ * 4x4 output cells; below), whose 36 tile products per group are cy_wino_product's too.
+ *
  * B^T and A^T hold only 0 and +-1: every transform is additions and subtractions in a fixed
  * order, without a multiplication to fuse, so every variant below gives the same bits (the
- * products: see their comment).
+ * products: see their comment).  F(4x4, 3x3)'s multiply by 2, 4 and 8 only: exact, so a fused
+ * multiply-add (GCC forms them in the avx2 and avx512 variants) rounds as the separate
+ * operations do, and every variant gives the same bits there too.
  *
  * Instruction sets (see ``_isa.h``): each transform is compiled three times, for AVX-512F,
  * AVX2 + FMA (x86-64-v3) and the build's baseline (SSE2 on x86-64), and the module picks one
@@ -23,7 +29,9 @@
  * prove by itself with so many pointers).  Checked with ``objdump -d`` on the module built by
  * GCC 12.2 (-O3): the avx512 variants add and subtract zmm registers, the avx2 variants ymm
  * registers and the default variants xmm registers (``tests/test_isa.py`` repeats the check
- * when objdump is installed).
+ * when objdump is installed).  F(4x4, 3x3)'s transforms hold 36 temporaries per lane, more
+ * than the 16 or 32 vector registers: they spill to the stack (L1), and still cost little
+ * beside the tile products (VGG-ish layer, avx2: 6.0 ms forward against F(2x2, 3x3)'s 8.4).
  */
 #ifndef CYTORCH_WINOGRAD_H
 #define CYTORCH_WINOGRAD_H
@@ -185,8 +193,12 @@ static TARGET void NAME(const T *const *p, T *V, Py_ssize_t vs, Py_ssize_t C)   
     Py_ssize_t c;                                                                           \
     CY_WINO_IVDEP                                                                           \
     for (c = 0; c < C; c++) {                                                               \
-        T t00, t01, t02, t03, t04, t05, t10, t11, t12, t13, t14, t15, t20, t21, t22, t23, t24, t25;\
-        T t30, t31, t32, t33, t34, t35, t40, t41, t42, t43, t44, t45, t50, t51, t52, t53, t54, t55;\
+        T t00, t01, t02, t03, t04, t05;                                                     \
+        T t10, t11, t12, t13, t14, t15;                                                     \
+        T t20, t21, t22, t23, t24, t25;                                                     \
+        T t30, t31, t32, t33, t34, t35;                                                     \
+        T t40, t41, t42, t43, t44, t45;                                                     \
+        T t50, t51, t52, t53, t54, t55;                                                     \
         CY_W4_BT(T, d00[c], d10[c], d20[c], d30[c], d40[c], d50[c],                         \
                  t00, t10, t20, t30, t40, t50);                                             \
         CY_W4_BT(T, d01[c], d11[c], d21[c], d31[c], d41[c], d51[c],                         \

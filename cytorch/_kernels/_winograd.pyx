@@ -1,20 +1,22 @@
 # cython: language_level=3
-"""conv2d forward and backward by Winograd's F(2x2, 3x3), for 3x3 stride-1 layers with enough
-channels such as VGG's (its NumPy twins, which explain the method step by step:
+"""conv2d forward and backward by Winograd's F(2x2, 3x3) or F(4x4, 3x3) (m = 2 or 4 below), for
+3x3 stride-1 layers with enough channels such as VGG's (its NumPy twins, which explain the
+method step by step and the trade-off between the two tiles:
 ``cytorch.reference.conv2d_winograd_forward`` / ``_backward``; Lavin and Gray, CVPR 2016).
+``winograd_tile`` holds the measured rule that picks m.
 
 Layout contract, shared with the twins and with ``_conv.pyx``:
 
 * ``x``: ``(N, H, W, C)`` channels-last, C-contiguous; ``w``: ``(3, 3, C, K)``; ``b``: ``(K,)``;
 * stride 1, dilation 1; padding arrives resolved as top and left (``pt``, ``pl``); the output
   shape ``(N, H_out, W_out, K)`` implies the rest, and a cell outside the image reads as zero;
-* output tile ``(ti, tj)`` is outputs ``2*ti .. 2*ti + 1`` by ``2*tj .. 2*tj + 1``; its 4x4
-  input patch starts at input row ``2*ti - pt`` and column ``2*tj - pl``.
+* output tile ``(ti, tj)`` is outputs ``m*ti .. m*ti + m - 1`` by ``m*tj .. m*tj + m - 1``;
+  its (m + 2) x (m + 2) input patch starts at input row ``m*ti - pt`` and column ``m*tj - pl``.
 
 Per group of tiles (a thread's share of its tile rows, sized to stay in cache):
 
     V[i, j] (tiles, C) = (B^T d B)[i, j]     input transform, C++-free C in ``_winograd.h``
-    M[i, j] (tiles, K) = V[i, j] @ U[i, j]   16 tile products, U = G g G^T (``_winograd.h``)
+    M[i, j] (tiles, K) = V[i, j] @ U[i, j]   (m + 2)^2 tile products (16 or 36), U = G g G^T
     out tile           = A^T M A + b         output transform (``_winograd.h``)
 
 The tile products are a register-blocked kernel of their own, not BLAS: each is only (a few
@@ -26,7 +28,7 @@ the kernel runs whole vectors only.
 
 Backward: dx is the same computation on dout with the kernel turned around (``w[::-1, ::-1]``
 with C and K swapped, padding ``2 - pt`` and ``2 - pl``); dW is its adjoint, ``dW = G^T dU G``
-with ``dU[i, j] = sum over tiles V[i, j]^T @ (A dY A^T)[i, j]`` (16 tile products per group,
+with ``dU[i, j] = sum over tiles V[i, j]^T @ (A dY A^T)[i, j]`` (16 or 36 products per group,
 added into a partial sum per work unit); db sums dout.  Each work unit runs a chunk of images at a
 time through all three (dz = dout * f'(y) with db, then dU, then dx), so dz exists for one
 chunk per thread, in cache, never for the whole batch: on the VGG-ish layer (32x32x32x32 -> 64,
@@ -34,6 +36,12 @@ float32, relu, one thread; AMD EPYC Zen 5) that took backward's peak NumPy memor
 6.4 MiB and its time down 4-10 % (avx512 and avx2; without an activation 0-3 %), against a
 first pass over the whole batch's dz and then a second one for dx.  Partial sums are added
 in unit order, so the result does not depend on which thread ran what.
+
+F(4x4, 3x3) runs the same loops on 6x6 tiles: 36 products per 16 outputs instead of 64, and
+less transform work per output too (VGG-ish layer above, relu, one thread, AMD EPYC Zen 3,
+avx2, process CPU time, best of 15: forward 6.0 ms against F(2x2, 3x3)'s 8.4, forward +
+backward 18.1 against 25.9), at 6-7 times F(2x2, 3x3)'s float32 rounding error (5.5e-7 to
+8.5e-7 relative on that layer; ``tests/test_winograd.py``).
 
 The transforms and products are compiled for AVX-512, AVX2 + FMA and the build's baseline
 (``_winograd.h``, ``_isa.h``); ``isa()`` says which variant this process runs (avx2 and avx512
