@@ -3,7 +3,8 @@
 ``cytorch.functional`` (the front door) and ``cytorch.reference`` (the twins) both start each
 call here, so a direct call of a twin with bad input fails as clearly as a call through the
 front door, and neither has to import the other.  This module imports NumPy and cytorch's own
-bottom modules only (``_shapes``, ``errors``); nothing above it (layers, graph, training) is
+bottom modules only (``_shapes``, ``errors``, and ``_kernels`` for the compiled NaN/inf scan of
+``require_finite``); nothing above it (layers, graph, training) is
 ever imported here.  ``tests/test_import_contract.py`` checks that.
 
 What is here, by kind:
@@ -25,6 +26,7 @@ import numbers
 
 import numpy as np
 
+from ._kernels import load
 from ._shapes import (LIMIT, as_pair, is_int, output_size, resolve_padding, unseen,
                       window_output_shape)
 from .errors import ShapeError
@@ -40,6 +42,9 @@ __all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_a
 
 _FLOATS = (np.float32, np.float64)
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays at 4 MB
+# the compiled all-finite scans, by dtype: (function of _kernels/_arrays.pyx, the bits' dtype)
+_FINITE_SCANS = {np.dtype(np.float32): ("all_finite32", np.uint32),
+                 np.dtype(np.float64): ("all_finite64", np.uint64)}
 
 
 # -- scalars ------------------------------------------------------------------------------------
@@ -74,20 +79,25 @@ def check_int(value, name, minimum=None, below=None):
 def require_finite(a, name):
     """Raise ValueError naming ``name`` when the array ``a`` holds NaN or inf.
 
-    Scans a large array ``2**22`` values at a time, so checking a big image set does not build
-    a boolean array of its full size.  Integer and bool arrays cannot hold NaN: not scanned.
+    A contiguous float32 or float64 array is scanned by compiled code (``_kernels/_arrays.pyx``:
+    one pass over the bits, no temporary, 2-5x faster than ``np.isfinite``); any other is
+    scanned by NumPy ``2**22`` values at a time, so checking a big image set does not build a
+    boolean array of its full size.  Integer and bool arrays cannot hold NaN: not scanned.
     """
     if a.dtype.kind not in "fc":
         return
-    if a.size <= _FINITE_CHUNK:
+    scan = _FINITE_SCANS.get(a.dtype)   # native byte order only (dtype(">f4") is not here)
+    if scan is not None and a.flags.aligned and (a.flags.c_contiguous or a.flags.f_contiguous):
+        function, bits = scan
+        if getattr(load("_arrays"), function)(a.ravel(order="K").view(bits)):
+            return
+    elif a.size <= _FINITE_CHUNK:
         if np.isfinite(a).all():
             return
-        flat = a.reshape(-1)
-    else:
-        flat = a.reshape(-1)
-        if all(np.isfinite(flat[s:s + _FINITE_CHUNK]).all()
-               for s in range(0, flat.size, _FINITE_CHUNK)):
-            return
+    elif all(np.isfinite(a.reshape(-1)[s:s + _FINITE_CHUNK]).all()
+             for s in range(0, a.size, _FINITE_CHUNK)):
+        return
+    flat = a.reshape(-1)
     good = sum(np.count_nonzero(np.isfinite(flat[s:s + _FINITE_CHUNK]))
                for s in range(0, flat.size, _FINITE_CHUNK))
     raise ValueError(f"{name} contains {flat.size - good} NaN or infinite value(s); "

@@ -4,7 +4,8 @@ From the bottom up:
 
     errors, _shapes, _config      (no cytorch imports but each other)
     _kernels                      compiled kernels; may use errors and _config
-    _checks                       validators, per-family checks, cache builders
+    _checks                       validators, per-family checks, cache builders (_kernels for
+                                  the compiled NaN/inf scan)
     reference                     the NumPy twins: NumPy and _checks, nothing else
     functional                    the front door: _checks, reference, _kernels, _config
     checks                        public: _checks's validators and the layers' input checks
@@ -31,7 +32,8 @@ ALLOWED = {
     "cytorch._shapes": {"cytorch.errors"},
     "cytorch._config": set(),
     "cytorch._kernels": {"cytorch._kernels.*", "cytorch.errors", "cytorch._config"},
-    "cytorch._checks": {"cytorch._shapes", "cytorch.errors"},
+    # _kernels for the compiled all-finite scan (_kernels/_arrays.pyx): it sits below _checks
+    "cytorch._checks": {"cytorch._shapes", "cytorch.errors", "cytorch._kernels"},
     "cytorch.reference": {"cytorch._checks"},
     "cytorch.functional": {"cytorch._checks", "cytorch.reference", "cytorch._kernels",
                            "cytorch._kernels.*", "cytorch._config"},

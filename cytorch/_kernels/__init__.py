@@ -7,7 +7,7 @@ import importlib
 import os
 
 MODULES = ("_conv", "_direct", "_winograd", "_blocked", "_depthwise", "_pool", "_dropout",
-           "_batchnorm", "_optim", "_activation")
+           "_batchnorm", "_optim", "_activation", "_arrays")
 
 # OpenMP's wait policy.  After each parallel region libgomp's idle threads spin (by default
 # for 300,000 rounds, about a millisecond) before they sleep.  On an idle machine that makes
