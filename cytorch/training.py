@@ -525,21 +525,33 @@ class TrainingMixin:
                 self._predict_batches(xs, starts[1:], batch_size, contexts, result)
             else:
                 stop, errors = threading.Event(), []
+                pending, taking = iter(starts[1:]), threading.Lock()
 
-                def work(k):    # every workers-th batch from the k-th after the first
+                def next_starts():
+                    # the batches go to whichever worker is free, one at a time: a worker
+                    # that another process slows takes fewer (in fixed shares the other waited
+                    # for it at the end: up to 96 ms of keras_mnist's 390 on the loaded Zen 3)
+                    while True:
+                        with taking:
+                            start = next(pending, None)
+                        if start is None:
+                            return
+                        yield start
+
+                def work():
                     try:
                         with kernel_threads(1):
-                            self._predict_batches(xs, starts[1 + k::workers], batch_size,
-                                                  contexts, result, stop)
+                            self._predict_batches(xs, next_starts(), batch_size, contexts,
+                                                  result, stop)
                     except BaseException as exc:   # (Ctrl-C too) raised in this thread below
                         errors.append(exc)
                         stop.set()                 # the others stop after their batch
-                helpers = [threading.Thread(target=work, args=(k,), daemon=True)
-                           for k in range(1, workers)]
+                helpers = [threading.Thread(target=work, daemon=True)
+                           for _ in range(1, workers)]
                 for thread in helpers:
                     thread.start()
                 try:
-                    work(0)
+                    work()
                 finally:
                     for thread in helpers:
                         thread.join()
