@@ -20,7 +20,7 @@ start=$SECONDS
 KERNEL_TESTS=(
     tests/test_conv.py tests/test_dilation.py tests/test_fast_paths.py tests/test_pool.py
     tests/test_dropout.py tests/test_batchnorm.py tests/test_isa.py tests/test_epilogue.py
-    tests/test_finite_scan.py tests/test_winograd.py
+    tests/test_finite_scan.py tests/test_winograd.py tests/test_fused_pool.py
 )
 
 command -v gcc >/dev/null || { echo "asan: gcc is needed (its libasan)" >&2; exit 1; }

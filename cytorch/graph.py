@@ -164,8 +164,9 @@ class Model(TrainingMixin):
     input_shape, output_shape : tuple (or list of tuples for several inputs/outputs)
     graph_passes : tuple of str
         The passes of ``cytorch.graph_passes`` that ``fit``, ``evaluate`` and ``predict``
-        apply (default: all of them, ``("relu_after_pooling",)``); each changes no number, only
-        the work.  Set it to ``()`` on a model to step through the plain graph.
+        apply (default: all of them, ``("relu_after_pooling", "conv_max_pool")``, the second
+        in ``predict`` and ``evaluate`` only); each changes no number, only the work.  Set it
+        to ``()`` on a model to step through the plain graph.
     """
 
     graph_passes = tuple(_passes.PASSES)
@@ -270,7 +271,8 @@ class Model(TrainingMixin):
         ``logits``: the output layer returns its pre-activation (for a loss that fuses it).
         ``training`` (a gradient step): layers reading only model inputs skip dL/dx and every
         layer may reuse its buffers (nothing of a step outlives it).  ``inference``
-        (``predict``, ``evaluate``): no backward follows, layers need keep nothing for it.
+        (``predict``, ``evaluate``): no backward follows, layers need keep nothing for it, and
+        the passes marked ``inference_only`` (``conv_max_pool``) apply too.
         ``reuse_buffers``: every layer may reuse its buffers (``predict``, which copies each
         batch's output into its result).  A layer is asked only for the modes it honours
         (lists in ``context_modes``, with a forward and backward that take ``ctx``)."""
@@ -292,7 +294,10 @@ class Model(TrainingMixin):
                     if all(i.is_source for i in node.inputs):
                         modes[node.id]["input_grad"] = False
             for name in passes:
-                for node_id, changes in _passes.get(name)(self._order, self._outputs).items():
+                graph_pass = _passes.get(name)
+                if getattr(graph_pass, "inference_only", False) and not inference:
+                    continue
+                for node_id, changes in graph_pass(self._order, self._outputs).items():
                     modes[node_id].update(changes)
             contexts = self._context_cache[key] = tuple(
                 CallContext(check_finite=False, **{k: v for k, v in modes[n.id].items()

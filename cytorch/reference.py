@@ -906,6 +906,40 @@ def min_pool2d_2x2_backward(dout, cache, check_finite=True):
     return _pool2d_2x2_backward("min", dout, cache, check_finite)
 
 
+# Inference: a conv and the 2x2 max pooling after it in one call (predict and evaluate, through
+# the graph pass ``conv_max_pool``).  The compiled kernel (``_blocked.pyx``) pools each image's
+# conv output while it is in cache and never stores the whole map; the twin is the two steps.
+
+def conv2d_max_pool2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1,
+                              activation=None, check_finite=True):
+    """A conv with its activation f, then the max of every 2x2 window (stride 2): for
+    inference only (no cache: there is no backward).
+
+    x ``(N, H, W, C)``, w ``(kh, kw, C, K)`` -> z = f(conv2d(x, w) + b) ``(N, H_c, W_c, K)`` as
+    ``conv2d_forward`` -> out ``(N, H_c // 2, W_c // 2, K)`` with
+
+        out[n, i, j, k] = max(z[n, 2i, 2j, k], z[n, 2i, 2j + 1, k],
+                              z[n, 2i + 1, 2j, k], z[n, 2i + 1, 2j + 1, k])
+
+    (an odd last row or column of z belongs to no window).  For f = ReLU the compiled kernel
+    pools first and applies ReLU to the 4x smaller result: ReLU is monotone, so
+    ``max(relu(z)) = relu(max(z))``, exactly.
+
+    The course's example: the "X" filter on the 5x5 image gives a 3x3 map, whose one 2x2
+    window holds 4, 3, 2, 4:
+
+    >>> x = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1],
+    ...               [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]], dtype=float)[None, :, :, None]
+    >>> w = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=float)[:, :, None, None]
+    >>> conv2d_max_pool2d_forward(x, w)[0, :, :, 0]
+    array([[4.]])
+    """
+    z, _ = conv2d_forward(x, w, b, strides, padding, dilation_rate, activation, check_finite)
+    window_output_shape(z.shape[1], z.shape[2], 2, 2, 2, 2, "valid",
+                        what="conv2d_max_pool2d_forward's 2x2 pooling of the conv output")
+    return max_pool2d_2x2_forward(z, check_finite=False, need_backward=False)[0]
+
+
 def avg_pool2d_2x2_forward(x, check_finite=True):
     """``avg_pool2d_forward(x, 2)`` by a reshape: ``((top-left + bottom-left) + (top-right +
     bottom-right)) * 0.25``, the kernel's order of additions (so the same bits, where the

@@ -187,6 +187,8 @@ def test_predict_and_evaluate_pool_without_winners(monkeypatch):
         return forward(*args, **kwargs)
     monkeypatch.setattr(F, "max_pool2d_forward", spy)
     model = models.keras_mnist(seed=0).compile(loss="sparse_categorical_crossentropy")
+    # (without conv_max_pool, which has the convs pool themselves: tests/test_fused_pool.py)
+    model.graph_passes = ("relu_after_pooling",)
     x = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1)).astype(np.uint8)
     y = np.arange(20) % 10
     model.predict(x)
@@ -221,14 +223,14 @@ def test_predict_on_two_threads_gives_the_bits_of_one(n, batch_size):
 
 def test_predict_workers_run_one_thread_kernels(monkeypatch):
     seen = []
-    conv = F.conv2d_forward
+    conv = F.conv2d_max_pool2d_forward      # keras_mnist's convs, each with its pooling
 
     def spy(*args, **kwargs):
         seen.append((threading.get_ident(), cytorch.get_num_threads()))
         return conv(*args, **kwargs)
-    monkeypatch.setattr(F, "conv2d_forward", spy)
+    monkeypatch.setattr(F, "conv2d_max_pool2d_forward", spy)
     model = models.keras_mnist(seed=0)
-    x = np.zeros((5 * 32, 28, 28, 1), np.float32)
+    x = np.zeros((20 * 32, 28, 28, 1), np.float32)   # (workers take the next batch free)
     before = cytorch.get_num_threads()
     cytorch.set_num_threads(2)
     try:
@@ -240,6 +242,31 @@ def test_predict_workers_run_one_thread_kernels(monkeypatch):
     assert len({ident for ident, _ in seen[2:]}) == 2     # then this one and one more
     assert {threads for _, threads in seen[2:]} == {1}
     assert cytorch.get_num_threads() == before           # this thread's own count is back
+
+
+def test_predict_workers_take_the_next_batch_free(monkeypatch):
+    # a worker that is slowed (here: this thread, by a sleep) takes fewer batches
+    import time
+    main, seen = threading.get_ident(), []
+    forward = F.conv2d_max_pool2d_forward
+
+    def slow_here(*args, **kwargs):
+        seen.append(threading.get_ident())
+        if threading.get_ident() == main and len(seen) > 2:
+            time.sleep(0.02)
+        return forward(*args, **kwargs)
+    monkeypatch.setattr(F, "conv2d_max_pool2d_forward", slow_here)
+    model = models.keras_mnist(seed=0)
+    x = np.random.default_rng(0).integers(0, 256, (21 * 16, 28, 28, 1)).astype(np.uint8)
+    cytorch.set_num_threads(2)
+    try:
+        got = model.predict(x, batch_size=16)
+    finally:
+        cytorch.set_num_threads(None)
+    # 21 batches, two convs each: the first here, then of 20 fewer than half here
+    assert len(seen) == 2 * 21 and seen[2:].count(main) < 20
+    model.graph_passes = ()
+    assert_same_bits(got, model.predict(x, batch_size=16))
 
 
 class Counting(L.Flatten):
@@ -267,17 +294,17 @@ def test_predict_runs_a_plugin_layer_in_one_thread(monkeypatch):
 def test_an_error_in_a_worker_reaches_the_caller(monkeypatch):
     model = models.keras_mnist(seed=0)
     calls = []
-    forward = F.max_pool2d_forward
+    forward = F.conv2d_max_pool2d_forward
 
     def failing(*args, **kwargs):
         calls.append(1)
         if len(calls) == 7:
-            raise RuntimeError("the seventh pooling call fails")
+            raise RuntimeError("the seventh conv call fails")
         return forward(*args, **kwargs)
-    monkeypatch.setattr(F, "max_pool2d_forward", failing)
+    monkeypatch.setattr(F, "conv2d_max_pool2d_forward", failing)
     cytorch.set_num_threads(2)
     try:
-        with pytest.raises(RuntimeError, match="the seventh pooling call fails"):
+        with pytest.raises(RuntimeError, match="the seventh conv call fails"):
             model.predict(np.zeros((40 * 16, 28, 28, 1), np.float32), batch_size=16)
     finally:
         cytorch.set_num_threads(None)

@@ -403,6 +403,16 @@ def test_conv_epilogue_sums_db_in_whole_vectors(module, function, register):
 
 
 @pytest.mark.parametrize("function, register", [
+    ("cy_extreme_row_avx512_f", "ymm"), ("cy_extreme_row_avx2_f", "ymm"),
+    ("cy_extreme_row_avx2_f", "xmm"), ("cy_extreme_row_avx512_d", "zmm")])
+def test_fused_conv_pooling_compares_whole_vectors(function, register):
+    # conv2d_max_pool2d_forward's pooling: ``_pool2x2.h``'s inference row pass, compiled into
+    # the blocked module too (keras_mnist's K = 10 filters: ymm)
+    code = disassembly("_blocked", function)
+    assert re.search(rf"cmp\w*p[sd]\s+[^\n]*%{register}", code), f"{function}: no vector compare"
+
+
+@pytest.mark.parametrize("function, register", [
     ("cy_extreme_2x2_avx512_f", "zmm"), ("cy_extreme_2x2_avx2_f", "ymm"),
     ("cy_extreme_2x2_default_f", "xmm"),
     # inference (no winners): each variant's widest vectors, and narrower ones for fewer

@@ -444,6 +444,44 @@ def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx
                                        threads, activation)
 
 
+# The blocked path's fused inference kernel (``conv2d_max_pool2d_forward``: each image's conv
+# output in a per-thread scratch, then 2x2 max pooling straight into out): odd conv outputs (a
+# last row or column no window covers), windows deep in the padding, filters padded to whole
+# vectors, keras_mnist's two layers.  (A NaN read from a guard into a window's later cell may
+# lose to its first: the conv's reads are those ``test_blocked_conv2d_stays_in_bounds`` checks.)
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(geometry=geometries(stride_one=True), K=st.sampled_from([1, 5, 8, 10, 17, 20, 33]),
+       threads=st.integers(1, 2), activation=st.sampled_from(EPILOGUES))
+@with_corners([c for c in CORNERS if c[2] == (1, 1)], K=10, threads=2, activation="relu")
+@example(geometry=((2, 28, 28, 1), (5, 5), (1, 1), (0, 0, 0, 0)), K=10, threads=2,
+         activation="relu")
+@example(geometry=((3, 12, 12, 10), (5, 5), (1, 1), (0, 0, 0, 0)), K=20, threads=2,
+         activation="relu")
+@example(geometry=((1, 9, 8, 3), (3, 2), (1, 1), (1, 1, 0, 2)), K=17, threads=1,
+         activation="linear")
+def test_blocked_conv2d_max_pool2d_stays_in_bounds(isa_variant, dtype, geometry, K, threads,
+                                                   activation):
+    x_shape, (kh, kw), _, pads = geometry
+    N, H, W, C = x_shape
+    H_out, W_out = out_hw(x_shape, (kh, kw), (1, 1), pads)
+    assume(H_out >= 2 and W_out >= 2)
+    rng = np.random.default_rng(0)
+    x = guarded_input(rng.standard_normal(x_shape).astype(dtype))
+    w = guarded_input(rng.standard_normal((kh, kw, C, K)).astype(dtype))
+    b = guarded_input(rng.standard_normal(K).astype(dtype))
+    want = reference.conv2d_max_pool2d_forward(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+        padding=(pads[:2], pads[2:]), activation=activation)
+    out = guarded_output((N, H_out // 2, W_out // 2, K), dtype)
+    with running(isa_variant):
+        load("_blocked").conv2d_max_pool2d_forward(x, w, b, out.array, H_out, W_out, pads[0],
+                                                   pads[2], threads, activation)
+    out.assert_guards_intact("blocked conv2d_max_pool2d_forward out")
+    assert_close(out.array, want, "blocked conv2d_max_pool2d_forward")
+
+
 # Winograd (``_winograd.pyx``, 3x3 stride 1) in every instruction-set variant and both tiles
 # (F(2x2, 3x3) and F(4x4, 3x3): 4x4 and 6x6 input tiles): tiles past the ragged bottom and
 # right edges, padding larger than the kernel (dx then crops: negative padding for the

@@ -458,7 +458,7 @@ def test_an_unknown_graph_pass_is_named():
     model = small_model().compile()
     model.graph_passes = ("relu_before_pooling",)
     with pytest.raises(KeyError, match="unknown graph pass 'relu_before_pooling'; known "
-                                       "passes: \\['relu_after_pooling'\\]"):
+                                       "passes: \\['conv_max_pool', 'relu_after_pooling'\\]"):
         model.fit(*blobs(10), verbose=0)
 
 

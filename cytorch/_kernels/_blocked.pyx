@@ -114,6 +114,7 @@ cdef extern from "_blocked.h" nogil:
 def _select_variant(int index):
     """Switch the micro-kernels to variant ``index``; the index it then runs."""
     cy_mathfn_select(index)          # the fused epilogue's element functions (_epilogue.pxd)
+    cy_pool2x2_select(index)         # conv2d_max_pool2d_forward's pooling (_pool2x2.h)
     return cy_blk_select(index)
 
 
@@ -761,3 +762,108 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     cdef Plan g = _plan(x.shape, w.shape, dout.shape[1], dout.shape[2], pt, pl,
                         sizeof(floating))
     _backward_all(dout, x, w, dx, dw, db, &g, num_threads, act, y)
+
+
+# -- inference: conv2d, then 2x2 max pooling, image by image ---------------------------------------
+# (``conv2d_max_pool2d_forward``; twin ``cytorch.reference.conv2d_max_pool2d_forward``)
+#
+# A forward pass that no backward follows (``predict``, ``evaluate``) needs the conv's output
+# only for the max pooling after it.  Written out whole, keras_mnist's first layer fills
+# 256 x 24 x 24 x 10 floats (5.9 MB) per batch, which the pooling then reads back from memory.
+# Here each thread writes one image's output (24 x 24 x 10 floats, 23 KB, in L1/L2) into its
+# own scratch and pools it at once with the row pass of 2x2 pooling without winners
+# (``cy_extreme_row`` of ``_pool2x2.h``, the code ``_pool.pyx`` runs for inference, compiled
+# here in the same variants); only the pooled map, 4x smaller, goes to memory.
+#
+# The numbers are those of ``conv2d_forward`` followed by ``_pool.extreme_pool2d_forward``, bit
+# for bit: the same ``_forward_image`` on the same image, the same comparisons in the same
+# order (NaN: in a window's first cell it stays, elsewhere it never wins).  A ReLU is applied
+# after the pooling, on 4x fewer values: max and ReLU commute exactly (the graph pass
+# ``relu_after_pooling`` relies on the same); another activation runs in ``_forward_image``'s
+# epilogue, before the pooling, as in the unfused layer.  An odd last row or column of the
+# conv's output belongs to no window: it is computed, and dropped.
+from ._epilogue cimport ACT_RELU
+
+cdef extern from "_pool2x2.h" nogil:
+    int cy_pool2x2_select(int variant)
+    void cy_extreme_row_f(const float *a, const float *b, float *out, Py_ssize_t W_out,
+                          Py_ssize_t C, int take_min, int relu) noexcept
+    void cy_extreme_row_d(const double *a, const double *b, double *out, Py_ssize_t W_out,
+                          Py_ssize_t C, int take_min, int relu) noexcept
+
+
+cdef void _forward_pool_image(const floating *xn, const floating *wk, const floating *bk,
+                              const Py_ssize_t *off, floating *outn, floating *yn,
+                              floating *xq, floating *tile, int act, int relu,
+                              const Plan *g) noexcept nogil:
+    """outn (Ho // 2, Wo // 2, K) for one image: the max of every 2x2 window (stride 2) of its
+    conv output (Ho, Wo, K), which ``_forward_image`` writes into the scratch yn; with
+    ``relu``, relu of that max."""
+    cdef Py_ssize_t i, K = g.K, W_pool = g.Wo // 2, row = g.Wo * g.K
+    _forward_image(xn, wk, bk, off, yn, xq, tile, act, g)
+    for i in range(g.Ho // 2):      # rows 2i and 2i + 1 -> pooled row i
+        if floating is float:
+            cy_extreme_row_f(yn + 2 * i * row, yn + (2 * i + 1) * row, outn + i * W_pool * K,
+                             W_pool, K, 0, relu)
+        else:
+            cy_extreme_row_d(yn + 2 * i * row, yn + (2 * i + 1) * row, outn + i * W_pool * K,
+                             W_pool, K, 0, relu)
+
+
+cdef _forward_pool_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                       const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
+                       int num_threads, int act, int relu):
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t N = x.shape[0], t, k, a, bb, c, n, tid
+    cdef Py_ssize_t T = unit_threads(N, num_threads)
+    # the filters, bias and tap offsets packed as ``_forward_all`` packs them (keep the two
+    # in step: tests/test_fused_pool.py compares this path with conv2d_forward bit for bit)
+    cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
+    cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
+    cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
+    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
+    cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
+    # one image's conv output per thread
+    cdef floating[:, ::1] y = np.empty((T, g.Ho * g.Wo * g.K), dtype=dtype)
+    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = (g.Ho // 2) * (g.Wo // 2) * g.K
+    cdef const floating *wf = &w[0, 0, 0, 0]
+    cdef Py_ssize_t kr = g.KB * g.V, rm = g.V // g.G if g.G else 0
+    with nogil:
+        for t in range(g.T):
+            for k in range(g.K):
+                wk[t, k] = wf[t * g.K + k]
+            for k in range(g.K, g.K + (g.G - 1) * rm):
+                wk[t, k] = wf[t * g.K + kr + (k - g.K) % rm]
+            a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
+            off[t] = (a * g.C + c) * g.Wp + bb
+        for k in range(g.K):
+            bk[k] = b[k]
+        for k in range(g.K, g.K + (g.G - 1) * rm):
+            bk[k] = b[kr + (k - g.K) % rm]
+        for n in prange(N, schedule="dynamic", num_threads=T):
+            tid = threadid()
+            _forward_pool_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
+                                &out[0, 0, 0, 0] + n * out_step, &y[tid, 0], &xq[tid, 0],
+                                &tile[tid, 0], act, relu, g)
+
+
+def conv2d_max_pool2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                              const floating[::1] b, floating[:, :, :, ::1] out,
+                              Py_ssize_t H_out, Py_ssize_t W_out, int pt, int pl,
+                              int num_threads, activation="linear"):
+    """Fill ``out`` (N, H_out // 2, W_out // 2, K) with the 2x2 max pooling (stride 2) of
+    f(the stride-1 correlation of x and w, plus b), whose output (N, H_out, W_out, K) is never
+    stored whole: ``conv2d_forward`` then ``_pool.extreme_pool2d_forward``, the same bits.
+
+    ``pt``/``pl`` are the top/left zero padding (bottom/right implied by H_out, W_out);
+    ``num_threads`` the OpenMP team size; ``activation`` f, a name of
+    ``cytorch._kernels.EPILOGUES`` (relu is applied after the pooling: the same numbers).
+    """
+    _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    if H_out < 2 or W_out < 2 or out.shape[1] != H_out // 2 or out.shape[2] != W_out // 2:
+        raise ValueError(f"conv2d_max_pool2d kernel: out {tuple(out.shape)[:4]} must be the "
+                         f"2x2 pooling of a conv output of at least 2x2, here {H_out}x{W_out}")
+    cdef int act = _activation_code(activation)
+    cdef int relu = act == ACT_RELU
+    cdef Plan g = _plan(x.shape, w.shape, H_out, W_out, pt, pl, sizeof(floating))
+    _forward_pool_all(x, w, b, out, &g, num_threads, ACT_LINEAR if relu else act, relu)

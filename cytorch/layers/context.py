@@ -1,6 +1,7 @@
 """``CallContext``: the modes of one call of a layer, passed down as an argument.
 
-A model runs its layers in several ways: for a prediction, for an evaluation (the output layer
+A model runs its layers in several ways: for a prediction (graph passes such as
+``conv_max_pool``, which only inference can use), for an evaluation (the output layer
 returning logits to a loss that fuses its softmax), for a training step (no gradient for the
 model input, graph passes such as ``relu_after_pooling``).  Those modes are the caller's, for
 that call: the graph hands each layer an immutable context, ``forward(x, training, ctx=...)``
@@ -53,6 +54,15 @@ class CallContext:
         No backward pass follows this forward (``predict``, ``evaluate``): the layer may skip
         what only backward reads and keep no cache.  Max and min pooling then record no
         winners and apply a ``relu_after_pooling`` ReLU inside their kernel (no mask).
+    fuse_max_pool : bool, default False
+        (``Conv2D``, inference only) return the 2x2 max pooling of the output, conv and
+        pooling in one call (``cytorch.functional.conv2d_max_pool2d_forward``): the
+        ``MaxPooling2D`` that alone reads the output passes the result on (the graph pass
+        ``conv_max_pool`` of ``cytorch.graph_passes``).  The layer's own activation applies,
+        a deferred ReLU included: the fused call puts it after the pooling itself.
+    pooled_by_input : bool, default False
+        (``MaxPooling2D``) return the input as it is: the layer before pooled it already (the
+        other half of ``conv_max_pool``).
 
     >>> CallContext(return_logits=True).check_finite
     True
@@ -65,6 +75,8 @@ class CallContext:
     input_grad: bool = True
     reuse_buffers: bool = False
     inference: bool = False
+    fuse_max_pool: bool = False
+    pooled_by_input: bool = False
 
     def replace(self, **changes):
         """A copy with ``changes`` (the context itself never changes)."""

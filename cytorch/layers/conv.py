@@ -51,11 +51,12 @@ class Conv2D(ActivationMixin, Layer):
     seed : int, optional
         Seeds the layer's generator (initial weights).
 
-    Besides ``check_finite``, forward and backward act on three modes of the call's
+    Besides ``check_finite``, forward and backward act on four modes of the call's
     ``CallContext``: ``return_logits`` (return the pre-activation, for a loss that fuses the
-    activation), ``defer_relu`` (leave a ReLU to the pooling layer after it) and
+    activation), ``defer_relu`` (leave a ReLU to the pooling layer after it),
     ``input_grad=False`` (a layer reading the model input: backward returns None instead of
-    dL/dx and skips computing it).
+    dL/dx and skips computing it) and, in ``predict`` and ``evaluate``, ``fuse_max_pool``
+    (return the 2x2 max pooling of the output, computed in one pass with the conv).
 
     >>> import numpy as np
     >>> layer = Conv2D(10, 5, padding=2, activation="relu", seed=0)
@@ -63,7 +64,8 @@ class Conv2D(ActivationMixin, Layer):
     ((1, 32, 32, 10), 760)
     """
 
-    context_modes = ActivationMixin.context_modes | {"input_grad", "reuse_buffers"}
+    context_modes = ActivationMixin.context_modes | {"input_grad", "reuse_buffers",
+                                                     "fuse_max_pool"}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -111,6 +113,8 @@ class Conv2D(ActivationMixin, Layer):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        if ctx.fuse_max_pool:
+            return self._forward_max_pool(x, ctx)
         # the kernel applies the activation itself as it writes the output when it can
         # (F.CONV2D_ACTIVATIONS: relu, tanh, sigmoid, ...); gelu, silu, softmax and custom
         # functions run on the kernel's output afterwards
@@ -126,6 +130,25 @@ class Conv2D(ActivationMixin, Layer):
             act, y = self._activate(z, inplace=True, ctx=ctx)
         self._cache = (conv_cache, act, y)
         return y
+
+    def _forward_max_pool(self, x, ctx):
+        """The graph pass ``conv_max_pool`` (inference): the 2x2 max pooling of this layer's
+        output, conv and pooling in one call; the ``MaxPooling2D`` after it passes the result
+        on.  The layer's activation applies even when ``relu_after_pooling`` deferred it: the
+        fused call puts a ReLU after the pooling itself.  Nothing is cached (no backward)."""
+        self._cache = None
+        fused = self._kernel_activation(ctx.replace(defer_relu=False), F.CONV2D_ACTIVATIONS)
+        kernel, bias = self.params["kernel"], self.params.get("bias")
+        if fused is not None:
+            return F.conv2d_max_pool2d_forward(
+                x, kernel, bias, strides=self.strides, padding=self.padding,
+                dilation_rate=self.dilation_rate, activation=fused,
+                check_finite=ctx.check_finite, workspace=self._buffers(ctx))
+        # an activation no kernel applies (the pass does not ask for this, a caller might)
+        z, _ = F.conv2d_forward(x, kernel, bias, strides=self.strides, padding=self.padding,
+                                dilation_rate=self.dilation_rate, check_finite=ctx.check_finite)
+        _, y = self._activate(z, inplace=True, ctx=ctx.replace(defer_relu=False))
+        return F.max_pool2d_forward(y, 2, check_finite=False, need_backward=False)[0]
 
     def backward(self, dout, ctx=DEFAULT):
         conv_cache, act, y = cached(self)

@@ -60,6 +60,11 @@ class _Pooling2D(Layer):
 
     def forward(self, x, training=False, ctx=DEFAULT):
         x = as_input(self, x, rank=4, check_finite=ctx.check_finite)
+        if ctx.pooled_by_input:
+            # the graph pass conv_max_pool (inference): the conv before this layer returned
+            # its output pooled (and with a deferred ReLU applied), one pass instead of two
+            self._cache = None
+            return x
         if ctx.inference and self.routes_to_winner:
             # no backward follows (predict, evaluate): the kernel records no winners and
             # applies relu_after_pooling's ReLU itself; nothing is cached
@@ -108,7 +113,7 @@ class MaxPooling2D(_Pooling2D):
     _forward_kernel = "max_pool2d_forward"
     _backward_kernel = "max_pool2d_backward"
     routes_to_winner = True
-    context_modes = frozenset({"apply_relu", "reuse_buffers", "inference"})
+    context_modes = frozenset({"apply_relu", "reuse_buffers", "inference", "pooled_by_input"})
 
 
 class AveragePooling2D(_Pooling2D):
