@@ -81,6 +81,9 @@ cdef extern from "_blocked.h" nogil:
         void (*dwr)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow,
                     Py_ssize_t xpix, const float *d, Py_ssize_t ldd, Py_ssize_t Ho,
                     Py_ssize_t Wo, int nq, int kb) noexcept nogil
+        void (*fwdp)(float *dst, Py_ssize_t ldd, const float *xr, Py_ssize_t js,
+                     const Py_ssize_t *off, const float *w, Py_ssize_t ldw, const float *init,
+                     Py_ssize_t nt, int F, int J) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
@@ -103,6 +106,9 @@ cdef extern from "_blocked.h" nogil:
         void (*dwr)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
                     Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
                     Py_ssize_t Wo, int nq, int kb) noexcept nogil
+        void (*fwdp)(double *dst, Py_ssize_t ldd, const double *xr, Py_ssize_t js,
+                     const Py_ssize_t *off, const double *w, Py_ssize_t ldw, const double *init,
+                     Py_ssize_t nt, int F, int J) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -135,6 +141,9 @@ cdef struct Plan:
     # forward: K = KB whole vectors + V / G filters, G in {2, 4} pixels sharing the last
     # vector (``fwdr`` of _blocked.h), KB in {1, 2}; G = 0: one vector of filters a pixel
     Py_ssize_t G, KB
+    # forward with the output pixels in the lanes (``fwdp`` of _blocked.h): 1 when Wo is
+    # whole vectors, so that a row's pixels, or one row, fill vectors of their own
+    Py_ssize_t PL
     # dW: K = KB whole vectors + 16 bytes of filters: DG = V * itemsize / 16 neighbouring
     # taps share one vector for the remainder (``dwr`` of _blocked.h); 0: vectors of filters
     Py_ssize_t DG
@@ -166,12 +175,32 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     g.G = g.V // rm if rm > 0 and g.V % rm == 0 else 0
     if g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16):
         g.G = 0
+    # the pixels in the lanes when a row is whole vectors and the filters are not (keras_mnist
+    # c2: 8 x 8 pixels, 20 filters; c1: 24 x 24, 10), on the variants with 16 registers (avx2,
+    # and the default variant, which follows it unmeasured): every lane a sum, 12 of them in
+    # 4 x 3 tiles, the loads 3 vectors and 4 broadcasts a tap.  AMD EPYC Zen 3, 1 thread,
+    # keras_mnist c2's tiles: 6.3 us an image against fwdr's 10.0 (10 sums, 11 loads and 2
+    # shuffles a tap: 61 % of the FMA peak).  (The avx512 tiles, tuned on Zen 5, stay.)
+    g.PL = _pixel_lanes and cy_blk_acc == 12 and Wo % g.V == 0 and g.K % g.V != 0
+    if g.PL:
+        g.G = 0
     # dwr wherever the remainder is 16 bytes (keras_mnist c2's 20 filters: 2 x 8 + 4 on avx2,
     # 16 + 4 on avx512, where the vectors of filters ran 4 of 24 / 12 of 32 lanes on zeros)
     g.DG = 0
     if g.V * itemsize > 16 and rm * itemsize == 16 and g.KB in (1, 2):
         g.DG = g.V * itemsize // 16
     return g
+
+
+cdef bint _pixel_lanes = True
+
+
+def _set_pixel_lanes(bint on):
+    """Private, for the tests and benchmarks: let the forward tiles hold the pixels in the lanes
+    where ``_plan``'s rule says so (True), or never; returns the setting that was in force."""
+    global _pixel_lanes
+    old, _pixel_lanes = _pixel_lanes, on
+    return old
 
 
 cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
@@ -328,6 +357,43 @@ cdef inline void _fwdr_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
         cy_blk_d.fwdr(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, G)
 
 
+cdef inline void _fwdp_tile(floating *dst, Py_ssize_t ldd, const floating *xr, Py_ssize_t js,
+                            const Py_ssize_t *off, const floating *w, Py_ssize_t ldw,
+                            const floating *init, Py_ssize_t nt, int F, int J) noexcept nogil:
+    if floating is float:
+        cy_blk_f.fwdp(dst, ldd, xr, js, off, w, ldw, init, nt, F, J)
+    else:
+        cy_blk_d.fwdp(dst, ldd, xr, js, off, w, ldw, init, nt, F, J)
+
+
+cdef void _forward_pixels(const floating *xr, const floating *wk, const floating *bk,
+                          const Py_ssize_t *off, floating *outn, const Plan *g) noexcept nogil:
+    """outn (Ho, Wo, K) of one image when its rows are whole vectors (``g.PL``): tiles of jb
+    <= 3 vectors of pixels -- of one row, or jb rows when a row is one vector -- x 4 filters
+    (``fwdp``), each pixel's 4 sums stored in place, so nothing is copied.  When K is not a
+    multiple of 4 the last tile takes the last 4 filters, some of them a second time (the same
+    sums in the same order: the same bits; keras_mnist c1's 10 filters as 3 x 4, each tile at
+    full speed, rather than a tile of 2 with half the sums in flight); K < 4: tiles of K."""
+    cdef Py_ssize_t m = g.Wo // g.V, K = g.K, nf = _cdiv(g.K, 4), ln = g.C * g.Wp
+    cdef Py_ssize_t rows = g.Ho if m > 1 else 1, n = m if m > 1 else g.Ho
+    cdef Py_ssize_t js = g.V if m > 1 else ln, i, v, jb, nb, pb, p0, f, k0
+    cdef const floating *xb
+    _blocks(n, 3, &nb, &pb)
+    for i in range(rows):
+        v = 0
+        while v < n:
+            jb = min(pb, n - v)
+            # vector v of row i (m > 1), or row v (m == 1): its first pixel, and x
+            p0, xb = i * g.Wo + v * g.V, xr + i * ln + v * g.V
+            if m == 1:
+                p0, xb = v * g.Wo, xr + v * ln
+            for f in range(nf):
+                k0 = min(4 * f, K - 4) if K >= 4 else 0
+                _fwdp_tile(outn + p0 * K + k0, K, xb, js, off, wk + k0, g.Kp, bk + k0, g.T,
+                           <int>min(4, K), <int>jb)
+            v += jb
+
+
 cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
                          const Py_ssize_t *off, floating *outn, floating *xq, floating *tile,
                          int act, const Plan *g) noexcept nogil:
@@ -351,6 +417,10 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
         xr = xn                             # one channel, no padding: xn is its own copy
     else:                                   # (fwdr reads a vector past its last group)
         _pad_rows(xn, xq, g)
+    if g.PL:
+        _forward_pixels(xr, wk, bk, off, outn, g)
+        apply_activation(outn, outn, g.Ho * g.Wo * K, act)
+        return
     oh = 0
     if groups > 0:
         # the remainder filters of G neighbouring pixels in one vector (``fwdr``): tiles of
