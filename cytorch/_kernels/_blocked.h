@@ -17,6 +17,10 @@
  *         (keras_mnist c2: 8 x 8 pixels, 20 filters on avx2): k: 4 filters broadcast, j: 1..3
  *         vectors of pixels (of a row, or rows one vector wide), stored transposed in
  *         registers to each pixel's 4 numbers
+ *   dwp:  acc[k][t] += sum over output pixels of d[oh, ow, k] * x[oh, ow; t]      (the same)
+ *         the taps in the lanes where the filters are not whole vectors (keras_mnist c2: the
+ *         50 taps (b, c) of a kernel row, neighbours in the NHWC image, in 7 vectors): k: 4
+ *         filters broadcast from d, t: 1..3 vectors of taps; dW kept as (kh, K, taps)
  *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
  *         t: tb neighbouring taps (b, c) of one kernel row, or of ra <= 3 neighbouring rows
  *         when a row is short (one channel: kw taps), broadcast from the NHWC image; k: kb
@@ -42,7 +46,7 @@
  *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 2..4
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2, 4 x 3
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
- *     (fwdp, avx2 and default: 4 filters x 3 vectors of pixels, + 3 vectors and a broadcast)
+ *     (fwdp, dwp on avx2 and default: 4 filters x 3 vectors, + 3 vectors and a broadcast)
  *
  * (the forward tiles of one vector of filters hold two rows of up to ACC / 2 pixels each when
  * the rows are that short: LeNet c2 on avx512, 2 x 10; the dx tiles of avx512 are 2, 3 or 4
@@ -131,6 +135,14 @@
     CY_BLK_FWDP(NAME, 4, J)
 #define CY_BLK_FWDP_CASES(NAME)                                                              \
     CY_BLK_FWDP_J(NAME, 1) CY_BLK_FWDP_J(NAME, 2) CY_BLK_FWDP_J(NAME, 3)
+#define CY_BLK_DWP(NAME, F, J)                                                               \
+    case J * 4 + F:                                                                          \
+        NAME##_dwp_tile(acc_io, lda, ja, x, js, xrow, xpix, d, ldd, Ho, Wo, F, J); break;
+#define CY_BLK_DWP_J(NAME, J)                                                                \
+    CY_BLK_DWP(NAME, 1, J) CY_BLK_DWP(NAME, 2, J) CY_BLK_DWP(NAME, 3, J)                     \
+    CY_BLK_DWP(NAME, 4, J)
+#define CY_BLK_DWP_CASES(NAME)                                                               \
+    CY_BLK_DWP_J(NAME, 1) CY_BLK_DWP_J(NAME, 2) CY_BLK_DWP_J(NAME, 3)
 #define CY_BLK_DWR1(NAME, n) NAME##_dwr_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
 #define CY_BLK_DWR2(NAME, n) NAME##_dwr_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
 #define CY_BLK_DX2(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 2)
@@ -432,6 +444,49 @@ static TARGET void NAME##_dwr(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t 
     } else {                                                                                 \
         switch (nq) { CY_BLK_CASES4(CY_BLK_DWR1, NAME) }                                     \
     }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* The dW tile with the taps in the lanes (dwp): J vectors of V neighbouring taps (b, c) of a \
+   kernel row (vector j js numbers on in x; or J kernel rows, js = xrow, when a row's taps fit\
+   one vector) x F <= 4 filters, each pixel's number of filter f broadcast from d:            \
+   acc[f][j] (at acc_io + f lda + j ja) += sum over the output pixels of d[p, f] x[p; taps], \
+   pixel after pixel: the bits of the dw tiles.  F J + J + 1 <= 16 registers */               \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_dwp_tile(T *acc_io, Py_ssize_t lda, Py_ssize_t ja, const T *x, Py_ssize_t js,         \
+                Py_ssize_t xrow, Py_ssize_t xpix, const T *d, Py_ssize_t ldd, Py_ssize_t Ho, \
+                Py_ssize_t Wo, const int F, const int J)                                     \
+{                                                                                            \
+    NAME##_v acc[ACC], xv[4];                                                                \
+    Py_ssize_t oh, ow;                                                                       \
+    int f, j;                                                                                \
+    if (F * J > ACC || J > 4)                                                                \
+        return;                  /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (f = 0; f < F; f++)                                                    \
+        CY_BLK_UNROLL for (j = 0; j < J; j++)                                                \
+            acc[f * J + j] = NAME##_load(acc_io + f * lda + j * ja);                         \
+    for (oh = 0; oh < Ho; oh++) {                                                            \
+        const T *xp = x + oh * xrow;                                                         \
+        const T *dp = d + oh * Wo * ldd;                                                     \
+        for (ow = 0; ow < Wo; ow++, xp += xpix, dp += ldd) {                                 \
+            CY_BLK_UNROLL for (j = 0; j < J; j++)                                            \
+                xv[j] = NAME##_load(xp + j * js);                                            \
+            CY_BLK_UNROLL for (f = 0; f < F; f++)                                            \
+                CY_BLK_UNROLL for (j = 0; j < J; j++)                                        \
+                    NAME##_fma(&acc[f * J + j], xv[j], dp[f]);                               \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (f = 0; f < F; f++)                                                    \
+        CY_BLK_UNROLL for (j = 0; j < J; j++)                                                \
+            NAME##_store(acc_io + f * lda + j * ja, acc[f * J + j]);                         \
+}                                                                                            \
+                                                                                             \
+/* acc_io += the dW of F filters x J vectors of taps over every output pixel: 1 <= F <= 4,   \
+   1 <= J <= 3 */                                                                            \
+static TARGET void NAME##_dwp(T *acc_io, Py_ssize_t lda, Py_ssize_t ja, const T *x,          \
+                              Py_ssize_t js, Py_ssize_t xrow, Py_ssize_t xpix, const T *d,   \
+                              Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int F, int J)    \
+{                                                                                            \
+    switch (J * 4 + F) { CY_BLK_DWP_CASES(NAME) }                                            \
 }                                                                                            \
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
@@ -790,6 +845,8 @@ typedef struct {                                                                
                 Py_ssize_t, Py_ssize_t, int, int);                                           \
     void (*fwdp)(T *, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *, const T *,      \
                  Py_ssize_t, const T *, Py_ssize_t, int, int);                               \
+    void (*dwp)(T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
+                const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, int);                    \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx,                             \
@@ -797,7 +854,8 @@ static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default
                                         cy_blk_default_##S##_transpose,                      \
                                         cy_blk_default_##S##_fwdr,                           \
                                         cy_blk_default_##S##_dwr,                            \
-                                        cy_blk_default_##S##_fwdp};
+                                        cy_blk_default_##S##_fwdp,                           \
+                                        cy_blk_default_##S##_dwp};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -812,6 +870,7 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
         cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
         cy_blk_f.fwdr = VARIANT##_f_fwdr; cy_blk_f.dwr = VARIANT##_f_dwr;                    \
         cy_blk_f.fwdp = VARIANT##_f_fwdp; cy_blk_d.fwdp = VARIANT##_d_fwdp;                  \
+        cy_blk_f.dwp = VARIANT##_f_dwp; cy_blk_d.dwp = VARIANT##_d_dwp;                      \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
         cy_blk_d.transpose = VARIANT##_d_transpose;                                          \
