@@ -62,6 +62,9 @@
  * vfmadd on ymm registers, of cy_blk_default_* with mulps + addps on xmm, and none reads or
  * writes the stack (the stack references are in the outer pixel-row loops of dW and in the
  * prologues: 712 in the 66 avx512 float32 dW tiles).  ``tests/test_isa.py`` repeats the check.
+ * (fwdp and dwp likewise, on the Zen 3 session's build, but for the default variant's 4 x 3
+ * forward tile: without FMA each product takes a register of its own, and one sum goes
+ * through the stack.)
  */
 #ifndef CYTORCH_BLOCKED_H
 #define CYTORCH_BLOCKED_H
