@@ -52,3 +52,92 @@ def test_blocked_transpose_refuses_what_does_not_fit():
     src, dst = np.zeros(10, np.float32), np.zeros(10, np.float32)
     with pytest.raises(ValueError, match="do not fit"):
         blocked._transposed(src, dst, 5, 5, 5, 3)       # src needs 2 * 5 + 5 = 15 numbers
+
+
+# The forward tiles that hold the output pixels in the lanes (``fwdp``, avx2 and the default
+# variant: rows of whole vectors, filters not): every tile width (1 to 3 vectors of a row, or
+# of rows one vector wide), 4 filters at a time and the last 4 again (K >= 4) or fewer (K < 4),
+# with padding (the image copied) and without (read in place), zeros and -0.0 biases.  Each
+# output adds its taps to its bias in the same order with the same multiply-add as the tiles
+# with the filters in the lanes: the same bits.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(vectors=st.integers(1, 5), Ho=st.integers(1, 9), C=st.integers(1, 11),
+       K=st.integers(1, 23), window=st.sampled_from([(1, 1), (3, 3), (5, 5), (2, 4)]),
+       pads=st.sampled_from([(0, 0, 0, 0), (1, 2, 2, 0)]),
+       activation=st.sampled_from(["linear", "relu"]))
+@example(vectors=1, Ho=8, C=10, K=20, window=(5, 5), pads=(0, 0, 0, 0), activation="relu")
+@example(vectors=3, Ho=3, C=1, K=10, window=(5, 5), pads=(0, 0, 0, 0), activation="linear")
+def test_blocked_forward_pixel_lanes_give_the_filter_tiles_bits(isa_variant, dtype, vectors, Ho,
+                                                                C, K, window, pads, activation):
+    kh, kw = window
+    pt, pb, pl, pr = pads
+    V = 8 if dtype == np.float32 else 4
+    Wo = vectors * V
+    H, W = Ho + kh - 1 - pt - pb, Wo + kw - 1 - pl - pr
+    if H < 1 or W < 1:
+        return
+    rng = np.random.default_rng(Ho * 1000 + K * 10 + C)
+    x = rng.standard_normal((2, H, W, C)).astype(dtype)
+    x[0, : H // 2] = 0.0
+    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    b = np.where(rng.random(K) < 0.5, -0.0, rng.standard_normal(K)).astype(dtype)
+    results = []
+    with running(isa_variant):
+        for on in (False, True):
+            old = blocked._set_pixel_lanes(on)
+            try:
+                out = np.full((2, Ho, Wo, K), np.nan, dtype)
+                blocked.conv2d_forward(x, w, b, out, pt, pl, 1, activation)
+            finally:
+                blocked._set_pixel_lanes(old)
+            results.append(out)
+    np.testing.assert_array_equal(results[1], results[0])
+    assert (np.signbit(results[1]) == np.signbit(results[0])).all()
+
+
+# dW with the taps in the lanes (``dwp``, avx2 and the default variant, where the filters are
+# not whole vectors and a kernel row's taps fill more lanes than they would): tiles of 1 to 3
+# vectors of a kernel row's taps, or of kernel rows one vector wide; 1 to 4 filters; the last
+# vector reading past the image (in place: the next image's numbers; the last image, or a
+# padded one: the copy's room); several units of images (2 threads).  Each dW sum adds the
+# same products pixel after pixel, image after image, so the bits are the filter tiles'.
+@pytest.mark.parametrize("isa_variant", ISA_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(N=st.integers(1, 5), Ho=st.integers(1, 7), Wo=st.integers(1, 9), C=st.integers(1, 12),
+       K=st.integers(1, 23), window=st.sampled_from([(1, 1), (3, 3), (5, 5), (2, 4)]),
+       pads=st.sampled_from([(0, 0, 0, 0), (1, 2, 2, 0)]), threads=st.integers(1, 2),
+       activation=st.sampled_from(["linear", "relu"]))
+@example(N=5, Ho=8, Wo=8, C=10, K=20, window=(5, 5), pads=(0, 0, 0, 0), threads=2,
+         activation="relu")
+@example(N=2, Ho=4, Wo=3, C=3, K=5, window=(3, 3), pads=(0, 0, 0, 0), threads=1,
+         activation="linear")
+def test_blocked_dw_tap_lanes_give_the_filter_tiles_bits(isa_variant, dtype, N, Ho, Wo, C, K,
+                                                         window, pads, threads, activation):
+    kh, kw = window
+    pt, pb, pl, pr = pads
+    H, W = Ho + kh - 1 - pt - pb, Wo + kw - 1 - pl - pr
+    if H < 1 or W < 1:
+        return
+    rng = np.random.default_rng(Ho * 1000 + K * 10 + C)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    w = rng.standard_normal((kh, kw, C, K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    dout = rng.standard_normal((N, Ho, Wo, K)).astype(dtype)
+    y = np.empty_like(dout)
+    results = []
+    with running(isa_variant):
+        blocked.conv2d_forward(x, w, b, y, pt, pl, 1, activation)
+        for on in (False, True):
+            old = blocked._set_tap_lanes(on)
+            try:
+                dw, db = np.full_like(w, np.nan), np.full_like(b, np.nan)
+                blocked.conv2d_backward(dout, x, w, None, dw, db, pt, pl, threads, activation,
+                                        y if activation != "linear" else None)
+            finally:
+                blocked._set_tap_lanes(old)
+            results.append((dw, db))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)

@@ -438,6 +438,27 @@ def test_direct_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx,
          activation="relu")
 @example(geometry=((2, 6, 10, 2), (3, 3), (1, 1), (1, 0, 1, 1)), K=18, need_dx=False, threads=2,
          activation="linear")
+# forward tiles with the pixels in the lanes (fwdp: rows of whole vectors, on avx2 and the
+# default variant): keras_mnist c2 (rows of one vector of floats: tiles of 3, 3 and 2 rows),
+# c1 (one channel, no padding: the image read in place up to its last number), rows of 2 and
+# 5 vectors with padding, fewer filters than a tile's 4
+@example(geometry=((2, 12, 12, 10), (5, 5), (1, 1), (0, 0, 0, 0)), K=20, need_dx=False,
+         threads=2, activation="relu")
+@example(geometry=((2, 28, 28, 1), (5, 5), (1, 1), (0, 0, 0, 0)), K=10, need_dx=False,
+         threads=1, activation="linear")
+@example(geometry=((1, 4, 18, 2), (3, 3), (1, 1), (0, 0, 0, 0)), K=5, need_dx=False,
+         threads=1, activation="linear")
+@example(geometry=((1, 6, 40, 3), (5, 5), (1, 1), (2, 2, 2, 2)), K=3, need_dx=False,
+         threads=1, activation="relu")
+# dW with the taps in the lanes (dwp, avx2 and default): keras_mnist c2 (50 taps a kernel
+# row in 7 vectors, the last reading 6 past the image: the next image's numbers, or the room
+# of the padded copy after the last image), a padded image, 9 taps in 2 vectors (3 filters)
+@example(geometry=((2, 12, 12, 10), (5, 5), (1, 1), (0, 0, 0, 0)), K=20, need_dx=True,
+         threads=2, activation="relu")
+@example(geometry=((3, 6, 7, 3), (3, 3), (1, 1), (1, 1, 0, 2)), K=5, need_dx=False,
+         threads=1, activation="linear")
+@example(geometry=((1, 6, 7, 3), (3, 3), (1, 1), (0, 0, 0, 0)), K=3, need_dx=False,
+         threads=1, activation="linear")
 def test_blocked_conv2d_stays_in_bounds(isa_variant, dtype, geometry, K, need_dx, threads,
                                         activation):
     assert_stride_one_conv2d_in_bounds("_blocked", isa_variant, dtype, geometry, K, need_dx,

@@ -12,6 +12,15 @@
  *         p: pb neighbouring output pixels of one row, or of ra = 2 rows when they are short
  *         and one vector holds the filters (broadcast), k: kb vectors of filters, t = (a, b,
  *         c) the taps, xr the image stored row-planar (row, channel, column)
+ *   fwdp: acc[k][j] = init[k] + sum_t  w[t, k] * xr[off[t] + j ...]      (the same sums)
+ *         the output pixels in the lanes when a row is whole vectors and the filters are not
+ *         (keras_mnist c2: 8 x 8 pixels, 20 filters on avx2): k: 4 filters broadcast, j: 1..3
+ *         vectors of pixels (of a row, or rows one vector wide), stored transposed in
+ *         registers to each pixel's 4 numbers
+ *   dwp:  acc[k][t] += sum over output pixels of d[oh, ow, k] * x[oh, ow; t]      (the same)
+ *         the taps in the lanes where the filters are not whole vectors (keras_mnist c2: the
+ *         50 taps (b, c) of a kernel row, neighbours in the NHWC image, in 7 vectors): k: 4
+ *         filters broadcast from d, t: 1..3 vectors of taps; dW kept as (kh, K, taps)
  *   dw:   acc[t][k] += sum over output pixels (oh, ow) of x[oh, ow; t] * d[oh, ow, k]
  *         t: tb neighbouring taps (b, c) of one kernel row, or of ra <= 3 neighbouring rows
  *         when a row is short (one channel: kw taps), broadcast from the NHWC image; k: kb
@@ -37,6 +46,7 @@
  *     avx512    64-byte zmm   32          24    24x1, 12x2     24x1, 12x2     6 x 2..4
  *     avx2      32-byte ymm   16          12    12x1, 6x2      12x1, 6x2      6 x 2, 4 x 3
  *     default   16-byte xmm   16          12    12x1, 6x2      12x1, 6x2      6 x 2
+ *     (fwdp, dwp on avx2 and default: 4 filters x 3 vectors, + 3 vectors and a broadcast)
  *
  * (the forward tiles of one vector of filters hold two rows of up to ACC / 2 pixels each when
  * the rows are that short: LeNet c2 on avx512, 2 x 10; the dx tiles of avx512 are 2, 3 or 4
@@ -52,6 +62,9 @@
  * vfmadd on ymm registers, of cy_blk_default_* with mulps + addps on xmm, and none reads or
  * writes the stack (the stack references are in the outer pixel-row loops of dW and in the
  * prologues: 712 in the 66 avx512 float32 dW tiles).  ``tests/test_isa.py`` repeats the check.
+ * (fwdp and dwp likewise, on the Zen 3 session's build, but for the default variant's 4 x 3
+ * forward tile: without FMA each product takes a register of its own, and one sum goes
+ * through the stack.)
  */
 #ifndef CYTORCH_BLOCKED_H
 #define CYTORCH_BLOCKED_H
@@ -118,6 +131,21 @@
                   case 2: CY_BLK_FWDR(NAME, 2, kb, ra, g); break;                            \
                   case 3: CY_BLK_FWDR(NAME, 3, kb, ra, g); break;                            \
                   case 4: CY_BLK_FWDR(NAME, 4, kb, ra, g); break; }
+#define CY_BLK_FWDP(NAME, F, J)                                                              \
+    case J * 4 + F: NAME##_fwdp_tile(dst, ldd, xr, js, off, w, ldw, init, nt, F, J); break;
+#define CY_BLK_FWDP_J(NAME, J)                                                               \
+    CY_BLK_FWDP(NAME, 1, J) CY_BLK_FWDP(NAME, 2, J) CY_BLK_FWDP(NAME, 3, J)                  \
+    CY_BLK_FWDP(NAME, 4, J)
+#define CY_BLK_FWDP_CASES(NAME)                                                              \
+    CY_BLK_FWDP_J(NAME, 1) CY_BLK_FWDP_J(NAME, 2) CY_BLK_FWDP_J(NAME, 3)
+#define CY_BLK_DWP(NAME, F, J)                                                               \
+    case J * 4 + F:                                                                          \
+        NAME##_dwp_tile(acc_io, lda, ja, x, js, xrow, xpix, d, ldd, Ho, Wo, F, J); break;
+#define CY_BLK_DWP_J(NAME, J)                                                                \
+    CY_BLK_DWP(NAME, 1, J) CY_BLK_DWP(NAME, 2, J) CY_BLK_DWP(NAME, 3, J)                     \
+    CY_BLK_DWP(NAME, 4, J)
+#define CY_BLK_DWP_CASES(NAME)                                                               \
+    CY_BLK_DWP_J(NAME, 1) CY_BLK_DWP_J(NAME, 2) CY_BLK_DWP_J(NAME, 3)
 #define CY_BLK_DWR1(NAME, n) NAME##_dwr_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 1)
 #define CY_BLK_DWR2(NAME, n) NAME##_dwr_tile(acc_io, lda, x, xrow, xpix, d, ldd, Ho, Wo, n, 2)
 #define CY_BLK_DX2(NAME, n) NAME##_dx_tile(dst, off, wt, ldw, src, lds, nk, n, 2)
@@ -148,9 +176,9 @@ static NAME##_v NAME##_masked(const T *p, const IT *k) { NAME##_v v; int i;     
    accumulators ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH and CASES_6TH the switch cases
    up to ACC, ACC / 2, ACC / 3, ACC / 4 and ACC / 6 (CASES_DX3: of the 3-vector dx tiles), JB
    the most pixel vectors per dx tile (2, 3 or 4), SPREAD the shuffles of fwdr's and dwr's
-   groups, REPEAT dwr's repeat of a 16-byte remainder. */
+   groups, REPEAT dwr's repeat of a 16-byte remainder, STORE4 fwdp's store of 4 filters. */
 #define CY_BLOCKED(NAME, T, IT, VB, ACC, CASES_ACC, CASES_HALF, CASES_3RD, CASES_4TH,        \
-                   CASES_6TH, CASES_DX3, JB, SPREAD, REPEAT, TARGET)                         \
+                   CASES_6TH, CASES_DX3, JB, SPREAD, REPEAT, STORE4, TARGET)                 \
 CY_BLK_VEC(NAME, T, IT, VB)                                                                  \
 enum { NAME##_V = VB / sizeof(T) };                                                          \
                                                                                              \
@@ -161,11 +189,12 @@ CY_BLK_INLINE TARGET void NAME##_fma(NAME##_v *acc, NAME##_v v, T s)            
 }                                                                                            \
 CY_BLK_INLINE TARGET NAME##_v NAME##_load(const T *p) { return *(const NAME##_v *)p; }       \
 CY_BLK_INLINE TARGET void NAME##_store(T *p, NAME##_v v) { *(NAME##_v *)p = v; }             \
-CY_BLK_ZERO_FN(NAME, T)                                                                      \
+CY_BLK_ZERO_FN(NAME, T, TARGET)                                                              \
 CY_BLK_ADD_FN(NAME, T, TARGET)                                                               \
 CY_BLK_MASKED_FN(NAME, T, IT, TARGET)                                                        \
 CY_BLK_SPREAD_FN(NAME, T, SPREAD, TARGET)                                                    \
 CY_BLK_REPEAT_FN(NAME, T, REPEAT, TARGET)                                                    \
+CY_BLK_STORE4_FN(NAME, T, STORE4, TARGET)                                                    \
                                                                                              \
 /* The forward tile: pb pixels of ra rows, kb whole vectors of filters each, and (fwdr) ng   \
    groups of g of those pixels whose remainder of V / g filters shares a vector (below) */   \
@@ -254,6 +283,54 @@ static TARGET void NAME##_fwdr(T *dst, Py_ssize_t ldd, Py_ssize_t rsd, const T *
         else { if (ra == 1) { CY_BLK_FWDR_NG(NAME, 2, 1, 4) }                                \
                else { CY_BLK_FWDR_NG(NAME, 2, 2, 4) } }                                      \
     }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* The forward tile with the output pixels in the lanes (fwdp): J vectors of V neighbouring  \
+   pixels (vector j js numbers on from vector 0 in xr) x F <= 4 filters, each filter's number\
+   of tap t broadcast from w: acc[f][j] = init[f] + sum_t w[t, f] * xr[off[t] + j js ...].   \
+   The sums of a filter are apart from its neighbours', so each pixel's F numbers are stored \
+   lane by lane, at dst + (j V + l) ldd (out's own layout).  F J + J + 1 <= 16 registers */  \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_fwdp_tile(T *dst, Py_ssize_t ldd, const T *xr, Py_ssize_t js, const Py_ssize_t *off,  \
+                 const T *w, Py_ssize_t ldw, const T *init, Py_ssize_t nt, const int F,      \
+                 const int J)                                                                \
+{                                                                                            \
+    NAME##_v acc[ACC], xv[4];                                                                \
+    Py_ssize_t t;                                                                            \
+    int f, j, l;                                                                             \
+    if (F * J > ACC || J > 4)                                                                \
+        return;                  /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (f = 0; f < F; f++)                                                    \
+        CY_BLK_UNROLL for (j = 0; j < J; j++)                                                \
+            acc[f * J + j] = NAME##_splat(init[f]);                                          \
+    for (t = 0; t < nt; t++) {                                                               \
+        const T *xo = xr + off[t], *wt = w + t * ldw;                                        \
+        CY_BLK_UNROLL for (j = 0; j < J; j++)                                                \
+            xv[j] = NAME##_load(xo + j * js);                                                \
+        CY_BLK_UNROLL for (f = 0; f < F; f++)                                                \
+            CY_BLK_UNROLL for (j = 0; j < J; j++)                                            \
+                NAME##_fma(&acc[f * J + j], xv[j], wt[f]);                                   \
+    }                                                                                        \
+    CY_BLK_UNROLL for (j = 0; j < J; j++) {                                                  \
+        if (F == 4) {                                                                        \
+            NAME##_v a4[4];                                                                  \
+            CY_BLK_UNROLL for (f = 0; f < 4; f++)                                            \
+                a4[f] = acc[f * J + j];                                                      \
+            NAME##_store4(dst + j * NAME##_V * ldd, ldd, a4);                                \
+        } else                                                                               \
+            CY_BLK_UNROLL for (l = 0; l < NAME##_V; l++)                                     \
+                CY_BLK_UNROLL for (f = 0; f < F; f++)                                        \
+                    dst[(j * NAME##_V + l) * ldd + f] = CY_BLK_LANE(acc[f * J + j], l);      \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* dst (J V pixels, ldd apart, of F filters) = init + the sum over the nt taps: 1 <= F <= 4, \
+   1 <= J <= 3 */                                                                            \
+static TARGET void NAME##_fwdp(T *dst, Py_ssize_t ldd, const T *xr, Py_ssize_t js,           \
+                               const Py_ssize_t *off, const T *w, Py_ssize_t ldw,            \
+                               const T *init, Py_ssize_t nt, int F, int J)                   \
+{                                                                                            \
+    switch (J * 4 + F) { CY_BLK_FWDP_CASES(NAME) }                                           \
 }                                                                                            \
                                                                                              \
 CY_BLK_INLINE TARGET void                                                                    \
@@ -372,6 +449,49 @@ static TARGET void NAME##_dwr(T *acc_io, Py_ssize_t lda, const T *x, Py_ssize_t 
     }                                                                                        \
 }                                                                                            \
                                                                                              \
+/* The dW tile with the taps in the lanes (dwp): J vectors of V neighbouring taps (b, c) of a \
+   kernel row (vector j js numbers on in x; or J kernel rows, js = xrow, when a row's taps fit\
+   one vector) x F <= 4 filters, each pixel's number of filter f broadcast from d:            \
+   acc[f][j] (at acc_io + f lda + j ja) += sum over the output pixels of d[p, f] x[p; taps], \
+   pixel after pixel: the bits of the dw tiles.  F J + J + 1 <= 16 registers */               \
+CY_BLK_INLINE TARGET void                                                                    \
+NAME##_dwp_tile(T *acc_io, Py_ssize_t lda, Py_ssize_t ja, const T *x, Py_ssize_t js,         \
+                Py_ssize_t xrow, Py_ssize_t xpix, const T *d, Py_ssize_t ldd, Py_ssize_t Ho, \
+                Py_ssize_t Wo, const int F, const int J)                                     \
+{                                                                                            \
+    NAME##_v acc[ACC], xv[4];                                                                \
+    Py_ssize_t oh, ow;                                                                       \
+    int f, j;                                                                                \
+    if (F * J > ACC || J > 4)                                                                \
+        return;                  /* (no such call: the tile sizes above ACC compile away) */ \
+    CY_BLK_UNROLL for (f = 0; f < F; f++)                                                    \
+        CY_BLK_UNROLL for (j = 0; j < J; j++)                                                \
+            acc[f * J + j] = NAME##_load(acc_io + f * lda + j * ja);                         \
+    for (oh = 0; oh < Ho; oh++) {                                                            \
+        const T *xp = x + oh * xrow;                                                         \
+        const T *dp = d + oh * Wo * ldd;                                                     \
+        for (ow = 0; ow < Wo; ow++, xp += xpix, dp += ldd) {                                 \
+            CY_BLK_UNROLL for (j = 0; j < J; j++)                                            \
+                xv[j] = NAME##_load(xp + j * js);                                            \
+            CY_BLK_UNROLL for (f = 0; f < F; f++)                                            \
+                CY_BLK_UNROLL for (j = 0; j < J; j++)                                        \
+                    NAME##_fma(&acc[f * J + j], xv[j], dp[f]);                               \
+        }                                                                                    \
+    }                                                                                        \
+    CY_BLK_UNROLL for (f = 0; f < F; f++)                                                    \
+        CY_BLK_UNROLL for (j = 0; j < J; j++)                                                \
+            NAME##_store(acc_io + f * lda + j * ja, acc[f * J + j]);                         \
+}                                                                                            \
+                                                                                             \
+/* acc_io += the dW of F filters x J vectors of taps over every output pixel: 1 <= F <= 4,   \
+   1 <= J <= 3 */                                                                            \
+static TARGET void NAME##_dwp(T *acc_io, Py_ssize_t lda, Py_ssize_t ja, const T *x,          \
+                              Py_ssize_t js, Py_ssize_t xrow, Py_ssize_t xpix, const T *d,   \
+                              Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int F, int J)    \
+{                                                                                            \
+    switch (J * 4 + F) { CY_BLK_DWP_CASES(NAME) }                                            \
+}                                                                                            \
+                                                                                             \
 CY_BLK_INLINE TARGET void                                                                    \
 NAME##_dx_tile(T *dst, const Py_ssize_t *off, const T *wt, Py_ssize_t ldw, const T *src,     \
                Py_ssize_t lds, Py_ssize_t nk, const int tb, const int jb)                    \
@@ -434,6 +554,18 @@ static TARGET void NAME##_gather(T *dxt, Py_ssize_t ldt, const T *planes, Py_ssi
             }                                                                                \
 }
 
+/* fwdp's store of 4 filters' sums (a vector of pixels each) as the pixels' rows, lane by
+   lane (the variants without a transpose of their own, other compilers) */
+#define CY_BLK_STORE4_LANES(NAME, T, d, ldd, a)                                              \
+    do {                                                                                     \
+        int l_, f_;                                                                          \
+        for (l_ = 0; l_ < NAME##_V; l_++)                                                    \
+            for (f_ = 0; f_ < 4; f_++)                                                       \
+                d[l_ * ldd + f_] = CY_BLK_LANE(a[f_], l_);                                   \
+    } while (0)
+#define CY_BLK_STORE4_FN(NAME, T, STORE4, TARGET)                                            \
+CY_BLK_INLINE TARGET void NAME##_store4(T *d, Py_ssize_t ldd, const NAME##_v *a)             \
+{ STORE4(NAME, T, d, ldd, a); }
 #if defined(__GNUC__)
 #define CY_BLK_FMA_BODY(NAME) *acc += v * s;
 #define CY_BLK_LANE(v, i) ((v)[i])
@@ -447,7 +579,9 @@ CY_BLK_INLINE TARGET NAME##_v NAME##_spread(const T *x, const int g)            
 #define CY_BLK_REPEAT_FN(NAME, T, REPEAT, TARGET)                                            \
 CY_BLK_INLINE TARGET NAME##_v NAME##_repeat(const T *x)                                      \
 { NAME##_v t = NAME##_load(x); return REPEAT(NAME##_iv, t); }
-#define CY_BLK_ZERO_FN(NAME, T)
+/* every lane s (s - 0 is s, -0.0 and NaN included) */
+#define CY_BLK_ZERO_FN(NAME, T, TARGET)                                                      \
+CY_BLK_INLINE TARGET NAME##_v NAME##_splat(T s) { return s - CY_BLK_ZERO(NAME); }
 #define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
 CY_BLK_INLINE TARGET NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { return a + b; }
 #else
@@ -455,9 +589,11 @@ CY_BLK_INLINE TARGET NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { return a + b;
     int i;                                                                                   \
     for (i = 0; i < NAME##_V; i++)                                                           \
         acc->e[i] += v.e[i] * s;
-#define CY_BLK_ZERO_FN(NAME, T)                                                              \
+#define CY_BLK_ZERO_FN(NAME, T, TARGET)                                                      \
 static NAME##_v NAME##_zero(void) { NAME##_v z; int i;                                       \
-    for (i = 0; i < NAME##_V; i++) z.e[i] = 0; return z; }
+    for (i = 0; i < NAME##_V; i++) z.e[i] = 0; return z; }                                   \
+static NAME##_v NAME##_splat(T s) { NAME##_v z; int i;                                       \
+    for (i = 0; i < NAME##_V; i++) z.e[i] = s; return z; }
 #define CY_BLK_ADD_FN(NAME, T, TARGET)                                                       \
 static NAME##_v NAME##_add(NAME##_v a, NAME##_v b) { int i;                                  \
     for (i = 0; i < NAME##_V; i++) a.e[i] += b.e[i]; return a; }
@@ -470,6 +606,13 @@ static NAME##_v NAME##_spread(const T *x, const int g) { NAME##_v v; int i;     
 #define CY_BLK_REPEAT_FN(NAME, T, REPEAT, TARGET)                                            \
 static NAME##_v NAME##_repeat(const T *x) { NAME##_v v; int i;                               \
     for (i = 0; i < NAME##_V; i++) v.e[i] = x[i % (16 / sizeof(T))]; return v; }
+#endif
+
+#if !defined(__GNUC__)
+#define CY_BLK_STORE4_F8 CY_BLK_STORE4_LANES
+#define CY_BLK_STORE4_D4 CY_BLK_STORE4_LANES
+#define CY_BLK_STORE4_F4 CY_BLK_STORE4_LANES
+#define CY_BLK_STORE4_D2 CY_BLK_STORE4_LANES
 #endif
 
 /* The layout copies of the blocked path (_blocked.pyx: the image stored row-planar, dout
@@ -610,33 +753,73 @@ static void NAME##_transpose(T *dst, Py_ssize_t ldd, const T *src, Py_ssize_t ld
 #define CY_BLK_REPEAT_D8(IV, t) CY_BLK_SHUF(IV, t, t, 0, 1, 0, 1, 0, 1, 0, 1)
 #define CY_BLK_REPEAT_D4(IV, t) CY_BLK_SHUF(IV, t, t, 0, 1, 0, 1)
 #define CY_BLK_REPEAT_ID(IV, t) (t)
+/* fwdp: the sums a[0..3] of 4 filters (a vector of pixels each) stored as the pixels' rows
+   of 4 numbers, ldd apart: a 4 x V transpose in registers (32-byte floats: 4 x 4 in each
+   16-byte half, the halves stored apart; doubles: 4 x 4, or two 2 x 2 in 16 bytes) */
+#define CY_BLK_STORE4_F8(NAME, T, d, ldd, a)                                                 \
+    do {                                                                                     \
+        typedef T h_ __attribute__((vector_size(16), aligned(sizeof(T)), may_alias));        \
+        NAME##_v t_[4], u_; int q_;                                                          \
+        t_[0] = CY_BLK_SHUF(NAME##_iv, a[0], a[1], 0, 8, 1, 9, 4, 12, 5, 13);                \
+        t_[1] = CY_BLK_SHUF(NAME##_iv, a[0], a[1], 2, 10, 3, 11, 6, 14, 7, 15);              \
+        t_[2] = CY_BLK_SHUF(NAME##_iv, a[2], a[3], 0, 8, 1, 9, 4, 12, 5, 13);                \
+        t_[3] = CY_BLK_SHUF(NAME##_iv, a[2], a[3], 2, 10, 3, 11, 6, 14, 7, 15);              \
+        for (q_ = 0; q_ < 4; q_++) {      /* pixels q_ and q_ + 4 */                         \
+            NAME##_v l_ = t_[q_ / 2], r_ = t_[q_ / 2 + 2];                                   \
+            u_ = q_ % 2 == 0 ? CY_BLK_SHUF(NAME##_iv, l_, r_, 0, 1, 8, 9, 4, 5, 12, 13) :    \
+                               CY_BLK_SHUF(NAME##_iv, l_, r_, 2, 3, 10, 11, 6, 7, 14, 15);   \
+            *(h_ *)(d + q_ * ldd) = (h_){u_[0], u_[1], u_[2], u_[3]};                        \
+            *(h_ *)(d + (q_ + 4) * ldd) = (h_){u_[4], u_[5], u_[6], u_[7]};                  \
+        }                                                                                    \
+    } while (0)
+#define CY_BLK_STORE4_SQUARE(NAME, T, d, ldd, a, BLOCK)                                      \
+    do {                                                                                     \
+        NAME##_v m_[4] = {a[0], a[1], a[2], a[3]}; int q_;                                   \
+        BLOCK(NAME##_v, NAME##_iv, m_);                                                      \
+        for (q_ = 0; q_ < 4; q_++)                                                           \
+            NAME##_store(d + q_ * ldd, m_[q_]);                                              \
+    } while (0)
+#define CY_BLK_STORE4_D4(NAME, T, d, ldd, a)                                                 \
+    CY_BLK_STORE4_SQUARE(NAME, T, d, ldd, a, CY_BLK_TRANSPOSE_D4)
+#define CY_BLK_STORE4_F4(NAME, T, d, ldd, a)                                                 \
+    CY_BLK_STORE4_SQUARE(NAME, T, d, ldd, a, CY_BLK_TRANSPOSE_F4)
+#define CY_BLK_STORE4_D2(NAME, T, d, ldd, a)                                                 \
+    do {                                                                                     \
+        NAME##_v l_[2] = {a[0], a[1]}, h_[2] = {a[2], a[3]};                                 \
+        CY_BLK_TRANSPOSE_D2(NAME##_v, NAME##_iv, l_);                                        \
+        CY_BLK_TRANSPOSE_D2(NAME##_v, NAME##_iv, h_);                                        \
+        NAME##_store(d, l_[0]); NAME##_store(d + 2, h_[0]);                                  \
+        NAME##_store(d + ldd, l_[1]); NAME##_store(d + ldd + 2, h_[1]);                      \
+    } while (0)
 #endif
 
 #define CY_NO_TARGET_BLK
 /* the switch cases of 12 and of 24 accumulators: up to ACC, ACC / 2, / 3, / 4 and / 6 */
-#define CY_BLK_ACC12(NAME, T, IT, VB, JB, SPREAD, REPEAT, TARGET)                              \
+#define CY_BLK_ACC12(NAME, T, IT, VB, JB, SPREAD, REPEAT, STORE4, TARGET)                    \
     CY_BLOCKED(NAME, T, IT, VB, 12, CY_BLK_CASES12, CY_BLK_CASES6, CY_BLK_CASES4,             \
-               CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4, JB, SPREAD, REPEAT, TARGET)
-#define CY_BLK_ACC24(NAME, T, IT, VB, JB, SPREAD, REPEAT, TARGET)                              \
+               CY_BLK_CASES3, CY_BLK_CASES2, CY_BLK_CASES4, JB, SPREAD, REPEAT, STORE4,      \
+               TARGET)
+#define CY_BLK_ACC24(NAME, T, IT, VB, JB, SPREAD, REPEAT, STORE4, TARGET)                    \
     CY_BLOCKED(NAME, T, IT, VB, 24, CY_BLK_CASES24, CY_BLK_CASES12, CY_BLK_CASES8,            \
-               CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, JB, SPREAD, REPEAT, TARGET)
+               CY_BLK_CASES6, CY_BLK_CASES4, CY_BLK_CASES6, JB, SPREAD, REPEAT, STORE4,      \
+               TARGET)
 CY_BLK_ACC12(cy_blk_default_f, float, int32_t, 16, 2, CY_BLK_SPREAD4, CY_BLK_REPEAT_ID,
-             CY_NO_TARGET_BLK)
+             CY_BLK_STORE4_F4, CY_NO_TARGET_BLK)
 CY_BLK_ACC12(cy_blk_default_d, double, int64_t, 16, 2, CY_BLK_SPREAD2, CY_BLK_REPEAT_ID,
-             CY_NO_TARGET_BLK)
+             CY_BLK_STORE4_D2, CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_f, float, int32_t, 16, CY_BLK_TRANSPOSE_F4,
                     CY_NO_TARGET_BLK)
 CY_BLK_TRANSPOSE_FN(cy_blk_default_d, double, int64_t, 16, CY_BLK_TRANSPOSE_D2,
                     CY_NO_TARGET_BLK)
 #if CY_ISA_X86
 CY_BLK_ACC12(cy_blk_avx2_f, float, int32_t, 32, 3, CY_BLK_SPREAD8, CY_BLK_REPEAT_F8,
-             CY_TARGET_AVX2)
+             CY_BLK_STORE4_F8, CY_TARGET_AVX2)
 CY_BLK_ACC12(cy_blk_avx2_d, double, int64_t, 32, 3, CY_BLK_SPREAD4, CY_BLK_REPEAT_D4,
-             CY_TARGET_AVX2)
+             CY_BLK_STORE4_D4, CY_TARGET_AVX2)
 CY_BLK_ACC24(cy_blk_avx512_f, float, int32_t, 64, 4, CY_BLK_SPREAD16, CY_BLK_REPEAT_F16,
-             CY_TARGET_AVX512)
+             CY_BLK_STORE4_LANES, CY_TARGET_AVX512)
 CY_BLK_ACC24(cy_blk_avx512_d, double, int64_t, 64, 4, CY_BLK_SPREAD8, CY_BLK_REPEAT_D8,
-             CY_TARGET_AVX512)
+             CY_BLK_STORE4_LANES, CY_TARGET_AVX512)
 /* (the transposes of both use 32-byte vectors: blocks of 16 x 16 would rarely fill) */
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_f, float, int32_t, 32, CY_BLK_TRANSPOSE_F8, CY_TARGET_AVX2)
 CY_BLK_TRANSPOSE_FN(cy_blk_avx2_d, double, int64_t, 32, CY_BLK_TRANSPOSE_D4, CY_TARGET_AVX2)
@@ -663,13 +846,19 @@ typedef struct {                                                                
                  const T *, Py_ssize_t, const T *, Py_ssize_t, int, int, int, int);          \
     void (*dwr)(T *, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t,   \
                 Py_ssize_t, Py_ssize_t, int, int);                                           \
+    void (*fwdp)(T *, Py_ssize_t, const T *, Py_ssize_t, const Py_ssize_t *, const T *,      \
+                 Py_ssize_t, const T *, Py_ssize_t, int, int);                               \
+    void (*dwp)(T *, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
+                const T *, Py_ssize_t, Py_ssize_t, Py_ssize_t, int, int);                    \
 } cy_blk_kernels_##S;                                                                        \
 static cy_blk_kernels_##S cy_blk_##S = {cy_blk_default_##S##_fwd, cy_blk_default_##S##_dw,  \
                                         cy_blk_default_##S##_dx,                             \
                                         cy_blk_default_##S##_gather,                         \
                                         cy_blk_default_##S##_transpose,                      \
                                         cy_blk_default_##S##_fwdr,                           \
-                                        cy_blk_default_##S##_dwr};
+                                        cy_blk_default_##S##_dwr,                            \
+                                        cy_blk_default_##S##_fwdp,                           \
+                                        cy_blk_default_##S##_dwp};
 CY_BLK_TABLE(float, int32_t, f)
 CY_BLK_TABLE(double, int64_t, d)
 
@@ -683,6 +872,8 @@ static int cy_blk_lanes = 4, cy_blk_acc = 12, cy_blk_jb = 2;
         cy_blk_f.dx = VARIANT##_f_dx; cy_blk_f.gather = VARIANT##_f_gather;                  \
         cy_blk_f.transpose = VARIANT##_f_transpose;                                          \
         cy_blk_f.fwdr = VARIANT##_f_fwdr; cy_blk_f.dwr = VARIANT##_f_dwr;                    \
+        cy_blk_f.fwdp = VARIANT##_f_fwdp; cy_blk_d.fwdp = VARIANT##_d_fwdp;                  \
+        cy_blk_f.dwp = VARIANT##_f_dwp; cy_blk_d.dwp = VARIANT##_d_dwp;                      \
         cy_blk_d.fwd = VARIANT##_d_fwd; cy_blk_d.dw = VARIANT##_d_dw;                        \
         cy_blk_d.dx = VARIANT##_d_dx; cy_blk_d.gather = VARIANT##_d_gather;                  \
         cy_blk_d.transpose = VARIANT##_d_transpose;                                          \

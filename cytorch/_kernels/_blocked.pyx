@@ -81,6 +81,12 @@ cdef extern from "_blocked.h" nogil:
         void (*dwr)(float *acc, Py_ssize_t lda, const float *x, Py_ssize_t xrow,
                     Py_ssize_t xpix, const float *d, Py_ssize_t ldd, Py_ssize_t Ho,
                     Py_ssize_t Wo, int nq, int kb) noexcept nogil
+        void (*fwdp)(float *dst, Py_ssize_t ldd, const float *xr, Py_ssize_t js,
+                     const Py_ssize_t *off, const float *w, Py_ssize_t ldw, const float *init,
+                     Py_ssize_t nt, int F, int J) noexcept nogil
+        void (*dwp)(float *acc, Py_ssize_t lda, Py_ssize_t ja, const float *x, Py_ssize_t js,
+                    Py_ssize_t xrow, Py_ssize_t xpix, const float *d, Py_ssize_t ldd,
+                    Py_ssize_t Ho, Py_ssize_t Wo, int F, int J) noexcept nogil
     ctypedef struct cy_blk_kernels_d:
         void (*fwd)(double *dst, Py_ssize_t ldd, Py_ssize_t rsd, const double *xr,
                     Py_ssize_t rsx, const Py_ssize_t *off, const double *w, Py_ssize_t ldw,
@@ -103,6 +109,12 @@ cdef extern from "_blocked.h" nogil:
         void (*dwr)(double *acc, Py_ssize_t lda, const double *x, Py_ssize_t xrow,
                     Py_ssize_t xpix, const double *d, Py_ssize_t ldd, Py_ssize_t Ho,
                     Py_ssize_t Wo, int nq, int kb) noexcept nogil
+        void (*fwdp)(double *dst, Py_ssize_t ldd, const double *xr, Py_ssize_t js,
+                     const Py_ssize_t *off, const double *w, Py_ssize_t ldw, const double *init,
+                     Py_ssize_t nt, int F, int J) noexcept nogil
+        void (*dwp)(double *acc, Py_ssize_t lda, Py_ssize_t ja, const double *x, Py_ssize_t js,
+                    Py_ssize_t xrow, Py_ssize_t xpix, const double *d, Py_ssize_t ldd,
+                    Py_ssize_t Ho, Py_ssize_t Wo, int F, int J) noexcept nogil
     cy_blk_kernels_f cy_blk_f
     cy_blk_kernels_d cy_blk_d
     int cy_blk_lanes, cy_blk_acc, cy_blk_jb
@@ -136,9 +148,15 @@ cdef struct Plan:
     # forward: K = KB whole vectors + V / G filters, G in {2, 4} pixels sharing the last
     # vector (``fwdr`` of _blocked.h), KB in {1, 2}; G = 0: one vector of filters a pixel
     Py_ssize_t G, KB
+    # forward with the output pixels in the lanes (``fwdp`` of _blocked.h): 1 when Wo is
+    # whole vectors, so that a row's pixels, or one row, fill vectors of their own
+    Py_ssize_t PL
     # dW: K = KB whole vectors + 16 bytes of filters: DG = V * itemsize / 16 neighbouring
     # taps share one vector for the remainder (``dwr`` of _blocked.h); 0: vectors of filters
     Py_ssize_t DG
+    # dW with the taps in the lanes (``dwp`` of _blocked.h): DT = 1, dW summed as (kh, K,
+    # spanv) with the kw * C taps of a kernel row in spanv = whole vectors (at least one)
+    Py_ssize_t DT, spanv
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -167,12 +185,52 @@ cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_
     g.G = g.V // rm if rm > 0 and g.V % rm == 0 else 0
     if g.G not in (2, 4) or not (g.KB == 2 or g.KB == 1 and g.V == 16):
         g.G = 0
+    # the pixels in the lanes when a row is whole vectors and the filters are not (keras_mnist
+    # c2: 8 x 8 pixels, 20 filters; c1: 24 x 24, 10), on the variants with 16 registers (avx2,
+    # and the default variant, which follows it unmeasured): every lane a sum, 12 of them in
+    # 4 x 3 tiles, the loads 3 vectors and 4 broadcasts a tap.  AMD EPYC Zen 3, 1 thread,
+    # keras_mnist c2's tiles: 6.3 us an image against fwdr's 10.0 (10 sums, 11 loads and 2
+    # shuffles a tap: 61 % of the FMA peak).  (The avx512 tiles, tuned on Zen 5, stay.)
+    g.PL = _pixel_lanes and cy_blk_acc == 12 and Wo % g.V == 0 and g.K % g.V != 0
+    if g.PL:
+        g.G = 0
     # dwr wherever the remainder is 16 bytes (keras_mnist c2's 20 filters: 2 x 8 + 4 on avx2,
     # 16 + 4 on avx512, where the vectors of filters ran 4 of 24 / 12 of 32 lanes on zeros)
     g.DG = 0
     if g.V * itemsize > 16 and rm * itemsize == 16 and g.KB in (1, 2):
         g.DG = g.V * itemsize // 16
+    # dW with the taps in the lanes where the filters are not whole vectors and the taps (b, c)
+    # of a kernel row, neighbours in the image, keep more lanes busy than the filters would
+    # (keras_mnist c2: 50 in 7 vectors, 89 %, against 20 of 24), on the variants with 16
+    # registers: every filter a broadcast, 4 filters x 3 vectors a tile.  AMD EPYC Zen 3, 1
+    # thread, keras_mnist c2's tiles: 7.6 us an image against dwr's 9.6 (10 sums, 9 loads and
+    # 3 shuffles a pixel), its dW 0.78x; c1 (5 taps in 8 lanes, 10 filters in 16) 1.12x
+    g.spanv = _cdiv(g.kw * g.C, g.V) * g.V
+    g.DT = (_tap_lanes and cy_blk_acc == 12 and g.K % g.V != 0
+            and g.kw * g.C * g.Kp > g.K * g.spanv)
+    if g.DT:
+        g.DG = 0
     return g
+
+
+cdef bint _pixel_lanes = True
+cdef bint _tap_lanes = True
+
+
+def _set_pixel_lanes(bint on):
+    """Private, for the tests and benchmarks: let the forward tiles hold the pixels in the lanes
+    where ``_plan``'s rule says so (True), or never; returns the setting that was in force."""
+    global _pixel_lanes
+    old, _pixel_lanes = _pixel_lanes, on
+    return old
+
+
+def _set_tap_lanes(bint on):
+    """Private, for the tests and benchmarks: let the dW tiles hold the taps in the lanes where
+    ``_plan``'s rule says so (True), or never; returns the setting that was in force."""
+    global _tap_lanes
+    old, _tap_lanes = _tap_lanes, on
+    return old
 
 
 cdef Py_ssize_t _dx_vectors(Py_ssize_t lanes, Py_ssize_t V) noexcept nogil:
@@ -329,6 +387,43 @@ cdef inline void _fwdr_tile(floating *dst, Py_ssize_t ldd, const floating *xr,
         cy_blk_d.fwdr(dst, ldd, rsd, xr, rsx, off, w, ldw, init, nt, ng, kb, ra, G)
 
 
+cdef inline void _fwdp_tile(floating *dst, Py_ssize_t ldd, const floating *xr, Py_ssize_t js,
+                            const Py_ssize_t *off, const floating *w, Py_ssize_t ldw,
+                            const floating *init, Py_ssize_t nt, int F, int J) noexcept nogil:
+    if floating is float:
+        cy_blk_f.fwdp(dst, ldd, xr, js, off, w, ldw, init, nt, F, J)
+    else:
+        cy_blk_d.fwdp(dst, ldd, xr, js, off, w, ldw, init, nt, F, J)
+
+
+cdef void _forward_pixels(const floating *xr, const floating *wk, const floating *bk,
+                          const Py_ssize_t *off, floating *outn, const Plan *g) noexcept nogil:
+    """outn (Ho, Wo, K) of one image when its rows are whole vectors (``g.PL``): tiles of jb
+    <= 3 vectors of pixels -- of one row, or jb rows when a row is one vector -- x 4 filters
+    (``fwdp``), each pixel's 4 sums stored in place, so nothing is copied.  When K is not a
+    multiple of 4 the last tile takes the last 4 filters, some of them a second time (the same
+    sums in the same order: the same bits; keras_mnist c1's 10 filters as 3 x 4, each tile at
+    full speed, rather than a tile of 2 with half the sums in flight); K < 4: tiles of K."""
+    cdef Py_ssize_t m = g.Wo // g.V, K = g.K, nf = _cdiv(g.K, 4), ln = g.C * g.Wp
+    cdef Py_ssize_t rows = g.Ho if m > 1 else 1, n = m if m > 1 else g.Ho
+    cdef Py_ssize_t js = g.V if m > 1 else ln, i, v, jb, nb, pb, p0, f, k0
+    cdef const floating *xb
+    _blocks(n, 3, &nb, &pb)
+    for i in range(rows):
+        v = 0
+        while v < n:
+            jb = min(pb, n - v)
+            # vector v of row i (m > 1), or row v (m == 1): its first pixel, and x
+            p0, xb = i * g.Wo + v * g.V, xr + i * ln + v * g.V
+            if m == 1:
+                p0, xb = v * g.Wo, xr + v * ln
+            for f in range(nf):
+                k0 = min(4 * f, K - 4) if K >= 4 else 0
+                _fwdp_tile(outn + p0 * K + k0, K, xb, js, off, wk + k0, g.Kp, bk + k0, g.T,
+                           <int>min(4, K), <int>jb)
+            v += jb
+
+
 cdef void _forward_image(const floating *xn, const floating *wk, const floating *bk,
                          const Py_ssize_t *off, floating *outn, floating *xq, floating *tile,
                          int act, const Plan *g) noexcept nogil:
@@ -352,6 +447,10 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
         xr = xn                             # one channel, no padding: xn is its own copy
     else:                                   # (fwdr reads a vector past its last group)
         _pad_rows(xn, xq, g)
+    if g.PL:
+        _forward_pixels(xr, wk, bk, off, outn, g)
+        apply_activation(outn, outn, g.Ho * g.Wo * K, act)
+        return
     oh = 0
     if groups > 0:
         # the remainder filters of G neighbouring pixels in one vector (``fwdr``): tiles of
@@ -468,6 +567,42 @@ cdef inline void _dx_tile(floating *dst, const Py_ssize_t *off, const floating *
         cy_blk_d.dx(dst, off, wt, ldw, src, lds, nk, tb, jb)
 
 
+cdef inline void _dwp_tile(floating *acc, Py_ssize_t lda, Py_ssize_t ja, const floating *x,
+                           Py_ssize_t js, Py_ssize_t xrow, Py_ssize_t xpix, const floating *d,
+                           Py_ssize_t ldd, Py_ssize_t Ho, Py_ssize_t Wo, int F,
+                           int J) noexcept nogil:
+    if floating is float:
+        cy_blk_f.dwp(acc, lda, ja, x, js, xrow, xpix, d, ldd, Ho, Wo, F, J)
+    else:
+        cy_blk_d.dwp(acc, lda, ja, x, js, xrow, xpix, d, ldd, Ho, Wo, F, J)
+
+
+cdef void _dw_taps(const floating *xv, const floating *d, floating *dwl,
+                   const Plan *g) noexcept nogil:
+    """One image's share of dW with the taps in the lanes (``g.DT``): dwl (kh, K, spanv) +=
+    the products over every output pixel, in tiles of jb <= 3 vectors of the taps (b, c) of a
+    kernel row -- or of jb kernel rows when a row's taps fit one vector -- x up to 4 filters
+    (``dwp``).  A tile's last vector reads up to spanv - kw * C numbers past its kernel row in
+    the padded image xv (the caller leaves room after it)."""
+    cdef Py_ssize_t m = g.spanv // g.V, K = g.K, xrow = g.Wp * g.C
+    cdef Py_ssize_t rows = g.kh if m > 1 else 1, n = m if m > 1 else g.kh
+    cdef Py_ssize_t js = g.V if m > 1 else xrow, ja = g.V if m > 1 else K * g.spanv
+    cdef Py_ssize_t a, v, jb, k0, r
+    for a in range(rows):
+        v = 0
+        while v < n:
+            # 3 vectors, but never leaving a single one behind (2 + 2 rather than 3 + 1)
+            jb = min(3, n - v)
+            if n - v - jb == 1:
+                jb -= 1
+            r = a if m > 1 else v               # the tile's first kernel row, and tap
+            for k0 in range(0, K, 4):
+                _dwp_tile(dwl + (r * K + k0) * g.spanv + (v * g.V if m > 1 else 0), g.spanv,
+                          ja, xv + r * xrow + (v * g.V if m > 1 else 0), js, xrow, g.C,
+                          d + k0, K, g.Ho, g.Wo, <int>min(4, K - k0), <int>jb)
+            v += jb
+
+
 cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
                     floating *dwl, double *db_part, floating *xp, floating *dpad,
                     floating *dzn, int act, Py_ssize_t x_after, Py_ssize_t d_after,
@@ -480,6 +615,15 @@ cdef void _dw_image(const floating *dn, const floating *yn, const floating *xn,
     derivative_db(dzn, dn, yn, P, K, act, db_part)         # (``_epilogue.pxd``)
     if act != ACT_LINEAR:
         dn = dzn
+    if g.DT:
+        # (the tiles' last vectors read up to V - 1 numbers past the image: the next image's,
+        # if there are enough, else the padded copy's room)
+        if g.pt == 0 and g.pl == 0 and g.Wp == g.W and g.Hp <= g.H and x_after >= g.V:
+            _dw_taps(xn, dn, dwl, g)
+        else:
+            _pad_nhwc(xn, xp, g)
+            _dw_taps(xp, dn, dwl, g)
+        return
     # dW: tiles of tb taps (b, c) of kernel row a x kb vectors of filters, over every pixel.
     # The tiles read whole vectors of dz: with K not a whole number of vectors, pixel p's
     # vector also reads the first filters of the pixels after it (into lanes whose sums are
@@ -635,8 +779,9 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                                         dtype=dtype)
     cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     # one partial sum of dW and db per unit (not per thread), added in unit order
-    cdef floating[:, ::1] dwl = np.zeros((U, g.T * g.Kp), dtype=dtype)
-    cdef floating[::1] dws = np.empty(g.T * g.Kp if g.DG else 1, dtype=dtype)   # their sum
+    cdef Py_ssize_t part = max(g.T * g.Kp, g.kh * K * g.spanv if g.DT else 0)
+    cdef floating[:, ::1] dwl = np.zeros((U, part), dtype=dtype)
+    cdef floating[::1] dws = np.empty(part if g.DG or g.DT else 1, dtype=dtype)   # their sum
     cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
     cdef Py_ssize_t x_step = g.H * g.W * C, d_step = g.Ho * g.Wo * K
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
@@ -668,12 +813,19 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                           dxp + n * x_step, &dq[tid, 0], &dxb[tid, 0], &dxt[tid, 0],
                           &dz[tid, 0], &keep_bytes[0], act, g)
         # the units' partial sums in unit order (``_parallel.pxd``)
-        if g.DG == 0 or span < g.DG:
-            sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, g.T, K, g.Kp, dwf)
+        if g.DT:
+            # dwp summed dW as (kh, K, spanv): tap t = (a, s) of filter k at (a K + k) spanv + s
+            sum_unit_parts(&dwl[0, 0], U, part, 1, g.kh * K * g.spanv, part, &dws[0])
+            for t in range(g.T):
+                a, j = t // span, t % span
+                for k in range(K):
+                    dwf[t * K + k] = dws[(a * K + k) * g.spanv + j]
+        elif g.DG == 0 or span < g.DG:
+            sum_unit_parts(&dwl[0, 0], U, part, g.T, K, g.Kp, dwf)
         else:
             # dwr kept the remainder of a group of DG taps (b, c) of a kernel row in the last
             # vector of its first row, tap i's filter KB V + l at lane i * rm + l
-            sum_unit_parts(&dwl[0, 0], U, g.T * g.Kp, 1, g.T * g.Kp, g.T * g.Kp, &dws[0])
+            sum_unit_parts(&dwl[0, 0], U, part, 1, g.T * g.Kp, g.T * g.Kp, &dws[0])
             for t in range(g.T):
                 j = t % span
                 for k in range(K):
