@@ -503,18 +503,19 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
     apply_activation(outn, outn, g.Ho * g.Wo * K, act)
 
 
-cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-                  const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
-                  int num_threads, int act):
+cdef tuple _packed_filters(const floating[:, :, :, ::1] w, const floating[::1] b,
+                           const Plan *g):
+    """``(wk, bk, off)`` as ``_forward_image`` reads them: the filters tap by tap (w's own
+    order) in rows of Kp, the remainder filters repeated G times for the fwdr tiles; the bias
+    likewise; each tap's offset in the padded planar image."""
     dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t N = x.shape[0], t, k, a, bb, c
-    cdef Py_ssize_t T = unit_threads(N, num_threads)
-    cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
-    cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
-    cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
-    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
-    cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
-    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
+    cdef Py_ssize_t t, k, a, bb, c
+    wk_array = np.zeros((g.T, g.Kp), dtype=dtype)
+    bk_array = np.zeros(g.Kp, dtype=dtype)
+    off_array = np.empty(g.T, dtype=np.intp)
+    cdef floating[:, ::1] wk = wk_array
+    cdef floating[::1] bk = bk_array
+    cdef Py_ssize_t[::1] off = off_array
     cdef const floating *wf = &w[0, 0, 0, 0]  # (w is C-contiguous: tap t's row at t * K)
     cdef Py_ssize_t kr = g.KB * g.V, rm = g.V // g.G if g.G else 0
     with nogil:
@@ -529,6 +530,23 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
             bk[k] = b[k]
         for k in range(g.K, g.K + (g.G - 1) * rm):
             bk[k] = b[kr + (k - g.K) % rm]
+    return wk_array, bk_array, off_array
+
+
+cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                  const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
+                  int num_threads, int act):
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t N = x.shape[0]
+    cdef Py_ssize_t T = unit_threads(N, num_threads)
+    packed = _packed_filters(w, b, g)
+    cdef floating[:, ::1] wk = packed[0]
+    cdef floating[::1] bk = packed[1]
+    cdef Py_ssize_t[::1] off = packed[2]
+    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
+    cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
+    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
+    with nogil:
         # image by image (no sums across images: the units of the backward pass are for its
         # dW), so that the thread that starts late -- the other sleeps between calls and takes
         # tens of microseconds to wake -- or is slowed takes fewer images, and the two finish
@@ -966,32 +984,18 @@ cdef _forward_pool_all(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                        const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
                        int num_threads, int act, int relu):
     dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t N = x.shape[0], t, k, a, bb, c, n, tid
+    cdef Py_ssize_t N = x.shape[0], n, tid
     cdef Py_ssize_t T = unit_threads(N, num_threads)
-    # the filters, bias and tap offsets packed as ``_forward_all`` packs them (keep the two
-    # in step: tests/test_fused_pool.py compares this path with conv2d_forward bit for bit)
-    cdef floating[:, ::1] wk = np.zeros((g.T, g.Kp), dtype=dtype)
-    cdef floating[::1] bk = np.zeros(g.Kp, dtype=dtype)
-    cdef Py_ssize_t[::1] off = np.empty(g.T, dtype=np.intp)
+    packed = _packed_filters(w, b, g)     # as _forward_all: the same conv, the same bits
+    cdef floating[:, ::1] wk = packed[0]
+    cdef floating[::1] bk = packed[1]
+    cdef Py_ssize_t[::1] off = packed[2]
     cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
     cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
     # one image's conv output per thread
     cdef floating[:, ::1] y = np.empty((T, g.Ho * g.Wo * g.K), dtype=dtype)
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = (g.Ho // 2) * (g.Wo // 2) * g.K
-    cdef const floating *wf = &w[0, 0, 0, 0]
-    cdef Py_ssize_t kr = g.KB * g.V, rm = g.V // g.G if g.G else 0
     with nogil:
-        for t in range(g.T):
-            for k in range(g.K):
-                wk[t, k] = wf[t * g.K + k]
-            for k in range(g.K, g.K + (g.G - 1) * rm):
-                wk[t, k] = wf[t * g.K + kr + (k - g.K) % rm]
-            a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
-            off[t] = (a * g.C + c) * g.Wp + bb
-        for k in range(g.K):
-            bk[k] = b[k]
-        for k in range(g.K, g.K + (g.G - 1) * rm):
-            bk[k] = b[kr + (k - g.K) % rm]
         for n in prange(N, schedule="dynamic", num_threads=T):
             tid = threadid()
             _forward_pool_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
