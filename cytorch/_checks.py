@@ -42,9 +42,8 @@ __all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_a
 
 _FLOATS = (np.float32, np.float64)
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays at 4 MB
-# the compiled all-finite scans, by dtype: (function of _kernels/_arrays.pyx, the bits' dtype)
-_FINITE_SCANS = {np.dtype(np.float32): ("all_finite32", np.uint32),
-                 np.dtype(np.float64): ("all_finite64", np.uint64)}
+# the floats the compiled all-finite scan (_kernels/_arrays.pyx) reads, and their bits' dtype
+_FINITE_SCANS = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
 # -- scalars ------------------------------------------------------------------------------------
@@ -86,10 +85,9 @@ def require_finite(a, name):
     """
     if a.dtype.kind not in "fc":
         return
-    scan = _FINITE_SCANS.get(a.dtype)   # native byte order only (dtype(">f4") is not here)
-    if scan is not None and a.flags.aligned and (a.flags.c_contiguous or a.flags.f_contiguous):
-        function, bits = scan
-        if getattr(load("_arrays"), function)(a.ravel(order="K").view(bits)):
+    bits = _FINITE_SCANS.get(a.dtype)   # native byte order only (dtype(">f4") is not here)
+    if bits is not None and a.flags.aligned and (a.flags.c_contiguous or a.flags.f_contiguous):
+        if load("_arrays").all_finite(a.ravel(order="K").view(bits)):
             return
     elif a.size <= _FINITE_CHUNK:
         if np.isfinite(a).all():

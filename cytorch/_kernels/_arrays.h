@@ -21,27 +21,20 @@
 #  define CY_ARRAYS_CLONES
 #endif
 
-/* 1 when no float32 whose bits are bits[0..n) is NaN or infinite: (bits & exponent) + the
-   exponent's lowest bit carries into bit 31 only from an all-ones exponent. */
-CY_ARRAYS_CLONES
-static int cy_all_finite32(const uint32_t *bits, Py_ssize_t n)
-{
-    uint32_t carries = 0;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        carries |= (bits[i] & 0x7f800000u) + 0x00800000u;
-    return (carries >> 31) == 0;
+/* cy_all_finite32 / cy_all_finite64: 1 when none of the floats whose bits are bits[0..n) is
+   NaN or infinite.  (bits & EXP) + LSB, the exponent field plus one unit of its lowest bit,
+   carries into the top bit only from an all-ones exponent (float32: 8 bits, float64: 11). */
+#define CY_ALL_FINITE(NAME, T, EXP, LSB, TOP)                                                \
+CY_ARRAYS_CLONES                                                                             \
+static int NAME(const T *bits, Py_ssize_t n)                                                 \
+{                                                                                            \
+    T carries = 0;                                                                           \
+    Py_ssize_t i;                                                                            \
+    for (i = 0; i < n; i++)                                                                  \
+        carries |= (bits[i] & EXP) + LSB;                                                    \
+    return (carries >> TOP) == 0;                                                            \
 }
-
-/* The same for float64: an 11-bit exponent, carry into bit 63. */
-CY_ARRAYS_CLONES
-static int cy_all_finite64(const uint64_t *bits, Py_ssize_t n)
-{
-    uint64_t carries = 0;
-    Py_ssize_t i;
-    for (i = 0; i < n; i++)
-        carries |= (bits[i] & 0x7ff0000000000000ull) + 0x0010000000000000ull;
-    return (carries >> 63) == 0;
-}
+CY_ALL_FINITE(cy_all_finite32, uint32_t, 0x7f800000u, 0x00800000u, 31)
+CY_ALL_FINITE(cy_all_finite64, uint64_t, 0x7ff0000000000000ull, 0x0010000000000000ull, 63)
 
 #endif

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Whole-array scans for the argument checks (``cytorch._checks.require_finite``).
 
-``all_finite(a)``: whether a contiguous float32 or float64 array holds no NaN and no infinity,
+``all_finite(bits)``: whether a contiguous float32 or float64 array holds no NaN and no infinity,
 in one pass over its bits and without a temporary array.  An IEEE 754 number is NaN or
 infinite exactly when its exponent field is all ones (float32: the 8 bits under mask
 ``0x7f800000``; float64: the 11 bits under ``0x7ff0000000000000``).  Adding one unit of the
@@ -25,22 +25,20 @@ cdef extern from "_arrays.h" nogil:
     int cy_all_finite32(const uint32_t *bits, Py_ssize_t n) noexcept
     int cy_all_finite64(const uint64_t *bits, Py_ssize_t n) noexcept
 
+ctypedef fused word:     # the bits of a float32 or a float64
+    uint32_t
+    uint64_t
 
-def all_finite32(const uint32_t[::1] bits):
-    """True when none of the float32 values whose bits are ``bits`` is NaN or infinite."""
-    cdef bint ok
+
+def all_finite(const word[::1] bits):
+    """True when none of the floats whose bits are ``bits`` (uint32: float32, uint64: float64)
+    is NaN or infinite."""
+    cdef bint ok = True
     if bits.shape[0] == 0:
-        return True
+        return ok
     with nogil:
-        ok = cy_all_finite32(&bits[0], bits.shape[0])
-    return ok
-
-
-def all_finite64(const uint64_t[::1] bits):
-    """True when none of the float64 values whose bits are ``bits`` is NaN or infinite."""
-    cdef bint ok
-    if bits.shape[0] == 0:
-        return True
-    with nogil:
-        ok = cy_all_finite64(&bits[0], bits.shape[0])
+        if word is uint32_t:
+            ok = cy_all_finite32(&bits[0], bits.shape[0])
+        else:
+            ok = cy_all_finite64(&bits[0], bits.shape[0])
     return ok
