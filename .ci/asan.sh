@@ -84,5 +84,13 @@ for m in loaded:
         sys.exit(f"asan: {m.__name__} was loaded from {m.__file__}, not the instrumented copy")
 print(f"asan: {len(loaded)} modules load from the instrumented copy")
 PY
-"$PYTHON" -m pytest -q -p no:cacheprovider "${tests[@]}"
+# Two workers (pytest-xdist, in the test extra) on a 2-core machine: the instrumented tests are
+# single-threaded Python most of the time, and ran 4-5 of this stage's 7 minutes one at a time.
+# The float32 accuracy sweeps (marker `sweep`: tens of millions of values through the activation
+# kernels, 3 of those minutes under ASan) check numbers, which the test stage does on the real
+# build; their memory accesses are those of the kernels' own tests here.
+workers=()
+if "$PYTHON" -c "import xdist" 2>/dev/null; then workers=(-n "${ASAN_WORKERS:-2}"); fi
+"$PYTHON" -m pytest -q -p no:cacheprovider "${workers[@]}" -m "not sweep" --durations=5 \
+    "${tests[@]}"
 echo "asan: stage took $((SECONDS - start)) s"

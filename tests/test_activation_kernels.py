@@ -88,6 +88,7 @@ def sweep_errors(name, stride=STRIDE):
     return worst_abs, worst_ulp
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name, abs_bound, ulp_bound", [
     ("tanh", 2e-7, 2), ("sigmoid", 2e-7, 3), ("exp", None, 2)])
@@ -101,6 +102,7 @@ def test_float32_over_the_whole_range(name, abs_bound, ulp_bound, variant, varia
         assert worst_abs <= abs_bound, f"{name} {variant}: {worst_abs:.3g} absolute"
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name, ulp_bound", [
     ("expm1", 1), ("elu", 1), ("softplus", 1), ("silu", 4)])
