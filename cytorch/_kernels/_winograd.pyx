@@ -51,6 +51,7 @@ agree, and every cell a transform or product reads or writes is either inside it
 scratch run of the right length, so no call can read or write out of bounds.
 """
 import os
+import threading
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
@@ -476,6 +477,34 @@ cdef inline const double *_g_of(Py_ssize_t m) noexcept nogil:
     return &_G2[0][0] if m == 2 else &_G4[0][0]
 
 
+# The scratch of a call (the filter transforms U and U2, dW's partial sums dU, the groups' V
+# and M) comes from buffers each thread keeps between calls, grown when a call needs more:
+# fresh arrays of a few MiB every call went back to the system when freed (glibc trims the top
+# of its heap), so the kernel faulted their pages in again on every call (AMD EPYC Zen 3, avx2,
+# one thread, backward of 4 x 8 x 8 x 32 -> 64: 180-200 page faults and 0.4-0.8 ms of system
+# time per call, more than the 0.2-0.4 ms of the computation; 32 x 8 x 8 x 128 -> 128 by
+# F(4x4, 3x3): 1,400-2,700 faults, 4-5 ms).  A thread keeps at most one of each at the largest
+# size it ran (a predict worker's go with its thread).
+_kept = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """An uninitialised C-contiguous array ``shape`` of ``dtype`` for this call's ``name``,
+    cut from this thread's buffer of that name (two scratch arrays of one call need two
+    names)."""
+    cdef Py_ssize_t count = 1, d
+    for d in shape:
+        count *= d
+    nbytes = count * np.dtype(dtype).itemsize
+    buffers = getattr(_kept, "buffers", None)
+    if buffers is None:
+        buffers = _kept.buffers = {}
+    buf = buffers.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        buf = buffers[name] = np.empty(max(nbytes, 64), dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
 def _padded(Py_ssize_t K, itemsize):
     """K rounded up to a whole number of 64-byte rows (the product's vectors never straddle a
     row's end: _winograd.h)."""
@@ -483,17 +512,23 @@ def _padded(Py_ssize_t K, itemsize):
     return (K + L - 1) // L * L
 
 
-def _filter_transform(const floating[:, :, :, ::1] w, bint turn, Py_ssize_t m=2):
+def _filter_transform(const floating[:, :, :, ::1] w, bint turn, Py_ssize_t m=2, name=None):
     """U (P, C, Kp) = G g G^T for every (c, k), G of F(m x m, 3x3) and P = (m + 2)^2, computed
     in double and rounded once (columns K <= k < Kp, Kp = ``_padded(K)``, zero); with ``turn``
     the kernel of dx instead: (P, K, Cp) from ``w[::-1, ::-1]`` with C and K swapped."""
     if turn:     # a copy of w turned around, so that both write U a row at a time
         return _filter_transform(
-            np.ascontiguousarray(np.asarray(w)[::-1, ::-1].transpose(0, 1, 3, 2)), False, m)
+            np.ascontiguousarray(np.asarray(w)[::-1, ::-1].transpose(0, 1, 3, 2)), False, m,
+            name)
     cdef Py_ssize_t C = w.shape[2], K = w.shape[3], c, k, i, j, b, n = m + 2
     cdef const double *G = _g_of(m)
     dtype = np.float32 if floating is float else np.float64
-    U = np.zeros((n * n, C, _padded(K, w.itemsize)), dtype=dtype)
+    cdef Py_ssize_t Kp = _padded(K, w.itemsize)
+    if name is None:
+        U = np.zeros((n * n, C, Kp), dtype=dtype)
+    else:
+        U = _scratch(name, (n * n, C, Kp), dtype)
+        U[:, :, K:] = 0              # the loops below write every other number
     cdef floating[:, :, ::1] Uv = U
     # tmp = G g (n x 3) for one channel c and every k: the loops over k read rows of w and
     # write rows of U (per (c, k), with 36 scattered writes, F(4x4, 3x3)'s transform took
@@ -558,9 +593,9 @@ cdef _correlate(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U,
     # every thread too; each output is computed the same way whichever unit holds its tile
     T, U_, starts = _units(R, num_threads)
     group = _group(Ci, Ko, (R + U_ - 1) // U_ * g.tw, GROUP_BUDGET, g.P)
-    cdef floating[:, ::1] V = np.empty((T, g.P * group * Ci), dtype=dtype)
-    cdef floating[:, ::1] M = np.empty((T, g.P * group * g.Kp), dtype=dtype)
-    cdef floating[:, ::1] sink = np.empty((T, Ko), dtype=dtype)
+    cdef floating[:, ::1] V = _scratch("V", (T, g.P * group * Ci), dtype)
+    cdef floating[:, ::1] M = _scratch("M", (T, g.P * group * g.Kp), dtype)
+    cdef floating[:, ::1] sink = _scratch("sink", (T, Ko), dtype)
     cdef floating[::1] zeros = np.zeros(Ci, dtype=dtype)
     with nogil:
         for u in prange(U_, schedule="dynamic", num_threads=T):
@@ -598,7 +633,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     _check_3x3(w)
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t m = _tile_of(tile, x, w, out)
-    cdef floating[:, :, ::1] U = _filter_transform(w, False, m)
+    cdef floating[:, :, ::1] U = _filter_transform(w, False, m, "U")
     _correlate(x, U, b, out, pt, pl, num_threads, act, m)
 
 
@@ -642,21 +677,21 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     chunk = min((group + g.tiles - 1) // g.tiles, (N + U_ - 1) // U_)
     group = _group(C, K, chunk * g.tiles, DW_GROUP_BUDGET, 16)
     group_dx = _group(K, C, chunk * gx.tiles, GROUP_BUDGET, P)
-    cdef floating[:, ::1] V = np.empty((T, P * max(group * C, group_dx * K)), dtype=dtype)
-    cdef floating[:, ::1] M = np.empty((T, P * max(group * g.Kp, group_dx * gx.Kp)),
-                                       dtype=dtype)
-    cdef floating[:, ::1] sink = np.empty((T, C), dtype=dtype)
+    cdef floating[:, ::1] V = _scratch("V", (T, P * max(group * C, group_dx * K)), dtype)
+    cdef floating[:, ::1] M = _scratch("M", (T, P * max(group * g.Kp, group_dx * gx.Kp)),
+                                       dtype)
+    cdef floating[:, ::1] sink = _scratch("sink", (T, C), dtype)
     cdef floating[::1] zeros = np.zeros(max(C, K), dtype=dtype)
     # each thread's dz = dout * f'(y) for one chunk of images (not needed when f is linear)
-    cdef floating[:, ::1] dz = np.empty(
-        (T, chunk * g.Ho * g.Wo * K if act != ACT_LINEAR else 1), dtype=dtype)
+    cdef floating[:, ::1] dz = _scratch(
+        "dz", (T, chunk * g.Ho * g.Wo * K if act != ACT_LINEAR else 1), dtype)
     cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     cdef floating *dxp = &dx[0, 0, 0, 0] if dx is not None else NULL
-    cdef floating[:, :, ::1] U2 = _filter_transform(w, True, m) if dx is not None else \
+    cdef floating[:, :, ::1] U2 = _filter_transform(w, True, m, "U2") if dx is not None else \
         np.zeros((1, 1, 1), dtype=dtype)
     cdef floating[::1] no_bias = np.zeros(C, dtype=dtype)
     # one partial dU and db per unit (not per thread), added in unit order
-    cdef floating[:, ::1] dU = np.empty((U_, P * C * g.Kp), dtype=dtype)
+    cdef floating[:, ::1] dU = _scratch("dU", (U_, P * C * g.Kp), dtype)
     cdef double[:, ::1] db_part = np.zeros((U_, K), dtype=np.float64)
     with nogil:
         for u in prange(U_, schedule="dynamic", num_threads=T):
