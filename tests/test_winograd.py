@@ -273,6 +273,7 @@ def test_float32_accuracy_on_the_vgg_layer(tile):
     ((8, 16, 16, 8), (3, 3, 8, 64), (1, 1), (1, 1), np.float64, True),       # float64: C >= 8
     ((8, 16, 16, 4), (3, 3, 4, 64), (1, 1), (1, 1), np.float64, False),
     ((8, 16, 16, 16), (3, 3, 16, 4), (1, 1), (1, 1), np.float32, True),
+    ((2, 8, 8, 64), (3, 3, 64, 64), (1, 1), (1, 1), np.float32, False),     # 128 outputs
 ])
 def test_dispatch_rule(x_shape, w_shape, strides, dilation, dtype, expected):
     out_shape = x_shape[:3] + w_shape[3:]
@@ -280,14 +281,37 @@ def test_dispatch_rule(x_shape, w_shape, strides, dilation, dtype, expected):
                                                 dilation) == expected
 
 
+@pytest.mark.parametrize("C, K, N, H, W, expected", [
+    # against im2col + GEMM (K > 128: no variant's blocked path takes it), from 192 outputs
+    (32, 144, 1, 8, 24, True), (32, 144, 1, 7, 27, False), (32, 144, 3, 8, 8, True),
+    (32, 144, 1, 191, 1, False), (16, 144, 1, 192, 1, True),
+    # against the blocked path (16 -> 32 float32: every variant's blocked rule takes it), from 768
+    (16, 32, 3, 16, 16, True), (16, 32, 1, 767, 1, False), (16, 32, 1, 48, 16, True),
+    (16, 32, 2, 16, 16, False), (16, 32, 1, 8, 24, False),
+])
+def test_winograd_needs_enough_outputs(C, K, N, H, W, expected):
+    # the measured rule (_winograd.pyx): part of Winograd's work is paid once per call, so a
+    # batch of a few outputs per filter runs the path the other rules pick
+    x_shape, w_shape, out_shape = (N, H, W, C), (3, 3, C, K), (N, H, W, K)
+    blocked = load("_blocked").uses_blocked_path(x_shape, w_shape, out_shape, (1, 1), np.float32)
+    assert blocked == (K == 32)
+    assert load("_winograd").uses_winograd_path(x_shape, w_shape, out_shape, (1, 1),
+                                                np.float32) == expected
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    path = F._conv_fast_path(x, w, np.empty(out_shape, np.float32), (1, 1), (1, 1))
+    assert path == ("_winograd" if expected else "_blocked" if blocked else None)
+
+
 @pytest.mark.parametrize("N, H, W, expected", [
     (32, 32, 32, 4),      # VGG-ish
     (8, 32, 32, 4), (32, 16, 16, 4), (32, 8, 8, 4), (2, 32, 32, 4),
     (32, 7, 7, 4),        # a ragged edge of 1 row: 2 tile rows against 4
     (32, 6, 6, 2),        # 2 rows wasted: as many tile products as F(2x2, 3x3)
-    (32, 5, 5, 2), (32, 4, 4, 2),   # (4x4: too few outputs for its filter transforms)
+    (32, 5, 5, 2),        # as many tile products too
+    (32, 4, 4, 4),
     (32, 8, 6, 2),
-    (1, 32, 32, 2), (1, 16, 16, 2), (4, 8, 8, 2),     # few outputs per filter
+    (1, 32, 32, 4), (6, 8, 8, 4), (1, 16, 24, 4),     # from 384 outputs per filter
+    (5, 8, 8, 2), (1, 16, 16, 2), (4, 8, 8, 2),       # fewer
     (1, 40, 40, 4),
 ])
 def test_tile_rule(N, H, W, expected):
@@ -340,7 +364,7 @@ def test_environment_variable_sets_the_mode():
 def test_a_conv2d_layer_runs_winograd_and_matches_the_reference_backend():
     from cytorch import layers as L
     layer = L.Conv2D(16, 3, padding="same", activation="relu")
-    x = np.random.default_rng(0).standard_normal((2, 9, 9, 16)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((4, 15, 15, 16)).astype(np.float32)
     y = layer.forward(x, training=True)
     assert load("_winograd").uses_winograd_path(x.shape, (3, 3, 16, 16), y.shape, (1, 1),
                                                 np.float32)

@@ -59,6 +59,7 @@ from cython.parallel cimport prange, threadid
 import numpy as np
 
 from . import isa_functions
+from ._blocked import uses_blocked_path
 from ._conv import _activation_code, _check_like, _check_shapes, _units
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
@@ -131,6 +132,45 @@ isa_variants, _select_isa, isa = isa_functions("the transforms", cy_isa_best(), 
 # same with both instruction sets.
 WINOGRAD_MIN_C = {4: 16, 8: 8}     # itemsize -> input channels
 
+# And enough outputs per filter (N H_out W_out): part of Winograd's work is paid once per call,
+# whatever the batch (the filter transforms of w for the forward pass and dx, dW's transform
+# and partial sums: 16 or 36 positions x C x K each), so on a few images the path taken
+# otherwise wins.  Measured with ``benchmarks/bench_winograd_rule.py --outputs`` on an AMD EPYC
+# (Zen 3, family 25 model 1, avx2; 2 cores of a busy virtual machine, 2026-12-04), one thread,
+# process CPU time, "same" 3x3 convs with relu, float32, the layers of vgg_small and
+# alexnet_small at 1-32 images and shapes between; ms, Winograd by the tile of the rule below
+# against the blocked path and im2col + GEMM (the path this rule hands a layer to is GEMM,
+# unless the blocked path's own rule takes it, which on avx2 means K <= 32, C K <= 512):
+#     layer (outputs)                forward                  forward + backward
+#                                  Winograd blocked GEMM      Winograd blocked GEMM
+#     1 x 7x7 64 -> 64 (49)         0.130  0.072  0.083       0.571  0.225  0.238
+#     2 x 8x8 64 -> 64 (128)        0.167  0.139  0.168       0.686  0.422  0.492
+#     4 x 7x7 64 -> 64 (196)        0.233  0.200  0.285       0.889  0.633  0.806
+#     4 x 7x7 48 -> 64 (196)        0.187  0.152  0.218       0.705  0.488  0.619
+#     1 x 15x15 24 -> 48 (225)      0.094  0.075  0.076       0.348  0.238  0.256
+#     4 x 8x8 32 -> 64 (256)        0.142  0.136  0.169       0.530  0.410  0.502
+#     4 x 8x8 64 -> 64 (256)        0.233  0.258  0.320       0.885  0.771  0.944
+#     5 x 8x8 64 -> 64 (320)        0.275  0.275  0.392       1.042  0.916  1.162
+#     8 x 7x7 64 -> 64 (392)        0.298  0.375  0.552       1.138  1.181  1.556
+#     8 x 8x8 64 -> 64 (512)        0.303  0.430  0.622       1.151  1.380  1.818
+#     1 x 16x16 16 -> 32 (256)      0.066  0.042  0.052       0.218  0.138  0.161
+#     2 x 16x16 16 -> 32 (512)      0.087  0.069  0.090       0.271  0.220  0.277
+#     3 x 16x16 16 -> 32 (768)      0.085  0.096  0.126       0.287  0.320  0.405
+#     3 x 16x16 32 -> 16 (768)      0.089  0.097  0.146       0.302  0.331  0.491
+#     1 x 32x32 16 -> 16 (1024)     0.091  0.073  0.107       0.276  0.273  0.359
+#     2 x 32x32 16 -> 16 (2048)     0.091  0.124  0.199       0.341  0.475  0.682
+# Against GEMM, Winograd wins from about 200 outputs (forward alone from 100-200, forward +
+# backward from 200-250: one rule serves training and predict); against the blocked path,
+# which is lean on thin layers, from about 700.  float64 (GEMM slower per number) agrees: 2 x
+# 8x8 32 -> 64 (128) Winograd 0.54 ms against GEMM 0.45, 4 x 7x7 64 -> 64 (196) 1.28 against
+# 1.34 (C = 8 needs more: 4 x 8x8 8 -> 64 (256) 0.33 against 0.26).  Before the backward's
+# per-call costs were cut (dW's transform along rows, scratch kept between calls) the
+# crossover was about twice as far.  Rule: Winograd from WINOGRAD_MIN_OUTPUTS outputs per
+# filter, from WINOGRAD_MIN_OUTPUTS_BLOCKED when the blocked path would take the layer (its
+# rule depends on the variant, these numbers do not: AVX-512 was not measured).
+WINOGRAD_MIN_OUTPUTS = 192
+WINOGRAD_MIN_OUTPUTS_BLOCKED = 768
+
 # CYTORCH_WINOGRAD (private, read at import; ``_set_mode`` for the tests): "auto" runs the
 # measured rule, "always" every 3x3 stride-1 undilated conv, "never" none.
 _MODES = ("auto", "always", "never")
@@ -157,13 +197,21 @@ def mode():
 
 def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1, 1)):
     """True when ``cytorch.functional`` runs conv2d with these shapes (``(N, H, W, C)``,
-    ``(3, 3, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype on this path."""
+    ``(3, 3, C, K)``, ``(N, H_out, W_out, K)``), strides, dilation and dtype on this path: the
+    measured rules above (channels, then outputs per filter against the path taken otherwise,
+    which is the blocked path's rule's to say)."""
     if _mode == "never" or tuple(w_shape[:2]) != (3, 3) or tuple(strides) != (1, 1) \
             or tuple(dilation) != (1, 1):
         return False
     if _mode == "always":
         return True
-    return x_shape[3] >= WINOGRAD_MIN_C.get(np.dtype(dtype).itemsize, 16)
+    if x_shape[3] < WINOGRAD_MIN_C.get(np.dtype(dtype).itemsize, 16):
+        return False
+    outputs = out_shape[0] * out_shape[1] * out_shape[2]
+    if outputs >= WINOGRAD_MIN_OUTPUTS_BLOCKED:
+        return True
+    return outputs >= WINOGRAD_MIN_OUTPUTS and not uses_blocked_path(
+        x_shape, w_shape, out_shape, strides, dtype, dilation)
 
 
 # -- which tile: F(2x2, 3x3) or F(4x4, 3x3) ------------------------------------------------------
@@ -181,13 +229,21 @@ def uses_winograd_path(x_shape, w_shape, out_shape, strides, dtype, dilation=(1,
 # multiplications as F(2x2, 3x3)'s 3 tile rows), and its filter transforms (of w for the
 # forward pass and dx, of dU for dW: per C x K, 36 positions against 16) are paid per call,
 # whatever the batch: with few outputs per channel (4 images 8x8, 1 image 16x16) they cost
-# more than the big tile saves.  Rule: F(4x4, 3x3) when its tile products are at most 0.6 of
-# F(2x2, 3x3)'s (the ragged edge) and the batch has at least 1536 outputs per filter
-# (N H_out W_out), else F(2x2, 3x3).  float64 (C, K in 8, 32, 128): 32 images 16x16 0.59-0.87,
-# 8x8 0.63-0.93, 4x4 0.68-1.13, 1 image 32x32 0.74-1.10: the same rule, which leaves a few
-# float64 cases where the big tile would win (by up to 30 %) on F(2x2, 3x3).
+# more than the big tile saves.  That was before the backward's per-call costs were cut (dW's
+# transform along rows of k, ``_scratch`` kept between calls); measured
+# again after (same machine and command, 2026-12-04 evening, C, K in 16, 32, 64, 128):
+#     4 images 8x8 (256 outputs per filter): 0.89-1.16   1 image 16x16 (256):  0.88-1.14
+#     6 images 8x8 (384):                    0.82-1.02   8 images 8x8 (512):   0.74-1.11
+#     2 images 16x16 (512):                  0.76-1.15   32 images 4x4 (512):  0.75-1.18
+#     1 image 32x32 (1024):                  0.69-1.16   32 images 8x8 (2048): 0.62-0.82
+# (32 images 8x8, 128 -> 128: F(4x4, 3x3) 0.72 of F(2x2, 3x3), where it had been 1.3: its
+# backward faulted in 5 MiB of fresh scratch pages per call.)  Rule: F(4x4, 3x3) when its tile
+# products are at most 0.6 of F(2x2, 3x3)'s (the ragged edge) and the batch has at least 384
+# outputs per filter (N H_out W_out), else F(2x2, 3x3).  float64, before the cut (C, K in 8,
+# 32, 128): 32 images 16x16 0.59-0.87, 8x8 0.63-0.93, 4x4 0.68-1.13, 1 image 32x32
+# 0.74-1.10; after, 4 images 8x8 32 -> 64: 0.88, 4 images 7x7 64 -> 64: 0.89.
 WINOGRAD4_MAX_PRODUCTS = 0.6
-WINOGRAD4_MIN_OUTPUTS = 1536
+WINOGRAD4_MIN_OUTPUTS = 384
 
 _TILES = ("auto", 2, 4)
 _tile = "auto"
