@@ -282,9 +282,9 @@ def test_dispatch_rule(x_shape, w_shape, strides, dilation, dtype, expected):
 
 
 @pytest.mark.parametrize("C, K, N, H, W, expected", [
-    # against im2col + GEMM (K > 128: no variant's blocked path takes it), from 192 outputs
-    (32, 144, 1, 8, 24, True), (32, 144, 1, 7, 27, False), (32, 144, 3, 8, 8, True),
-    (32, 144, 1, 191, 1, False), (16, 144, 1, 192, 1, True),
+    # against im2col + GEMM (K > 128: no variant's blocked path takes it), from 256 outputs
+    (32, 144, 1, 16, 16, True), (32, 144, 1, 15, 17, False), (32, 144, 4, 8, 8, True),
+    (32, 144, 3, 8, 8, False), (32, 144, 1, 255, 1, False), (16, 144, 1, 256, 1, True),
     # against the blocked path (16 -> 32 float32: every variant's blocked rule takes it), from 768
     (16, 32, 3, 16, 16, True), (16, 32, 1, 767, 1, False), (16, 32, 1, 48, 16, True),
     (16, 32, 2, 16, 16, False), (16, 32, 1, 8, 24, False),

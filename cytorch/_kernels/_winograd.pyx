@@ -143,32 +143,36 @@ WINOGRAD_MIN_C = {4: 16, 8: 8}     # itemsize -> input channels
 # unless the blocked path's own rule takes it, which on avx2 means K <= 32, C K <= 512):
 #     layer (outputs)                forward                  forward + backward
 #                                  Winograd blocked GEMM      Winograd blocked GEMM
-#     1 x 7x7 64 -> 64 (49)         0.130  0.072  0.083       0.571  0.225  0.238
-#     2 x 8x8 64 -> 64 (128)        0.167  0.139  0.168       0.686  0.422  0.492
-#     4 x 7x7 64 -> 64 (196)        0.233  0.200  0.285       0.889  0.633  0.806
-#     4 x 7x7 48 -> 64 (196)        0.187  0.152  0.218       0.705  0.488  0.619
-#     1 x 15x15 24 -> 48 (225)      0.094  0.075  0.076       0.348  0.238  0.256
-#     4 x 8x8 32 -> 64 (256)        0.142  0.136  0.169       0.530  0.410  0.502
-#     4 x 8x8 64 -> 64 (256)        0.233  0.258  0.320       0.885  0.771  0.944
-#     5 x 8x8 64 -> 64 (320)        0.275  0.275  0.392       1.042  0.916  1.162
-#     8 x 7x7 64 -> 64 (392)        0.298  0.375  0.552       1.138  1.181  1.556
-#     8 x 8x8 64 -> 64 (512)        0.303  0.430  0.622       1.151  1.380  1.818
-#     1 x 16x16 16 -> 32 (256)      0.066  0.042  0.052       0.218  0.138  0.161
-#     2 x 16x16 16 -> 32 (512)      0.087  0.069  0.090       0.271  0.220  0.277
-#     3 x 16x16 16 -> 32 (768)      0.085  0.096  0.126       0.287  0.320  0.405
-#     3 x 16x16 32 -> 16 (768)      0.089  0.097  0.146       0.302  0.331  0.491
-#     1 x 32x32 16 -> 16 (1024)     0.091  0.073  0.107       0.276  0.273  0.359
-#     2 x 32x32 16 -> 16 (2048)     0.091  0.124  0.199       0.341  0.475  0.682
-# Against GEMM, Winograd wins from about 200 outputs (forward alone from 100-200, forward +
-# backward from 200-250: one rule serves training and predict); against the blocked path,
-# which is lean on thin layers, from about 700.  float64 (GEMM slower per number) agrees: 2 x
-# 8x8 32 -> 64 (128) Winograd 0.54 ms against GEMM 0.45, 4 x 7x7 64 -> 64 (196) 1.28 against
-# 1.34 (C = 8 needs more: 4 x 8x8 8 -> 64 (256) 0.33 against 0.26).  Before the backward's
-# per-call costs were cut (dW's transform along rows, scratch kept between calls) the
-# crossover was about twice as far.  Rule: Winograd from WINOGRAD_MIN_OUTPUTS outputs per
-# filter, from WINOGRAD_MIN_OUTPUTS_BLOCKED when the blocked path would take the layer (its
-# rule depends on the variant, these numbers do not: AVX-512 was not measured).
-WINOGRAD_MIN_OUTPUTS = 192
+#     1 x 7x7 64 -> 64 (49)          0.129  0.068  0.083       0.576  0.225  0.244
+#     2 x 8x8 64 -> 64 (128)         0.167  0.130  0.168       0.691  0.432  0.508
+#     4 x 7x7 64 -> 64 (196)         0.237  0.206  0.288       0.933  0.670  0.838
+#     4 x 7x7 48 -> 64 (196)         0.188  0.157  0.221       0.720  0.551  0.660
+#     1 x 15x15 24 -> 48 (225)       0.094  0.080  0.082       0.348  0.256  0.255
+#     4 x 8x8 32 -> 64 (256)         0.144  0.138  0.170       0.550  0.419  0.523
+#     4 x 8x8 64 -> 64 (256)         0.240  0.270  0.322       0.948  0.836  0.995
+#     1 x 16x16 32 -> 32 (256)       0.090  0.069  0.086       0.322  0.242  0.272
+#     5 x 8x8 64 -> 64 (320)         0.273  0.283  0.397       1.071  0.955  1.205
+#     8 x 7x7 64 -> 64 (392)         0.298  0.378  0.558       1.122  1.199  1.593
+#     8 x 8x8 64 -> 64 (512)         0.302  0.433  0.623       1.170  1.454  1.887
+#     1 x 16x16 16 -> 32 (256)       0.065  0.042  0.052       0.214  0.137  0.160
+#     2 x 16x16 16 -> 32 (512)       0.087  0.069  0.090       0.267  0.234  0.286
+#     3 x 16x16 16 -> 32 (768)       0.088  0.096  0.126       0.299  0.333  0.408
+#     3 x 16x16 32 -> 16 (768)       0.085  0.097  0.146       0.290  0.337  0.493
+#     1 x 32x32 16 -> 16 (1024)      0.091  0.073  0.108       0.280  0.274  0.367
+#     2 x 32x32 16 -> 16 (2048)      0.093  0.131  0.203       0.334  0.481  0.697
+# Against GEMM, Winograd wins the forward pass from about 150 outputs and forward + backward
+# from about 250-300 (at 256: within 5 % of GEMM's forward, forward + backward 0.95-1.18 of
+# it): one rule serves training and predict.  Against the blocked path, which is lean on thin
+# layers, from about 700.  float64 (GEMM slower per number) agrees: 2 x 8x8 32 -> 64 (128)
+# Winograd 0.54 ms against GEMM 0.45, 4 x 8x8 32 -> 64 (256) 0.82 against 0.86 (C = 8 needs
+# more: 4 x 8x8 8 -> 64 (256) 0.33 against 0.26).  Before the backward's per-call costs were
+# cut (dW's transform along rows of k, ``_scratch`` kept between calls) Winograd's backward
+# took 1.5-3 times as long on such batches.  Rule: Winograd from WINOGRAD_MIN_OUTPUTS outputs
+# per filter, from WINOGRAD_MIN_OUTPUTS_BLOCKED when the blocked path would take the layer
+# (whose rule depends on the variant; these numbers do not: AVX-512 was not measured).  The
+# blocked path is the fastest of all on most layers below these (K = 64 too), where its rule,
+# measured on 32 images, sends them to GEMM instead.
+WINOGRAD_MIN_OUTPUTS = 256
 WINOGRAD_MIN_OUTPUTS_BLOCKED = 768
 
 # CYTORCH_WINOGRAD (private, read at import; ``_set_mode`` for the tests): "auto" runs the
