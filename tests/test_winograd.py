@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import tracemalloc
 
 import numpy as np
@@ -174,6 +175,49 @@ def test_one_image_forward_shares_its_tile_rows_between_threads(tile):
     assert rounding_error(outs[0], want, scale) < TOL[np.float32]
     for out in outs[1:]:
         np.testing.assert_array_equal(out, outs[0])
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_scratch_kept_between_calls_leaves_no_trace(tile):
+    # the scratch (U, U2, dU, V, M, dz) comes from buffers each thread keeps between calls:
+    # a call after a larger one with other channels, and calls from two threads at once (as
+    # predict's workers make them), give the bits of the first call in a fresh thread
+    rng = np.random.default_rng(0)
+    small = random_case(rng, 2, 9, 7, 17, 5, True, np.float32)
+    large = random_case(rng, 3, 12, 10, 40, 24, True, np.float32)
+    douts = [rng.standard_normal(c[0].shape[:3] + (c[1].shape[3],)).astype(np.float32)
+             for c in (small, large)]
+
+    def run(case, dout):
+        x, w, b = case
+        return conv(x, w, b, "same", dout, activation="relu")
+
+    results = {}
+    with winograd_mode("always", tile):
+        fresh = threading.Thread(target=lambda: results.update(small=run(small, douts[0])))
+        fresh.start()
+        fresh.join()
+        run(large, douts[1])
+        for got, want in zip(run(small, douts[0]), results["small"]):
+            np.testing.assert_array_equal(got, want)
+        errors = []
+
+        def worker(case, dout, want):
+            try:
+                for _ in range(5):
+                    for g, r in zip(run(case, dout), want):
+                        np.testing.assert_array_equal(g, r)
+            except AssertionError as exc:
+                errors.append(exc)
+
+        want_large = run(large, douts[1])
+        threads = [threading.Thread(target=worker, args=(small, douts[0], results["small"])),
+                   threading.Thread(target=worker, args=(large, douts[1], want_large))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
 
 
 @pytest.mark.parametrize("tile", [2, 4])
