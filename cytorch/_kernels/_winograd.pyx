@@ -767,7 +767,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     # sum of the whole dU (P C K doubles, 4.5 MiB for F(4x4, 3x3) at 128 x 128 channels) and
     # ran one chain of dependent additions per (c, k): a cost per call that small batches
     # felt (AMD EPYC Zen 3, avx2, one thread, 1 x 8 x 8 x 128 -> 128, backward without dx,
-    # process CPU time: F(2x2, 3x3) 2.5 -> 2.0 ms, F(4x4, 3x3) 4.4 -> 1.3-1.7 ms)
+    # best of 15: F(2x2, 3x3) 2.5 -> 2.0 ms, F(4x4, 3x3) 4.4 -> 1.3-1.7 ms)
     cdef double[:, ::1] tot = np.empty((P, max(K, 1)), dtype=np.float64)
     cdef double[:, ::1] gtk = np.empty((3 * (m + 2) + 1, max(K, 1)), dtype=np.float64)
     cdef const double *G = _g_of(m)
