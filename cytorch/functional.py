@@ -90,8 +90,9 @@ def _conv_direct(x, w, out, strides, dilation):
 def _conv_winograd(x, w, out, strides, dilation):
     """Does this conv2d run Winograd's F(2x2, 3x3) or F(4x4, 3x3) (``_kernels/_winograd.pyx``,
     twin ``reference.conv2d_winograd_forward``)?  3x3, stride 1, undilated, with the channel
-    counts the measured rule beside the kernel names (asked after the direct path's rule); the
-    kernel's ``winograd_tile`` then picks the tile from the shapes, by its own measured rule."""
+    counts and outputs per filter the measured rule beside the kernel names (asked after the
+    direct path's rule; it asks the blocked path's); the kernel's ``winograd_tile`` then picks
+    the tile from the shapes, by its own measured rule."""
     return _kernel("_winograd").uses_winograd_path(x.shape, w.shape, out.shape, strides,
                                                    x.dtype, dilation)
 

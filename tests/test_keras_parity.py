@@ -193,8 +193,9 @@ def _layer_pairs():
                       L.Conv2D(5, kernel, strides=strides, padding=padding, activation="relu"),
                       keras.layers.Conv2D(5, kernel, strides=strides, padding=padding,
                                           activation="relu"), (9, 8, 3)))
-    # 3x3 stride 1 with >= 16 input channels: the Winograd path (odd sizes: ragged tiles)
-    for filters, padding, shape in [(16, "same", (9, 8, 16)), (6, "valid", (7, 9, 20))]:
+    # 3x3 stride 1 with >= 16 input channels and, in a batch of 3, enough outputs per filter:
+    # the Winograd path (odd sizes: ragged tiles)
+    for filters, padding, shape in [(16, "same", (17, 16, 16)), (6, "valid", (19, 18, 20))]:
         pairs.append((f"Conv2D-winograd-{filters}-{padding}",
                       L.Conv2D(filters, 3, padding=padding, activation="relu"),
                       keras.layers.Conv2D(filters, 3, padding=padding, activation="relu"),

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import tracemalloc
 
 import numpy as np
@@ -177,6 +178,49 @@ def test_one_image_forward_shares_its_tile_rows_between_threads(tile):
 
 
 @pytest.mark.parametrize("tile", [2, 4])
+def test_scratch_kept_between_calls_leaves_no_trace(tile):
+    # the scratch (U, U2, dU, V, M, dz) comes from buffers each thread keeps between calls:
+    # a call after a larger one with other channels, and calls from two threads at once (as
+    # predict's workers make them), give the bits of the first call in a fresh thread
+    rng = np.random.default_rng(0)
+    small = random_case(rng, 2, 9, 7, 17, 5, True, np.float32)
+    large = random_case(rng, 3, 12, 10, 40, 24, True, np.float32)
+    douts = [rng.standard_normal(c[0].shape[:3] + (c[1].shape[3],)).astype(np.float32)
+             for c in (small, large)]
+
+    def run(case, dout):
+        x, w, b = case
+        return conv(x, w, b, "same", dout, activation="relu")
+
+    results = {}
+    with winograd_mode("always", tile):
+        fresh = threading.Thread(target=lambda: results.update(small=run(small, douts[0])))
+        fresh.start()
+        fresh.join()
+        run(large, douts[1])
+        for got, want in zip(run(small, douts[0]), results["small"]):
+            np.testing.assert_array_equal(got, want)
+        errors = []
+
+        def worker(case, dout, want):
+            try:
+                for _ in range(5):
+                    for g, r in zip(run(case, dout), want):
+                        np.testing.assert_array_equal(g, r)
+            except AssertionError as exc:
+                errors.append(exc)
+
+        want_large = run(large, douts[1])
+        threads = [threading.Thread(target=worker, args=(small, douts[0], results["small"])),
+                   threading.Thread(target=worker, args=(large, douts[1], want_large))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+
+
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("activation", ["relu", None])
 def test_backward_keeps_no_batch_sized_dz(activation, tile):
     # dz = dout * f'(y) is made a few images at a time (per thread), and dW and dx read it
@@ -273,6 +317,7 @@ def test_float32_accuracy_on_the_vgg_layer(tile):
     ((8, 16, 16, 8), (3, 3, 8, 64), (1, 1), (1, 1), np.float64, True),       # float64: C >= 8
     ((8, 16, 16, 4), (3, 3, 4, 64), (1, 1), (1, 1), np.float64, False),
     ((8, 16, 16, 16), (3, 3, 16, 4), (1, 1), (1, 1), np.float32, True),
+    ((2, 8, 8, 64), (3, 3, 64, 64), (1, 1), (1, 1), np.float32, False),     # 128 outputs
 ])
 def test_dispatch_rule(x_shape, w_shape, strides, dilation, dtype, expected):
     out_shape = x_shape[:3] + w_shape[3:]
@@ -280,14 +325,37 @@ def test_dispatch_rule(x_shape, w_shape, strides, dilation, dtype, expected):
                                                 dilation) == expected
 
 
+@pytest.mark.parametrize("C, K, N, H, W, expected", [
+    # against im2col + GEMM (K > 128: no variant's blocked path takes it), from 256 outputs
+    (32, 144, 1, 16, 16, True), (32, 144, 1, 15, 17, False), (32, 144, 4, 8, 8, True),
+    (32, 144, 3, 8, 8, False), (32, 144, 1, 255, 1, False), (16, 144, 1, 256, 1, True),
+    # against the blocked path (16 -> 32 float32: every variant's blocked rule takes it), from 768
+    (16, 32, 3, 16, 16, True), (16, 32, 1, 767, 1, False), (16, 32, 1, 48, 16, True),
+    (16, 32, 2, 16, 16, False), (16, 32, 1, 8, 24, False),
+])
+def test_winograd_needs_enough_outputs(C, K, N, H, W, expected):
+    # the measured rule (_winograd.pyx): part of Winograd's work is paid once per call, so a
+    # batch of a few outputs per filter runs the path the other rules pick
+    x_shape, w_shape, out_shape = (N, H, W, C), (3, 3, C, K), (N, H, W, K)
+    blocked = load("_blocked").uses_blocked_path(x_shape, w_shape, out_shape, (1, 1), np.float32)
+    assert blocked == (K == 32)
+    assert load("_winograd").uses_winograd_path(x_shape, w_shape, out_shape, (1, 1),
+                                                np.float32) == expected
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    path = F._conv_fast_path(x, w, np.empty(out_shape, np.float32), (1, 1), (1, 1))
+    assert path == ("_winograd" if expected else "_blocked" if blocked else None)
+
+
 @pytest.mark.parametrize("N, H, W, expected", [
     (32, 32, 32, 4),      # VGG-ish
     (8, 32, 32, 4), (32, 16, 16, 4), (32, 8, 8, 4), (2, 32, 32, 4),
     (32, 7, 7, 4),        # a ragged edge of 1 row: 2 tile rows against 4
     (32, 6, 6, 2),        # 2 rows wasted: as many tile products as F(2x2, 3x3)
-    (32, 5, 5, 2), (32, 4, 4, 2),   # (4x4: too few outputs for its filter transforms)
+    (32, 5, 5, 2),        # as many tile products too
+    (32, 4, 4, 4),
     (32, 8, 6, 2),
-    (1, 32, 32, 2), (1, 16, 16, 2), (4, 8, 8, 2),     # few outputs per filter
+    (1, 32, 32, 4), (6, 8, 8, 4), (1, 16, 24, 4),     # from 384 outputs per filter
+    (5, 8, 8, 2), (1, 16, 16, 2), (4, 8, 8, 2),       # fewer
     (1, 40, 40, 4),
 ])
 def test_tile_rule(N, H, W, expected):
@@ -340,7 +408,7 @@ def test_environment_variable_sets_the_mode():
 def test_a_conv2d_layer_runs_winograd_and_matches_the_reference_backend():
     from cytorch import layers as L
     layer = L.Conv2D(16, 3, padding="same", activation="relu")
-    x = np.random.default_rng(0).standard_normal((2, 9, 9, 16)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((4, 15, 15, 16)).astype(np.float32)
     y = layer.forward(x, training=True)
     assert load("_winograd").uses_winograd_path(x.shape, (3, 3, 16, 16), y.shape, (1, 1),
                                                 np.float32)
