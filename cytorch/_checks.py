@@ -41,9 +41,8 @@ __all__ = ["ShapeError", "LIMIT", "is_int", "check_int", "require_finite", "as_a
            "depthwise_dout", "CONV_ACTIVATIONS", "conv_activation", "pool_activation"]
 
 _FLOATS = (np.float32, np.float64)
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))   # native byte order
 _FINITE_CHUNK = 1 << 22  # values scanned for NaN at a time: the temporary stays at 4 MB
-# the floats the compiled all-finite scan (_kernels/_arrays.pyx) reads, and their bits' dtype
-_FINITE_SCANS = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
 # -- scalars ------------------------------------------------------------------------------------
@@ -85,21 +84,24 @@ def require_finite(a, name):
     """
     if a.dtype.kind not in "fc":
         return
-    bits = _FINITE_SCANS.get(a.dtype)   # native byte order only (dtype(">f4") is not here)
-    if bits is not None and a.flags.aligned and (a.flags.c_contiguous or a.flags.f_contiguous):
-        if load("_arrays").all_finite(a.ravel(order="K").view(bits)):
-            return
-    elif a.size <= _FINITE_CHUNK:
-        if np.isfinite(a).all():
-            return
-    elif all(np.isfinite(a.reshape(-1)[s:s + _FINITE_CHUNK]).all()
-             for s in range(0, a.size, _FINITE_CHUNK)):
+    finite = load("_arrays").scan_finite(a)     # None: an array it does not read
+    if finite is None:
+        finite = all(np.isfinite(part).all() for part in _chunks(a))
+    if finite:
+        return
+    good = sum(np.count_nonzero(np.isfinite(part)) for part in _chunks(a))
+    raise ValueError(f"{name} contains {a.size - good} NaN or infinite value(s); "
+                     f"clean or impute the data first")
+
+
+def _chunks(a):
+    """``a``'s values ``2**22`` at a time (the whole of a small array, as it is)."""
+    if a.size <= _FINITE_CHUNK:
+        yield a
         return
     flat = a.reshape(-1)
-    good = sum(np.count_nonzero(np.isfinite(flat[s:s + _FINITE_CHUNK]))
-               for s in range(0, flat.size, _FINITE_CHUNK))
-    raise ValueError(f"{name} contains {flat.size - good} NaN or infinite value(s); "
-                     f"clean or impute the data first")
+    for s in range(0, flat.size, _FINITE_CHUNK):
+        yield flat[s:s + _FINITE_CHUNK]
 
 
 def as_array(a, name):
@@ -118,12 +120,16 @@ def as_float_array(a, name, dtype=None, check_finite=True):
     Integer and bool input becomes float32 (``dtype`` overrides); complex, object and string
     input is rejected; NaN or inf raise ValueError naming ``name`` when ``check_finite``.
     """
-    arr = np.asarray(a)
-    if arr.dtype.kind in "cOSUVMm":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if dtype is None:
-        dtype = arr.dtype if arr.dtype in _FLOATS else np.float32
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if type(a) is np.ndarray and a.dtype in _FLOAT_DTYPES and a.flags.c_contiguous \
+            and (dtype is None or a.dtype == dtype):
+        arr = a     # as the kernels take it already (what every layer passes): no conversion
+    else:
+        arr = np.asarray(a)
+        if arr.dtype.kind in "cOSUVMm":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        if dtype is None:
+            dtype = arr.dtype if arr.dtype in _FLOATS else np.float32
+        arr = np.ascontiguousarray(arr, dtype=dtype)
     if check_finite:
         require_finite(arr, name)
     return arr
@@ -210,6 +216,8 @@ def _conv_operands(x, w, b, check_finite, depthwise=False):
         if not depthwise and b.shape != (M,):
             raise ShapeError(f"b must have shape (K,) = ({M},) to match w's {M} filters "
                              f"(w.shape[3]), got shape {b.shape}")
+    if w.dtype == x.dtype and (b is None or b.dtype == x.dtype):
+        return x, w, b
     dtype = common_dtype(x, w, b)
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     return x, w, None if b is None else b.astype(dtype, copy=False)
@@ -250,13 +258,16 @@ def conv_activation(activation):
                      f"strings; apply any other to its output), got {activation!r}")
 
 
-def conv_cache(x, w, b, strides, pads, dilation=(1, 1), activation="linear", y=None):
+def conv_cache(x, w, b, strides, pads, dilation=(1, 1), activation="linear", y=None,
+               path=None):
     """What conv2d backward needs: the validated x and w, the geometry, whether b exists, and
     the activation with its output ``y`` (what its derivative reads; None for "linear").
-    (``im2col(x)`` is not kept: backward recomputes it, so the cache costs no memory.)"""
+    (``im2col(x)`` is not kept: backward recomputes it, so the cache costs no memory.)
+    ``path``: the compiled module the forward pass ran (``cytorch.functional``), which backward
+    then runs without asking the rules again; None from the twin (backward asks them)."""
     return {"x": x, "w": w, "has_bias": b is not None, "strides": strides, "pads": pads,
             "dilation": tuple(dilation), "activation": activation,
-            "y": None if activation == "linear" else y}
+            "y": None if activation == "linear" else y, "path": path}
 
 
 def conv_dout(dout, cache, check_finite=True):

@@ -39,6 +39,8 @@ def as_pair(value, name):
     if type(value) is tuple and len(value) == 2 and type(value[0]) is int \
             and type(value[1]) is int and 0 < value[0] <= LIMIT and 0 < value[1] <= LIMIT:
         return value   # what a layer passes on every call: already a valid pair
+    if type(value) is int and 0 < value <= LIMIT:
+        return value, value    # the default strides=1, dilation_rate=1 of functional
     if is_int(value):
         pair = (int(value), int(value))
     else:

@@ -116,6 +116,15 @@ def _conv_fast_path(x, w, out, strides, dilation):
     return None
 
 
+# the compiled modules that run conv2d: the fast paths (the same arguments) and im2col + GEMM
+_CONV_PATHS = ("_direct", "_winograd", "_blocked", "_conv")
+
+
+def _conv_path(x, w, out, strides, dilation):
+    """The compiled module this conv2d runs: ``_conv_fast_path``'s, or "_conv"."""
+    return _conv_fast_path(x, w, out, strides, dilation) or "_conv"
+
+
 #: the activations ``conv2d_forward`` applies itself, in the pass that writes its output
 CONV2D_ACTIVATIONS = checks.CONV_ACTIVATIONS
 
@@ -171,20 +180,14 @@ def conv2d_forward(x, w, b=None, strides=1, padding="valid", dilation_rate=1, ac
                                         activation, check_finite=False)
     out = _alloc(workspace, "conv2d_out", out_shape, x.dtype)
     bias = b if b is not None else np.zeros(w.shape[3], dtype=x.dtype)
-    path = _conv_fast_path(x, w, out, (sh, sw), (dh, dw))
-    if path == "_direct":
-        _kernel("_direct").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
-                                          activation)
-    elif path == "_winograd":
-        _kernel("_winograd").conv2d_forward(x, w, bias, out, pads[0], pads[2],
-                                            get_num_threads(), activation)
-    elif path == "_blocked":
-        _kernel("_blocked").conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
-                                           activation)
-    else:
+    path = _conv_path(x, w, out, (sh, sw), (dh, dw))
+    if path == "_conv":
         _kernel("_conv").conv2d_forward(x, w, bias, out, sh, sw, pads[0], pads[2],
                                         get_num_threads(), dh, dw, activation)
-    return out, checks.conv_cache(x, w, b, (sh, sw), pads, (dh, dw), activation, out)
+    else:   # a stride-1 fast path: _direct, _winograd or _blocked, the same arguments
+        _kernel(path).conv2d_forward(x, w, bias, out, pads[0], pads[2], get_num_threads(),
+                                     activation)
+    return out, checks.conv_cache(x, w, b, (sh, sw), pads, (dh, dw), activation, out, path)
 
 
 def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None):
@@ -224,19 +227,17 @@ def conv2d_backward(dout, cache, need_dx=True, check_finite=True, workspace=None
     dw = np.empty_like(w)
     db = np.empty(K, dtype=x.dtype)
     activation, y = cache.get("activation", "linear"), cache.get("y")
-    path = _conv_fast_path(x, w, dout, (sh, sw), dilation)
-    if path == "_direct":
-        _kernel("_direct").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
-                                           activation, y)
-    elif path == "_winograd":
-        _kernel("_winograd").conv2d_backward(dout, x, w, dx, dw, db, pt, pl,
-                                             get_num_threads(), activation, y)
-    elif path == "_blocked":
-        _kernel("_blocked").conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
-                                            activation, y)
-    else:
+    # the module the forward pass ran (dout has its output's shape and dtype: the rules would
+    # say the same again); a cache from the twin, or an older one, has none: ask the rules
+    path = cache.get("path")
+    if path not in _CONV_PATHS:
+        path = _conv_path(x, w, dout, (sh, sw), dilation)
+    if path == "_conv":
         _kernel("_conv").conv2d_backward(dout, x, w, dx, dw, db, sh, sw, pt, pl,
                                          get_num_threads(), *dilation, activation, y)
+    else:
+        _kernel(path).conv2d_backward(dout, x, w, dx, dw, db, pt, pl, get_num_threads(),
+                                      activation, y)
     return dx, dw, (db if cache["has_bias"] else None)
 
 

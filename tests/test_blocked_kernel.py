@@ -141,3 +141,49 @@ def test_blocked_dw_tap_lanes_give_the_filter_tiles_bits(isa_variant, dtype, N, 
             results.append((dw, db))
     for got, want in zip(results[1], results[0]):
         np.testing.assert_array_equal(got, want)
+
+
+# -- calls side by side ----------------------------------------------------------------------------
+def test_calls_from_several_threads_give_the_bits_of_serial_calls():
+    # each call takes its scratch (packed filters, padded images, planes, partial sums) for
+    # itself: calls running side by side, as predict's workers do, on different shapes and two
+    # kernel threads each, give the numbers of the same calls one after the other
+    import threading
+    import cytorch
+    from cytorch import functional as F
+    rng = np.random.default_rng(7)
+    shapes = [((5, 14, 14, 6), (5, 5, 6, 16), None), ((4, 12, 12, 4), (5, 5, 4, 12), "relu"),
+              ((3, 28, 28, 1), (5, 5, 1, 6), "tanh"), ((6, 9, 11, 3), (3, 2, 3, 8), None)]
+    cases = []
+    for i, (x_shape, w_shape, act) in enumerate(shapes * 2):
+        dtype = (np.float32, np.float64)[i // len(shapes)]
+        x, w, b = (rng.standard_normal(shape).astype(dtype)
+                   for shape in (x_shape, w_shape, w_shape[3]))
+        cases.append((x, w, b, act))
+
+    def run(x, w, b, act):
+        out, cache = F.conv2d_forward(x, w, b, 1, "same", activation=act)
+        assert cache["path"] == "_blocked"
+        dout = np.cos(np.arange(out.size, dtype=x.dtype)).reshape(out.shape)
+        pooled = F.conv2d_max_pool2d_forward(x, w, b, 1, "same", activation=act)
+        return [out, pooled, *F.conv2d_backward(dout, cache)]
+
+    cytorch.set_num_threads(2)
+    try:
+        want = [run(*case) for case in cases]
+        got = [None] * len(cases)
+
+        def worker(k):
+            for _ in range(5):
+                for i in range(k, len(cases), 2):
+                    got[i] = run(*cases[i])
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        cytorch.set_num_threads(None)
+    for w_arrays, g_arrays in zip(want, got):
+        for a, b in zip(w_arrays, g_arrays):
+            np.testing.assert_array_equal(a, b)

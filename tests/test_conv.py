@@ -413,6 +413,58 @@ def test_thin_layer_the_blocked_path_turns_down_runs_the_direct_path():
     # (tests/test_fast_paths.py holds the direct path to its twin on every shape it fits)
 
 
+# -- backward runs the path its forward pass ran ---------------------------------------------------
+PATH_SHAPES = {   # (x, w, strides): one conv of each compiled path
+    "_direct": ((2, 9, 9, 1), (3, 3, 1, 4), 1), "_blocked": ((2, 14, 14, 6), (5, 5, 6, 16), 1),
+    "_winograd": ((2, 10, 10, 32), (3, 3, 32, 32), 1), "_conv": ((2, 9, 9, 3), (3, 3, 3, 8), 2)}
+
+
+def test_the_forward_cache_names_the_path_and_backward_runs_it(monkeypatch):
+    # each forward keeps the module it ran in its cache; backward asks no rule again, and the
+    # path of one forward never leaks into another's backward (shapes changed in between)
+    rng = np.random.default_rng(0)
+    runs = []
+    for name in F._CONV_PATHS:
+        module = cytorch._kernels.load(name)
+        for fn in ("conv2d_forward", "conv2d_backward"):
+            real = getattr(module, fn)
+            monkeypatch.setattr(module, fn,
+                                lambda *a, _real=real, _key=(name, fn), **k:
+                                (runs.append(_key), _real(*a, **k))[1])
+    caches, shapes = {}, {}
+    for name, (x_shape, w_shape, s) in PATH_SHAPES.items():
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        out, caches[name] = F.conv2d_forward(x, w, np.zeros(w_shape[3], np.float32), s, "same")
+        shapes[name] = out.shape
+        assert caches[name]["path"] == name
+        assert F._conv_path(x, w, out, caches[name]["strides"], (1, 1)) == name
+    asked = []
+    monkeypatch.setattr(F, "_conv_fast_path", lambda *a: asked.append(a))
+    runs.clear()
+    for name in reversed(list(PATH_SHAPES)):
+        F.conv2d_backward(np.ones(shapes[name], np.float32), caches[name])
+    assert runs == [(name, "conv2d_backward") for name in reversed(list(PATH_SHAPES))]
+    assert asked == []
+
+
+@pytest.mark.parametrize("path", [None, "_pool", "unknown", 3])
+def test_a_cache_without_a_known_path_asks_the_rules(path):
+    # the twin's cache has path None; a hand-made one may hold anything: the rules decide, and
+    # the gradients are those of the forward's own cache
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 14, 14, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 6, 16)).astype(np.float32)
+    out, cache = F.conv2d_forward(x, w, np.ones(16, np.float32))
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    want = F.conv2d_backward(dout, cache)
+    with cytorch.backend("reference"):
+        assert F.conv2d_forward(x, w, np.ones(16, np.float32))[1]["path"] is None
+    got = F.conv2d_backward(dout, {**cache, "path": path})
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
 @settings(max_examples=60, deadline=None)
 @given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), C=st.integers(1, 3),
        K=st.integers(1, 8), kh=st.integers(1, 6), kw=st.integers(1, 6), padding=PADDINGS,

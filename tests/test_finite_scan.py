@@ -25,8 +25,12 @@ def finite_extremes(dtype):
 
 
 def compiled_says(a):
+    """What both compiled scans say: of the bits (``all_finite``) and of the array itself
+    (``scan_finite``, which require_finite calls), which must agree."""
     bits = np.uint32 if a.dtype == np.float32 else np.uint64
-    return load("_arrays").all_finite(a.reshape(-1).view(bits))
+    says = load("_arrays").all_finite(a.reshape(-1).view(bits))
+    assert load("_arrays").scan_finite(a) is says
+    return says
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -92,15 +96,15 @@ def test_the_entry_points_scan_with_the_compiled_module(monkeypatch):
     # conv2d_forward scans x, w and b: each contiguous float32 array goes through _arrays
     scanned = []
     module = load("_arrays")
-    real = module.all_finite
+    real = module.scan_finite
 
     class Spy:
         def __getattr__(self, name):
             return getattr(module, name)
 
-        def all_finite(self, bits):
-            scanned.append(bits.size)
-            return real(bits)
+        def scan_finite(self, a):
+            scanned.append(a.size)
+            return real(a)
 
     monkeypatch.setattr(_checks, "load", lambda name: Spy() if name == "_arrays" else load(name))
     x = np.ones((2, 6, 6, 3), np.float32)
@@ -110,3 +114,25 @@ def test_the_entry_points_scan_with_the_compiled_module(monkeypatch):
     x[1, 2, 3, 0] = np.nan
     with pytest.raises(ValueError, match=r"^x contains 1 NaN"):
         F.conv2d_forward(x, w)
+
+
+@pytest.mark.parametrize("make, reads", [
+    (lambda a: a, True),
+    (lambda a: np.asfortranarray(a), True),
+    (lambda a: a[:, ::2], False),
+    (lambda a: a.astype(a.dtype.newbyteorder(">")), False),
+    (lambda a: np.frombuffer(b"\0" + a.tobytes(), a.dtype, a.size, 1).reshape(a.shape), False),
+    (lambda a: a.astype(np.float16), False),
+    (lambda a: a.astype(np.complex64), False),
+    (lambda a: a.view(np.int32 if a.dtype == np.float32 else np.int64), False),
+    (lambda a: a[:0], True),
+], ids=["C", "F", "strided", "big-endian", "unaligned", "float16", "complex", "int", "empty"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scan_finite_reads_only_native_contiguous_aligned_floats(make, reads, dtype):
+    # None hands the array to NumPy's scan; True/False is the compiled answer
+    base = np.arange(24, dtype=dtype).reshape(4, 6)
+    says = load("_arrays").scan_finite(make(base))
+    assert says is (True if reads else None)
+    base[0, 0] = np.nan
+    says = load("_arrays").scan_finite(make(base))
+    assert says is (make(base).size == 0 if reads else None)   # only the empty one is finite

@@ -40,7 +40,7 @@ image's output right after its tiles, while it is in cache, and backward compute
 
 Threads: one parallel region per call, its tasks handed out one at a time (OpenMP's dynamic
 schedule).  Forward's tasks are the images.  Backward's are the U work units of whole images of
-dW and db (``_conv._units``, after the policy in ``_parallel.pxd``), then dx image by image:
+dW and db (``unit_count``, the policy of ``_parallel.pxd``), then dx image by image:
 dW and db are summed per unit and the units added in unit order, so the result does not depend
 on which thread ran what, and the small dx tasks at the end even out the threads' finishing
 times (a thread that wakes late, or is slowed by another process, takes fewer of them).
@@ -49,13 +49,16 @@ agree (cheap) so that no call can read or write out of bounds.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 import numpy as np
 
 from . import isa_functions
-from ._conv import _activation_code, _check_like, _check_shapes, _units
-from ._parallel cimport sum_unit_db, sum_unit_parts, unit_threads
+from ._conv import _activation_code
+from ._guards cimport check_conv_shapes, check_like
+from ._parallel cimport sum_unit_db, sum_unit_parts, unit_count, unit_start, unit_threads
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 
 cdef extern from "_blocked.h" nogil:
@@ -163,8 +166,8 @@ cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
-cdef Plan _plan(Py_ssize_t[:] x_shape, Py_ssize_t[:] w_shape, Py_ssize_t Ho, Py_ssize_t Wo,
-                int pt, int pl, Py_ssize_t itemsize) noexcept:
+cdef Plan _plan(const Py_ssize_t *x_shape, const Py_ssize_t *w_shape, Py_ssize_t Ho,
+                Py_ssize_t Wo, int pt, int pl, Py_ssize_t itemsize) noexcept:
     cdef Plan g
     cdef Py_ssize_t rm
     g.H, g.W, g.C = x_shape[1], x_shape[2], x_shape[3]
@@ -503,58 +506,79 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
     apply_activation(outn, outn, g.Ho * g.Wo * K, act)
 
 
-cdef tuple _packed_filters(const floating[:, :, :, ::1] w, const floating[::1] b,
-                           const Plan *g):
-    """``(wk, bk, off)`` as ``_forward_image`` reads them: the filters tap by tap (w's own
-    order) in rows of Kp, the remainder filters repeated G times for the fwdr tiles; the bias
-    likewise; each tap's offset in the padded planar image."""
-    dtype = np.float32 if floating is float else np.float64
+# -- a call's scratch memory --------------------------------------------------------------------
+# Every buffer a call needs besides its arguments (the packed filters, each thread's padded
+# image, tiles and planes) is malloc'd at the start of the call and freed at its end, in a
+# ``finally``: a NumPy array and a memoryview for each took 0.5-1 us apiece, a good part of
+# the fixed cost of a call (the backward made 13 of them).  AMD EPYC Zen 3, one thread, LeNet
+# c2 on one image (best of 3000 calls): forward 15.3 -> 10.7 us, backward 35 -> 21 us.
+# malloc aligns to 16 bytes, as NumPy's arrays were; the tiles load unaligned vectors anyway.
+cdef void *_scratch(Py_ssize_t count, size_t size, bint zeroed=False) except NULL:
+    """Room for ``count`` numbers of ``size`` bytes (at least one), zeroed or not; free() it.
+    MemoryError when there is none."""
+    cdef void *p = calloc(max(count, 1), size) if zeroed else malloc(max(count, 1) * size)
+    if p == NULL:
+        raise MemoryError(f"blocked conv2d: no memory for a scratch buffer of {count} x "
+                          f"{size} bytes")
+    return p
+
+
+cdef void _pack_filters(const floating *wf, const floating *b, floating *wk, floating *bk,
+                        Py_ssize_t *off, const Plan *g) noexcept nogil:
+    """``wk`` (T, Kp), ``bk`` (Kp,) and ``off`` (T,) as ``_forward_image`` reads them, wk and
+    bk zeroed by the caller: the filters tap by tap (w's own order, ``wf`` C-contiguous: tap
+    t's row at t * K) in rows of Kp, the remainder filters repeated G times for the fwdr tiles;
+    the bias likewise; each tap's offset in the padded planar image."""
     cdef Py_ssize_t t, k, a, bb, c
-    wk_array = np.zeros((g.T, g.Kp), dtype=dtype)
-    bk_array = np.zeros(g.Kp, dtype=dtype)
-    off_array = np.empty(g.T, dtype=np.intp)
-    cdef floating[:, ::1] wk = wk_array
-    cdef floating[::1] bk = bk_array
-    cdef Py_ssize_t[::1] off = off_array
-    cdef const floating *wf = &w[0, 0, 0, 0]  # (w is C-contiguous: tap t's row at t * K)
     cdef Py_ssize_t kr = g.KB * g.V, rm = g.V // g.G if g.G else 0
-    with nogil:
-        for t in range(g.T):                    # tap t = (a, b, c), w's own order
-            for k in range(g.K):
-                wk[t, k] = wf[t * g.K + k]
-            for k in range(g.K, g.K + (g.G - 1) * rm):    # the remainder, G times (fwdr)
-                wk[t, k] = wf[t * g.K + kr + (k - g.K) % rm]
-            a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
-            off[t] = (a * g.C + c) * g.Wp + bb
+    for t in range(g.T):                    # tap t = (a, b, c), w's own order
         for k in range(g.K):
-            bk[k] = b[k]
-        for k in range(g.K, g.K + (g.G - 1) * rm):
-            bk[k] = b[kr + (k - g.K) % rm]
-    return wk_array, bk_array, off_array
+            wk[t * g.Kp + k] = wf[t * g.K + k]
+        for k in range(g.K, g.K + (g.G - 1) * rm):    # the remainder, G times (fwdr)
+            wk[t * g.Kp + k] = wf[t * g.K + kr + (k - g.K) % rm]
+        a, bb, c = t // (g.kw * g.C), (t // g.C) % g.kw, t % g.C
+        off[t] = (a * g.C + c) * g.Wp + bb
+    for k in range(g.K):
+        bk[k] = b[k]
+    for k in range(g.K, g.K + (g.G - 1) * rm):
+        bk[k] = b[kr + (k - g.K) % rm]
 
 
 cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                   const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
                   int num_threads, int act):
-    dtype = np.float32 if floating is float else np.float64
-    cdef Py_ssize_t N = x.shape[0]
+    cdef Py_ssize_t N = x.shape[0], n
     cdef Py_ssize_t T = unit_threads(N, num_threads)
-    packed = _packed_filters(w, b, g)
-    cdef floating[:, ::1] wk = packed[0]
-    cdef floating[::1] bk = packed[1]
-    cdef Py_ssize_t[::1] off = packed[2]
-    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
-    cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
-    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K, n
-    with nogil:
-        # image by image (no sums across images: the units of the backward pass are for its
-        # dW), so that the thread that starts late -- the other sleeps between calls and takes
-        # tens of microseconds to wake -- or is slowed takes fewer images, and the two finish
-        # within about an image of each other (units of 8 images: 45 us apart, median)
-        for n in prange(N, schedule="dynamic", num_threads=T):
-            _forward_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
-                           &out[0, 0, 0, 0] + n * out_step, &xq[threadid(), 0],
-                           &tile[threadid(), 0], act, g)
+    # each thread's padded image and tile
+    cdef Py_ssize_t lq = g.Hp * g.C * g.Wp + g.V, lt = cy_blk_acc * g.Kp
+    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K
+    cdef floating *wk = NULL
+    cdef floating *bk = NULL
+    cdef Py_ssize_t *off = NULL
+    cdef floating *xq = NULL
+    cdef floating *tile = NULL
+    try:
+        wk = <floating *>_scratch(g.T * g.Kp, sizeof(floating), True)
+        bk = <floating *>_scratch(g.Kp, sizeof(floating), True)
+        off = <Py_ssize_t *>_scratch(g.T, sizeof(Py_ssize_t))
+        xq = <floating *>_scratch(T * lq, sizeof(floating))
+        tile = <floating *>_scratch(T * lt, sizeof(floating))
+        with nogil:
+            _pack_filters(&w[0, 0, 0, 0], &b[0], wk, bk, off, g)
+            # image by image (no sums across images: the units of the backward pass are for its
+            # dW), so that the thread that starts late -- the other sleeps between calls and
+            # takes tens of microseconds to wake -- or is slowed takes fewer images, and the two
+            # finish within about an image of each other (units of 8 images: 45 us apart, median)
+            for n in prange(N, schedule="dynamic", num_threads=T):
+                _forward_image(&x[0, 0, 0, 0] + n * x_step, wk, bk, off,
+                               &out[0, 0, 0, 0] + n * out_step, xq + threadid() * lq,
+                               tile + threadid() * lt, act, g)
+    finally:
+        free(wk)
+        free(bk)
+        free(off)
+        free(xq)
+        free(tile)
 
 
 # -- backward --------------------------------------------------------------------------------------
@@ -768,90 +792,123 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
                    const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                    floating[:, :, :, ::1] dw, floating[::1] db, const Plan *g,
                    int num_threads, int act, const floating[:, :, :, ::1] y):
-    dtype = np.float32 if floating is float else np.float64
     cdef bint need_dx = dx is not None
-    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, T, U, t, k, a, bb, c, n, i, j, src
+    cdef Py_ssize_t N = x.shape[0], K = g.K, C = g.C, t, k, a, bb, c, n, i, j, src, s
     cdef Py_ssize_t span = g.kw * C, kr = g.KB * g.V, rm = K - g.KB * g.V
     cdef Py_ssize_t tid
-    cdef Py_ssize_t[::1] starts
-    T, U, starts = _units(N, num_threads)
-    cdef floating[:, ::1] wt = np.empty((K, g.T), dtype=dtype)     # W^T: (K, taps)
-    cdef Py_ssize_t[::1] offx = np.empty(g.T, dtype=np.intp)
-    cdef floating[:, ::1] xp = np.empty((T, g.Hp * g.Wp * C + g.V), dtype=dtype)
-    cdef floating[:, ::1] dpad = np.empty((T, g.Ho * g.Wo * g.Kp if K != g.Kp else 1),
-                                          dtype=dtype)
-    cdef floating[:, ::1] dq = np.empty((T, K * g.Lr if need_dx else 1), dtype=dtype)
-    # the planes of dx, with room for gather's reads kw - 1 numbers before and Wq past them
-    cdef floating[:, ::1] dxb = np.empty(
-        (T, g.kw * C * g.planeb + g.kw - 1 + g.Wq if need_dx else 1), dtype=dtype)
-    cdef floating[:, ::1] dxt = np.empty((T, C * g.Hp * g.Wq if need_dx else 1), dtype=dtype)
-    # keep[b, s]: plane b reaches column s of the padded dx (all bits set), or not
-    keep_array = np.zeros((g.kw if need_dx else 1, g.Wq),
-                          dtype=np.int32 if floating is float else np.int64)
-    for bb in range(g.kw if need_dx else 0):
-        keep_array[bb, bb:bb + g.Wo] = -1
-    cdef const unsigned char[::1] keep_bytes = keep_array.reshape(-1).view(np.uint8)
-    # dz = dout * f'(y) of one image, when f is not linear
-    # (with room for the vectors dW reads past the last pixel's K numbers)
-    cdef floating[:, ::1] dz = np.empty((T, g.Ho * g.Wo * K + g.Kp if act != ACT_LINEAR else 1),
-                                        dtype=dtype)
-    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
+    cdef Py_ssize_t T = unit_threads(N, num_threads)
+    cdef Py_ssize_t U = unit_count(N, T)
+    # each thread's buffers (their lengths): the padded image; dout with K padded to Kp; dout
+    # planar; the planes of dx, with room for gather's reads kw - 1 numbers before and Wq past
+    # them; the padded dx planar; dz = dout * f'(y) of one image, when f is not linear (with
+    # room for the vectors dW reads past the last pixel's K numbers)
+    cdef Py_ssize_t lxp = g.Hp * g.Wp * C + g.V
+    cdef Py_ssize_t ldpad = g.Ho * g.Wo * g.Kp if K != g.Kp else 1
+    cdef Py_ssize_t ldq = K * g.Lr if need_dx else 1
+    cdef Py_ssize_t ldxb = g.kw * C * g.planeb + g.kw - 1 + g.Wq if need_dx else 1
+    cdef Py_ssize_t ldxt = C * g.Hp * g.Wq if need_dx else 1
+    cdef Py_ssize_t ldz = g.Ho * g.Wo * K + g.Kp if act != ACT_LINEAR else 1
     # one partial sum of dW and db per unit (not per thread), added in unit order
     cdef Py_ssize_t part = max(g.T * g.Kp, g.kh * K * g.spanv if g.DT else 0)
-    cdef floating[:, ::1] dwl = np.zeros((U, part), dtype=dtype)
-    cdef floating[::1] dws = np.empty(part if g.DG or g.DT else 1, dtype=dtype)   # their sum
-    cdef double[:, ::1] db_part = np.zeros((U, K), dtype=np.float64)
+    cdef floating *wt = NULL        # W^T: (K, taps)
+    cdef Py_ssize_t *offx = NULL
+    cdef floating *xp = NULL
+    cdef floating *dpad = NULL
+    cdef floating *dq = NULL
+    cdef floating *dxb = NULL
+    cdef floating *dxt = NULL
+    cdef floating *dz = NULL
+    cdef floating *dwl = NULL
+    cdef floating *dws = NULL       # the units' dW summed
+    cdef double *db_part = NULL
+    # keep[b, s]: plane b reaches column s of the padded dx (all bits set), or not: (kw, Wq)
+    # integers as wide as a number
+    cdef void *keep = NULL
     cdef Py_ssize_t x_step = g.H * g.W * C, d_step = g.Ho * g.Wo * K
     cdef floating *dxp = &dx[0, 0, 0, 0] if need_dx else NULL
+    cdef const floating *yp = &y[0, 0, 0, 0] if act != ACT_LINEAR else NULL
     # (w and dw are C-contiguous: tap t = (a, b, c)'s row of K numbers at t * K)
     cdef const floating *wf = &w[0, 0, 0, 0]
     cdef floating *dwf = &dw[0, 0, 0, 0]
-    with nogil:
-        for t in range(g.T):       # tap t = (a, b, c) writes plane (b, c) from row a on
-            a, bb, c = t // (g.kw * C), (t // C) % g.kw, t % C
-            for k in range(K):
-                wt[k, t] = wf[t * K + k]
-            offx[t] = (bb * C + c) * g.planeb + a * g.Wo
-        # one pool of tasks: the U units' dW and db first, then dx image by image (no sums
-        # across images), so that a thread that finishes its units early, or starts late,
-        # evens out on the small dx tasks at the end instead of waiting for a unit of images
-        for i in prange(U + (N if need_dx else 0), schedule="dynamic", num_threads=T):
-            tid = threadid()
-            if i < U:
-                for n in range(starts[i], starts[i + 1]):
-                    _dw_image(&dout[0, 0, 0, 0] + n * d_step,
-                              yp + n * d_step if yp != NULL else NULL,
-                              &x[0, 0, 0, 0] + n * x_step, &dwl[i, 0], &db_part[i, 0],
-                              &xp[tid, 0], &dpad[tid, 0], &dz[tid, 0], act,
-                              (N - 1 - n) * x_step, (N - 1 - n) * d_step, g)
+    try:
+        wt = <floating *>_scratch(K * g.T, sizeof(floating))
+        offx = <Py_ssize_t *>_scratch(g.T, sizeof(Py_ssize_t))
+        xp = <floating *>_scratch(T * lxp, sizeof(floating))
+        dpad = <floating *>_scratch(T * ldpad, sizeof(floating))
+        dq = <floating *>_scratch(T * ldq, sizeof(floating))
+        dxb = <floating *>_scratch(T * ldxb, sizeof(floating))
+        dxt = <floating *>_scratch(T * ldxt, sizeof(floating))
+        dz = <floating *>_scratch(T * ldz, sizeof(floating))
+        dwl = <floating *>_scratch(U * part, sizeof(floating), True)
+        dws = <floating *>_scratch(part if g.DG or g.DT else 1, sizeof(floating))
+        db_part = <double *>_scratch(U * K, sizeof(double), True)
+        keep = _scratch((g.kw if need_dx else 1) * g.Wq, sizeof(floating), True)
+        with nogil:
+            for bb in range(g.kw if need_dx else 0):
+                for s in range(bb, bb + g.Wo):
+                    if floating is float:
+                        (<int32_t *>keep)[bb * g.Wq + s] = -1
+                    else:
+                        (<int64_t *>keep)[bb * g.Wq + s] = -1
+            for t in range(g.T):       # tap t = (a, b, c) writes plane (b, c) from row a on
+                a, bb, c = t // (g.kw * C), (t // C) % g.kw, t % C
+                for k in range(K):
+                    wt[k * g.T + t] = wf[t * K + k]
+                offx[t] = (bb * C + c) * g.planeb + a * g.Wo
+            # one pool of tasks: the U units' dW and db first, then dx image by image (no sums
+            # across images), so that a thread that finishes its units early, or starts late,
+            # evens out on the small dx tasks at the end instead of waiting for a unit of images
+            for i in prange(U + (N if need_dx else 0), schedule="dynamic", num_threads=T):
+                tid = threadid()
+                if i < U:
+                    for n in range(unit_start(N, U, i), unit_start(N, U, i + 1)):
+                        _dw_image(&dout[0, 0, 0, 0] + n * d_step,
+                                  yp + n * d_step if yp != NULL else NULL,
+                                  &x[0, 0, 0, 0] + n * x_step, dwl + i * part, db_part + i * K,
+                                  xp + tid * lxp, dpad + tid * ldpad, dz + tid * ldz, act,
+                                  (N - 1 - n) * x_step, (N - 1 - n) * d_step, g)
+                else:
+                    n = i - U
+                    _dx_image(&dout[0, 0, 0, 0] + n * d_step,
+                              yp + n * d_step if yp != NULL else NULL, wt, offx,
+                              dxp + n * x_step, dq + tid * ldq, dxb + tid * ldxb,
+                              dxt + tid * ldxt, dz + tid * ldz, keep, act, g)
+            # the units' partial sums in unit order (``_parallel.pxd``)
+            if g.DT:
+                # dwp summed dW as (kh, K, spanv): tap t = (a, s) of filter k at
+                # (a K + k) spanv + s
+                sum_unit_parts(dwl, U, part, 1, g.kh * K * g.spanv, part, dws)
+                for t in range(g.T):
+                    a, j = t // span, t % span
+                    for k in range(K):
+                        dwf[t * K + k] = dws[(a * K + k) * g.spanv + j]
+            elif g.DG == 0 or span < g.DG:
+                sum_unit_parts(dwl, U, part, g.T, K, g.Kp, dwf)
             else:
-                n = i - U
-                _dx_image(&dout[0, 0, 0, 0] + n * d_step,
-                          yp + n * d_step if yp != NULL else NULL, &wt[0, 0], &offx[0],
-                          dxp + n * x_step, &dq[tid, 0], &dxb[tid, 0], &dxt[tid, 0],
-                          &dz[tid, 0], &keep_bytes[0], act, g)
-        # the units' partial sums in unit order (``_parallel.pxd``)
-        if g.DT:
-            # dwp summed dW as (kh, K, spanv): tap t = (a, s) of filter k at (a K + k) spanv + s
-            sum_unit_parts(&dwl[0, 0], U, part, 1, g.kh * K * g.spanv, part, &dws[0])
-            for t in range(g.T):
-                a, j = t // span, t % span
-                for k in range(K):
-                    dwf[t * K + k] = dws[(a * K + k) * g.spanv + j]
-        elif g.DG == 0 or span < g.DG:
-            sum_unit_parts(&dwl[0, 0], U, part, g.T, K, g.Kp, dwf)
-        else:
-            # dwr kept the remainder of a group of DG taps (b, c) of a kernel row in the last
-            # vector of its first row, tap i's filter KB V + l at lane i * rm + l
-            sum_unit_parts(&dwl[0, 0], U, part, 1, g.T * g.Kp, g.T * g.Kp, &dws[0])
-            for t in range(g.T):
-                j = t % span
-                for k in range(K):
-                    src = t * g.Kp + k
-                    if k >= kr and j < span // g.DG * g.DG:
-                        src = (t - j % g.DG) * g.Kp + kr + j % g.DG * rm + k - kr
-                    dwf[t * K + k] = dws[src]
-        sum_unit_db(&db_part[0, 0], U, K, &db[0])
+                # dwr kept the remainder of a group of DG taps (b, c) of a kernel row in the last
+                # vector of its first row, tap i's filter KB V + l at lane i * rm + l
+                sum_unit_parts(dwl, U, part, 1, g.T * g.Kp, g.T * g.Kp, dws)
+                for t in range(g.T):
+                    j = t % span
+                    for k in range(K):
+                        src = t * g.Kp + k
+                        if k >= kr and j < span // g.DG * g.DG:
+                            src = (t - j % g.DG) * g.Kp + kr + j % g.DG * rm + k - kr
+                        dwf[t * K + k] = dws[src]
+            sum_unit_db(db_part, U, K, &db[0])
+    finally:
+        free(wt)
+        free(offx)
+        free(xp)
+        free(dpad)
+        free(dq)
+        free(dxb)
+        free(dxt)
+        free(dz)
+        free(dwl)
+        free(dws)
+        free(db_part)
+        free(keep)
 
 
 # -- when this path runs ---------------------------------------------------------------------------
@@ -911,7 +968,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
     ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
     """
-    _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    check_conv_shapes(x.shape, w.shape, b.shape[0], out.shape, 1, 1, pt, pl)
     cdef int act = _activation_code(activation)
     cdef Plan g = _plan(x.shape, w.shape, out.shape[1], out.shape[2], pt, pl, sizeof(floating))
     _forward_all(x, w, b, out, &g, num_threads, act)
@@ -924,11 +981,13 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from
     ``dz = dout * f'(y)`` (N, H_out, W_out, K), ``y`` the forward output (read when the
     activation f is not linear); db is accumulated in double precision."""
-    _check_shapes(x, w, db, dout, 1, 1, pt, pl)
-    cdef int act = _activation_code(activation, y, dout)
+    check_conv_shapes(x.shape, w.shape, db.shape[0], dout.shape, 1, 1, pt, pl)
+    cdef int act = _activation_code(activation)
+    if act != ACT_LINEAR:       # its derivative reads y: y must exist, of dout's shape
+        _activation_code(activation, y, dout)
     if dx is not None:
-        _check_like(dx, x, "dx", "x")
-    _check_like(dw, w, "dw", "w")
+        check_like(dx.shape, x.shape, "dx", "x")
+    check_like(dw.shape, w.shape, "dw", "w")
     cdef Plan g = _plan(x.shape, w.shape, dout.shape[1], dout.shape[2], pt, pl,
                         sizeof(floating))
     _backward_all(dout, x, w, dx, dw, db, &g, num_threads, act, y)
@@ -983,24 +1042,39 @@ cdef void _forward_pool_image(const floating *xn, const floating *wk, const floa
 cdef _forward_pool_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                        const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
                        int num_threads, int act, int relu):
-    dtype = np.float32 if floating is float else np.float64
     cdef Py_ssize_t N = x.shape[0], n, tid
     cdef Py_ssize_t T = unit_threads(N, num_threads)
-    packed = _packed_filters(w, b, g)     # as _forward_all: the same conv, the same bits
-    cdef floating[:, ::1] wk = packed[0]
-    cdef floating[::1] bk = packed[1]
-    cdef Py_ssize_t[::1] off = packed[2]
-    cdef floating[:, ::1] xq = np.empty((T, g.Hp * g.C * g.Wp + g.V), dtype=dtype)
-    cdef floating[:, ::1] tile = np.empty((T, cy_blk_acc * g.Kp), dtype=dtype)
-    # one image's conv output per thread
-    cdef floating[:, ::1] y = np.empty((T, g.Ho * g.Wo * g.K), dtype=dtype)
+    # each thread's padded image, tile and image of conv output
+    cdef Py_ssize_t lq = g.Hp * g.C * g.Wp + g.V, lt = cy_blk_acc * g.Kp
+    cdef Py_ssize_t ly = g.Ho * g.Wo * g.K
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = (g.Ho // 2) * (g.Wo // 2) * g.K
-    with nogil:
-        for n in prange(N, schedule="dynamic", num_threads=T):
-            tid = threadid()
-            _forward_pool_image(&x[0, 0, 0, 0] + n * x_step, &wk[0, 0], &bk[0], &off[0],
-                                &out[0, 0, 0, 0] + n * out_step, &y[tid, 0], &xq[tid, 0],
-                                &tile[tid, 0], act, relu, g)
+    cdef floating *wk = NULL
+    cdef floating *bk = NULL
+    cdef Py_ssize_t *off = NULL
+    cdef floating *xq = NULL
+    cdef floating *tile = NULL
+    cdef floating *y = NULL
+    try:
+        wk = <floating *>_scratch(g.T * g.Kp, sizeof(floating), True)
+        bk = <floating *>_scratch(g.Kp, sizeof(floating), True)
+        off = <Py_ssize_t *>_scratch(g.T, sizeof(Py_ssize_t))
+        xq = <floating *>_scratch(T * lq, sizeof(floating))
+        tile = <floating *>_scratch(T * lt, sizeof(floating))
+        y = <floating *>_scratch(T * ly, sizeof(floating))
+        with nogil:
+            _pack_filters(&w[0, 0, 0, 0], &b[0], wk, bk, off, g)  # as _forward_all: same bits
+            for n in prange(N, schedule="dynamic", num_threads=T):
+                tid = threadid()
+                _forward_pool_image(&x[0, 0, 0, 0] + n * x_step, wk, bk, off,
+                                    &out[0, 0, 0, 0] + n * out_step, y + tid * ly,
+                                    xq + tid * lq, tile + tid * lt, act, relu, g)
+    finally:
+        free(wk)
+        free(bk)
+        free(off)
+        free(xq)
+        free(tile)
+        free(y)
 
 
 def conv2d_max_pool2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -1015,7 +1089,7 @@ def conv2d_max_pool2d_forward(const floating[:, :, :, ::1] x, const floating[:, 
     ``num_threads`` the OpenMP team size; ``activation`` f, a name of
     ``cytorch._kernels.EPILOGUES`` (relu is applied after the pooling: the same numbers).
     """
-    _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    check_conv_shapes(x.shape, w.shape, b.shape[0], out.shape, 1, 1, pt, pl)
     if H_out < 2 or W_out < 2 or out.shape[1] != H_out // 2 or out.shape[2] != W_out // 2:
         raise ValueError(f"conv2d_max_pool2d kernel: out {tuple(out.shape)[:4]} must be the "
                          f"2x2 pooling of a conv output of at least 2x2, here {H_out}x{W_out}")

@@ -66,6 +66,7 @@ from . import EPILOGUES, isa_functions
 from ._blas cimport gemm
 from ._epilogue cimport (ACT_LINEAR, apply_activation, cy_isa_best, cy_mathfn_select,
                          derivative_db)
+from ._guards cimport check_conv_shapes, check_like
 from ._parallel cimport sum_unit_db, sum_unit_parts, unit_count, unit_start, unit_threads
 
 cdef extern from "_strided.h" nogil:
@@ -701,26 +702,30 @@ def uses_strided_path(x_shape, w_shape, out_shape, strides, dilation=(1, 1),
 
 
 # -- Python entry points -------------------------------------------------------------------------
+cdef inline void _dims4(shape, Py_ssize_t *dims):
+    """The first 4 numbers of a Python ``shape`` into ``dims``."""
+    dims[0], dims[1], dims[2], dims[3] = shape[:4]
+
+
 def _check_shapes(x, w, b, out, int sh, int sw, int pt, int pl, int dil_h=1, int dil_w=1):
-    """Raise ValueError unless the arrays agree (the last guard before code without checks)."""
-    N, H, W, C = x.shape[:4]
-    kh, kw, C_w, K = w.shape[:4]
-    if C_w != C or b.shape[0] != K or out.shape[0] != N or out.shape[3] != K:
-        raise ValueError(f"conv2d kernel: inconsistent shapes x {tuple(x.shape[:4])}, "
-                         f"w {tuple(w.shape[:4])}, b {tuple(b.shape[:1])}, "
-                         f"out {tuple(out.shape[:4])}")
-    if sh < 1 or sw < 1 or pt < 0 or pl < 0 or min(N, H, W, C, kh, kw, K) < 1 \
-            or out.shape[1] < 1 or out.shape[2] < 1 or dil_h < 1 or dil_w < 1:
-        raise ValueError(f"conv2d kernel: bad geometry strides ({sh}, {sw}), pads ({pt}, {pl}), "
-                         f"dilation ({dil_h}, {dil_w}), "
-                         f"x {tuple(x.shape[:4])}, w {tuple(w.shape[:4])}, "
-                         f"out {tuple(out.shape[:4])}")
+    """Raise ValueError unless the arrays agree (the last guard before code without checks;
+    ``_guards.pxd``'s, for Python objects)."""
+    cdef Py_ssize_t xs[4]
+    cdef Py_ssize_t ws[4]
+    cdef Py_ssize_t os[4]
+    _dims4(x.shape, xs)
+    _dims4(w.shape, ws)
+    _dims4(out.shape, os)
+    check_conv_shapes(xs, ws, b.shape[0], os, sh, sw, pt, pl, dil_h, dil_w)
 
 
 def _check_like(a, b, name_a, name_b):
-    if tuple(a.shape[:4]) != tuple(b.shape[:4]):
-        raise ValueError(f"conv2d kernel: {name_a} {tuple(a.shape[:4])} must have the shape "
-                         f"of {name_b} {tuple(b.shape[:4])}")
+    """Raise ValueError unless the arrays ``a`` and ``b`` have one 4-D shape."""
+    cdef Py_ssize_t sa[4]
+    cdef Py_ssize_t sb[4]
+    _dims4(a.shape, sa)
+    _dims4(b.shape, sb)
+    check_like(sa, sb, name_a, name_b)
 
 
 def _activation_code(activation, y=None, dout=None):
@@ -812,7 +817,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
     ``dil_h``/``dil_w`` the dilation; ``activation`` f, a name of ``EPILOGUES``.
     """
-    _check_shapes(x, w, b, out, sh, sw, pt, pl, dil_h, dil_w)
+    check_conv_shapes(x.shape, w.shape, b.shape[0], out.shape, sh, sw, pt, pl, dil_h, dil_w)
     cdef int act = _activation_code(activation)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], sh, sw, pt, pl, dil_h,
                         dil_w)
@@ -872,11 +877,14 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     W_out (accumulated in double precision).  ``dx=None`` skips dx (a network's first layer
     never needs it).
     """
-    _check_shapes(x, w, db, dout, sh, sw, pt, pl, dil_h, dil_w)
-    cdef int act = _activation_code(activation, y, dout)
+    check_conv_shapes(x.shape, w.shape, db.shape[0], dout.shape, sh, sw, pt, pl, dil_h,
+                      dil_w)
+    cdef int act = _activation_code(activation)
+    if act != ACT_LINEAR:       # its derivative reads y: y must exist, of dout's shape
+        _activation_code(activation, y, dout)
     if dx is not None:
-        _check_like(dx, x, "dx", "x")
-    _check_like(dw, w, "dw", "w")
+        check_like(dx.shape, x.shape, "dx", "x")
+    check_like(dw.shape, w.shape, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], sh, sw, pt, pl, dil_h,
                         dil_w)
     cdef Py_ssize_t N = x.shape[0], T, U, group, band, buf, u, i, k

@@ -36,7 +36,8 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from . import isa_functions
-from ._conv import _activation_code, _check_like, _check_shapes, _units
+from ._conv import _activation_code, _units
+from ._guards cimport check_conv_shapes, check_like
 from ._epilogue cimport ACT_LINEAR, apply_activation, cy_mathfn_select, derivative_db
 from ._parallel cimport sum_unit_db
 
@@ -430,7 +431,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     ``pt``/``pl`` are the top/left zero padding; ``num_threads`` the OpenMP team size;
     ``activation`` f, a name of ``cytorch._kernels.EPILOGUES``.
     """
-    _check_shapes(x, w, b, out, 1, 1, pt, pl)
+    check_conv_shapes(x.shape, w.shape, b.shape[0], out.shape, 1, 1, pt, pl)
     cdef int act = _activation_code(activation)
     cdef Geom g = _geom(x.shape, w.shape, out.shape[1], out.shape[2], pt, pl)
     _forward_lanes_all(x, w, b, out, &g, num_threads, act)
@@ -443,11 +444,13 @@ def conv2d_backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, :
     """Fill ``dx`` (like x; skipped when None), ``dw`` (like w) and ``db`` (K,) from
     ``dz = dout * f'(y)`` (N, H_out, W_out, K), ``y`` the forward output (read when the
     activation f is not linear); db is accumulated in double precision."""
-    _check_shapes(x, w, db, dout, 1, 1, pt, pl)
-    cdef int act = _activation_code(activation, y, dout)
+    check_conv_shapes(x.shape, w.shape, db.shape[0], dout.shape, 1, 1, pt, pl)
+    cdef int act = _activation_code(activation)
+    if act != ACT_LINEAR:       # its derivative reads y: y must exist, of dout's shape
+        _activation_code(activation, y, dout)
     if dx is not None:
-        _check_like(dx, x, "dx", "x")
-    _check_like(dw, w, "dw", "w")
+        check_like(dx.shape, x.shape, "dx", "x")
+    check_like(dw.shape, w.shape, "dw", "w")
     cdef Geom g = _geom(x.shape, w.shape, dout.shape[1], dout.shape[2], pt, pl)
     _backward_lanes_all(dout, x, w, dx, dw, db, y, &g, num_threads, act)
 
