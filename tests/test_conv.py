@@ -416,7 +416,7 @@ def test_thin_layer_the_blocked_path_turns_down_runs_the_direct_path():
 # -- backward runs the path its forward pass ran ---------------------------------------------------
 PATH_SHAPES = {   # (x, w, strides): one conv of each compiled path
     "_direct": ((2, 9, 9, 1), (3, 3, 1, 4), 1), "_blocked": ((2, 14, 14, 6), (5, 5, 6, 16), 1),
-    "_winograd": ((2, 10, 10, 32), (3, 3, 32, 32), 1), "_conv": ((2, 9, 9, 3), (3, 3, 3, 8), 2)}
+    "_winograd": ((2, 20, 20, 32), (3, 3, 32, 32), 1), "_conv": ((2, 9, 9, 3), (3, 3, 3, 8), 2)}
 
 
 def test_the_forward_cache_names_the_path_and_backward_runs_it(monkeypatch):
