@@ -50,7 +50,10 @@ agree (cheap) so that no call can read or write out of bounds.
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -512,15 +515,33 @@ cdef void _forward_image(const floating *xn, const floating *wk, const floating 
 # ``finally``: a NumPy array and a memoryview for each took 0.5-1 us apiece, a good part of
 # the fixed cost of a call (the backward made 13 of them).  AMD EPYC Zen 3, one thread, LeNet
 # c2 on one image (best of 3000 calls): forward 15.3 -> 10.7 us, backward 35 -> 21 us.
-# malloc aligns to 16 bytes, as NumPy's arrays were; the tiles load unaligned vectors anyway.
+# Each buffer starts on a 64-byte cache line, and each thread's (or work unit's) region in it
+# takes whole lines (``_whole_lines``): with malloc's 16-byte alignment, as NumPy's, the last
+# line of one thread's region was the first of the next one's in some processes and not in
+# others, by where the heap put the buffer.  Two threads then wrote one line (false sharing):
+# LeNet c2 forward+backward on 2 threads took 750 or 800-935 us, process by process (AMD EPYC
+# Zen 3, avx2, best of 100 calls); aligned, 690-705 us in every process.  Same bits: only
+# addresses move, and the tiles load unaligned vectors anyway.
 cdef void *_scratch(Py_ssize_t count, size_t size, bint zeroed=False) except NULL:
     """Room for ``count`` numbers of ``size`` bytes (at least one), zeroed or not; free() it.
     MemoryError when there is none."""
-    cdef void *p = calloc(max(count, 1), size) if zeroed else malloc(max(count, 1) * size)
+    cdef size_t nbytes = max(count, 1) * size
+    cdef void *p = NULL
+    if posix_memalign(&p, 64, nbytes) != 0:
+        p = NULL
+    elif zeroed:
+        memset(p, 0, nbytes)
     if p == NULL:
         raise MemoryError(f"blocked conv2d: no memory for a scratch buffer of {count} x "
                           f"{size} bytes")
     return p
+
+
+cdef inline Py_ssize_t _whole_lines(Py_ssize_t count, size_t size) noexcept nogil:
+    """``count`` rounded up to whole 64-byte cache lines of numbers of ``size`` bytes: the
+    stride of a per-thread (or per-unit) region, so that no two threads write one line."""
+    cdef Py_ssize_t per = 64 // size
+    return (count + per - 1) // per * per
 
 
 cdef void _pack_filters(const floating *wf, const floating *b, floating *wk, floating *bk,
@@ -550,7 +571,8 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     cdef Py_ssize_t N = x.shape[0], n
     cdef Py_ssize_t T = unit_threads(N, num_threads)
     # each thread's padded image and tile
-    cdef Py_ssize_t lq = g.Hp * g.C * g.Wp + g.V, lt = cy_blk_acc * g.Kp
+    cdef Py_ssize_t lq = _whole_lines(g.Hp * g.C * g.Wp + g.V, sizeof(floating))
+    cdef Py_ssize_t lt = _whole_lines(cy_blk_acc * g.Kp, sizeof(floating))
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K
     cdef floating *wk = NULL
     cdef floating *bk = NULL
@@ -801,15 +823,17 @@ cdef _backward_all(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::
     # each thread's buffers (their lengths): the padded image; dout with K padded to Kp; dout
     # planar; the planes of dx, with room for gather's reads kw - 1 numbers before and Wq past
     # them; the padded dx planar; dz = dout * f'(y) of one image, when f is not linear (with
-    # room for the vectors dW reads past the last pixel's K numbers)
-    cdef Py_ssize_t lxp = g.Hp * g.Wp * C + g.V
-    cdef Py_ssize_t ldpad = g.Ho * g.Wo * g.Kp if K != g.Kp else 1
-    cdef Py_ssize_t ldq = K * g.Lr if need_dx else 1
-    cdef Py_ssize_t ldxb = g.kw * C * g.planeb + g.kw - 1 + g.Wq if need_dx else 1
-    cdef Py_ssize_t ldxt = C * g.Hp * g.Wq if need_dx else 1
-    cdef Py_ssize_t ldz = g.Ho * g.Wo * K + g.Kp if act != ACT_LINEAR else 1
+    # room for the vectors dW reads past the last pixel's K numbers), each in whole cache lines
+    # (_whole_lines) from a 64-byte aligned start (_scratch)
+    cdef size_t z = sizeof(floating)
+    cdef Py_ssize_t lxp = _whole_lines(g.Hp * g.Wp * C + g.V, z)
+    cdef Py_ssize_t ldpad = _whole_lines(g.Ho * g.Wo * g.Kp if K != g.Kp else 1, z)
+    cdef Py_ssize_t ldq = _whole_lines(K * g.Lr if need_dx else 1, z)
+    cdef Py_ssize_t ldxb = _whole_lines(g.kw * C * g.planeb + g.kw - 1 + g.Wq if need_dx else 1, z)
+    cdef Py_ssize_t ldxt = _whole_lines(C * g.Hp * g.Wq if need_dx else 1, z)
+    cdef Py_ssize_t ldz = _whole_lines(g.Ho * g.Wo * K + g.Kp if act != ACT_LINEAR else 1, z)
     # one partial sum of dW and db per unit (not per thread), added in unit order
-    cdef Py_ssize_t part = max(g.T * g.Kp, g.kh * K * g.spanv if g.DT else 0)
+    cdef Py_ssize_t part = _whole_lines(max(g.T * g.Kp, g.kh * K * g.spanv if g.DT else 0), z)
     cdef floating *wt = NULL        # W^T: (K, taps)
     cdef Py_ssize_t *offx = NULL
     cdef floating *xp = NULL
@@ -1045,8 +1069,9 @@ cdef _forward_pool_all(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef Py_ssize_t N = x.shape[0], n, tid
     cdef Py_ssize_t T = unit_threads(N, num_threads)
     # each thread's padded image, tile and image of conv output
-    cdef Py_ssize_t lq = g.Hp * g.C * g.Wp + g.V, lt = cy_blk_acc * g.Kp
-    cdef Py_ssize_t ly = g.Ho * g.Wo * g.K
+    cdef Py_ssize_t lq = _whole_lines(g.Hp * g.C * g.Wp + g.V, sizeof(floating))
+    cdef Py_ssize_t lt = _whole_lines(cy_blk_acc * g.Kp, sizeof(floating))
+    cdef Py_ssize_t ly = _whole_lines(g.Ho * g.Wo * g.K, sizeof(floating))
     cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = (g.Ho // 2) * (g.Wo // 2) * g.K
     cdef floating *wk = NULL
     cdef floating *bk = NULL
