@@ -407,7 +407,10 @@ def test_environment_variable_sets_the_mode():
 
 def test_a_conv2d_layer_runs_winograd_and_matches_the_reference_backend():
     from cytorch import layers as L
-    layer = L.Conv2D(16, 3, padding="same", activation="relu")
+    # seeded: with other weights an output within ~1e-5 of 0 can take the other side of the
+    # ReLU in float32 Winograd and float64 twin, and dx then differs by a weight (seed 0's
+    # smallest positive output is 2.6e-4); y within F(4x4, 3x3)'s float32 error (~1e-5 here)
+    layer = L.Conv2D(16, 3, padding="same", activation="relu", seed=0)
     x = np.random.default_rng(0).standard_normal((4, 15, 15, 16)).astype(np.float32)
     y = layer.forward(x, training=True)
     assert load("_winograd").uses_winograd_path(x.shape, (3, 3, 16, 16), y.shape, (1, 1),
@@ -416,7 +419,7 @@ def test_a_conv2d_layer_runs_winograd_and_matches_the_reference_backend():
     with cytorch.backend("reference"):
         y_ref = layer.forward(x, training=True)
         dx_ref = layer.backward(np.ones_like(y))
-    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-4)
 
 
