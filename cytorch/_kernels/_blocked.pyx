@@ -567,24 +567,30 @@ cdef void _pack_filters(const floating *wf, const floating *b, floating *wk, flo
 
 cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                   const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
-                  int num_threads, int act):
-    cdef Py_ssize_t N = x.shape[0], n
+                  int num_threads, int act, bint pool=False, int relu=0):
+    """Every image's forward into ``out``; with ``pool``, each image's conv output goes to the
+    thread's scratch and only its 2x2 max pooling to ``out`` (``_forward_pool_image``)."""
+    cdef Py_ssize_t N = x.shape[0], n, tid
     cdef Py_ssize_t T = unit_threads(N, num_threads)
-    # each thread's padded image and tile
+    # each thread's padded image, tile and (pooled) image of conv output
     cdef Py_ssize_t lq = _whole_lines(g.Hp * g.C * g.Wp + g.V, sizeof(floating))
     cdef Py_ssize_t lt = _whole_lines(cy_blk_acc * g.Kp, sizeof(floating))
-    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = g.Ho * g.Wo * g.K
+    cdef Py_ssize_t ly = _whole_lines(g.Ho * g.Wo * g.K if pool else 1, sizeof(floating))
+    cdef Py_ssize_t x_step = g.H * g.W * g.C
+    cdef Py_ssize_t out_step = out.shape[1] * out.shape[2] * g.K
     cdef floating *wk = NULL
     cdef floating *bk = NULL
     cdef Py_ssize_t *off = NULL
     cdef floating *xq = NULL
     cdef floating *tile = NULL
+    cdef floating *y = NULL
     try:
         wk = <floating *>_scratch(g.T * g.Kp, sizeof(floating), True)
         bk = <floating *>_scratch(g.Kp, sizeof(floating), True)
         off = <Py_ssize_t *>_scratch(g.T, sizeof(Py_ssize_t))
         xq = <floating *>_scratch(T * lq, sizeof(floating))
         tile = <floating *>_scratch(T * lt, sizeof(floating))
+        y = <floating *>_scratch(T * ly, sizeof(floating))
         with nogil:
             _pack_filters(&w[0, 0, 0, 0], &b[0], wk, bk, off, g)
             # image by image (no sums across images: the units of the backward pass are for its
@@ -592,15 +598,22 @@ cdef _forward_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
             # takes tens of microseconds to wake -- or is slowed takes fewer images, and the two
             # finish within about an image of each other (units of 8 images: 45 us apart, median)
             for n in prange(N, schedule="dynamic", num_threads=T):
-                _forward_image(&x[0, 0, 0, 0] + n * x_step, wk, bk, off,
-                               &out[0, 0, 0, 0] + n * out_step, xq + threadid() * lq,
-                               tile + threadid() * lt, act, g)
+                tid = threadid()
+                if pool:
+                    _forward_pool_image(&x[0, 0, 0, 0] + n * x_step, wk, bk, off,
+                                        &out[0, 0, 0, 0] + n * out_step, y + tid * ly,
+                                        xq + tid * lq, tile + tid * lt, act, relu, g)
+                else:
+                    _forward_image(&x[0, 0, 0, 0] + n * x_step, wk, bk, off,
+                                   &out[0, 0, 0, 0] + n * out_step, xq + tid * lq,
+                                   tile + tid * lt, act, g)
     finally:
         free(wk)
         free(bk)
         free(off)
         free(xq)
         free(tile)
+        free(y)
 
 
 # -- backward --------------------------------------------------------------------------------------
@@ -1063,45 +1076,6 @@ cdef void _forward_pool_image(const floating *xn, const floating *wk, const floa
                              W_pool, K, 0, relu)
 
 
-cdef _forward_pool_all(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
-                       const floating[::1] b, floating[:, :, :, ::1] out, const Plan *g,
-                       int num_threads, int act, int relu):
-    cdef Py_ssize_t N = x.shape[0], n, tid
-    cdef Py_ssize_t T = unit_threads(N, num_threads)
-    # each thread's padded image, tile and image of conv output
-    cdef Py_ssize_t lq = _whole_lines(g.Hp * g.C * g.Wp + g.V, sizeof(floating))
-    cdef Py_ssize_t lt = _whole_lines(cy_blk_acc * g.Kp, sizeof(floating))
-    cdef Py_ssize_t ly = _whole_lines(g.Ho * g.Wo * g.K, sizeof(floating))
-    cdef Py_ssize_t x_step = g.H * g.W * g.C, out_step = (g.Ho // 2) * (g.Wo // 2) * g.K
-    cdef floating *wk = NULL
-    cdef floating *bk = NULL
-    cdef Py_ssize_t *off = NULL
-    cdef floating *xq = NULL
-    cdef floating *tile = NULL
-    cdef floating *y = NULL
-    try:
-        wk = <floating *>_scratch(g.T * g.Kp, sizeof(floating), True)
-        bk = <floating *>_scratch(g.Kp, sizeof(floating), True)
-        off = <Py_ssize_t *>_scratch(g.T, sizeof(Py_ssize_t))
-        xq = <floating *>_scratch(T * lq, sizeof(floating))
-        tile = <floating *>_scratch(T * lt, sizeof(floating))
-        y = <floating *>_scratch(T * ly, sizeof(floating))
-        with nogil:
-            _pack_filters(&w[0, 0, 0, 0], &b[0], wk, bk, off, g)  # as _forward_all: same bits
-            for n in prange(N, schedule="dynamic", num_threads=T):
-                tid = threadid()
-                _forward_pool_image(&x[0, 0, 0, 0] + n * x_step, wk, bk, off,
-                                    &out[0, 0, 0, 0] + n * out_step, y + tid * ly,
-                                    xq + tid * lq, tile + tid * lt, act, relu, g)
-    finally:
-        free(wk)
-        free(bk)
-        free(off)
-        free(xq)
-        free(tile)
-        free(y)
-
-
 def conv2d_max_pool2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                               const floating[::1] b, floating[:, :, :, ::1] out,
                               Py_ssize_t H_out, Py_ssize_t W_out, int pt, int pl,
@@ -1121,4 +1095,4 @@ def conv2d_max_pool2d_forward(const floating[:, :, :, ::1] x, const floating[:, 
     cdef int act = _activation_code(activation)
     cdef int relu = act == ACT_RELU
     cdef Plan g = _plan(x.shape, w.shape, H_out, W_out, pt, pl, sizeof(floating))
-    _forward_pool_all(x, w, b, out, &g, num_threads, ACT_LINEAR if relu else act, relu)
+    _forward_all(x, w, b, out, &g, num_threads, ACT_LINEAR if relu else act, True, relu)
